@@ -1,0 +1,87 @@
+"""Secrets: `${secret.NAME}` resolved inside activities only, and masking for logs and previews."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from activities.errors import fatal
+
+ENV_PREFIX = "STEPGATE_SECRET_"
+MASK = "***"
+_REF = re.compile(r"\$\{\s*secret\.([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+_SENSITIVE = re.compile(
+    r"pass(word|wd)?|secret|token|api[-_]?key|apikey|authorization|auth|cookie|credential|"
+    r"private[-_]?key|session|signature",
+    re.IGNORECASE,
+)
+
+
+def is_sensitive_key(key: str) -> bool:
+    return bool(_SENSITIVE.search(key))
+
+
+class SecretStore:
+    """Looks up NAME as env `STEPGATE_SECRET_NAME`, then as the file `<secrets_dir>/NAME`.
+
+    Only prefixed variables are visible, so a pipeline cannot read the worker's own environment.
+    """
+
+    def __init__(self, secrets_dir: Path | None = None, environ: Mapping[str, str] | None = None):
+        self._dir = secrets_dir
+        self._env = os.environ if environ is None else environ
+
+    def get(self, name: str) -> str | None:
+        value = self._env.get(ENV_PREFIX + name)
+        if value is not None:
+            return value
+        if self._dir is not None:
+            path = self._dir / name
+            if path.is_file():
+                return path.read_text().rstrip("\n")
+        return None
+
+    def resolve(self, obj: Any, used: set[str]) -> Any:
+        """A copy of `obj` with every `${secret.NAME}` replaced; the values used go into `used`."""
+        if isinstance(obj, str):
+            def sub(match: re.Match[str]) -> str:
+                value = self.get(match.group(1))
+                if value is None:
+                    raise fatal(
+                        f"secret {match.group(1)!r} is not configured on this worker "
+                        f"(set {ENV_PREFIX}{match.group(1)} or add a file to the secrets folder)",
+                        "MissingSecret",
+                    )
+                used.add(value)
+                return value
+
+            return _REF.sub(sub, obj)
+        if isinstance(obj, dict):
+            return {k: self.resolve(v, used) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [self.resolve(v, used) for v in obj]
+        return obj
+
+
+def mask(obj: Any, values: set[str] | frozenset[str] = frozenset()) -> Any:
+    """Copy of `obj` with sensitive keys' values and any known secret value replaced by ***."""
+    if isinstance(obj, dict):
+        return {
+            k: (MASK if isinstance(k, str) and is_sensitive_key(k) and v not in (None, "") else mask(v, values))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [mask(v, values) for v in obj]
+    if isinstance(obj, str):
+        return mask_text(obj, values)
+    return obj
+
+
+def mask_text(text: str, values: set[str] | frozenset[str]) -> str:
+    for value in values:
+        if len(value) >= 4:
+            text = text.replace(value, MASK)
+    return text

@@ -1,0 +1,96 @@
+"""The catalog: pipeline definitions loaded from YAML files and validated at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from activities.registry import ToolRegistry
+from workflows.definition import Definition
+from workflows.validation import Issue, validate_definition
+
+
+class CatalogError(ValueError):
+    """One or more catalog files are invalid; the message lists every problem with its file."""
+
+
+def parse_document(text: str) -> Any:
+    """YAML (a superset of JSON) to data; raises ValueError with the line of a syntax error."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"not valid YAML or JSON{where}: {getattr(err, 'problem', err)}") from None
+
+
+@dataclass
+class Catalog:
+    """Definitions by name and version."""
+
+    versions: dict[str, dict[int, Definition]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: Path, tools: ToolRegistry) -> Catalog:
+        files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+        raw: list[tuple[Path, Any]] = []
+        problems: list[str] = []
+        for path in files:
+            try:
+                raw.append((path, parse_document(path.read_text())))
+            except ValueError as err:
+                problems.append(f"{path.name}: {err}")
+        names = {d.get("name") for _, d in raw if isinstance(d, dict)}
+        catalog = cls()
+        for path, data in raw:
+            report = validate_definition(data, tools, catalog=dict.fromkeys(names))
+            if report.definition is None:
+                problems.extend(f"{path.name}: {issue}" for issue in report.errors)
+                continue
+            d = report.definition
+            if d.version in catalog.versions.get(d.name, {}):
+                problems.append(f"{path.name}: {d.name} v{d.version} is defined twice")
+            catalog.versions.setdefault(d.name, {})[d.version] = d
+        if problems:
+            raise CatalogError("invalid pipeline definitions:\n  " + "\n  ".join(problems))
+        return catalog
+
+    def names(self) -> list[str]:
+        return sorted(self.versions)
+
+    def get(self, ref: str) -> Definition:
+        """`name` (latest version) or `name@version`; KeyError with a clear message otherwise."""
+        name, _, version = ref.partition("@")
+        versions = self.versions.get(name)
+        if not versions:
+            raise KeyError(f"unknown pipeline {name!r} (catalog has: {', '.join(self.names()) or 'none'})")
+        if not version:
+            return versions[max(versions)]
+        if not version.isdigit() or int(version) not in versions:
+            have = ", ".join(str(v) for v in sorted(versions))
+            raise KeyError(f"pipeline {name!r} has no version {version!r} (have: {have})")
+        return versions[int(version)]
+
+    def latest(self) -> list[Definition]:
+        return [self.get(n) for n in self.names()]
+
+    def children(self, definition: Definition) -> dict[str, Definition]:
+        """Every pipeline a definition runs as a child, transitively: the run's snapshot."""
+        found: dict[str, Definition] = {}
+        todo = [definition]
+        while todo:
+            current = todo.pop()
+            for step in current.steps:
+                if step.pipeline:
+                    name = step.pipeline.partition("@")[0]
+                    if name not in found:
+                        found[name] = self.get(step.pipeline)
+                        todo.append(found[name])
+        return found
+
+
+def format_issues(issues: list[Issue]) -> list[dict[str, str]]:
+    return [{"path": i.path, "message": i.message} for i in issues]

@@ -1,0 +1,104 @@
+"""Small tools for workflow tests, registered under real tool names in a test registry."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.context import ToolContext
+from activities.errors import fatal, transient
+from activities.registry import ToolRegistry, tool
+
+
+class EchoIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Any_(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+@tool("test.echo", "1.0.0")
+async def echo(inp: EchoIn, ctx: ToolContext) -> Any_:
+    """Returns its input plus the step id."""
+    return Any_(**(inp.model_extra or {}), step=ctx.call.step_id)
+
+
+class SleepIn(BaseModel):
+    seconds: float = 0.2
+    marker: str | None = None
+
+
+class Span(BaseModel):
+    step: str
+    start: float
+    end: float
+
+
+@tool("test.sleep", "1.0.0")
+async def sleep(inp: SleepIn, ctx: ToolContext) -> Span:
+    """Sleeps and reports its wall-clock span, so tests can see overlap."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.sleep(inp.seconds)
+    return Span(step=ctx.call.step_id, start=start, end=loop.time())
+
+
+class FlakyIn(BaseModel):
+    fail_times: int = 2
+    value: Any = None
+
+
+class Attempt(BaseModel):
+    attempt: int
+    value: Any = None
+
+
+ATTEMPTS: dict[str, int] = {}
+
+
+@tool("test.flaky", "1.0.0")
+async def flaky(inp: FlakyIn, ctx: ToolContext) -> Attempt:
+    """Fails with a retryable error `fail_times` times per idempotency key, then succeeds."""
+    n = ATTEMPTS.get(ctx.idempotency_key, 0) + 1
+    ATTEMPTS[ctx.idempotency_key] = n
+    if n <= inp.fail_times:
+        raise transient(f"flaky failure {n}")
+    return Attempt(attempt=n, value=inp.value)
+
+
+class FailIn(BaseModel):
+    message: str = "boom"
+
+
+@tool("test.fail", "1.0.0")
+async def fail(inp: FailIn, ctx: ToolContext) -> Any_:
+    """Always fails, non-retryably."""
+    raise fatal(inp.message, "TestFailure")
+
+
+class LedgerIn(BaseModel):
+    entry: str = ""
+    sleep: float = 0.0
+
+
+class LedgerOut(BaseModel):
+    entries: list[str] = Field(default_factory=list)
+
+
+LEDGER: list[str] = []
+
+
+@tool("test.ledger", "1.0.0")
+async def ledger(inp: LedgerIn, ctx: ToolContext) -> LedgerOut:
+    """Appends `entry` (or the step id) to an in-process ledger; compensations write 'undo:'."""
+    await asyncio.sleep(inp.sleep)
+    prefix = "undo:" if ctx.call.scope == "compensate" else ""
+    LEDGER.append(prefix + (inp.entry or ctx.call.step_id))
+    return LedgerOut(entries=list(LEDGER))
+
+
+def fake_registry() -> ToolRegistry:
+    return ToolRegistry([echo, sleep, flaky, fail, ledger])

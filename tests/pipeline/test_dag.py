@@ -1,0 +1,49 @@
+"""The scheduler: DAG order, parallelism, references and conditions."""
+
+from __future__ import annotations
+
+import json
+
+from temporalio.worker import Worker
+
+from tests.pipeline.conftest import Start
+from workflows.pipeline import PipelineWorkflow
+
+DIAMOND = """
+name: diamond
+input: {type: object, properties: {greeting: {type: string}}}
+steps:
+  - id: top
+    tool: test.echo
+    with: {msg: "${input.greeting}"}
+  - id: left
+    needs: [top]
+    tool: test.sleep
+    with: {seconds: 1.0}
+  - id: right
+    needs: [top]
+    tool: test.sleep
+    with: {seconds: 1.0}
+  - id: bottom
+    needs: [left, right]
+    tool: test.echo
+    with: {joined: "${steps.top.output.msg} world", started: "${steps.left.output.start}"}
+output:
+  message: "${steps.bottom.output.joined}"
+"""
+
+
+async def test_diamond_runs_middle_steps_in_parallel(worker: Worker, start: Start) -> None:
+    """The two middle steps of a diamond overlap in time and the bottom sees both outputs."""
+    handle = await start(DIAMOND, {"greeting": "hello"})
+    result = await handle.result()
+    assert result.state == "completed"
+    assert result.output == {"message": "hello world"}
+    status = await handle.query(PipelineWorkflow.status)
+    steps = {s.id: s for s in status.steps}
+    assert all(s.state == "succeeded" for s in steps.values())
+    left = steps["left"].output_preview
+    right = steps["right"].output_preview
+    assert left and right
+    lspan, rspan = json.loads(left), json.loads(right)
+    assert lspan["start"] < rspan["end"] and rspan["start"] < lspan["end"], (lspan, rspan)

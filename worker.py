@@ -1,0 +1,85 @@
+"""Runs one Stepgate worker process: every workflow and every tool activity on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import default_registry
+from activities.config import Settings, get_settings
+from activities.logs import configure_logging
+from activities.registry import ToolError, ToolRegistry
+from activities.runtime import ToolActivities
+from api.catalog import Catalog, CatalogError
+from workflows.client import TemporalUnreachable, make_client
+from workflows.pipeline import PipelineWorkflow
+
+log = structlog.get_logger("stepgate.worker")
+WORKFLOWS: Sequence[type] = (PipelineWorkflow,)
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    registry: ToolRegistry,
+    *,
+    task_queue: str | None = None,
+    tools: ToolActivities | None = None,
+) -> Worker:
+    """The worker the process runs; tests and benchmarks build theirs the same way."""
+    tools = tools or ToolActivities(registry, settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.stepgate_task_queue,
+        workflows=list(WORKFLOWS),
+        activities=tools.activities(),
+        max_concurrent_activities=settings.stepgate_max_concurrent_activities,
+        max_cached_workflows=settings.stepgate_max_cached_workflows,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def main() -> int:
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        registry = default_registry()
+        catalog = Catalog.load(settings.stepgate_definitions_dir, registry)
+    except (ToolError, CatalogError) as err:
+        log.error("startup refused", error=str(err))
+        return 2
+    try:
+        client = await make_client(settings)
+    except TemporalUnreachable as err:
+        log.error("temporal unreachable", error=str(err))
+        return 3
+    worker = build_worker(client, settings, registry)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker started",
+        task_queue=settings.stepgate_task_queue,
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        tools=registry.names(),
+        pipelines=catalog.names(),
+    )
+    async with worker:
+        await stop.wait()
+        log.info("draining: finishing running activities before exit")
+    log.info("worker stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

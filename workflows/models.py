@@ -1,0 +1,163 @@
+"""Typed payloads of PipelineWorkflow: its input and result, decisions, gates and the status view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.definition import Action, Definition, NotifySpec, Stage
+
+GateState = Literal["open", "approved", "rejected", "modified", "retried", "skipped", "cancelled"]
+
+
+class Principal(BaseModel):
+    principal: str
+    roles: list[str] = Field(default_factory=list)
+
+
+class NotifyDefaults(BaseModel):
+    """Where gate notifications go when a gate names none (set by the API from its settings)."""
+
+    notify: NotifySpec | None = None
+    link_base: str = ""
+
+
+class PipelineInput(BaseModel):
+    definition: Definition
+    input: dict[str, Any] = Field(default_factory=dict)
+    requester: Principal | None = None
+    approval_mode: Literal["manual", "auto"] = "manual"
+    # Snapshots of catalog pipelines that `pipeline:` steps run, taken when the run started.
+    pipelines: dict[str, Definition] = Field(default_factory=dict)
+    notify: NotifyDefaults = Field(default_factory=NotifyDefaults)
+
+
+class PipelineResult(BaseModel):
+    state: str
+    output: Any = None
+    error: str | None = None
+    steps: dict[str, str] = Field(default_factory=dict)
+
+
+class Decision(BaseModel):
+    """A person's (or a system's) answer to an open gate; see DESIGN.md for the JSON shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gate: str
+    action: Action
+    actor: str = Field(min_length=1)
+    roles: list[str] = Field(default_factory=list)
+    comment: str | None = None
+    patch: Any = None
+    digest: str | None = None
+
+
+class Vote(BaseModel):
+    actor: str
+    action: str
+    comment: str | None = None
+    at: datetime
+
+
+class GateView(BaseModel):
+    gate: str
+    stage: Stage
+    state: GateState
+    round: int
+    approvers: list[str]
+    escalated: bool = False
+    quorum: int
+    approvals: list[Vote] = Field(default_factory=list)
+    rejections: list[Vote] = Field(default_factory=list)
+    actions: list[str]
+    digest: str
+    review: str | None = None
+    subject: Any = None
+    opened_at: datetime
+    deadline: datetime | None = None
+    decided_at: datetime | None = None
+    outcome: str | None = None
+    decided_by: str | None = None
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    kind: Literal["decision", "timeout", "auto_approve", "escalation", "reminder", "lifecycle"]
+    gate: str | None = None
+    actor: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    action: str | None = None
+    comment: str | None = None
+    patch: Any = None
+    digest: str | None = None
+    outcome: Literal["accepted", "refused", "info"] = "info"
+    reason: str | None = None
+    via: Literal["signal", "update", "system"] = "system"
+
+
+class CompensationView(BaseModel):
+    state: Literal["succeeded", "failed"]
+    error: str | None = None
+    at: datetime
+
+
+class StepView(BaseModel):
+    id: str
+    tool: str | None = None
+    pipeline: str | None = None
+    state: str
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    reason: str | None = None
+    output_preview: str | None = None
+    artifact: dict[str, Any] | None = None
+    gate: GateView | None = None
+    compensation: CompensationView | None = None
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+    percent: float
+
+
+class RunStatus(BaseModel):
+    workflow_id: str
+    run_id: str
+    state: str
+    pipeline: str
+    version: int
+    requester: Principal | None = None
+    approval_mode: str
+    started_at: datetime
+    revision: int = Field(description="grows by one on every change; SSE event ids use it")
+    paused: bool
+    steps: list[StepView]
+    progress: Progress
+    open_gates: list[GateView]
+    output: Any = None
+    error: str | None = None
+    audit: list[AuditEntry]
+
+
+class GateRefusal(BaseModel):
+    """Why a decision was refused; `code` maps to an HTTP status in the API."""
+
+    code: Literal[
+        "unknown_gate",
+        "gate_not_open",
+        "action_not_allowed",
+        "not_authorized",
+        "already_voted",
+        "self_approval",
+        "separation_of_duties",
+        "digest_mismatch",
+        "bad_patch",
+    ]
+    message: str

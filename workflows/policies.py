@@ -1,0 +1,31 @@
+"""Retry policies and timeouts that Stepgate's own activities use, named once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from workflows.definition import Defaults, RetrySpec
+from workflows.durations import parse_duration
+
+# Gate notifications and reminders: a few quick tries; a dead webhook must not hold a gate.
+NOTIFY_TIMEOUT = timedelta(seconds=30)
+NOTIFY_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+
+# Compensation must get through if at all possible.
+COMPENSATE_TIMEOUT = timedelta(minutes=5)
+COMPENSATE_RETRY = RetryPolicy(
+    maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+
+
+def retry_policy(spec: RetrySpec | None, defaults: Defaults) -> RetryPolicy:
+    spec = spec or defaults.retry
+    return RetryPolicy(
+        initial_interval=parse_duration(spec.initial_interval),
+        backoff_coefficient=spec.backoff,
+        maximum_interval=parse_duration(spec.max_interval) if spec.max_interval else None,
+        maximum_attempts=spec.max_attempts,
+        non_retryable_error_types=list(spec.non_retryable) or None,
+    )
