@@ -100,5 +100,15 @@ async def ledger(inp: LedgerIn, ctx: ToolContext) -> LedgerOut:
     return LedgerOut(entries=list(LEDGER))
 
 
+class SizeOut(BaseModel):
+    sizes: dict[str, int]
+
+
+@tool("test.size", "1.0.0")
+async def size(inp: EchoIn, ctx: ToolContext) -> SizeOut:
+    """Reports the length of each string input, so tests can pass data without echoing it."""
+    return SizeOut(sizes={k: len(v) for k, v in (inp.model_extra or {}).items() if isinstance(v, str)})
+
+
 def fake_registry() -> ToolRegistry:
-    return ToolRegistry([echo, sleep, flaky, fail, ledger])
+    return ToolRegistry([echo, sleep, flaky, fail, ledger, size])

@@ -9,7 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import ARTIFACT_MARKER, ToolCall, ToolResult
@@ -121,7 +126,7 @@ class PipelineWorkflow:
                 raise RunCancelled(self._cancelled_by)
             if self._fatal:
                 raise StepFailed(self._fatal)
-            self._output = self._scope().resolve(self._def.output)
+            self._output = self._scope(lenient=True).resolve(self._def.output)
         except asyncio.CancelledError:
             await asyncio.shield(self._compensate())
             self._close(RunState.CANCELLED, "cancelled")
@@ -227,6 +232,8 @@ class PipelineWorkflow:
             try:
                 output = await self._invoke(run, args)
             except (ActivityError, ChildWorkflowError) as err:
+                if is_cancelled_exception(err):
+                    raise asyncio.CancelledError(str(err)) from err
                 message = _failure_message(err)
                 if not (gate_spec and gate_spec.stage == "on_failure"):
                     raise StepFailed(message) from None
@@ -644,7 +651,7 @@ class PipelineWorkflow:
             self._fatal = error
         self._touch()
 
-    def _scope(self) -> Scope:
+    def _scope(self, *, lenient: bool = False) -> Scope:
         info = workflow.info()
         return Scope(
             self._inp.input,
@@ -657,6 +664,7 @@ class PipelineWorkflow:
                 "pipeline": self._def.name,
                 "started_at": self._started_at.isoformat(),
             },
+            lenient=lenient,
         )
 
     # ---- compensation ------------------------------------------------------------------------

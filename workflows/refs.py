@@ -102,7 +102,12 @@ class Scope:
         outputs: dict[str, Any],
         statuses: dict[str, str],
         run: dict[str, Any],
+        *,
+        lenient: bool = False,
     ) -> None:
+        # Lenient: a step that produced no output (skipped, failed) reads as null. Used for the
+        # run's output, where a skipped branch is normal; step inputs stay strict.
+        self.lenient = lenient
         self.inp = inp
         self.outputs = outputs
         self.statuses = statuses
@@ -120,6 +125,8 @@ class Scope:
         if ref.field == "status":
             return self.statuses.get(ref.step)
         if ref.step not in self.outputs:
+            if self.lenient:
+                return None
             raise RefError(f"{where}: step {ref.step!r} has no output (it did not succeed)")
         return walk(self.outputs[ref.step], ref.path, where)
 

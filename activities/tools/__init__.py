@@ -1,0 +1,24 @@
+"""The tools every Stepgate worker ships with."""
+
+from __future__ import annotations
+
+from activities.registry import Tool
+from activities.tools.artifact import artifact_read, artifact_write
+from activities.tools.http import http_request
+from activities.tools.llm import llm_chat
+from activities.tools.notify import notify_webhook
+from activities.tools.shell import shell_run
+from activities.tools.transform import data_transform
+
+
+def builtin_tools() -> list[Tool]:
+    """Every built-in tool, one Tool per name@version."""
+    return [
+        http_request,
+        shell_run,
+        llm_chat,
+        notify_webhook,
+        artifact_write,
+        artifact_read,
+        data_transform,
+    ]

@@ -1,0 +1,27 @@
+"""Waiting on conditions with a deadline instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T] | T], *, timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Call `probe` until it returns something truthy; fail with the last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        value = probe()
+        last = await value if inspect.isawaitable(value) else value
+        if last:
+            return last  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {what} (last: {last!r})")
+        await asyncio.sleep(interval)
