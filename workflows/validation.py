@@ -103,8 +103,31 @@ def _parse_steps_alone(raw: dict[str, Any]) -> list[StepSpec | None]:
         try:
             parsed.append(StepSpec.model_validate(item))
         except ValidationError:
-            parsed.append(None)
+            parsed.append(_partial_step(item))
     return parsed
+
+
+def _partial_step(item: Any) -> StepSpec | None:
+    """The well-formed parts of a step that failed to parse, so graph and reference checks still
+    see its id, needs and inputs (its own errors are already reported)."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+        return None
+
+    def typed(key: str, kind: type, default: Any) -> Any:
+        value = item.get(key)
+        return value if isinstance(value, kind) else default
+
+    needs = [n for n in typed("needs", list, []) if isinstance(n, str)]
+    return StepSpec.model_construct(
+        id=item["id"],
+        tool=typed("tool", str, None),
+        pipeline=typed("pipeline", str, None),
+        with_=typed("with", dict, {}),
+        needs=needs,
+        if_=typed("if", str, None),
+        approval=None,
+        compensate=None,
+    )
 
 
 def _indexed(steps: list[StepSpec | None]) -> list[tuple[int, StepSpec]]:

@@ -8,7 +8,7 @@ from activities.tools.http import http_request
 from activities.tools.llm import llm_chat
 from activities.tools.notify import notify_webhook
 from activities.tools.shell import shell_run
-from activities.tools.transform import data_transform
+from activities.tools.transform import data_echo, data_transform
 
 
 def builtin_tools() -> list[Tool]:
@@ -21,4 +21,5 @@ def builtin_tools() -> list[Tool]:
         artifact_write,
         artifact_read,
         data_transform,
+        data_echo,
     ]

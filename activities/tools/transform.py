@@ -44,3 +44,19 @@ async def data_transform(inp: DataTransformInput, ctx: ToolContext) -> DataTrans
             "TransformFailed",
         ) from None
     return DataTransformOutput(result=result)
+
+
+class DataEchoInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any = Field(None, description="Any JSON value; returned unchanged.")
+
+
+class DataEchoOutput(BaseModel):
+    value: Any = Field(description="The input value, unchanged.")
+
+
+@tool("data.echo", "1.0.0")
+async def data_echo(inp: DataEchoInput, ctx: ToolContext) -> DataEchoOutput:
+    """Return a value unchanged: for constants, wiring and measuring the engine's own overhead."""
+    return DataEchoOutput(value=inp.value)

@@ -1,0 +1,159 @@
+"""Definition validation: every mistake reported at once, each with its path and reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from activities import default_registry
+from activities.registry import ToolRegistry
+from workflows.validation import validate_definition, validate_input
+
+
+@pytest.fixture(scope="module")
+def tools() -> ToolRegistry:
+    return default_registry(entry_points=False)
+
+
+def errors(doc: str | dict[str, Any], tools: ToolRegistry, **kw: Any) -> list[str]:
+    raw = yaml.safe_load(doc) if isinstance(doc, str) else doc
+    return [str(e) for e in validate_definition(raw, tools, **kw).errors]
+
+
+def test_validate_reports_every_mistake_with_its_path(tools: ToolRegistry) -> None:
+    """A definition with many mistakes lists each one, with where and why, in one report."""
+    found = errors(
+        """
+name: broken
+input: {type: object, properties: {repo: {type: string}}}
+steps:
+  - id: fetch
+    tool: http.request
+    with: {url: "${input.repository}"}
+    timeout: 10 parsecs
+  - id: fetch
+    tool: http.requests
+  - id: build
+    tool: shell.run@7
+    needs: [deploy, test]
+  - id: deploy
+    tool: data.echo
+    needs: [build]
+    with: {value: "${steps.later.output.x}", bad: "${stepz.build}", open: "${input.repo"}
+    if: "steps.build.output.code =="
+  - id: later
+    tool: data.echo
+    needs: [fetch]
+    approval: {approvers: [ops], on_timeout: escalate}
+""",
+        tools,
+    )
+    expected = [
+        "steps[0].timeout: bad duration '10 parsecs'",
+        "steps[4].approval.approvers",
+        "steps[1].id: duplicate step id 'fetch' (first at steps[0])",
+        "steps[2].needs: unknown step 'test'",
+        "cycle: build -> deploy -> build",
+        "steps[1].tool: unknown tool 'http.requests'",
+        "steps[2].tool: tool 'shell.run' has no version matching '7' (have: 1.0.0)",
+        "steps[0].with.url: ${input.repository}: input field 'repository' is not in the input schema",
+        "steps[3].with.value: ${steps.later.output.x}: step 'later' is not upstream (add it to needs)",
+        "steps[3].with.bad: malformed reference '${stepz.build}': must start with input, steps, run or secret",
+        "steps[3].with.open: malformed reference in '${input.repo': unclosed '${'",
+        "steps[3].if: bad condition: expected more input, got end of expression",
+    ]
+    text = "\n".join(found)
+    for fragment in expected:
+        assert any(fragment in f for f in found), f"missing {fragment!r} in:\n{text}"
+
+
+def test_validate_accepts_a_good_definition_and_pins_tool_versions(tools: ToolRegistry) -> None:
+    """A valid definition passes and each step's tool is pinned to an exact version."""
+    report = validate_definition(
+        yaml.safe_load(
+            """
+name: ok
+steps:
+  - id: a
+    tool: data.echo@1
+    with: {value: 1}
+    compensate: {tool: data.echo, with: {value: "${steps.a.output.value}"}}
+  - id: b
+    needs: [a]
+    tool: data.transform
+    with: {data: "${steps.a.output}", expression: value}
+    if: "steps.a.output.value == 1"
+output: "${steps.b.output.result}"
+"""
+        ),
+        tools,
+    )
+    assert report.valid, report.errors
+    assert report.definition is not None
+    assert [s.resolved_tool for s in report.definition.steps] == ["data.echo@1.0.0", "data.transform@1.0.0"]
+    assert report.definition.steps[0].compensate is not None
+    assert report.definition.steps[0].compensate.resolved_tool == "data.echo@1.0.0"
+
+
+def test_validate_refuses_non_mapping_and_missing_steps(tools: ToolRegistry) -> None:
+    """Something that is not a definition at all gets a clear top-level message."""
+    assert errors("[1, 2]", tools) == ["a definition must be a mapping with name and steps"]
+    assert any(e.startswith("steps: Field required") for e in errors("name: x", tools))
+
+
+def test_validate_child_pipeline_must_exist_in_catalog(tools: ToolRegistry) -> None:
+    """A `pipeline:` step must name a catalog pipeline, and a pipeline cannot run itself."""
+    doc = {"name": "p", "steps": [{"id": "a", "pipeline": "nope"}, {"id": "b", "pipeline": "p"}]}
+    found = errors(doc, tools, catalog={"other": None})
+    assert "steps[0].pipeline: unknown pipeline 'nope' (catalog has: other)" in found
+    assert "steps[1].pipeline: pipeline 'p' cannot run itself" in found
+
+
+def test_validate_step_needs_exactly_one_of_tool_or_pipeline(tools: ToolRegistry) -> None:
+    """A step with neither or both of tool and pipeline is refused."""
+    found = errors({"name": "p", "steps": [{"id": "a"}, {"id": "b", "tool": "data.echo", "pipeline": "x"}]}, tools)
+    assert sum("exactly one of 'tool' or 'pipeline'" in e for e in found) == 2
+
+
+def test_validate_gate_policy_mistakes(tools: ToolRegistry) -> None:
+    """Gate options that cannot work together are refused with the gate's path."""
+    found = errors(
+        """
+name: g
+steps:
+  - id: a
+    tool: data.echo
+    approval: {approvers: ["role:ops"], stage: on_failure, allow: [approve], timeout: 1h, on_timeout: approve}
+  - id: b
+    tool: data.echo
+    approval: {approvers: ["role:ops"], distinct_from: [a, c], auto_approve_if: "input.x ==="}
+""",
+        tools,
+    )
+    assert any(e.startswith("steps[0].approval: allow: ['approve'] not offered") for e in found)
+    assert "steps[1].approval.distinct_from: 'c' is not a step with an approval gate" in found
+    assert any(e.startswith("steps[1].approval.auto_approve_if: bad condition") for e in found)
+
+
+def test_validate_input_lists_each_schema_error(tools: ToolRegistry) -> None:
+    """A run input that breaks the schema reports each field with its path."""
+    report = validate_definition(
+        {
+            "name": "i",
+            "input": {
+                "type": "object",
+                "required": ["repo", "ref"],
+                "properties": {"repo": {"type": "string"}, "ref": {"type": "string"}, "n": {"type": "integer"}},
+            },
+            "steps": [{"id": "a", "tool": "data.echo"}],
+        },
+        tools,
+    )
+    assert report.definition is not None
+    issues = [str(i) for i in validate_input(report.definition, {"repo": 3, "n": "x"})]
+    assert "input: 'ref' is a required property" in issues
+    assert "input.n: 'x' is not of type 'integer'" in issues
+    assert "input.repo: 3 is not of type 'string'" in issues
+    assert validate_input(report.definition, {"repo": "r", "ref": "main"}) == []
