@@ -1,0 +1,120 @@
+"""Crash recovery: a worker killed mid-step, and a gate that waits across a worker restart."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from activities import default_registry
+from activities.config import Settings
+from tests.procs import WorkerProcess, serve_ledger, worker_env
+from tests.util import eventually
+from worker import build_worker
+from workflows.models import PipelineInput
+from workflows.pipeline import PipelineWorkflow
+from workflows.validation import validate_definition
+
+
+def definition(text: str) -> PipelineInput:
+    report = validate_definition(yaml.safe_load(text), default_registry(entry_points=False))
+    assert report.definition is not None, report.errors
+    return PipelineInput(definition=report.definition)
+
+
+async def test_worker_sigkill_mid_step_completes_with_side_effect_once(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """A worker killed with SIGKILL during a call is replaced; the run completes and the
+    side effect guarded by the idempotency key happens exactly once."""
+    (settings.stepgate_data / "definitions").mkdir(parents=True)
+    with serve_ledger() as (ledger, url):
+        ledger.hold.clear()
+        inp = definition(
+            f"""
+name: charge
+steps:
+  - id: charge
+    tool: http.request
+    with: {{method: POST, url: "{url}", json: {{amount: 42}}}}
+    heartbeat_timeout: 1s
+    timeout: 30s
+    retry: {{max_attempts: 10, initial_interval: 200ms, backoff: 1.0}}
+  - id: receipt
+    needs: [charge]
+    tool: data.echo
+    with: {{value: "${{steps.charge.output.json.n}}"}}
+output: "${{steps.receipt.output.value}}"
+"""
+        )
+        env = worker_env(settings)
+        first = WorkerProcess(env, tmp_path / "worker1.log")
+        handle = await client.start_workflow(
+            PipelineWorkflow.run, inp, id=f"kill-{uuid.uuid4()}", task_queue=settings.stepgate_task_queue
+        )
+        try:
+            await eventually(ledger.arrived.is_set, timeout=60, what="first request in flight")
+            first.kill()
+            ledger.hold.set()  # the outside world finishes the call the dead worker made
+        finally:
+            first.stop()
+        second = WorkerProcess(env, tmp_path / "worker2.log")
+        try:
+            result = await asyncio.wait_for(handle.result(), timeout=90)
+        finally:
+            assert second.stop() == 0  # drains and exits cleanly on SIGTERM
+    key = f"{handle.id}/charge"
+    assert result.state == "completed" and result.output == 1
+    assert ledger.requests.count(key) >= 2, "the step was retried after the crash"
+    assert list(ledger.applied) == [key], "the side effect happened exactly once"
+
+
+async def test_gate_deadline_fires_on_time_while_no_worker_runs(
+    client: Client, settings: Settings
+) -> None:
+    """A gate's durable timer fires at its deadline even with every worker down; a new worker
+    then applies on_timeout and finishes the run."""
+    registry = default_registry(entry_points=False)
+    inp = definition(
+        """
+name: timed
+steps:
+  - id: approve_me
+    tool: data.echo
+    with: {value: 1}
+    approval: {approvers: ["role:ops"], timeout: 2s, on_timeout: approve}
+"""
+    )
+    handle = await client.start_workflow(
+        PipelineWorkflow.run, inp, id=f"timer-{uuid.uuid4()}", task_queue=settings.stepgate_task_queue
+    )
+    async with build_worker(client, settings, registry):
+
+        async def opened() -> bool:
+            return bool((await handle.query(PipelineWorkflow.status)).open_gates)
+
+        await eventually(opened, what="gate open")
+        deadline = (await handle.query(PipelineWorkflow.status)).open_gates[0].deadline
+    assert deadline is not None
+
+    async def timer_fired() -> bool:
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+                return True
+        return False
+
+    await eventually(timer_fired, timeout=30, what="timer fired with no worker running")
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+            fired_at = event.event_time.ToDatetime(tzinfo=deadline.tzinfo)
+    assert abs(fired_at - deadline) < timedelta(seconds=2)
+    async with build_worker(client, settings, registry):
+        result = await handle.result()
+        status = await handle.query(PipelineWorkflow.status)
+    assert result.steps == {"approve_me": "succeeded"}
+    assert [(a.kind, a.action) for a in status.audit] == [("timeout", "approve")]
