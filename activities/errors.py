@@ -14,7 +14,9 @@ def fatal(message: str, error_type: str = "ToolError", **details: Any) -> Applic
     )
 
 
-def transient(message: str, error_type: str = "ToolTransientError", **details: Any) -> ApplicationError:
+def transient(
+    message: str, error_type: str = "ToolTransientError", **details: Any
+) -> ApplicationError:
     """A failure worth retrying under the step's retry policy (timeouts, 5xx, connection errors)."""
     return ApplicationError(
         message, *([details] if details else []), type=error_type, non_retryable=False

@@ -30,7 +30,7 @@ def parse_version(version: str) -> tuple[int, int, int]:
     if not _VERSION.match(version):
         raise ToolError(f"version {version!r} is not of the form MAJOR[.MINOR[.PATCH]]")
     parts = [int(p) for p in version.split(".")]
-    major, minor, patch = (parts + [0, 0])[:3]
+    major, minor, patch = [*parts, 0, 0][:3]
     return major, minor, patch
 
 
@@ -141,7 +141,9 @@ class ToolRegistry:
             except ToolError:
                 raise
             except Exception as err:
-                raise ToolError(f"entry point {ep.name!r} ({ep.value}) failed to load: {err}") from err
+                raise ToolError(
+                    f"entry point {ep.name!r} ({ep.value}) failed to load: {err}"
+                ) from err
             loaded.append(ep.name)
         return loaded
 

@@ -69,7 +69,9 @@ class ToolActivities:
 
     async def execute(self, call: ToolCall) -> ToolResult:
         try:
-            tool = self.registry.resolve(f"{call.tool}@{call.version}" if call.version else call.tool)
+            tool = self.registry.resolve(
+                f"{call.tool}@{call.version}" if call.version else call.tool
+            )
         except ToolError as err:
             raise fatal(str(err), "UnknownTool") from err
         where = f"step {call.step_id!r} ({tool.ref})"
@@ -92,9 +94,13 @@ class ToolActivities:
         )
         raw = await self._run_with_heartbeat(tool, inp, ctx)
         try:
-            out = raw if isinstance(raw, tool.output_model) else tool.output_model.model_validate(raw)
+            out = (
+                raw if isinstance(raw, tool.output_model) else tool.output_model.model_validate(raw)
+            )
         except ValidationError as err:
-            raise fatal(format_validation_error(err, f"{where} output"), "InvalidToolOutput") from None
+            raise fatal(
+                format_validation_error(err, f"{where} output"), "InvalidToolOutput"
+            ) from None
         return await self._result(call, out, used)
 
     async def _run_with_heartbeat(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Any:

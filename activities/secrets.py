@@ -47,6 +47,7 @@ class SecretStore:
     def resolve(self, obj: Any, used: set[str]) -> Any:
         """A copy of `obj` with every `${secret.NAME}` replaced; the values used go into `used`."""
         if isinstance(obj, str):
+
             def sub(match: re.Match[str]) -> str:
                 value = self.get(match.group(1))
                 if value is None:
@@ -70,7 +71,11 @@ def mask(obj: Any, values: set[str] | frozenset[str] = frozenset()) -> Any:
     """Copy of `obj` with sensitive keys' values and any known secret value replaced by ***."""
     if isinstance(obj, dict):
         return {
-            k: (MASK if isinstance(k, str) and is_sensitive_key(k) and v not in (None, "") else mask(v, values))
+            k: (
+                MASK
+                if isinstance(k, str) and is_sensitive_key(k) and v not in (None, "")
+                else mask(v, values)
+            )
             for k, v in obj.items()
         }
     if isinstance(obj, list):

@@ -107,7 +107,9 @@ class SizeOut(BaseModel):
 @tool("test.size", "1.0.0")
 async def size(inp: EchoIn, ctx: ToolContext) -> SizeOut:
     """Reports the length of each string input, so tests can pass data without echoing it."""
-    return SizeOut(sizes={k: len(v) for k, v in (inp.model_extra or {}).items() if isinstance(v, str)})
+    return SizeOut(
+        sizes={k: len(v) for k, v in (inp.model_extra or {}).items() if isinstance(v, str)}
+    )
 
 
 def fake_registry() -> ToolRegistry:

@@ -40,7 +40,11 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env, stdout=self.log, stderr=self.log
+            [sys.executable, str(ROOT / "worker.py")],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
         )
 
     def kill(self) -> None:
@@ -93,7 +97,7 @@ def serve_ledger() -> Iterator[tuple[Ledger, str]]:
     ledger = Ledger()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"null")
             status, payload = ledger.handle(self.headers.get("Idempotency-Key", ""), body)

@@ -55,10 +55,13 @@ output: "${{steps.receipt.output.value}}"
         env = worker_env(settings)
         first = WorkerProcess(env, tmp_path / "worker1.log")
         handle = await client.start_workflow(
-            PipelineWorkflow.run, inp, id=f"kill-{uuid.uuid4()}", task_queue=settings.stepgate_task_queue
+            PipelineWorkflow.run,
+            inp,
+            id=f"kill-{uuid.uuid4()}",
+            task_queue=settings.stepgate_task_queue,
         )
         try:
-            await eventually(ledger.arrived.is_set, timeout=60, what="first request in flight")
+            await eventually(ledger.arrived.is_set, within=60, what="first request in flight")
             first.kill()
             ledger.hold.set()  # the outside world finishes the call the dead worker made
         finally:
@@ -91,7 +94,10 @@ steps:
 """
     )
     handle = await client.start_workflow(
-        PipelineWorkflow.run, inp, id=f"timer-{uuid.uuid4()}", task_queue=settings.stepgate_task_queue
+        PipelineWorkflow.run,
+        inp,
+        id=f"timer-{uuid.uuid4()}",
+        task_queue=settings.stepgate_task_queue,
     )
     async with build_worker(client, settings, registry):
 
@@ -108,7 +114,7 @@ steps:
                 return True
         return False
 
-    await eventually(timer_fired, timeout=30, what="timer fired with no worker running")
+    await eventually(timer_fired, within=30, what="timer fired with no worker running")
     async for event in handle.fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
             fired_at = event.event_time.ToDatetime(tzinfo=deadline.tzinfo)

@@ -14,7 +14,10 @@ from workflows.refs import RefError, Scope
 def scope() -> Scope:
     return Scope(
         {"env": "prod", "n": 3, "tags": ["a", "b"]},
-        {"build": {"code": 0, "items": [{"id": 7}], "msg": "ok"}, "big": {ARTIFACT_MARKER: {"path": "x"}}},
+        {
+            "build": {"code": 0, "items": [{"id": 7}], "msg": "ok"},
+            "big": {ARTIFACT_MARKER: {"path": "x"}},
+        },
         {"build": "succeeded"},
         {"workflow_id": "wf-1"},
     )
@@ -25,7 +28,7 @@ def scope() -> Scope:
     [
         ("input.env == 'prod'", True),
         ("input.n > 2 and input.n <= 3", True),
-        ("not (input.env == \"prod\") or input.n == 3", True),
+        ('not (input.env == "prod") or input.n == 3', True),
         ("'a' in input.tags and 'z' not in input.tags", True),
         ("steps.build.output.items.0.id == 7", True),
         ("steps.build.status == 'succeeded'", True),
@@ -68,7 +71,10 @@ def test_reference_whole_string_keeps_type_and_embedded_is_formatted() -> None:
     s = scope()
     assert s.resolve("${input.n}") == 3
     assert s.resolve("${input.tags}") == ["a", "b"]
-    assert s.resolve("n=${input.n}, t=${input.tags}, ok=${steps.build.status}") == 'n=3, t=["a","b"], ok=succeeded'
+    assert (
+        s.resolve("n=${input.n}, t=${input.tags}, ok=${steps.build.status}")
+        == 'n=3, t=["a","b"], ok=succeeded'
+    )
     assert s.resolve({"x": ["${run.workflow_id}"]}) == {"x": ["wf-1"]}
 
 

@@ -92,7 +92,10 @@ output: "${steps.b.output.result}"
     )
     assert report.valid, report.errors
     assert report.definition is not None
-    assert [s.resolved_tool for s in report.definition.steps] == ["data.echo@1.0.0", "data.transform@1.0.0"]
+    assert [s.resolved_tool for s in report.definition.steps] == [
+        "data.echo@1.0.0",
+        "data.transform@1.0.0",
+    ]
     assert report.definition.steps[0].compensate is not None
     assert report.definition.steps[0].compensate.resolved_tool == "data.echo@1.0.0"
 
@@ -113,7 +116,10 @@ def test_validate_child_pipeline_must_exist_in_catalog(tools: ToolRegistry) -> N
 
 def test_validate_step_needs_exactly_one_of_tool_or_pipeline(tools: ToolRegistry) -> None:
     """A step with neither or both of tool and pipeline is refused."""
-    found = errors({"name": "p", "steps": [{"id": "a"}, {"id": "b", "tool": "data.echo", "pipeline": "x"}]}, tools)
+    found = errors(
+        {"name": "p", "steps": [{"id": "a"}, {"id": "b", "tool": "data.echo", "pipeline": "x"}]},
+        tools,
+    )
     assert sum("exactly one of 'tool' or 'pipeline'" in e for e in found) == 2
 
 
@@ -145,7 +151,11 @@ def test_validate_input_lists_each_schema_error(tools: ToolRegistry) -> None:
             "input": {
                 "type": "object",
                 "required": ["repo", "ref"],
-                "properties": {"repo": {"type": "string"}, "ref": {"type": "string"}, "n": {"type": "integer"}},
+                "properties": {
+                    "repo": {"type": "string"},
+                    "ref": {"type": "string"},
+                    "n": {"type": "integer"},
+                },
             },
             "steps": [{"id": "a", "tool": "data.echo"}],
         },

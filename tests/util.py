@@ -12,10 +12,14 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T] | T], *, timeout: float = 20.0, interval: float = 0.05, what: str = ""
+    probe: Callable[[], Awaitable[T] | T],
+    *,
+    within: float = 20.0,
+    interval: float = 0.05,
+    what: str = "",
 ) -> T:
-    """Call `probe` until it returns something truthy; fail with the last value after `timeout`."""
-    deadline = time.monotonic() + timeout
+    """Call `probe` until it returns something truthy; fail with the last value after `within` seconds."""
+    deadline = time.monotonic() + within
     last: Any = None
     while True:
         value = probe()
@@ -23,5 +27,5 @@ async def eventually(
         if last:
             return last  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {what} (last: {last!r})")
+            raise AssertionError(f"condition not met within {within}s: {what} (last: {last!r})")
         await asyncio.sleep(interval)

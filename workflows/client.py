@@ -25,9 +25,7 @@ def make_data_converter(settings: Settings | None = None) -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
-async def make_client(
-    settings: Settings | None = None, *, wait_s: float | None = None
-) -> Client:
+async def make_client(settings: Settings | None = None, *, wait_s: float | None = None) -> Client:
     """Connect to Temporal, retrying for up to `wait_s` seconds (default from settings)."""
     settings = settings or get_settings()
     deadline = time.monotonic() + (

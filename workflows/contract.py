@@ -38,6 +38,12 @@ class StepState(StrEnum):
 
 
 TERMINAL_STEP_STATES = frozenset(
-    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED, StepState.COMPENSATED}
+    {
+        StepState.SUCCEEDED,
+        StepState.FAILED,
+        StepState.SKIPPED,
+        StepState.CANCELLED,
+        StepState.COMPENSATED,
+    }
 )
 CLOSED_RUN_STATES = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -41,7 +40,6 @@ class RetrySpec(_Strict):
     non_retryable: list[str] = Field(default_factory=list, description="error types never retried")
 
 
-
 class NotifySpec(_Strict):
     tool: str = "notify.webhook"
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
@@ -66,7 +64,6 @@ class ApprovalSpec(_Strict):
     review: str | None = Field(None, description="what the approver is asked to check")
     notify: NotifySpec | None = None
 
-
     @field_validator("approvers", "escalate_to")
     @classmethod
     def _principals(cls, value: list[str]) -> list[str]:
@@ -81,7 +78,9 @@ class ApprovalSpec(_Strict):
         if self.allow is not None:
             wrong = [a for a in self.allow if a not in offered]
             if wrong:
-                raise ValueError(f"allow: {wrong} not offered at stage {self.stage!r} ({list(offered)})")
+                raise ValueError(
+                    f"allow: {wrong} not offered at stage {self.stage!r} ({list(offered)})"
+                )
         if self.on_timeout == "escalate" and not self.escalate_to:
             raise ValueError("on_timeout: escalate needs escalate_to")
         if self.on_timeout != "reject" and self.timeout is None:
@@ -103,7 +102,6 @@ class CompensateSpec(_Strict):
     resolved_tool: str | None = Field(None, description="name@version pinned at validation")
 
 
-
 class StepSpec(_Strict):
     id: str = Field(pattern=STEP_ID_PATTERN)
     tool: str | None = None
@@ -123,7 +121,6 @@ class StepSpec(_Strict):
     max_output_bytes: int | None = Field(None, ge=1)
     resolved_tool: str | None = Field(None, description="name@version pinned at validation")
 
-
     @model_validator(mode="after")
     def _one_kind(self) -> StepSpec:
         if (self.tool is None) == (self.pipeline is None):
@@ -136,7 +133,6 @@ class Defaults(_Strict):
     timeout: Duration = "5m"
     heartbeat_timeout: Duration | None = "30s"
     task_queue: str | None = None
-
 
 
 class Definition(_Strict):

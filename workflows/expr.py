@@ -46,7 +46,9 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
             break
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise ExpressionError(f"unexpected character at position {pos}: {text[pos:pos + 10]!r}")
+            raise ExpressionError(
+                f"unexpected character at position {pos}: {text[pos : pos + 10]!r}"
+            )
         kind = m.lastgroup or ""
         value = m.group(kind)
         if kind == "name" and value in _KEYWORDS:
@@ -112,7 +114,12 @@ class _Parser:
         if tok and tok[1] in ("==", "!=", "<", "<=", ">", ">=", "in"):
             self.take()
             return Node("cmp", tok[1], (left, self.atom()))
-        if tok and tok[1] == "not" and self.i + 1 < len(self.tokens) and self.tokens[self.i + 1][1] == "in":
+        if (
+            tok
+            and tok[1] == "not"
+            and self.i + 1 < len(self.tokens)
+            and self.tokens[self.i + 1][1] == "in"
+        ):
             self.take()
             self.take()
             return Node("cmp", "not in", (left, self.atom()))
@@ -210,7 +217,9 @@ def _compare(op: str, left: Any, right: Any) -> bool:
             return left not in right
         if left is None or right is None:
             return False
-        result = {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+        result = {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[
+            op
+        ]
         return bool(result)
     except TypeError:
         raise ExpressionError(

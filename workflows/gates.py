@@ -80,7 +80,9 @@ class Gate:
     ) -> GateRefusal | None:
         """Why `d` cannot be applied now, or None when it can. `barred`: separation of duties."""
         if not self.is_open:
-            return GateRefusal(code="gate_not_open", message=f"gate {self.step_id!r} is {self.state}")
+            return GateRefusal(
+                code="gate_not_open", message=f"gate {self.step_id!r} is {self.state}"
+            )
         actions = self.spec.actions()
         if d.action not in actions:
             return GateRefusal(
@@ -96,10 +98,16 @@ class Gate:
             )
         if d.actor in self.approved_by() | {v.actor for v in self.rejections}:
             return GateRefusal(
-                code="already_voted", message=f"{d.actor!r} has already voted on gate {self.step_id!r}"
+                code="already_voted",
+                message=f"{d.actor!r} has already voted on gate {self.step_id!r}",
             )
         approving = d.action in ("approve", "modify")
-        if approving and self.spec.forbid_self_approval and requester and requester.principal == d.actor:
+        if (
+            approving
+            and self.spec.forbid_self_approval
+            and requester
+            and requester.principal == d.actor
+        ):
             return GateRefusal(
                 code="self_approval",
                 message=f"{d.actor!r} requested this run and may not approve gate {self.step_id!r}",
@@ -123,12 +131,15 @@ class Gate:
             return GateRefusal(code="bad_patch", message=f"action {d.action!r} takes no patch")
         if d.action == "modify" and self.stage == "before" and not isinstance(d.patch, dict):
             return GateRefusal(
-                code="bad_patch", message="modify at a before gate needs a patch object for the inputs"
+                code="bad_patch",
+                message="modify at a before gate needs a patch object for the inputs",
             )
         if d.action == "modify" and d.patch is None:
             return GateRefusal(code="bad_patch", message="modify needs a patch")
         if d.action == "retry" and d.patch is not None and not isinstance(d.patch, dict):
-            return GateRefusal(code="bad_patch", message="retry takes a patch object for the inputs")
+            return GateRefusal(
+                code="bad_patch", message="retry takes a patch object for the inputs"
+            )
         return None
 
     def apply(self, d: Decision, now: datetime) -> None:

@@ -6,9 +6,10 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -136,7 +137,9 @@ class PipelineWorkflow:
             await self._compensate()
             self._close(RunState.CANCELLED, f"cancelled at a gate by {err}")
             await workflow.wait_condition(workflow.all_handlers_finished)
-            raise ApplicationError(f"run cancelled at a gate by {err}", type="RunCancelled", non_retryable=True) from None
+            raise ApplicationError(
+                f"run cancelled at a gate by {err}", type="RunCancelled", non_retryable=True
+            ) from None
         except (StepFailed, RefError) as err:
             await self._compensate()
             self._close(RunState.FAILED, str(err))
@@ -238,7 +241,9 @@ class PipelineWorkflow:
                 if not (gate_spec and gate_spec.stage == "on_failure"):
                     raise StepFailed(message) from None
                 run.error = message
-                gate = await self._gate(run, gate_spec, "on_failure", {"error": message, "inputs": args})
+                gate = await self._gate(
+                    run, gate_spec, "on_failure", {"error": message, "inputs": args}
+                )
                 if gate.outcome == "retry":
                     args = merge_patch(args, gate.patch or {})
                     run.round += 1
@@ -270,13 +275,17 @@ class PipelineWorkflow:
         """Apply a gate outcome that stops the step: skip, reject or cancel."""
         who = gate.decided_by or SYSTEM_ACTOR
         if gate.outcome == "skip":
-            self._finish_step(run, StepState.SKIPPED, reason=f"skipped at {gate.stage} gate by {who}")
+            self._finish_step(
+                run, StepState.SKIPPED, reason=f"skipped at {gate.stage} gate by {who}"
+            )
         elif gate.outcome == "cancel":
             raise RunCancelled(who)
         else:
             raise StepFailed(failure or f"rejected at {gate.stage} gate by {who}")
 
-    async def _invoke(self, run: StepRun, args: dict[str, Any]) -> tuple[Any, str | None, dict[str, Any] | None]:
+    async def _invoke(
+        self, run: StepRun, args: dict[str, Any]
+    ) -> tuple[Any, str | None, dict[str, Any] | None]:
         """Run the step's tool (or child pipeline); returns (output, preview, artifact)."""
         spec = run.spec
         defaults = self._def.defaults
@@ -315,7 +324,9 @@ class PipelineWorkflow:
             result_type=ToolResult,
             task_queue=queue,
             start_to_close_timeout=parse_duration(spec.timeout or defaults.timeout),
-            schedule_to_close_timeout=parse_duration(spec.total_timeout) if spec.total_timeout else None,
+            schedule_to_close_timeout=parse_duration(spec.total_timeout)
+            if spec.total_timeout
+            else None,
             heartbeat_timeout=self._heartbeat(spec),
             retry_policy=retry_policy(spec.retry, defaults),
             summary=f"{spec.id}: {tool_ref}",
@@ -330,13 +341,17 @@ class PipelineWorkflow:
         value = spec.heartbeat_timeout or self._def.defaults.heartbeat_timeout
         return parse_duration(value) if value else None
 
-    def _set_output(self, run: StepRun, output: Any, preview: str | None, artifact: dict[str, Any] | None) -> None:
+    def _set_output(
+        self, run: StepRun, output: Any, preview: str | None, artifact: dict[str, Any] | None
+    ) -> None:
         run.output = output
         run.has_output = True
         run.artifact = artifact
         run.preview = preview if preview is not None else _preview(output)
 
-    def _finish_step(self, run: StepRun, state: StepState, *, error: str | None = None, reason: str | None = None) -> None:
+    def _finish_step(
+        self, run: StepRun, state: StepState, *, error: str | None = None, reason: str | None = None
+    ) -> None:
         run.state = state
         run.ended_at = workflow.now()
         if error is not None:
@@ -353,12 +368,18 @@ class PipelineWorkflow:
     async def _gate(self, run: StepRun, spec: ApprovalSpec, stage: Stage, subject: Any) -> Gate:
         now = workflow.now()
         timeout = parse_duration(spec.timeout) if spec.timeout else None
-        gate = Gate(run.spec.id, spec, stage, run.round, subject, now, now + timeout if timeout else None)
+        gate = Gate(
+            run.spec.id, spec, stage, run.round, subject, now, now + timeout if timeout else None
+        )
         run.gate = gate
         auto = self._auto_approval(run, spec, stage)
         if auto:
             gate.close("approve" if stage != "on_failure" else "reject", SYSTEM_ACTOR, now)
-            self._record(AuditEntry(at=now, kind="auto_approve", gate=gate.step_id, action=gate.outcome, reason=auto))
+            self._record(
+                AuditEntry(
+                    at=now, kind="auto_approve", gate=gate.step_id, action=gate.outcome, reason=auto
+                )
+            )
             return gate
         run.state = StepState.WAITING
         self._touch()
@@ -366,7 +387,9 @@ class PipelineWorkflow:
         remind = parse_duration(spec.remind_after) if spec.remind_after else None
         next_reminder = now + remind if remind else None
         while gate.is_open:
-            wake_at = min((t for t in (gate.deadline, next_reminder) if t is not None), default=None)
+            wake_at = min(
+                (t for t in (gate.deadline, next_reminder) if t is not None), default=None
+            )
             try:
                 await workflow.wait_condition(
                     lambda: not gate.is_open,
@@ -374,7 +397,11 @@ class PipelineWorkflow:
                 )
             except TimeoutError:
                 now = workflow.now()
-                if next_reminder and now >= next_reminder and (gate.deadline is None or next_reminder < gate.deadline):
+                if (
+                    next_reminder
+                    and now >= next_reminder
+                    and (gate.deadline is None or next_reminder < gate.deadline)
+                ):
                     self._record(AuditEntry(at=now, kind="reminder", gate=gate.step_id))
                     self._notify(run, gate, "reminder")
                     next_reminder = now + remind if remind else None
@@ -403,13 +430,28 @@ class PipelineWorkflow:
         if spec.on_timeout == "escalate" and not gate.escalated:
             limit = spec.escalation_timeout or spec.timeout
             gate.escalate(now + parse_duration(limit) if limit else None)
-            self._record(AuditEntry(at=now, kind="escalation", gate=gate.step_id, reason=f"escalated to {', '.join(spec.escalate_to)}"))
+            self._record(
+                AuditEntry(
+                    at=now,
+                    kind="escalation",
+                    gate=gate.step_id,
+                    reason=f"escalated to {', '.join(spec.escalate_to)}",
+                )
+            )
             self._notify(run, gate, "escalated")
             self._touch()
             return
         action = "reject" if spec.on_timeout == "escalate" else spec.on_timeout
         gate.close(action, f"{SYSTEM_ACTOR}:timeout", now)
-        self._record(AuditEntry(at=now, kind="timeout", gate=gate.step_id, action=action, reason="gate deadline passed"))
+        self._record(
+            AuditEntry(
+                at=now,
+                kind="timeout",
+                gate=gate.step_id,
+                action=action,
+                reason="gate deadline passed",
+            )
+        )
 
     def _notify(self, run: StepRun, gate: Gate, event: str) -> None:
         """Tell the approvers; a failing notification never holds up or fails the run."""
@@ -417,7 +459,11 @@ class PipelineWorkflow:
         if spec is None:
             return
         info = workflow.info()
-        link = f"{self._inp.notify.link_base.rstrip('/')}/workflows/{info.workflow_id}" if self._inp.notify.link_base else ""
+        link = (
+            f"{self._inp.notify.link_base.rstrip('/')}/workflows/{info.workflow_id}"
+            if self._inp.notify.link_base
+            else ""
+        )
         deadline = gate.deadline.isoformat() if gate.deadline else "none"
         text = (
             f"[{event}] {self._def.name} v{self._def.version}, run {info.workflow_id}: step "
@@ -467,17 +513,23 @@ class PipelineWorkflow:
     def _refusal(self, d: Decision) -> ApplicationError | None:
         run = self._steps.get(d.gate)
         if run is None or run.spec.approval is None:
-            return ApplicationError(f"run has no gate {d.gate!r}", type="unknown_gate", non_retryable=True)
+            return ApplicationError(
+                f"run has no gate {d.gate!r}", type="unknown_gate", non_retryable=True
+            )
         gate, why = self._open_gate(d.gate)
         if gate is None:
-            return ApplicationError(why or "gate not open", type="gate_not_open", non_retryable=True)
-        barred = set().union(*(self._steps[g].approvers_seen for g in gate.spec.distinct_from if g in self._steps))
+            return ApplicationError(
+                why or "gate not open", type="gate_not_open", non_retryable=True
+            )
+        barred = set().union(
+            *(self._steps[g].approvers_seen for g in gate.spec.distinct_from if g in self._steps)
+        )
         refusal = gate.check(d, self._inp.requester, barred)
         if refusal:
             return ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
         return None
 
-    def _apply(self, d: Decision, via: str) -> Gate:
+    def _apply(self, d: Decision, via: Literal["signal", "update"]) -> Gate:
         gate = self._steps[d.gate].gate
         assert gate is not None  # _refusal() returned None, so the gate is open
         now = workflow.now()
@@ -486,8 +538,17 @@ class PipelineWorkflow:
             self._steps[d.gate].approvers_seen.add(d.actor)
         self._record(
             AuditEntry(
-                at=now, kind="decision", gate=d.gate, actor=d.actor, roles=d.roles, action=d.action,
-                comment=d.comment, patch=mask(d.patch), digest=d.digest, outcome="accepted", via=via,  # type: ignore[arg-type]
+                at=now,
+                kind="decision",
+                gate=d.gate,
+                actor=d.actor,
+                roles=d.roles,
+                action=d.action,
+                comment=d.comment,
+                patch=mask(d.patch),
+                digest=d.digest,
+                outcome="accepted",
+                via=via,
             )
         )
         self._touch()
@@ -500,15 +561,32 @@ class PipelineWorkflow:
         try:
             d = raw if isinstance(raw, Decision) else Decision.model_validate(raw)
         except Exception as err:  # a malformed signal must not fail the workflow task
-            self._record(AuditEntry(at=now, kind="decision", outcome="refused", reason=f"malformed decision: {err}", via="signal"))
+            self._record(
+                AuditEntry(
+                    at=now,
+                    kind="decision",
+                    outcome="refused",
+                    reason=f"malformed decision: {err}",
+                    via="signal",
+                )
+            )
             self._touch()
             return
         refusal = self._refusal(d)
         if refusal:
             self._record(
                 AuditEntry(
-                    at=now, kind="decision", gate=d.gate, actor=d.actor, roles=d.roles, action=d.action,
-                    comment=d.comment, digest=d.digest, outcome="refused", reason=refusal.message, via="signal",
+                    at=now,
+                    kind="decision",
+                    gate=d.gate,
+                    actor=d.actor,
+                    roles=d.roles,
+                    action=d.action,
+                    comment=d.comment,
+                    digest=d.digest,
+                    outcome="refused",
+                    reason=refusal.message,
+                    via="signal",
                 )
             )
             self._touch()
@@ -537,7 +615,11 @@ class PipelineWorkflow:
     def pause(self, reason: Any = None) -> None:
         if not self._paused and self._closed is None:
             self._paused = True
-            self._record(AuditEntry(at=workflow.now(), kind="lifecycle", action="pause", reason=_reason(reason)))
+            self._record(
+                AuditEntry(
+                    at=workflow.now(), kind="lifecycle", action="pause", reason=_reason(reason)
+                )
+            )
             self._touch()
 
     @workflow.signal
@@ -545,7 +627,11 @@ class PipelineWorkflow:
         if self._paused:
             self._paused = False
             self._wake = True
-            self._record(AuditEntry(at=workflow.now(), kind="lifecycle", action="resume", reason=_reason(reason)))
+            self._record(
+                AuditEntry(
+                    at=workflow.now(), kind="lifecycle", action="resume", reason=_reason(reason)
+                )
+            )
             self._touch()
 
     # ---- status ------------------------------------------------------------------------------
@@ -576,7 +662,11 @@ class PipelineWorkflow:
         )
 
     def _step_view(self, r: StepRun) -> StepView:
-        duration = int((r.ended_at - r.started_at).total_seconds() * 1000) if r.started_at and r.ended_at else None
+        duration = (
+            int((r.ended_at - r.started_at).total_seconds() * 1000)
+            if r.started_at and r.ended_at
+            else None
+        )
         return StepView(
             id=r.spec.id,
             tool=r.spec.resolved_tool or r.spec.tool,
@@ -618,13 +708,15 @@ class PipelineWorkflow:
     def _publish(self) -> None:
         state = self._run_state().value
         awaiting = self._awaiting()
-        updates = []
+        updates: list[SearchAttributeUpdate[Any]] = []
         if state != self._sa_state:
             self._sa_state = state
             updates.append(SA_STATE.value_set(state))
         if awaiting != self._sa_awaiting:
             self._sa_awaiting = awaiting
-            updates.append(SA_AWAITING.value_set(awaiting) if awaiting else SA_AWAITING.value_unset())
+            updates.append(
+                SA_AWAITING.value_set(awaiting) if awaiting else SA_AWAITING.value_unset()
+            )
         if updates:
             workflow.upsert_search_attributes(updates)
             workflow.set_current_details(self._details(state))
@@ -632,7 +724,9 @@ class PipelineWorkflow:
     def _details(self, state: str) -> str:
         lines = [f"**{state}** · {self._def.name} v{self._def.version}"]
         for r in self._steps.values():
-            mark = f" — waiting for {', '.join(r.gate.approvers)}" if r.gate and r.gate.is_open else ""
+            mark = (
+                f" — waiting for {', '.join(r.gate.approvers)}" if r.gate and r.gate.is_open else ""
+            )
             lines.append(f"- `{r.spec.id}`: {r.state.value}{mark}")
         return "\n".join(lines)
 
@@ -672,7 +766,11 @@ class PipelineWorkflow:
     async def _compensate(self) -> None:
         """Undo succeeded steps in reverse completion order; record each outcome."""
         done = sorted(
-            (r for r in self._steps.values() if r.state == StepState.SUCCEEDED and r.spec.compensate),
+            (
+                r
+                for r in self._steps.values()
+                if r.state == StepState.SUCCEEDED and r.spec.compensate
+            ),
             key=lambda r: r.completed_seq,
             reverse=True,
         )
@@ -687,20 +785,33 @@ class PipelineWorkflow:
                 await workflow.execute_activity(
                     name,
                     ToolCall(
-                        tool=name, version=version, step_id=r.spec.id, workflow_id=info.workflow_id,
-                        run_id=info.run_id, args=args, idempotency_key=f"{info.workflow_id}/{r.spec.id}/compensate",
+                        tool=name,
+                        version=version,
+                        step_id=r.spec.id,
+                        workflow_id=info.workflow_id,
+                        run_id=info.run_id,
+                        args=args,
+                        idempotency_key=f"{info.workflow_id}/{r.spec.id}/compensate",
                         scope="compensate",
                     ),
                     result_type=ToolResult,
-                    task_queue=r.spec.task_queue or self._def.defaults.task_queue or info.task_queue,
-                    start_to_close_timeout=parse_duration(comp.timeout) if comp.timeout else COMPENSATE_TIMEOUT,
-                    retry_policy=retry_policy(comp.retry, self._def.defaults) if comp.retry else COMPENSATE_RETRY,
+                    task_queue=r.spec.task_queue
+                    or self._def.defaults.task_queue
+                    or info.task_queue,
+                    start_to_close_timeout=parse_duration(comp.timeout)
+                    if comp.timeout
+                    else COMPENSATE_TIMEOUT,
+                    retry_policy=retry_policy(comp.retry, self._def.defaults)
+                    if comp.retry
+                    else COMPENSATE_RETRY,
                     summary=f"{r.spec.id}: compensate with {tool_ref}",
                 )
                 r.compensation = CompensationView(state="succeeded", at=workflow.now())
                 r.state = StepState.COMPENSATED
             except (ActivityError, RefError) as err:
-                r.compensation = CompensationView(state="failed", error=_failure_message(err), at=workflow.now())
+                r.compensation = CompensationView(
+                    state="failed", error=_failure_message(err), at=workflow.now()
+                )
             self._touch()
 
 

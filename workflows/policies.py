@@ -16,7 +16,9 @@ NOTIFY_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(second
 # Compensation must get through if at all possible.
 COMPENSATE_TIMEOUT = timedelta(minutes=5)
 COMPENSATE_RETRY = RetryPolicy(
-    maximum_attempts=10, initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+    maximum_attempts=10,
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
 )
 
 

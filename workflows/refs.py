@@ -50,9 +50,7 @@ def parse_ref(text: str) -> Ref:
         return Ref("steps", parts[1], parts[2], tuple(parts[3:]), body)
     if root == "run":
         if len(parts) != 2 or parts[1] not in RUN_FIELDS:
-            raise RefError(
-                f"malformed reference '${{{text}}}': run has {', '.join(RUN_FIELDS)}"
-            )
+            raise RefError(f"malformed reference '${{{text}}}': run has {', '.join(RUN_FIELDS)}")
         return Ref("run", None, parts[1], (), body)
     if root == "secret":
         if len(parts) != 2:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from activities.registry import ToolError, ToolRegistry
 from workflows import expr
-from workflows.definition import Definition, StepSpec
+from workflows.definition import CompensateSpec, Definition, StepSpec
 from workflows.refs import RefError, find_refs, parse_ref
 
 
@@ -81,10 +81,9 @@ def validate_definition(
     except ValidationError as err:
         definition = None
         report.errors.extend(_pydantic_issues(err))
-    steps: list[StepSpec | None] = (
-        list(definition.steps) if definition else _parse_steps_alone(raw)
-    )
-    schema = raw.get("input") if isinstance(raw.get("input"), dict) else {"type": "object"}
+    steps: list[StepSpec | None] = list(definition.steps) if definition else _parse_steps_alone(raw)
+    given = raw.get("input")
+    schema: dict[str, Any] = given if isinstance(given, dict) else {"type": "object"}
     _check_schema(schema, report)
     _check_graph(steps, report)
     _check_tools(steps, tools, report)
@@ -145,7 +144,9 @@ def _check_graph(steps: list[StepSpec | None], report: Report) -> None:
     first: dict[str, int] = {}
     for i, s in _indexed(steps):
         if s.id in first:
-            report.add(f"steps[{i}].id", f"duplicate step id {s.id!r} (first at steps[{first[s.id]}])")
+            report.add(
+                f"steps[{i}].id", f"duplicate step id {s.id!r} (first at steps[{first[s.id]}])"
+            )
         else:
             first[s.id] = i
     for i, s in _indexed(steps):
@@ -154,7 +155,9 @@ def _check_graph(steps: list[StepSpec | None], report: Report) -> None:
                 report.add(f"steps[{i}].needs", f"unknown step {need!r}")
             elif need == s.id:
                 report.add(f"steps[{i}].needs", f"step {s.id!r} cannot need itself")
-    cycle = find_cycle({s.id: [n for n in s.needs if n in first and n != s.id] for _, s in _indexed(steps)})
+    cycle = find_cycle(
+        {s.id: [n for n in s.needs if n in first and n != s.id] for _, s in _indexed(steps)}
+    )
     if cycle:
         report.add(f"steps[{first[cycle[0]]}].needs", "cycle: " + " -> ".join(cycle))
 
@@ -169,7 +172,7 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in graph.get(node, []):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -190,7 +193,9 @@ def _check_tools(steps: list[StepSpec | None], tools: ToolRegistry | None, repor
     if tools is None:
         return
     for i, s in _indexed(steps):
-        targets = [(f"steps[{i}].tool", s)] if s.tool else []
+        targets: list[tuple[str, StepSpec | CompensateSpec]] = (
+            [(f"steps[{i}].tool", s)] if s.tool else []
+        )
         if s.compensate:
             targets.append((f"steps[{i}].compensate.tool", s.compensate))
         if s.approval and s.approval.notify:
@@ -254,12 +259,17 @@ def _check_references(
             ctx.values(s.compensate.with_, f"{base}.compensate.with", visible | {s.id})
         if s.approval and s.approval.auto_approve_if:
             own = {s.id} if s.approval.stage == "after" else set()
-            ctx.expression(s.approval.auto_approve_if, f"{base}.approval.auto_approve_if", visible | own)
+            ctx.expression(
+                s.approval.auto_approve_if, f"{base}.approval.auto_approve_if", visible | own
+            )
         if s.approval:
             for gate in s.approval.distinct_from:
                 other = next((o for _, o in _indexed(steps) if o.id == gate), None)
                 if other is None or other.approval is None:
-                    report.add(f"{base}.approval.distinct_from", f"{gate!r} is not a step with an approval gate")
+                    report.add(
+                        f"{base}.approval.distinct_from",
+                        f"{gate!r} is not a step with an approval gate",
+                    )
     ctx.values(raw.get("output"), "output", ids)
     if isinstance(raw.get("summary"), str):
         ctx.values(raw["summary"], "summary", set())
@@ -301,8 +311,15 @@ class _RefChecker:
             return
         if in_expression and ref.root == "secret":
             self.report.add(path, "conditions cannot read secrets")
-        if ref.root == "input" and self.props is not None and ref.path and ref.path[0] not in self.props:
-            self.report.add(path, f"${{{text}}}: input field {ref.path[0]!r} is not in the input schema")
+        if (
+            ref.root == "input"
+            and self.props is not None
+            and ref.path
+            and ref.path[0] not in self.props
+        ):
+            self.report.add(
+                path, f"${{{text}}}: input field {ref.path[0]!r} is not in the input schema"
+            )
         if ref.root == "steps" and ref.step is not None:
             if ref.step not in self.ids:
                 self.report.add(path, f"${{{text}}}: unknown step {ref.step!r}")

@@ -63,7 +63,11 @@ async def send(
         # httpx's timeout is per network operation; asyncio.timeout bounds the whole exchange.
         async with asyncio.timeout(timeout_s):
             request = ctx.http.build_request(
-                method, url, headers=headers, params=params, content=content,
+                method,
+                url,
+                headers=headers,
+                params=params,
+                content=content,
                 timeout=timeout_s,
             )
             response = await ctx.http.send(request, stream=True, follow_redirects=follow_redirects)
@@ -76,16 +80,19 @@ async def send(
             f"{method} {mask_text(url, hidden)} took longer than {timeout_s:g}s", "HttpTimeout"
         ) from None
     except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as err:
-        raise fatal(f"{method} {mask_text(url, hidden)}: {mask_text(str(err), hidden)}",
-                    "HttpRequestInvalid") from None
+        raise fatal(
+            f"{method} {mask_text(url, hidden)}: {mask_text(str(err), hidden)}",
+            "HttpRequestInvalid",
+        ) from None
     except httpx.TimeoutException:
         raise transient(
             f"{method} {mask_text(url, hidden)} took longer than {timeout_s:g}s", "HttpTimeout"
         ) from None
     except httpx.TransportError as err:
         detail = mask_text(str(err) or type(err).__name__, hidden)
-        raise transient(f"{method} {mask_text(url, hidden)} failed: {detail}",
-                        "HttpConnectionError") from None
+        raise transient(
+            f"{method} {mask_text(url, hidden)} failed: {detail}", "HttpConnectionError"
+        ) from None
     elapsed_ms = int((time.monotonic() - started) * 1000)
     encoding = _known_encoding(response.charset_encoding)
     return Reply(response.status_code, response.headers, body, truncated, elapsed_ms, encoding)
@@ -114,9 +121,7 @@ async def _read_bounded(response: httpx.Response, limit: int) -> tuple[bytes, bo
     return bytes(buf), False
 
 
-def check_status(
-    reply: Reply, expected: set[int] | None, what: str, secrets: set[str]
-) -> None:
+def check_status(reply: Reply, expected: set[int] | None, what: str, secrets: set[str]) -> None:
     """Raise unless the status is expected (default 2xx); 5xx/408/425/429 may be retried."""
     ok = reply.status in expected if expected is not None else 200 <= reply.status < 300
     if ok:

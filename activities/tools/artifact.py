@@ -138,6 +138,10 @@ async def artifact_read(inp: ArtifactReadInput, ctx: ToolContext) -> ArtifactRea
     else:
         content = base64.b64encode(data).decode("ascii")
     return ArtifactReadOutput(
-        content=content, encoding=encoding, size=ref.size, sha256=ref.sha256,
-        uri=ref.uri, path=ref.path,
+        content=content,
+        encoding=encoding,
+        size=ref.size,
+        sha256=ref.sha256,
+        uri=ref.uri,
+        path=ref.path,
     )

@@ -163,7 +163,9 @@ async def llm_chat(inp: LlmChatInput, ctx: ToolContext) -> LlmChatOutput:
         hidden.add(s.stepgate_llm_api_key)
     url = s.stepgate_llm_base_url.rstrip("/") + "/chat/completions"
     reply = await send(
-        ctx, "POST", url,
+        ctx,
+        "POST",
+        url,
         headers=headers,
         content=json.dumps(_request_body(inp, s.stepgate_llm_model)),
         timeout_s=inp.timeout_s,
@@ -190,11 +192,13 @@ async def llm_chat(inp: LlmChatInput, ctx: ToolContext) -> LlmChatOutput:
             parsed = json.loads(content)
         except ValueError:
             if finish == "length":
-                raise fatal("the model's JSON reply was cut off; raise max_tokens",
-                            "LlmTruncated") from None
+                raise fatal(
+                    "the model's JSON reply was cut off; raise max_tokens", "LlmTruncated"
+                ) from None
             # Another sample may well be valid, so let the retry policy decide.
-            raise transient("the model's reply is not the JSON that was asked for",
-                            "LlmInvalidJson") from None
+            raise transient(
+                "the model's reply is not the JSON that was asked for", "LlmInvalidJson"
+            ) from None
     return LlmChatOutput(
         content=content,
         parsed=parsed,

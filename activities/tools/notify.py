@@ -20,9 +20,7 @@ class NotifyWebhookInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, description="The message text (also the fallback for blocks).")
-    url: str | None = Field(
-        None, description="Webhook URL; STEPGATE_NOTIFY_URL when omitted."
-    )
+    url: str | None = Field(None, description="Webhook URL; STEPGATE_NOTIFY_URL when omitted.")
     blocks: list[dict[str, Any]] | None = Field(None, description="Slack Block Kit blocks.")
     attachments: list[dict[str, Any]] | None = Field(None, description="Slack attachments.")
     timeout_s: float = Field(10.0, gt=0, le=300, description="Bound on the whole call.")
@@ -44,7 +42,9 @@ async def notify_webhook(inp: NotifyWebhookInput, ctx: ToolContext) -> NotifyWeb
     hidden = ctx.secret_values | {url}
     message = inp.model_dump(include={"text", "blocks", "attachments"}, exclude_none=True)
     reply = await send(
-        ctx, "POST", url,
+        ctx,
+        "POST",
+        url,
         headers=with_idempotency_key({"Content-Type": "application/json"}, ctx),
         content=json.dumps(message),
         timeout_s=inp.timeout_s,

@@ -40,7 +40,9 @@ class ShellRunInput(BaseModel):
         False, description="Exit codes besides 0 that count as success; true allows any."
     )
     max_output_bytes: int = Field(
-        65_536, ge=1, le=16 * 1024 * 1024,
+        65_536,
+        ge=1,
+        le=16 * 1024 * 1024,
         description="Keep at most the last this-many bytes of stdout and of stderr.",
     )
 
@@ -161,7 +163,8 @@ async def shell_run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
-            inp.argv[0], *inp.argv[1:],
+            inp.argv[0],
+            *inp.argv[1:],
             executable=program,
             cwd=inp.cwd,
             env=env,
@@ -192,8 +195,10 @@ async def shell_run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
     finally:
         # Descendants that outlived a finished program are still in its group: end them too.
         _signal_group(proc, signal.SIGKILL)
-    allowed = inp.allow_nonzero is True or code == 0 or (
-        isinstance(inp.allow_nonzero, list) and code in inp.allow_nonzero
+    allowed = (
+        inp.allow_nonzero is True
+        or code == 0
+        or (isinstance(inp.allow_nonzero, list) and code in inp.allow_nonzero)
     )
     if not allowed:
         tail = mask_text(stderr.text()[-_STDERR_IN_ERROR:], ctx.secret_values).strip()

@@ -104,7 +104,10 @@ steps:
 )
 async def _gates(handle: Handle) -> None:
     await open_gate(handle, "plan")
-    await handle.signal(PipelineWorkflow.decide, {"gate": "plan", "action": "approve", "actor": "x", "roles": ["dev"]})
+    await handle.signal(
+        PipelineWorkflow.decide,
+        {"gate": "plan", "action": "approve", "actor": "x", "roles": ["dev"]},
+    )
     await decide(handle, "plan", "approve", actor="alice")
     await decide(handle, "plan", "approve", actor="bob")
     await open_gate(handle, "apply")

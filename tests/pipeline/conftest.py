@@ -26,7 +26,9 @@ def registry() -> ToolRegistry:
 
 
 @pytest.fixture
-async def worker(client: Client, settings: Settings, registry: ToolRegistry) -> AsyncIterator[Worker]:
+async def worker(
+    client: Client, settings: Settings, registry: ToolRegistry
+) -> AsyncIterator[Worker]:
     w = build_worker(client, settings, registry)
     async with w:
         yield w
@@ -39,7 +41,9 @@ Start = Callable[..., Any]
 def start(client: Client, settings: Settings, registry: ToolRegistry) -> Start:
     """Validate a YAML definition and start it; returns the workflow handle."""
 
-    async def go(text: str, inp: dict[str, Any] | None = None, **kw: Any) -> WorkflowHandle[Any, Any]:
+    async def go(
+        text: str, inp: dict[str, Any] | None = None, **kw: Any
+    ) -> WorkflowHandle[Any, Any]:
         report = validate_definition(yaml.safe_load(text), registry)
         assert report.definition is not None, [str(e) for e in report.errors]
         return await client.start_workflow(

@@ -25,8 +25,14 @@ async def open_gate(handle: WorkflowHandle[Any, Any], gate: str, round_: int = 0
 
 
 async def decide(
-    handle: WorkflowHandle[Any, Any], gate: str, action: str, actor: str = "alice",
-    roles: list[str] | None = None, **kw: Any,
+    handle: WorkflowHandle[Any, Any],
+    gate: str,
+    action: str,
+    actor: str = "alice",
+    roles: list[str] | None = None,
+    **kw: Any,
 ) -> GateView:
-    d = Decision(gate=gate, action=action, actor=actor, roles=roles if roles is not None else ["ops"], **kw)  # type: ignore[arg-type]
+    d = Decision(
+        gate=gate, action=action, actor=actor, roles=roles if roles is not None else ["ops"], **kw
+    )  # type: ignore[arg-type]
     return await handle.execute_update(PipelineWorkflow.submit_decision, d)

@@ -43,14 +43,25 @@ async def test_before_gate_approve_runs_the_step(worker: Worker, start: Start) -
     """An approved before-gate lets the step run with its inputs, and the gate is recorded."""
     handle = await start(gated("before"))
     g = await open_gate(handle, "work")
-    assert g.subject == {"msg": "hi"} and g.actions == ["approve", "reject", "modify", "skip", "cancel"]
+    assert g.subject == {"msg": "hi"} and g.actions == [
+        "approve",
+        "reject",
+        "modify",
+        "skip",
+        "cancel",
+    ]
     view = await decide(handle, "work", "approve", comment="looks fine")
     assert view.state == "approved" and view.decided_by == "alice"
     result = await handle.result()
     assert result.output == {"msg": "hi", "step": "work"}
     status = await handle.query(PipelineWorkflow.status)
-    entry = [a for a in status.audit if a.kind == "decision"][0]
-    assert (entry.actor, entry.action, entry.outcome, entry.comment) == ("alice", "approve", "accepted", "looks fine")
+    entry = next(a for a in status.audit if a.kind == "decision")
+    assert (entry.actor, entry.action, entry.outcome, entry.comment) == (
+        "alice",
+        "approve",
+        "accepted",
+        "looks fine",
+    )
 
 
 async def test_before_gate_modify_patches_inputs(worker: Worker, start: Start) -> None:
@@ -92,7 +103,9 @@ async def test_gate_cancel_cancels_the_run(worker: Worker, start: Start) -> None
     assert [s.state for s in status.steps] == ["cancelled", "pending"]
 
 
-async def test_after_gate_reviews_output_and_modify_replaces_it(worker: Worker, start: Start) -> None:
+async def test_after_gate_reviews_output_and_modify_replaces_it(
+    worker: Worker, start: Start
+) -> None:
     """An after-gate shows the output; modify patches it before dependents see it."""
     handle = await start(gated("after"))
     g = await open_gate(handle, "work")
@@ -128,8 +141,12 @@ async def test_after_gate_reject_and_skip(worker: Worker, start: Start) -> None:
 async def test_on_failure_gate_retry_with_patch_then_succeeds(worker: Worker, start: Start) -> None:
     """A step that failed after its retries waits; retry with patched inputs makes it pass."""
     handle = await start(
-        gated("on_failure", tool="test.flaky", with_="{fail_times: 99, value: v}",
-              extra="    retry: {max_attempts: 1}")
+        gated(
+            "on_failure",
+            tool="test.flaky",
+            with_="{fail_times: 99, value: v}",
+            extra="    retry: {max_attempts: 1}",
+        )
     )
     g = await open_gate(handle, "work")
     assert "flaky failure" in g.subject["error"]
@@ -151,7 +168,9 @@ async def test_on_failure_gate_skip_with_substitute_output(worker: Worker, start
     assert result.steps == {"work": "skipped", "next": "succeeded"}
 
 
-async def test_on_failure_gate_reject_fails_with_the_original_error(worker: Worker, start: Start) -> None:
+async def test_on_failure_gate_reject_fails_with_the_original_error(
+    worker: Worker, start: Start
+) -> None:
     """Reject at an on_failure gate fails the run with the step's own error."""
     handle = await start(gated("on_failure", tool="test.fail", with_="{message: broken}"))
     await open_gate(handle, "work")
@@ -189,30 +208,44 @@ async def test_self_approval_refused_when_forbidden(worker: Worker, start: Start
     await handle.result()
 
 
-async def test_unauthorized_update_refused_and_signal_refusal_recorded(worker: Worker, start: Start) -> None:
+async def test_unauthorized_update_refused_and_signal_refusal_recorded(
+    worker: Worker, start: Start
+) -> None:
     """Without an approver role the update is refused with a clear error; the signal's refusal is audited."""
     handle = await start(gated("before"))
     await open_gate(handle, "work")
     err = await refused(handle, "work", "approve", actor="mallory", roles=["dev"])
     assert err.type == "not_authorized"
     assert "'mallory'" in err.message and "role:ops" in err.message
-    await handle.signal(PipelineWorkflow.decide, {"gate": "work", "action": "approve", "actor": "mallory", "roles": ["dev"]})
+    await handle.signal(
+        PipelineWorkflow.decide,
+        {"gate": "work", "action": "approve", "actor": "mallory", "roles": ["dev"]},
+    )
     await handle.signal(PipelineWorkflow.decide, {"gate": "work", "verb": "approve"})
 
     async def two_refusals() -> Any:
         s = await handle.query(PipelineWorkflow.status)
-        return [a for a in s.audit if a.outcome == "refused"] if len([a for a in s.audit if a.outcome == "refused"]) == 2 else None
+        return (
+            [a for a in s.audit if a.outcome == "refused"]
+            if len([a for a in s.audit if a.outcome == "refused"]) == 2
+            else None
+        )
 
     refusals = await eventually(two_refusals, what="both refusals audited")
     assert refusals[0].actor == "mallory" and "may not decide" in (refusals[0].reason or "")
     assert "malformed decision" in (refusals[1].reason or "")
     status = await handle.query(PipelineWorkflow.status)
     assert status.state == "waiting" and status.open_gates[0].state == "open"
-    await handle.signal(PipelineWorkflow.decide, {"gate": "work", "action": "approve", "actor": "alice", "roles": ["ops"]})
+    await handle.signal(
+        PipelineWorkflow.decide,
+        {"gate": "work", "action": "approve", "actor": "alice", "roles": ["ops"]},
+    )
     assert (await handle.result()).state == "completed"
 
 
-async def test_decision_refused_before_gate_opens_and_for_unknown_gate(worker: Worker, start: Start) -> None:
+async def test_decision_refused_before_gate_opens_and_for_unknown_gate(
+    worker: Worker, start: Start
+) -> None:
     """A decision for a gate that is not open yet, or does not exist, is refused."""
     handle = await start(
         """
@@ -275,7 +308,9 @@ steps:
     await open_gate(handle, "build")
     await decide(handle, "build", "approve", actor="alice")
     await open_gate(handle, "release")
-    assert (await refused(handle, "release", "approve", actor="alice")).type == "separation_of_duties"
+    assert (
+        await refused(handle, "release", "approve", actor="alice")
+    ).type == "separation_of_duties"
     await decide(handle, "release", "approve", actor="bob")
     await handle.result()
 
@@ -341,7 +376,10 @@ async def test_reminders_and_notifications_are_sent(worker: Worker, start: Start
 
     fakes.LEDGER.clear()
     handle = await start(
-        gated("before", extra="      remind_after: 500ms\n      notify: {tool: test.ledger, with: {sleep: 0}}")
+        gated(
+            "before",
+            extra="      remind_after: 500ms\n      notify: {tool: test.ledger, with: {sleep: 0}}",
+        )
     )
     await open_gate(handle, "work")
     await eventually(lambda: len(fakes.LEDGER) >= 3, what="open notice and two reminders")

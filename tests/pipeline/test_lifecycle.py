@@ -33,7 +33,9 @@ steps:
 """
 
 
-async def test_failure_compensates_succeeded_steps_in_reverse_order(worker: Worker, start: Start) -> None:
+async def test_failure_compensates_succeeded_steps_in_reverse_order(
+    worker: Worker, start: Start
+) -> None:
     """When a step fails, earlier steps' compensations run newest first and are recorded."""
     fakes.LEDGER.clear()
     handle = await start(SAGA % "test.fail")
@@ -116,7 +118,9 @@ steps:
     assert [a.action for a in status.audit if a.kind == "lifecycle"] == ["pause", "resume"]
 
 
-async def test_child_pipeline_output_flows_to_parent(worker: Worker, start: Start, registry: object) -> None:
+async def test_child_pipeline_output_flows_to_parent(
+    worker: Worker, start: Start, registry: object
+) -> None:
     """A `pipeline:` step runs the snapshot of another pipeline as a child and uses its output."""
     import yaml
 

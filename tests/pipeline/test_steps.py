@@ -16,7 +16,9 @@ def states(status: object) -> dict[str, str]:
     return {s.id: s.state for s in status.steps}  # type: ignore[attr-defined]
 
 
-async def test_references_keep_types_and_format_inside_strings(worker: Worker, start: Start) -> None:
+async def test_references_keep_types_and_format_inside_strings(
+    worker: Worker, start: Start
+) -> None:
     """A whole-string reference keeps its JSON type; an embedded one is formatted as text."""
     handle = await start(
         """
@@ -152,7 +154,9 @@ steps:
     assert result.steps == {"broken": "failed", "fine": "succeeded", "dependent": "skipped"}
 
 
-async def test_large_output_is_stored_as_artifact_and_still_referenced(worker: Worker, start: Start) -> None:
+async def test_large_output_is_stored_as_artifact_and_still_referenced(
+    worker: Worker, start: Start
+) -> None:
     """An output over the size limit goes to an artifact; later steps still read its fields."""
     big = "x" * 4000
     handle = await start(

@@ -34,11 +34,13 @@ def completions(seen: Seen) -> Reply:
         message = {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": json.dumps({"city": "Oslo"})},
-            }],
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": json.dumps({"city": "Oslo"})},
+                }
+            ],
         }
         finish = "tool_calls"
     elif req.get("response_format", {}).get("type") == "json_schema":
@@ -52,9 +54,7 @@ def completions(seen: Seen) -> Reply:
 
 
 @pytest.fixture
-def llm_acts(
-    make_acts: Callable[..., ToolActivities], server: LocalServer
-) -> ToolActivities:
+def llm_acts(make_acts: Callable[..., ToolActivities], server: LocalServer) -> ToolActivities:
     server.route("POST", "/v1/chat/completions", completions)
     return make_acts(
         stepgate_llm_base_url=server.url("/v1/"),
@@ -110,9 +110,12 @@ async def test_chat_sends_tool_results_when_conversation_continues(
     args = {
         "messages": [
             {"role": "user", "content": "Weather?"},
-            {"role": "assistant", "tool_calls": [
-                {"id": "call_1", "name": "get_weather", "arguments": {"city": "Oslo"}}
-            ]},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "call_1", "name": "get_weather", "arguments": {"city": "Oslo"}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
         ]
     }

@@ -18,8 +18,13 @@ from activities.registry import Tool, ToolError, ToolRegistry, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILTINS = {
-    "http.request", "shell.run", "llm.chat", "notify.webhook",
-    "artifact.write", "artifact.read", "data.transform",
+    "http.request",
+    "shell.run",
+    "llm.chat",
+    "notify.webhook",
+    "artifact.write",
+    "artifact.read",
+    "data.transform",
 }
 
 
@@ -56,9 +61,7 @@ def test_resolve_orders_versions_when_minor_has_two_digits() -> None:
 
 def test_resolve_picks_latest_in_major_when_major_given() -> None:
     """`name@1` is the newest 1.x, even when a 2.x exists; `name@1.9` the newest 1.9.x."""
-    reg = ToolRegistry(
-        echo_tool("x.echo", v) for v in ("1.9.0", "1.9.3", "1.10.0", "2.0.0")
-    )
+    reg = ToolRegistry(echo_tool("x.echo", v) for v in ("1.9.0", "1.9.3", "1.10.0", "2.0.0"))
     assert reg.resolve("x.echo@1").version == "1.10.0"
     assert reg.resolve("x.echo@1.9").version == "1.9.3"
     assert reg.resolve("x.echo@2.0.0").version == "2.0.0"
@@ -132,8 +135,9 @@ def test_main_prints_listing_when_run_as_module() -> None:
         subprocess.run(run, check=True, capture_output=True, text=True, cwd=ROOT).stdout
     )
     assert {t["name"] for t in listing} == BUILTINS
-    assert all({"version", "description", "input_schema", "output_schema"} <= t.keys()
-               for t in listing)
+    assert all(
+        {"version", "description", "input_schema", "output_schema"} <= t.keys() for t in listing
+    )
     names = subprocess.run(
         [*run, "--names"], check=True, capture_output=True, text=True, cwd=ROOT
     ).stdout

@@ -165,9 +165,7 @@ async def test_run_kills_process_group_when_timeout_expires(
     await all_gone(await read_pids(pids, 2))
 
 
-async def test_run_kills_process_group_when_cancelled(
-    acts: ToolActivities, tmp_path: Path
-) -> None:
+async def test_run_kills_process_group_when_cancelled(acts: ToolActivities, tmp_path: Path) -> None:
     """Cancelling the call kills the program and its children and re-raises CancelledError."""
     pids = tmp_path / "pids"
     task = asyncio.create_task(acts.execute(make_call("shell.run", py(SLEEPER, str(pids)))))

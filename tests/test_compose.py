@@ -1,0 +1,144 @@
+"""Static checks of docker-compose.yml and the Dockerfile: they must agree with the repository."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from activities.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+APP_SERVICES = ("worker", "api")
+OUR_ENV_PREFIXES = ("STEPGATE_", "TEMPORAL_")
+SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    result: dict[str, dict[str, Any]] = compose["services"]
+    return result
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _bind_sources(service: dict[str, Any]) -> list[str]:
+    sources = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                sources.append(volume["source"])
+        elif volume.split(":", 1)[0].startswith((".", "/", "~")):
+            sources.append(volume.split(":", 1)[0])
+    return sources
+
+
+def _command_target(command: list[str]) -> Path:
+    if "-m" in command:
+        module = command[command.index("-m") + 1].replace(".", "/")
+        package_main = ROOT / module / "__main__.py"
+        return package_main if package_main.parent.is_dir() else ROOT / f"{module}.py"
+    script = next(arg for arg in command if arg.endswith(".py"))
+    return ROOT / script
+
+
+def test_build_contexts_exist_with_dockerfile(services: dict[str, dict[str, Any]]) -> None:
+    """Every service built from source points at a folder that holds the Dockerfile it names."""
+    built = {name: svc["build"] for name, svc in services.items() if "build" in svc}
+    assert built, "no service is built from this repository"
+    for name, build in built.items():
+        spec = {"context": build} if isinstance(build, str) else build
+        context = spec.get("context", ".")
+        dockerfile = spec.get("dockerfile", "Dockerfile")
+        assert (ROOT / context / dockerfile).is_file(), f"{name}: {context}/{dockerfile} missing"
+
+
+def test_bind_mounts_exist_in_repository(services: dict[str, dict[str, Any]]) -> None:
+    """Every host path bind-mounted into a container is a file or folder of the repository."""
+    for name, svc in services.items():
+        for source in _bind_sources(svc):
+            assert (ROOT / source).exists(), f"{name}: bind mount source {source} missing"
+
+
+def test_depends_on_names_defined_services_with_matching_condition(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """A dependency waits for health when the target has a healthcheck, else for it to finish."""
+    for name, svc in services.items():
+        for target, condition in _depends_on(svc).items():
+            assert target in services, f"{name} depends on undefined service {target}"
+            if "healthcheck" in services[target]:
+                assert condition == "service_healthy", f"{name} -> {target}: {condition}"
+            else:
+                assert condition == "service_completed_successfully", (
+                    f"{name} -> {target}: {condition} on a service without a healthcheck"
+                )
+
+
+def test_depended_on_services_have_healthcheck_unless_one_shot(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Services that others wait for declare a healthcheck, unless they are one-shot jobs."""
+    targets = {target for svc in services.values() for target in _depends_on(svc)}
+    for target in targets:
+        svc = services[target]
+        if "healthcheck" not in svc:
+            assert svc.get("restart") == "no", f"{target} has no healthcheck and is not one-shot"
+
+
+def test_worker_scalable_without_fixed_names_or_ports(services: dict[str, dict[str, Any]]) -> None:
+    """The worker has no container name and no host port, so `--scale worker=N` works."""
+    worker = services["worker"]
+    assert "container_name" not in worker, "a fixed container_name allows one worker only"
+    assert not worker.get("ports"), "a host port allows one worker only"
+
+
+def test_app_env_vars_known_to_settings(services: dict[str, dict[str, Any]]) -> None:
+    """Every STEPGATE_*/TEMPORAL_* variable given to the worker or API is a Settings field."""
+    for name in APP_SERVICES:
+        ours = {key for key in _environment(services[name]) if key.startswith(OUR_ENV_PREFIXES)}
+        assert ours <= SETTINGS_ENV, f"{name}: unknown settings {sorted(ours - SETTINGS_ENV)}"
+
+
+def test_dockerfile_env_vars_known_to_settings() -> None:
+    """Every STEPGATE_*/TEMPORAL_* default baked into the image is a Settings field."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    baked = set(re.findall(r"\b((?:STEPGATE|TEMPORAL)_[A-Z0-9_]+)=", text))
+    assert baked <= SETTINGS_ENV, f"unknown settings {sorted(baked - SETTINGS_ENV)}"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_command_targets_existing_entry_point(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """The worker and API commands run an entry point that exists in the repository."""
+    command = services[name]["command"]
+    assert isinstance(command, list), f"{name}: use the exec form for command"
+    target = _command_target(command)
+    assert target.is_file(), f"{name}: {' '.join(command)} needs {target.relative_to(ROOT)}"
+
+
+def test_example_api_keys_file_has_contract_shape() -> None:
+    """The mounted example keys file is a list of {key, principal, roles} as the API expects."""
+    entries = yaml.safe_load((ROOT / "deploy" / "api-keys.example.yaml").read_text("utf-8"))
+    assert isinstance(entries, list) and entries
+    for entry in entries:
+        assert set(entry) == {"key", "principal", "roles"}
+        assert isinstance(entry["roles"], list)
