@@ -25,6 +25,7 @@ BUILTINS = {
     "artifact.write",
     "artifact.read",
     "data.transform",
+    "data.echo",
 }
 
 
