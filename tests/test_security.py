@@ -1,0 +1,141 @@
+"""Security by default: encrypted payloads, and secrets that never reach history or status."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities import default_registry
+from activities.config import Settings
+from tests.test_durability import definition
+from tests.tools.server import LocalServer, json_reply
+from worker import build_worker
+from workflows.client import make_client
+from workflows.pipeline import PipelineWorkflow
+
+
+def payload_bytes(history_json: str) -> Iterator[tuple[dict[str, str], bytes]]:
+    """Every payload in a history, with its metadata, decoded from the JSON's base64."""
+
+    def walk(node: Any) -> Iterator[tuple[dict[str, str], bytes]]:
+        if isinstance(node, dict):
+            if "data" in node and "metadata" in node and isinstance(node["data"], str):
+                meta = {
+                    k: base64.b64decode(v).decode(errors="replace")
+                    for k, v in node["metadata"].items()
+                }
+                yield meta, base64.b64decode(node["data"])
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    yield from walk(json.loads(history_json))
+
+
+async def run_marker_pipeline(client: Client, settings: Settings, marker: str) -> str:
+    """Run a pipeline whose input and output carry `marker`; return its raw history JSON."""
+    inp = definition(
+        """
+name: sensitive
+input: {type: object, properties: {card: {type: string}}}
+steps:
+  - id: keep
+    tool: data.echo
+    with: {value: "${input.card}"}
+output: "${steps.keep.output.value}"
+"""
+    )
+    inp.input = {"card": marker}
+    async with build_worker(client, settings, default_registry(entry_points=False)):
+        handle = await client.start_workflow(
+            PipelineWorkflow.run,
+            inp,
+            id=f"enc-{uuid.uuid4()}",
+            task_queue=settings.stepgate_task_queue,
+        )
+        assert (await handle.result()).output == marker
+    return (await handle.fetch_history()).to_json()
+
+
+async def test_encryption_keeps_payloads_opaque_in_history(
+    temporal_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """With a key set, no payload in history holds the clear text; without one, it would."""
+    marker = f"4111-{uuid.uuid4().hex}"
+    plain = await run_marker_pipeline(temporal_env.client, settings, marker)
+    assert any(marker.encode() in data for _, data in payload_bytes(plain)), (
+        "control: visible without a key"
+    )
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    secure = settings.model_copy(update={"stepgate_encryption_key": key})
+    encrypted_client = await make_client(secure, wait_s=5)
+    marker = f"4111-{uuid.uuid4().hex}"
+    history = await run_marker_pipeline(encrypted_client, secure, marker)
+    # Search attributes stay plain by design (visibility indexes them); they hold only state
+    # and pipeline names. Every other payload must be sealed.
+    payloads = [(m, d) for m, d in payload_bytes(history) if "type" not in m]
+    unencrypted = [
+        (meta, data[:80]) for meta, data in payloads if meta.get("encoding") != "binary/encrypted"
+    ]
+    assert payloads and not unencrypted, unencrypted
+    assert not any(marker.encode() in data for _, data in payloads)
+
+
+async def test_secret_reaches_the_tool_but_not_history_status_or_output(
+    client: Client,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """`${secret.NAME}` is resolved inside the activity only: the server sees it; history,
+    status previews and the run output never do, even when the server echoes it back."""
+    token = f"tok-{uuid.uuid4().hex}"
+    monkeypatch.setenv("STEPGATE_SECRET_API_TOKEN", token)
+    server = LocalServer()
+    server.route(
+        "GET", "/whoami", lambda seen: json_reply({"echo": seen.headers.get("authorization")})
+    )
+    server.start()
+    try:
+        inp = definition(
+            f"""
+name: secretive
+steps:
+  - id: call
+    tool: http.request
+    with:
+      method: GET
+      url: "{server.url("/whoami")}"
+      headers: {{Authorization: "Bearer ${{secret.API_TOKEN}}"}}
+output: "${{steps.call.output.json.echo}}"
+"""
+        )
+        async with build_worker(client, settings, default_registry(entry_points=False)):
+            handle = await client.start_workflow(
+                PipelineWorkflow.run,
+                inp,
+                id=f"sec-{uuid.uuid4()}",
+                task_queue=settings.stepgate_task_queue,
+            )
+            result = await handle.result()
+            status = await handle.query(PipelineWorkflow.status)
+        assert server.seen[0].headers["authorization"] == f"Bearer {token}"
+    finally:
+        server.stop()
+    history = (await handle.fetch_history()).to_json()
+    assert not any(token.encode() in data for _, data in payload_bytes(history))
+    assert token not in status.model_dump_json()
+    assert result.output == "Bearer ***"
+    out, err = capfd.readouterr()
+    assert token not in out + err
