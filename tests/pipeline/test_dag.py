@@ -47,3 +47,19 @@ async def test_diamond_runs_middle_steps_in_parallel(worker: Worker, start: Star
     assert left and right
     lspan, rspan = json.loads(left), json.loads(right)
     assert lspan["start"] < rspan["end"] and rspan["start"] < lspan["end"], (lspan, rspan)
+
+
+async def test_activity_summaries_name_step_and_tool(worker: Worker, start: Start) -> None:
+    """Each scheduled activity carries a summary for the Web UI naming its step and pinned tool."""
+    handle = await start(DIAMOND, {"greeting": "hi"})
+    await handle.result()
+    summaries = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            summaries.append(json.loads(event.user_metadata.summary.data))
+    assert sorted(summaries) == [
+        "bottom: test.echo@1.0.0",
+        "left: test.sleep@1.0.0",
+        "right: test.sleep@1.0.0",
+        "top: test.echo@1.0.0",
+    ]
