@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -81,5 +83,18 @@ async def main() -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exit without interpreter teardown, after flushing logs and streams.
+
+    The Temporal SDK's native threads can outlive CPython's finalization and abort the process
+    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300); by this point the worker
+    has drained and everything worth keeping is flushed, so teardown buys nothing.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    exit_now(asyncio.run(main()))

@@ -1,0 +1,56 @@
+# Developer entry points. Everything runs from the project virtualenv in .venv.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# python3.11 where it exists; otherwise python3, which pip then checks against requires-python.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-installs only when the dependency list changes, so `make test` stays fast.
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test lint bench drill clean
+
+help:
+	@echo "make install  create .venv and install stepgate with the dev and bench extras"
+	@echo "make run      Temporal dev server + worker + API (Ctrl-C stops all)"
+	@echo "make test     test suite against a real Temporal dev server (PYTEST_ARGS=...)"
+	@echo "make lint     ruff check, ruff format --check, mypy"
+	@echo "make bench    benchmarks (BENCH_SCALE=...)"
+	@echo "make drill    operational drill (python -m bench.drill)"
+	@echo "make clean    remove caches, build output and .venv (keeps .stepgate data)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+run: install
+	scripts/run
+
+test: install
+	scripts/ensure-temporal >/dev/null
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# BENCH_SCALE reaches the benchmark through the environment (also when given as `make bench BENCH_SCALE=...`).
+bench: install
+	scripts/ensure-temporal >/dev/null
+	$(BIN)/python -m bench
+
+drill: install
+	scripts/ensure-temporal >/dev/null
+	$(BIN)/python -m bench.drill
+
+# .stepgate is left alone on purpose: it holds workflow history and the local API key.
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./.git -prune -o -name __pycache__ -type d -exec rm -rf {} +
