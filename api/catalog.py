@@ -43,7 +43,8 @@ class Catalog:
                 raw.append((path, parse_document(path.read_text())))
             except ValueError as err:
                 problems.append(f"{path.name}: {err}")
-        names = {d.get("name") for _, d in raw if isinstance(d, dict)}
+        # String names only: an unhashable `name:` must be a validation error, not a crash.
+        names = {n for _, d in raw if isinstance(d, dict) and isinstance(n := d.get("name"), str)}
         catalog = cls()
         for path, data in raw:
             report = validate_definition(data, tools, catalog=dict.fromkeys(names))
@@ -66,7 +67,8 @@ class Catalog:
         name, _, version = ref.partition("@")
         versions = self.versions.get(name)
         if not versions:
-            raise KeyError(f"unknown pipeline {name!r} (catalog has: {', '.join(self.names()) or 'none'})")
+            known = ", ".join(self.names()) or "none"
+            raise KeyError(f"unknown pipeline {name!r} (catalog has: {known})")
         if not version:
             return versions[max(versions)]
         if not version.isdigit() or int(version) not in versions:

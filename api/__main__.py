@@ -1,0 +1,38 @@
+"""`python -m api`: serve the API with uvicorn on STEPGATE_API_HOST:STEPGATE_API_PORT."""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+import uvicorn
+
+from activities.config import get_settings
+from activities.logs import configure_logging
+from activities.registry import ToolError
+from api.app import create_app
+from api.catalog import CatalogError
+
+log = structlog.get_logger("stepgate.api")
+
+
+def main() -> int:
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        app = create_app(settings)
+    except (ToolError, CatalogError, ValueError) as err:
+        log.error("startup refused", error=str(err))
+        return 2
+    uvicorn.run(
+        app,
+        host=settings.stepgate_api_host,
+        port=settings.stepgate_api_port,
+        log_config=None,  # keep the structlog handlers configure_logging installed
+        proxy_headers=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

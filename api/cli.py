@@ -1,0 +1,168 @@
+"""`stepgate`: a small command line over the HTTP API (STEPGATE_URL, STEPGATE_API_KEY)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://localhost:8000"
+TIMEOUT = httpx.Timeout(30.0, read=None)  # read=None: `watch` waits as long as the run does
+
+
+class CliError(Exception):
+    """A request failed; the message is what the user sees."""
+
+
+def _client() -> httpx.Client:
+    headers = {"Accept": "application/json"}
+    key = os.environ.get("STEPGATE_API_KEY")
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.Client(
+        base_url=os.environ.get("STEPGATE_URL", DEFAULT_URL), headers=headers, timeout=TIMEOUT
+    )
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.is_success:
+        return response.json()
+    try:
+        error = response.json()["error"]
+        message = f"{error['code']}: {error['message']}"
+        if error.get("details"):
+            message += "\n" + json.dumps(error["details"], indent=2)
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    raise CliError(f"HTTP {response.status_code} {message}")
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs from Server-Sent Event lines; comments and ids are skipped."""
+    event, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+def cmd_start(http: httpx.Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"definition": args.definition, "input": json.loads(args.input)}
+    if args.workflow_id:
+        body["workflow_id"] = args.workflow_id
+    if args.auto:
+        body["approval_mode"] = "auto"
+    _print(_check(http.post("/workflows", json=body)))
+    return 0
+
+
+def cmd_status(http: httpx.Client, args: argparse.Namespace) -> int:
+    _print(_check(http.get(f"/workflows/{args.workflow_id}")))
+    return 0
+
+
+def cmd_watch(http: httpx.Client, args: argparse.Namespace) -> int:
+    state = ""
+    with http.stream("GET", f"/workflows/{args.workflow_id}/events") as response:
+        if not response.is_success:
+            response.read()
+            _check(response)
+        for event, data in sse(response.iter_lines()):
+            payload = json.loads(data)
+            if event == "error":
+                raise CliError(f"{payload['error']['code']}: {payload['error']['message']}")
+            state = payload["state"]
+            gates = ", ".join(g["gate"] for g in payload["open_gates"])
+            waiting = f" (waiting at {gates})" if gates else ""
+            print(f"[{payload['revision']}] {state} {payload['progress']['percent']}%{waiting}")
+    return 0 if state == "completed" else 1
+
+
+def _decide(http: httpx.Client, args: argparse.Namespace, action: str) -> int:
+    body: dict[str, Any] = {"action": action}
+    if args.comment:
+        body["comment"] = args.comment
+    if args.digest:
+        body["digest"] = args.digest
+    _print(_check(http.post(f"/workflows/{args.workflow_id}/gates/{args.gate}", json=body)))
+    return 0
+
+
+def cmd_inbox(http: httpx.Client, args: argparse.Namespace) -> int:
+    items = _check(http.get("/approvals"))["items"]
+    for item in items:
+        review = f" — {item['review']}" if item.get("review") else ""
+        print(f"{item['workflow_id']}  {item['gate']} ({item['stage']}){review}")
+    if not items:
+        print("nothing waits for you")
+    return 0
+
+
+def cmd_approve(http: httpx.Client, args: argparse.Namespace) -> int:
+    return _decide(http, args, "approve")
+
+
+def cmd_reject(http: httpx.Client, args: argparse.Namespace) -> int:
+    return _decide(http, args, "reject")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stepgate", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start a run of a catalog pipeline")
+    start.add_argument("definition", help="name or name@version")
+    start.add_argument("--input", default="{}", help="the run input as JSON")
+    start.add_argument("--workflow-id")
+    start.add_argument("--auto", action="store_true", help="approve every gate automatically")
+    for name, text in (("status", "print a run's status"), ("watch", "follow a run live")):
+        sub.add_parser(name, help=text).add_argument("workflow_id")
+    for name in ("approve", "reject"):
+        decide = sub.add_parser(name, help=f"{name} an open gate")
+        decide.add_argument("workflow_id")
+        decide.add_argument("gate")
+        decide.add_argument("--comment")
+        decide.add_argument("--digest", help="refuse if the gate now reviews something else")
+    sub.add_parser("inbox", help="gates waiting for you")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    commands = {
+        "start": cmd_start,
+        "status": cmd_status,
+        "watch": cmd_watch,
+        "inbox": cmd_inbox,
+        "approve": cmd_approve,
+        "reject": cmd_reject,
+    }
+    try:
+        with _client() as http:
+            return commands[args.command](http, args)
+    except CliError as err:
+        print(f"stepgate: {err}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as err:
+        print(f"stepgate: cannot reach the API: {err}", file=sys.stderr)
+        return 1
+    except json.JSONDecodeError as err:
+        print(f"stepgate: --input is not JSON: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`Annotated` dependency aliases the routers declare their needs with."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from activities.config import Settings
+from activities.registry import ToolRegistry
+from api.auth import OPERATOR, Caller, require
+from api.catalog import Catalog
+from api.state import ApiState
+
+# auto_error=False: the 401 comes from KeyStore in the API's own error shape.
+_bearer = HTTPBearer(auto_error=False, description="an API key from STEPGATE_API_KEYS_FILE")
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.stepgate
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_catalog(state: StateDep) -> Catalog:
+    return state.catalog
+
+
+def get_registry(state: StateDep) -> ToolRegistry:
+    return state.registry
+
+
+def get_client(state: StateDep) -> Client:
+    return state.temporal.client
+
+
+def get_caller(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    return state.keys.authenticate(credentials.credentials if credentials else None)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def get_operator(caller: CallerDep) -> Caller:
+    require(caller, OPERATOR, doing="this action")
+    return caller
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+RegistryDep = Annotated[ToolRegistry, Depends(get_registry)]
+ClientDep = Annotated[Client, Depends(get_client)]
+OperatorDep = Annotated[Caller, Depends(get_operator)]

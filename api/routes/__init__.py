@@ -1,0 +1,11 @@
+"""Every router, collected in one place."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import approvals, codec, definitions, health, schedules, tools, workflows
+
+api_router = APIRouter()
+for module in (health, tools, definitions, workflows, approvals, schedules, codec):
+    api_router.include_router(module.router)

@@ -1,0 +1,221 @@
+"""Runs: start, list, status, audit, live events, gate decisions and lifecycle signals."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.config import Settings
+from api import events
+from api.decisions import submit
+from api.deps import CallerDep, CatalogDep, ClientDep, OperatorDep, RegistryDep, SettingsDep
+from api.errors import ApiError, from_rpc
+from api.runs import build_input, details, request_hash, summary
+from api.schemas.common import ERRORS, Accepted
+from api.schemas.workflows import (
+    DecisionCreate,
+    WorkflowCreate,
+    WorkflowLinks,
+    WorkflowList,
+    WorkflowPublic,
+)
+from api.status import query_status
+from api.visibility import decode_cursor, encode_cursor, runs_query, summarize
+from workflows.contract import SA_PIPELINE, SA_STATE, RunState
+from workflows.models import AuditEntry, GateView, RunStatus
+from workflows.pipeline import PipelineWorkflow
+
+router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
+
+MEMO_REQUEST_HASH = "stepgate_request_sha256"
+_SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "`status` events (data: RunStatus, id: its revision) until the run closes",
+        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/RunStatus"}}},
+    }
+}
+
+
+def links(settings: Settings, workflow_id: str, run_id: str) -> WorkflowLinks:
+    base = f"{settings.stepgate_public_url.rstrip('/')}/workflows/{quote(workflow_id, safe='')}"
+    ui = settings.stepgate_ui_url.rstrip("/")
+    ns = quote(settings.temporal_namespace, safe="")
+    return WorkflowLinks(
+        self=base,
+        events=f"{base}/events",
+        web_ui=f"{ui}/namespaces/{ns}/workflows/{quote(workflow_id, safe='')}/{run_id}/history",
+    )
+
+
+@router.post(
+    "",
+    response_model=WorkflowPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": WorkflowPublic, "description": "the same request was already started"}
+    },
+)
+async def start_workflow(
+    caller: OperatorDep,
+    body: WorkflowCreate,
+    response: Response,
+    client: ClientDep,
+    catalog: CatalogDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+) -> WorkflowPublic:
+    """Validate and start a run; repeating a request with the same workflow_id is safe."""
+    inp = build_input(
+        body.definition, body.input, body.approval_mode, caller, catalog, registry, settings
+    )
+    name = inp.definition.name
+    workflow_id = body.workflow_id or f"{name}-{uuid.uuid4().hex[:12]}"
+    digest = request_hash(body.model_dump(mode="json"))
+    try:
+        handle = await client.start_workflow(
+            PipelineWorkflow.run,
+            inp,
+            id=workflow_id,
+            task_queue=settings.stepgate_task_queue,
+            # One id, one run: a retried request must find the run it started, even once closed.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_PIPELINE, name),
+                    SearchAttributePair(SA_STATE, RunState.RUNNING.value),
+                ]
+            ),
+            static_summary=summary(inp, workflow_id),
+            static_details=details(inp),
+            memo={MEMO_REQUEST_HASH: digest},
+        )
+    except WorkflowAlreadyStartedError:
+        run_id = await _same_request(client, workflow_id, digest)
+        response.status_code = status.HTTP_200_OK
+        return WorkflowPublic(
+            workflow_id=workflow_id, run_id=run_id, links=links(settings, workflow_id, run_id)
+        )
+    run_id = handle.first_execution_run_id or handle.result_run_id or ""
+    return WorkflowPublic(
+        workflow_id=workflow_id, run_id=run_id, links=links(settings, workflow_id, run_id)
+    )
+
+
+async def _same_request(client: Client, workflow_id: str, digest: str) -> str:
+    """The existing run's id when it was started by an identical request; 409 otherwise."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+        memo = await desc.memo()
+    except RPCError as err:
+        raise from_rpc(err) from None
+    if memo.get(MEMO_REQUEST_HASH) != digest:
+        raise ApiError(
+            409, "workflow_exists", f"workflow id {workflow_id!r} is taken by a different request"
+        )
+    return desc.run_id
+
+
+@router.get("", response_model=WorkflowList)
+async def list_workflows(
+    caller: CallerDep,
+    client: ClientDep,
+    state: RunState | None = None,
+    pipeline: str | None = None,
+    awaiting: Annotated[
+        Literal["me"] | None, Query(description="runs the caller may decide")
+    ] = None,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> WorkflowList:
+    """Runs from Temporal visibility, newest first, one page at a time."""
+    query = runs_query(
+        state=state.value if state else None,
+        pipeline=pipeline,
+        awaiting=caller.principals if awaiting == "me" else None,
+    )
+    pages = client.list_workflows(query, page_size=page_size, next_page_token=decode_cursor(cursor))
+    try:
+        await pages.fetch_next_page()
+    except RPCError as err:
+        raise from_rpc(err) from None
+    return WorkflowList(
+        items=[summarize(e) for e in pages.current_page or []],
+        next_cursor=encode_cursor(pages.next_page_token),
+    )
+
+
+@router.get("/{workflow_id}", response_model=RunStatus)
+async def get_workflow(_: CallerDep, client: ClientDep, workflow_id: str) -> RunStatus:
+    """The run's full status: one `status` query."""
+    return await query_status(client, workflow_id)
+
+
+@router.get("/{workflow_id}/audit", response_model=list[AuditEntry])
+async def get_audit(_: CallerDep, client: ClientDep, workflow_id: str) -> list[AuditEntry]:
+    """Every decision, refusal, timeout and lifecycle change, oldest first."""
+    return (await query_status(client, workflow_id)).audit
+
+
+@router.get("/{workflow_id}/events", response_class=StreamingResponse, responses=_SSE_DOC)
+async def watch_workflow(
+    _: CallerDep,
+    client: ClientDep,
+    workflow_id: str,
+    last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
+) -> StreamingResponse:
+    """Live status as Server-Sent Events: one event per revision, closed when the run closes."""
+    # The first query happens before streaming so an unknown run is a plain 404.
+    first = await query_status(client, workflow_id)
+    return StreamingResponse(
+        events.stream(client, first, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/{workflow_id}/gates/{gate}", response_model=GateView)
+async def decide_gate(
+    caller: CallerDep, client: ClientDep, workflow_id: str, gate: str, body: DecisionCreate
+) -> GateView:
+    """Decide an open gate as the caller; the workflow checks who may approve."""
+    return await submit(client, workflow_id, gate, body, caller)
+
+
+async def _lifecycle(client: Client, workflow_id: str, action: str, actor: str) -> Accepted:
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        if action == "cancel":
+            await handle.cancel()
+        elif action == "pause":
+            await handle.signal(PipelineWorkflow.pause, {"actor": actor})
+        else:
+            await handle.signal(PipelineWorkflow.resume, {"actor": actor})
+    except RPCError as err:
+        raise from_rpc(err, not_found=f"no run {workflow_id!r}") from None
+    return Accepted(workflow_id=workflow_id, action=action)
+
+
+@router.post("/{workflow_id}/cancel", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def cancel_workflow(caller: OperatorDep, client: ClientDep, workflow_id: str) -> Accepted:
+    """Ask the run to cancel: running steps stop, compensations run."""
+    return await _lifecycle(client, workflow_id, "cancel", caller.principal)
+
+
+@router.post("/{workflow_id}/pause", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def pause_workflow(caller: OperatorDep, client: ClientDep, workflow_id: str) -> Accepted:
+    """Start no new steps until resumed; running steps finish."""
+    return await _lifecycle(client, workflow_id, "pause", caller.principal)
+
+
+@router.post("/{workflow_id}/resume", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def resume_workflow(caller: OperatorDep, client: ClientDep, workflow_id: str) -> Accepted:
+    """Continue a paused run."""
+    return await _lifecycle(client, workflow_id, "resume", caller.principal)

@@ -1,0 +1,110 @@
+"""Turning a start request into a validated PipelineInput snapshot, shared by runs and schedules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from activities.config import Settings
+from activities.registry import ToolRegistry
+from api.auth import OPERATOR, Caller, require
+from api.catalog import Catalog
+from api.errors import invalid
+from workflows.definition import Definition, NotifySpec
+from workflows.models import NotifyDefaults, PipelineInput, Principal
+from workflows.refs import RefError, Scope
+from workflows.validation import Issue, validate_definition, validate_input
+
+SUMMARY_CHARS = 200
+
+
+def resolve_definition(
+    ref: str | dict[str, Any], catalog: Catalog, registry: ToolRegistry
+) -> tuple[Definition | None, list[Issue]]:
+    """A catalog entry by name, or an inline definition checked like a catalog file."""
+    if isinstance(ref, str):
+        try:
+            return catalog.get(ref), []
+        except KeyError as err:
+            return None, [Issue("definition", str(err.args[0]))]
+    report = validate_definition(ref, registry, catalog=catalog.versions)
+    issues = [
+        Issue(f"definition.{i.path}" if i.path else "definition", i.message) for i in report.errors
+    ]
+    return report.definition, issues
+
+
+def build_input(
+    ref: str | dict[str, Any],
+    data: dict[str, Any],
+    approval_mode: str,
+    caller: Caller,
+    catalog: Catalog,
+    registry: ToolRegistry,
+    settings: Settings,
+) -> PipelineInput:
+    """Validate everything at once; 422 with every problem when anything is wrong."""
+    if approval_mode == "auto":
+        require(caller, OPERATOR, doing="approval_mode: auto")
+    definition, issues = resolve_definition(ref, catalog, registry)
+    if definition is not None:
+        issues += validate_input(definition, data)
+    if definition is None or issues:
+        raise invalid(issues)
+    notify = (
+        NotifySpec.model_validate(
+            {"tool": settings.stepgate_notify_tool, "with": {"url": settings.stepgate_notify_url}}
+        )
+        if settings.stepgate_notify_tool
+        else None
+    )
+    return PipelineInput(
+        definition=definition,
+        input=data,
+        requester=Principal(principal=caller.principal, roles=list(caller.roles)),
+        approval_mode="auto" if approval_mode == "auto" else "manual",
+        pipelines=catalog.children(definition),
+        notify=NotifyDefaults(notify=notify, link_base=settings.stepgate_public_url),
+    )
+
+
+def summary(inp: PipelineInput, workflow_id: str) -> str:
+    """What the Web UI shows in its run list: the definition's template, or the input in short."""
+    d = inp.definition
+    text = ""
+    if d.summary:
+        run = {"workflow_id": workflow_id, "pipeline": d.name, "requester": _requester(inp)}
+        try:
+            text = str(Scope(inp.input, {}, {}, run).resolve(d.summary))
+        except RefError:
+            text = ""
+    if not text:
+        text = json.dumps(inp.input, sort_keys=True, separators=(",", ":"), default=str)
+    full = f"{d.name} v{d.version}: {text}"
+    return full if len(full) <= SUMMARY_CHARS else full[: SUMMARY_CHARS - 1] + "…"
+
+
+def details(inp: PipelineInput) -> str:
+    """Markdown the Web UI shows on the run page."""
+    d = inp.definition
+    lines = [
+        f"**{d.name}** v{d.version}" + (f" — {d.description}" if d.description else ""),
+        f"requested by `{_requester(inp)}`, approval mode `{inp.approval_mode}`",
+        "",
+        *(
+            f"- `{s.id}`: {s.resolved_tool or s.tool or 'pipeline ' + str(s.pipeline)}"
+            for s in d.steps
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _requester(inp: PipelineInput) -> str | None:
+    return inp.requester.principal if inp.requester else None
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a request body: equal bodies, equal hashes."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

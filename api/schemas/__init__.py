@@ -1,0 +1,1 @@
+"""HTTP request and response models, kept apart from the payloads workflows exchange."""

@@ -1,0 +1,49 @@
+"""Recurring runs on Temporal Schedules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workflows.durations import parse_duration
+
+SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_id: str | None = Field(None, pattern=SCHEDULE_ID_PATTERN)
+    definition: str | dict[str, Any]
+    input: dict[str, Any] = Field(default_factory=dict)
+    cron: str | None = Field(None, description="a cron expression, e.g. `0 6 * * 1-5`")
+    interval: str | None = Field(None, description="a duration, e.g. `15m`")
+    approval_mode: Literal["manual", "auto"] = "manual"
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> ScheduleCreate:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("give exactly one of cron or interval")
+        if self.interval is not None:
+            parse_duration(self.interval)
+        return self
+
+
+class SchedulePublic(BaseModel):
+    schedule_id: str
+    pipeline: str | None = None
+    cron: str | None = None
+    interval: str | None = None
+    paused: bool = False
+    next_action_times: list[datetime] = Field(default_factory=list)
+
+
+class ScheduleList(BaseModel):
+    items: list[SchedulePublic]
+
+
+class ScheduleDeleted(BaseModel):
+    schedule_id: str
+    deleted: bool = True

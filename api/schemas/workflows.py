@@ -1,0 +1,63 @@
+"""Starting runs, listing them, and deciding their gates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.definition import Action
+
+WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+
+
+class WorkflowCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    definition: str | dict[str, Any] = Field(
+        description="a catalog name (`deploy`), a pinned version (`deploy@2`), "
+        "or an inline definition"
+    )
+    input: dict[str, Any] = Field(default_factory=dict)
+    workflow_id: str | None = Field(None, pattern=WORKFLOW_ID_PATTERN)
+    approval_mode: Literal["manual", "auto"] = "manual"
+
+
+class WorkflowLinks(BaseModel):
+    self: str
+    events: str
+    web_ui: str
+
+
+class WorkflowPublic(BaseModel):
+    workflow_id: str
+    run_id: str
+    links: WorkflowLinks
+
+
+class WorkflowSummary(BaseModel):
+    workflow_id: str
+    run_id: str
+    pipeline: str | None
+    state: str | None = Field(description="Stepgate run state")
+    execution_status: str | None = Field(description="Temporal's execution status")
+    awaiting: list[str]
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+class WorkflowList(BaseModel):
+    items: list[WorkflowSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class DecisionCreate(BaseModel):
+    """The body of a gate decision; the actor is always the caller's key, never the body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    comment: str | None = Field(None, max_length=4_000)
+    patch: Any = None
+    digest: str | None = None

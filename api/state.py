@@ -1,0 +1,24 @@
+"""What the app holds for its lifetime: settings, tools, catalog, keys and the Temporal link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.converter import PayloadCodec
+
+from activities.config import Settings
+from activities.registry import ToolRegistry
+from api.auth import KeyStore
+from api.catalog import Catalog
+from api.temporal import TemporalLink
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    registry: ToolRegistry
+    catalog: Catalog
+    keys: KeyStore
+    temporal: TemporalLink
+    # The payload codec the converter uses, for the codec server; None when payloads are plain.
+    codec: PayloadCodec | None

@@ -1,0 +1,68 @@
+"""Visibility list filters and cursors for listing runs and building inboxes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+
+from temporalio.client import WorkflowExecution
+
+from api.errors import ApiError
+from api.schemas.workflows import WorkflowSummary
+from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE, WORKFLOW_TYPE
+
+
+def quote(value: str) -> str:
+    """A visibility query string literal; backslashes and quotes escaped so values cannot inject."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def in_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join(quote(v) for v in values) + ")"
+
+
+def runs_query(
+    *,
+    state: str | None = None,
+    pipeline: str | None = None,
+    awaiting: list[str] | None = None,
+    running_only: bool = False,
+) -> str:
+    clauses = [f"WorkflowType = {quote(WORKFLOW_TYPE)}"]
+    if state:
+        clauses.append(f"{SA_STATE.name} = {quote(state)}")
+    if pipeline:
+        clauses.append(f"{SA_PIPELINE.name} = {quote(pipeline)}")
+    if awaiting:
+        clauses.append(f"{SA_AWAITING.name} IN {in_list(awaiting)}")
+    if running_only:
+        clauses.append("ExecutionStatus = 'Running'")
+    return " AND ".join(clauses)
+
+
+def encode_cursor(token: bytes | None) -> str | None:
+    return base64.urlsafe_b64encode(token).decode() if token else None
+
+
+def decode_cursor(cursor: str | None) -> bytes | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode())
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "invalid", "cursor is not one this API returned") from None
+
+
+def summarize(execution: WorkflowExecution) -> WorkflowSummary:
+    attrs = execution.typed_search_attributes
+    return WorkflowSummary(
+        workflow_id=execution.id,
+        run_id=execution.run_id,
+        pipeline=attrs.get(SA_PIPELINE),
+        state=attrs.get(SA_STATE),
+        execution_status=execution.status.name.lower() if execution.status else None,
+        awaiting=list(attrs.get(SA_AWAITING) or []),
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+    )

@@ -1,0 +1,84 @@
+"""The approval inbox and batch decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import StartRun
+from tests.api.helpers import eventually, wait_state
+
+Auth = Callable[[str], dict[str, str]]
+
+
+async def test_inbox_of_role_lists_exactly_its_gates(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """Alice's inbox holds the team's open gates and nothing for a viewer; decided ones leave it."""
+    ids = [await start_run() for _ in range(2)]
+    for workflow_id in ids:
+        await wait_state(http, workflow_id, "waiting", as_("vic"))
+
+    async def inbox(who: str) -> list[dict[str, Any]]:
+        r = await http.get("/approvals", headers=as_(who))
+        assert r.status_code == 200
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+    items = await eventually(
+        lambda: inbox("alice"), lambda i: {x["workflow_id"] for x in i} == set(ids), "inbox"
+    )
+    assert {(i["gate"], i["stage"], i["review"]) for i in items} == {
+        ("release", "before", "release it?")
+    }
+    assert all(i["digest"].startswith("sha256:") and "approve" in i["actions"] for i in items)
+    assert await inbox("vic") == []
+    r = await http.post(
+        f"/workflows/{ids[0]}/gates/release", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert r.status_code == 200
+    await eventually(
+        lambda: inbox("bob"), lambda i: [x["workflow_id"] for x in i] == [ids[1]], "inbox shrink"
+    )
+
+
+async def test_batch_mixed_items_reported_each(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """Each batch item succeeds or fails on its own, with its own status code."""
+    first, second = await start_run(), await start_run()
+    for workflow_id in (first, second):
+        await wait_state(http, workflow_id, "waiting", as_("vic"))
+    items = [
+        {"workflow_id": first, "gate": "release", "action": "approve"},
+        {"workflow_id": first, "gate": "release", "action": "approve"},
+        {"workflow_id": second, "gate": "nope", "action": "approve"},
+        {"workflow_id": "no-such-run", "gate": "release", "action": "approve"},
+        {"workflow_id": second, "gate": "release", "action": "retry"},
+        {"workflow_id": second, "gate": "release", "action": "reject", "comment": "not today"},
+    ]
+    r = await http.post("/approvals/batch", json={"items": items}, headers=as_("alice"))
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [(x["ok"], x["status_code"]) for x in results] == [
+        (True, 200),
+        (False, 409),
+        (False, 404),
+        (False, 404),
+        (False, 422),
+        (True, 200),
+    ]
+    assert results[0]["gate_state"] == "approved"
+    assert results[5]["gate_state"] == "rejected"
+    assert results[1]["error"]["code"] == "gate_not_open"
+    await wait_state(http, first, "completed", as_("vic"))
+    await wait_state(http, second, "failed", as_("vic"))
+
+
+async def test_batch_empty_unprocessable(http: httpx.AsyncClient, as_: Auth) -> None:
+    """An empty batch is a malformed request."""
+    r = await http.post("/approvals/batch", json={"items": []}, headers=as_("alice"))
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["path"] == "body.items"

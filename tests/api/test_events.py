@@ -1,0 +1,70 @@
+"""Live status over Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import StartRun
+from tests.api.helpers import sse_events, wait_state
+
+Auth = Callable[[str], dict[str, str]]
+
+
+async def test_events_gated_run_waiting_running_completed(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """The stream shows waiting, then running after an approval mid-stream, then completed."""
+    workflow_id = await start_run()
+    seen: list[dict[str, Any]] = []
+    approved = False
+
+    async def follow() -> None:
+        nonlocal approved
+        async with http.stream("GET", f"/workflows/{workflow_id}/events", headers=as_("vic")) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            async for event in sse_events(r):
+                seen.append(event)
+                if event["data"]["state"] == "waiting" and not approved:
+                    approved = True
+                    d = await http.post(
+                        f"/workflows/{workflow_id}/gates/release",
+                        json={"action": "approve"},
+                        headers=as_("alice"),
+                    )
+                    assert d.status_code == 200
+
+    await asyncio.wait_for(follow(), timeout=30)
+    states = [e["data"]["state"] for e in seen]
+    assert all(e["event"] == "status" for e in seen)
+    revisions = [int(e["id"]) for e in seen]
+    assert revisions == sorted(set(revisions))
+    first_wait = states.index("waiting")
+    assert "running" in states[first_wait:]
+    assert states[-1] == "completed"
+
+
+async def test_events_resume_after_last_event_id(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """Reconnecting with Last-Event-ID skips what was seen; at the last revision nothing is sent."""
+    workflow_id = await start_run(approval_mode="auto")
+    final = await wait_state(http, workflow_id, "completed", as_("vic"))
+    last = final["revision"]
+
+    async def events(since: int) -> list[dict[str, Any]]:
+        headers = {**as_("vic"), "Last-Event-ID": str(since)}
+        async with http.stream("GET", f"/workflows/{workflow_id}/events", headers=headers) as r:
+            return [e async for e in sse_events(r)]
+
+    resumed = await asyncio.wait_for(events(last - 1), timeout=10)
+    assert [int(e["id"]) for e in resumed] == [last]
+    assert await asyncio.wait_for(events(last), timeout=10) == []
+    bad = await http.get(
+        f"/workflows/{workflow_id}/events", headers={**as_("vic"), "Last-Event-ID": "x"}
+    )
+    assert bad.status_code == 422

@@ -1,0 +1,89 @@
+"""Gate decisions through the submit_decision update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from tests.api.conftest import StartRun
+from tests.api.helpers import wait_state
+
+Auth = Callable[[str], dict[str, str]]
+
+
+async def test_decide_gate_as_approver_approved(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """An approver's decision returns the gate view, with the actor taken from the key."""
+    workflow_id = await start_run()
+    status = await wait_state(http, workflow_id, "waiting", as_("vic"))
+    digest = status["open_gates"][0]["digest"]
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/release",
+        json={"action": "approve", "comment": "ship it", "digest": digest},
+        headers=as_("alice"),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "approved"
+    assert r.json()["decided_by"] == "alice"
+    await wait_state(http, workflow_id, "completed", as_("vic"))
+    again = await http.post(
+        f"/workflows/{workflow_id}/gates/release", json={"action": "approve"}, headers=as_("bob")
+    )
+    assert again.status_code == 409
+
+
+async def test_decide_gate_refusals_mapped(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """Refusals map to 403, 404, 409 and 422 by their type."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    gate = f"/workflows/{workflow_id}/gates/release"
+    cases = [
+        (as_("vic"), {"action": "approve"}, 403, "not_authorized"),
+        (as_("alice"), {"action": "retry"}, 422, "action_not_allowed"),
+        (as_("alice"), {"action": "approve", "patch": {"x": 1}}, 422, "bad_patch"),
+        (as_("alice"), {"action": "approve", "digest": "sha256:nope"}, 409, "digest_mismatch"),
+    ]
+    for headers, body, code, kind in cases:
+        r = await http.post(gate, json=body, headers=headers)
+        assert (r.status_code, r.json()["error"]["code"]) == (code, kind), body
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/prepare", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "unknown_gate")
+    r = await http.post(
+        "/workflows/no-such-run/gates/release", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert r.status_code == 404
+    r = await http.post(gate, json={"action": "approve", "actor": "root"}, headers=as_("alice"))
+    assert r.status_code == 422  # the body cannot name an actor
+    r = await http.post(gate, json={"action": "approve"})
+    assert r.status_code == 401
+
+
+async def test_decide_gate_twice_already_voted(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, team: str
+) -> None:
+    """With a quorum of two, a second vote by the same person is a 409."""
+    inline = {
+        "name": "quorum_two",
+        "steps": [
+            {
+                "id": "go",
+                "tool": "test.echo",
+                "approval": {"approvers": [f"role:{team}"], "quorum": 2},
+            }
+        ],
+    }
+    workflow_id = await start_run(inline, {})
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    gate = f"/workflows/{workflow_id}/gates/go"
+    first = await http.post(gate, json={"action": "approve"}, headers=as_("alice"))
+    assert first.json()["state"] == "open"
+    second = await http.post(gate, json={"action": "approve"}, headers=as_("alice"))
+    assert (second.status_code, second.json()["error"]["code"]) == (409, "already_voted")
+    third = await http.post(gate, json={"action": "approve"}, headers=as_("bob"))
+    assert third.json()["state"] == "approved"
