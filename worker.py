@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import signal
-import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -20,7 +17,7 @@ from activities.logs import configure_logging
 from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
 from api.catalog import Catalog, CatalogError
-from workflows.client import TemporalUnreachable, make_client
+from workflows.client import TemporalUnreachable, exit_now, make_client
 from workflows.pipeline import PipelineWorkflow
 
 log = structlog.get_logger("stepgate.worker")
@@ -81,19 +78,6 @@ async def main() -> int:
         log.info("draining: finishing running activities before exit")
     log.info("worker stopped")
     return 0
-
-
-def exit_now(code: int) -> None:
-    """Exit without interpreter teardown, after flushing logs and streams.
-
-    The Temporal SDK's native threads can outlive CPython's finalization and abort the process
-    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300); by this point the worker
-    has drained and everything worth keeping is flushed, so teardown buys nothing.
-    """
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":

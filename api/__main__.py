@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import structlog
 import uvicorn
 
@@ -12,6 +10,7 @@ from activities.logs import configure_logging
 from activities.registry import ToolError
 from api.app import create_app
 from api.catalog import CatalogError
+from workflows.client import exit_now
 
 log = structlog.get_logger("stepgate.api")
 
@@ -35,4 +34,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

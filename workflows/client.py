@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import os
+import sys
 import time
 
 from temporalio.client import Client
@@ -54,3 +57,16 @@ class TemporalUnreachable(RuntimeError):
             f"Temporal at {address} is unreachable ({cause}); start it with "
             "`scripts/dev-server` or set TEMPORAL_ADDRESS"
         )
+
+
+def exit_now(code: int) -> None:
+    """Exit without interpreter teardown, after flushing logs and streams.
+
+    The Temporal SDK's native threads can outlive CPython's finalization and abort the process
+    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300); callers use it once they
+    have stopped serving and drained, when everything worth keeping is flushed.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
