@@ -150,6 +150,19 @@ class Definition(_Strict):
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def effective_input(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The run input as references see it: declared top-level fields that were left out
+        read as their schema `default`, or null when the schema gives none."""
+        props = self.input.get("properties")
+        if not isinstance(props, dict):
+            return given
+        missing = {
+            k: (v.get("default") if isinstance(v, dict) else None)
+            for k, v in props.items()
+            if k not in given
+        }
+        return {**missing, **given}
+
     def step(self, step_id: str) -> StepSpec:
         for s in self.steps:
             if s.id == step_id:

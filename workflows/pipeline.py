@@ -100,6 +100,7 @@ class PipelineWorkflow:
     def __init__(self, inp: PipelineInput) -> None:
         self._inp = inp
         self._def: Definition = inp.definition
+        self._input = inp.definition.effective_input(inp.input)
         self._steps: dict[str, StepRun] = {s.id: StepRun(spec=s) for s in self._def.steps}
         self._paused = False
         self._wake = False
@@ -748,7 +749,7 @@ class PipelineWorkflow:
     def _scope(self, *, lenient: bool = False) -> Scope:
         info = workflow.info()
         return Scope(
-            self._inp.input,
+            self._input,
             {sid: r.output for sid, r in self._steps.items() if r.has_output},
             {sid: r.state.value for sid, r in self._steps.items()},
             {

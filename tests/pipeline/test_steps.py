@@ -180,3 +180,23 @@ steps:
     assert json.loads(consume.output_preview or "{}") == {"sizes": {"blob": 4000}}
     history = await handle.fetch_history()
     assert big not in history.to_json()  # the blob itself never enters history
+
+
+async def test_omitted_optional_input_reads_as_schema_default(worker: Worker, start: Start) -> None:
+    """A declared input left out of the run reads as its schema default, or null without one."""
+    handle = await start(
+        """
+name: defaults
+input:
+  type: object
+  properties: {title: {type: string}, body: {type: string, default: "none"}, n: {type: integer}}
+steps:
+  - id: a
+    tool: test.echo
+    with: {text: "${input.title}: ${input.body}", n: "${input.n}"}
+output: "${steps.a.output}"
+""",
+        {"title": "T"},
+    )
+    result = await handle.result()
+    assert result.output == {"text": "T: none", "n": None, "step": "a"}
