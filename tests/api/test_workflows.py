@@ -181,3 +181,13 @@ async def test_cancel_as_viewer_forbidden(http: httpx.AsyncClient, as_: Auth) ->
     """Viewers cannot cancel; unknown runs are 404 for operators."""
     assert (await http.post("/workflows/whatever/cancel", headers=as_("vic"))).status_code == 403
     assert (await http.post("/workflows/no-such-run/pause", headers=as_("olga"))).status_code == 404
+
+
+async def test_list_refuses_a_cursor_it_did_not_issue(
+    http: httpx.AsyncClient, as_: Callable[[str], dict[str, str]]
+) -> None:
+    """A mangled or invented cursor is a 422, not a server error after long retries."""
+    for cursor in ("not-base64!", "AAAA", "eyJmb28iOiAxfQ=="):
+        r = await http.get("/workflows", params={"cursor": cursor}, headers=as_("vic"))
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["message"] == "cursor is not one this API returned"
