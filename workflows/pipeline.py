@@ -511,7 +511,8 @@ class PipelineWorkflow:
             return None, f"gate {gate_id!r} is not open ({state}); step is {run.state.value}"
         return run.gate, None
 
-    def _refusal(self, d: Decision) -> ApplicationError | None:
+    def _admit(self, d: Decision) -> Gate | ApplicationError:
+        """The open gate `d` may be applied to, or why it is refused."""
         run = self._steps.get(d.gate)
         if run is None or run.spec.approval is None:
             return ApplicationError(
@@ -528,32 +529,39 @@ class PipelineWorkflow:
         refusal = gate.check(d, self._inp.requester, barred)
         if refusal:
             return ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
-        return None
+        return gate
 
-    def _apply(self, d: Decision, via: Literal["signal", "update"]) -> Gate:
-        gate = self._steps[d.gate].gate
-        assert gate is not None  # _refusal() returned None, so the gate is open
+    def _apply(self, gate: Gate, d: Decision, via: Literal["signal", "update"]) -> Gate:
         now = workflow.now()
         gate.apply(d, now)
         if d.action in ("approve", "modify"):
             self._steps[d.gate].approvers_seen.add(d.actor)
-        self._record(
-            AuditEntry(
-                at=now,
-                kind="decision",
-                gate=d.gate,
-                actor=d.actor,
-                roles=d.roles,
-                action=d.action,
-                comment=d.comment,
-                patch=mask(d.patch),
-                digest=d.digest,
-                outcome="accepted",
-                via=via,
-            )
-        )
+        self._record(self._decision_entry(d, now, via, "accepted"))
         self._touch()
         return gate
+
+    @staticmethod
+    def _decision_entry(
+        d: Decision,
+        at: datetime,
+        via: Literal["signal", "update"],
+        outcome: Literal["accepted", "refused"],
+        reason: str | None = None,
+    ) -> AuditEntry:
+        return AuditEntry(
+            at=at,
+            kind="decision",
+            gate=d.gate,
+            actor=d.actor,
+            roles=d.roles,
+            action=d.action,
+            comment=d.comment,
+            patch=mask(d.patch),
+            digest=d.digest,
+            outcome=outcome,
+            reason=reason,
+            via=via,
+        )
 
     @workflow.signal
     def decide(self, raw: Any) -> None:
@@ -573,44 +581,26 @@ class PipelineWorkflow:
             )
             self._touch()
             return
-        refusal = self._refusal(d)
-        if refusal:
-            self._record(
-                AuditEntry(
-                    at=now,
-                    kind="decision",
-                    gate=d.gate,
-                    actor=d.actor,
-                    roles=d.roles,
-                    action=d.action,
-                    comment=d.comment,
-                    digest=d.digest,
-                    outcome="refused",
-                    reason=refusal.message,
-                    via="signal",
-                )
-            )
+        admitted = self._admit(d)
+        if isinstance(admitted, ApplicationError):
+            self._record(self._decision_entry(d, now, "signal", "refused", admitted.message))
             self._touch()
             return
-        self._apply(d, "signal")
+        self._apply(admitted, d, "signal")
 
     @workflow.update
     def submit_decision(self, d: Decision) -> GateView:
         """A validated decision: refused before it reaches history when it cannot apply."""
-        refusal = self._refusal(d)
-        if refusal:
-            raise refusal
-        return self._apply(d, "update").view(mask(self._gate_subject(d.gate)))
+        admitted = self._admit(d)
+        if isinstance(admitted, ApplicationError):
+            raise admitted  # only if the gate changed between validation and handling
+        return self._apply(admitted, d, "update").view(mask(admitted.subject))
 
     @submit_decision.validator
     def _validate_decision(self, d: Decision) -> None:
-        refusal = self._refusal(d)
-        if refusal:
-            raise refusal
-
-    def _gate_subject(self, gate_id: str) -> Any:
-        gate = self._steps[gate_id].gate
-        return gate.subject if gate else None
+        admitted = self._admit(d)
+        if isinstance(admitted, ApplicationError):
+            raise admitted
 
     @workflow.signal
     def pause(self, reason: Any = None) -> None:
@@ -776,9 +766,9 @@ class PipelineWorkflow:
             reverse=True,
         )
         info = workflow.info()
-        for r in done:
-            comp = r.spec.compensate
-            assert comp is not None  # filtered above
+        for r, comp in ((r, r.spec.compensate) for r in done):
+            if comp is None:
+                continue
             tool_ref = comp.resolved_tool or comp.tool
             name, _, version = tool_ref.partition("@")
             try:

@@ -119,7 +119,8 @@ class Scope:
             return self.run.get(ref.field or "")
         if ref.root == "secret":
             return "${secret." + ref.path[0] + "}"
-        assert ref.step is not None  # parse_ref guarantees a step for the steps root
+        if ref.step is None:
+            raise RefError(f"{where}: no step named")
         if ref.field == "status":
             return self.statuses.get(ref.step)
         if ref.step not in self.outputs:
