@@ -14,17 +14,19 @@ T = TypeVar("T")
 async def eventually(
     probe: Callable[[], Awaitable[T] | T],
     *,
+    ok: Callable[[T], object] = bool,
     within: float = 20.0,
     interval: float = 0.05,
     what: str = "",
 ) -> T:
-    """Call `probe` until it returns something truthy; fail with the last value after `within` seconds."""
+    """Call `probe` until `ok(result)` holds (by default: the result is truthy) and return the
+    result; fail with the last value after `within` seconds."""
     deadline = time.monotonic() + within
     last: Any = None
     while True:
         value = probe()
         last = await value if inspect.isawaitable(value) else value
-        if last:
+        if ok(last):
             return last  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s: {what} (last: {last!r})")

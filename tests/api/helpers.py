@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+
+from tests import util
 
 T = TypeVar("T")
 CLOSED = ("completed", "failed", "cancelled")
@@ -18,16 +18,7 @@ async def eventually(
     probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str, timeout_s: float = 20.0
 ) -> T:
     """Call `probe` until `ok` holds for its result; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout_s:g}s waiting for {what}; last: {value}"
-            )
-        await asyncio.sleep(0.1)
+    return await util.eventually(probe, ok=ok, what=what, within=timeout_s, interval=0.1)
 
 
 async def wait_state(http: httpx.AsyncClient, workflow_id: str, state: str, headers: Any) -> Any:
