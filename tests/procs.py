@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from activities.config import Settings
 
@@ -62,64 +56,3 @@ class WorkerProcess:
                 self.proc.wait(timeout=10)
         self.log.close()
         return self.proc.returncode
-
-
-class Ledger:
-    """A loopback service that applies a side effect once per Idempotency-Key.
-
-    The first request for a key can be held until the test releases it, so a worker can be
-    killed while the call is in flight (the side effect still lands, as in real life).
-    """
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.applied: dict[str, Any] = {}
-        self.hold = threading.Event()
-        self.hold.set()
-        self.arrived = threading.Event()
-        self._lock = threading.Lock()
-
-    def handle(self, key: str, body: Any) -> tuple[int, Any]:
-        with self._lock:
-            self.requests.append(key)
-            first = len([k for k in self.requests if k == key]) == 1
-        if first:
-            self.arrived.set()
-            self.hold.wait(timeout=30)
-        with self._lock:
-            if key not in self.applied:
-                self.applied[key] = {"entry": body, "n": len(self.applied) + 1}
-            return 200, self.applied[key]
-
-
-@contextmanager
-def serve_ledger() -> Iterator[tuple[Ledger, str]]:
-    ledger = Ledger()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            body = json.loads(self.rfile.read(length) or b"null")
-            status, payload = ledger.handle(self.headers.get("Idempotency-Key", ""), body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            try:
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the caller died mid-request; the side effect is already recorded
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ledger, f"http://127.0.0.1:{server.server_address[1]}/ledger"
-    finally:
-        ledger.hold.set()
-        server.shutdown()
-        server.server_close()

@@ -13,7 +13,8 @@ from temporalio.client import Client
 
 from activities import default_registry
 from activities.config import Settings
-from tests.procs import WorkerProcess, serve_ledger, worker_env
+from bench.ledger import Ledger, serve_ledger
+from tests.procs import WorkerProcess, worker_env
 from tests.util import eventually
 from worker import build_worker
 from workflows.models import PipelineInput
@@ -33,7 +34,8 @@ async def test_worker_sigkill_mid_step_completes_with_side_effect_once(
     """A worker killed with SIGKILL during a call is replaced; the run completes and the
     side effect guarded by the idempotency key happens exactly once."""
     (settings.stepgate_data / "definitions").mkdir(parents=True)
-    with serve_ledger() as (ledger, url):
+    ledger = Ledger()
+    with serve_ledger(ledger) as url:
         ledger.hold.clear()
         inp = definition(
             f"""
@@ -73,8 +75,8 @@ output: "${{steps.receipt.output.value}}"
             assert second.stop() == 0  # drains and exits cleanly on SIGTERM
     key = f"{handle.id}/charge"
     assert result.state == "completed" and result.output == 1
-    assert ledger.requests.count(key) >= 2, "the step was retried after the crash"
-    assert list(ledger.applied) == [key], "the side effect happened exactly once"
+    assert ledger.requests_by_key[key] >= 2, "the step was retried after the crash"
+    assert ledger.applied == [key], "the side effect happened exactly once"
 
 
 async def test_gate_deadline_fires_on_time_while_no_worker_runs(
