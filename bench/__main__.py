@@ -1,0 +1,172 @@
+"""`python -m bench`: start a private Temporal dev server, workers and API, measure, report.
+
+BENCH_SCALE=quick (under a minute) or full (default; several minutes). Every child process is
+stopped on exit, on error and on Ctrl-C; logs stay in the printed folder when something failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import temporalio
+
+from bench import decision, overhead, parked, report, status, throughput
+from bench.procs import Processes, StartupFailed
+from bench.scale import Scale, scale_from_env
+from bench.stack import (
+    SERVER_DYNAMIC_CONFIG,
+    Stack,
+    child_env,
+    start_api,
+    start_server,
+    start_worker,
+    stop_worker,
+)
+
+Section = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "temporalio": temporalio.__version__,
+        "platform": platform.platform(),
+        "server_dynamic_config": SERVER_DYNAMIC_CONFIG,
+        # Without cached bytecode every new run recompiles workflows/pipeline.py in the sandbox,
+        # which shows in the per-run overhead: say which way this run went.
+        "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+        "workflows_bytecode_cached": any(
+            (Path(__file__).resolve().parent.parent / "workflows" / "__pycache__").glob(
+                "pipeline.*.pyc"
+            )
+        ),
+    }
+
+
+async def section(results: dict[str, Any], name: str, run: Section) -> None:
+    """Run one measurement; a failure is reported and the remaining sections still run."""
+    started = time.perf_counter()
+    print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+    try:
+        results.update(await run())
+    except Exception as err:
+        results["errors"][name] = f"{type(err).__name__}: {err}"
+    results["section_s"][name] = round(time.perf_counter() - started, 2)
+
+
+def api_missing() -> str | None:
+    """Why the status section cannot run, decided before any process starts."""
+    if not (Path(__file__).resolve().parent.parent / "api" / "app.py").exists():
+        return "api/app.py does not exist yet"
+    return None
+
+
+async def run(
+    procs: Processes, workdir: Path, scale: Scale, api_error: str | None
+) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "scale": scale.name,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "errors": {},
+        "skipped": {},
+        "section_s": {},
+    }
+    server, address, client = await start_server(procs, workdir)
+    stack = Stack(
+        procs=procs,
+        workdir=workdir,
+        address=address,
+        client=client,
+        env=child_env(workdir, address),
+        server=server,
+    )
+
+    async def api() -> None:
+        nonlocal api_error
+        if api_error:
+            return
+        try:
+            await start_api(stack)
+        except StartupFailed as err:
+            api_error = f"the API did not start: {err}"
+
+    # Both start-ups are mostly imports; overlapping them saves a few seconds of the quick budget.
+    worker, _ = await asyncio.gather(start_worker(stack, "worker-1"), api())
+
+    # Parked first, on a fresh worker, so its RSS figures are not inflated by earlier sections.
+    await section(results, "parked", lambda: parked.measure(stack, scale, worker))
+    await section(results, "overhead", lambda: overhead.measure(stack, scale))
+    await section(results, "decision", lambda: decision.measure(stack, scale))
+    if api_error:
+        results["skipped"]["status"] = api_error
+    else:
+        await section(results, "status", lambda: status.measure(stack, scale))
+
+    async def throughput_1() -> dict[str, Any]:
+        out = await throughput.measure(stack, scale, "1")
+        return {"throughput_1_worker": out["per_second"], "throughput_1": out}
+
+    async def throughput_2() -> dict[str, Any]:
+        second = await start_worker(stack, "worker-2")
+        try:
+            out = await throughput.measure(stack, scale, "2")
+        finally:
+            await stop_worker(stack, second)
+        return {"throughput_2_workers": out["per_second"], "throughput_2": out}
+
+    await section(results, "throughput_1", throughput_1)
+    await section(results, "throughput_2", throughput_2)
+    return results
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM takes the same road as Ctrl-C, so the finally blocks stop every child.
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    scale = scale_from_env()
+    signal.signal(signal.SIGTERM, _terminated)
+    workdir = Path(tempfile.mkdtemp(prefix="stepgate-bench-"))
+    (workdir / "definitions").mkdir()
+    started = time.perf_counter()
+    keep = True
+    try:
+        with Processes(workdir) as procs:
+            results = asyncio.run(run(procs, workdir, scale, api_missing()))
+        keep = bool(results["errors"])
+    except KeyboardInterrupt:
+        print("bench interrupted; its processes are stopped", file=sys.stderr)
+        return 130
+    except StartupFailed as err:
+        print(f"bench could not start: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if keep:
+            print(f"bench logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    json_path = report.write_json(results)
+    png_path = report.write_chart(results)
+    print(report.table(results))
+    print(f"\nwall time {results['wall_s']} s; wrote {json_path} and {png_path}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

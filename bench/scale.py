@@ -1,0 +1,96 @@
+"""How much work each section does at each BENCH_SCALE, and the targets the figures are held to."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    warmup_pairs: int
+    overhead_pairs: int
+    throughput_runs: int
+    decision_runs: int
+    status_idle_requests: int
+    status_load_clients: int
+    status_load_requests_per_client: int
+    cached_runs: int
+    parked_runs: int
+    inbox_samples: int
+    # Every section is bounded in time as well as in count: a stuck run must not hang the bench.
+    section_timeout_s: float
+
+
+# `quick` has to finish within a minute on a 2-core machine, server and processes included.
+QUICK = Scale(
+    name="quick",
+    warmup_pairs=3,
+    overhead_pairs=20,
+    throughput_runs=100,
+    decision_runs=12,
+    status_idle_requests=100,
+    status_load_clients=50,
+    status_load_requests_per_client=6,
+    cached_runs=200,
+    parked_runs=200,
+    inbox_samples=2,
+    section_timeout_s=40.0,
+)
+
+FULL = Scale(
+    name="full",
+    warmup_pairs=10,
+    overhead_pairs=200,
+    throughput_runs=1_000,
+    decision_runs=100,
+    status_idle_requests=500,
+    status_load_clients=50,
+    status_load_requests_per_client=40,
+    cached_runs=1_000,
+    parked_runs=10_000,
+    inbox_samples=10,
+    section_timeout_s=900.0,
+)
+
+SCALES = {s.name: s for s in (QUICK, FULL)}
+
+
+def scale_from_env() -> Scale:
+    name = os.environ.get("BENCH_SCALE", "full").strip().lower() or "full"
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise SystemExit(f"BENCH_SCALE={name!r}: expected one of {', '.join(SCALES)}") from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """An upper limit for one figure (every target here is "at most")."""
+
+    key: str
+    label: str
+    limit: float
+    unit: str
+
+    def check(self, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        return "PASS" if value <= self.limit else "MISS"
+
+
+TARGETS = {
+    t.key: t
+    for t in (
+        Target("overhead_ratio", "interpreter / baseline p50", 1.15, "x"),
+        Target("step_overhead_ms_p50", "step overhead p50", 15.0, "ms"),
+        Target("decision_latency_ms_p50", "decision (update) -> step started p50", 25.0, "ms"),
+        Target(
+            "decision_latency_signal_ms_p50", "decision (signal) -> step started p50", 25.0, "ms"
+        ),
+        Target("status_ms_p99_idle", "GET /workflows/{id} p99 idle", 25.0, "ms"),
+        Target("status_ms_p99_load", "GET /workflows/{id} p99 under load", 60.0, "ms"),
+        Target("worker_rss_mb_parked", "worker RSS with parked runs", 1024.0, "MiB"),
+    )
+}

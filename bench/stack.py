@@ -1,0 +1,189 @@
+"""Brings up the bench's own Temporal dev server, worker processes and API, on loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import yaml
+from temporalio.client import Client
+
+from activities.config import Settings
+from bench.procs import Child, Processes, free_port, wait_for
+from workflows.client import TemporalUnreachable, make_client
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+SERVER_READY_S = 60.0
+WORKER_READY_S = 60.0
+API_READY_S = 60.0
+# The bench identity: the one key of its API and the principal of every decision it sends.
+APPROVER = "bench-approver"
+APPROVER_ROLES = ["bench", "operator"]
+
+
+# The dev server runs one history shard, whose transfer-queue reader is limited to 20 polls a
+# second: every task it hands to matching (each workflow and activity task) then waits up to 50 ms
+# once the limiter's burst is spent, which would swamp the few milliseconds Stepgate itself adds.
+# A production cluster spreads runs over hundreds of shards, so it does not see that wait.
+SERVER_DYNAMIC_CONFIG = {
+    "history.transferProcessorMaxPollRPS": 1000,
+    "history.visibilityProcessorMaxPollRPS": 1000,
+    "matching.numTaskqueueReadPartitions": 1,
+    "matching.numTaskqueueWritePartitions": 1,
+}
+
+
+def temporal_cli() -> str:
+    """The CLI that scripts/ensure-temporal provides (it may build it once, hence the long bound)."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-temporal")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return out.stdout.strip()
+
+
+@dataclass
+class Stack:
+    """What the sections run against; `task_queue` is fresh per bench run."""
+
+    procs: Processes
+    workdir: Path
+    address: str
+    client: Client
+    env: dict[str, str]
+    task_queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    server: Child | None = None
+    workers: list[Child] = field(default_factory=list)
+    api: Child | None = None
+    api_url: str | None = None
+    api_key: str | None = None
+
+
+def child_env(workdir: Path, address: str) -> dict[str, str]:
+    """The environment every child gets: our server, private folders, quiet logs."""
+    env = dict(os.environ)
+    env.update(
+        TEMPORAL_ADDRESS=address,
+        TEMPORAL_NAMESPACE="default",
+        STEPGATE_ENV="development",
+        STEPGATE_DATA=str(workdir / "data"),
+        # An empty catalog: the bench starts runs from inline definitions only, so a catalog file
+        # someone is editing cannot stop the API from starting.
+        STEPGATE_DEFINITIONS_DIR=str(workdir / "definitions"),
+        STEPGATE_LOG_LEVEL="WARNING",
+        STEPGATE_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU used so far by each running child and by the bench itself."""
+    children = [c for c in (stack.server, *stack.workers, stack.api) if c is not None]
+    used = {c.name: c.cpu_seconds() for c in children}
+    own = psutil.Process().cpu_times()
+    used["bench"] = float(own.user + own.system)
+    return used
+
+
+async def start_server(procs: Processes, workdir: Path) -> tuple[Child, str, Client]:
+    port, ui_port = free_port(), free_port()
+    argv = [
+        temporal_cli(),
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        HOST,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        # No --db-filename: in-memory SQLite, so the bench measures Stepgate, not the disk.
+        "--search-attribute",
+        "StepgateState=Keyword",
+        "--search-attribute",
+        "StepgatePipeline=Keyword",
+        "--search-attribute",
+        "StepgateAwaiting=KeywordList",
+        "--log-level",
+        "error",
+    ]
+    for key, value in SERVER_DYNAMIC_CONFIG.items():
+        argv += ["--dynamic-config-value", f"{key}={value}"]
+    child = procs.spawn("temporal", argv, os.environ, ROOT)
+    address = f"{HOST}:{port}"
+    settings = Settings(temporal_address=address)
+    clients: list[Client] = []
+
+    async def connected() -> bool:
+        try:
+            clients.append(await make_client(settings, wait_s=0.5))
+        except TemporalUnreachable:
+            return False
+        return True
+
+    await wait_for(child, connected, SERVER_READY_S, "Temporal frontend")
+    return child, address, clients[0]
+
+
+async def start_worker(stack: Stack, name: str) -> Child:
+    ready = stack.workdir / f"{name}.ready"
+    env = {**stack.env, "STEPGATE_TASK_QUEUE": stack.task_queue}
+    argv = [sys.executable, "-m", "bench.worker", "--ready-file", str(ready)]
+    child = stack.procs.spawn(name, argv, env, ROOT)
+
+    async def polling() -> bool:
+        return ready.exists()
+
+    await wait_for(child, polling, WORKER_READY_S, "worker ready file")
+    stack.workers.append(child)
+    return child
+
+
+async def stop_worker(stack: Stack, child: Child) -> None:
+    # Stopping waits for the worker to drain; off the event loop, so nothing else stalls meanwhile.
+    await asyncio.to_thread(stack.procs.stop, child)
+    stack.workers.remove(child)
+
+
+async def start_api(stack: Stack) -> None:
+    """`python -m api` with its own keys file and port; sets stack.api_url when it answers."""
+    port = free_port()
+    key = secrets.token_urlsafe(24)
+    keys_file = stack.workdir / "api-keys.yaml"
+    keys_file.write_text(
+        yaml.safe_dump([{"key": key, "principal": APPROVER, "roles": APPROVER_ROLES}])
+    )
+    keys_file.chmod(0o600)
+    env = {
+        **stack.env,
+        "STEPGATE_TASK_QUEUE": stack.task_queue,
+        "STEPGATE_API_HOST": HOST,
+        "STEPGATE_API_PORT": str(port),
+        "STEPGATE_API_KEYS_FILE": str(keys_file),
+    }
+    child = stack.procs.spawn("api", [sys.executable, "-m", "api"], env, ROOT)
+    url = f"http://{HOST}:{port}"
+
+    async def healthy() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=1.0) as http:
+                return (await http.get(f"{url}/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(child, healthy, API_READY_S, "200 from /healthz")
+    stack.api, stack.api_url, stack.api_key = child, url, key

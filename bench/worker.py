@@ -1,0 +1,61 @@
+"""`python -m bench.worker`: the real Stepgate worker plus the baseline, in one worker process.
+
+Configured like `worker.py` through the environment (TEMPORAL_ADDRESS, STEPGATE_TASK_QUEUE, ...).
+Touches `--ready-file` once it polls, so the bench knows when to start measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.plugin import SimplePlugin
+
+from activities import default_registry
+from activities.config import get_settings
+from activities.logs import configure_logging
+from bench.baseline import BaselineWorkflow, noop
+from worker import build_worker
+from workflows.client import make_client
+
+BASELINE = SimplePlugin("stepgate.bench.baseline", workflows=[BaselineWorkflow], activities=[noop])
+
+
+def with_baseline(client: Client) -> Client:
+    """The same connection and converter, plus a plugin that adds the baseline to every worker
+    built on it: build_worker() then gives one worker (shared pollers, slots and cache) for both,
+    which two Worker objects on one task queue could not (the SDK refuses that)."""
+    config = client.config()
+    config["plugins"] = [*config.get("plugins", []), BASELINE]
+    return Client(**config)
+
+
+async def serve(ready_file: Path | None) -> int:
+    settings = get_settings()
+    configure_logging(settings)
+    client = with_baseline(await make_client(settings))
+    worker = build_worker(client, settings, default_registry(entry_points=False))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        if ready_file is not None:
+            await asyncio.to_thread(ready_file.write_text, worker.task_queue)
+        await stop.wait()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ready-file", type=Path, default=None)
+    args = parser.parse_args()
+    return asyncio.run(serve(args.ready_file))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The fault drills of `make drill`, at their quick size, as part of the suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.drill import SCALES, run_drills
+
+
+async def test_drills_lose_nothing(tmp_path: Path) -> None:
+    """Worker SIGKILLs, a Temporal restart, an API restart under a live /events client and a
+    decision storm: every run completes, side effects happen once, no decision is lost."""
+    scale = SCALES["quick"]
+    results = await run_drills(scale, tmp_path)
+
+    kills = results["worker_kills"]
+    assert kills["completed"] == kills["runs"] == scale.pipelines, kills
+    assert kills["side_effects"] == scale.pipelines, kills
+    assert kills["unexpected_side_effects"] == kills["missing_side_effects"] == 0, kills
+    assert kills["workflow_task_failures"] == 0, kills
+
+    restart = results["server_restart"]
+    assert restart["completed"] == 2 * scale.parked, restart
+    assert restart["decisions_lost"] == 0, restart
+    assert restart["unexpected_side_effects"] == restart["missing_side_effects"] == 0, restart
+
+    api = results["api_restart"]
+    assert api["final_state"] == "completed" and api["revisions_increasing"], api
+    assert {"waiting", "completed"} <= set(api["states_seen"]), api
+
+    storm = results["decision_storm"]
+    assert storm["runs_with_exact_votes"] == storm["completed"] == scale.storm_runs, storm
+    assert sum(storm["refused"].values()) == storm["decisions"] - storm["valid"], storm
+    assert storm["workflow_task_failures"] == 0, storm
+    assert results["ok"]
