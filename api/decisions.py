@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api.auth import Caller
-from api.errors import ApiError, from_rpc
+from api.errors import ApiError, from_rpc, no_worker, timed_out
 from api.schemas.workflows import DecisionCreate
 from workflows.models import Decision, GateView
 from workflows.pipeline import PipelineWorkflow
@@ -25,6 +27,10 @@ REFUSAL_STATUS = {
     "bad_patch": 422,
 }
 
+# An update waits for a worker to validate and apply it; bounded so a run whose workers are all
+# down answers 503 instead of holding the request open.
+DECISION_TIMEOUT = timedelta(seconds=10)
+
 
 async def submit(
     client: Client, workflow_id: str, gate: str, body: DecisionCreate, caller: Caller
@@ -41,10 +47,14 @@ async def submit(
     )
     handle = client.get_workflow_handle(workflow_id)
     try:
-        return await handle.execute_update(PipelineWorkflow.submit_decision, decision)
+        return await handle.execute_update(
+            PipelineWorkflow.submit_decision, decision, rpc_timeout=DECISION_TIMEOUT
+        )
     except WorkflowUpdateFailedError as err:
         raise refusal(err.cause) from None
     except RPCError as err:
+        if timed_out(err):
+            raise no_worker(workflow_id, DECISION_TIMEOUT) from None
         raise from_rpc(err, not_found=f"no run {workflow_id!r}") from None
 
 

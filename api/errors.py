@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -46,9 +47,20 @@ def invalid(issues: list[Issue], message: str = "the request is not valid") -> A
     return ApiError(422, "invalid", message, details)
 
 
-def unavailable(message: str) -> ApiError:
-    return ApiError(
-        503, "temporal_unavailable", message, headers={"Retry-After": str(RETRY_AFTER_S)}
+def unavailable(message: str, code: str = "temporal_unavailable") -> ApiError:
+    return ApiError(503, code, message, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def timed_out(err: RPCError) -> bool:
+    """The call's own rpc_timeout ran out (the SDK reports its client-side deadline as CANCELLED)."""
+    return err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+
+
+def no_worker(workflow_id: str, within: timedelta) -> ApiError:
+    """The run exists but no worker answered in time: its workers are down or overloaded."""
+    return unavailable(
+        f"no worker answered for run {workflow_id!r} within {within.total_seconds():g}s",
+        "worker_unavailable",
     )
 
 

@@ -17,6 +17,8 @@ from workflows.client import make_data_converter
 from workflows.contract import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
+# A second namespace on the session server, for tests that list everything they can see.
+FUZZ_NAMESPACE = "stepgate-fuzz"
 
 
 def temporal_cli() -> str:
@@ -33,10 +35,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(Settings()),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.enableUpdateWorkflowExecution=true",
-        ],
+        dev_server_extra_args=["--namespace", FUZZ_NAMESPACE],
     )
     try:
         yield env

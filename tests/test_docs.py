@@ -25,7 +25,9 @@ def test_readme_documents_every_route() -> None:
         return re.sub(r"\{[a-z_]+\}", "{}", path)
 
     served = {f"{m.upper()} {norm(p)}" for p, ops in schema.items() for m in ops}
-    documented = {f"{m} {norm(p)}" for m, p in re.findall(r"`(GET|POST|DELETE) (/[^`\s]*)`", README)}
+    documented = {
+        f"{m} {norm(p)}" for m, p in re.findall(r"`(GET|POST|DELETE) (/[^`\s]*)`", README)
+    }
     assert served <= documented, f"README's API table lacks {sorted(served - documented)}"
 
 

@@ -10,11 +10,19 @@ from activities.config import DEFAULT_TASK_QUEUE
 
 TASK_QUEUE = DEFAULT_TASK_QUEUE
 WORKFLOW_TYPE = "PipelineWorkflow"
+# By name where a caller needs the raw JSON payload (the SDK types only string-named queries).
+STATUS_QUERY = "status"
 
 SA_STATE = SearchAttributeKey.for_keyword("StepgateState")
 SA_PIPELINE = SearchAttributeKey.for_keyword("StepgatePipeline")
 SA_AWAITING = SearchAttributeKey.for_keyword_list("StepgateAwaiting")
 SEARCH_ATTRIBUTES = (SA_STATE, SA_PIPELINE, SA_AWAITING)
+# Memo key holding a summary of each open gate, so an inbox is one visibility call.
+MEMO_GATES = "stepgate_gates"
+
+# Changes to what PipelineWorkflow does, each guarded by `workflow.patched(...)` so that runs
+# started before the change replay unchanged (see README, "Changing workflow code").
+PATCH_GATES_MEMO = "gates-memo-v1"
 
 
 class RunState(StrEnum):

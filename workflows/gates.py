@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from workflows.definition import ApprovalSpec, Stage
-from workflows.models import Decision, GateRefusal, GateState, GateView, Principal, Vote
+from workflows.models import (
+    Decision,
+    GateRefusal,
+    GateState,
+    GateSummary,
+    GateView,
+    Principal,
+    Vote,
+)
 
 SYSTEM_ACTOR = "system"
 
@@ -176,6 +184,24 @@ class Gate:
         self.escalated = True
         self.approvers = list(dict.fromkeys([*self.approvers, *self.spec.escalate_to]))
         self.deadline = deadline
+
+    def summary(self, subject: Any, limit: int) -> GateSummary:
+        """The inbox line: the subject only when its JSON fits in `limit` characters."""
+        small = len(json.dumps(subject, default=str)) <= limit
+        return GateSummary(
+            gate=self.step_id,
+            stage=self.stage,
+            round=self.round,
+            approvers=self.approvers,
+            actions=list(self.spec.actions()),
+            voted=[v.actor for v in (*self.approvals, *self.rejections)],
+            digest=self.digest,
+            review=self.spec.review,
+            subject=subject if small else None,
+            subject_truncated=not small,
+            opened_at=self.opened_at,
+            deadline=self.deadline,
+        )
 
     def view(self, subject_preview: Any = None) -> GateView:
         return GateView(

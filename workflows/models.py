@@ -83,6 +83,23 @@ class GateView(BaseModel):
     decided_by: str | None = None
 
 
+class GateSummary(BaseModel):
+    """What an inbox shows of an open gate; kept in the run's memo, readable from visibility."""
+
+    gate: str
+    stage: Stage
+    round: int
+    approvers: list[str]
+    actions: list[str]
+    voted: list[str] = Field(description="principals who already voted (they cannot again)")
+    digest: str
+    review: str | None = None
+    subject: Any = Field(None, description="what is under review, when small enough to list")
+    subject_truncated: bool = False
+    opened_at: datetime
+    deadline: datetime | None = None
+
+
 class AuditEntry(BaseModel):
     at: datetime
     kind: Literal["decision", "timeout", "auto_approve", "escalation", "reminder", "lifecycle"]

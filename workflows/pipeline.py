@@ -22,9 +22,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.secrets import mask
     from workflows import expr
     from workflows.contract import (
+        MEMO_GATES,
+        PATCH_GATES_MEMO,
         SA_AWAITING,
         SA_PIPELINE,
         SA_STATE,
+        STATUS_QUERY,
         TERMINAL_STEP_STATES,
         RunState,
         StepState,
@@ -36,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEntry,
         CompensationView,
         Decision,
+        GateSummary,
         GateView,
         PipelineInput,
         PipelineResult,
@@ -53,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.refs import RefError, Scope
 
 MAX_AUDIT = 1_000
+MEMO_SUBJECT_CHARS = 1_024  # larger subjects are left out of the inbox line (status has them)
 PREVIEW_CHARS = 2_048
 
 
@@ -113,6 +118,7 @@ class PipelineWorkflow:
         self._seq = 0
         self._sa_state: str | None = None
         self._sa_awaiting: list[str] | None = None
+        self._memo_gates: list[GateSummary] = []
         self._started_at = workflow.now()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -627,7 +633,7 @@ class PipelineWorkflow:
 
     # ---- status ------------------------------------------------------------------------------
 
-    @workflow.query
+    @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
         info = workflow.info()
         steps = [self._step_view(r) for r in self._steps.values()]
@@ -711,6 +717,14 @@ class PipelineWorkflow:
         if updates:
             workflow.upsert_search_attributes(updates)
             workflow.set_current_details(self._details(state))
+        gates = [
+            r.gate.summary(mask(r.gate.subject), MEMO_SUBJECT_CHARS)
+            for r in self._steps.values()
+            if r.gate and r.gate.is_open
+        ]
+        if gates != self._memo_gates and workflow.patched(PATCH_GATES_MEMO):
+            self._memo_gates = gates
+            workflow.upsert_memo({MEMO_GATES: gates})
 
     def _details(self, state: str) -> str:
         lines = [f"**{state}** · {self._def.name} v{self._def.version}"]

@@ -12,68 +12,95 @@ from api.auth import Caller
 from api.decisions import submit
 from api.deps import CallerDep, ClientDep
 from api.errors import ApiError, from_rpc
-from api.schemas.approvals import BatchCreate, BatchPublic, BatchResult, Inbox, InboxItem
+from api.schemas.approvals import (
+    BatchCreate,
+    BatchItem,
+    BatchPublic,
+    BatchResult,
+    Inbox,
+    InboxItem,
+)
 from api.schemas.common import ERRORS
 from api.status import query_status
 from api.visibility import runs_query
-from workflows.models import GateView, RunStatus
+from workflows.contract import MEMO_GATES, SA_PIPELINE
+from workflows.models import GateSummary
 
 router = APIRouter(prefix="/approvals", tags=["approvals"], responses=ERRORS)
 
-# Bounds on one inbox request: visibility rows read, and status queries in flight at once.
-INBOX_LIMIT = 200
+# Bounds on one inbox request: visibility rows read, and fallback status queries in flight.
+INBOX_LIMIT = 500
 QUERY_CONCURRENCY = 8
+BATCH_CONCURRENCY = 16
 
 
-def may_decide(gate: GateView, caller: Caller) -> bool:
+def may_decide(gate: GateSummary, caller: Caller) -> bool:
     """The caller is among the approvers and has not voted yet (a second vote is refused)."""
-    voted = {v.actor for v in (*gate.approvals, *gate.rejections)}
-    return bool(set(caller.principals) & set(gate.approvers)) and caller.principal not in voted
+    return bool(set(caller.principals) & set(gate.approvers)) and caller.principal not in gate.voted
 
 
-async def _runs_awaiting(client: Client, caller: Caller) -> list[str]:
-    query = runs_query(awaiting=caller.principals, running_only=True)
+def _item(workflow_id: str, pipeline: str, g: GateSummary) -> InboxItem:
+    return InboxItem(
+        workflow_id=workflow_id,
+        pipeline=pipeline,
+        gate=g.gate,
+        stage=g.stage,
+        review=g.review,
+        subject=g.subject,
+        subject_truncated=g.subject_truncated,
+        digest=g.digest,
+        opened_at=g.opened_at,
+        deadline=g.deadline,
+        actions=g.actions,
+    )
+
+
+async def _from_status(client: Client, workflow_id: str) -> tuple[str, list[GateSummary]] | None:
+    """Open gates of a run that keeps no gates memo (started before runs published one)."""
     try:
-        return [
-            e.id
-            async for e in client.list_workflows(query, limit=INBOX_LIMIT, page_size=INBOX_LIMIT)
-        ]
-    except RPCError as err:
-        raise from_rpc(err) from None
+        status = await query_status(client, workflow_id)
+    except ApiError as err:
+        if err.status == 503:
+            raise
+        return None  # closed or gone since the visibility read: nothing to decide
+    gates = [
+        GateSummary(
+            **g.model_dump(exclude={"approvals", "rejections"}),
+            voted=[v.actor for v in (*g.approvals, *g.rejections)],
+        )
+        for g in status.open_gates
+    ]
+    return status.pipeline, gates
 
 
 @router.get("", response_model=Inbox)
 async def inbox(caller: CallerDep, client: ClientDep) -> Inbox:
-    """Open gates the caller may decide, oldest first."""
-    ids = await _runs_awaiting(client, caller)
+    """Open gates the caller may decide, oldest first: one visibility read, the gates coming
+    from each run's memo."""
+    query = runs_query(awaiting=caller.principals, running_only=True)
+    found: list[tuple[str, str, list[GateSummary]]] = []
+    older: list[str] = []
+    try:
+        async for e in client.list_workflows(query, limit=INBOX_LIMIT, page_size=INBOX_LIMIT):
+            gates = await e.memo_value(MEMO_GATES, None, type_hint=list[GateSummary])
+            if gates is None:
+                older.append(e.id)
+            else:
+                found.append((e.id, e.typed_search_attributes.get(SA_PIPELINE) or "", gates))
+    except RPCError as err:
+        raise from_rpc(err) from None
     limit = asyncio.Semaphore(QUERY_CONCURRENCY)
 
-    async def one(workflow_id: str) -> RunStatus | None:
+    async def fallback(workflow_id: str) -> tuple[str, str, list[GateSummary]] | None:
         async with limit:
-            try:
-                return await query_status(client, workflow_id)
-            except ApiError as err:
-                if err.status == 503:
-                    raise
-                return None  # closed or gone since the visibility read: nothing to decide
+            got = await _from_status(client, workflow_id)
+        return (workflow_id, *got) if got else None
 
-    statuses = await asyncio.gather(*(one(i) for i in ids))
+    found += [f for f in await asyncio.gather(*(fallback(i) for i in older)) if f]
     items = [
-        InboxItem(
-            workflow_id=s.workflow_id,
-            pipeline=s.pipeline,
-            gate=g.gate,
-            stage=g.stage,
-            review=g.review,
-            subject=g.subject,
-            digest=g.digest,
-            opened_at=g.opened_at,
-            deadline=g.deadline,
-            actions=g.actions,
-        )
-        for s in statuses
-        if s is not None
-        for g in s.open_gates
+        _item(wid, pipeline, g)
+        for wid, pipeline, gates in found
+        for g in gates
         if may_decide(g, caller)
     ]
     return Inbox(items=sorted(items, key=lambda i: i.opened_at))
@@ -81,29 +108,40 @@ async def inbox(caller: CallerDep, client: ClientDep) -> Inbox:
 
 @router.post("/batch", response_model=BatchPublic)
 async def batch(caller: CallerDep, client: ClientDep, body: BatchCreate) -> BatchPublic:
-    """Apply each decision on its own, in order; one failure does not stop the others."""
-    results = []
-    for item in body.items:
-        try:
-            view = await submit(client, item.workflow_id, item.gate, item, caller)
-        except ApiError as err:
-            results.append(
-                BatchResult(
-                    workflow_id=item.workflow_id,
-                    gate=item.gate,
-                    ok=False,
-                    status_code=err.status,
-                    error={"code": err.code, "message": err.message},
-                )
-            )
-            continue
-        results.append(
-            BatchResult(
-                workflow_id=item.workflow_id,
-                gate=item.gate,
-                ok=True,
-                status_code=200,
-                gate_state=view.state,
-            )
+    """Apply each decision on its own; one failure does not stop the others. Items for the same
+    run are applied in the order given, different runs concurrently."""
+    by_run: dict[str, list[int]] = {}
+    for i, item in enumerate(body.items):
+        by_run.setdefault(item.workflow_id, []).append(i)
+    results: list[BatchResult | None] = [None] * len(body.items)
+    limit = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+    async def run_items(indexes: list[int]) -> None:
+        async with limit:
+            for i in indexes:
+                results[i] = await _apply_one(client, caller, body.items[i])
+
+    await asyncio.gather(*(run_items(ix) for ix in by_run.values()))
+    return BatchPublic(results=[r for r in results if r is not None])
+
+
+async def _apply_one(client: Client, caller: Caller, item: BatchItem) -> BatchResult:
+    try:
+        view = await submit(client, item.workflow_id, item.gate, item, caller)
+    except ApiError as err:
+        if err.status == 503:
+            raise
+        return BatchResult(
+            workflow_id=item.workflow_id,
+            gate=item.gate,
+            ok=False,
+            status_code=err.status,
+            error={"code": err.code, "message": err.message},
         )
-    return BatchPublic(results=results)
+    return BatchResult(
+        workflow_id=item.workflow_id,
+        gate=item.gate,
+        ok=True,
+        status_code=200,
+        gate_state=view.state,
+    )

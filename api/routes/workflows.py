@@ -27,7 +27,7 @@ from api.schemas.workflows import (
     WorkflowList,
     WorkflowPublic,
 )
-from api.status import query_status
+from api.status import query_status, query_status_json
 from api.visibility import decode_cursor, encode_cursor, runs_query, summarize
 from workflows.contract import SA_PIPELINE, SA_STATE, RunState
 from workflows.models import AuditEntry, GateView, RunStatus
@@ -153,9 +153,9 @@ async def list_workflows(
 
 
 @router.get("/{workflow_id}", response_model=RunStatus)
-async def get_workflow(_: CallerDep, client: ClientDep, workflow_id: str) -> RunStatus:
-    """The run's full status: one `status` query."""
-    return await query_status(client, workflow_id)
+async def get_workflow(_: CallerDep, client: ClientDep, workflow_id: str) -> Response:
+    """The run's full status: one `status` query, its JSON passed through as the worker wrote it."""
+    return Response(await query_status_json(client, workflow_id), media_type="application/json")
 
 
 @router.get("/{workflow_id}/audit", response_model=list[AuditEntry])

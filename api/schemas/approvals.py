@@ -16,7 +16,10 @@ class InboxItem(BaseModel):
     gate: str
     stage: str
     review: str | None
-    subject: Any
+    subject: Any = Field(
+        description="what is under review (null when too large: see the run's status)"
+    )
+    subject_truncated: bool = False
     digest: str
     opened_at: datetime
     deadline: datetime | None

@@ -82,3 +82,36 @@ async def test_batch_empty_unprocessable(http: httpx.AsyncClient, as_: Auth) -> 
     r = await http.post("/approvals/batch", json={"items": []}, headers=as_("alice"))
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["path"] == "body.items"
+
+
+async def test_inbox_drops_gate_for_who_voted_and_elides_large_subjects(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, team: str
+) -> None:
+    """With a quorum of two, a voter's inbox loses the gate while the other approver still sees
+    it; a subject too large to list is left out and flagged."""
+    definition = {
+        "name": "two_votes",
+        "steps": [
+            {
+                "id": "ship",
+                "tool": "test.echo",
+                "with": {"small": "x", "blob": "y" * 5000},
+                "approval": {"approvers": [f"role:{team}"], "quorum": 2},
+            }
+        ],
+    }
+    workflow_id = await start_run(definition, {})
+
+    async def inbox(who: str) -> list[dict[str, Any]]:
+        r = await http.get("/approvals", headers=as_(who))
+        assert r.status_code == 200
+        return [i for i in r.json()["items"] if i["workflow_id"] == workflow_id]
+
+    (item,) = await eventually(lambda: inbox("alice"), lambda i: len(i) == 1, "gate listed")
+    assert item["subject"] is None and item["subject_truncated"] is True
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/ship", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert r.status_code == 200 and r.json()["state"] == "open"
+    await eventually(lambda: inbox("alice"), lambda i: i == [], "voter's inbox emptied")
+    assert len(await inbox("bob")) == 1

@@ -8,16 +8,26 @@ import shutil
 from pathlib import Path
 
 from activities.config import Settings
+from activities.registry import ToolRegistry
 from tests.api.conftest import KEYS, Serve
+from tests.conftest import FUZZ_NAMESPACE
+from worker import build_worker
+from workflows.client import make_client
 
 
 async def test_fuzz_openapi_finds_no_server_errors(
-    serve: Serve, api_settings: Settings, worker: None, tmp_path: Path
+    serve: Serve, api_settings: Settings, registry: ToolRegistry, tmp_path: Path
 ) -> None:
-    """Schemathesis derives requests from /openapi.json (valid and malformed); none is a 5xx."""
+    """Schemathesis derives requests from /openapi.json (valid and malformed); none is a 5xx.
+
+    It runs in a namespace of its own: the fuzzer reuses ids it finds in listings, and runs left
+    by other tests (their workers gone) rightly answer 503 worker_unavailable.
+    """
     st = shutil.which("st", path=str(Path(__file__).resolve().parents[2] / ".venv" / "bin"))
     assert st, "schemathesis is a dev dependency; run `make install`"
-    async with serve(api_settings) as url:
+    settings = api_settings.model_copy(update={"temporal_namespace": FUZZ_NAMESPACE})
+    client = await make_client(settings, wait_s=10)
+    async with build_worker(client, settings, registry), serve(settings) as url:
         proc = await asyncio.create_subprocess_exec(
             st,
             "run",

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 
 import httpx
+from temporalio.client import Client
 
+from activities.config import Settings
+from activities.registry import ToolRegistry
 from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, wait_state
+from worker import build_worker
+from workflows.models import PipelineInput
+from workflows.pipeline import PipelineWorkflow
+from workflows.validation import validate_definition
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -191,3 +200,37 @@ async def test_list_refuses_a_cursor_it_did_not_issue(
         r = await http.get("/workflows", params={"cursor": cursor}, headers=as_("vic"))
         assert r.status_code == 422, r.text
         assert r.json()["error"]["message"] == "cursor is not one this API returned"
+
+
+async def test_status_of_run_without_worker_is_503_not_a_hang(
+    http: httpx.AsyncClient,
+    as_: Callable[[str], dict[str, str]],
+    client: Client,
+    api_settings: Settings,
+    registry: ToolRegistry,
+) -> None:
+    """When every worker of a run is gone, status answers 503 worker_unavailable promptly."""
+    queue = f"gone-{uuid.uuid4()}"
+    report = validate_definition(
+        {
+            "name": "orphan",
+            "steps": [{"id": "wait", "tool": "test.echo", "approval": {"approvers": ["role:x"]}}],
+        },
+        registry,
+    )
+    assert report.definition is not None
+    settings = api_settings.model_copy(update={"stepgate_task_queue": queue})
+    async with build_worker(client, settings, registry):
+        handle = await client.start_workflow(
+            PipelineWorkflow.run,
+            PipelineInput(definition=report.definition),
+            id=f"orphan-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        await wait_state(http, handle.id, "waiting", as_("vic"))
+    started = time.monotonic()
+    r = await http.get(f"/workflows/{handle.id}", headers=as_("vic"))
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "worker_unavailable"
+    assert r.headers["Retry-After"]
+    assert time.monotonic() - started < 15
