@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from temporalio.converter import PayloadCodec
 
@@ -10,6 +10,7 @@ from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.auth import KeyStore
 from api.catalog import Catalog
+from api.events import StatusHub
 from api.temporal import TemporalLink
 
 
@@ -22,3 +23,5 @@ class ApiState:
     temporal: TemporalLink
     # The payload codec the converter uses, for the codec server; None when payloads are plain.
     codec: PayloadCodec | None
+    # Shared status pollers for /events subscribers.
+    hub: StatusHub = field(default_factory=StatusHub)

@@ -16,7 +16,15 @@ from temporalio.service import RPCError
 from activities.config import Settings
 from api import events
 from api.decisions import submit
-from api.deps import CallerDep, CatalogDep, ClientDep, OperatorDep, RegistryDep, SettingsDep
+from api.deps import (
+    CallerDep,
+    CatalogDep,
+    ClientDep,
+    OperatorDep,
+    RegistryDep,
+    SettingsDep,
+    StateDep,
+)
 from api.errors import ApiError, from_rpc
 from api.runs import build_input, details, request_hash, summary
 from api.schemas.common import ERRORS, Accepted
@@ -78,7 +86,8 @@ async def start_workflow(
     )
     name = inp.definition.name
     workflow_id = body.workflow_id or f"{name}-{uuid.uuid4().hex[:12]}"
-    digest = request_hash(body.model_dump(mode="json"))
+    # The same body from someone else is a different request: it must not adopt this run.
+    digest = request_hash({"principal": caller.principal, "body": body.model_dump(mode="json")})
     try:
         handle = await client.start_workflow(
             PipelineWorkflow.run,
@@ -168,6 +177,7 @@ async def get_audit(_: CallerDep, client: ClientDep, workflow_id: str) -> list[A
 async def watch_workflow(
     _: CallerDep,
     client: ClientDep,
+    state: StateDep,
     workflow_id: str,
     last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
 ) -> StreamingResponse:
@@ -175,7 +185,7 @@ async def watch_workflow(
     # The first query happens before streaming so an unknown run is a plain 404.
     first = await query_status(client, workflow_id)
     return StreamingResponse(
-        events.stream(client, first, last_event_id),
+        events.stream(state.hub, client, first, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
+from api.events import StatusHub, stream
+from api.status import query_status
+from tests import util
 from tests.api.conftest import StartRun
 from tests.api.helpers import sse_events, wait_state
 
@@ -68,3 +73,31 @@ async def test_events_resume_after_last_event_id(
         f"/workflows/{workflow_id}/events", headers={**as_("vic"), "Last-Event-ID": "x"}
     )
     assert bad.status_code == 422
+
+
+async def test_events_subscribers_of_one_run_share_one_poller(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, client: Client
+) -> None:
+    """Two watchers of the same run are fed by a single status poller, and both see it close."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    hub = StatusHub(poll_s=0.05)
+    first = await query_status(client, workflow_id)
+    seen: list[list[str]] = [[], []]
+
+    async def follow(i: int) -> None:
+        async for chunk in stream(hub, client, first, None):
+            if chunk.startswith("id:"):
+                seen[i].append(json.loads(chunk.split("data: ", 1)[1])["state"])
+
+    followers = [asyncio.create_task(follow(i)) for i in range(2)]
+    await util.eventually(lambda: all(seen), what="both subscribed")
+    assert hub.watched == 1
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/release", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert r.status_code == 200
+    await asyncio.wait_for(asyncio.gather(*followers), timeout=30)
+    assert seen[0][0] == seen[1][0] == "waiting"
+    assert seen[0][-1] == seen[1][-1] == "completed"
+    assert hub.watched == 0

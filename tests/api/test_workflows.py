@@ -96,7 +96,8 @@ async def test_start_malformed_body_unprocessable(http: httpx.AsyncClient, as_: 
 async def test_start_same_id_same_body_returns_existing(
     http: httpx.AsyncClient, as_: Auth, team: str
 ) -> None:
-    """Repeating a start with the same id and body is 200 with the same run; another body is 409."""
+    """Repeating a start with the same id and body is 200 with the same run; another body, or
+    the same body from another principal, is 409."""
     body = {"definition": "gated", "input": {"ref": "v1"}, "workflow_id": f"idem-{team}"}
     first = await http.post("/workflows", json=body, headers=as_("olga"))
     assert first.status_code == 201
@@ -108,6 +109,8 @@ async def test_start_same_id_same_body_returns_existing(
     )
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "workflow_exists"
+    someone_else = await http.post("/workflows", json=body, headers=as_("bob"))
+    assert someone_else.status_code == 409
 
 
 async def test_start_auto_approval_as_operator_completes(

@@ -6,6 +6,7 @@ import json
 
 from temporalio.worker import Worker
 
+from tests import fakes
 from tests.pipeline.conftest import Start
 from workflows.pipeline import PipelineWorkflow
 
@@ -63,3 +64,44 @@ async def test_activity_summaries_name_step_and_tool(worker: Worker, start: Star
         "right: test.sleep@1.0.0",
         "top: test.echo@1.0.0",
     ]
+
+
+DIAMOND_FLAKY_SAGA = """
+name: diamond_saga
+steps:
+  - id: reserve
+    tool: test.ledger
+    with: {entry: reserve}
+    compensate: {tool: test.ledger, with: {entry: release}}
+  - id: charge
+    needs: [reserve]
+    tool: test.flaky
+    with: {fail_times: 2, value: charged}
+    retry: {max_attempts: 4, initial_interval: 100ms, backoff: 1.0}
+    compensate: {tool: test.ledger, with: {entry: refund}}
+  - id: pack
+    needs: [reserve]
+    tool: test.sleep
+    with: {seconds: 0.3}
+  - id: ship
+    needs: [charge, pack]
+    tool: test.echo
+    with: {charge: "${steps.charge.output.value}", attempt: "${steps.charge.output.attempt}"}
+output: "${steps.ship.output}"
+"""
+
+
+async def test_diamond_with_flaky_step_and_compensation_completes(
+    worker: Worker, start: Start
+) -> None:
+    """A YAML diamond whose middle step is flaky and whose steps declare compensations runs to
+    completion; the flaky step is retried and no compensation runs."""
+    fakes.LEDGER.clear()
+    handle = await start(DIAMOND_FLAKY_SAGA)
+    result = await handle.result()
+    assert result.state == "completed"
+    assert result.output == {"charge": "charged", "attempt": 3, "step": "ship"}
+    status = await handle.query(PipelineWorkflow.status)
+    assert {s.id: (s.state, s.attempts) for s in status.steps}["charge"] == ("succeeded", 3)
+    assert fakes.LEDGER == ["reserve"]  # no release, no refund
+    assert all(s.compensation is None for s in status.steps)
