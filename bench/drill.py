@@ -35,11 +35,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities import default_registry
-from activities.config import Settings
 from bench.ledger import Ledger, serve_ledger
 from bench.procs import Child, Processes, free_port, wait_for
-from bench.stack import HOST, ROOT, child_env, temporal_cli
-from workflows.client import TemporalUnreachable, make_client
+from bench.stack import HOST, ROOT, child_env, start_server
 from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
 from workflows.validation import validate_definition
@@ -95,28 +93,9 @@ class DrillStack:
         return env
 
     async def start_server(self) -> None:
-        argv = [
-            temporal_cli(), "server", "start-dev", "--headless", "--ip", HOST,
-            "--port", str(self.port), "--ui-port", str(free_port()),
-            "--db-filename", str(self.workdir / "temporal.db"),
-            "--search-attribute", "StepgateState=Keyword",
-            "--search-attribute", "StepgatePipeline=Keyword",
-            "--search-attribute", "StepgateAwaiting=KeywordList",
-            "--log-level", "error",
-        ]  # fmt: skip
-        self.server = self.procs.spawn("temporal", argv, os.environ, ROOT)
-        settings = Settings(temporal_address=self.address)
-        clients: list[Client] = []
-
-        async def connected() -> bool:
-            try:
-                clients.append(await make_client(settings, wait_s=0.5))
-            except TemporalUnreachable:
-                return False
-            return True
-
-        await wait_for(self.server, connected, 60, "Temporal frontend")
-        self.client = clients[0]
+        self.server, _, self.client = await start_server(
+            self.procs, self.workdir, port=self.port, db_file=self.workdir / "temporal.db"
+        )
 
     def stop_server(self) -> None:
         if self.server:

@@ -98,8 +98,12 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
     return used
 
 
-async def start_server(procs: Processes, workdir: Path) -> tuple[Child, str, Client]:
-    port, ui_port = free_port(), free_port()
+async def start_server(
+    procs: Processes, workdir: Path, *, port: int | None = None, db_file: Path | None = None
+) -> tuple[Child, str, Client]:
+    """A dev server on loopback; in-memory unless `db_file` is given (drills restart it on the
+    same file and port to prove nothing is lost)."""
+    port = port or free_port()
     argv = [
         temporal_cli(),
         "server",
@@ -110,8 +114,7 @@ async def start_server(procs: Processes, workdir: Path) -> tuple[Child, str, Cli
         "--port",
         str(port),
         "--ui-port",
-        str(ui_port),
-        # No --db-filename: in-memory SQLite, so the bench measures Stepgate, not the disk.
+        str(free_port()),
         "--search-attribute",
         "StepgateState=Keyword",
         "--search-attribute",
@@ -121,6 +124,10 @@ async def start_server(procs: Processes, workdir: Path) -> tuple[Child, str, Cli
         "--log-level",
         "error",
     ]
+    # Without --db-filename the server keeps history in memory: the bench measures Stepgate,
+    # not the disk.
+    if db_file is not None:
+        argv += ["--db-filename", str(db_file)]
     for key, value in SERVER_DYNAMIC_CONFIG.items():
         argv += ["--dynamic-config-value", f"{key}={value}"]
     child = procs.spawn("temporal", argv, os.environ, ROOT)

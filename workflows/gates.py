@@ -77,7 +77,7 @@ class Gate:
         self.decided_at: datetime | None = None
 
     @property
-    def is_open(self) -> bool:
+    def undecided(self) -> bool:
         return self.state == "open"
 
     def approved_by(self) -> set[str]:
@@ -87,7 +87,7 @@ class Gate:
         self, d: Decision, requester: Principal | None, barred: set[str]
     ) -> GateRefusal | None:
         """Why `d` cannot be applied now, or None when it can. `barred`: separation of duties."""
-        if not self.is_open:
+        if not self.undecided:
             return GateRefusal(
                 code="gate_not_open", message=f"gate {self.step_id!r} is {self.state}"
             )

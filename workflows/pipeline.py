@@ -206,7 +206,7 @@ class PipelineWorkflow:
         try:
             await self._execute_step(run)
         except asyncio.CancelledError:
-            if run.gate and run.gate.is_open:
+            if run.gate and run.gate.undecided:
                 run.gate.close("cancel", SYSTEM_ACTOR, workflow.now())
             self._finish_step(run, StepState.CANCELLED, reason="run stopped")
             raise
@@ -393,13 +393,13 @@ class PipelineWorkflow:
         self._notify(run, gate, "opened")
         remind = parse_duration(spec.remind_after) if spec.remind_after else None
         next_reminder = now + remind if remind else None
-        while gate.is_open:
+        while gate.undecided:
             wake_at = min(
                 (t for t in (gate.deadline, next_reminder) if t is not None), default=None
             )
             try:
                 await workflow.wait_condition(
-                    lambda: not gate.is_open,
+                    lambda: not gate.undecided,
                     timeout=max(wake_at - workflow.now(), timedelta(0)) if wake_at else None,
                 )
             except TimeoutError:
@@ -512,7 +512,7 @@ class PipelineWorkflow:
         run = self._steps.get(gate_id)
         if run is None or run.spec.approval is None:
             return None, f"run has no gate {gate_id!r}"
-        if run.gate is None or not run.gate.is_open:
+        if run.gate is None or not run.gate.undecided:
             state = run.gate.state if run.gate else "not open yet"
             return None, f"gate {gate_id!r} is not open ({state}); step is {run.state.value}"
         return run.gate, None
@@ -686,14 +686,14 @@ class PipelineWorkflow:
             return self._closed
         if self._paused:
             return RunState.PAUSED
-        if any(r.gate and r.gate.is_open for r in self._steps.values()):
+        if any(r.gate and r.gate.undecided for r in self._steps.values()):
             return RunState.WAITING
         return RunState.RUNNING
 
     def _awaiting(self) -> list[str]:
         who: set[str] = set()
         for r in self._steps.values():
-            if r.gate and r.gate.is_open:
+            if r.gate and r.gate.undecided:
                 who.update(r.gate.approvers)
         return sorted(who)
 
@@ -720,7 +720,7 @@ class PipelineWorkflow:
         gates = [
             r.gate.summary(mask(r.gate.subject), MEMO_SUBJECT_CHARS)
             for r in self._steps.values()
-            if r.gate and r.gate.is_open
+            if r.gate and r.gate.undecided
         ]
         if gates != self._memo_gates and workflow.patched(PATCH_GATES_MEMO):
             self._memo_gates = gates
@@ -730,7 +730,7 @@ class PipelineWorkflow:
         lines = [f"**{state}** · {self._def.name} v{self._def.version}"]
         for r in self._steps.values():
             mark = (
-                f" — waiting for {', '.join(r.gate.approvers)}" if r.gate and r.gate.is_open else ""
+                f" — waiting for {', '.join(r.gate.approvers)}" if r.gate and r.gate.undecided else ""
             )
             lines.append(f"- `{r.spec.id}`: {r.state.value}{mark}")
         return "\n".join(lines)
