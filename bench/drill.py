@@ -36,8 +36,8 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities import default_registry
 from bench.ledger import Ledger, serve_ledger
-from bench.procs import Child, Processes, free_port, wait_for
-from bench.stack import HOST, ROOT, child_env, start_server
+from bench.procs import Child, Processes, free_port
+from bench.stack import HOST, ROOT, child_env, spawn_api, start_server
 from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
 from workflows.validation import validate_definition
@@ -133,17 +133,7 @@ class DrillStack:
             "STEPGATE_API_PORT": str(self.api_port),
             "STEPGATE_API_KEYS_FILE": str(self.workdir / "api-keys.yaml"),
         }
-        self.api = self.procs.spawn("api", [sys.executable, "-m", "api"], env, ROOT)
-        url = f"http://{HOST}:{self.api_port}"
-
-        async def healthy() -> bool:
-            try:
-                async with httpx.AsyncClient(timeout=1.0) as http:
-                    return (await http.get(f"{url}/healthz")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await wait_for(self.api, healthy, 60, "200 from /healthz")
+        self.api, url = await spawn_api(self.procs, env, self.api_port)
         return url
 
     def stop_api(self) -> None:

@@ -182,7 +182,13 @@ async def start_api(stack: Stack) -> None:
         "STEPGATE_API_PORT": str(port),
         "STEPGATE_API_KEYS_FILE": str(keys_file),
     }
-    child = stack.procs.spawn("api", [sys.executable, "-m", "api"], env, ROOT)
+    child, url = await spawn_api(stack.procs, env, port)
+    stack.api, stack.api_url, stack.api_key = child, url, key
+
+
+async def spawn_api(procs: Processes, env: dict[str, str], port: int) -> tuple[Child, str]:
+    """`python -m api` on `port`; returns once /healthz answers 200."""
+    child = procs.spawn("api", [sys.executable, "-m", "api"], env, ROOT)
     url = f"http://{HOST}:{port}"
 
     async def healthy() -> bool:
@@ -193,4 +199,4 @@ async def start_api(stack: Stack) -> None:
             return False
 
     await wait_for(child, healthy, API_READY_S, "200 from /healthz")
-    stack.api, stack.api_url, stack.api_key = child, url, key
+    return child, url
