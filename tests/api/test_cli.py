@@ -1,0 +1,57 @@
+"""The `stepgate` terminal client, run as a real process against the served API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+
+import httpx
+
+from tests.api.conftest import KEYS
+from tests.api.helpers import wait_state
+from tests.conftest import ROOT
+from tests.util import eventually
+
+Auth = Callable[[str], dict[str, str]]
+
+
+async def cli(url: str, key: str, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPGATE_")}
+    env.update(STEPGATE_URL=url, STEPGATE_API_KEY=key)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "api.cli", *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_start_inbox_approve_status(
+    http: httpx.AsyncClient, as_: Auth, keys: dict[str, str]
+) -> None:
+    """An operator starts a run, the approver sees it in `inbox` and approves it, `status` shows
+    it completed; a bad key is refused with the API's message and a non-zero exit."""
+    url = str(http.base_url).rstrip("/")
+    code, out, err = await cli(url, KEYS["olga"][0], "start", "gated", "--input", '{"ref": "main"}')
+    assert code == 0, err
+    workflow_id = json.loads(out)["workflow_id"]
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+
+    async def inbox() -> str:
+        return (await cli(url, keys["alice"], "inbox"))[1]
+
+    listed = await eventually(inbox, ok=lambda text: workflow_id in text, within=30, what="inbox")
+    assert "release" in listed
+    code, out, err = await cli(
+        url, keys["alice"], "approve", workflow_id, "release", "--comment", "ok"
+    )
+    assert code == 0, err
+    assert json.loads(out)["state"] == "approved"
+    await wait_state(http, workflow_id, "completed", as_("vic"))
+    code, out, _ = await cli(url, keys["vic"], "status", workflow_id)
+    assert code == 0 and json.loads(out)["state"] == "completed"
+    code, _, err = await cli(url, "not-a-key", "status", workflow_id)
+    assert code != 0 and "unknown API key" in err
