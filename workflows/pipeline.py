@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         retry_policy,
     )
     from workflows.refs import RefError, Scope
+    from workflows.validation import validate_input
 
 MAX_AUDIT = 1_000
 MEMO_SUBJECT_CHARS = 1_024  # larger subjects are left out of the inbox line (status has them)
@@ -303,6 +304,12 @@ class PipelineWorkflow:
             child_def = self._inp.pipelines.get(name)
             if child_def is None:
                 raise StepFailed(f"pipeline {name!r} was not in the run's snapshot")
+            issues = validate_input(child_def, args)
+            if issues:
+                raise StepFailed(
+                    f"input for pipeline {name!r} does not match its schema: "
+                    + "; ".join(str(i) for i in issues)
+                )
             run.attempts += 1
             suffix = f"-r{run.round}" if run.round else ""
             result = await workflow.execute_child_workflow(
@@ -730,7 +737,9 @@ class PipelineWorkflow:
         lines = [f"**{state}** · {self._def.name} v{self._def.version}"]
         for r in self._steps.values():
             mark = (
-                f" — waiting for {', '.join(r.gate.approvers)}" if r.gate and r.gate.undecided else ""
+                f" — waiting for {', '.join(r.gate.approvers)}"
+                if r.gate and r.gate.undecided
+                else ""
             )
             lines.append(f"- `{r.spec.id}`: {r.state.value}{mark}")
         return "\n".join(lines)

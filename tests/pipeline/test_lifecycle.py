@@ -158,3 +158,34 @@ output: "${steps.use.output.got}"
     )
     result = await handle.result()
     assert result.output == "44"
+
+
+async def test_child_pipeline_input_is_checked_against_its_schema(
+    worker: Worker, start: Start, registry: object
+) -> None:
+    """A `pipeline:` step whose input breaks the child's schema fails with each problem named,
+    before any child run starts."""
+    import yaml
+
+    from workflows.validation import validate_definition
+
+    child = validate_definition(
+        yaml.safe_load(
+            """
+name: child
+input: {type: object, required: [x], properties: {x: {type: integer}}}
+steps: [{id: inner, tool: test.echo}]
+"""
+        ),
+        registry,  # type: ignore[arg-type]
+    ).definition
+    assert child is not None
+    handle = await start(
+        "name: parent\nsteps: [{id: sub, pipeline: child, with: {x: nope}}]",
+        pipelines={"child": child},
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    status = await handle.query(PipelineWorkflow.status)
+    assert status.steps[0].state == "failed"
+    assert "input.x: 'nope' is not of type 'integer'" in (status.steps[0].error or "")
