@@ -6,11 +6,14 @@ import hashlib
 import json
 from typing import Any
 
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.auth import OPERATOR, Caller, require
 from api.catalog import Catalog
 from api.errors import invalid
+from workflows.contract import SA_PIPELINE, SA_STATE, RunState
 from workflows.definition import Definition, NotifySpec
 from workflows.models import NotifyDefaults, PipelineInput, Principal
 from workflows.refs import RefError, Scope
@@ -108,3 +111,13 @@ def request_hash(body: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a request body: equal bodies, equal hashes."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def start_attributes(inp: PipelineInput) -> TypedSearchAttributes:
+    """What visibility knows of a run from its first moment: its pipeline, and that it runs."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_PIPELINE, inp.definition.name),
+            SearchAttributePair(SA_STATE, RunState.RUNNING.value),
+        ]
+    )

@@ -13,15 +13,14 @@ from temporalio.client import (
     ScheduleListDescription,
     ScheduleSpec,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CallerDep, CatalogDep, ClientDep, OperatorDep, RegistryDep, SettingsDep
 from api.errors import ApiError, from_rpc
-from api.runs import build_input, details, summary
+from api.runs import build_input, details, start_attributes, summary
 from api.schemas.common import ERRORS
 from api.schemas.schedules import ScheduleCreate, ScheduleDeleted, ScheduleList, SchedulePublic
-from workflows.contract import SA_PIPELINE, SA_STATE, WORKFLOW_TYPE, RunState
+from workflows.contract import WORKFLOW_TYPE
 from workflows.durations import parse_duration
 from workflows.pipeline import PipelineWorkflow
 
@@ -62,12 +61,7 @@ async def create_schedule(
         # Temporal appends the tick's timestamp, so every run has its own id.
         id=f"{schedule_id}-run",
         task_queue=settings.stepgate_task_queue,
-        typed_search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(SA_PIPELINE, name),
-                SearchAttributePair(SA_STATE, RunState.RUNNING.value),
-            ]
-        ),
+        typed_search_attributes=start_attributes(inp),
         static_summary=summary(inp, schedule_id),
         static_details=details(inp),
     )

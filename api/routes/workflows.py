@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -26,7 +26,7 @@ from api.deps import (
     StateDep,
 )
 from api.errors import ApiError, from_rpc
-from api.runs import build_input, details, request_hash, summary
+from api.runs import build_input, details, request_hash, start_attributes, summary
 from api.schemas.common import ERRORS, Accepted
 from api.schemas.workflows import (
     DecisionCreate,
@@ -37,7 +37,7 @@ from api.schemas.workflows import (
 )
 from api.status import query_status, query_status_json
 from api.visibility import decode_cursor, encode_cursor, runs_query, summarize
-from workflows.contract import SA_PIPELINE, SA_STATE, RunState
+from workflows.contract import RunState
 from workflows.models import AuditEntry, GateView, RunStatus
 from workflows.pipeline import PipelineWorkflow
 
@@ -96,12 +96,7 @@ async def start_workflow(
             task_queue=settings.stepgate_task_queue,
             # One id, one run: a retried request must find the run it started, even once closed.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_PIPELINE, name),
-                    SearchAttributePair(SA_STATE, RunState.RUNNING.value),
-                ]
-            ),
+            search_attributes=start_attributes(inp),
             static_summary=summary(inp, workflow_id),
             static_details=details(inp),
             memo={MEMO_REQUEST_HASH: digest},
