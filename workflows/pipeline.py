@@ -781,17 +781,15 @@ class PipelineWorkflow:
         """Undo succeeded steps in reverse completion order; record each outcome."""
         done = sorted(
             (
-                r
+                (r, r.spec.compensate)
                 for r in self._steps.values()
-                if r.state == StepState.SUCCEEDED and r.spec.compensate
+                if r.state == StepState.SUCCEEDED and r.spec.compensate is not None
             ),
-            key=lambda r: r.completed_seq,
+            key=lambda pair: pair[0].completed_seq,
             reverse=True,
         )
         info = workflow.info()
-        for r, comp in ((r, r.spec.compensate) for r in done):
-            if comp is None:
-                continue
+        for r, comp in done:
             tool_ref = comp.resolved_tool or comp.tool
             name, _, version = tool_ref.partition("@")
             try:
