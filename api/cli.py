@@ -103,11 +103,19 @@ def _decide(http: httpx.Client, args: argparse.Namespace, action: str) -> int:
 
 
 def cmd_inbox(http: httpx.Client, args: argparse.Namespace) -> int:
-    items = _check(http.get("/approvals"))["items"]
-    for item in items:
-        review = f" — {item['review']}" if item.get("review") else ""
-        print(f"{item['workflow_id']}  {item['gate']} ({item['stage']}){review}")
-    if not items:
+    listed = 0
+    cursor: str | None = None
+    while True:
+        params = {"cursor": cursor} if cursor else {}
+        page = _check(http.get("/approvals", params=params))
+        for item in page["items"]:
+            review = f" — {item['review']}" if item.get("review") else ""
+            print(f"{item['workflow_id']}  {item['gate']} ({item['stage']}){review}")
+        listed += len(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    if not listed:
         print("nothing waits for you")
     return 0
 

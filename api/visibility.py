@@ -8,9 +8,10 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-from temporalio.client import WorkflowExecution
+from temporalio.client import Client, WorkflowExecution
+from temporalio.service import RPCError
 
-from api.errors import ApiError
+from api.errors import ApiError, from_rpc
 from api.schemas.workflows import WorkflowSummary
 from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE, WORKFLOW_TYPE
 
@@ -82,3 +83,15 @@ def summarize(execution: WorkflowExecution) -> WorkflowSummary:
         started_at=execution.start_time,
         closed_at=execution.close_time,
     )
+
+
+async def read_page(
+    client: Client, query: str, page_size: int, cursor: str | None
+) -> tuple[list[WorkflowExecution], str | None]:
+    """One visibility page for `query` from `cursor`, and the cursor of the page after it."""
+    pages = client.list_workflows(query, page_size=page_size, next_page_token=decode_cursor(cursor))
+    try:
+        await pages.fetch_next_page()
+    except RPCError as err:
+        raise from_rpc(err) from None
+    return list(pages.current_page or []), encode_cursor(pages.next_page_token)

@@ -81,7 +81,8 @@ async def inbox_latency(stack: Stack, scale: Scale, parked: int) -> dict[str, An
         ) as http:
 
             async def api_inbox() -> None:
-                response = await http.get("/approvals")
+                # One full page: the most runs a single inbox request reads.
+                response = await http.get("/approvals", params={"page_size": 500})
                 response.raise_for_status()
 
             out["api_approvals_ms"] = await timed(scale.inbox_samples, api_inbox)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from api.auth import Caller
 from api.decisions import submit
 from api.deps import CallerDep, ClientDep
-from api.errors import ApiError, from_rpc
+from api.errors import ApiError
 from api.schemas.approvals import (
     BatchCreate,
     BatchItem,
@@ -22,14 +22,14 @@ from api.schemas.approvals import (
 )
 from api.schemas.common import ERRORS
 from api.status import query_status
-from api.visibility import runs_query
+from api.visibility import read_page, runs_query
 from workflows.contract import MEMO_GATES, SA_PIPELINE
 from workflows.models import GateSummary
 
 router = APIRouter(prefix="/approvals", tags=["approvals"], responses=ERRORS)
 
-# Bounds on one inbox request: visibility rows read, and fallback status queries in flight.
-INBOX_LIMIT = 500
+# Bounds on one inbox request: runs read per page, and fallback status queries in flight.
+INBOX_PAGE_MAX = 500
 QUERY_CONCURRENCY = 8
 BATCH_CONCURRENCY = 16
 
@@ -55,7 +55,9 @@ def _item(workflow_id: str, pipeline: str, g: GateSummary) -> InboxItem:
     )
 
 
-async def _from_status(client: Client, workflow_id: str) -> tuple[str, list[GateSummary]] | None:
+async def gates_from_status(
+    client: Client, workflow_id: str
+) -> tuple[str, list[GateSummary]] | None:
     """Open gates of a run that keeps no gates memo (started before runs published one)."""
     try:
         status = await query_status(client, workflow_id)
@@ -74,26 +76,32 @@ async def _from_status(client: Client, workflow_id: str) -> tuple[str, list[Gate
 
 
 @router.get("", response_model=Inbox)
-async def inbox(caller: CallerDep, client: ClientDep) -> Inbox:
-    """Open gates the caller may decide, oldest first: one visibility read, the gates coming
-    from each run's memo."""
+async def inbox(
+    caller: CallerDep,
+    client: ClientDep,
+    page_size: Annotated[
+        int, Query(ge=1, le=INBOX_PAGE_MAX, description="runs read for this page")
+    ] = 200,
+    cursor: str | None = None,
+) -> Inbox:
+    """Open gates the caller may decide: one visibility read per page of runs (newest runs
+    first, as visibility lists them), the gates coming from each run's memo; within a page the
+    oldest gate comes first."""
     query = runs_query(awaiting=caller.principals, running_only=True)
+    executions, next_cursor = await read_page(client, query, page_size, cursor)
     found: list[tuple[str, str, list[GateSummary]]] = []
     older: list[str] = []
-    try:
-        async for e in client.list_workflows(query, limit=INBOX_LIMIT, page_size=INBOX_LIMIT):
-            gates = await e.memo_value(MEMO_GATES, None, type_hint=list[GateSummary])
-            if gates is None:
-                older.append(e.id)
-            else:
-                found.append((e.id, e.typed_search_attributes.get(SA_PIPELINE) or "", gates))
-    except RPCError as err:
-        raise from_rpc(err) from None
+    for e in executions:
+        gates = await e.memo_value(MEMO_GATES, None, type_hint=list[GateSummary])
+        if gates is None:
+            older.append(e.id)
+        else:
+            found.append((e.id, e.typed_search_attributes.get(SA_PIPELINE) or "", gates))
     limit = asyncio.Semaphore(QUERY_CONCURRENCY)
 
     async def fallback(workflow_id: str) -> tuple[str, str, list[GateSummary]] | None:
         async with limit:
-            got = await _from_status(client, workflow_id)
+            got = await gates_from_status(client, workflow_id)
         return (workflow_id, *got) if got else None
 
     found += [f for f in await asyncio.gather(*(fallback(i) for i in older)) if f]
@@ -103,7 +111,10 @@ async def inbox(caller: CallerDep, client: ClientDep) -> Inbox:
         for g in gates
         if may_decide(g, caller)
     ]
-    return Inbox(items=sorted(items, key=lambda i: i.opened_at))
+    return Inbox(
+        items=sorted(items, key=lambda i: i.opened_at),
+        next_cursor=next_cursor,
+    )
 
 
 @router.post("/batch", response_model=BatchPublic)

@@ -36,7 +36,7 @@ from api.schemas.workflows import (
     WorkflowPublic,
 )
 from api.status import query_status, query_status_json
-from api.visibility import decode_cursor, encode_cursor, runs_query, summarize
+from api.visibility import read_page, runs_query, summarize
 from workflows.contract import RunState
 from workflows.models import AuditEntry, GateView, RunStatus
 from workflows.pipeline import PipelineWorkflow
@@ -145,15 +145,8 @@ async def list_workflows(
         pipeline=pipeline,
         awaiting=caller.principals if awaiting == "me" else None,
     )
-    pages = client.list_workflows(query, page_size=page_size, next_page_token=decode_cursor(cursor))
-    try:
-        await pages.fetch_next_page()
-    except RPCError as err:
-        raise from_rpc(err) from None
-    return WorkflowList(
-        items=[summarize(e) for e in pages.current_page or []],
-        next_cursor=encode_cursor(pages.next_page_token),
-    )
+    executions, next_cursor = await read_page(client, query, page_size, cursor)
+    return WorkflowList(items=[summarize(e) for e in executions], next_cursor=next_cursor)
 
 
 @router.get("/{workflow_id}", response_model=RunStatus)

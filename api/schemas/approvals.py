@@ -27,7 +27,10 @@ class InboxItem(BaseModel):
 
 
 class Inbox(BaseModel):
-    items: list[InboxItem]
+    items: list[InboxItem] = Field(description="the page's open gates, oldest first")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page of runs; null on the last page"
+    )
 
 
 class BatchItem(DecisionCreate):

@@ -6,9 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
+from api.routes.approvals import gates_from_status
 from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, wait_state
+from workflows.contract import MEMO_GATES
+from workflows.models import GateSummary
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -115,3 +119,77 @@ async def test_inbox_drops_gate_for_who_voted_and_elides_large_subjects(
     assert r.status_code == 200 and r.json()["state"] == "open"
     await eventually(lambda: inbox("alice"), lambda i: i == [], "voter's inbox emptied")
     assert len(await inbox("bob")) == 1
+
+
+async def test_inbox_pages_through_runs_with_cursors(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """With one run per page the cursors walk every waiting run exactly once; a forged cursor is
+    refused."""
+    ids = [await start_run() for _ in range(3)]
+
+    async def whole_inbox() -> list[dict[str, Any]]:
+        r = await http.get("/approvals", params={"page_size": 500}, headers=as_("alice"))
+        assert r.status_code == 200
+        assert r.json()["next_cursor"] is None
+        return [i for i in r.json()["items"] if i["workflow_id"] in ids]
+
+    await eventually(whole_inbox, lambda i: len(i) == 3, "all three listed")
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"page_size": 1, **({"cursor": cursor} if cursor else {})}
+        r = await http.get("/approvals", params=params, headers=as_("alice"))
+        assert r.status_code == 200
+        page = r.json()
+        assert len({i["workflow_id"] for i in page["items"]}) <= 1
+        seen += [i["workflow_id"] for i in page["items"] if i["workflow_id"] in ids]
+        pages += 1
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+        assert pages < 50, "cursors never end"
+    assert sorted(seen) == sorted(ids)
+    r = await http.get("/approvals", params={"cursor": "AAAA" + "x" * 20}, headers=as_("alice"))
+    assert r.status_code == 422 and "cursor" in r.json()["error"]["message"]
+    r = await http.get("/approvals", params={"page_size": 0}, headers=as_("alice"))
+    assert r.status_code == 422
+
+
+async def test_status_fallback_matches_the_gates_memo(
+    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth, team: str
+) -> None:
+    """Runs without a gates memo are listed from their status query; for a run that has both,
+    the two sources describe its open gate the same way, votes included."""
+    definition = {
+        "name": "fallback",
+        "steps": [
+            {
+                "id": "ship",
+                "tool": "test.echo",
+                "with": {"what": "v1"},
+                "approval": {"approvers": [f"role:{team}"], "quorum": 2},
+            }
+        ],
+    }
+    workflow_id = await start_run(definition, {})
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/ship", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert r.status_code == 200 and r.json()["state"] == "open"
+
+    async def from_memo() -> list[GateSummary] | None:
+        described = await client.get_workflow_handle(workflow_id).describe()
+        return await described.memo_value(MEMO_GATES, None, type_hint=list[GateSummary])
+
+    memo = await eventually(
+        from_memo, lambda m: bool(m) and len(m[0].voted) == 1, "memo shows the vote"
+    )
+    fallback = await gates_from_status(client, workflow_id)
+    assert fallback is not None
+    pipeline, gates = fallback
+    assert pipeline == "fallback"
+    assert [g.model_dump() for g in gates] == [g.model_dump() for g in memo or []]
+    assert await gates_from_status(client, "no-such-run") is None
