@@ -11,6 +11,7 @@ from activities.registry import ToolRegistry
 from api.auth import KeyStore
 from api.catalog import Catalog
 from api.events import StatusHub
+from api.status import StatusReads
 from api.temporal import TemporalLink
 
 
@@ -25,3 +26,5 @@ class ApiState:
     codec: PayloadCodec | None
     # Shared status pollers for /events subscribers.
     hub: StatusHub = field(default_factory=StatusHub)
+    # Concurrent GET /workflows/{id} of one run share a query.
+    reads: StatusReads = field(default_factory=StatusReads)

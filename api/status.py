@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
@@ -53,3 +55,61 @@ def _query_error(err: RPCError, workflow_id: str) -> ApiError:
 def _not_a_run(workflow_id: str, err: Exception) -> ApiError:
     # Another workflow type under this id, or a run that cannot answer: not a Stepgate run.
     return ApiError(409, "status_unavailable", f"run {workflow_id!r} cannot report status: {err}")
+
+
+@dataclass
+class _Reads:
+    """Reads of one run while a task serves them: the round not yet sent, joined by newcomers."""
+
+    waiting: asyncio.Future[bytes] | None = None
+
+
+@dataclass
+class StatusReads:
+    """Concurrent status reads of the same run share one query, without serving anyone a status
+    older than their request: a read joins only a query that has not been sent yet. While one
+    query is out, the reads that arrive meanwhile wait for it to return and then share the next
+    one. Many viewers of one run thus cost about one query per round trip instead of one each,
+    and a read still sees every decision accepted before it began."""
+
+    _runs: dict[str, _Reads] = field(default_factory=dict)
+    # The event loop keeps only weak references to tasks.
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def json(self, client: Client, workflow_id: str) -> bytes:
+        reads = self._runs.get(workflow_id)
+        if reads is None:  # no query out for this run: start the task that sends them
+            reads = self._runs[workflow_id] = _Reads()
+            task = asyncio.create_task(self._serve(client, workflow_id, reads))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if reads.waiting is None:
+            reads.waiting = asyncio.get_running_loop().create_future()
+            # Nobody may be left to look at an error if every reader has gone away.
+            reads.waiting.add_done_callback(_retrieve)
+        # One reader going away (a closed connection) must not cancel the query the others share.
+        return await asyncio.shield(reads.waiting)
+
+    async def _serve(self, client: Client, workflow_id: str, reads: _Reads) -> None:
+        round_: asyncio.Future[bytes] | None = None
+        try:
+            while reads.waiting is not None:
+                # Whoever arrives from here on waits for the next query: this one may be on its way.
+                round_, reads.waiting = reads.waiting, None
+                try:
+                    result = await query_status_json(client, workflow_id)
+                except Exception as err:  # every reader of this round gets the same error
+                    round_.set_exception(err)
+                else:
+                    round_.set_result(result)
+        finally:
+            # Only when this task is cancelled (shutdown) can a round be left open: end it.
+            for left in (round_, reads.waiting):
+                if left is not None and not left.done():
+                    left.cancel()
+            del self._runs[workflow_id]
+
+
+def _retrieve(future: asyncio.Future[bytes]) -> None:
+    if not future.cancelled():
+        future.exception()

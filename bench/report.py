@@ -52,6 +52,7 @@ def _verdict(r: Mapping[str, Any], key: str) -> tuple[str, str]:
 def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     dec = r.get("decision_ms") or {}
     parked = r.get("parked") or {}
+    status = r.get("status_ms") or {}
     inbox = parked.get("inbox") or {}
     n_parked, n_cached = parked.get("parked_runs", "?"), parked.get("cached_runs", "?")
 
@@ -115,19 +116,30 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             *_verdict(r, "status_ms_p99_idle"),
         ),
         (
-            f"GET /workflows/{{id}} {(r.get('status_ms') or {}).get('load_clients', '?')} clients "
+            f"GET /workflows/{{id}} {status.get('load_clients', '?')} clients back to back "
             "p50 / p99",
             _pair(r, "status_ms_p50_load", "status_ms_p99_load"),
             *_verdict(r, "status_ms_p99_load"),
         ),
         (
-            "  failed requests idle / load",
-            "{idle} / {load}".format(**(r.get("status_ms") or {}).get("failed_requests", {})),
+            f"  served / s back to back, and with each polling every "
+            f"{status.get('paced_interval_s', '?')} s",
+            f"{_num(status.get('load_requests_per_s'))} / {_num(status.get('paced_requests_per_s'))}",
             "",
             "",
-        )
-        if (r.get("status_ms") or {}).get("failed_requests")
-        else ("  failed requests idle / load", "-", "", ""),
+        ),
+        (
+            f"GET /workflows/{{id}} {status.get('load_clients', '?')} clients polling p50 / p99",
+            _pair(r, "status_ms_p50_paced", "status_ms_p99_paced"),
+            "",
+            "",
+        ),
+        (
+            "  failed requests idle / back to back / polling",
+            " / ".join(str(v) for v in (status.get("failed_requests") or {}).values()) or "-",
+            "",
+            "",
+        ),
         ("throughput, 1 worker", _num(r.get("throughput_1_worker"), " runs/s"), "", ""),
         ("throughput, 2 workers", _num(r.get("throughput_2_workers"), " runs/s"), "", ""),
         ("worker RSS idle", _num(parked.get("worker_rss_mb_idle"), " MiB"), "", ""),
@@ -202,7 +214,8 @@ def write_chart(r: Mapping[str, Any], path: Path = RESULTS / "latest.png") -> Pa
             "decision update": (dec.get("update") or {}).get("started"),
             "decision signal": (dec.get("signal") or {}).get("started"),
             "status idle": status.get("idle"),
-            "status load": status.get("load"),
+            "status back to back": status.get("load"),
+            "status polling": status.get("paced"),
         },
         targets=[15.0, 25.0, 25.0, 25.0, 60.0],
     )

@@ -35,7 +35,7 @@ from api.schemas.workflows import (
     WorkflowList,
     WorkflowPublic,
 )
-from api.status import query_status, query_status_json
+from api.status import query_status
 from api.visibility import read_page, runs_query, summarize
 from workflows.contract import RunState
 from workflows.models import AuditEntry, GateView, RunStatus
@@ -150,9 +150,13 @@ async def list_workflows(
 
 
 @router.get("/{workflow_id}", response_model=RunStatus)
-async def get_workflow(_: CallerDep, client: ClientDep, workflow_id: str) -> Response:
-    """The run's full status: one `status` query, its JSON passed through as the worker wrote it."""
-    return Response(await query_status_json(client, workflow_id), media_type="application/json")
+async def get_workflow(
+    _: CallerDep, client: ClientDep, state: StateDep, workflow_id: str
+) -> Response:
+    """The run's full status from a `status` query sent after the request arrived (concurrent
+    readers of one run share it), its JSON passed through as the worker wrote it."""
+    body = await state.reads.json(client, workflow_id)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{workflow_id}/audit", response_model=list[AuditEntry])

@@ -1,0 +1,138 @@
+"""Concurrent status reads of one run share a query, and no read is older than its request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
+
+from api.errors import ApiError
+from api.status import StatusReads
+from tests.api.conftest import StartRun
+from tests.api.helpers import wait_state
+
+Auth = Callable[[str], dict[str, str]]
+
+
+class Queries(Interceptor):
+    """Counts the status queries a client really sends; optionally holds each answer back until
+    `release` is set, so a test can make a decision while an older answer is still on its way."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.sent = 0
+        self.hold = hold
+        self.answered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        outer = self
+
+        class Counting(OutboundInterceptor):
+            async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+                outer.sent += 1
+                answer = await super().query_workflow(input)
+                if outer.hold and outer.sent == 1:
+                    outer.answered.set()
+                    await outer.release.wait()
+                return answer
+
+        return Counting(next)
+
+
+async def joined_next_round(reads: StatusReads, workflow_id: str) -> None:
+    """Yield to the event loop until a read waits for the run's next query."""
+    for _ in range(100):
+        pending = reads._runs.get(workflow_id)
+        if pending is not None and pending.waiting is not None:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the late read never joined a round")
+
+
+def with_interceptor(client: Client, interceptor: Interceptor) -> Client:
+    config = client.config()
+    config["interceptors"] = [interceptor]
+    return Client(**config)
+
+
+async def test_simultaneous_reads_share_one_query(
+    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
+) -> None:
+    """Twenty reads that arrive together cost one query and get the same answer."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    queries = Queries()
+    counted = with_interceptor(client, queries)
+    reads = StatusReads()
+    bodies = await asyncio.gather(*(reads.json(counted, workflow_id) for _ in range(20)))
+    assert queries.sent == 1
+    assert len(set(bodies)) == 1
+    status = json.loads(bodies[0])
+    assert status["workflow_id"] == workflow_id and status["state"] == "waiting"
+    # Once answered, nothing is kept: the next read sends a query of its own.
+    await reads.json(counted, workflow_id)
+    assert queries.sent == 2
+
+
+async def test_read_begun_after_a_decision_sees_it(
+    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
+) -> None:
+    """A read that begins while an older query is still out does not share that query's answer:
+    it waits for a query of its own and sees the decision made before it began."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    queries = Queries(hold=True)
+    counted = with_interceptor(client, queries)
+    reads = StatusReads()
+    early = asyncio.create_task(reads.json(counted, workflow_id))
+    await asyncio.wait_for(queries.answered.wait(), timeout=20)
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/release", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert r.status_code == 200 and r.json()["state"] == "approved"
+    late = asyncio.create_task(reads.json(counted, workflow_id))
+    await joined_next_round(reads, workflow_id)
+    queries.release.set()
+    before, after = json.loads(await early), json.loads(await late)
+
+    def gate_state(status: dict[str, Any]) -> str:
+        gates: dict[str, str] = {g["gate"]: g["state"] for g in status["open_gates"]}
+        return gates.get("release", "decided")
+
+    assert gate_state(before) == "open"
+    assert gate_state(after) != "open"
+    assert any(a["action"] == "approve" for a in after["audit"]), after["audit"]
+    assert queries.sent == 2
+
+
+async def test_errors_reach_every_reader_and_nothing_is_left_behind(client: Client) -> None:
+    """Readers of an unknown run all get the 404; the run's entry is gone afterwards."""
+    reads = StatusReads()
+    results = await asyncio.gather(
+        *(reads.json(client, "no-such-run-for-reads") for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, ApiError) and r.status == 404 for r in results), results
+    assert reads._runs == {}
+
+
+async def test_a_reader_going_away_does_not_cancel_the_others(
+    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
+) -> None:
+    """One reader cancelled mid-query (a closed connection) leaves the shared query running."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    queries = Queries(hold=True)
+    counted = with_interceptor(client, queries)
+    reads = StatusReads()
+    leaving = asyncio.create_task(reads.json(counted, workflow_id))
+    staying = asyncio.create_task(reads.json(counted, workflow_id))
+    await asyncio.wait_for(queries.answered.wait(), timeout=20)
+    leaving.cancel()
+    queries.release.set()
+    assert json.loads(await staying)["workflow_id"] == workflow_id
+    assert leaving.cancelled()
+    assert queries.sent == 1
