@@ -164,19 +164,32 @@ class PipelineWorkflow:
     async def _schedule(self) -> None:
         tasks: dict[str, asyncio.Task[None]] = {}
         try:
-            while not (self._fatal or self._cancelled_by):
-                if not self._paused:
-                    self._start_ready(tasks)
-                if all(r.state in TERMINAL_STEP_STATES for r in self._steps.values()):
-                    return
-                self._wake = False
-                await workflow.wait_condition(lambda: self._wake)
-        finally:
-            running = [t for t in tasks.values() if not t.done()]
-            for t in running:
-                t.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            await self._schedule_until_done(tasks)
+        except GeneratorExit:
+            # The worker dropped this run from its cache and is closing its coroutines: nothing
+            # may be awaited now (the run resumes from history elsewhere).
+            raise
+        except BaseException:
+            await self._stop_running(tasks)
+            raise
+        await self._stop_running(tasks)
+
+    async def _schedule_until_done(self, tasks: dict[str, asyncio.Task[None]]) -> None:
+        while not (self._fatal or self._cancelled_by):
+            if not self._paused:
+                self._start_ready(tasks)
+            if all(r.state in TERMINAL_STEP_STATES for r in self._steps.values()):
+                return
+            self._wake = False
+            await workflow.wait_condition(lambda: self._wake)
+
+    @staticmethod
+    async def _stop_running(tasks: dict[str, asyncio.Task[None]]) -> None:
+        running = [t for t in tasks.values() if not t.done()]
+        for t in running:
+            t.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     def _start_ready(self, tasks: dict[str, asyncio.Task[None]]) -> None:
         limit = self._def.max_parallel

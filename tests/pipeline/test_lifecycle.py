@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
+from activities.config import Settings
+from activities.registry import ToolRegistry
 from tests import fakes
 from tests.pipeline.conftest import Start
+from tests.pipeline.gating import decide, open_gate
 from tests.util import eventually
+from worker import build_worker
 from workflows.pipeline import PipelineWorkflow
 
 SAGA = """
@@ -189,3 +196,37 @@ steps: [{id: inner, tool: test.echo}]
     status = await handle.query(PipelineWorkflow.status)
     assert status.steps[0].state == "failed"
     assert "input.x: 'nope' is not of type 'integer'" in (status.steps[0].error or "")
+
+
+PARKED = """
+name: parked
+steps:
+  - id: ship
+    tool: test.echo
+    with: {msg: hi}
+    approval: {approvers: ["role:ops"]}
+"""
+
+
+async def test_worker_stopped_with_runs_parked_leaves_quietly(
+    client: Client, settings: Settings, registry: ToolRegistry, start: Start
+) -> None:
+    """A worker stopped while runs wait at a gate drops their coroutines; closing them must
+    await nothing, or Python reports 'coroutine ignored GeneratorExit' for each run. The runs
+    then finish on the next worker, from their histories."""
+    reported: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: reported.append(f"{u.exc_type.__name__}: {u.exc_value}")
+    try:
+        async with build_worker(client, settings, registry):
+            handles = [await start(PARKED) for _ in range(3)]
+            for handle in handles:
+                await open_gate(handle, "ship")
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert [r for r in reported if "GeneratorExit" in r] == []
+    async with build_worker(client, settings, registry):
+        for handle in handles:
+            await decide(handle, "ship", "approve")
+            assert (await handle.result()).state == "completed"
