@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.common import RawValue
@@ -18,6 +20,8 @@ from workflows.pipeline import PipelineWorkflow
 # A status query waits for a worker to answer; a run whose workers are all down must not hold
 # an API request (and its connection) open.
 QUERY_TIMEOUT = timedelta(seconds=5)
+# How long a shared status query may be out before the readers who arrived after it get their own.
+HEDGE = timedelta(milliseconds=200)
 
 
 async def query_status(client: Client, workflow_id: str) -> RunStatus:
@@ -69,8 +73,9 @@ class StatusReads:
     """Concurrent status reads of the same run share one query, without serving anyone a status
     older than their request: a read joins only a query that has not been sent yet. While one
     query is out, the reads that arrive meanwhile wait for it to return and then share the next
-    one. Many viewers of one run thus cost about one query per round trip instead of one each,
-    and a read still sees every decision accepted before it began."""
+    one (or their own, if the one out hangs past HEDGE). Many viewers of one run thus cost about
+    one query per round trip instead of one each, and a read still sees every decision accepted
+    before it began."""
 
     _runs: dict[str, _Reads] = field(default_factory=dict)
     # The event loop keeps only weak references to tasks.
@@ -80,9 +85,7 @@ class StatusReads:
         reads = self._runs.get(workflow_id)
         if reads is None:  # no query out for this run: start the task that sends them
             reads = self._runs[workflow_id] = _Reads()
-            task = asyncio.create_task(self._serve(client, workflow_id, reads))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._serve(client, workflow_id, reads))
         if reads.waiting is None:
             reads.waiting = asyncio.get_running_loop().create_future()
             # Nobody may be left to look at an error if every reader has gone away.
@@ -91,23 +94,36 @@ class StatusReads:
         return await asyncio.shield(reads.waiting)
 
     async def _serve(self, client: Client, workflow_id: str, reads: _Reads) -> None:
-        round_: asyncio.Future[bytes] | None = None
         try:
             while reads.waiting is not None:
                 # Whoever arrives from here on waits for the next query: this one may be on its way.
                 round_, reads.waiting = reads.waiting, None
-                try:
-                    result = await query_status_json(client, workflow_id)
-                except Exception as err:  # every reader of this round gets the same error
-                    round_.set_exception(err)
-                else:
-                    round_.set_result(result)
+                sent = self._spawn(_answer(client, workflow_id, round_))
+                # The next round goes out when this one returns, or once this one has been out for
+                # HEDGE: a query that hangs (a worker busy or gone) holds back only its own readers.
+                await asyncio.wait({sent}, timeout=HEDGE.total_seconds())
         finally:
-            # Only when this task is cancelled (shutdown) can a round be left open: end it.
-            for left in (round_, reads.waiting):
-                if left is not None and not left.done():
-                    left.cancel()
+            if reads.waiting is not None and not reads.waiting.done():
+                reads.waiting.cancel()  # only when this task is cancelled, at shutdown
             del self._runs[workflow_id]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+async def _answer(client: Client, workflow_id: str, round_: asyncio.Future[bytes]) -> None:
+    try:
+        result = await query_status_json(client, workflow_id)
+    except Exception as err:  # every reader of this round gets the same error
+        round_.set_exception(err)
+    except BaseException:
+        round_.cancel()
+        raise
+    else:
+        round_.set_result(result)
 
 
 def _retrieve(future: asyncio.Future[bytes]) -> None:

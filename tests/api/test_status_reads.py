@@ -136,3 +136,21 @@ async def test_a_reader_going_away_does_not_cancel_the_others(
     assert json.loads(await staying)["workflow_id"] == workflow_id
     assert leaving.cancelled()
     assert queries.sent == 1
+
+
+async def test_a_hanging_query_holds_back_only_its_own_readers(
+    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
+) -> None:
+    """While one query hangs, a read that arrives after it is answered by a query of its own."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    queries = Queries(hold=True)
+    counted = with_interceptor(client, queries)
+    reads = StatusReads()
+    stuck = asyncio.create_task(reads.json(counted, workflow_id))
+    await asyncio.wait_for(queries.answered.wait(), timeout=20)
+    later = await asyncio.wait_for(reads.json(counted, workflow_id), timeout=20)
+    assert json.loads(later)["workflow_id"] == workflow_id
+    assert not stuck.done() and queries.sent == 2
+    queries.release.set()
+    assert json.loads(await stuck)["workflow_id"] == workflow_id
