@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.client import Client, Interceptor, OutboundInterceptor, QueryWorkflowInput
 
 from api.errors import ApiError
@@ -53,20 +54,25 @@ async def joined_next_round(reads: StatusReads, workflow_id: str) -> None:
     raise AssertionError("the late read never joined a round")
 
 
-def with_interceptor(client: Client, interceptor: Interceptor) -> Client:
+def counting(client: Client, hold: bool = False) -> tuple[Queries, Client]:
+    """A client like `client` whose status queries `Queries` counts (and holds, if asked)."""
+    queries = Queries(hold)
     config = client.config()
-    config["interceptors"] = [interceptor]
-    return Client(**config)
+    config["interceptors"] = [queries]
+    return queries, Client(**config)
 
 
-async def test_simultaneous_reads_share_one_query(
-    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
-) -> None:
+@pytest.fixture
+async def workflow_id(http: httpx.AsyncClient, start_run: StartRun, as_: Auth) -> str:
+    """A run waiting at its gate."""
+    started: str = await start_run()
+    await wait_state(http, started, "waiting", as_("vic"))
+    return started
+
+
+async def test_simultaneous_reads_share_one_query(client: Client, workflow_id: str) -> None:
     """Twenty reads that arrive together cost one query and get the same answer."""
-    workflow_id = await start_run()
-    await wait_state(http, workflow_id, "waiting", as_("vic"))
-    queries = Queries()
-    counted = with_interceptor(client, queries)
+    queries, counted = counting(client)
     reads = StatusReads()
     bodies = await asyncio.gather(*(reads.json(counted, workflow_id) for _ in range(20)))
     assert queries.sent == 1
@@ -79,14 +85,11 @@ async def test_simultaneous_reads_share_one_query(
 
 
 async def test_read_begun_after_a_decision_sees_it(
-    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
+    http: httpx.AsyncClient, client: Client, workflow_id: str, as_: Auth
 ) -> None:
     """A read that begins while an older query is still out does not share that query's answer:
     it waits for a query of its own and sees the decision made before it began."""
-    workflow_id = await start_run()
-    await wait_state(http, workflow_id, "waiting", as_("vic"))
-    queries = Queries(hold=True)
-    counted = with_interceptor(client, queries)
+    queries, counted = counting(client, hold=True)
     reads = StatusReads()
     early = asyncio.create_task(reads.json(counted, workflow_id))
     await asyncio.wait_for(queries.answered.wait(), timeout=20)
@@ -120,13 +123,10 @@ async def test_errors_reach_every_reader_and_nothing_is_left_behind(client: Clie
 
 
 async def test_a_reader_going_away_does_not_cancel_the_others(
-    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
+    client: Client, workflow_id: str
 ) -> None:
     """One reader cancelled mid-query (a closed connection) leaves the shared query running."""
-    workflow_id = await start_run()
-    await wait_state(http, workflow_id, "waiting", as_("vic"))
-    queries = Queries(hold=True)
-    counted = with_interceptor(client, queries)
+    queries, counted = counting(client, hold=True)
     reads = StatusReads()
     leaving = asyncio.create_task(reads.json(counted, workflow_id))
     staying = asyncio.create_task(reads.json(counted, workflow_id))
@@ -139,13 +139,10 @@ async def test_a_reader_going_away_does_not_cancel_the_others(
 
 
 async def test_a_hanging_query_holds_back_only_its_own_readers(
-    http: httpx.AsyncClient, client: Client, start_run: StartRun, as_: Auth
+    client: Client, workflow_id: str
 ) -> None:
     """While one query hangs, a read that arrives after it is answered by a query of its own."""
-    workflow_id = await start_run()
-    await wait_state(http, workflow_id, "waiting", as_("vic"))
-    queries = Queries(hold=True)
-    counted = with_interceptor(client, queries)
+    queries, counted = counting(client, hold=True)
     reads = StatusReads()
     stuck = asyncio.create_task(reads.json(counted, workflow_id))
     await asyncio.wait_for(queries.answered.wait(), timeout=20)
