@@ -34,6 +34,15 @@ class PipelineInput(BaseModel):
     notify: NotifyDefaults = Field(default_factory=NotifyDefaults)
 
 
+class LifecycleInput(BaseModel):
+    """Who pauses, resumes or cancels a run, and why (the `pause`, `resume`, `cancel` signals)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(None, max_length=200)
+    reason: str | None = Field(None, max_length=2_000)
+
+
 class PipelineResult(BaseModel):
     state: str
     output: Any = None

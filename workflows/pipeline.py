@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         GateSummary,
         GateView,
+        LifecycleInput,
         PipelineInput,
         PipelineResult,
         Progress,
@@ -629,27 +630,39 @@ class PipelineWorkflow:
             raise admitted
 
     @workflow.signal
-    def pause(self, reason: Any = None) -> None:
+    def pause(self, by: LifecycleInput | None = None) -> None:
+        """Start no new steps until resumed; running steps finish."""
         if not self._paused and self._closed is None:
             self._paused = True
-            self._record(
-                AuditEntry(
-                    at=workflow.now(), kind="lifecycle", action="pause", reason=_reason(reason)
-                )
-            )
-            self._touch()
+            self._lifecycle("pause", by)
 
     @workflow.signal
-    def resume(self, reason: Any = None) -> None:
+    def resume(self, by: LifecycleInput | None = None) -> None:
+        """Continue a paused run."""
         if self._paused:
             self._paused = False
             self._wake = True
-            self._record(
-                AuditEntry(
-                    at=workflow.now(), kind="lifecycle", action="resume", reason=_reason(reason)
-                )
+            self._lifecycle("resume", by)
+
+    @workflow.signal
+    def cancel(self, by: LifecycleInput | None = None) -> None:
+        """Cancel the run (running steps stop, compensation runs), recording who and why."""
+        if self._closed is None and not self._cancelled_by:
+            self._cancelled_by = (by.actor if by and by.actor else None) or SYSTEM_ACTOR
+            self._wake = True
+            self._lifecycle("cancel", by)
+
+    def _lifecycle(self, action: str, by: LifecycleInput | None) -> None:
+        self._record(
+            AuditEntry(
+                at=workflow.now(),
+                kind="lifecycle",
+                action=action,
+                actor=by.actor if by else None,
+                reason=by.reason if by else None,
             )
-            self._touch()
+        )
+        self._touch()
 
     # ---- status ------------------------------------------------------------------------------
 
@@ -843,9 +856,3 @@ class PipelineWorkflow:
 def _preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     text = json.dumps(mask(value), default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _reason(raw: Any) -> str | None:
-    if isinstance(raw, dict):
-        return str(raw.get("reason") or raw.get("actor") or "") or None
-    return str(raw) if raw else None

@@ -38,7 +38,7 @@ from api.schemas.workflows import (
 from api.status import query_status
 from api.visibility import read_page, runs_query, summarize
 from workflows.contract import RunState
-from workflows.models import AuditEntry, GateView, RunStatus
+from workflows.models import AuditEntry, GateView, LifecycleInput, RunStatus
 from workflows.pipeline import PipelineWorkflow
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
@@ -197,9 +197,9 @@ async def _lifecycle(client: Client, workflow_id: str, action: str, actor: str) 
         if action == "cancel":
             await handle.cancel()
         elif action == "pause":
-            await handle.signal(PipelineWorkflow.pause, {"actor": actor})
+            await handle.signal(PipelineWorkflow.pause, LifecycleInput(actor=actor))
         else:
-            await handle.signal(PipelineWorkflow.resume, {"actor": actor})
+            await handle.signal(PipelineWorkflow.resume, LifecycleInput(actor=actor))
     except RPCError as err:
         raise from_rpc(err, not_found=f"no run {workflow_id!r}") from None
     return Accepted(workflow_id=workflow_id, action=action)
