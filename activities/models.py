@@ -42,3 +42,17 @@ class ToolResult(BaseModel):
     preview: str = ""
     size: int = 0
     attempt: int = 1
+
+
+# The activity a scheduled run calls first, to check that its owner may still start it.
+AUTHORIZE_ACTIVITY = "stepgate.authorize"
+
+
+class AuthorizeCall(BaseModel):
+    principal: str
+    needs: list[str] = Field(default_factory=list, description="permission names")
+
+
+class AuthorizeResult(BaseModel):
+    allowed: bool
+    reason: str | None = Field(None, description="why not, naming the missing permission")

@@ -24,6 +24,15 @@ class NotifyDefaults(BaseModel):
     link_base: str = ""
 
 
+class StartOrigin(BaseModel):
+    """A run started on someone's behalf (a schedule firing): whose permissions it needs, checked
+    again when it starts, since the owner's roles may have changed since the schedule was made."""
+
+    schedule_id: str
+    owner: str
+    needs: list[str] = Field(default_factory=list, description="permissions the start needs")
+
+
 class PipelineInput(BaseModel):
     definition: Definition
     input: dict[str, Any] = Field(default_factory=dict)
@@ -32,6 +41,7 @@ class PipelineInput(BaseModel):
     # Snapshots of catalog pipelines that `pipeline:` steps run, taken when the run started.
     pipelines: dict[str, Definition] = Field(default_factory=dict)
     notify: NotifyDefaults = Field(default_factory=NotifyDefaults)
+    origin: StartOrigin | None = None
 
 
 class LifecycleInput(BaseModel):
