@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from api.catalog import parse_document
+from activities.documents import parse_document
 from api.errors import ApiError
 
 ADMIN = "admin"

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from activities.documents import parse_document
 from activities.registry import ToolRegistry
 from workflows.definition import Definition
 from workflows.validation import Issue, validate_definition
@@ -15,16 +14,6 @@ from workflows.validation import Issue, validate_definition
 
 class CatalogError(ValueError):
     """One or more catalog files are invalid; the message lists every problem with its file."""
-
-
-def parse_document(text: str) -> Any:
-    """YAML (a superset of JSON) to data; raises ValueError with the line of a syntax error."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"not valid YAML or JSON{where}: {getattr(err, 'problem', err)}") from None
 
 
 @dataclass

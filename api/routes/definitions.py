@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.catalog import Catalog, parse_document
+from activities.documents import parse_document
+from api.catalog import Catalog
 from api.deps import CallerDep, CatalogDep, RegistryDep
 from api.errors import ApiError
 from api.schemas.catalog import DefinitionPublic, DefinitionSummary, ValidationPublic
