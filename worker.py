@@ -15,6 +15,8 @@ from temporalio.worker import Worker
 
 import workflows
 from activities import default_registry
+from activities.audit import AuditActivities
+from activities.checks import CheckActivities
 from activities.config import Settings, get_settings
 from activities.logs import configure_logging
 from activities.registry import ToolError, ToolRegistry
@@ -51,12 +53,14 @@ def build_worker(
 ) -> Worker:
     """The worker the process runs; tests and benchmarks build theirs the same way."""
     tools = tools or ToolActivities(registry, settings)
+    checks = CheckActivities(registry)
+    audit = AuditActivities(tools.artifacts)
     cache_workflow_bytecode()
     return Worker(
         client,
         task_queue=task_queue or settings.stepgate_task_queue,
         workflows=list(WORKFLOWS),
-        activities=tools.activities(),
+        activities=[*tools.activities(), *checks.activities(), *audit.activities()],
         max_concurrent_activities=settings.stepgate_max_concurrent_activities,
         max_cached_workflows=settings.stepgate_max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

@@ -56,3 +56,39 @@ class AuthorizeCall(BaseModel):
 class AuthorizeResult(BaseModel):
     allowed: bool
     reason: str | None = Field(None, description="why not, naming the missing permission")
+
+
+# Checks the workflow asks for where workflow code must not validate (schemas, tool models).
+CHECK_ACTIVITY = "stepgate.check"
+
+
+class CheckCall(BaseModel):
+    """Does `value` fit a tool's input or output model, or a JSON Schema?"""
+
+    value: Any = None
+    tool: str | None = Field(None, description="name@version: check against this tool's model")
+    part: Literal["input", "output"] = "input"
+    json_schema: dict[str, Any] | None = Field(None, description="or against this JSON Schema")
+    where: str = Field("", description="prefix for the messages, e.g. `input for pipeline 'x'`")
+
+
+class CheckResult(BaseModel):
+    issues: list[str] = Field(default_factory=list, description="each with the path it concerns")
+    checked: bool = Field(True, description="false when this worker does not have the tool")
+
+
+# Older audit entries move out of workflow state into the artifact store, chained by hash.
+ARCHIVE_AUDIT_ACTIVITY = "stepgate.archive_audit"
+
+
+class AuditChunk(BaseModel):
+    workflow_id: str
+    first_seq: int
+    last_seq: int
+    prev_sha256: str | None = None
+    entries: list[dict[str, Any]]
+
+
+class AuditChunkStored(BaseModel):
+    path: str
+    sha256: str

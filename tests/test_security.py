@@ -19,6 +19,7 @@ from tests.test_durability import definition
 from tests.tools.server import LocalServer, json_reply
 from worker import build_worker
 from workflows.client import make_client
+from workflows.contract import PATCH_CORE_V2
 from workflows.pipeline import PipelineWorkflow
 
 
@@ -83,8 +84,14 @@ async def test_encryption_keeps_payloads_opaque_in_history(
     marker = f"4111-{uuid.uuid4().hex}"
     history = await run_marker_pipeline(encrypted_client, secure, marker)
     # Search attributes stay plain by design (visibility indexes them); they hold only state
-    # and pipeline names. Every other payload must be sealed.
-    payloads = [(m, d) for m, d in payload_bytes(history) if "type" not in m]
+    # and pipeline names. Patch markers are written by the SDK itself and hold only the patch
+    # id. Every other payload must be sealed.
+    payloads = [
+        (m, d)
+        for m, d in payload_bytes(history)
+        if "type" not in m and json.loads(d if m.get("encoding") == "json/plain" else b"{}")
+        != {"id": PATCH_CORE_V2, "deprecated": False}
+    ]
     unencrypted = [
         (meta, data[:80]) for meta, data in payloads if meta.get("encoding") != "binary/encrypted"
     ]

@@ -23,6 +23,14 @@ MEMO_GATES = "stepgate_gates"
 # Changes to what PipelineWorkflow does, each guarded by `workflow.patched(...)` so that runs
 # started before the change replay unchanged (see README, "Changing workflow code").
 PATCH_GATES_MEMO = "gates-memo-v1"
+# One serializable run state and pure rules (workflows/scheduler.py and friends); runs recorded
+# before it finish on workflows/legacy/.
+PATCH_CORE_V2 = "core-v2"
+
+# The query that pages through a run's whole audit trail (the status shows the latest entries).
+AUDIT_QUERY = "audit"
+# A child pipeline run tells its parent which of its gates are open.
+CHILD_GATES_SIGNAL = "child_gates"
 
 
 class RunState(StrEnum):

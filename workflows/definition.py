@@ -58,6 +58,10 @@ class ApprovalSpec(_Strict):
     timeout: Duration | None = None
     on_timeout: Literal["reject", "approve", "skip", "cancel", "escalate"] = "reject"
     remind_after: Duration | None = None
+    max_reminders: int = Field(5, ge=0, le=50, description="reminders sent at most, per round")
+    remind_backoff: float = Field(
+        2.0, ge=1.0, le=10.0, description="each reminder waits this many times longer"
+    )
     escalate_to: list[str] = Field(default_factory=list)
     escalation_timeout: Duration | None = None
     auto_approve_if: str | None = None

@@ -173,6 +173,12 @@ def parse(text: str) -> Node:
     return _Parser(text).parse()
 
 
+def truthy(value: Any) -> bool:
+    """Whether a condition's value lets a step run: null, false, 0, '' and empty lists and
+    objects do not; anything else does."""
+    return bool(value)
+
+
 def paths(node: Node) -> list[str]:
     """Every dotted path the expression reads, for validation of references."""
     if node.kind == "path":

@@ -42,6 +42,8 @@ class PipelineInput(BaseModel):
     pipelines: dict[str, Definition] = Field(default_factory=dict)
     notify: NotifyDefaults = Field(default_factory=NotifyDefaults)
     origin: StartOrigin | None = None
+    # The run state carried across continue-as-new (workflows.state.RunData as JSON).
+    resume: dict[str, Any] | None = None
 
 
 class LifecycleInput(BaseModel):
@@ -65,13 +67,13 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gate: str
+    gate: str = Field(min_length=1, max_length=300)
     action: Action
-    actor: str = Field(min_length=1)
-    roles: list[str] = Field(default_factory=list)
-    comment: str | None = None
+    actor: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(default_factory=list, max_length=100)
+    comment: str | None = Field(None, max_length=4_000)
     patch: Any = None
-    digest: str | None = None
+    digest: str | None = Field(None, max_length=100)
 
 
 class Vote(BaseModel):
@@ -79,10 +81,14 @@ class Vote(BaseModel):
     action: str
     comment: str | None = None
     at: datetime
+    roles: list[str] = Field(default_factory=list)
+    digest: str | None = Field(None, description="the subject this vote was cast on")
+    patch: Any = None
 
 
 class GateView(BaseModel):
     gate: str
+    workflow_id: str | None = Field(None, description="set when the gate is a child run's")
     stage: Stage
     state: GateState
     round: int
@@ -95,6 +101,9 @@ class GateView(BaseModel):
     digest: str
     review: str | None = None
     subject: Any = None
+    modified: bool = False
+    lapsed: int = Field(0, description="votes cast on an earlier subject, before a modify")
+    reminders: int = 0
     opened_at: datetime
     deadline: datetime | None = None
     decided_at: datetime | None = None
@@ -117,9 +126,11 @@ class GateSummary(BaseModel):
     subject_truncated: bool = False
     opened_at: datetime
     deadline: datetime | None = None
+    quorum: int = 1
 
 
 class AuditEntry(BaseModel):
+    seq: int | None = Field(None, description="position in the run's audit trail, from 1")
     at: datetime
     kind: Literal["decision", "timeout", "auto_approve", "escalation", "reminder", "lifecycle"]
     gate: str | None = None
@@ -179,7 +190,39 @@ class RunStatus(BaseModel):
     open_gates: list[GateView]
     output: Any = None
     error: str | None = None
-    audit: list[AuditEntry]
+    audit: list[AuditEntry] = Field(
+        description="the latest entries; page through all of them "
+        "with the `audit` query or GET /workflows/{id}/audit"
+    )
+    audit_total: int = 0
+    kind: Literal["pipeline", "governed"] = "pipeline"
+    continued: int = Field(0, description="times the run continued as new (history bounds)")
+
+
+class AuditPageInput(BaseModel):
+    """A page of the audit trail: entries with `seq` greater than `after`."""
+
+    after: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=500)
+
+
+class AuditArchiveRef(BaseModel):
+    """Older entries moved to the artifact store: read them from `path`, check `sha256`."""
+
+    first_seq: int
+    last_seq: int
+    path: str
+    sha256: str
+    prev_sha256: str | None = None
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    total: int
+    next_after: int | None = Field(None, description="pass as `after` for the next page")
+    archived: list[AuditArchiveRef] = Field(
+        default_factory=list, description="chunks holding entries older than `entries`"
+    )
 
 
 class GateRefusal(BaseModel):
@@ -197,3 +240,10 @@ class GateRefusal(BaseModel):
         "bad_patch",
     ]
     message: str
+
+
+class ChildGatesInput(BaseModel):
+    """A child pipeline run telling its parent which of its gates are open now."""
+
+    workflow_id: str
+    gates: list[GateSummary] = Field(default_factory=list)

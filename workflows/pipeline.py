@@ -1,858 +1,422 @@
-"""PipelineWorkflow: runs a validated definition snapshot as a DAG of tool activities and gates."""
+"""PipelineWorkflow: the thin shell around a run's state. It waits, calls activities and handles
+messages; what happens next is decided by the rules in scheduler, votes, gates and lifecycle."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Literal
+import functools
+from collections.abc import Callable
+from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    ChildWorkflowError,
-    is_cancelled_exception,
-)
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import ARTIFACT_MARKER, ToolCall, ToolResult
-    from activities.secrets import mask
-    from workflows import expr
+    from activities.models import AuditChunk
+    from workflows import calls, decisions, lifecycle, view
+    from workflows.alarm import Alarm
     from workflows.contract import (
+        AUDIT_QUERY,
+        CHILD_GATES_SIGNAL,
         MEMO_GATES,
-        PATCH_GATES_MEMO,
+        PATCH_CORE_V2,
         SA_AWAITING,
         SA_PIPELINE,
         SA_STATE,
         STATUS_QUERY,
-        TERMINAL_STEP_STATES,
         RunState,
-        StepState,
     )
-    from workflows.definition import ApprovalSpec, Definition, NotifySpec, Stage, StepSpec
-    from workflows.durations import parse_duration
-    from workflows.gates import SYSTEM_ACTOR, Gate, merge_patch
+    from workflows.gates import Notify, next_due
+    from workflows.legacy.engine import LegacyPipeline
     from workflows.models import (
         AuditEntry,
-        CompensationView,
+        AuditPage,
+        AuditPageInput,
+        ChildGatesInput,
         Decision,
         GateSummary,
         GateView,
         LifecycleInput,
         PipelineInput,
         PipelineResult,
-        Progress,
         RunStatus,
-        StepView,
     )
-    from workflows.policies import (
-        COMPENSATE_RETRY,
-        COMPENSATE_TIMEOUT,
-        NOTIFY_RETRY,
-        NOTIFY_TIMEOUT,
-        retry_policy,
-    )
-    from workflows.refs import RefError, Scope
-    from workflows.validation import validate_input
-
-MAX_AUDIT = 1_000
-MEMO_SUBJECT_CHARS = 1_024  # larger subjects are left out of the inbox line (status has them)
-PREVIEW_CHARS = 2_048
-
-
-class StepFailed(Exception):
-    """A step ended in failure (after retries, or rejected at a gate)."""
-
-
-class RunCancelled(Exception):
-    """A gate decided to cancel the whole run."""
-
-
-@dataclass
-class StepRun:
-    spec: StepSpec
-    state: StepState = StepState.PENDING
-    attempts: int = 0
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    error: str | None = None
-    reason: str | None = None
-    output: Any = None
-    has_output: bool = False
-    preview: str | None = None
-    artifact: dict[str, Any] | None = None
-    gate: Gate | None = None
-    compensation: CompensationView | None = None
-    completed_seq: int = 0
-    round: int = 0
-    approvers_seen: set[str] = field(default_factory=set)
-
-
-def _failure_message(err: BaseException) -> str:
-    """The innermost cause's message: what actually went wrong."""
-    cause: BaseException | None = err
-    message = str(err)
-    while cause is not None:
-        message = getattr(cause, "message", None) or str(cause) or message
-        cause = cause.__cause__
-    return message
+    from workflows.refs import RefError
+    from workflows.scheduler import Invoke, RunContext, advance, finished
+    from workflows.state import Result, RunData, Stop, new_state
 
 
 @workflow.defn(name="PipelineWorkflow")
 class PipelineWorkflow:
     @workflow.init
     def __init__(self, inp: PipelineInput) -> None:
+        # Runs recorded before core-v2 carry no marker for it and finish on the engine they began.
+        self._legacy = None if workflow.patched(PATCH_CORE_V2) else LegacyPipeline(inp)
+        if self._legacy is not None:
+            return
+        info = workflow.info()
         self._inp = inp
-        self._def: Definition = inp.definition
-        self._input = inp.definition.effective_input(inp.input)
-        self._steps: dict[str, StepRun] = {s.id: StepRun(spec=s) for s in self._def.steps}
-        self._paused = False
-        self._wake = False
-        self._fatal: str | None = None
-        self._cancelled_by: str | None = None
-        self._closed: RunState | None = None
-        self._output: Any = None
-        self._audit: list[AuditEntry] = []
-        self._revision = 0
-        self._seq = 0
-        self._sa_state: str | None = None
-        self._sa_awaiting: list[str] | None = None
-        self._memo_gates: list[GateSummary] = []
-        self._started_at = workflow.now()
+        self._def = inp.definition
+        self._calls = calls.Caller(inp)
+        self._state = (
+            RunData.model_validate(inp.resume)
+            if inp.resume
+            else new_state(self._def, workflow.now())
+        )
+        self._ctx = RunContext(
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            pipeline=self._def.name,
+            started_at=self._state.started_at.isoformat(),
+            input=self._def.effective_input(inp.input),
+            requester=inp.requester,
+            approval_mode=inp.approval_mode,
+        )
+        self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._archive: asyncio.Task[None] | None = None
+        self._alarm = Alarm()
+        self._events = 0
+        self._temporal_cancel = False
+        self._shown: tuple[str, list[str]] | None = None
+        self._memo: list[GateSummary] | None = None
+        self._told_parent: list[GateSummary] = []
 
     # ---- run ---------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: PipelineInput) -> PipelineResult:
+        if self._legacy is not None:
+            return await self._legacy.run(inp)
         workflow.upsert_search_attributes([SA_PIPELINE.value_set(self._def.name)])
         self._publish()
         try:
-            await self._schedule()
-            if self._cancelled_by:
-                raise RunCancelled(self._cancelled_by)
-            if self._fatal:
-                raise StepFailed(self._fatal)
-            self._output = self._scope(lenient=True).resolve(self._def.output)
+            if inp.origin is not None and inp.resume is None:
+                await self._authorize(inp)
+            await self._drive()
         except asyncio.CancelledError:
-            await asyncio.shield(self._compensate())
-            self._close(RunState.CANCELLED, "cancelled")
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            raise
-        except RunCancelled as err:
-            await self._compensate()
-            self._close(RunState.CANCELLED, f"cancelled at a gate by {err}")
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            raise ApplicationError(
-                f"run cancelled at a gate by {err}", type="RunCancelled", non_retryable=True
-            ) from None
-        except (StepFailed, RefError) as err:
-            await self._compensate()
-            self._close(RunState.FAILED, str(err))
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            raise ApplicationError(str(err), type="PipelineFailed", non_retryable=True) from None
-        self._close(RunState.COMPLETED, None)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return PipelineResult(
-            state=RunState.COMPLETED,
-            output=self._output,
-            steps={sid: r.state.value for sid, r in self._steps.items()},
-        )
-
-    async def _schedule(self) -> None:
-        tasks: dict[str, asyncio.Task[None]] = {}
-        try:
-            await self._schedule_until_done(tasks)
-        except GeneratorExit:
-            # The worker dropped this run from its cache and is closing its coroutines: nothing
-            # may be awaited now (the run resumes from history elsewhere).
-            raise
-        except BaseException:
-            await self._stop_running(tasks)
-            raise
-        await self._stop_running(tasks)
-
-    async def _schedule_until_done(self, tasks: dict[str, asyncio.Task[None]]) -> None:
-        while not (self._fatal or self._cancelled_by):
-            if not self._paused:
-                self._start_ready(tasks)
-            if all(r.state in TERMINAL_STEP_STATES for r in self._steps.values()):
-                return
-            self._wake = False
-            await workflow.wait_condition(lambda: self._wake)
-
-    @staticmethod
-    async def _stop_running(tasks: dict[str, asyncio.Task[None]]) -> None:
-        running = [t for t in tasks.values() if not t.done()]
-        for t in running:
-            t.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
-
-    def _start_ready(self, tasks: dict[str, asyncio.Task[None]]) -> None:
-        limit = self._def.max_parallel
-        for sid, run in self._steps.items():
-            if run.state != StepState.PENDING or sid in tasks:
-                continue
-            deps = [self._steps[n] for n in run.spec.needs]
-            if any(d.state not in TERMINAL_STEP_STATES for d in deps):
-                continue
-            blocked = [d for d in deps if not self._satisfies(d, run.spec)]
-            if blocked:
-                names = ", ".join(f"{d.spec.id!r} ({d.state.value})" for d in blocked)
-                self._finish_step(run, StepState.SKIPPED, reason=f"needs {names}")
-                continue
-            if limit is not None and sum(not t.done() for t in tasks.values()) >= limit:
-                return
-            tasks[sid] = asyncio.create_task(self._run_step(run))
-
-    @staticmethod
-    def _satisfies(dep: StepRun, spec: StepSpec) -> bool:
-        if dep.state == StepState.SUCCEEDED or (dep.state == StepState.SKIPPED and dep.has_output):
-            return True
-        return dep.state == StepState.SKIPPED and spec.allow_skipped_needs
-
-    # ---- one step ----------------------------------------------------------------------------
-
-    async def _run_step(self, run: StepRun) -> None:
-        try:
-            await self._execute_step(run)
-        except asyncio.CancelledError:
-            if run.gate and run.gate.undecided:
-                run.gate.close("cancel", SYSTEM_ACTOR, workflow.now())
-            self._finish_step(run, StepState.CANCELLED, reason="run stopped")
-            raise
-        except (StepFailed, RefError, expr.ExpressionError) as err:
-            self._finish_step(run, StepState.FAILED, error=str(err))
-            if run.spec.on_error == "fail":
-                self._fatal = self._fatal or f"step {run.spec.id!r} failed: {err}"
-        except RunCancelled as err:
-            self._finish_step(run, StepState.CANCELLED, reason=f"run cancelled by {err}")
-            self._cancelled_by = self._cancelled_by or str(err)
-        finally:
-            self._wake = True
-
-    async def _execute_step(self, run: StepRun) -> None:
-        spec = run.spec
-        scope = self._scope()
-        if spec.if_ and not expr.evaluate(expr.parse(spec.if_), scope.lookup):
-            self._finish_step(run, StepState.SKIPPED, reason=f"condition false: {spec.if_}")
-            return
-        run.state = StepState.RUNNING
-        run.started_at = workflow.now()
-        self._touch()
-        args = scope.resolve(spec.with_)
-        gate_spec = spec.approval
-        if gate_spec and gate_spec.stage == "before":
-            gate = await self._gate(run, gate_spec, "before", args)
-            if gate.outcome == "modify":
-                args = merge_patch(args, gate.patch)
-            elif gate.outcome != "approve":
-                self._gate_end(run, gate)
-                return
+            self._cancelled()
+            await self._drive()
+        # The close (compensation included) runs in a task of its own, so a cancel request that
+        # arrives meanwhile cannot cut it short.
+        end = asyncio.ensure_future(self._end())
         while True:
             try:
-                output = await self._invoke(run, args)
-            except (ActivityError, ChildWorkflowError) as err:
-                if is_cancelled_exception(err):
-                    raise asyncio.CancelledError(str(err)) from err
-                message = _failure_message(err)
-                if not (gate_spec and gate_spec.stage == "on_failure"):
-                    raise StepFailed(message) from None
-                run.error = message
-                gate = await self._gate(
-                    run, gate_spec, "on_failure", {"error": message, "inputs": args}
-                )
-                if gate.outcome == "retry":
-                    args = merge_patch(args, gate.patch or {})
-                    run.round += 1
-                    run.error = None
-                    continue
-                if gate.outcome == "skip" and gate.patch is not None:
-                    self._set_output(run, gate.patch, None, None)
-                self._gate_end(run, gate, failure=message)
-                return
-            if gate_spec and gate_spec.stage == "after":
-                self._set_output(run, *output)
-                gate = await self._gate(run, gate_spec, "after", run.output)
-                if gate.outcome == "retry":
-                    args = merge_patch(args, gate.patch or {})
-                    run.round += 1
-                    continue
-                if gate.outcome == "modify":
-                    self._set_output(run, merge_patch(run.output, gate.patch), None, None)
-                elif gate.outcome != "approve":
-                    self._gate_end(run, gate)
-                    return
-                self._finish_step(run, StepState.SUCCEEDED)
-                return
-            self._set_output(run, *output)
-            self._finish_step(run, StepState.SUCCEEDED)
-            return
+                return await asyncio.shield(end)
+            except asyncio.CancelledError:
+                if end.done():
+                    raise
+                self._cancelled()
 
-    def _gate_end(self, run: StepRun, gate: Gate, failure: str | None = None) -> None:
-        """Apply a gate outcome that stops the step: skip, reject or cancel."""
-        who = gate.decided_by or SYSTEM_ACTOR
-        if gate.outcome == "skip":
-            self._finish_step(
-                run, StepState.SKIPPED, reason=f"skipped at {gate.stage} gate by {who}"
+    async def _authorize(self, inp: PipelineInput) -> None:
+        """A scheduled run starts only if its owner may still start it."""
+        assert inp.origin is not None  # run() checked
+        allowed = await calls.authorize(inp.origin)
+        if not allowed.allowed:
+            message = (
+                f"schedule {inp.origin.schedule_id!r}: {inp.origin.owner!r} may no longer start "
+                f"this run: {allowed.reason}"
             )
-        elif gate.outcome == "cancel":
-            raise RunCancelled(who)
+            self._event(lifecycle.refuse_start, self._state, message, workflow.now())
+
+    def _cancelled(self) -> None:
+        """Temporal delivered a cancel request: the run stops as cancelled."""
+        self._temporal_cancel = True
+        self._event(lifecycle.request_cancel, self._state, None, workflow.now(), "system")
+
+    def _moved(self, seen: int) -> bool:
+        return self._events != seen or self._alarm.rang
+
+    async def _wait(self, condition: Callable[[], bool]) -> None:
+        try:
+            await workflow.wait_condition(condition)
+        except asyncio.CancelledError:
+            self._cancelled()
+
+    def _event(self, rule: Callable[..., Any], *args: Any) -> None:
+        """Every change from outside the loop (a result, a vote, a signal) goes through here, so
+        the loop never misses one."""
+        rule(*args)
+        self._events += 1
+        self._state.revision += 1
+
+    async def _drive(self) -> None:
+        while True:
+            hold = self._state.stop is None and workflow.info().is_continue_as_new_suggested()
+            for effect in advance(self._state, self._def, self._ctx, workflow.now(), hold=hold):
+                self._perform(effect)
+            if self._state.stop is not None:
+                for task in self._tasks.values():
+                    task.cancel()
+            self._start_archive()
+            self._publish()
+            if finished(self._state):
+                return
+            if hold and not self._state.in_flight() and self._archive is None:
+                await self._continue_as_new()
+                continue
+            due = next_due(self._state)
+            if due is not None and due <= workflow.now():
+                self._state.revision += 1
+                continue
+            self._alarm.set(due)
+            await self._wait(functools.partial(self._moved, self._events))
+            if self._alarm.rang:
+                self._alarm.reset()
+                self._state.revision += 1
+
+    def _perform(self, effect: Invoke | Notify) -> None:
+        if isinstance(effect, Invoke):
+            self._tasks[effect.step] = asyncio.create_task(self._invoke(effect))
         else:
-            raise StepFailed(failure or f"rejected at {gate.stage} gate by {who}")
+            self._spawn(self._notify(effect))
 
-    async def _invoke(
-        self, run: StepRun, args: dict[str, Any]
-    ) -> tuple[Any, str | None, dict[str, Any] | None]:
-        """Run the step's tool (or child pipeline); returns (output, preview, artifact)."""
-        spec = run.spec
-        defaults = self._def.defaults
-        queue = spec.task_queue or defaults.task_queue or workflow.info().task_queue
-        info = workflow.info()
-        if spec.pipeline:
-            name = spec.pipeline.partition("@")[0]
-            child_def = self._inp.pipelines.get(name)
-            if child_def is None:
-                raise StepFailed(f"pipeline {name!r} was not in the run's snapshot")
-            issues = validate_input(child_def, args)
-            if issues:
-                raise StepFailed(
-                    f"input for pipeline {name!r} does not match its schema: "
-                    + "; ".join(str(i) for i in issues)
-                )
-            run.attempts += 1
-            suffix = f"-r{run.round}" if run.round else ""
-            result = await workflow.execute_child_workflow(
-                PipelineWorkflow.run,
-                self._inp.model_copy(update={"definition": child_def, "input": args}),
-                id=f"{info.workflow_id}--{spec.id}{suffix}",
-                task_queue=queue,
-                static_summary=f"{child_def.name} v{child_def.version} (child of {info.workflow_id})",
-            )
-            return result.output, None, None
-        tool_ref = spec.resolved_tool or spec.tool or ""
-        name, _, version = tool_ref.partition("@")
-        key = f"{info.workflow_id}/{spec.id}" + (f"/r{run.round}" if run.round else "")
-        res = await workflow.execute_activity(
-            name,
-            ToolCall(
-                tool=name,
-                version=version,
-                step_id=spec.id,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                args=args,
-                idempotency_key=key,
-                max_output_bytes=spec.max_output_bytes,
-            ),
-            result_type=ToolResult,
-            task_queue=queue,
-            start_to_close_timeout=parse_duration(spec.timeout or defaults.timeout),
-            schedule_to_close_timeout=parse_duration(spec.total_timeout)
-            if spec.total_timeout
-            else None,
-            heartbeat_timeout=self._heartbeat(spec),
-            retry_policy=retry_policy(spec.retry, defaults),
-            summary=f"{spec.id}: {tool_ref}",
-        )
-        run.attempts = max(run.attempts + 1, res.attempt)
-        if res.artifact is not None:
-            ref = res.artifact.model_dump()
-            return {ARTIFACT_MARKER: ref}, res.preview, ref
-        return res.output, res.preview, None
+    async def _invoke(self, inv: Invoke) -> None:
+        spec = self._def.step(inv.step)
+        try:
+            if spec.pipeline:
+                result = await self._calls.child(spec, inv.round, inv.args)
+            else:
+                result = await self._calls.tool(spec, inv.round, inv.args)
+        except asyncio.CancelledError:
+            result = Result(round=inv.round, ok=False, cancelled=True, attempts=0)
+        self._tasks.pop(inv.step, None)
+        self._event(lifecycle.record_result, self._state, inv.step, result)
 
-    def _heartbeat(self, spec: StepSpec) -> timedelta | None:
-        value = spec.heartbeat_timeout or self._def.defaults.heartbeat_timeout
-        return parse_duration(value) if value else None
-
-    def _set_output(
-        self, run: StepRun, output: Any, preview: str | None, artifact: dict[str, Any] | None
-    ) -> None:
-        run.output = output
-        run.has_output = True
-        run.artifact = artifact
-        run.preview = preview if preview is not None else _preview(output)
-
-    def _finish_step(
-        self, run: StepRun, state: StepState, *, error: str | None = None, reason: str | None = None
-    ) -> None:
-        run.state = state
-        run.ended_at = workflow.now()
-        if error is not None:
-            run.error = error
-        if reason is not None:
-            run.reason = reason
-        if state == StepState.SUCCEEDED:
-            self._seq += 1
-            run.completed_seq = self._seq
-        self._touch()
-
-    # ---- gates -------------------------------------------------------------------------------
-
-    async def _gate(self, run: StepRun, spec: ApprovalSpec, stage: Stage, subject: Any) -> Gate:
-        now = workflow.now()
-        timeout = parse_duration(spec.timeout) if spec.timeout else None
-        gate = Gate(
-            run.spec.id, spec, stage, run.round, subject, now, now + timeout if timeout else None
-        )
-        run.gate = gate
-        auto = self._auto_approval(run, spec, stage)
-        if auto:
-            gate.close("approve" if stage != "on_failure" else "reject", SYSTEM_ACTOR, now)
-            self._record(
-                AuditEntry(
-                    at=now, kind="auto_approve", gate=gate.step_id, action=gate.outcome, reason=auto
-                )
-            )
-            return gate
-        run.state = StepState.WAITING
-        self._touch()
-        self._notify(run, gate, "opened")
-        remind = parse_duration(spec.remind_after) if spec.remind_after else None
-        next_reminder = now + remind if remind else None
-        while gate.undecided:
-            wake_at = min(
-                (t for t in (gate.deadline, next_reminder) if t is not None), default=None
-            )
-            try:
-                await workflow.wait_condition(
-                    lambda: not gate.undecided,
-                    timeout=max(wake_at - workflow.now(), timedelta(0)) if wake_at else None,
-                )
-            except TimeoutError:
-                now = workflow.now()
-                if (
-                    next_reminder
-                    and now >= next_reminder
-                    and (gate.deadline is None or next_reminder < gate.deadline)
-                ):
-                    self._record(AuditEntry(at=now, kind="reminder", gate=gate.step_id))
-                    self._notify(run, gate, "reminder")
-                    next_reminder = now + remind if remind else None
-                    continue
-                if gate.deadline and now >= gate.deadline:
-                    self._on_timeout(run, gate)
-        run.state = StepState.RUNNING
-        run.error = None if gate.outcome == "retry" else run.error
-        self._touch()
-        return gate
-
-    def _auto_approval(self, run: StepRun, spec: ApprovalSpec, stage: Stage) -> str | None:
-        if self._inp.approval_mode == "auto":
-            return "run approval_mode is auto"
-        if spec.auto_approve_if and stage != "on_failure":
-            scope = self._scope()
-            if stage == "after":
-                scope.outputs = {**scope.outputs, run.spec.id: run.output}
-            if expr.evaluate(expr.parse(spec.auto_approve_if), scope.lookup):
-                return f"auto_approve_if held: {spec.auto_approve_if}"
-        return None
-
-    def _on_timeout(self, run: StepRun, gate: Gate) -> None:
-        now = workflow.now()
-        spec = gate.spec
-        if spec.on_timeout == "escalate" and not gate.escalated:
-            limit = spec.escalation_timeout or spec.timeout
-            gate.escalate(now + parse_duration(limit) if limit else None)
-            self._record(
-                AuditEntry(
-                    at=now,
-                    kind="escalation",
-                    gate=gate.step_id,
-                    reason=f"escalated to {', '.join(spec.escalate_to)}",
-                )
-            )
-            self._notify(run, gate, "escalated")
-            self._touch()
-            return
-        action = "reject" if spec.on_timeout == "escalate" else spec.on_timeout
-        gate.close(action, f"{SYSTEM_ACTOR}:timeout", now)
-        self._record(
-            AuditEntry(
-                at=now,
-                kind="timeout",
-                gate=gate.step_id,
-                action=action,
-                reason="gate deadline passed",
-            )
-        )
-
-    def _notify(self, run: StepRun, gate: Gate, event: str) -> None:
-        """Tell the approvers; a failing notification never holds up or fails the run."""
-        spec: NotifySpec | None = gate.spec.notify or self._inp.notify.notify
-        if spec is None:
-            return
-        info = workflow.info()
-        link = (
-            f"{self._inp.notify.link_base.rstrip('/')}/workflows/{info.workflow_id}"
-            if self._inp.notify.link_base
-            else ""
-        )
-        deadline = gate.deadline.isoformat() if gate.deadline else "none"
-        text = (
-            f"[{event}] {self._def.name} v{self._def.version}, run {info.workflow_id}: step "
-            f"{gate.step_id!r} waits at its {gate.stage} gate for {', '.join(gate.approvers)}. "
-            f"Review: {gate.spec.review or _preview(mask(gate.subject), 300)}. Deadline: {deadline}. {link}"
-        ).strip()
-        args = {**spec.with_, "text": text}
-        name, _, version = spec.tool.partition("@")
-
-        async def send() -> None:
-            try:
-                await workflow.execute_activity(
-                    name,
-                    ToolCall(
-                        tool=name,
-                        version=version,
-                        step_id=gate.step_id,
-                        workflow_id=info.workflow_id,
-                        run_id=info.run_id,
-                        args=args,
-                        idempotency_key=f"{info.workflow_id}/{gate.step_id}/{gate.stage}/r{gate.round}/{event}",
-                        scope="notify",
-                    ),
-                    result_type=ToolResult,
-                    start_to_close_timeout=NOTIFY_TIMEOUT,
-                    retry_policy=NOTIFY_RETRY,
-                    summary=f"{gate.step_id}: notify {event}",
-                )
-            except ActivityError as err:
-                workflow.logger.warning("gate notification failed: %s", _failure_message(err))
-
-        task = asyncio.create_task(send())
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _notify(self, n: Notify) -> None:
+        gate = self._state.steps[n.step].gate
+        approval = self._def.step(n.step).approval
+        spec = (approval.notify if approval else None) or self._inp.notify.notify
+        if gate is None or approval is None or spec is None:
+            return
+        info = workflow.info()
+        key = f"{info.workflow_id}/{n.gate}/{gate.stage}/r{gate.round}/{n.event}"
+        if n.event == "reminder":
+            key += f"-{gate.reminders}"
+        text = view.notification(
+            gate, approval, self._def, info.workflow_id, n.event, self._inp.notify.link_base
+        )
+        await self._calls.notify(spec, n.step, key, text)
+
+    def _start_archive(self) -> None:
+        entries = self._state.archive_due()
+        if not entries or self._archive is not None:
+            return
+        self._state.archiving = len(entries)
+        first, last = entries[0].seq or 0, entries[-1].seq or 0
+        chunk = AuditChunk(
+            workflow_id=workflow.info().workflow_id,
+            first_seq=first,
+            last_seq=last,
+            prev_sha256=self._state.archives[-1].sha256 if self._state.archives else None,
+            entries=[e.model_dump(mode="json") for e in entries],
+        )
+
+        async def move() -> None:
+            stored = await calls.archive(chunk)
+            self._archive = None
+            self._event(lifecycle.archived, self._state, first, last, stored.path, stored.sha256)
+
+        self._archive = asyncio.create_task(move())
+
+    async def _continue_as_new(self) -> None:
+        """Carry the whole state into a new run once nothing is out (history stays bounded)."""
+        await self._wait(lambda: not self._background and workflow.all_handlers_finished())
+        if self._state.stop is not None:
+            return
+        self._state.generation += 1
+        workflow.continue_as_new(
+            self._inp.model_copy(update={"resume": self._state.model_dump(mode="json")})
+        )
+
+    async def _end(self) -> PipelineResult:
+        state = self._state
+        if state.stop is None:
+            try:
+                state.output = self._ctx.scope(state, lenient=True).resolve(self._def.output)
+            except RefError as err:
+                state.stop = Stop(kind="failed", message=str(err))
+        if state.stop is not None:
+            await self._compensate()
+        final = lifecycle.close(state, workflow.now())
+        state.revision += 1
+        self._publish()
+        await workflow.wait_condition(
+            lambda: not self._background and workflow.all_handlers_finished()
+        )
+        if final == RunState.COMPLETED:
+            return PipelineResult(
+                state=final.value,
+                output=state.output,
+                steps={sid: s.state.value for sid, s in state.steps.items()},
+            )
+        if final == RunState.CANCELLED and self._temporal_cancel:
+            raise asyncio.CancelledError(state.error)
+        kind = "PipelineFailed" if final == RunState.FAILED else "RunCancelled"
+        raise ApplicationError(state.error or final.value, type=kind, non_retryable=True)
+
+    async def _compensate(self) -> None:
+        for step_id, comp in lifecycle.compensations(self._state, self._def):
+            error: str | None = None
+            try:
+                args = self._ctx.scope(self._state).resolve(comp.with_)
+                await self._calls.compensate(self._def.step(step_id), comp, args)
+            except Exception as err:
+                error = calls.failure_message(err)
+            self._event(lifecycle.compensated, self._state, step_id, error, workflow.now())
+
     # ---- decisions ---------------------------------------------------------------------------
 
-    def _open_gate(self, gate_id: str) -> tuple[Gate | None, str | None]:
-        run = self._steps.get(gate_id)
-        if run is None or run.spec.approval is None:
-            return None, f"run has no gate {gate_id!r}"
-        if run.gate is None or not run.gate.undecided:
-            state = run.gate.state if run.gate else "not open yet"
-            return None, f"gate {gate_id!r} is not open ({state}); step is {run.state.value}"
-        return run.gate, None
-
-    def _admit(self, d: Decision) -> Gate | ApplicationError:
-        """The open gate `d` may be applied to, or why it is refused."""
-        run = self._steps.get(d.gate)
-        if run is None or run.spec.approval is None:
-            return ApplicationError(
-                f"run has no gate {d.gate!r}", type="unknown_gate", non_retryable=True
-            )
-        gate, why = self._open_gate(d.gate)
-        if gate is None:
-            return ApplicationError(
-                why or "gate not open", type="gate_not_open", non_retryable=True
-            )
-        barred = set().union(
-            *(self._steps[g].approvers_seen for g in gate.spec.distinct_from if g in self._steps)
-        )
-        refusal = gate.check(d, self._inp.requester, barred)
-        if refusal:
-            return ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
-        return gate
-
-    def _apply(self, gate: Gate, d: Decision, via: Literal["signal", "update"]) -> Gate:
-        now = workflow.now()
-        gate.apply(d, now)
-        if d.action in ("approve", "modify"):
-            self._steps[d.gate].approvers_seen.add(d.actor)
-        self._record(self._decision_entry(d, now, via, "accepted"))
-        self._touch()
-        return gate
-
-    @staticmethod
-    def _decision_entry(
-        d: Decision,
-        at: datetime,
-        via: Literal["signal", "update"],
-        outcome: Literal["accepted", "refused"],
-        reason: str | None = None,
-    ) -> AuditEntry:
-        return AuditEntry(
-            at=at,
-            kind="decision",
-            gate=d.gate,
-            actor=d.actor,
-            roles=d.roles,
-            action=d.action,
-            comment=d.comment,
-            patch=mask(d.patch),
-            digest=d.digest,
-            outcome=outcome,
-            reason=reason,
-            via=via,
-        )
+    async def _decide(self, d: Decision, via: decisions.Via) -> GateView:
+        admitted = decisions.admit(self._state, self._def, d, self._inp.requester)
+        check = decisions.check_call(self._def, admitted, d)
+        if check is not None:
+            result = await calls.check(check)
+            # The gate may have moved while the check ran: admit again.
+            admitted = decisions.admit(self._state, self._def, d, self._inp.requester)
+            if isinstance(admitted, tuple) and result.issues:
+                admitted = decisions.bad_patch(d, result.issues)
+        if isinstance(admitted, tuple):
+            self._event(decisions.cast, self._state, admitted, d, workflow.now(), via)
+            _, gate, spec = admitted
+            return view.gate_view(gate, spec, with_subject=True)
+        if via == "signal":
+            self._event(decisions.refuse, self._state, d, admitted, workflow.now(), via)
+        raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 
     @workflow.signal
-    def decide(self, raw: Any) -> None:
+    async def decide(self, raw: Any) -> None:
         """A decision from the CLI, the Web UI or a script; refusals go to the audit trail."""
-        now = workflow.now()
+        if self._legacy is not None:
+            return self._legacy.decide(raw)
         try:
             d = raw if isinstance(raw, Decision) else Decision.model_validate(raw)
-        except Exception as err:  # a malformed signal must not fail the workflow task
-            self._record(
-                AuditEntry(
-                    at=now,
-                    kind="decision",
-                    outcome="refused",
-                    reason=f"malformed decision: {err}",
-                    via="signal",
-                )
+        except ValidationError as err:
+            entry = AuditEntry(
+                at=workflow.now(),
+                kind="decision",
+                outcome="refused",
+                reason=f"malformed decision: {err.error_count()} error(s): {err.errors()[0]['msg']}",
+                via="signal",
             )
-            self._touch()
+            self._event(self._state.record, entry)
             return
-        admitted = self._admit(d)
-        if isinstance(admitted, ApplicationError):
-            self._record(self._decision_entry(d, now, "signal", "refused", admitted.message))
-            self._touch()
-            return
-        self._apply(admitted, d, "signal")
+        try:
+            await self._decide(d, "signal")
+        except ApplicationError:
+            pass  # refusals from a signal are recorded, not raised
 
     @workflow.update
-    def submit_decision(self, d: Decision) -> GateView:
+    async def submit_decision(self, d: Decision) -> GateView:
         """A validated decision: refused before it reaches history when it cannot apply."""
-        admitted = self._admit(d)
-        if isinstance(admitted, ApplicationError):
-            raise admitted  # only if the gate changed between validation and handling
-        return self._apply(admitted, d, "update").view(mask(admitted.subject))
+        if self._legacy is not None:
+            return self._legacy.submit_decision(d)
+        return await self._decide(d, "update")
 
     @submit_decision.validator
     def _validate_decision(self, d: Decision) -> None:
-        admitted = self._admit(d)
-        if isinstance(admitted, ApplicationError):
-            raise admitted
+        if self._legacy is not None:
+            return self._legacy.validate_decision(d)
+        admitted = decisions.admit(self._state, self._def, d, self._inp.requester)
+        if not isinstance(admitted, tuple):
+            raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
 
     @workflow.signal
     def pause(self, by: LifecycleInput | None = None) -> None:
         """Start no new steps until resumed; running steps finish."""
-        if not self._paused and self._closed is None:
-            self._paused = True
-            self._lifecycle("pause", by)
+        if self._legacy is not None:
+            return self._legacy.pause(by)
+        self._event(lifecycle.pause, self._state, by, workflow.now())
 
     @workflow.signal
     def resume(self, by: LifecycleInput | None = None) -> None:
         """Continue a paused run."""
-        if self._paused:
-            self._paused = False
-            self._wake = True
-            self._lifecycle("resume", by)
+        if self._legacy is not None:
+            return self._legacy.resume(by)
+        self._event(lifecycle.resume, self._state, by, workflow.now())
 
     @workflow.signal
     def cancel(self, by: LifecycleInput | None = None) -> None:
         """Cancel the run (running steps stop, compensation runs), recording who and why."""
-        if self._closed is None and not self._cancelled_by:
-            self._cancelled_by = (by.actor if by and by.actor else None) or SYSTEM_ACTOR
-            self._wake = True
-            self._lifecycle("cancel", by)
+        if self._legacy is not None:
+            return self._legacy.cancel(by)
+        self._event(lifecycle.request_cancel, self._state, by, workflow.now())
 
-    def _lifecycle(self, action: str, by: LifecycleInput | None) -> None:
-        self._record(
-            AuditEntry(
-                at=workflow.now(),
-                kind="lifecycle",
-                action=action,
-                actor=by.actor if by else None,
-                reason=by.reason if by else None,
-            )
+    @workflow.signal(name=CHILD_GATES_SIGNAL)
+    def child_gates(self, inp: ChildGatesInput) -> None:
+        """A child pipeline run reports its open gates, so this run shows them and waits."""
+        if self._legacy is not None:
+            return
+        own = workflow.info().workflow_id
+        step = next(
+            (
+                s.id
+                for s in self._state.in_flight()
+                if calls.child_id(own, s.id, s.round) == inp.workflow_id
+            ),
+            None,
         )
-        self._touch()
+        if step is not None:
+            self._event(lifecycle.child_gates, self._state, step, inp.workflow_id, inp.gates)
 
     # ---- status ------------------------------------------------------------------------------
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
-        info = workflow.info()
-        steps = [self._step_view(r) for r in self._steps.values()]
-        done = sum(r.state in TERMINAL_STEP_STATES for r in self._steps.values())
-        total = len(self._steps)
-        return RunStatus(
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            state=self._run_state().value,
-            pipeline=self._def.name,
-            version=self._def.version,
-            requester=self._inp.requester,
-            approval_mode=self._inp.approval_mode,
-            started_at=self._started_at,
-            revision=self._revision,
-            paused=self._paused,
-            steps=steps,
-            progress=Progress(done=done, total=total, percent=round(100.0 * done / total, 1)),
-            open_gates=[s.gate for s in steps if s.gate and s.gate.state == "open"],
-            output=mask(self._output),
-            error=self._fatal if self._closed == RunState.FAILED else None,
-            audit=self._audit,
-        )
+        if self._legacy is not None:
+            return self._legacy.status()
+        return view.status(self._state, self._def, self._facts)
 
-    def _step_view(self, r: StepRun) -> StepView:
-        duration = (
-            int((r.ended_at - r.started_at).total_seconds() * 1000)
-            if r.started_at and r.ended_at
-            else None
-        )
-        return StepView(
-            id=r.spec.id,
-            tool=r.spec.resolved_tool or r.spec.tool,
-            pipeline=r.spec.pipeline,
-            state=r.state.value,
-            attempts=r.attempts,
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            duration_ms=duration,
-            error=r.error,
-            reason=r.reason,
-            output_preview=r.preview,
-            artifact=r.artifact,
-            gate=r.gate.view(mask(r.gate.subject)) if r.gate else None,
-            compensation=r.compensation,
-        )
-
-    def _run_state(self) -> RunState:
-        if self._closed is not None:
-            return self._closed
-        if self._paused:
-            return RunState.PAUSED
-        if any(r.gate and r.gate.undecided for r in self._steps.values()):
-            return RunState.WAITING
-        return RunState.RUNNING
-
-    def _awaiting(self) -> list[str]:
-        who: set[str] = set()
-        for r in self._steps.values():
-            if r.gate and r.gate.undecided:
-                who.update(r.gate.approvers)
-        return sorted(who)
-
-    def _touch(self) -> None:
-        """Something changed: bump the revision and publish state to visibility and the Web UI."""
-        self._revision += 1
-        self._publish()
+    @workflow.query(name=AUDIT_QUERY)
+    def audit(self, page: AuditPageInput | None = None) -> AuditPage:
+        """The audit trail a page at a time (the status carries only the latest entries)."""
+        page = page or AuditPageInput()
+        if self._legacy is not None:
+            entries = [
+                e.model_copy(update={"seq": i + 1})
+                for i, e in enumerate(self._legacy.status().audit)
+            ]
+            return view.page_of(entries, len(entries), page.after, page.limit)
+        return view.audit_page(self._state, page.after, page.limit)
 
     def _publish(self) -> None:
-        state = self._run_state().value
-        awaiting = self._awaiting()
-        updates: list[SearchAttributeUpdate[Any]] = []
-        if state != self._sa_state:
-            self._sa_state = state
-            updates.append(SA_STATE.value_set(state))
-        if awaiting != self._sa_awaiting:
-            self._sa_awaiting = awaiting
-            updates.append(
-                SA_AWAITING.value_set(awaiting) if awaiting else SA_AWAITING.value_unset()
-            )
-        if updates:
+        """Tell visibility, the Web UI, the inbox memo and a parent run what changed."""
+        state = view.run_state(self._state).value
+        who = view.awaiting(self._state)
+        if self._shown != (state, who):
+            updates: list[SearchAttributeUpdate[Any]] = []
+            if self._shown is None or self._shown[0] != state:
+                updates.append(SA_STATE.value_set(state))
+            if self._shown is None or self._shown[1] != who:
+                updates.append(SA_AWAITING.value_set(who) if who else SA_AWAITING.value_unset())
+            self._shown = (state, who)
             workflow.upsert_search_attributes(updates)
-            workflow.set_current_details(self._details(state))
-        gates = [
-            r.gate.summary(mask(r.gate.subject), MEMO_SUBJECT_CHARS)
-            for r in self._steps.values()
-            if r.gate and r.gate.undecided
-        ]
-        if gates != self._memo_gates and workflow.patched(PATCH_GATES_MEMO):
-            self._memo_gates = gates
+        workflow.set_current_details(view.details(self._state, self._def))
+        gates = view.open_summaries(self._state, self._def)
+        if gates != self._memo:
+            self._memo = gates
             workflow.upsert_memo({MEMO_GATES: gates})
+        parent = workflow.info().parent
+        if parent is not None and gates != self._told_parent:
+            self._told_parent = gates
+            self._spawn(self._tell_parent(parent.workflow_id, gates))
 
-    def _details(self, state: str) -> str:
-        lines = [f"**{state}** · {self._def.name} v{self._def.version}"]
-        for r in self._steps.values():
-            mark = (
-                f" — waiting for {', '.join(r.gate.approvers)}"
-                if r.gate and r.gate.undecided
-                else ""
+    async def _tell_parent(self, parent_id: str, gates: list[GateSummary]) -> None:
+        handle = workflow.get_external_workflow_handle(parent_id)
+        try:
+            await handle.signal(
+                CHILD_GATES_SIGNAL,
+                ChildGatesInput(workflow_id=workflow.info().workflow_id, gates=gates),
             )
-            lines.append(f"- `{r.spec.id}`: {r.state.value}{mark}")
-        return "\n".join(lines)
-
-    def _record(self, entry: AuditEntry) -> None:
-        self._audit.append(entry)
-        if len(self._audit) > MAX_AUDIT:
-            # Keep every accepted decision; drop the oldest refusal to bound history-carried state.
-            for i, e in enumerate(self._audit):
-                if e.outcome == "refused":
-                    del self._audit[i]
-                    break
-
-    def _close(self, state: RunState, error: str | None) -> None:
-        self._closed = state
-        if error and not self._fatal:
-            self._fatal = error
-        self._touch()
-
-    def _scope(self, *, lenient: bool = False) -> Scope:
-        info = workflow.info()
-        return Scope(
-            self._input,
-            {sid: r.output for sid, r in self._steps.items() if r.has_output},
-            {sid: r.state.value for sid, r in self._steps.items()},
-            {
-                "workflow_id": info.workflow_id,
-                "run_id": info.run_id,
-                "requester": self._inp.requester.principal if self._inp.requester else None,
-                "pipeline": self._def.name,
-                "started_at": self._started_at.isoformat(),
-            },
-            lenient=lenient,
-        )
-
-    # ---- compensation ------------------------------------------------------------------------
-
-    async def _compensate(self) -> None:
-        """Undo succeeded steps in reverse completion order; record each outcome."""
-        done = sorted(
-            (
-                (r, r.spec.compensate)
-                for r in self._steps.values()
-                if r.state == StepState.SUCCEEDED and r.spec.compensate is not None
-            ),
-            key=lambda pair: pair[0].completed_seq,
-            reverse=True,
-        )
-        info = workflow.info()
-        for r, comp in done:
-            tool_ref = comp.resolved_tool or comp.tool
-            name, _, version = tool_ref.partition("@")
-            try:
-                args = self._scope().resolve(comp.with_)
-                await workflow.execute_activity(
-                    name,
-                    ToolCall(
-                        tool=name,
-                        version=version,
-                        step_id=r.spec.id,
-                        workflow_id=info.workflow_id,
-                        run_id=info.run_id,
-                        args=args,
-                        idempotency_key=f"{info.workflow_id}/{r.spec.id}/compensate",
-                        scope="compensate",
-                    ),
-                    result_type=ToolResult,
-                    task_queue=r.spec.task_queue
-                    or self._def.defaults.task_queue
-                    or info.task_queue,
-                    start_to_close_timeout=parse_duration(comp.timeout)
-                    if comp.timeout
-                    else COMPENSATE_TIMEOUT,
-                    retry_policy=retry_policy(comp.retry, self._def.defaults)
-                    if comp.retry
-                    else COMPENSATE_RETRY,
-                    summary=f"{r.spec.id}: compensate with {tool_ref}",
-                )
-                r.compensation = CompensationView(state="succeeded", at=workflow.now())
-                r.state = StepState.COMPENSATED
-            except (ActivityError, RefError) as err:
-                r.compensation = CompensationView(
-                    state="failed", error=_failure_message(err), at=workflow.now()
-                )
-            self._touch()
-
-
-def _preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
-    text = json.dumps(mask(value), default=str, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        except ApplicationError as err:  # the parent closed meanwhile: nobody to tell
+            workflow.logger.info("parent not told of gates: %s", err)

@@ -31,3 +31,21 @@ def retry_policy(spec: RetrySpec | None, defaults: Defaults) -> RetryPolicy:
         maximum_attempts=spec.max_attempts,
         non_retryable_error_types=list(spec.non_retryable) or None,
     )
+
+
+# Checks of a patch or a child's input run as local activities: quick, retried a few times.
+CHECK_TIMEOUT = timedelta(seconds=10)
+CHECK_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200))
+
+# Moving audit chunks to the artifact store, and the owner check of a scheduled run, must get
+# through eventually; the run waits for them.
+ARCHIVE_TIMEOUT = timedelta(seconds=30)
+ARCHIVE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+AUTHORIZE_TIMEOUT = timedelta(seconds=10)
+AUTHORIZE_RETRY = RetryPolicy(
+    maximum_attempts=10,
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+)

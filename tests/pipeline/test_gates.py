@@ -100,7 +100,8 @@ async def test_gate_cancel_cancels_the_run(worker: Worker, start: Start) -> None
         await handle.result()
     status = await handle.query(PipelineWorkflow.status)
     assert status.state == "cancelled"
-    assert [s.state for s in status.steps] == ["cancelled", "pending"]
+    assert [s.state for s in status.steps] == ["cancelled", "cancelled"]
+    assert status.steps[1].reason == "not reached: the run was cancelled"
 
 
 async def test_after_gate_reviews_output_and_modify_replaces_it(

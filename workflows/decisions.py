@@ -1,0 +1,129 @@
+"""A decision arriving at a run: which gate it is for, whether it may be cast, and its trace in
+the audit. The same functions serve the update, its validator and the signal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from activities.models import CheckCall
+from activities.secrets import mask
+from workflows import votes
+from workflows.definition import ApprovalSpec, Definition
+from workflows.models import AuditEntry, Decision, GateRefusal, Principal
+from workflows.state import GateRecord, RunData, StepRecord
+
+Via = Literal["signal", "update"]
+Admitted = tuple[StepRecord, GateRecord, ApprovalSpec]
+
+
+def _refusal(code: str, message: str) -> GateRefusal:
+    return GateRefusal(code=code, message=message)
+
+
+def find_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRefusal:
+    """The open gate `gate_id` names, or why there is none."""
+    step = state.steps.get(gate_id)
+    spec = d.step(gate_id).approval if step is not None else None
+    if step is None or spec is None:
+        for child in state.children.values():
+            if any(g.gate == gate_id for g in child.gates):
+                return _refusal(
+                    "unknown_gate",
+                    f"gate {gate_id!r} belongs to child run {child.workflow_id!r}: decide it there",
+                )
+        return _refusal("unknown_gate", f"run has no gate {gate_id!r}")
+    gate = step.gate
+    if gate is None or not gate.open:
+        shown = gate.outcome if gate is not None else "not open yet"
+        return _refusal(
+            "gate_not_open", f"gate {gate_id!r} is not open ({shown}); step is {step.state.value}"
+        )
+    return step, gate, spec
+
+
+def barred(state: RunData, spec: ApprovalSpec) -> set[str]:
+    """Principals who voted to go on at a gate this one must be distinct from."""
+    out: set[str] = set()
+    for other in spec.distinct_from:
+        step = state.steps.get(other)
+        if step is not None:
+            out |= set(step.approvers_seen)
+            if step.gate is not None:
+                out |= votes.go_on_voters(step.gate)
+    return out
+
+
+def admit(
+    state: RunData, d: Definition, decision: Decision, requester: Principal | None
+) -> Admitted | GateRefusal:
+    """The open gate `decision` may be cast on, or the refusal (its code maps to HTTP)."""
+    found = find_gate(state, d, decision.gate)
+    if isinstance(found, GateRefusal):
+        return found
+    _, gate, spec = found
+    refusal = votes.check(gate, spec, decision, requester, barred(state, spec))
+    return refusal if refusal is not None else found
+
+
+def check_call(
+    d: Definition, admitted: Admitted | GateRefusal, decision: Decision
+) -> CheckCall | None:
+    """The check a patch needs before its vote counts: would the tool's input (or output) still
+    be valid with it? A patch that would leave the step unable to run is refused when sent."""
+    if not isinstance(admitted, tuple) or not isinstance(decision.patch, dict):
+        return None
+    step, gate, _ = admitted
+    spec = d.step(step.id)
+    tool = spec.resolved_tool or spec.tool
+    if decision.action == "retry" or (decision.action == "modify" and gate.stage == "before"):
+        value = votes.merge_patch(step.args, decision.patch)
+        if spec.pipeline:
+            return None  # the child's input is checked against its schema when it starts
+        return CheckCall(value=value, tool=tool, part="input", where="patched input")
+    if tool is None:
+        return None  # a child pipeline's output has no declared shape to check against
+    value = votes.proposed(gate, decision) if decision.action == "modify" else decision.patch
+    return CheckCall(value=value, tool=tool, part="output", where="patched output")
+
+
+def bad_patch(decision: Decision, issues: list[str]) -> GateRefusal:
+    return _refusal(
+        "bad_patch",
+        f"{decision.action} refused: the patch would leave the step invalid: " + "; ".join(issues),
+    )
+
+
+def cast(state: RunData, admitted: Admitted, decision: Decision, now: datetime, via: Via) -> None:
+    _, gate, spec = admitted
+    votes.cast(gate, spec, decision, now)
+    state.record(entry(decision, now, via, "accepted"))
+
+
+def refuse(
+    state: RunData, decision: Decision, refusal: GateRefusal, now: datetime, via: Via
+) -> None:
+    state.record(entry(decision, now, via, "refused", f"{refusal.code}: {refusal.message}"))
+
+
+def entry(
+    d: Decision,
+    at: datetime,
+    via: Via,
+    outcome: Literal["accepted", "refused"],
+    reason: str | None = None,
+) -> AuditEntry:
+    return AuditEntry(
+        at=at,
+        kind="decision",
+        gate=d.gate,
+        actor=d.actor,
+        roles=d.roles,
+        action=d.action,
+        comment=d.comment,
+        patch=mask(d.patch),
+        digest=d.digest,
+        outcome=outcome,
+        reason=reason,
+        via=via,
+    )

@@ -1,0 +1,143 @@
+"""A run's life outside its steps: pause, resume and cancel with who and why, results and child
+gates arriving, audit chunks moved out, compensation, and the close. Pure rules over the state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from workflows.contract import RunState, StepState
+from workflows.definition import CompensateSpec, Definition
+from workflows.models import (
+    AuditArchiveRef,
+    AuditEntry,
+    CompensationView,
+    GateSummary,
+    LifecycleInput,
+)
+from workflows.state import ChildGates, Result, RunData, Stop
+
+
+def _actor(by: LifecycleInput | None) -> str | None:
+    return by.actor if by is not None else None
+
+
+def _entry(
+    action: str, by: LifecycleInput | None, now: datetime, via: str = "signal"
+) -> AuditEntry:
+    return AuditEntry(
+        at=now,
+        kind="lifecycle",
+        action=action,
+        actor=_actor(by),
+        reason=by.reason if by is not None else None,
+        via="system" if via == "system" else "signal",
+    )
+
+
+def pause(state: RunData, by: LifecycleInput | None, now: datetime) -> bool:
+    """Start no new steps until resumed (running steps finish, gates can still be decided)."""
+    if state.paused or state.closed is not None or state.stop is not None:
+        return False
+    state.paused = True
+    state.record(_entry("pause", by, now))
+    return True
+
+
+def resume(state: RunData, by: LifecycleInput | None, now: datetime) -> bool:
+    if not state.paused:
+        return False
+    state.paused = False
+    state.record(_entry("resume", by, now))
+    return True
+
+
+def request_cancel(
+    state: RunData,
+    by: LifecycleInput | None,
+    now: datetime,
+    via: Literal["signal", "system"] = "signal",
+) -> bool:
+    """Stop the run as cancelled, recording who asked and why (a Temporal cancel request arrives
+    without either; the API sends the `cancel` signal with them first)."""
+    if state.closed is not None or (state.stop is not None and state.stop.kind == "cancelled"):
+        return False
+    who = _actor(by) or ("a Temporal cancel request" if via == "system" else "an unnamed actor")
+    reason = f": {by.reason}" if by is not None and by.reason else ""
+    state.stop = Stop(kind="cancelled", message=f"run cancelled by {who}{reason}", by=_actor(by))
+    state.record(_entry("cancel", by, now, via))
+    return True
+
+
+def refuse_start(state: RunData, message: str, now: datetime) -> None:
+    """The run may not run at all (its schedule's owner lost the right to start it)."""
+    state.stop = Stop(kind="failed", message=message)
+    state.record(
+        AuditEntry(
+            at=now, kind="lifecycle", action="refuse_start", outcome="refused", reason=message
+        )
+    )
+
+
+def record_result(state: RunData, step_id: str, result: Result) -> None:
+    step = state.steps[step_id]
+    if step.phase == "running" and step.round == result.round and step.result is None:
+        step.result = result
+    for key in [k for k, c in state.children.items() if c.step == step_id]:
+        del state.children[key]
+
+
+def child_gates(state: RunData, step_id: str, workflow_id: str, gates: list[GateSummary]) -> None:
+    """A child run of `step_id` reported its open gates (none: it no longer waits)."""
+    if state.steps[step_id].phase != "running":
+        return
+    if gates:
+        state.children[workflow_id] = ChildGates(step=step_id, workflow_id=workflow_id, gates=gates)
+    else:
+        state.children.pop(workflow_id, None)
+
+
+def archived(state: RunData, first_seq: int, last_seq: int, path: str, sha256: str) -> None:
+    """The oldest `state.archiving` entries are safely in the artifact store: keep a reference."""
+    prev = state.archives[-1].sha256 if state.archives else None
+    state.archives.append(
+        AuditArchiveRef(
+            first_seq=first_seq, last_seq=last_seq, path=path, sha256=sha256, prev_sha256=prev
+        )
+    )
+    del state.audit[: state.archiving]
+    state.archiving = 0
+
+
+def compensations(state: RunData, d: Definition) -> list[tuple[str, CompensateSpec]]:
+    """Succeeded steps with a compensation, the last to complete first."""
+    done = [
+        (s.completed_seq, s.id, d.step(s.id).compensate)
+        for s in state.steps.values()
+        if s.state == StepState.SUCCEEDED
+    ]
+    return [(sid, comp) for _, sid, comp in sorted(done, reverse=True) if comp is not None]
+
+
+def compensated(state: RunData, step_id: str, error: str | None, now: datetime) -> None:
+    step = state.steps[step_id]
+    if error is None:
+        step.compensation = CompensationView(state="succeeded", at=now)
+        step.state = StepState.COMPENSATED
+    else:
+        step.compensation = CompensationView(state="failed", error=error, at=now)
+
+
+def close(state: RunData, now: datetime) -> RunState:
+    """The run's final state; a failure's message names the compensations that failed too."""
+    final = RunState.COMPLETED
+    if state.stop is not None:
+        final = RunState.FAILED if state.stop.kind == "failed" else RunState.CANCELLED
+        failed = [
+            f"compensation of step {s.id!r} failed: {s.compensation.error}"
+            for s in state.steps.values()
+            if s.compensation is not None and s.compensation.state == "failed"
+        ]
+        state.error = "; ".join([state.stop.message, *failed])
+    state.closed = final
+    return final

@@ -1,0 +1,147 @@
+"""The one serializable state of a pipeline run: every step, gate, vote and audit entry.
+
+The rule modules (scheduler, gates, votes, view) read and change it; the workflow shell only holds
+it, and carries it across continue-as-new. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from workflows.contract import RunState, StepState
+from workflows.definition import Definition, Stage
+from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary, Vote
+
+# What a decided gate does: one of the go-on outcomes (the run goes on) or a stop.
+Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]
+# Where a step is in its life; `state` says what the outside world sees.
+Phase = Literal["pending", "gate", "running", "done"]
+
+# Audit entries kept in the state; older ones move to the artifact store in chunks.
+AUDIT_KEEP = 200
+AUDIT_CHUNK = 200
+
+
+class GateRecord(BaseModel):
+    """One opening of a step's gate (a new round after a retry is a new record)."""
+
+    gate: str
+    step: str
+    stage: Stage
+    round: int
+    subject: Any = None
+    digest: str
+    opened_at: datetime
+    deadline: datetime | None = None
+    approvers: list[str]
+    escalated: bool = False
+    votes: list[Vote] = Field(default_factory=list)
+    outcome: Outcome | None = None
+    patch: Any = Field(None, description="the agreed patch of a retry, or a skip's substitute")
+    decided_by: list[str] = Field(default_factory=list)
+    decided_at: datetime | None = None
+    modified: bool = False
+    reminders: int = 0
+    next_reminder: datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.outcome is None
+
+
+class Result(BaseModel):
+    """What one invocation of a step's tool (or child pipeline) came back with."""
+
+    round: int
+    ok: bool
+    output: Any = None
+    preview: str | None = None
+    artifact: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 1
+    cancelled: bool = False
+
+
+class StepRecord(BaseModel):
+    id: str
+    state: StepState = StepState.PENDING
+    phase: Phase = "pending"
+    round: int = 0
+    attempts: int = 0
+    args: Any = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    reason: str | None = None
+    output: Any = None
+    has_output: bool = False
+    preview: str | None = None
+    artifact: dict[str, Any] | None = None
+    gate: GateRecord | None = None
+    result: Result | None = Field(None, description="an invocation's result not yet acted on")
+    compensation: CompensationView | None = None
+    completed_seq: int = 0
+    approvers_seen: list[str] = Field(
+        default_factory=list, description="principals who voted to go on at this step's gates"
+    )
+
+
+class Stop(BaseModel):
+    """Why the run stops starting work: a failure, or a cancel (by a gate or a person)."""
+
+    kind: Literal["failed", "cancelled"]
+    message: str
+    by: str | None = None
+
+
+class ChildGates(BaseModel):
+    """The open gates of a child pipeline run, as the child last reported them."""
+
+    step: str
+    workflow_id: str
+    gates: list[GateSummary] = Field(default_factory=list)
+
+
+class RunData(BaseModel):
+    """Everything a run knows about itself; continue-as-new carries it whole."""
+
+    steps: dict[str, StepRecord]
+    started_at: datetime
+    paused: bool = False
+    stop: Stop | None = None
+    closed: RunState | None = None
+    error: str | None = None
+    output: Any = None
+    revision: int = 0
+    seq: int = Field(0, description="completion order of succeeded steps, for compensation")
+    audit: list[AuditEntry] = Field(default_factory=list)
+    audit_total: int = 0
+    archives: list[AuditArchiveRef] = Field(default_factory=list)
+    archiving: int = Field(0, description="entries at the head of `audit` being archived now")
+    children: dict[str, ChildGates] = Field(default_factory=dict)
+    generation: int = Field(0, description="how many times the run continued as new")
+
+    def step(self, step_id: str) -> StepRecord:
+        return self.steps[step_id]
+
+    def record(self, entry: AuditEntry) -> None:
+        """Append to the audit trail, numbering the entry."""
+        self.audit_total += 1
+        self.audit.append(entry.model_copy(update={"seq": self.audit_total}))
+
+    def archive_due(self) -> list[AuditEntry]:
+        """The oldest chunk to move out, once the trail in state has grown past its bound."""
+        if self.archiving or len(self.audit) < AUDIT_KEEP + AUDIT_CHUNK:
+            return []
+        return self.audit[:AUDIT_CHUNK]
+
+    def in_flight(self) -> list[StepRecord]:
+        """Steps whose tool call or child run is out and not yet back."""
+        return [s for s in self.steps.values() if s.phase == "running" and s.result is None]
+
+
+def new_state(definition: Definition, now: datetime) -> RunData:
+    return RunData(steps={s.id: StepRecord(id=s.id) for s in definition.steps}, started_at=now)

@@ -1,0 +1,214 @@
+"""The rules of a decision at a gate (DESIGN.md, "Decisions at a gate"), as pure functions.
+
+Every path that decides a gate (the update, the signal, the API, batches, timeouts) goes through
+`check` and `cast`. A vote is cast on a subject: the digest of what the gate shows when it is cast.
+Only votes on the current subject count, so a `modify`, which replaces the subject, leaves every
+earlier vote behind without erasing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from workflows.definition import ApprovalSpec
+from workflows.models import Decision, GateRefusal, GateState, Principal, Vote
+from workflows.state import GateRecord, Outcome
+
+GO_ON = ("approve", "modify", "skip", "retry")
+STOP = ("reject", "cancel")
+SYSTEM_ACTOR = "system"
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest_of(subject: Any) -> str:
+    """sha256 of the canonical JSON of what is under review."""
+    return "sha256:" + hashlib.sha256(canonical(subject).encode()).hexdigest()
+
+
+def merge_patch(target: Any, patch: dict[str, Any]) -> Any:
+    """JSON Merge Patch (RFC 7396) of an object patch: objects merge, null deletes a key, any other
+    value replaces. Iterative, so a deeply nested patch cannot exhaust the stack."""
+    result: dict[str, Any] = dict(target) if isinstance(target, dict) else {}
+    todo: list[tuple[dict[str, Any], dict[str, Any]]] = [(result, patch)]
+    while todo:
+        into, changes = todo.pop()
+        for key, value in changes.items():
+            if value is None:
+                into.pop(key, None)
+            elif isinstance(value, dict):
+                below = into.get(key)
+                into[key] = dict(below) if isinstance(below, dict) else {}
+                todo.append((into[key], value))
+            else:
+                into[key] = value
+    return result
+
+
+def principals_of(actor: str, roles: Iterable[str]) -> set[str]:
+    """How gates name a decider: `user:<actor>` and `role:<r>`; a role is never a user."""
+    return {f"user:{actor}"} | {f"role:{r}" for r in roles}
+
+
+def live(gate: GateRecord) -> list[Vote]:
+    """The votes cast on the subject the gate shows now."""
+    return [v for v in gate.votes if v.digest == gate.digest]
+
+
+def go_on_voters(gate: GateRecord) -> set[str]:
+    """Everyone who voted to let the run go on at this gate, on any subject."""
+    return {v.actor for v in gate.votes if v.action in GO_ON}
+
+
+def _refusal(code: str, message: str) -> GateRefusal:
+    return GateRefusal(code=code, message=message)
+
+
+def check(
+    gate: GateRecord,
+    spec: ApprovalSpec,
+    d: Decision,
+    requester: Principal | None,
+    barred: set[str],
+) -> GateRefusal | None:
+    """Why `d` cannot be cast on `gate` now, or None. `barred`: who voted to go on at the gates
+    this one must be distinct from."""
+    if not gate.open:
+        return _refusal("gate_not_open", f"gate {gate.gate!r} is already decided ({gate.outcome})")
+    actions = spec.actions()
+    if d.action not in actions:
+        return _refusal(
+            "action_not_allowed",
+            f"action {d.action!r} is not offered at {gate.stage} gate {gate.gate!r} "
+            f"(allowed: {', '.join(actions)})",
+        )
+    if not principals_of(d.actor, d.roles) & set(gate.approvers):
+        return _refusal(
+            "not_authorized",
+            f"{d.actor!r} with roles {sorted(d.roles)} may not decide gate {gate.gate!r} "
+            f"(approvers: {', '.join(gate.approvers)})",
+        )
+    if any(v.actor == d.actor for v in live(gate)):
+        return _refusal(
+            "already_voted", f"{d.actor!r} has already voted on this subject of gate {gate.gate!r}"
+        )
+    if d.action in GO_ON:
+        if spec.forbid_self_approval and requester and requester.principal == d.actor:
+            return _refusal(
+                "self_approval",
+                f"{d.actor!r} requested this run and may not {d.action} at gate {gate.gate!r}",
+            )
+        if d.actor in barred:
+            return _refusal(
+                "separation_of_duties",
+                f"{d.actor!r} voted at one of {spec.distinct_from} and may not also "
+                f"{d.action} at gate {gate.gate!r}",
+            )
+    if d.digest is not None and d.digest != gate.digest:
+        return _refusal(
+            "digest_mismatch",
+            f"digest {d.digest!r} does not match what gate {gate.gate!r} is reviewing now "
+            f"({gate.digest})",
+        )
+    return check_patch(gate, d)
+
+
+def check_patch(gate: GateRecord, d: Decision) -> GateRefusal | None:
+    """Patches are JSON objects, and only the actions that use one take one."""
+    takes = d.action in ("modify", "retry") or (d.action == "skip" and gate.stage == "on_failure")
+    if d.patch is None:
+        if d.action == "modify":
+            return _refusal("bad_patch", "modify needs a patch object")
+        return None
+    if not takes:
+        return _refusal(
+            "bad_patch", f"action {d.action!r} takes no patch at {gate.stage} gate {gate.gate!r}"
+        )
+    if not isinstance(d.patch, dict):
+        return _refusal(
+            "bad_patch",
+            f"patch must be a JSON object (a merge patch), got {type(d.patch).__name__}",
+        )
+    if d.action == "modify" and not d.patch:
+        return _refusal("bad_patch", "modify needs a patch that changes something")
+    return None
+
+
+def proposed(gate: GateRecord, d: Decision) -> Any:
+    """What the gate's subject becomes if `d` is cast (a modify's patched subject)."""
+    if d.action == "modify" and isinstance(d.patch, dict):
+        return merge_patch(gate.subject, d.patch)
+    return gate.subject
+
+
+def cast(gate: GateRecord, spec: ApprovalSpec, d: Decision, now: datetime) -> None:
+    """Record an admitted vote; decide the gate when enough principals agree."""
+    if d.action == "modify":
+        subject = proposed(gate, d)
+        digest = digest_of(subject)
+        if digest != gate.digest:
+            gate.subject, gate.digest, gate.modified = subject, digest, True
+    gate.votes.append(
+        Vote(
+            actor=d.actor,
+            action=d.action,
+            comment=d.comment,
+            at=now,
+            roles=list(d.roles),
+            digest=gate.digest,
+            patch=d.patch,
+        )
+    )
+    decided = tally(gate, spec)
+    if decided is not None:
+        outcome, by, patch = decided
+        close(gate, outcome, by, now, patch)
+
+
+def tally(gate: GateRecord, spec: ApprovalSpec) -> tuple[Outcome, list[str], Any] | None:
+    """The outcome the live votes carry, if any: `rejections_to_reject` distinct principals who
+    chose to stop (cancel only if more of them chose cancel than reject), or `quorum` distinct
+    principals who chose the same way to go on (the same action, the same patch)."""
+    votes = live(gate)
+    stops = [v for v in votes if v.action in STOP]
+    if len(stops) >= spec.rejections_to_reject:
+        cancels = sum(v.action == "cancel" for v in stops)
+        outcome: Outcome = "cancel" if cancels * 2 > len(stops) else "reject"
+        return outcome, [v.actor for v in stops], None
+    groups: dict[str, list[Vote]] = {}
+    for v in votes:
+        if v.action in GO_ON:
+            way = "approve" if v.action in ("approve", "modify") else v.action
+            key = way if way == "approve" else f"{way}:{canonical(v.patch)}"
+            groups.setdefault(key, []).append(v)
+    for key, group in groups.items():
+        if len(group) >= spec.quorum:
+            if key == "approve":
+                return ("modify" if gate.modified else "approve"), [v.actor for v in group], None
+            first = group[0]
+            return first.action, [v.actor for v in group], first.patch  # type: ignore[return-value]
+    return None
+
+
+def close(gate: GateRecord, outcome: Outcome, by: list[str], now: datetime, patch: Any) -> None:
+    gate.outcome = outcome
+    gate.decided_by = by
+    gate.decided_at = now
+    gate.patch = patch
+    gate.next_reminder = None
+
+
+GATE_STATE: dict[str, GateState] = {
+    "approve": "approved",
+    "modify": "modified",
+    "skip": "skipped",
+    "retry": "retried",
+    "reject": "rejected",
+    "cancel": "cancelled",
+}
