@@ -11,6 +11,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactStore, LocalArtifactStore
 from activities.config import Settings
@@ -38,6 +39,19 @@ def preview(value: Any, limit: int, secrets: set[str]) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def with_attempt(err: ApplicationError) -> ApplicationError:
+    """The same failure, telling the workflow which attempt it ended (status shows attempts)."""
+    attempt = activity.info().attempt if activity.in_activity() else 1
+    return ApplicationError(
+        err.message,
+        *err.details,
+        {"stepgate_attempt": attempt},
+        type=err.type,
+        non_retryable=err.non_retryable,
+        next_retry_delay=err.next_retry_delay,
+    )
+
+
 class ToolActivities:
     """Built once per worker with its dependencies; `activities()` gives what to register."""
 
@@ -62,7 +76,10 @@ class ToolActivities:
 
     def _activity_for(self, name: str) -> Callable[..., Any]:
         async def run_tool(call: ToolCall) -> ToolResult:
-            return await self.execute(call)
+            try:
+                return await self.execute(call)
+            except ApplicationError as err:
+                raise with_attempt(err) from err.__cause__
 
         run_tool.__name__ = run_tool.__qualname__ = "tool_" + name.replace(".", "_")
         return activity.defn(name=name)(run_tool)

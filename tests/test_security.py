@@ -89,7 +89,8 @@ async def test_encryption_keeps_payloads_opaque_in_history(
     payloads = [
         (m, d)
         for m, d in payload_bytes(history)
-        if "type" not in m and json.loads(d if m.get("encoding") == "json/plain" else b"{}")
+        if "type" not in m
+        and json.loads(d if m.get("encoding") == "json/plain" else b"{}")
         != {"id": PATCH_CORE_V2, "deprecated": False}
     ]
     unencrypted = [

@@ -1,0 +1,116 @@
+"""A run driven by hand, without a server: the pure rules with a clock the test moves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import yaml
+
+from workflows import decisions, lifecycle
+from workflows.definition import Definition
+from workflows.models import Decision, GateRefusal, Principal
+from workflows.scheduler import Effect, Invoke, RunContext, advance, finished
+from workflows.state import GateRecord, Result, RunData, StepRecord, new_state
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def definition(text: str) -> Definition:
+    return Definition.model_validate(yaml.safe_load(text))
+
+
+class Sim:
+    def __init__(
+        self,
+        d: Definition | str,
+        inp: dict[str, Any] | None = None,
+        *,
+        requester: str | None = "req",
+        approval_mode: str = "manual",
+    ) -> None:
+        self.d = definition(d) if isinstance(d, str) else d
+        self.now = T0
+        self.state: RunData = new_state(self.d, self.now)
+        self.requester = Principal(principal=requester) if requester else None
+        self.ctx = RunContext(
+            workflow_id="wf-1",
+            run_id="run-1",
+            pipeline=self.d.name,
+            started_at=T0.isoformat(),
+            input=self.d.effective_input(inp or {}),
+            requester=self.requester,
+            approval_mode=approval_mode,
+        )
+        self.effects: list[Effect] = []
+
+    def advance(self, *, hold: bool = False) -> list[Effect]:
+        out = advance(self.state, self.d, self.ctx, self.now, hold=hold)
+        self.effects += out
+        return out
+
+    def invoked(self) -> list[str]:
+        return [e.step for e in self.effects if isinstance(e, Invoke)]
+
+    def step(self, step_id: str) -> StepRecord:
+        return self.state.steps[step_id]
+
+    def gate(self, step_id: str) -> GateRecord:
+        gate = self.state.steps[step_id].gate
+        assert gate is not None, f"{step_id} has no gate"
+        return gate
+
+    def states(self) -> dict[str, str]:
+        return {sid: s.state.value for sid, s in self.state.steps.items()}
+
+    def succeed(self, step_id: str, output: Any = None, attempts: int = 1) -> list[Effect]:
+        step = self.step(step_id)
+        lifecycle.record_result(
+            self.state,
+            step_id,
+            Result(
+                round=step.round,
+                ok=True,
+                output=output if output is not None else {},
+                attempts=attempts,
+            ),
+        )
+        return self.advance()
+
+    def fail(self, step_id: str, error: str = "boom", attempts: int = 1) -> list[Effect]:
+        step = self.step(step_id)
+        lifecycle.record_result(
+            self.state, step_id, Result(round=step.round, ok=False, error=error, attempts=attempts)
+        )
+        return self.advance()
+
+    def vote(
+        self,
+        gate: str,
+        action: str,
+        actor: str = "alice",
+        roles: list[str] | None = None,
+        **kw: Any,
+    ) -> GateRefusal | None:
+        d = Decision(
+            gate=gate,
+            action=action,
+            actor=actor,
+            roles=roles if roles is not None else ["ops"],
+            **kw,
+        )  # type: ignore[arg-type]
+        admitted = decisions.admit(self.state, self.d, d, self.requester)
+        if isinstance(admitted, GateRefusal):
+            decisions.refuse(self.state, d, admitted, self.now, "update")
+            return admitted
+        decisions.cast(self.state, admitted, d, self.now, "update")
+        self.advance()
+        return None
+
+    def tick(self, **delta: float) -> list[Effect]:
+        self.now += timedelta(**delta)
+        return self.advance()
+
+    @property
+    def finished(self) -> bool:
+        return finished(self.state)

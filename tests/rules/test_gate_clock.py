@@ -1,0 +1,126 @@
+"""A gate's clock: deadlines, escalation, and reminders with a cap and a backoff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.rules.sim import T0, Sim
+from workflows.gates import Notify, next_due
+
+TIMED = """
+name: t
+steps:
+  - id: a
+    tool: t.x
+    approval:
+      approvers: ["role:ops"]
+      %s
+"""
+
+
+@pytest.mark.parametrize(
+    "on_timeout,state,outcome",
+    [
+        ("reject", "failed", "reject"),
+        ("approve", "running", "approve"),
+        ("skip", "skipped", "skip"),
+        ("cancel", "cancelled", "cancel"),
+    ],
+)
+def test_deadline_applies_on_timeout(on_timeout: str, state: str, outcome: str) -> None:
+    """When the deadline passes the gate closes as on_timeout says, by the system's clock."""
+    sim = Sim(
+        TIMED
+        % f"{{timeout: 1h, on_timeout: {on_timeout}}}".replace("{", "")
+        .replace("}", "")
+        .replace(", ", "\n      ")
+    )
+    sim.advance()
+    assert next_due(sim.state) == T0 + timedelta(hours=1)
+    sim.tick(minutes=59)
+    assert sim.gate("a").open
+    sim.tick(minutes=1)
+    assert sim.gate("a").outcome == outcome and sim.gate("a").decided_by == ["system:timeout"]
+    assert sim.step("a").state.value == state
+    assert sim.state.audit[-1].kind in ("timeout", "lifecycle")
+    assert next_due(sim.state) is None
+
+
+def test_escalation_widens_the_approvers_then_rejects() -> None:
+    """On timeout the gate escalates once (approvers grow, a new deadline), then rejects."""
+    sim = Sim(
+        TIMED
+        % "timeout: 1h\n      on_timeout: escalate\n      escalate_to: ['role:lead']\n      escalation_timeout: 2h"
+    )
+    sim.advance()
+    effects = sim.tick(hours=1)
+    assert effects == [Notify("a", "a", "escalated")]
+    g = sim.gate("a")
+    assert g.open and g.escalated and g.approvers == ["role:ops", "role:lead"]
+    assert g.deadline == T0 + timedelta(hours=3)
+    assert sim.vote("a", "approve", actor="lee", roles=["lead"]) is None
+    sim = Sim(TIMED % "timeout: 1h\n      on_timeout: escalate\n      escalate_to: ['role:lead']")
+    sim.advance()
+    sim.tick(hours=1)
+    assert sim.gate("a").deadline == T0 + timedelta(hours=2)
+    sim.tick(hours=1)
+    assert sim.gate("a").outcome == "reject"
+
+
+def test_reminders_back_off_and_stop_at_the_cap() -> None:
+    """Reminders come after remind_after, each interval `remind_backoff` times the last, and stop
+    after max_reminders."""
+    sim = Sim(TIMED % "remind_after: 1m\n      max_reminders: 3\n      remind_backoff: 2")
+    sim.advance()
+    times = []
+    for _ in range(10):
+        due = next_due(sim.state)
+        if due is None:
+            break
+        sim.now = due
+        assert sim.advance() == [Notify("a", "a", "reminder")]
+        times.append(int((due - T0).total_seconds() / 60))
+    assert times == [1, 3, 7]
+    assert sim.gate("a").reminders == 3 and sim.gate("a").next_reminder is None
+    assert [e.reason for e in sim.state.audit] == [f"reminder {n} of at most 3" for n in (1, 2, 3)]
+
+
+def test_a_month_of_one_minute_reminders_stays_bounded() -> None:
+    """A gate with a 1-minute reminder and no timeout, left for 30 days, sends at most the cap of
+    reminders and records each: the run's state and history stay small."""
+    sim = Sim(TIMED % "remind_after: 1m")
+    sim.advance()
+    wakes = 0
+    end = T0 + timedelta(days=30)
+    while (due := next_due(sim.state)) is not None and due <= end:
+        sim.now = due
+        sim.advance()
+        wakes += 1
+    assert wakes == 5 and sim.gate("a").reminders == 5
+    assert sim.state.audit_total == 5 and sim.gate("a").open
+
+
+def test_reminders_stop_when_the_gate_is_decided() -> None:
+    """A decided gate has no clock any more."""
+    sim = Sim(TIMED % "remind_after: 1m\n      timeout: 1h")
+    sim.advance()
+    sim.vote("a", "approve")
+    assert next_due(sim.state) is None
+
+
+def test_next_due_is_the_earliest_of_deadlines_and_reminders() -> None:
+    """The run wakes for whichever comes first, across gates."""
+    sim = Sim(
+        """
+name: two
+steps:
+  - {id: a, tool: t.x, approval: {approvers: ["role:ops"], timeout: 2h, remind_after: 30m}}
+  - {id: b, tool: t.x, approval: {approvers: ["role:ops"], timeout: 20m, on_timeout: approve}}
+"""
+    )
+    sim.advance()
+    assert next_due(sim.state) == T0 + timedelta(minutes=20)
+    sim.tick(minutes=20)
+    assert next_due(sim.state) == T0 + timedelta(minutes=30)
