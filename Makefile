@@ -11,13 +11,14 @@ BIN := $(VENV)/bin
 # Re-installs only when the dependency list changes, so `make test` stays fast.
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint bench drill clean
+.PHONY: help install run test lint mutation bench drill clean
 
 help:
 	@echo "make install  create .venv and install stepgate with the dev and bench extras"
 	@echo "make run      Temporal dev server + worker + API (Ctrl-C stops all)"
 	@echo "make test     test suite against a real Temporal dev server (PYTEST_ARGS=...)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
+	@echo "make mutation mutation testing of the pure rule modules (kill rate per module)"
 	@echo "make bench    benchmarks (BENCH_SCALE=...)"
 	@echo "make drill    operational drill (python -m bench.drill)"
 	@echo "make clean    remove caches, build output and .venv (keeps .stepgate data)"
@@ -40,6 +41,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# mutmut's progress line redraws itself; the log keeps it out of the terminal, the report is what
+# counts. Its own state lives in ./mutants, rebuilt from scratch each time.
+mutation: install
+	rm -rf mutants
+	$(BIN)/mutmut run > .mutmut.log 2>&1 || { tail -n 20 .mutmut.log; exit 1; }
+	$(BIN)/python scripts/mutation-report
 
 # BENCH_SCALE reaches the benchmark through the environment (also when given as `make bench BENCH_SCALE=...`).
 bench: install

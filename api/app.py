@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from activities import default_registry
+from activities.artifacts import LocalArtifactStore
 from activities.config import Settings, get_settings
 from activities.registry import ToolRegistry
 from api import errors
@@ -41,6 +42,7 @@ def create_app(
         keys=KeyStore.load(settings.stepgate_api_keys_file),
         temporal=TemporalLink(settings),
         codec=make_data_converter(settings).payload_codec,
+        artifacts=LocalArtifactStore(settings.artifact_root),
     )
 
     @asynccontextmanager

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from temporalio.converter import PayloadCodec
 
+from activities.artifacts import ArtifactStore
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.auth import KeyStore
@@ -24,6 +25,8 @@ class ApiState:
     temporal: TemporalLink
     # The payload codec the converter uses, for the codec server; None when payloads are plain.
     codec: PayloadCodec | None
+    # Where runs' archived audit chunks are read from (the workers' artifact store).
+    artifacts: ArtifactStore
     # Shared status pollers for /events subscribers.
     hub: StatusHub = field(default_factory=StatusHub)
     # Concurrent GET /workflows/{id} of one run share a query.

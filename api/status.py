@@ -29,7 +29,7 @@ async def query_status(client: Client, workflow_id: str) -> RunStatus:
     try:
         return await handle.query(PipelineWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
-        raise _query_error(err, workflow_id) from None
+        raise query_error(err, workflow_id) from None
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
         raise _not_a_run(workflow_id, err) from None
 
@@ -41,7 +41,7 @@ async def query_status_json(client: Client, workflow_id: str) -> bytes:
     try:
         raw = await handle.query(STATUS_QUERY, result_type=RawValue, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as err:
-        raise _query_error(err, workflow_id) from None
+        raise query_error(err, workflow_id) from None
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
         raise _not_a_run(workflow_id, err) from None
     if raw.payload.metadata.get("encoding") != b"json/plain":
@@ -49,7 +49,7 @@ async def query_status_json(client: Client, workflow_id: str) -> bytes:
     return bytes(raw.payload.data)
 
 
-def _query_error(err: RPCError, workflow_id: str) -> ApiError:
+def query_error(err: RPCError, workflow_id: str) -> ApiError:
     no_poller = err.status == RPCStatusCode.FAILED_PRECONDITION and "poller" in err.message
     if timed_out(err) or no_poller:
         return no_worker(workflow_id, QUERY_TIMEOUT)

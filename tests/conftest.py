@@ -43,6 +43,28 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+# A dev server that suggests continue-as-new after a few events, so runs carry their state into a
+# new run within a test instead of after thousands of events.
+SMALL_HISTORY_EVENTS = 150
+
+
+@pytest.fixture(scope="session")
+async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=make_data_converter(Settings()),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SMALL_HISTORY_EVENTS}",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
 @pytest.fixture
 async def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client

@@ -14,7 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.config import Settings
-from api import events
+from api import audit, events
 from api.decisions import submit
 from api.deps import (
     CallerDep,
@@ -29,6 +29,7 @@ from api.errors import ApiError, from_rpc
 from api.runs import build_input, details, request_hash, start_attributes, summary
 from api.schemas.common import ERRORS, Accepted
 from api.schemas.workflows import (
+    AuditPublic,
     DecisionCreate,
     WorkflowCreate,
     WorkflowLinks,
@@ -38,7 +39,7 @@ from api.schemas.workflows import (
 from api.status import query_status
 from api.visibility import read_page, runs_query, summarize
 from workflows.contract import RunState
-from workflows.models import AuditEntry, GateView, LifecycleInput, RunStatus
+from workflows.models import GateView, LifecycleInput, RunStatus
 from workflows.pipeline import PipelineWorkflow
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
@@ -159,10 +160,25 @@ async def get_workflow(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{workflow_id}/audit", response_model=list[AuditEntry])
-async def get_audit(_: CallerDep, client: ClientDep, workflow_id: str) -> list[AuditEntry]:
-    """Every decision, refusal, timeout and lifecycle change, oldest first."""
-    return (await query_status(client, workflow_id)).audit
+@router.get("/{workflow_id}/audit", response_model=AuditPublic)
+async def get_audit(
+    _: CallerDep,
+    client: ClientDep,
+    state: StateDep,
+    workflow_id: str,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,12}$", description="next_cursor of the page before")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AuditPublic:
+    """Every decision, refusal, timeout and lifecycle change, oldest first, a page at a time
+    (older entries come from the hash-chained chunks the run moved to the artifact store)."""
+    got = await audit.page(client, state.artifacts, workflow_id, int(cursor or 0), limit)
+    return AuditPublic(
+        entries=got.entries,
+        total=got.total,
+        next_cursor=str(got.next_after) if got.next_after is not None else None,
+    )
 
 
 @router.get("/{workflow_id}/events", response_class=StreamingResponse, responses=_SSE_DOC)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.definition import Action
+from workflows.models import AuditEntry
 
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
@@ -61,3 +62,11 @@ class DecisionCreate(BaseModel):
     comment: str | None = Field(None, max_length=4_000)
     patch: Any = None
     digest: str | None = None
+
+
+class AuditPublic(BaseModel):
+    entries: list[AuditEntry] = Field(description="oldest first")
+    total: int = Field(description="entries the run has recorded in all")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null at the end"
+    )

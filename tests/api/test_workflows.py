@@ -183,7 +183,9 @@ async def test_pause_resume_cancel_accepted(
     assert r.status_code == 202
     assert r.json() == {"workflow_id": workflow_id, "accepted": True, "action": "cancel"}
     await wait_state(http, workflow_id, "cancelled", as_("vic"))
-    audit = (await http.get(f"/workflows/{workflow_id}/audit", headers=as_("vic"))).json()
+    audit = (await http.get(f"/workflows/{workflow_id}/audit", headers=as_("vic"))).json()[
+        "entries"
+    ]
     assert [a["action"] for a in audit if a["kind"] == "lifecycle"] == ["pause", "resume", "cancel"]
     again = await http.post(f"/workflows/{workflow_id}/pause", headers=as_("olga"))
     assert again.status_code == 409

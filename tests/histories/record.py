@@ -31,17 +31,21 @@ from workflows.validation import validate_definition
 HERE = Path(__file__).parent
 Handle = WorkflowHandle[Any, Any]
 
-SCENARIOS: dict[str, tuple[str, Callable[[Handle], Awaitable[None]] | None]] = {}
+# A drive returns False when the run is to be recorded while still open (parked at a gate).
+Drive = Callable[[Client, Handle], Awaitable[bool | None]]
+SCENARIOS: dict[str, tuple[str, Drive | None]] = {}
+# The recording server suggests continue-as-new early, so a long scenario shows one.
+SUGGEST_CONTINUE_AS_NEW = 150
 
 
-def scenario(name: str, text: str) -> Callable[[Callable[[Handle], Awaitable[None]]], None]:
-    def add(drive: Callable[[Handle], Awaitable[None]]) -> None:
+def scenario(name: str, text: str) -> Callable[[Drive], None]:
+    def add(drive: Drive) -> None:
         SCENARIOS[name] = (text, drive)
 
     return add
 
 
-async def nothing(handle: Handle) -> None:
+async def nothing(client: Client, handle: Handle) -> None:
     return None
 
 
@@ -102,7 +106,7 @@ steps:
     approval: {stage: after, approvers: ["role:ops"]}
 """,
 )
-async def _gates(handle: Handle) -> None:
+async def _gates(client: Client, handle: Handle) -> None:
     await open_gate(handle, "plan")
     await handle.signal(
         PipelineWorkflow.decide,
@@ -129,7 +133,7 @@ steps:
     tool: test.echo
 """,
 )
-async def _onfail(handle: Handle) -> None:
+async def _onfail(client: Client, handle: Handle) -> None:
     await open_gate(handle, "broken")
     await handle.signal(PipelineWorkflow.pause)
     await decide(handle, "broken", "skip", patch={"substitute": 1})
@@ -150,7 +154,7 @@ steps:
     approval: {approvers: ["role:ops"], timeout: 1s, on_timeout: escalate, escalate_to: ["role:lead"], escalation_timeout: 1h}
 """,
 )
-async def _escalate(handle: Handle) -> None:
+async def _escalate(client: Client, handle: Handle) -> None:
     from tests.util import eventually
 
     async def escalated() -> bool:
@@ -161,26 +165,138 @@ async def _escalate(handle: Handle) -> None:
     await handle.cancel()
 
 
+@scenario(
+    "modify_lapses_votes_and_stop_tally",
+    """
+name: tallies
+steps:
+  - id: pay
+    tool: test.echo
+    with: {amount: 10, to: acme}
+    approval: {stage: before, approvers: ["role:ops"], quorum: 2, rejections_to_reject: 2}
+  - id: review
+    needs: [pay]
+    tool: test.echo
+    with: {paid: "${steps.pay.output.amount}"}
+    approval: {stage: after, approvers: ["role:ops"], rejections_to_reject: 2}
+""",
+)
+async def _tallies(client: Client, handle: Handle) -> None:
+    await open_gate(handle, "pay")
+    await decide(handle, "pay", "approve", actor="alice")
+    await decide(handle, "pay", "modify", actor="bob", patch={"amount": 12})
+    await decide(handle, "pay", "approve", actor="alice")
+    await open_gate(handle, "review")
+    await decide(handle, "review", "cancel", actor="alice")
+    await decide(handle, "review", "reject", actor="bob")
+
+
+@scenario(
+    "child_pipeline_gate",
+    """
+name: parent
+steps:
+  - id: prepare
+    tool: test.echo
+    with: {n: 1}
+  - id: child
+    needs: [prepare]
+    pipeline: approve_child
+    with: {n: "${steps.prepare.output.n}"}
+output: "${steps.child.output}"
+""",
+)
+async def _child(client: Client, handle: Handle) -> None:
+    from tests.util import eventually
+
+    async def child_gate_shown() -> bool:
+        status = await handle.query(PipelineWorkflow.status)
+        return any(g.workflow_id for g in status.open_gates) and status.state == "waiting"
+
+    await eventually(child_gate_shown, what="the child's gate on the parent")
+    child = client.get_workflow_handle(f"{handle.id}--child")
+    await decide(child, "check", "approve", actor="alice")
+
+
+CHILD = """
+name: approve_child
+input: {type: object, properties: {n: {type: integer}}, required: [n]}
+steps:
+  - id: check
+    tool: test.echo
+    with: {n: "${input.n}"}
+    approval: {approvers: ["role:ops"]}
+output: "${steps.check.output.n}"
+"""
+
+
+@scenario(
+    "continued_as_new_while_parked",
+    """
+name: parked
+steps:
+  - id: first
+    tool: test.echo
+    with: {n: 1}
+  - id: gate
+    needs: [first]
+    tool: test.echo
+    with: {seen: "${steps.first.output.n}"}
+    approval: {approvers: ["role:ops"], quorum: 2, remind_after: 1h}
+output: "${steps.gate.output.seen}"
+""",
+)
+async def _continued(client: Client, handle: Handle) -> bool:
+    await open_gate(handle, "gate")
+    await decide(handle, "gate", "approve", actor="alice")
+    for i in range(80):
+        await handle.signal(
+            PipelineWorkflow.decide,
+            {"gate": "gate", "action": "approve", "actor": f"x{i}", "roles": ["dev"]},
+        )
+    from tests.util import eventually
+
+    async def continued() -> bool:
+        return (await handle.query(PipelineWorkflow.status)).continued >= 1
+
+    await eventually(continued, what="continued as new")
+    # Recorded parked: the run is still waiting at its gate, in its second run.
+    return False
+
+
 async def record(client: Client, settings: Settings) -> list[str]:
     registry = fake_registry()
     written = []
     async with build_worker(client, settings, registry):
         for name, (text, drive) in SCENARIOS.items():
-            report = validate_definition(yaml.safe_load(text), registry)
+            report = validate_definition(
+                yaml.safe_load(text), registry, catalog={"approve_child": 1}
+            )
             assert report.definition is not None, report.errors
+            child = validate_definition(yaml.safe_load(CHILD), registry).definition
+            assert child is not None
             handle = await client.start_workflow(
                 PipelineWorkflow.run,
-                PipelineInput(definition=report.definition, input={"who": "me"}),
-                id=f"{name}-{uuid.uuid4().hex[:8]}",
+                PipelineInput(
+                    definition=report.definition,
+                    input={"who": "me"},
+                    pipelines={"approve_child": child},
+                ),
+                # The replay test names each history after its file: the ids must match, since a
+                # child run's id is derived from its parent's.
+                id=name,
                 task_queue=settings.stepgate_task_queue,
             )
-            if drive:
-                await drive(handle)
-            try:
-                await handle.result()
-            except Exception:  # failed and cancelled runs are part of what we record
-                pass
-            history = await handle.fetch_history()
+            finish = await drive(client, handle) if drive else None
+            if finish is not False:
+                try:
+                    await handle.result()
+                except Exception:  # failed and cancelled runs are part of what we record
+                    pass
+            # The latest run of the workflow id: for a continued run, the one after the carry.
+            history = await client.get_workflow_handle(handle.id).fetch_history()
+            if finish is False:
+                await client.get_workflow_handle(handle.id).terminate("recorded while parked")
             path = HERE / f"{name}.json"
             path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
             written.append(path.name)
@@ -193,6 +309,10 @@ async def main() -> None:
         dev_server_existing_path=temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(settings),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW}",
+        ],
     )
     try:
         print("\n".join(await record(env.client, settings)))
