@@ -9,7 +9,8 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT, parse_allow, split_host_port
+from activities.addresses import parse_allow, split_host_port
+from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 
 DEFAULT_TASK_QUEUE = "stepgate"
 

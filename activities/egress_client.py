@@ -19,13 +19,12 @@ import httpcore
 import httpx
 import structlog
 
+from activities.addresses import AllowEntry, IPAddress
 from activities.config import Settings
 from activities.egress import (
     EGRESS_REFUSED,
-    AllowEntry,
     EgressPolicy,
     Endpoint,
-    IPAddress,
     policy_from_settings,
     tool_grants,
 )

@@ -10,15 +10,9 @@ from ipaddress import ip_address
 import pytest
 from pydantic import ValidationError
 
+from activities.addresses import denied_range, parse_allow_entry
 from activities.config import Settings
-from activities.egress import (
-    EgressPolicy,
-    denied_range,
-    parse_allow_entry,
-    policy_from_settings,
-    temporal_endpoints,
-    tool_grants,
-)
+from activities.egress import EgressPolicy, policy_from_settings, temporal_endpoints, tool_grants
 from tests.conftest import ROOT
 
 

@@ -20,9 +20,9 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from activities import default_registry
+from activities.addresses import IPAddress
 from activities.config import Settings
 from activities.context import ToolContext
-from activities.egress import IPAddress
 from activities.egress_client import make_http_client
 from activities.logs import configure_logging
 from activities.registry import tool
