@@ -197,8 +197,8 @@ def make_http_client(
 ) -> httpx.AsyncClient:
     """The client every tool gets as `ctx.http`. A bad STEPGATE_HTTP_ALLOW raises ValueError.
 
-    `trust_env=False`: a proxy from HTTP(S)_PROXY would connect on the tool's behalf to an
-    address this process never checked, so tools connect directly, always.
+    A proxy from HTTP(S)_PROXY would connect on the tool's behalf to an address this process
+    never checked: httpx skips them when given a transport, and `trust_env=False` keeps it so.
     """
     transport = EgressTransport(
         policy_from_settings(settings), tool_grants(settings), resolve=resolve, verify=verify
