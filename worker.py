@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import structlog
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -68,12 +69,20 @@ def build_worker(
 
 
 async def main() -> int:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as err:
+        # Logging is configured from the settings, so this one line goes out unconfigured.
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        log.error("startup refused: invalid settings", error=problems)
+        return 2
     configure_logging(settings)
     try:
         registry = default_registry()
         catalog = Catalog.load(settings.stepgate_definitions_dir, registry)
-    except (ToolError, CatalogError) as err:
+        # Built before connecting, so a bad outbound policy stops the worker at once.
+        tools = ToolActivities(registry, settings)
+    except (ToolError, CatalogError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2
     try:
@@ -81,7 +90,7 @@ async def main() -> int:
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
         return 3
-    worker = build_worker(client, settings, registry)
+    worker = build_worker(client, settings, registry, tools=tools)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,6 +9,9 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from activities.addresses import parse_allow, split_host_port
+from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
+
 DEFAULT_TASK_QUEUE = "stepgate"
 
 
@@ -24,6 +27,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="how long the worker keeps trying to reach Temporal at start"
     )
     stepgate_task_queue: str = Field(DEFAULT_TASK_QUEUE, description="default task queue")
+    stepgate_temporal_http_address: str = Field(
+        "",
+        description="the Temporal server's HTTP API host:port, which tools may never reach "
+        "(default: TEMPORAL_ADDRESS's host, port 7243)",
+    )
 
     stepgate_data: Path = Field(
         Path(".stepgate"), description="local state: dev server database, API keys, artifacts"
@@ -42,7 +50,9 @@ class Settings(BaseSettings):
         "", description="the API's external URL, used for links in gate notifications"
     )
     stepgate_ui_url: str = Field(
-        "http://localhost:8233", description="Temporal Web UI URL (links, codec CORS origin)"
+        "http://localhost:8233",
+        description="Temporal Web UI URL (links, codec CORS origin; on the worker: the UI tools "
+        "may never reach)",
     )
     stepgate_definitions_dir: Path = Field(
         Path("definitions"), description="the catalog of pipeline definitions (YAML)"
@@ -81,6 +91,11 @@ class Settings(BaseSettings):
     stepgate_http_max_body_bytes: int = Field(
         1_048_576, ge=1_024, description="largest response body http.request keeps"
     )
+    stepgate_http_allow: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="host, host:port, cidr or cidr:port entries (comma list) tools may reach "
+        "although private, loopback or link-local",
+    )
 
     # Gates.
     stepgate_notify_tool: str = Field(
@@ -108,6 +123,20 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("stepgate_http_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        # Always a comma list: an IPv6 entry such as [::1]:8080 must not read as a JSON array.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("stepgate_http_allow")
+    @classmethod
+    def _valid_allow(cls, value: list[str]) -> list[str]:
+        parse_allow(value)  # a bad entry stops the process at start, naming the entry
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.stepgate_env == "production" and self.stepgate_api_keys_file is None:
@@ -116,6 +145,18 @@ class Settings(BaseSettings):
                 "the API refuses to run without keys"
             )
         return self
+
+    @property
+    def temporal_http_address(self) -> str:
+        """Where the Temporal server serves its HTTP API (Temporal's own default port if unset)."""
+        if self.stepgate_temporal_http_address:
+            return self.stepgate_temporal_http_address
+        try:
+            host, _ = split_host_port(self.temporal_address, None)
+        except ValueError:
+            return self.temporal_address  # reported, naming TEMPORAL_ADDRESS, where it is parsed
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{TEMPORAL_HTTP_DEFAULT_PORT}"
 
     @property
     def artifact_root(self) -> Path:

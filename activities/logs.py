@@ -45,3 +45,7 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.stepgate_log_level.upper())
     # Access logs repeat what the API's own request log says.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO (httpcore more at DEBUG), and a tool's query
+    # string may carry a resolved secret: only their warnings and errors are worth keeping.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities.artifacts import ArtifactStore, LocalArtifactStore
 from activities.config import Settings
 from activities.context import ToolContext
+from activities.egress_client import make_http_client
 from activities.errors import fatal
 from activities.models import ARTIFACT_MARKER, ArtifactRef, ToolCall, ToolResult
 from activities.registry import Tool, ToolError, ToolRegistry
@@ -66,7 +67,7 @@ class ToolActivities:
     ) -> None:
         self.registry = registry
         self.settings = settings
-        self.http = http or httpx.AsyncClient(follow_redirects=False)
+        self.http = http or make_http_client(settings)
         self.artifacts = artifacts or LocalArtifactStore(settings.artifact_root)
         self.secrets = secrets or SecretStore(settings.stepgate_secrets_dir)
 

@@ -89,7 +89,12 @@ class DrillStack:
     @property
     def env(self) -> dict[str, str]:
         env = child_env(self.workdir, self.address)
-        env.update(STEPGATE_TASK_QUEUE=self.task_queue, STEPGATE_LOG_LEVEL="WARNING")
+        # The drills' ledgers listen on loopback, which tools may not reach unless allowed.
+        env.update(
+            STEPGATE_TASK_QUEUE=self.task_queue,
+            STEPGATE_LOG_LEVEL="WARNING",
+            STEPGATE_HTTP_ALLOW=HOST,
+        )
         return env
 
     async def start_server(self) -> None:

@@ -84,6 +84,8 @@ def settings(tmp_path: Path, task_queue: str, temporal_env: WorkflowEnvironment)
         stepgate_task_queue=task_queue,
         stepgate_data=tmp_path / "data",
         stepgate_artifact_root=tmp_path / "artifacts",
+        # Tests serve tools from loopback; Temporal's own endpoints stay closed even so.
+        stepgate_http_allow=["127.0.0.1"],
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -21,6 +21,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         STEPGATE_DATA=str(settings.stepgate_data),
         STEPGATE_ARTIFACT_ROOT=str(settings.artifact_root),
         STEPGATE_DEFINITIONS_DIR=str(settings.stepgate_data / "definitions"),
+        STEPGATE_HTTP_ALLOW=",".join(settings.stepgate_http_allow),
         STEPGATE_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
     )

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from activities.context import ToolContext
+from activities.egress_client import TOOL_EXTENSION
 from activities.errors import fatal, http_status_is_retryable, transient
 from activities.secrets import mask_text
 
@@ -69,6 +70,8 @@ async def send(
                 params=params,
                 content=content,
                 timeout=timeout_s,
+                # Lets the egress policy open the operator's LLM/notify URL for its own tool only.
+                extensions={TOOL_EXTENSION: ctx.call.tool},
             )
             response = await ctx.http.send(request, stream=True, follow_redirects=follow_redirects)
             try:

@@ -33,11 +33,13 @@ def make_call(tool: str, args: dict[str, Any], *, version: str = "1.0.0", **kw: 
 
 @pytest.fixture
 def tool_settings(tmp_path: Path) -> Settings:
-    """Settings for direct tool calls: per-test folders, shell allowed to run this Python only."""
+    """Settings for direct tool calls: per-test folders, shell allowed to run this Python only,
+    and the loopback test servers reachable (the outbound policy denies them by default)."""
     return Settings(
         stepgate_data=tmp_path / "data",
         stepgate_artifact_root=tmp_path / "artifacts",
         stepgate_shell_allow=[sys.executable],
+        stepgate_http_allow=["127.0.0.1"],
         _env_file=None,
     )
 

@@ -1,8 +1,10 @@
-"""A real HTTP server on 127.0.0.1 for tool tests: scripted routes, every request recorded."""
+"""A real HTTP(S) server on loopback for tool tests: scripted routes, every request recorded."""
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,23 +42,41 @@ Handler = Callable[[Seen], Reply]
 
 
 class LocalServer:
-    """Routes are (method, path) -> handler; unknown routes answer 404."""
+    """Routes are (method, path) -> handler; unknown routes answer 404. It listens on `host`
+    (127.0.0.1, or ::1 for IPv6); with `tls` it speaks HTTPS and records the server name (SNI)
+    each client asked for."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.seen: list[Seen] = []
+        self.server_names: list[str | None] = []
         # Handlers that stall wait on this; teardown sets it so no thread outlives the test.
         self.release = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        server_class = ThreadingHTTPServer
+        if ":" in host:
+            server_class = type(
+                "V6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6}
+            )
+        self._httpd = server_class((host, 0), self._handler_class())
         self._httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            tls.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host = f"[{host!s}]" if ":" in str(host) else host
+        return f"{self.scheme}://{host!s}:{port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
