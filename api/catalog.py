@@ -69,17 +69,16 @@ class Catalog:
         return [self.get(n) for n in self.names()]
 
     def children(self, definition: Definition) -> dict[str, Definition]:
-        """Every pipeline a definition runs as a child, transitively: the run's snapshot."""
+        """Every pipeline a definition runs as a child, transitively: the run's snapshot, keyed
+        by the reference as the step wrote it (`name` for the newest, `name@2` pinned)."""
         found: dict[str, Definition] = {}
         todo = [definition]
         while todo:
             current = todo.pop()
             for step in current.steps:
-                if step.pipeline:
-                    name = step.pipeline.partition("@")[0]
-                    if name not in found:
-                        found[name] = self.get(step.pipeline)
-                        todo.append(found[name])
+                if step.pipeline and step.pipeline not in found:
+                    found[step.pipeline] = self.get(step.pipeline)
+                    todo.append(found[step.pipeline])
         return found
 
 
