@@ -35,6 +35,7 @@ run: install
 
 test: install
 	scripts/ensure-temporal >/dev/null
+	scripts/ensure-test-server >/dev/null
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install

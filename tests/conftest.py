@@ -6,9 +6,12 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,12 +22,26 @@ from workflows.contract import SEARCH_ATTRIBUTES
 ROOT = Path(__file__).resolve().parent.parent
 # A second namespace on the session server, for tests that list everything they can see.
 FUZZ_NAMESPACE = "stepgate-fuzz"
+# A JVM on two busy cores may need longer than the SDK's 5 s default to answer.
+TEST_SERVER_STARTUP = timedelta(seconds=60)
 
 
 def temporal_cli() -> str:
     """The CLI that scripts/ensure-temporal provides (built once into the user cache)."""
     out = subprocess.run(
         [str(ROOT / "scripts" / "ensure-temporal")], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def time_skipping_server() -> str:
+    """The test-server launcher that scripts/ensure-test-server provides (fetched once into the
+    user cache); its reasons for failing reach the test output on stderr."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-test-server")],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     return out.stdout.strip()
 
@@ -60,6 +77,34 @@ async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
         ],
     )
     try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server: timers fire as soon as nothing else can happen.
+
+    Its clock is global, so tests that use it must not run workflows on it concurrently. It
+    lacks visibility queries (listing workflows); search attributes need registering, as on a
+    real server.
+    """
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=time_skipping_server(),
+        data_converter=make_data_converter(Settings()),
+        test_server_startup_timeout=TEST_SERVER_STARTUP,
+    )
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={
+                    key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                    for key in SEARCH_ATTRIBUTES
+                },
+            )
+        )
         yield env
     finally:
         await env.shutdown()
