@@ -189,3 +189,20 @@ async def test_write_closes_run_folder_when_created(
     await write(acts, name="seed.txt", content="x")
     mode = run_dir(tool_settings.artifact_root.resolve(), RUN).stat().st_mode
     assert stat.S_IMODE(mode) == 0o700
+
+
+async def test_write_masks_secret_when_name_is_refused(
+    acts: ToolActivities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret in a refused artifact name is masked in the failure, however it is quoted."""
+    monkeypatch.setenv("STEPGATE_SECRET_KEY", 'it\'s-a-"secret"')
+    for tool_name in ("artifact.write", "artifact.read"):
+        args = (
+            {"name": "x/${secret.KEY}", "content": "x"}
+            if tool_name == "artifact.write"
+            else {"name": "${secret.KEY}"}
+        )
+        with pytest.raises(ApplicationError) as err:
+            await acts.execute(make_call(tool_name, args, workflow_id=RUN))
+        assert err.value.type == "InvalidArtifactName" and "***" in err.value.message
+        assert "secret" not in err.value.message, err.value.message
