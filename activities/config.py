@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     stepgate_shell_allow: Annotated[list[str], NoDecode] = Field(
         [], description="executables shell.run may start (comma list); empty: shell.run is off"
     )
+    stepgate_transform_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="time budget of one data.transform evaluation"
+    )
+    stepgate_transform_max_output_bytes: int = Field(
+        4 * 1024**2,
+        ge=1_024,
+        description="largest value (JSON size) data.transform may return or build on the way",
+    )
     stepgate_llm_base_url: str = Field("", description="OpenAI-compatible base URL for llm.chat")
     stepgate_llm_api_key: str | None = Field(None, description="API key for llm.chat")
     stepgate_llm_model: str = Field("", description="model name for llm.chat")
