@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,6 +78,44 @@ class Settings(BaseSettings):
     )
     stepgate_shell_allow: Annotated[list[str], NoDecode] = Field(
         [], description="executables shell.run may start (comma list); empty: shell.run is off"
+    )
+    stepgate_shell_sandbox: Literal["auto", "bwrap", "none"] = Field(
+        "auto",
+        description="auto: bubblewrap when it works here, else none; bwrap: refuse to run "
+        "programs without it; none: limits and a clean environment only",
+    )
+    stepgate_shell_network: bool = Field(
+        False, description="let shell.run programs reach the network inside the bwrap sandbox"
+    )
+    stepgate_shell_user: str = Field(
+        "nobody", description="user shell.run programs run as when the worker runs as root"
+    )
+    stepgate_shell_max_cpu_s: int = Field(
+        300, ge=1, description="CPU seconds a shell.run process may use (RLIMIT_CPU)"
+    )
+    stepgate_shell_max_memory_bytes: int = Field(
+        2 * 1024**3, ge=64 * 1024**2, description="address space of a shell.run process (RLIMIT_AS)"
+    )
+    stepgate_shell_max_procs: int = Field(
+        256,
+        ge=8,
+        description="processes and threads a shell.run program may run at once (RLIMIT_NPROC)",
+    )
+    stepgate_shell_max_open_files: int = Field(
+        256, ge=16, description="open files of a shell.run process (RLIMIT_NOFILE)"
+    )
+    stepgate_shell_max_file_bytes: int = Field(
+        1024**3,
+        ge=1024**2,
+        description="largest file a shell.run program may write (RLIMIT_FSIZE); also its /tmp size",
+    )
+    stepgate_transform_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="time budget of one data.transform evaluation"
+    )
+    stepgate_transform_max_output_bytes: int = Field(
+        4 * 1024**2,
+        ge=1_024,
+        description="largest value (JSON size) data.transform may return or build on the way",
     )
     stepgate_llm_base_url: str = Field("", description="OpenAI-compatible base URL for llm.chat")
     stepgate_llm_api_key: str | None = Field(None, description="API key for llm.chat")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -14,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.context import ToolContext
 from activities.errors import fatal
 from activities.registry import tool
+from activities.tools._masking import masked_failures
 
 _MEDIA_TYPES = {
     "text": "text/plain; charset=utf-8",
@@ -95,6 +97,11 @@ async def _existing(ctx: ToolContext, name: str) -> bytes | None:
 @tool("artifact.write", "1.0.0")
 async def artifact_write(inp: ArtifactWriteInput, ctx: ToolContext) -> ArtifactWriteOutput:
     """Store content under a name for this run; writing the same content again is a no-op."""
+    with masked_failures(ctx.secret_values):
+        return await _write(inp, ctx)
+
+
+async def _write(inp: ArtifactWriteInput, ctx: ToolContext) -> ArtifactWriteOutput:
     data = inp.data()
     before = await _existing(ctx, inp.name)
     if before is not None and before != data and not inp.overwrite:
@@ -113,7 +120,21 @@ async def artifact_write(inp: ArtifactWriteInput, ctx: ToolContext) -> ArtifactW
 @tool("artifact.read", "1.0.0")
 async def artifact_read(inp: ArtifactReadInput, ctx: ToolContext) -> ArtifactReadOutput:
     """Read an artifact of this run back as text, base64 or parsed JSON."""
-    data, ref = await ctx.artifacts.get(ctx.run_key, inp.name)
+    with masked_failures(ctx.secret_values):
+        data, ref = await ctx.artifacts.get(ctx.run_key, inp.name)
+        # Decoding a large file is CPU work: keep it off the event loop.
+        encoding, content = await asyncio.to_thread(_decode, inp, data)
+    return ArtifactReadOutput(
+        content=content,
+        encoding=encoding,
+        size=ref.size,
+        sha256=ref.sha256,
+        uri=ref.uri,
+        path=ref.path,
+    )
+
+
+def _decode(inp: ArtifactReadInput, data: bytes) -> tuple[Literal["text", "base64", "json"], Any]:
     encoding = inp.encoding
     if encoding == "auto":
         try:
@@ -125,7 +146,7 @@ async def artifact_read(inp: ArtifactReadInput, ctx: ToolContext) -> ArtifactRea
     if encoding == "json":
         try:
             content = json.loads(data)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise fatal(f"artifact {inp.name!r} is not JSON: {err}", "ArtifactNotJson") from None
     elif encoding == "text":
         try:
@@ -137,11 +158,4 @@ async def artifact_read(inp: ArtifactReadInput, ctx: ToolContext) -> ArtifactRea
             ) from None
     else:
         content = base64.b64encode(data).decode("ascii")
-    return ArtifactReadOutput(
-        content=content,
-        encoding=encoding,
-        size=ref.size,
-        sha256=ref.sha256,
-        uri=ref.uri,
-        path=ref.path,
-    )
+    return encoding, content

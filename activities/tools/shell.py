@@ -1,4 +1,5 @@
-"""`shell.run`: run an allow-listed program (no shell) with bounded output and a clean kill."""
+"""`shell.run`: run an allow-listed program (no shell) in the run's workspace, sandboxed and
+bounded (see `_sandbox`), with bounded output and a clean kill."""
 
 from __future__ import annotations
 
@@ -8,31 +9,53 @@ import shutil
 import signal
 import time
 from contextlib import suppress
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.context import ToolContext
 from activities.errors import fatal, transient
 from activities.registry import tool
-from activities.secrets import mask_text
+from activities.tools._masking import masked_failures
+from activities.tools._sandbox import Sandbox, plan_launch, sweep
+from activities.tools._shell_io import Tail, feed
+from activities.tools._shell_policy import (
+    FIXED_PATH,
+    STEP_ENV_DOC,
+    RunAs,
+    check_step_env,
+    child_env,
+    prepare_workspace,
+    run_as,
+)
 
-# Variables a program commonly needs; nothing else of the worker's environment (its secrets) leaks.
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
-_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _KILL_GRACE_S = 2.0
-_CHUNK = 65_536
 _STDERR_IN_ERROR = 2_000
+# Why a program ended by these signals: the limit that sent them.
+_LIMIT_SIGNALS = {
+    signal.SIGXCPU: "the CPU limit (STEPGATE_SHELL_MAX_CPU_S)",
+    signal.SIGXFSZ: "the file size limit (STEPGATE_SHELL_MAX_FILE_BYTES)",
+}
 
 
 class ShellRunInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     argv: list[str] = Field(
-        min_length=1, description="Program and arguments; run directly, never through a shell."
+        min_length=1,
+        max_length=4_096,
+        description="Program and arguments; run directly, never through a shell. Arguments are "
+        "visible to other processes on the worker: pass secrets through stdin or env instead.",
     )
-    cwd: str | None = Field(None, description="Working directory (the worker's when omitted).")
+    cwd: str | None = Field(
+        None,
+        max_length=4_096,
+        description="Working directory inside the run's workspace (the run's artifact folder), "
+        "relative to it; the workspace itself when omitted.",
+    )
     env: dict[str, str] = Field(
-        default_factory=dict, description="Variables added to a minimal environment."
+        default_factory=dict,
+        description=f"Variables added to a fixed environment; a step may set {STEP_ENV_DOC}.",
     )
     stdin: str | None = Field(None, description="Text written to the program's standard input.")
     timeout_s: float = Field(300.0, gt=0, le=86_400, description="Kill the program after this.")
@@ -51,82 +74,62 @@ class ShellRunInput(BaseModel):
     def _program_named(cls, value: list[str]) -> list[str]:
         if not value[0].strip():
             raise ValueError("argv[0] must name a program")
+        if any("\x00" in arg for arg in value):
+            raise ValueError("arguments must not contain NUL characters")
         return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_allowed(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_step_env(value)
 
 
 class ShellRunOutput(BaseModel):
-    exit_code: int = Field(description="The exit code; negative when ended by a signal.")
+    exit_code: int = Field(
+        description="The exit code; ended by signal N: -N without a sandbox, 128+N under bwrap."
+    )
     stdout: str = Field(description="Standard output (its tail when truncated).")
     stderr: str = Field(description="Standard error (its tail when truncated).")
     stdout_truncated: bool = Field(description="True when stdout was longer than the bound.")
     stderr_truncated: bool = Field(description="True when stderr was longer than the bound.")
     duration_ms: int = Field(description="Wall time in milliseconds.")
+    sandbox: Sandbox = Field(
+        description="`bwrap` when the program ran in the sandbox, else `none`."
+    )
 
 
-class _Tail:
-    """Keeps only the last `limit` bytes of a stream, however long the stream is."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self.truncated = False
-
-    async def drain(self, stream: asyncio.StreamReader | None) -> None:
-        if stream is None:
-            return
-        while chunk := await stream.read(_CHUNK):
-            self.data += chunk
-            if len(self.data) > self.limit:
-                del self.data[: len(self.data) - self.limit]
-                self.truncated = True
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
-    env.setdefault("PATH", _DEFAULT_PATH)
-    env.update(extra)
-    return env
-
-
-def _resolve(argv0: str, cwd: str | None, path: str) -> str | None:
-    """The absolute path the child would execute, looked up on the child's own PATH."""
+def _resolve(argv0: str, cwd: Path) -> str | None:
+    """The absolute path the child would execute, looked up on the child's fixed PATH."""
     if "/" in argv0:
-        full = os.path.normpath(os.path.join(cwd or os.getcwd(), argv0))
+        full = os.path.normpath(os.path.join(cwd, argv0))
         return full if os.path.isfile(full) and os.access(full, os.X_OK) else None
-    found = shutil.which(argv0, path=path)
+    found = shutil.which(argv0, path=FIXED_PATH)
     return os.path.normpath(os.path.abspath(found)) if found else None
 
 
 def _allowed(program: str, allow: list[str]) -> bool:
-    """A full-path entry must match exactly; a bare name must match the program the worker's own
-    PATH finds, so `/tmp/x/git` or a PATH override in `env` cannot pass for an allowed `git`."""
-    worker_path = os.environ.get("PATH", _DEFAULT_PATH)
+    """A full-path entry must match exactly; a bare name must match the program the fixed PATH
+    finds, so `/tmp/x/git` cannot pass for an allowed `git`."""
     for entry in allow:
         if "/" in entry:
             if os.path.normpath(entry) == program:
                 return True
         elif os.path.basename(program) == entry:
-            found = shutil.which(entry, path=worker_path)
+            found = shutil.which(entry, path=FIXED_PATH)
             if found and os.path.normpath(os.path.abspath(found)) == program:
                 return True
     return False
 
 
-def _check_runnable(inp: ShellRunInput, ctx: ToolContext, env: dict[str, str]) -> str:
-    allow = ctx.settings.stepgate_shell_allow
-    argv0 = inp.argv[0]
-    if not allow:
-        raise fatal(
-            "shell.run is disabled on this worker; enable programs with "
-            "STEPGATE_SHELL_ALLOW=name1,/full/path2 (comma-separated)",
-            "ShellDisabled",
-        )
-    if inp.cwd is not None and not os.path.isdir(inp.cwd):
-        raise fatal(f"working directory {inp.cwd!r} does not exist", "ShellBadCwd")
-    program = _resolve(argv0, inp.cwd, env["PATH"])
+def _check_runnable(argv0: str, cwd: Path, allow: list[str]) -> str:
+    program = _resolve(argv0, cwd)
     if program is None:
         raise fatal(f"executable {argv0!r} was not found (or is not executable)", "ShellNotFound")
     if not _allowed(program, allow):
@@ -137,6 +140,13 @@ def _check_runnable(inp: ShellRunInput, ctx: ToolContext, env: dict[str, str]) -
     return program
 
 
+def _prepare(inp: ShellRunInput, ctx: ToolContext, who: RunAs) -> tuple[Path, Path, str]:
+    """The run's workspace, the working directory in it, and the allowed program to run."""
+    settings = ctx.settings
+    workspace, cwd = prepare_workspace(settings.artifact_root, ctx.run_key, inp.cwd, who)
+    return workspace, cwd, _check_runnable(inp.argv[0], cwd, settings.stepgate_shell_allow)
+
+
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
     # The group may already be gone (or its id reused by someone else's process): nothing to do.
     with suppress(ProcessLookupError, PermissionError):
@@ -144,7 +154,10 @@ def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the whole process group, give it a moment, then SIGKILL whatever is left."""
+    """SIGTERM the whole process group, give it a moment, then SIGKILL whatever is left.
+
+    Under bwrap the group holds bwrap itself; its death takes the sandbox's pid namespace
+    (every process the program started) with it."""
     _signal_group(proc, signal.SIGTERM)
     with suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), _KILL_GRACE_S)
@@ -155,32 +168,58 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
         await asyncio.wait_for(proc.wait(), _KILL_GRACE_S)
 
 
+def _limit_hint(code: int, sandbox: Sandbox) -> str:
+    number = -code if code < 0 else code - 128 if sandbox == "bwrap" and code > 128 else 0
+    reason = next((r for s, r in _LIMIT_SIGNALS.items() if s == number), None)
+    return f" (stopped by {reason})" if reason else ""
+
+
 @tool("shell.run", "1.0.0", heartbeat=True)
 async def shell_run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
-    """Run an allow-listed program without a shell; its output tails, exit code and duration."""
-    env = _child_env(inp.env)
-    program = _check_runnable(inp, ctx, env)
+    """Run an allow-listed program in the run's workspace; its output tails, exit code and duration."""
+    with masked_failures(ctx.secret_values):
+        return await _run(inp, ctx)
+
+
+async def _run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
+    settings = ctx.settings
+    if not settings.stepgate_shell_allow:
+        raise fatal(
+            "shell.run is disabled on this worker; enable programs with "
+            "STEPGATE_SHELL_ALLOW=name1,/full/path2 (comma-separated)",
+            "ShellDisabled",
+        )
+    who = run_as(settings)
+    workspace, cwd, program = await asyncio.to_thread(_prepare, inp, ctx, who)
+    launch = await plan_launch(
+        settings, who, program, inp.argv[1:], workspace, cwd, child_env(inp.env, workspace)
+    )
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
-            inp.argv[0],
-            *inp.argv[1:],
-            executable=program,
-            cwd=inp.cwd,
-            env=env,
+            *launch.argv,
+            cwd=cwd,
+            env=launch.env,
             stdin=asyncio.subprocess.PIPE if inp.stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             # Its own session and process group, so a kill reaches every descendant.
             start_new_session=True,
+            user=who.uid if who.switch else None,
+            group=who.gid if who.switch else None,
+            extra_groups=[] if who.switch else None,
+            umask=0o077,
         )
     except OSError as err:
         raise fatal(f"could not start {inp.argv[0]!r}: {err}", "ShellStartFailed") from None
-    stdout, stderr = _Tail(inp.max_output_bytes), _Tail(inp.max_output_bytes)
+    # A secret's length more than shown, so masking happens before the cut (see Tail.shown).
+    slack = max((len(s.encode()) for s in ctx.secret_values), default=0)
+    stdout = Tail(inp.max_output_bytes + slack)
+    stderr = Tail(inp.max_output_bytes + slack)
     try:
         async with asyncio.timeout(inp.timeout_s):
             await asyncio.gather(
-                _feed(proc, inp.stdin), stdout.drain(proc.stdout), stderr.drain(proc.stderr)
+                feed(proc, inp.stdin), stdout.drain(proc.stdout), stderr.drain(proc.stderr)
             )
             code = await proc.wait()
     except TimeoutError:
@@ -193,35 +232,32 @@ async def shell_run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
         await asyncio.shield(_kill_group(proc))
         raise
     finally:
-        # Descendants that outlived a finished program are still in its group: end them too.
+        # Descendants that outlived a finished program are still in its group: end them too,
+        # and (without a sandbox) those that left the group.
         _signal_group(proc, signal.SIGKILL)
+        if launch.sweep_token is not None:
+            await asyncio.shield(asyncio.to_thread(sweep, launch.sweep_token))
+    out, out_cut = stdout.shown(inp.max_output_bytes, ctx.secret_values)
+    errors, errors_cut = stderr.shown(inp.max_output_bytes, ctx.secret_values)
     allowed = (
         inp.allow_nonzero is True
         or code == 0
         or (isinstance(inp.allow_nonzero, list) and code in inp.allow_nonzero)
     )
     if not allowed:
-        tail = mask_text(stderr.text()[-_STDERR_IN_ERROR:], ctx.secret_values).strip()
+        tail = errors[-_STDERR_IN_ERROR:].strip()
         raise fatal(
-            f"{inp.argv[0]!r} exited with code {code}" + (f": {tail}" if tail else ""),
+            f"{inp.argv[0]!r} exited with code {code}{_limit_hint(code, launch.sandbox)}"
+            + (f": {tail}" if tail else ""),
             "ShellNonZeroExit",
             exit_code=code,
         )
     return ShellRunOutput(
         exit_code=code,
-        stdout=stdout.text(),
-        stderr=stderr.text(),
-        stdout_truncated=stdout.truncated,
-        stderr_truncated=stderr.truncated,
+        stdout=out,
+        stderr=errors,
+        stdout_truncated=out_cut,
+        stderr_truncated=errors_cut,
         duration_ms=int((time.monotonic() - started) * 1000),
+        sandbox=launch.sandbox,
     )
-
-
-async def _feed(proc: asyncio.subprocess.Process, text: str | None) -> None:
-    if text is None or proc.stdin is None:
-        return
-    # A program that exits without reading its input is not an error of ours.
-    with suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(text.encode())
-        await proc.stdin.drain()
-    proc.stdin.close()

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import stat
+from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.artifacts import run_dir
+from activities.config import Settings
+from activities.models import ArtifactRef
 from activities.runtime import ToolActivities
 from tests.tools.conftest import make_call
 
@@ -94,3 +100,109 @@ async def test_write_fails_fatally_when_input_is_bad(
     with pytest.raises(ApplicationError) as err:
         await write(acts, **args)
     assert err.value.non_retryable is True and fragment in err.value.message
+
+
+async def test_write_keeps_runs_apart_when_ids_differ_only_in_unsafe_characters(
+    acts: ToolActivities,
+) -> None:
+    """`hr:1` and `hr_1` once shared a folder; each now reads back only its own file."""
+    refs = {}
+    for run in ("hr:1", "hr_1", "HR_1"):
+        call = make_call("artifact.write", {"name": "r.txt", "content": run}, workflow_id=run)
+        refs[run] = (await acts.execute(call)).output
+    assert len({str(ref["path"]).split("/")[0] for ref in refs.values()}) == 3
+    for run in refs:
+        got = await acts.execute(make_call("artifact.read", {"name": "r.txt"}, workflow_id=run))
+        assert got.output["content"] == run
+
+
+async def test_write_names_folder_briefly_when_workflow_id_is_long(acts: ToolActivities) -> None:
+    """A 1,000-character workflow id still gets a folder name any file system accepts."""
+    run = "x" * 1000
+    ref = (
+        await acts.execute(
+            make_call("artifact.write", {"name": "a", "content": "1"}, workflow_id=run)
+        )
+    ).output
+    assert len(str(ref["path"]).split("/")[0]) < 128
+
+
+async def test_read_ref_resolves_path_when_recorded_under_old_layout(
+    acts: ToolActivities, tool_settings: Settings
+) -> None:
+    """A reference recorded before the folder layout changed (`hr_1/...`) still resolves."""
+    data = b'{"big": true}'
+    old = tool_settings.artifact_root / "hr_1" / "outputs" / "fetch.main.json"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(data)
+    ref = ArtifactRef(
+        uri=old.as_uri(),
+        path="hr_1/outputs/fetch.main.json",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    assert await acts.artifacts.read_ref(ref) == data
+    with pytest.raises(ApplicationError) as err:
+        await acts.artifacts.read_ref(
+            ref.model_copy(update={"path": "../hr_1/outputs/fetch.main.json"})
+        )
+    assert err.value.type == "ArtifactNotFound"
+
+
+async def test_store_refuses_links_when_run_folder_holds_them(
+    acts: ToolActivities, tool_settings: Settings, tmp_path: Path
+) -> None:
+    """Links a program planted in its run folder are never followed: not to read a file
+    elsewhere, not to write through a linked folder."""
+    await write(acts, name="seed.txt", content="x")
+    folder = run_dir(tool_settings.artifact_root.resolve(), RUN)
+    secret = tmp_path / "worker-secret.txt"
+    secret.write_text("not for the run")
+    (folder / "leak.txt").symlink_to(secret)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / "outputs").symlink_to(elsewhere)
+    with pytest.raises(ApplicationError) as err:
+        await read(acts, name="leak.txt")
+    assert err.value.type == "ArtifactNotFound"
+    with pytest.raises(ApplicationError) as err:
+        await write(acts, name="outputs/step.json", content="{}")
+    assert err.value.type == "ArtifactUnwritable" and err.value.non_retryable is True
+    assert list(elsewhere.iterdir()) == []
+
+
+async def test_read_fails_at_once_when_name_is_a_fifo(
+    acts: ToolActivities, tool_settings: Settings
+) -> None:
+    """A FIFO planted under an artifact's name is refused instead of blocking the reader."""
+    await write(acts, name="seed.txt", content="x")
+    os.mkfifo(run_dir(tool_settings.artifact_root.resolve(), RUN) / "pipe")
+    with pytest.raises(ApplicationError) as err:
+        await read(acts, name="pipe")
+    assert err.value.type == "ArtifactNotFound"
+
+
+async def test_write_closes_run_folder_when_created(
+    acts: ToolActivities, tool_settings: Settings
+) -> None:
+    """A run's folder is open to its owner only (other runs' programs cannot browse it)."""
+    await write(acts, name="seed.txt", content="x")
+    mode = run_dir(tool_settings.artifact_root.resolve(), RUN).stat().st_mode
+    assert stat.S_IMODE(mode) == 0o700
+
+
+async def test_write_masks_secret_when_name_is_refused(
+    acts: ToolActivities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret in a refused artifact name is masked in the failure, however it is quoted."""
+    monkeypatch.setenv("STEPGATE_SECRET_KEY", 'it\'s-a-"secret"')
+    for tool_name in ("artifact.write", "artifact.read"):
+        args = (
+            {"name": "x/${secret.KEY}", "content": "x"}
+            if tool_name == "artifact.write"
+            else {"name": "${secret.KEY}"}
+        )
+        with pytest.raises(ApplicationError) as err:
+            await acts.execute(make_call(tool_name, args, workflow_id=RUN))
+        assert err.value.type == "InvalidArtifactName" and "***" in err.value.message
+        assert "secret" not in err.value.message, err.value.message

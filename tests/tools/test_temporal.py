@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    import sys
+    import tempfile
     import uuid
     from collections.abc import AsyncIterator
     from contextlib import asynccontextmanager
@@ -28,8 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import ToolCall, ToolResult
     from activities.registry import ToolRegistry, tool
     from activities.runtime import ToolActivities
+    from tests.shell.helpers import PY, processes_with
     from tests.tools.conftest import make_call
-    from tests.tools.polling import process_gone, read_pids, wait_until
+    from tests.util import eventually
 
 
 @workflow.defn
@@ -110,28 +111,29 @@ async def test_flaky_tool_succeeds_when_retried_by_temporal(
 
 
 async def test_shell_run_kills_process_when_workflow_cancelled(
-    client: Client, task_queue: str, settings: Settings, tmp_path: Path
+    client: Client, task_queue: str, settings: Settings
 ) -> None:
     """Cancelling the workflow mid-command reaches the activity and kills the subprocess."""
-    pids = tmp_path / "pids"
-    script = (
-        "import os, sys, time; open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()));"
-        "os.replace(sys.argv[1] + '.tmp', sys.argv[1]); time.sleep(60)"
-    )
-    call = make_call("shell.run", {"argv": [sys.executable, "-c", script, str(pids)]})
-    acts = ToolActivities(
-        default_registry(entry_points=False),
-        settings.model_copy(update={"stepgate_shell_allow": [sys.executable]}),
-    )
-    async with worker_for(client, task_queue, acts):
-        handle = await client.start_workflow(
-            RunOneTool.run, call, id=f"tools-{uuid.uuid4()}", task_queue=task_queue
+    marker = f"sleeper-{uuid.uuid4().hex}"
+    call = make_call("shell.run", {"argv": [PY, "-c", "import time; time.sleep(60)", marker]})
+    # Programs run as nobody when the tests run as root: the workspace must be reachable.
+    with tempfile.TemporaryDirectory(prefix="stepgate-shell-") as root:
+        Path(root).chmod(0o755)
+        acts = ToolActivities(
+            default_registry(entry_points=False),
+            settings.model_copy(
+                update={"stepgate_shell_allow": [PY], "stepgate_artifact_root": Path(root)}
+            ),
         )
-        [pid] = await read_pids(pids, 1)
-        await handle.cancel()
-        await wait_until(lambda: process_gone(pid), f"subprocess {pid} to be killed")
-        with pytest.raises(WorkflowFailureError) as err:
-            await handle.result()
+        async with worker_for(client, task_queue, acts):
+            handle = await client.start_workflow(
+                RunOneTool.run, call, id=f"tools-{uuid.uuid4()}", task_queue=task_queue
+            )
+            await eventually(lambda: processes_with(marker), what="the program to start")
+            await handle.cancel()
+            await eventually(lambda: processes_with(marker) == [], what="the program to die")
+            with pytest.raises(WorkflowFailureError) as err:
+                await handle.result()
     assert isinstance(err.value.cause, CancelledError)
 
 
