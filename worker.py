@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 import workflows
 from activities import default_registry
+from activities.access import AccessActivities
 from activities.config import Settings, get_settings
 from activities.logs import configure_logging
 from activities.registry import ToolError, ToolRegistry
@@ -48,15 +49,18 @@ def build_worker(
     *,
     task_queue: str | None = None,
     tools: ToolActivities | None = None,
+    access: AccessActivities | None = None,
 ) -> Worker:
     """The worker the process runs; tests and benchmarks build theirs the same way."""
     tools = tools or ToolActivities(registry, settings)
+    # Reads the API keys and permissions files now: a bad one stops the worker at start.
+    access = access or AccessActivities(settings)
     cache_workflow_bytecode()
     return Worker(
         client,
         task_queue=task_queue or settings.stepgate_task_queue,
         workflows=list(WORKFLOWS),
-        activities=tools.activities(),
+        activities=[*tools.activities(), access.authorize],
         max_concurrent_activities=settings.stepgate_max_concurrent_activities,
         max_cached_workflows=settings.stepgate_max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -69,7 +73,8 @@ async def main() -> int:
     try:
         registry = default_registry()
         catalog = Catalog.load(settings.stepgate_definitions_dir, registry)
-    except (ToolError, CatalogError) as err:
+        access = AccessActivities(settings)
+    except (ToolError, CatalogError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2
     try:
@@ -77,7 +82,7 @@ async def main() -> int:
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
         return 3
-    worker = build_worker(client, settings, registry)
+    worker = build_worker(client, settings, registry, access=access)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,6 +94,7 @@ async def main() -> int:
         namespace=settings.temporal_namespace,
         tools=registry.names(),
         pipelines=catalog.names(),
+        api_keys_file=str(settings.stepgate_api_keys_file or ""),
     )
     async with worker:
         await stop.wait()

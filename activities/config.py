@@ -36,7 +36,14 @@ class Settings(BaseSettings):
     stepgate_api_host: str = Field("127.0.0.1", description="address the API listens on")
     stepgate_api_port: int = Field(8000, description="port the API listens on")
     stepgate_api_keys_file: Path | None = Field(
-        None, description="YAML/JSON list of {key, principal, roles}; no file, no access"
+        None,
+        description="YAML/JSON list of {key, principal, roles, expires?}, reread when it "
+        "changes; no file, no access (the worker reads it too, to check scheduled runs)",
+    )
+    stepgate_permissions_file: Path | None = Field(
+        None,
+        description="YAML {role: [permission, ...]} replacing the default permissions of the "
+        "roles it names",
     )
     stepgate_public_url: str = Field(
         "", description="the API's external URL, used for links in gate notifications"
