@@ -12,6 +12,7 @@ from activities import default_registry
 from activities.config import Settings, get_settings
 from activities.registry import ToolRegistry
 from api import errors
+from api.access_log import AccessLog
 from api.auth import KeyStore
 from api.catalog import Catalog
 from api.routes import api_router
@@ -30,7 +31,8 @@ def create_app(
     registry: ToolRegistry | None = None,
     catalog: Catalog | None = None,
 ) -> FastAPI:
-    """Build the app; the catalog and keys are read now, so a bad file stops start-up early."""
+    """Build the app; the catalog, keys and permissions are read now, so a bad file stops
+    start-up early."""
     settings = settings or get_settings()
     registry = registry or default_registry()
     catalog = catalog or Catalog.load(settings.stepgate_definitions_dir, registry)
@@ -38,7 +40,7 @@ def create_app(
         settings=settings,
         registry=registry,
         catalog=catalog,
-        keys=KeyStore.load(settings.stepgate_api_keys_file),
+        keys=KeyStore.load(settings),
         temporal=TemporalLink(settings),
         codec=make_data_converter(settings).payload_codec,
     )
@@ -62,5 +64,7 @@ def create_app(
         allow_headers=["Authorization", "Content-Type", "X-Namespace"],
         allow_credentials=True,
     )
+    # Added last, so it is the outermost of these: it sees every request and its final status.
+    app.add_middleware(AccessLog)
     app.include_router(api_router)
     return app
