@@ -258,3 +258,16 @@ async def test_authorize_registered_on_the_worker(
         ]
     assert results[0].allowed
     assert not results[1].allowed and "lacks permission(s) start" in (results[1].reason or "")
+
+
+def test_key_file_removed_keeps_previous_keys(tmp_path: Path) -> None:
+    """A keys file that disappears (a botched deploy) does not lock everyone out."""
+    path, clock = tmp_path / "keys.yaml", Clock()
+    write_keys(path, [OLGA])
+    keys = KeyFile(path, RoleMap(), clock=clock)
+    path.unlink()
+    clock.now += RELOAD_CHECK_S
+    with structlog.testing.capture_logs() as logs:
+        current = keys.current()
+    assert current is not None and current.by_token(OLGA["key"]) is not None
+    assert [e["log_level"] for e in logs] == ["error"]
