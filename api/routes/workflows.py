@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.config import Settings
 from api import events
@@ -219,9 +219,9 @@ async def _lifecycle(
         try:
             await handle.cancel(reason=by.reason or "")
         except RPCError as err:
-            # The signal was accepted, so the run is cancelling on its own; it may already have
-            # closed before this request arrived.
-            if from_rpc(err).status not in (404, 409):
+            # The signal was accepted, so the run is cancelling on its own: it may have closed
+            # before the cancel request arrived, which Temporal reports as not found.
+            if err.status != RPCStatusCode.NOT_FOUND:
                 raise from_rpc(err) from None
     return Accepted(workflow_id=workflow_id, action=action)
 
