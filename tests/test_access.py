@@ -271,3 +271,15 @@ def test_key_file_removed_keeps_previous_keys(tmp_path: Path) -> None:
         current = keys.current()
     assert current is not None and current.by_token(OLGA["key"]) is not None
     assert [e["log_level"] for e in logs] == ["error"]
+
+
+def test_api_and_worker_refuse_unknown_permission_at_start(tmp_path: Path) -> None:
+    """Both processes stop at start on a permissions file naming an unknown permission."""
+    from api.app import create_app
+
+    path = tmp_path / "permissions.yaml"
+    path.write_text("operator: [read, launch_missiles]\n")
+    settings = Settings(stepgate_permissions_file=path, _env_file=None)  # type: ignore[call-arg]
+    for start in (lambda: create_app(settings), lambda: AccessActivities(settings)):
+        with pytest.raises(ValueError, match="unknown permission\\(s\\) launch_missiles"):
+            start()

@@ -17,12 +17,14 @@ from temporalio.client import (
     ScheduleSpec,
     WorkflowExecutionStatus,
 )
+from temporalio.testing import WorkflowEnvironment
 
 from activities.access import AccessActivities
 from activities.config import Settings
 from activities.models import AuthorizeCall
 from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, wait_state
+from tests.conftest import FUZZ_NAMESPACE
 from tests.test_access import write_keys
 from workflows.durations import parse_duration
 from workflows.models import PipelineInput
@@ -150,6 +152,28 @@ async def test_lifecycle_on_foreign_workflow_not_found_and_untouched(
                 EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED,
             }
         ), kinds
+    finally:
+        await handle.terminate(reason="test over")
+
+
+async def test_lifecycle_outside_the_configured_namespace_not_found(
+    http: httpx.AsyncClient, as_: Auth, temporal_env: WorkflowEnvironment
+) -> None:
+    """A PipelineWorkflow in another namespace of the same server is out of reach, whatever
+    namespace header the request carries."""
+    target = temporal_env.client.service_client.config.target_host
+    other = await Client.connect(target, namespace=FUZZ_NAMESPACE)
+    handle = await other.start_workflow(
+        "PipelineWorkflow", id=f"elsewhere-{uuid.uuid4()}", task_queue=f"nobody-{uuid.uuid4()}"
+    )
+    try:
+        r = await http.post(
+            f"/workflows/{handle.id}/cancel",
+            headers={**as_("root"), "X-Namespace": FUZZ_NAMESPACE},
+        )
+        assert r.status_code == 404
+        kinds = {e.event_type for e in (await handle.fetch_history()).events}
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED not in kinds
     finally:
         await handle.terminate(reason="test over")
 
