@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 import workflows
 from activities import default_registry
+from activities.access import AccessActivities
 from activities.audit import AuditActivities
 from activities.checks import CheckActivities
 from activities.config import Settings, get_settings
@@ -51,17 +52,25 @@ def build_worker(
     *,
     task_queue: str | None = None,
     tools: ToolActivities | None = None,
+    access: AccessActivities | None = None,
 ) -> Worker:
     """The worker the process runs; tests and benchmarks build theirs the same way."""
     tools = tools or ToolActivities(registry, settings)
     checks = CheckActivities(registry)
     audit = AuditActivities(tools.artifacts)
+    # Reads the API keys and permissions files now: a bad one stops the worker at start.
+    access = access or AccessActivities(settings)
     cache_workflow_bytecode()
     return Worker(
         client,
         task_queue=task_queue or settings.stepgate_task_queue,
         workflows=list(WORKFLOWS),
-        activities=[*tools.activities(), *checks.activities(), *audit.activities()],
+        activities=[
+            *tools.activities(),
+            *checks.activities(),
+            *audit.activities(),
+            access.authorize,
+        ],
         max_concurrent_activities=settings.stepgate_max_concurrent_activities,
         max_cached_workflows=settings.stepgate_max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -82,6 +91,7 @@ async def main() -> int:
         catalog = Catalog.load(settings.stepgate_definitions_dir, registry)
         # Built before connecting, so a bad outbound policy stops the worker at once.
         tools = ToolActivities(registry, settings)
+        access = AccessActivities(settings)
     except (ToolError, CatalogError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2
@@ -90,7 +100,7 @@ async def main() -> int:
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
         return 3
-    worker = build_worker(client, settings, registry, tools=tools)
+    worker = build_worker(client, settings, registry, tools=tools, access=access)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -102,6 +112,7 @@ async def main() -> int:
         namespace=settings.temporal_namespace,
         tools=registry.names(),
         pipelines=catalog.names(),
+        api_keys_file=str(settings.stepgate_api_keys_file or ""),
     )
     async with worker:
         await stop.wait()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,12 +16,17 @@ from activities.addresses import parse_allow, split_host_port
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 
 DEFAULT_TASK_QUEUE = "stepgate"
+KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+AES_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # Errors never echo input: some settings are keys.
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     # Temporal connection (names fixed by the contract in DESIGN.md).
     temporal_address: str = Field("localhost:7233", description="Temporal frontend host:port")
@@ -44,7 +52,14 @@ class Settings(BaseSettings):
     stepgate_api_host: str = Field("127.0.0.1", description="address the API listens on")
     stepgate_api_port: int = Field(8000, description="port the API listens on")
     stepgate_api_keys_file: Path | None = Field(
-        None, description="YAML/JSON list of {key, principal, roles}; no file, no access"
+        None,
+        description="YAML/JSON list of {key, principal, roles, expires?}, reread when it "
+        "changes; no file, no access (the worker reads it too, to check scheduled runs)",
+    )
+    stepgate_permissions_file: Path | None = Field(
+        None,
+        description="YAML {role: [permission, ...]} replacing the default permissions of the "
+        "roles it names",
     )
     stepgate_public_url: str = Field(
         "", description="the API's external URL, used for links in gate notifications"
@@ -61,12 +76,23 @@ class Settings(BaseSettings):
         [], description="extra browser origins allowed to call the API (comma list)"
     )
 
-    # Payload encryption: a base64 32-byte key turns on AES-GCM for every payload.
+    # Payload encryption: a base64 32-byte key turns on AES-GCM for every payload. Kept out of
+    # repr so a logged or printed Settings does not carry them.
     stepgate_encryption_key: str | None = Field(
-        None, description="base64 of 32 random bytes: encrypts every payload (AES-256-GCM)"
+        None,
+        repr=False,
+        description="base64 of 32 random bytes: encrypts every payload (AES-256-GCM), "
+        "under the id STEPGATE_ENCRYPTION_KEY_ID",
+    )
+    stepgate_encryption_keys: str | None = Field(
+        None,
+        repr=False,
+        description="keyring for rotation: comma list of `id:BASE64`; payloads decrypt with "
+        "any of them",
     )
     stepgate_encryption_key_id: str = Field(
-        "default", description="name of the key, stored with each payload for rotation"
+        "default",
+        description="id of the key new payloads are encrypted with (stored with each payload)",
     )
 
     # Tools.
@@ -182,7 +208,40 @@ class Settings(BaseSettings):
                 "STEPGATE_API_KEYS_FILE must be set when STEPGATE_ENV=production: "
                 "the API refuses to run without keys"
             )
+        self.encryption_keyring()  # a bad keyring stops the process at start, not at first use
         return self
+
+    def encryption_keyring(self) -> dict[str, bytes]:
+        """Key id -> 32-byte key from STEPGATE_ENCRYPTION_KEYS plus STEPGATE_ENCRYPTION_KEY (under
+        STEPGATE_ENCRYPTION_KEY_ID); empty when payloads stay plain. Messages never echo a key."""
+        ring: dict[str, bytes] = {}
+        for part in (self.stepgate_encryption_keys or "").split(","):
+            if not part.strip():
+                continue
+            key_id, sep, material = part.strip().partition(":")
+            if not sep or not KEY_ID.match(key_id):
+                raise ValueError(
+                    "STEPGATE_ENCRYPTION_KEYS: each entry is `id:BASE64` with an id of letters, "
+                    "digits, `.`, `_` or `-`"
+                )
+            if key_id in ring:
+                raise ValueError(f"STEPGATE_ENCRYPTION_KEYS: key id {key_id!r} appears twice")
+            ring[key_id] = _key_bytes(material, f"STEPGATE_ENCRYPTION_KEYS entry {key_id!r}")
+        current = self.stepgate_encryption_key_id
+        if self.stepgate_encryption_key:
+            key = _key_bytes(self.stepgate_encryption_key, "STEPGATE_ENCRYPTION_KEY")
+            if ring.get(current, key) != key:
+                raise ValueError(
+                    f"STEPGATE_ENCRYPTION_KEY and STEPGATE_ENCRYPTION_KEYS give key id "
+                    f"{current!r} different keys"
+                )
+            ring[current] = key
+        if ring and current not in ring:
+            raise ValueError(
+                f"STEPGATE_ENCRYPTION_KEY_ID={current!r} is not in STEPGATE_ENCRYPTION_KEYS "
+                f"(ids: {', '.join(sorted(ring))})"
+            )
+        return ring
 
     @property
     def temporal_http_address(self) -> str:
@@ -199,6 +258,16 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> Path:
         return self.stepgate_artifact_root or self.stepgate_data / "artifacts"
+
+
+def _key_bytes(material: str, name: str) -> bytes:
+    try:
+        key = base64.b64decode(material.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} is not valid base64") from None
+    if len(key) != AES_KEY_BYTES:
+        raise ValueError(f"{name} must decode to {AES_KEY_BYTES} bytes (AES-256)")
+    return key
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from activities.artifacts import LocalArtifactStore
 from activities.config import Settings, get_settings
 from activities.registry import ToolRegistry
 from api import errors
+from api.access_log import AccessLog
 from api.auth import KeyStore
 from api.catalog import Catalog
 from api.routes import api_router
@@ -31,7 +32,8 @@ def create_app(
     registry: ToolRegistry | None = None,
     catalog: Catalog | None = None,
 ) -> FastAPI:
-    """Build the app; the catalog and keys are read now, so a bad file stops start-up early."""
+    """Build the app; the catalog, keys and permissions are read now, so a bad file stops
+    start-up early."""
     settings = settings or get_settings()
     registry = registry or default_registry()
     catalog = catalog or Catalog.load(settings.stepgate_definitions_dir, registry)
@@ -39,7 +41,7 @@ def create_app(
         settings=settings,
         registry=registry,
         catalog=catalog,
-        keys=KeyStore.load(settings.stepgate_api_keys_file),
+        keys=KeyStore.load(settings),
         temporal=TemporalLink(settings),
         codec=make_data_converter(settings).payload_codec,
         artifacts=LocalArtifactStore(settings.artifact_root),
@@ -64,5 +66,7 @@ def create_app(
         allow_headers=["Authorization", "Content-Type", "X-Namespace"],
         allow_credentials=True,
     )
+    # Added last, so it is the outermost of these: it sees every request and its final status.
+    app.add_middleware(AccessLog)
     app.include_router(api_router)
     return app

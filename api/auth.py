@@ -1,77 +1,63 @@
-"""API keys: who a request comes from, and which roles it holds."""
+"""The HTTP side of access: a request's bearer key to a Caller, and 401/403 in the API's shape.
+
+Permission names, the roles mapping and the keys file live in `activities.access` (the worker
+checks scheduled runs with the same rules).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-
-from activities.documents import parse_document
+from activities.access import KEYS_ENV, KeyFile, RoleMap
+from activities.config import Settings
 from api.errors import ApiError
 
-ADMIN = "admin"
-OPERATOR = "operator"
-VIEWER = "viewer"
-KEYS_ENV = "STEPGATE_API_KEYS_FILE"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="stepgate"'}
 
 
-class KeyEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    key: str = Field(min_length=8)
-    principal: str = Field(min_length=1, pattern=r"^[^\s:]+$")
-    roles: list[str] = Field(default_factory=list)
+def _invalid_token(description: str) -> dict[str, str]:
+    return {
+        "WWW-Authenticate": (
+            f'Bearer realm="stepgate", error="invalid_token", error_description="{description}"'
+        )
+    }
 
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated principal of one request."""
+    """The authenticated principal of one request and what its key allows."""
 
     principal: str
     roles: tuple[str, ...]
+    permissions: frozenset[str] = frozenset()
 
     @property
     def principals(self) -> list[str]:
         """How gates name this caller: `user:<p>` and `role:<r>`."""
         return [f"user:{self.principal}", *(f"role:{r}" for r in self.roles)]
 
-    def has(self, *roles: str) -> bool:
-        return ADMIN in self.roles or any(r in self.roles for r in roles)
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
 
 
 class KeyStore:
-    """Configured keys, kept only as sha256 digests so a memory dump does not reveal them."""
+    """The configured keys as the API sees them; the file is reread when it changes."""
 
-    def __init__(self, entries: list[KeyEntry] | None) -> None:
-        # None means "no keys file configured": every protected route refuses.
-        self.configured = entries is not None
-        self._keys = [
-            (hashlib.sha256(e.key.encode()).digest(), Caller(e.principal, tuple(e.roles)))
-            for e in entries or []
-        ]
+    def __init__(self, keys: KeyFile) -> None:
+        self.keys = keys
 
     @classmethod
-    def load(cls, path: Path | None) -> KeyStore:
-        if path is None:
-            return cls(None)
-        try:
-            data = parse_document(path.read_text())
-        except OSError as err:
-            raise ValueError(f"{KEYS_ENV}={path} cannot be read: {err.strerror}") from None
-        try:
-            entries = TypeAdapter(list[KeyEntry]).validate_python(data or [])
-        except ValidationError as err:
-            # Say where, never echo the values: they may be keys.
-            where = ", ".join(".".join(map(str, e["loc"])) for e in err.errors())
-            raise ValueError(f"{KEYS_ENV}={path}: invalid entries at {where}") from None
-        return cls(entries)
+    def load(cls, settings: Settings) -> KeyStore:
+        """Read both files now, so a bad one stops start-up with a message naming it."""
+        roles = RoleMap.load(settings.stepgate_permissions_file)
+        return cls(KeyFile(settings.stepgate_api_keys_file, roles))
 
     def authenticate(self, token: str | None) -> Caller:
-        if not self.configured:
+        """The caller a key belongs to; 401 without a key, with an unknown or expired one.
+        Blocking (it may reread the file): FastAPI runs it in its thread pool."""
+        keys = self.keys.current()
+        if keys is None:
             raise ApiError(
                 401,
                 "unauthorized",
@@ -83,24 +69,27 @@ class KeyStore:
             raise ApiError(
                 401, "unauthorized", "send `Authorization: Bearer <key>`", headers=_CHALLENGE
             )
-        digest = hashlib.sha256(token.encode()).digest()
-        found: Caller | None = None
-        # Every entry is compared, so the time taken does not tell which key came close.
-        for known, caller in self._keys:
-            if hmac.compare_digest(known, digest):
-                found = caller
-        if found is None:
+        identity = keys.by_token(token)
+        if identity is None:
             raise ApiError(
-                401,
-                "unauthorized",
-                "unknown API key",
-                headers={"WWW-Authenticate": 'Bearer realm="stepgate", error="invalid_token"'},
+                401, "unauthorized", "unknown API key", headers=_invalid_token("unknown key")
             )
-        return found
+        if identity.expired(datetime.now(UTC)):
+            raise ApiError(
+                401, "expired", "the API key has expired", headers=_invalid_token("expired")
+            )
+        return Caller(identity.principal, identity.roles, identity.permissions)
 
 
-def require(caller: Caller, *roles: str, doing: str) -> None:
-    """403 unless the caller holds one of `roles` (admin holds every role)."""
-    if not caller.has(*roles):
-        wanted = " or ".join([ADMIN, *roles])
-        raise ApiError(403, "forbidden", f"{doing} needs the {wanted} role")
+def require(caller: Caller, *permissions: str, doing: str = "this request") -> None:
+    """403 naming every permission in `permissions` the caller lacks."""
+    missing = [p for p in permissions if not caller.can(p)]
+    if missing:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{doing} needs the {', '.join(missing)} permission"
+            + ("s" if len(missing) > 1 else "")
+            + f", which {caller.principal!r} does not hold",
+            {"missing": missing},
+        )

@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 from api.auth import Caller
 from api.errors import ApiError, from_rpc, no_worker, timed_out
 from api.schemas.workflows import DecisionCreate
+from api.scope import stepgate_run
 from workflows.models import Decision, GateView
 from workflows.pipeline import PipelineWorkflow
 
@@ -45,7 +46,7 @@ async def submit(
         patch=body.patch,
         digest=body.digest,
     )
-    handle = client.get_workflow_handle(workflow_id)
+    handle = await stepgate_run(client, workflow_id)
     try:
         return await handle.execute_update(
             PipelineWorkflow.submit_decision, decision, rpc_timeout=DECISION_TIMEOUT

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from activities.access import LIFECYCLE, READ
 from activities.config import Settings
 from activities.registry import ToolRegistry
-from api.auth import OPERATOR, Caller, require
+from api.access_log import note_principal
+from api.auth import Caller, require
 from api.catalog import Catalog
 from api.state import ApiState
 
@@ -43,22 +46,34 @@ def get_client(state: StateDep) -> Client:
 
 
 def get_caller(
+    request: Request,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    return state.keys.authenticate(credentials.credentials if credentials else None)
+    # A plain `def`: authenticating may reread the keys file, so it runs in the thread pool.
+    caller = state.keys.authenticate(credentials.credentials if credentials else None)
+    note_principal(request, caller.principal)
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def get_operator(caller: CallerDep) -> Caller:
-    require(caller, OPERATOR, doing="this action")
-    return caller
+def needs(*permissions: str) -> Callable[[Caller], Caller]:
+    """A dependency: the authenticated caller, 403 unless it holds every one of `permissions`.
+    Needs that depend on the body (an inline definition, auto mode) call `require` themselves."""
+
+    def dependency(caller: CallerDep) -> Caller:
+        require(caller, *permissions)
+        return caller
+
+    return dependency
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 RegistryDep = Annotated[ToolRegistry, Depends(get_registry)]
 ClientDep = Annotated[Client, Depends(get_client)]
-OperatorDep = Annotated[Caller, Depends(get_operator)]
+# Routes declare the permission they need with one of these; CallerDep alone means "any key".
+ReaderDep = Annotated[Caller, Depends(needs(READ))]
+LifecycleDep = Annotated[Caller, Depends(needs(LIFECYCLE))]

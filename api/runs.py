@@ -8,9 +8,10 @@ from typing import Any
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from activities.access import START, START_AUTO, START_INLINE
 from activities.config import Settings
 from activities.registry import ToolRegistry
-from api.auth import OPERATOR, Caller, require
+from api.auth import Caller, require
 from api.catalog import Catalog
 from api.errors import invalid
 from workflows.contract import SA_PIPELINE, SA_STATE, RunState
@@ -38,6 +39,17 @@ def resolve_definition(
     return report.definition, issues
 
 
+def start_needs(ref: str | dict[str, Any], approval_mode: str) -> list[str]:
+    """The permissions a start needs: a catalog pipeline `start`; an inline definition also
+    `start_inline` (it could be a catalog pipeline without its gates); auto mode `start_auto`."""
+    needs = [START]
+    if not isinstance(ref, str):
+        needs.append(START_INLINE)
+    if approval_mode == "auto":
+        needs.append(START_AUTO)
+    return needs
+
+
 def build_input(
     ref: str | dict[str, Any],
     data: dict[str, Any],
@@ -47,9 +59,10 @@ def build_input(
     registry: ToolRegistry,
     settings: Settings,
 ) -> PipelineInput:
-    """Validate everything at once; 422 with every problem when anything is wrong."""
-    if approval_mode == "auto":
-        require(caller, OPERATOR, doing="approval_mode: auto")
+    """Check the caller may start this, then validate everything at once; 403 naming the
+    missing permissions, 422 with every problem when anything is wrong."""
+    # Before validation: whoever may not start it learns nothing from the validator.
+    require(caller, *start_needs(ref, approval_mode), doing="this start")
     definition, issues = resolve_definition(ref, catalog, registry)
     if definition is not None:
         issues += validate_input(definition, data)

@@ -71,7 +71,9 @@ async def api_profile(stack: Stack, workdir: Path) -> tuple[float, Path]:
     )
     await gate_open(handle, 30.0)
     keys = workdir / "keys.yaml"
-    keys.write_text(yaml.safe_dump([{"key": "profile-key-0", "principal": "p", "roles": []}]))
+    keys.write_text(
+        yaml.safe_dump([{"key": "profile-key-0", "principal": "p", "roles": ["viewer"]}])
+    )
     settings = Settings(
         temporal_address=stack.address,
         stepgate_api_keys_file=keys,

@@ -142,3 +142,15 @@ def test_example_api_keys_file_has_contract_shape() -> None:
     for entry in entries:
         assert set(entry) == {"key", "principal", "roles"}
         assert isinstance(entry["roles"], list)
+
+
+def test_worker_and_api_read_the_same_keys_file(services: dict[str, dict[str, Any]]) -> None:
+    """The worker gets the API's keys file (mounted, same path), so scheduled runs can be
+    re-checked against the keys the API accepts."""
+    paths = {
+        name: _environment(services[name]).get("STEPGATE_API_KEYS_FILE") for name in APP_SERVICES
+    }
+    assert paths["worker"] and paths["worker"] == paths["api"], paths
+    for name in APP_SERVICES:
+        targets = [v.split(":")[1] for v in services[name].get("volumes") or [] if ":" in v]
+        assert paths[name] in targets, f"{name}: {paths[name]} is not mounted"

@@ -18,13 +18,12 @@ from workflows.codec import EncryptionCodec
 
 
 def make_data_converter(settings: Settings | None = None) -> DataConverter:
-    """The pydantic converter, with the encryption codec when a key is configured."""
+    """The pydantic converter, with the encryption codec when a key or keyring is configured."""
     settings = settings or get_settings()
-    if not settings.stepgate_encryption_key:
+    keyring = settings.encryption_keyring()
+    if not keyring:
         return pydantic_data_converter
-    codec = EncryptionCodec.from_base64(
-        settings.stepgate_encryption_key, settings.stepgate_encryption_key_id
-    )
+    codec = EncryptionCodec(keyring, settings.stepgate_encryption_key_id)
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 

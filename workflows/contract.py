@@ -10,6 +10,9 @@ from activities.config import DEFAULT_TASK_QUEUE
 
 TASK_QUEUE = DEFAULT_TASK_QUEUE
 WORKFLOW_TYPE = "PipelineWorkflow"
+GOVERNED_WORKFLOW_TYPE = "GovernedWorkflow"
+# The workflow types the API may act on; any other workflow in the namespace is not Stepgate's.
+STEPGATE_WORKFLOW_TYPES = frozenset({WORKFLOW_TYPE, GOVERNED_WORKFLOW_TYPE})
 # By name where a caller needs the raw JSON payload (the SDK types only string-named queries).
 STATUS_QUERY = "status"
 

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload, Payloads
 
-from api.deps import CallerDep, StateDep
+from api.deps import ReaderDep, StateDep
 from api.errors import ApiError
 from api.schemas.codec import CodecPayloads
 from api.schemas.common import ERRORS
@@ -48,12 +48,12 @@ async def _apply(body: CodecPayloads, transform: Transform) -> CodecPayloads:
 
 
 @router.post("/encode", response_model=CodecPayloads)
-async def encode(_: CallerDep, state: StateDep, body: CodecPayloads) -> CodecPayloads:
+async def encode(_: ReaderDep, state: StateDep, body: CodecPayloads) -> CodecPayloads:
     """Encrypt payloads with the deployment's key (unchanged when no key is set)."""
     return await _apply(body, _codec(state, encode=True))
 
 
 @router.post("/decode", response_model=CodecPayloads)
-async def decode(_: CallerDep, state: StateDep, body: CodecPayloads) -> CodecPayloads:
+async def decode(_: ReaderDep, state: StateDep, body: CodecPayloads) -> CodecPayloads:
     """Decrypt payloads for display (unchanged when no key is set)."""
     return await _apply(body, _codec(state, encode=False))

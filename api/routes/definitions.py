@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from activities.documents import parse_document
 from api.catalog import Catalog
-from api.deps import CallerDep, CatalogDep, RegistryDep
+from api.deps import CatalogDep, ReaderDep, RegistryDep
 from api.errors import ApiError
 from api.schemas.catalog import DefinitionPublic, DefinitionSummary, ValidationPublic
 from api.schemas.common import ERRORS, IssuePublic
@@ -45,14 +45,14 @@ def _summary(catalog: Catalog, latest: Definition) -> DefinitionSummary:
 
 
 @router.get("", response_model=list[DefinitionSummary])
-async def list_definitions(_: CallerDep, catalog: CatalogDep) -> list[DefinitionSummary]:
+async def list_definitions(_: ReaderDep, catalog: CatalogDep) -> list[DefinitionSummary]:
     """The latest version of every catalog pipeline, with the versions available."""
     return [_summary(catalog, d) for d in catalog.latest()]
 
 
 @router.get("/{name}", response_model=DefinitionPublic)
 async def get_definition(
-    _: CallerDep, catalog: CatalogDep, name: str, version: int | None = None
+    _: ReaderDep, catalog: CatalogDep, name: str, version: int | None = None
 ) -> DefinitionPublic:
     """One pipeline (latest, or `?version=`), with its input JSON Schema."""
     try:
@@ -70,7 +70,7 @@ async def get_definition(
 
 @router.post("/validate", response_model=ValidationPublic, openapi_extra=_BODY_DOC)
 async def validate(
-    _: CallerDep, request: Request, catalog: CatalogDep, registry: RegistryDep
+    _: ReaderDep, request: Request, catalog: CatalogDep, registry: RegistryDep
 ) -> ValidationPublic:
     """Check a YAML or JSON definition against the tools and the catalog; every error at once."""
     data = _parse(request.headers.get("content-type", ""), await request.body())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CallerDep, RegistryDep
+from api.deps import ReaderDep, RegistryDep
 from api.schemas.catalog import ToolPublic
 from api.schemas.common import ERRORS
 
@@ -12,6 +12,6 @@ router = APIRouter(prefix="/tools", tags=["tools"], responses=ERRORS)
 
 
 @router.get("", response_model=list[ToolPublic])
-async def list_tools(_: CallerDep, registry: RegistryDep) -> list[ToolPublic]:
+async def list_tools(_: ReaderDep, registry: RegistryDep) -> list[ToolPublic]:
     """Every version of every tool, newest first per tool."""
     return [ToolPublic.model_validate(t) for t in registry.listing()]

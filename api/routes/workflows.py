@@ -6,21 +6,23 @@ import uuid
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.config import Settings
 from api import audit, events
+from api.auth import Caller
 from api.decisions import submit
 from api.deps import (
     CallerDep,
     CatalogDep,
     ClientDep,
-    OperatorDep,
+    LifecycleDep,
+    ReaderDep,
     RegistryDep,
     SettingsDep,
     StateDep,
@@ -31,11 +33,13 @@ from api.schemas.common import ERRORS, Accepted
 from api.schemas.workflows import (
     AuditPublic,
     DecisionCreate,
+    LifecycleCreate,
     WorkflowCreate,
     WorkflowLinks,
     WorkflowList,
     WorkflowPublic,
 )
+from api.scope import stepgate_run
 from api.status import query_status
 from api.visibility import read_page, runs_query, summarize
 from workflows.contract import RunState
@@ -73,7 +77,7 @@ def links(settings: Settings, workflow_id: str, run_id: str) -> WorkflowLinks:
     },
 )
 async def start_workflow(
-    caller: OperatorDep,
+    caller: CallerDep,
     body: WorkflowCreate,
     response: Response,
     client: ClientDep,
@@ -81,7 +85,8 @@ async def start_workflow(
     registry: RegistryDep,
     settings: SettingsDep,
 ) -> WorkflowPublic:
-    """Validate and start a run; repeating a request with the same workflow_id is safe."""
+    """Validate and start a run; repeating a request with the same workflow_id is safe. Needs
+    `start`; an inline definition also `start_inline`, `approval_mode: auto` also `start_auto`."""
     inp = build_input(
         body.definition, body.input, body.approval_mode, caller, catalog, registry, settings
     )
@@ -130,7 +135,7 @@ async def _same_request(client: Client, workflow_id: str, digest: str) -> str:
 
 @router.get("", response_model=WorkflowList)
 async def list_workflows(
-    caller: CallerDep,
+    caller: ReaderDep,
     client: ClientDep,
     state: RunState | None = None,
     pipeline: str | None = None,
@@ -152,7 +157,7 @@ async def list_workflows(
 
 @router.get("/{workflow_id}", response_model=RunStatus)
 async def get_workflow(
-    _: CallerDep, client: ClientDep, state: StateDep, workflow_id: str
+    _: ReaderDep, client: ClientDep, state: StateDep, workflow_id: str
 ) -> Response:
     """The run's full status from a `status` query sent after the request arrived (concurrent
     readers of one run share it), its JSON passed through as the worker wrote it."""
@@ -162,7 +167,7 @@ async def get_workflow(
 
 @router.get("/{workflow_id}/audit", response_model=AuditPublic)
 async def get_audit(
-    _: CallerDep,
+    _: ReaderDep,
     client: ClientDep,
     state: StateDep,
     workflow_id: str,
@@ -183,7 +188,7 @@ async def get_audit(
 
 @router.get("/{workflow_id}/events", response_class=StreamingResponse, responses=_SSE_DOC)
 async def watch_workflow(
-    _: CallerDep,
+    _: ReaderDep,
     client: ClientDep,
     state: StateDep,
     workflow_id: str,
@@ -207,33 +212,56 @@ async def decide_gate(
     return await submit(client, workflow_id, gate, body, caller)
 
 
-async def _lifecycle(client: Client, workflow_id: str, action: str, actor: str) -> Accepted:
-    handle = client.get_workflow_handle(workflow_id)
+LifecycleBody = Annotated[LifecycleCreate | None, Body()]
+
+
+async def _lifecycle(
+    client: Client, workflow_id: str, action: str, caller: Caller, body: LifecycleCreate | None
+) -> Accepted:
+    handle = await stepgate_run(client, workflow_id)
+    by = LifecycleInput(actor=caller.principal, reason=body.reason if body else None)
     try:
         if action == "cancel":
-            await handle.cancel()
+            # The signal goes first, so the run's audit names who cancelled and why before the
+            # cancellation itself reaches it.
+            await handle.signal(PipelineWorkflow.cancel, by)
         elif action == "pause":
-            await handle.signal(PipelineWorkflow.pause, LifecycleInput(actor=actor))
+            await handle.signal(PipelineWorkflow.pause, by)
         else:
-            await handle.signal(PipelineWorkflow.resume, LifecycleInput(actor=actor))
+            await handle.signal(PipelineWorkflow.resume, by)
     except RPCError as err:
         raise from_rpc(err, not_found=f"no run {workflow_id!r}") from None
+    if action == "cancel":
+        try:
+            await handle.cancel(reason=by.reason or "")
+        except RPCError as err:
+            # The signal was accepted, so the run is cancelling on its own: it may have closed
+            # before the cancel request arrived, which Temporal reports as not found.
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise from_rpc(err) from None
     return Accepted(workflow_id=workflow_id, action=action)
 
 
 @router.post("/{workflow_id}/cancel", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
-async def cancel_workflow(caller: OperatorDep, client: ClientDep, workflow_id: str) -> Accepted:
-    """Ask the run to cancel: running steps stop, compensations run."""
-    return await _lifecycle(client, workflow_id, "cancel", caller.principal)
+async def cancel_workflow(
+    caller: LifecycleDep, client: ClientDep, workflow_id: str, body: LifecycleBody = None
+) -> Accepted:
+    """Cancel the run as the caller, with an optional `reason`: the audit records both, then
+    running steps stop and compensations run."""
+    return await _lifecycle(client, workflow_id, "cancel", caller, body)
 
 
 @router.post("/{workflow_id}/pause", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
-async def pause_workflow(caller: OperatorDep, client: ClientDep, workflow_id: str) -> Accepted:
-    """Start no new steps until resumed; running steps finish."""
-    return await _lifecycle(client, workflow_id, "pause", caller.principal)
+async def pause_workflow(
+    caller: LifecycleDep, client: ClientDep, workflow_id: str, body: LifecycleBody = None
+) -> Accepted:
+    """Start no new steps until resumed; running steps finish. Takes an optional `reason`."""
+    return await _lifecycle(client, workflow_id, "pause", caller, body)
 
 
 @router.post("/{workflow_id}/resume", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
-async def resume_workflow(caller: OperatorDep, client: ClientDep, workflow_id: str) -> Accepted:
-    """Continue a paused run."""
-    return await _lifecycle(client, workflow_id, "resume", caller.principal)
+async def resume_workflow(
+    caller: LifecycleDep, client: ClientDep, workflow_id: str, body: LifecycleBody = None
+) -> Accepted:
+    """Continue a paused run. Takes an optional `reason`."""
+    return await _lifecycle(client, workflow_id, "resume", caller, body)

@@ -33,6 +33,7 @@ class ScheduleCreate(BaseModel):
 
 class SchedulePublic(BaseModel):
     schedule_id: str
+    owner: str | None = Field(None, description="the principal who created it")
     pipeline: str | None = None
     cron: str | None = None
     interval: str | None = None

@@ -53,6 +53,14 @@ class WorkflowList(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
 
 
+class LifecycleCreate(BaseModel):
+    """The optional body of cancel, pause and resume; the actor is always the caller's key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=2_000, description="recorded in the run's audit")
+
+
 class DecisionCreate(BaseModel):
     """The body of a gate decision; the actor is always the caller's key, never the body."""
 

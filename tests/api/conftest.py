@@ -43,11 +43,13 @@ def team() -> str:
 
 @pytest.fixture
 def keys(tmp_path: Path, team: str) -> dict[str, str]:
-    """Principal -> key; alice and bob approve for the test's team, bob is also an operator."""
+    """Principal -> key; alice, bob and carol approve for the test's team, alice also reads,
+    bob is also an operator, carol only approves (no permission at all)."""
     entries = {
         **KEYS,
-        "alice": ("key-alice-0123456789", [team]),
+        "alice": ("key-alice-0123456789", [team, "viewer"]),
         "bob": ("key-bob-0123456789", [team, "operator"]),
+        "carol": ("key-carol-0123456789", [team]),
     }
     path = tmp_path / "keys.yaml"
     path.write_text(

@@ -104,7 +104,7 @@ async def test_inbox_drops_gate_for_who_voted_and_elides_large_subjects(
             }
         ],
     }
-    workflow_id = await start_run(definition, {})
+    workflow_id = await start_run(definition, {}, who="root")
 
     async def inbox(who: str) -> list[dict[str, Any]]:
         r = await http.get("/approvals", headers=as_(who))
@@ -173,7 +173,7 @@ async def test_status_fallback_matches_the_gates_memo(
             }
         ],
     }
-    workflow_id = await start_run(definition, {})
+    workflow_id = await start_run(definition, {}, who="root")
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     r = await http.post(
         f"/workflows/{workflow_id}/gates/ship", json={"action": "approve"}, headers=as_("alice")

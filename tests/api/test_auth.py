@@ -1,13 +1,18 @@
-"""API keys and roles."""
+"""API keys: authentication, and keys added, removed and expired without a restart."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 from activities.config import Settings
 from tests.api.conftest import Serve
+from tests.api.helpers import eventually
+from tests.test_access import write_keys
 
 
 async def test_request_without_key_unauthorized(http: httpx.AsyncClient) -> None:
@@ -57,3 +62,54 @@ async def test_tools_as_viewer_listed(
     by_name = {t["name"]: t for t in r.json()}
     assert by_name["data.transform"]["input_schema"]["required"] == ["data", "expression"]
     assert "test.echo" in by_name
+
+
+def _entries(path: Path) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = yaml.safe_load(path.read_text())
+    return entries
+
+
+async def test_key_added_to_file_works_without_restart(
+    http: httpx.AsyncClient, api_settings: Settings
+) -> None:
+    """A key appended to the keys file is accepted by the running API once it looks again."""
+    path = api_settings.stepgate_api_keys_file
+    assert path is not None
+    new = {"key": "key-dora-0123456789", "principal": "dora", "roles": ["viewer"]}
+    headers = {"Authorization": f"Bearer {new['key']}"}
+    assert (await http.get("/tools", headers=headers)).status_code == 401
+    write_keys(path, [*_entries(path), new])
+    await eventually(
+        lambda: http.get("/tools", headers=headers), lambda r: r.status_code == 200, "key added"
+    )
+
+
+async def test_key_removed_from_file_stops_working(
+    http: httpx.AsyncClient, api_settings: Settings, as_: Callable[[str], dict[str, str]]
+) -> None:
+    """A key taken out of the keys file is refused by the running API once it looks again."""
+    path = api_settings.stepgate_api_keys_file
+    assert path is not None
+    assert (await http.get("/tools", headers=as_("vic"))).status_code == 200
+    write_keys(path, [e for e in _entries(path) if e["principal"] != "vic"])
+    r = await eventually(
+        lambda: http.get("/tools", headers=as_("vic")), lambda r: r.status_code == 401, "removed"
+    )
+    assert r.json()["error"]["message"] == "unknown API key"
+    assert (await http.get("/tools", headers=as_("olga"))).status_code == 200
+
+
+async def test_expired_key_unauthorized_expired(
+    http: httpx.AsyncClient, api_settings: Settings, as_: Callable[[str], dict[str, str]]
+) -> None:
+    """A key past its `expires` gets 401 `expired`; one expiring later still works."""
+    path = api_settings.stepgate_api_keys_file
+    assert path is not None
+    late = {"olga": "2000-01-01T00:00:00Z", "vic": "2999-01-01T00:00:00+02:00"}
+    write_keys(path, [{**e, "expires": late.get(e["principal"])} for e in _entries(path)])
+    r = await eventually(
+        lambda: http.get("/tools", headers=as_("olga")), lambda r: r.status_code == 401, "expired"
+    )
+    assert r.json()["error"]["code"] == "expired"
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert (await http.get("/tools", headers=as_("vic"))).status_code == 200

@@ -57,7 +57,7 @@ async def test_events_resume_after_last_event_id(
     http: httpx.AsyncClient, start_run: StartRun, as_: Auth
 ) -> None:
     """Reconnecting with Last-Event-ID skips what was seen; at the last revision nothing is sent."""
-    workflow_id = await start_run(approval_mode="auto")
+    workflow_id = await start_run(approval_mode="auto", who="root")
     final = await wait_state(http, workflow_id, "completed", as_("vic"))
     last = final["revision"]
 

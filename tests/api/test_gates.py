@@ -78,7 +78,7 @@ async def test_decide_gate_twice_already_voted(
             }
         ],
     }
-    workflow_id = await start_run(inline, {})
+    workflow_id = await start_run(inline, {}, who="root")
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     gate = f"/workflows/{workflow_id}/gates/go"
     first = await http.post(gate, json={"action": "approve"}, headers=as_("alice"))

@@ -63,7 +63,7 @@ async def test_start_invalid_inline_definition_lists_every_error(
         "name": "x",
         "steps": [{"id": "a", "tool": "no.such_tool"}, {"id": "a", "tool": "test.echo"}],
     }
-    r = await http.post("/workflows", json={"definition": inline}, headers=as_("olga"))
+    r = await http.post("/workflows", json={"definition": inline}, headers=as_("root"))
     assert r.status_code == 422
     paths = {d["path"] for d in r.json()["error"]["details"]}
     assert {"definition.steps[0].tool", "definition.steps[1].id"} <= paths
@@ -72,9 +72,9 @@ async def test_start_invalid_inline_definition_lists_every_error(
 async def test_start_inline_definition_completes(
     http: httpx.AsyncClient, start_run: StartRun, as_: Auth
 ) -> None:
-    """A valid inline definition runs like a catalog one."""
+    """A valid inline definition runs like a catalog one (for a principal with start_inline)."""
     inline = {"name": "inline_echo", "steps": [{"id": "a", "tool": "test.echo", "with": {"v": 1}}]}
-    workflow_id = await start_run(inline)
+    workflow_id = await start_run(inline, who="root")
     status = await wait_state(http, workflow_id, "completed", as_("vic"))
     assert status["pipeline"] == "inline_echo"
 
@@ -113,11 +113,11 @@ async def test_start_same_id_same_body_returns_existing(
     assert someone_else.status_code == 409
 
 
-async def test_start_auto_approval_as_operator_completes(
+async def test_start_auto_approval_as_admin_completes(
     http: httpx.AsyncClient, start_run: StartRun, as_: Auth
 ) -> None:
-    """approval_mode auto (operator) passes gates without a person."""
-    workflow_id = await start_run("gated", approval_mode="auto")
+    """approval_mode auto (admin: start_auto) passes gates without a person."""
+    workflow_id = await start_run("gated", approval_mode="auto", who="root")
     status = await wait_state(http, workflow_id, "completed", as_("vic"))
     assert any(a["kind"] == "auto_approve" for a in status["audit"])
 
@@ -183,10 +183,9 @@ async def test_pause_resume_cancel_accepted(
     assert r.status_code == 202
     assert r.json() == {"workflow_id": workflow_id, "accepted": True, "action": "cancel"}
     await wait_state(http, workflow_id, "cancelled", as_("vic"))
-    audit = (await http.get(f"/workflows/{workflow_id}/audit", headers=as_("vic"))).json()[
-        "entries"
-    ]
-    assert [a["action"] for a in audit if a["kind"] == "lifecycle"] == ["pause", "resume", "cancel"]
+    audit = (await http.get(f"/workflows/{workflow_id}/audit", headers=as_("vic"))).json()
+    lifecycle = [(a["action"], a["actor"]) for a in audit["entries"] if a["kind"] == "lifecycle"]
+    assert lifecycle == [("pause", "olga"), ("resume", "olga"), ("cancel", "olga")]
     again = await http.post(f"/workflows/{workflow_id}/pause", headers=as_("olga"))
     assert again.status_code == 409
 

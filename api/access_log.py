@@ -1,0 +1,73 @@
+"""One structured access-log line per request: who, what, the status and how long it took.
+
+A pure ASGI middleware, so a streamed response (the SSE route) passes through unbuffered; the line
+is written when the response ends. It never logs headers or the query string (keys and secrets
+travel there), only the principal the key belonged to.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("stepgate.api.access")
+
+# Where the auth dependency leaves the principal for the middleware: a mutable holder in the
+# ASGI scope survives any copy of the scope made on the way to the route.
+SCOPE_KEY = "stepgate.access"
+# A path is the client's to choose; the log keeps a bounded, printable version of it.
+MAX_PATH_CHARS = 300
+
+
+def note_principal(request: Request, principal: str) -> None:
+    """Record who the request authenticated as, for its access-log line."""
+    holder: dict[str, Any] | None = request.scope.get(SCOPE_KEY)
+    if holder is not None:
+        holder["principal"] = principal
+
+
+def printable(text: str, limit: int = MAX_PATH_CHARS) -> str:
+    """`text` cut to `limit` characters with control characters escaped, so a crafted path
+    cannot forge log lines."""
+    cut = text[:limit]
+    clean = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in cut)
+    return clean + ("…" if len(text) > limit else "")
+
+
+class AccessLog:
+    """Logs `request` with principal (or `-`), method, path, status and latency_ms."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        holder: dict[str, Any] = {"principal": None}
+        scope[SCOPE_KEY] = holder
+        # An exception before the response started is answered 500 by the outer error handler.
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            log.info(
+                "request",
+                principal=holder["principal"] or "-",
+                method=scope["method"],
+                path=printable(scope["path"]),
+                status=status,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
