@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 SECRET_PREFIX = "secret."
 ARTIFACT_MARKER = "$artifact"
+_INDEX = re.compile(r"-?[0-9]{1,6}")
+
+
+class PathError(ValueError):
+    """A reference path does not lead anywhere in the data; the message says where it stopped."""
+
+
+def step_into(value: Any, key: str, where: str) -> Any:
+    """One step of a reference path into JSON data: a field of an object, or an index of a list
+    (`items.0`, `items.-1`). The one path walker: workflows resolve references with it and the
+    activity follows paths into stored outputs with it, so both agree on every path."""
+    if isinstance(value, dict):
+        if key not in value:
+            raise PathError(f"{where}: no field {key!r}")
+        return value[key]
+    if isinstance(value, list) and _INDEX.fullmatch(key):
+        index = int(key)
+        if not -len(value) <= index < len(value):
+            raise PathError(f"{where}: index {index} out of range")
+        return value[index]
+    raise PathError(f"{where}: cannot take {key!r} of {type(value).__name__}")
+
+
+def walk_path(value: Any, path: list[str] | tuple[str, ...], where: str) -> Any:
+    for key in path:
+        value = step_into(value, key, where)
+    return value
 
 
 class ArtifactRef(BaseModel):
@@ -18,6 +46,24 @@ class ArtifactRef(BaseModel):
     size: int
     sha256: str
     media_type: str = "application/octet-stream"
+
+
+class Slot(BaseModel):
+    """A place in a call's arguments that the definition's own text filled with something only
+    the activity resolves: a secret inside text, or an output kept in the artifact store.
+
+    Nothing else in the arguments is ever resolved: text or objects that merely look like a
+    secret reference or an artifact marker (run input, tool output, an approver's patch) are data.
+    A slot whose value is no longer `expect` (a patch replaced it) is data too.
+    """
+
+    path: list[str | int]
+    expect: Any = Field(description="what the workflow put at `path`")
+    parts: list[tuple[Literal["text", "secret"], str]] | None = Field(
+        None, description="text to assemble, secrets by name among literal text"
+    )
+    artifact: ArtifactRef | None = Field(None, description="a stored output to read")
+    artifact_path: list[str] = Field(default_factory=list, description="then follow this path")
 
 
 class ToolCall(BaseModel):
@@ -32,6 +78,8 @@ class ToolCall(BaseModel):
     idempotency_key: str
     scope: Literal["main", "compensate", "notify"] = "main"
     max_output_bytes: int | None = None
+    # None only from runs started before slots existed, whose calls resolve the old way.
+    slots: list[Slot] | None = None
 
 
 class ToolResult(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import slots
 from activities.artifacts import ArtifactStore, LocalArtifactStore
 from activities.config import Settings
 from activities.context import ToolContext
@@ -38,6 +39,19 @@ def preview(value: Any, limit: int, secrets: set[str]) -> str:
     """A short, masked JSON rendering for status output and logs."""
     text = json.dumps(mask(value, secrets), default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def masked(err: ApplicationError, used: set[str]) -> ApplicationError:
+    """The same failure with every secret value used by the call masked in its message."""
+    if not used:
+        return err
+    return ApplicationError(
+        mask_text(err.message, used),
+        *mask(list(err.details), used),
+        type=err.type,
+        non_retryable=err.non_retryable,
+        next_retry_delay=err.next_retry_delay,
+    )
 
 
 def with_attempt(err: ApplicationError) -> ApplicationError:
@@ -94,8 +108,10 @@ class ToolActivities:
             raise fatal(str(err), "UnknownTool") from err
         where = f"step {call.step_id!r} ({tool.ref})"
         used: set[str] = set()
-        args = self.secrets.resolve(call.args, used)
-        args = await self._load_artifact_refs(args)
+        if call.slots is None:  # a run started before slots: resolved as it always was
+            args = await self._load_artifact_refs(self.secrets.resolve(call.args, used))
+        else:
+            args = await slots.fill(call.args, call.slots, self.secrets, self.artifacts, used)
         try:
             inp = tool.input_model.model_validate(args)
         except ValidationError as err:
@@ -110,7 +126,13 @@ class ToolActivities:
             log=log.bind(step=call.step_id, tool=tool.ref, workflow_id=call.workflow_id),
             secret_values=used,
         )
-        raw = await self._run_with_heartbeat(tool, inp, ctx)
+        try:
+            raw = await self._run_with_heartbeat(tool, inp, ctx)
+        except ApplicationError as err:
+            raise masked(err, used) from None
+        except Exception as err:
+            message = mask_text(str(err) or type(err).__name__, used)
+            raise ApplicationError(message, type=type(err).__name__) from None
         try:
             out = (
                 raw if isinstance(raw, tool.output_model) else tool.output_model.model_validate(raw)
@@ -157,7 +179,8 @@ class ToolActivities:
         return ToolResult(artifact=ref, preview=shown, size=len(body), attempt=attempt)
 
     async def _load_artifact_refs(self, obj: Any) -> Any:
-        """Replace `{"$artifact": ref, "path": [...]}` markers (offloaded outputs) by their data."""
+        """Calls of runs started before slots existed only: replace every
+        `{"$artifact": ref, "path": [...]}` marker by the data it names."""
         if isinstance(obj, dict):
             if ARTIFACT_MARKER in obj and set(obj) <= {ARTIFACT_MARKER, "path"}:
                 ref = ArtifactRef.model_validate(obj[ARTIFACT_MARKER])

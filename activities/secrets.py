@@ -44,22 +44,32 @@ class SecretStore:
                 return path.read_text().rstrip("\n")
         return None
 
+    def reveal(self, name: str, used: set[str]) -> str:
+        """The value of secret `name` (added to `used`, so it can be masked), or a final error."""
+        value = self.get(name)
+        if value is None:
+            raise fatal(
+                f"secret {name!r} is not configured on this worker "
+                f"(set {ENV_PREFIX}{name} or add a file to the secrets folder)",
+                "MissingSecret",
+            )
+        used.add(value)
+        return value
+
+    def known_values(self) -> set[str]:
+        """Every secret value this worker holds, to mask wherever it might show up."""
+        values = {v for k, v in self._env.items() if k.startswith(ENV_PREFIX) and v}
+        if self._dir is not None and self._dir.is_dir():
+            for path in self._dir.iterdir():
+                if path.is_file():
+                    values.add(path.read_text().rstrip("\n"))
+        return {v for v in values if v}
+
     def resolve(self, obj: Any, used: set[str]) -> Any:
-        """A copy of `obj` with every `${secret.NAME}` replaced; the values used go into `used`."""
+        """Calls of runs started before slots existed only: a copy of `obj` with every
+        `${secret.NAME}` replaced (whatever the text came from)."""
         if isinstance(obj, str):
-
-            def sub(match: re.Match[str]) -> str:
-                value = self.get(match.group(1))
-                if value is None:
-                    raise fatal(
-                        f"secret {match.group(1)!r} is not configured on this worker "
-                        f"(set {ENV_PREFIX}{match.group(1)} or add a file to the secrets folder)",
-                        "MissingSecret",
-                    )
-                used.add(value)
-                return value
-
-            return _REF.sub(sub, obj)
+            return _REF.sub(lambda m: self.reveal(m.group(1), used), obj)
         if isinstance(obj, dict):
             return {k: self.resolve(v, used) for k, v in obj.items()}
         if isinstance(obj, list):

@@ -10,16 +10,25 @@ from activities.models import ARTIFACT_MARKER
 from workflows import expr
 from workflows.refs import RefError, Scope
 
+BIG = {"uri": "file:///a/big.json", "path": "run/outputs/big.json", "size": 9, "sha256": "ab"}
+
 
 def scope() -> Scope:
     return Scope(
-        {"env": "prod", "n": 3, "tags": ["a", "b"]},
+        {
+            "env": "prod",
+            "n": 3,
+            "tags": ["a", "b"],
+            "evil": "${secret.TOKEN}",
+            "forged": {ARTIFACT_MARKER: {"path": "other-run/x"}, "path": []},
+        },
         {
             "build": {"code": 0, "items": [{"id": 7}], "msg": "ok"},
-            "big": {ARTIFACT_MARKER: {"path": "x"}},
+            "big": {ARTIFACT_MARKER: BIG},
         },
         {"build": "succeeded"},
         {"workflow_id": "wf-1"},
+        offloaded={"big": BIG},
     )
 
 
@@ -84,9 +93,38 @@ def test_reference_secrets_are_left_for_the_activity() -> None:
 
 
 def test_reference_into_artifact_becomes_lazy_marker() -> None:
-    """A path into an offloaded output is handed to the activity as a marker with the rest of the path."""
-    value = scope().resolve("${steps.big.output.a.b}")
-    assert value == {ARTIFACT_MARKER: {"path": "x"}, "path": ["a", "b"]}
+    """A path into an offloaded output is handed to the activity as a marker with the rest of the
+    path, and listed as a slot the activity fills."""
+    value, slots = scope().resolve_slots({"body": {"x": "${steps.big.output.items.0.id}"}})
+    assert value == {"body": {"x": {ARTIFACT_MARKER: BIG, "path": ["items", "0", "id"]}}}
+    assert [(s.path, s.artifact_path, s.expect) for s in slots] == [
+        (["body", "x"], ["items", "0", "id"], value["body"]["x"])
+    ]
+    assert slots[0].artifact is not None and slots[0].artifact.path == "run/outputs/big.json"
+
+
+def test_secrets_in_the_definition_text_become_slots() -> None:
+    """Secrets named by the definition's text are left as text and listed with the parts the
+    activity assembles; data around them is literal text."""
+    value, slots = scope().resolve_slots(
+        {"h": ["Bearer ${secret.TOKEN}", "${secret.KEY}"], "u": "${input.env}/${secret.K2}?"}
+    )
+    assert value == {"h": ["Bearer ${secret.TOKEN}", "${secret.KEY}"], "u": "prod/${secret.K2}?"}
+    assert [(s.path, s.parts) for s in slots] == [
+        (["h", 0], [("text", "Bearer "), ("secret", "TOKEN")]),
+        (["h", 1], [("secret", "KEY")]),
+        (["u"], [("text", "prod"), ("text", "/"), ("secret", "K2"), ("text", "?")]),
+    ]
+
+
+def test_data_that_looks_like_a_secret_or_a_marker_is_data() -> None:
+    """Run input holding `${secret.TOKEN}` or an artifact marker is copied as it is: no slot."""
+    value, slots = scope().resolve_slots(
+        {"a": "${input.evil}", "b": "x ${input.evil} y", "c": "${input.forged}"}
+    )
+    assert value["a"] == "${secret.TOKEN}" and value["b"] == "x ${secret.TOKEN} y"
+    assert value["c"] == {ARTIFACT_MARKER: {"path": "other-run/x"}, "path": []}
+    assert slots == []
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         AuthorizeResult,
         CheckCall,
         CheckResult,
+        Slot,
         ToolCall,
         ToolResult,
     )
@@ -90,7 +91,13 @@ class Caller:
         return spec.task_queue or self.definition.defaults.task_queue or workflow.info().task_queue
 
     def tool_call(
-        self, spec_id: str, tool_ref: str, args: dict[str, Any], key: str, **kw: Any
+        self,
+        spec_id: str,
+        tool_ref: str,
+        args: dict[str, Any],
+        slots: list[Slot],
+        key: str,
+        **kw: Any,
     ) -> tuple[str, ToolCall]:
         info = workflow.info()
         name, _, version = tool_ref.partition("@")
@@ -101,16 +108,19 @@ class Caller:
             workflow_id=info.workflow_id,
             run_id=info.run_id,
             args=args,
+            slots=slots,
             idempotency_key=key,
             **kw,
         )
 
-    async def tool(self, spec: StepSpec, round_: int, args: dict[str, Any]) -> Result:
+    async def tool(
+        self, spec: StepSpec, round_: int, args: dict[str, Any], slots: list[Slot]
+    ) -> Result:
         defaults = self.definition.defaults
         tool_ref = spec.resolved_tool or spec.tool or ""
         key = f"{workflow.info().workflow_id}/{spec.id}" + (f"/r{round_}" if round_ else "")
         name, call = self.tool_call(
-            spec.id, tool_ref, args, key, max_output_bytes=spec.max_output_bytes
+            spec.id, tool_ref, args, slots, key, max_output_bytes=spec.max_output_bytes
         )
         policy = retry_policy(spec.retry, defaults)
         heartbeat = spec.heartbeat_timeout or defaults.heartbeat_timeout
@@ -185,10 +195,19 @@ class Caller:
             return Result(round=round_, ok=False, error=failure_message(err))
         return Result(round=round_, ok=True, output=result.output)
 
-    async def notify(self, spec: NotifySpec, step_id: str, key: str, text: str) -> None:
-        """Tell approvers; a failing notification never holds up or fails the run."""
+    async def notify(
+        self,
+        spec: NotifySpec,
+        with_: dict[str, Any],
+        slots: list[Slot],
+        step_id: str,
+        key: str,
+        text: str,
+    ) -> None:
+        """Tell approvers; a failing notification never holds up or fails the run. `text` tells
+        of the gate's subject, which is data: it fills no slot."""
         name, call = self.tool_call(
-            step_id, spec.tool, {**spec.with_, "text": text}, key, scope="notify"
+            step_id, spec.tool, {**with_, "text": text}, slots, key, scope="notify"
         )
         try:
             await workflow.execute_activity(
@@ -202,10 +221,12 @@ class Caller:
         except ActivityError as err:
             workflow.logger.warning("gate notification failed: %s", failure_message(err))
 
-    async def compensate(self, spec: StepSpec, comp: CompensateSpec, args: dict[str, Any]) -> None:
+    async def compensate(
+        self, spec: StepSpec, comp: CompensateSpec, args: dict[str, Any], slots: list[Slot]
+    ) -> None:
         tool_ref = comp.resolved_tool or comp.tool
         key = f"{workflow.info().workflow_id}/{spec.id}/compensate"
-        name, call = self.tool_call(spec.id, tool_ref, args, key, scope="compensate")
+        name, call = self.tool_call(spec.id, tool_ref, args, slots, key, scope="compensate")
         await workflow.execute_activity(
             name,
             call,

@@ -180,7 +180,7 @@ class PipelineWorkflow:
             if spec.pipeline:
                 result = await self._calls.child(spec, inv.round, inv.args)
             else:
-                result = await self._calls.tool(spec, inv.round, inv.args)
+                result = await self._calls.tool(spec, inv.round, inv.args, inv.slots)
         except asyncio.CancelledError:
             result = Result(round=inv.round, ok=False, cancelled=True, attempts=0)
         self._tasks.pop(inv.step, None)
@@ -204,7 +204,12 @@ class PipelineWorkflow:
         text = view.notification(
             gate, approval, self._def, info.workflow_id, n.event, self._inp.notify.link_base
         )
-        await self._calls.notify(spec, n.step, key, text)
+        try:
+            with_, slots = self._ctx.scope(self._state).resolve_slots(spec.with_)
+        except RefError as err:
+            workflow.logger.warning("gate notification not sent: %s", err)
+            return
+        await self._calls.notify(spec, with_, slots, n.step, key, text)
 
     def _start_archive(self) -> None:
         entries = self._state.archive_due()
@@ -267,8 +272,8 @@ class PipelineWorkflow:
         for step_id, comp in lifecycle.compensations(self._state, self._def):
             error: str | None = None
             try:
-                args = self._ctx.scope(self._state).resolve(comp.with_)
-                await self._calls.compensate(self._def.step(step_id), comp, args)
+                args, slots = self._ctx.scope(self._state).resolve_slots(comp.with_)
+                await self._calls.compensate(self._def.step(step_id), comp, args, slots)
             except Exception as err:
                 error = calls.failure_message(err)
             self._event(lifecycle.compensated, self._state, step_id, error, workflow.now())

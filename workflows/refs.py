@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from activities.models import ARTIFACT_MARKER
+from activities.models import ARTIFACT_MARKER, ArtifactRef, PathError, Slot, walk_path
 
 REF = re.compile(r"\$\{([^}]*)\}")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -73,22 +73,25 @@ def find_refs(obj: Any) -> list[str]:
 
 
 def walk(value: Any, path: tuple[str, ...], where: str) -> Any:
-    """Follow `path` into JSON data; stops at an offloaded output and returns a lazy marker."""
-    for i, key in enumerate(path):
-        if isinstance(value, dict) and ARTIFACT_MARKER in value:
-            return {ARTIFACT_MARKER: value[ARTIFACT_MARKER], "path": list(path[i:])}
-        if isinstance(value, dict):
-            if key not in value:
-                raise RefError(f"{where}: no field {key!r}")
-            value = value[key]
-        elif isinstance(value, list) and key.lstrip("-").isdigit():
-            idx = int(key)
-            if not -len(value) <= idx < len(value):
-                raise RefError(f"{where}: index {idx} out of range")
-            value = value[idx]
-        else:
-            raise RefError(f"{where}: cannot take {key!r} of {type(value).__name__}")
-    return value
+    """Follow `path` into JSON data, with the one walker the activities use too."""
+    try:
+        return walk_path(value, path, where)
+    except PathError as err:
+        raise RefError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A reference into a step output kept in the artifact store: only the activity reads it.
+
+    A type of its own, so that data which merely looks like an artifact marker (run input, a
+    tool's output, a patch) is never taken for one."""
+
+    artifact: dict[str, Any]
+    path: tuple[str, ...]
+
+    def marker(self) -> dict[str, Any]:
+        return {ARTIFACT_MARKER: self.artifact, "path": list(self.path)}
 
 
 class Scope:
@@ -102,10 +105,13 @@ class Scope:
         run: dict[str, Any],
         *,
         lenient: bool = False,
+        offloaded: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         # Lenient: a step that produced no output (skipped, failed) reads as null. Used for the
         # run's output, where a skipped branch is normal; step inputs stay strict.
         self.lenient = lenient
+        # Steps whose output is in the artifact store: step id -> its ArtifactRef (as a dict).
+        self.offloaded = offloaded or {}
         self.inp = inp
         self.outputs = outputs
         self.statuses = statuses
@@ -127,6 +133,8 @@ class Scope:
             if self.lenient:
                 return None
             raise RefError(f"{where}: step {ref.step!r} has no output (it did not succeed)")
+        if ref.step in self.offloaded:
+            return Lazy(self.offloaded[ref.step], ref.path)
         return walk(self.outputs[ref.step], ref.path, where)
 
     def lookup(self, path: str) -> Any:
@@ -135,7 +143,7 @@ class Scope:
             value = self.value(parse_ref(path))
         except RefError:
             return None
-        if isinstance(value, dict) and ARTIFACT_MARKER in value:
+        if isinstance(value, Lazy):
             raise RefError(
                 f"condition reads {path!r}, an output stored as an artifact; "
                 "conditions can only read outputs kept in history"
@@ -143,21 +151,60 @@ class Scope:
         return value
 
     def resolve(self, obj: Any) -> Any:
-        """Resolve every reference in a JSON-like value.
+        """Resolve every reference in a JSON-like value (see `resolve_slots`)."""
+        return self.resolve_slots(obj)[0]
+
+    def resolve_slots(self, obj: Any) -> tuple[Any, list[Slot]]:
+        """Resolve every reference in a JSON-like value from the definition's own text, and list
+        the slots the activity must fill: secrets named in the text, outputs in the artifact
+        store. What references bring in is data: it is never resolved again.
 
         A string that is exactly one reference keeps the referenced JSON type; references inside
         longer strings are formatted (JSON for objects and lists, plain text otherwise).
         """
-        if isinstance(obj, str):
-            whole = REF.fullmatch(obj.strip())
-            if whole:
-                return self.value(parse_ref(whole.group(1)))
-            return REF.sub(lambda m: _format(self.value(parse_ref(m.group(1)))), obj)
+        slots: list[Slot] = []
+        return self._resolve(obj, [], slots), slots
+
+    def _resolve(self, obj: Any, at: list[str | int], slots: list[Slot]) -> Any:
         if isinstance(obj, dict):
-            return {k: self.resolve(v) for k, v in obj.items()}
+            return {k: self._resolve(v, [*at, k], slots) for k, v in obj.items()}
         if isinstance(obj, list):
-            return [self.resolve(v) for v in obj]
-        return obj
+            return [self._resolve(v, [*at, i], slots) for i, v in enumerate(obj)]
+        if not isinstance(obj, str) or "${" not in obj:
+            return obj
+        whole = REF.fullmatch(obj.strip())
+        if whole:
+            ref = parse_ref(whole.group(1))
+            value = self.value(ref)
+            if isinstance(value, Lazy):
+                marker = value.marker()
+                slots.append(
+                    Slot(
+                        path=at,
+                        expect=marker,
+                        artifact=ArtifactRef.model_validate(value.artifact),
+                        artifact_path=list(value.path),
+                    )
+                )
+                return marker
+            if ref.root == "secret":
+                slots.append(Slot(path=at, expect=value, parts=[("secret", ref.path[0])]))
+            return value
+        parts: list[tuple[Literal["text", "secret"], str]] = []
+        pos = 0
+        for m in REF.finditer(obj):
+            parts.append(("text", obj[pos : m.start()]))
+            ref = parse_ref(m.group(1))
+            if ref.root == "secret":
+                parts.append(("secret", ref.path[0]))
+            else:
+                parts.append(("text", _format(self.value(ref))))
+            pos = m.end()
+        parts.append(("text", obj[pos:]))
+        text = "".join(v if kind == "text" else "${secret." + v + "}" for kind, v in parts)
+        if any(kind == "secret" for kind, _ in parts):
+            slots.append(Slot(path=at, expect=text, parts=[p for p in parts if p[1]]))
+        return text
 
 
 def _format(value: Any) -> str:
@@ -167,6 +214,6 @@ def _format(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, int | float):
         return str(value)
-    if isinstance(value, dict) and ARTIFACT_MARKER in value:
+    if isinstance(value, Lazy):
         raise RefError("an output stored as an artifact cannot be embedded inside a string")
     return json.dumps(value, separators=(",", ":"), sort_keys=True)

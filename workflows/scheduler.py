@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from activities.models import Slot
 from workflows import expr
 from workflows.contract import StepState
 from workflows.definition import Definition, Stage, StepSpec
@@ -50,6 +51,9 @@ class RunContext:
                 "started_at": self.started_at,
             },
             lenient=lenient,
+            offloaded={
+                sid: s.artifact for sid, s in state.steps.items() if s.has_output and s.artifact
+            },
         )
 
 
@@ -60,6 +64,7 @@ class Invoke:
     step: str
     round: int
     args: dict[str, Any]
+    slots: list[Slot] = field(default_factory=list)
 
 
 Effect = Invoke | Notify
@@ -143,7 +148,7 @@ def _start(
         if spec.if_ and not expr.truthy(expr.evaluate(expr.parse(spec.if_), scope.lookup)):
             _finish(state, step, StepState.SKIPPED, now, reason=f"condition false: {spec.if_}")
             return True
-        step.args = scope.resolve(spec.with_)
+        step.args, step.slots = scope.resolve_slots(spec.with_)
     except (expr.ExpressionError, RefError) as err:
         step.started_at = now
         _fail(state, spec, step, str(err), now)
@@ -163,7 +168,7 @@ def _run(state: RunData, step: StepRecord, now: datetime, effects: list[Effect])
         return
     step.phase = "running"
     step.state = StepState.RUNNING
-    effects.append(Invoke(step.id, step.round, step.args or {}))
+    effects.append(Invoke(step.id, step.round, step.args or {}, list(step.slots)))
 
 
 def _open(

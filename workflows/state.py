@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from activities.models import Slot
 from workflows.contract import RunState, StepState
 from workflows.definition import Definition, Stage
 from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary, Vote
@@ -72,6 +73,9 @@ class StepRecord(BaseModel):
     round: int = 0
     attempts: int = 0
     args: Any = None
+    slots: list[Slot] = Field(
+        default_factory=list, description="where in `args` the activity resolves something"
+    )
     started_at: datetime | None = None
     ended_at: datetime | None = None
     error: str | None = None
