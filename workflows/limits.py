@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+# The document parser's limits, named here too so that this module is the one table: nesting of
+# a definition or any JSON value in it, and characters of a number (in a document or a condition).
+from activities.documents import MAX_DEPTH as MAX_DEPTH
+from activities.documents import MAX_NUMBER_CHARS as MAX_NUMBER_CHARS
+
 # Steps in one definition. The validator's graph checks are quadratic at worst, and each step is
 # an activity: Temporal fails a workflow task that schedules more than 2,000 pending activities.
 MAX_STEPS = 500
@@ -46,10 +51,3 @@ MAX_EXPRESSION_DEPTH = 64
 # References `${...}`: dotted segments, and digits of a list index (`items.0`).
 MAX_REF_SEGMENTS = 32
 MAX_INDEX_DIGITS = 6
-
-# Nesting of a definition (or any JSON value in it: `with`, `output`, the input schema).
-MAX_DEPTH = 64
-
-# Characters of one number, in a document or a condition: Python refuses to convert an int of
-# more than 4,300 digits (a ValueError where nobody expects one), and no pipeline needs 100.
-MAX_NUMBER_CHARS = 100
