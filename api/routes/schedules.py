@@ -17,8 +17,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import CallerDep, CatalogDep, ClientDep, OperatorDep, RegistryDep, SettingsDep
 from api.errors import ApiError, from_rpc
+from api.guards import OffloadDep
 from api.runs import build_input, details, start_attributes, summary
-from api.schemas.common import ERRORS
+from api.schemas.common import ERRORS, ScheduleIdPath
 from api.schemas.schedules import ScheduleCreate, ScheduleDeleted, ScheduleList, SchedulePublic
 from workflows.contract import WORKFLOW_TYPE
 from workflows.durations import parse_duration
@@ -41,10 +42,18 @@ async def create_schedule(
     catalog: CatalogDep,
     registry: RegistryDep,
     settings: SettingsDep,
+    offload: OffloadDep,
 ) -> SchedulePublic:
     """Validate now, then let Temporal start a run on every tick with this snapshot."""
-    inp = build_input(
-        body.definition, body.input, body.approval_mode, caller, catalog, registry, settings
+    inp = await offload.run(
+        build_input,
+        body.definition,
+        body.input,
+        body.approval_mode,
+        caller,
+        catalog,
+        registry,
+        settings,
     )
     name = inp.definition.name
     schedule_id = body.schedule_id or f"{name}-{uuid.uuid4().hex[:12]}"
@@ -106,7 +115,9 @@ async def list_schedules(_: CallerDep, client: ClientDep) -> ScheduleList:
 
 
 @router.delete("/{schedule_id}", response_model=ScheduleDeleted)
-async def delete_schedule(_: OperatorDep, client: ClientDep, schedule_id: str) -> ScheduleDeleted:
+async def delete_schedule(
+    _: OperatorDep, client: ClientDep, schedule_id: ScheduleIdPath
+) -> ScheduleDeleted:
     """Delete a schedule; runs it already started keep going."""
     try:
         await client.get_schedule_handle(schedule_id).delete()
