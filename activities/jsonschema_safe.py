@@ -181,8 +181,13 @@ def _ref_problem(root: Any, ref: str, anchors: set[str]) -> str | None:
     return None
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+def _short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _value(instance: Any) -> str:
+    """A value as quoted in a message: short, so that the pattern it missed stays visible."""
+    return _short(repr(instance), 60)
 
 
 def value_issues(
@@ -239,7 +244,7 @@ def _counted(keyword: Keyword) -> Keyword:
 
 def _pattern(v: Any, pattern: str, instance: Any, _: dict[str, Any]) -> Iterator[ValidationError]:
     if v.is_type(instance, "string") and not _regex(pattern).search(instance):
-        yield ValidationError(f"{_short(repr(instance))} does not match {pattern!r}")
+        yield ValidationError(f"{_value(instance)} does not match {_short(pattern, 200)!r}")
 
 
 def _pattern_properties(
@@ -280,7 +285,7 @@ def _unique_items(
     for item in instance:
         key = _canonical(item)
         if key in seen:
-            yield ValidationError(f"array has non-unique elements ({_short(repr(item))})")
+            yield ValidationError(f"array has non-unique elements ({_value(item)})")
             return
         seen.add(key)
 
