@@ -40,6 +40,8 @@ MAX_QUORUM = 100
 
 # Identifiers: step ids (gate ids are built from them), names, task queues, principals, tool names.
 MAX_ID_CHARS = 100
+# A gate id is a step id, `<step>.<index>` or `<step>.call-<n>`.
+MAX_GATE_ID_CHARS = MAX_ID_CHARS + 20
 MAX_NAME_CHARS = 200
 # Free text: a definition's description, a gate's review text, a summary template.
 MAX_TEXT_CHARS = 4_000

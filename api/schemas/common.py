@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel
 
-from workflows.limits import MAX_ID_CHARS
+from workflows.limits import MAX_GATE_ID_CHARS
 
 
 class ErrorBody(BaseModel):
@@ -49,5 +49,4 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 MAX_PATH_ID_CHARS = 1_000
 WorkflowIdPath = Annotated[str, Path(min_length=1, max_length=MAX_PATH_ID_CHARS)]
 ScheduleIdPath = Annotated[str, Path(min_length=1, max_length=MAX_PATH_ID_CHARS)]
-# A gate id is a step id, `<step>.<index>` or `<step>.call-<n>`.
-GateIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS + 20)]
+GateIdPath = Annotated[str, Path(min_length=1, max_length=MAX_GATE_ID_CHARS)]

@@ -65,10 +65,9 @@ async def test_fuzz_openapi_conforms_for_every_role(
             "20",
             "--phases",
             PHASES,
+            # Fuzzing and stateful sequences repeat until this is spent: CI time stays bounded.
             "--max-time",
-            "150",
-            "--workers",
-            "2",
+            "80",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=tmp_path,
@@ -82,4 +81,7 @@ async def test_fuzz_openapi_conforms_for_every_role(
     assert int(cases.group(1)) == int(cases.group(2)) >= MIN_CASES[who], cases.group(0)
     tested = re.search(r"Tested: (\d+)", report)
     assert tested and int(tested.group(1)) > 0, "no operation was tested"
-    assert "Stateful" in report or "stateful" in report, report[-3000:]
+    phases = report.partition("Test Phases:")[2].partition("\n\n")[0]
+    print(phases)
+    # Examples is skipped (the schema has none); every other phase must have run without error.
+    assert "Stateful" in phases and "🚫" not in phases, report[-3000:]
