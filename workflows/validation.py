@@ -103,13 +103,13 @@ def validate_definition(
         report.add("", "a definition must be a mapping with name and steps")
         return report
     # Refused before any other check: these make the others slow or recursive.
-    deep = [loc for loc, message in json_issues(raw, MAX_DEPTH)]
-    if deep:
-        report.add(loc_to_path(deep[0]), f"nested deeper than {MAX_DEPTH} levels")
-        return report
     items = raw.get("steps")
     if isinstance(items, list) and len(items) > MAX_STEPS:
         report.add("steps", f"at most {MAX_STEPS} steps (got {len(items)})")
+        return report
+    unsafe = next(iter(json_issues(raw, MAX_DEPTH)), None)
+    if unsafe is not None:
+        report.add(loc_to_path(unsafe[0]), unsafe[1])
         return report
     try:
         definition: Definition | None = Definition.model_validate(raw)
