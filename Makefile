@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # Re-installs only when the dependency list changes, so `make test` stays fast.
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint mutation bench drill clean
+.PHONY: help install run test lint mutation audit bench drill clean
 
 help:
 	@echo "make install  create .venv and install stepgate with the dev and bench extras"
@@ -19,6 +19,7 @@ help:
 	@echo "make test     test suite against a real Temporal dev server (PYTEST_ARGS=...)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make mutation mutation testing of the pure rule modules (kill rate per module)"
+	@echo "make audit    known vulnerabilities in the installed packages (pip-audit)"
 	@echo "make bench    benchmarks (BENCH_SCALE=...)"
 	@echo "make drill    operational drill (python -m bench.drill)"
 	@echo "make clean    remove caches, build output and .venv (keeps .stepgate data)"
@@ -27,6 +28,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# The interpreter bundles an old pip (with published vulnerabilities): replace it, in new and old venvs.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $@
 
@@ -49,6 +52,11 @@ mutation: install
 	rm -rf mutants
 	$(BIN)/mutmut run > .mutmut.log 2>&1 || { tail -n 20 .mutmut.log; exit 1; }
 	$(BIN)/python scripts/mutation-report
+
+# Exit 0: no known vulnerability. 1: some found (listed). 3: no vulnerability source could be
+# reached, so nothing was checked (said plainly; CI without network can tell it apart).
+audit: install
+	scripts/audit
 
 # BENCH_SCALE reaches the benchmark through the environment (also when given as `make bench BENCH_SCALE=...`).
 bench: install

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import jsonschema
 from pydantic import ValidationError
 from temporalio import activity
 
+from activities.jsonschema_safe import value_issues
 from activities.models import CHECK_ACTIVITY, CheckCall, CheckResult
 from activities.registry import ToolError, ToolRegistry
 
@@ -56,6 +56,8 @@ class CheckActivities:
 
 
 def schema_issues(schema: dict[str, Any], value: Any, where: str) -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    return [f"{_path(list(e.absolute_path), where)}: {e.message}" for e in errors[:MAX_ISSUES]]
+    """Patterns on RE2 and a work budget, as every schema check in Stepgate."""
+    return [
+        f"{_path(list(loc), where)}: {message}"
+        for loc, message in value_issues(schema, value, MAX_ISSUES)
+    ]

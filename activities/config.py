@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     stepgate_cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="extra browser origins allowed to call the API (comma list)"
     )
+    stepgate_max_body_bytes: int = Field(
+        1_048_576, ge=1_024, description="largest request body the API reads (413 beyond it)"
+    )
+    stepgate_api_cpu_threads: int = Field(
+        4, ge=1, le=64, description="threads the API parses and validates in, at most, at once"
+    )
 
     # Payload encryption: a base64 32-byte key turns on AES-GCM for every payload. Kept out of
     # repr so a logged or printed Settings does not carry them.

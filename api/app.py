@@ -16,6 +16,7 @@ from api import errors
 from api.access_log import AccessLog
 from api.auth import KeyStore
 from api.catalog import Catalog
+from api.guards import BodyLimit, Offload, StrictJson
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
@@ -57,7 +58,11 @@ def create_app(
 
     app = FastAPI(title="Stepgate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.stepgate = state
+    app.state.offload = Offload(settings.stepgate_api_cpu_threads)
     errors.install(app)
+    # Outermost last: every body is bounded first, then JSON is checked before a route reads it.
+    app.add_middleware(StrictJson, offload=app.state.offload)
+    app.add_middleware(BodyLimit, max_bytes=settings.stepgate_max_body_bytes)
     origins = [settings.stepgate_ui_url, *settings.stepgate_cors_origins]
     app.add_middleware(
         CORSMiddleware,

@@ -48,6 +48,8 @@ def runs_query(
 # refused here with 422 instead of reaching the server, which answers junk tokens with errors it
 # retries for half a minute.
 _CHECK_BYTES = 8
+# Temporal's page tokens are a few hundred bytes; a longer cursor is refused by the route.
+MAX_CURSOR_CHARS = 4_096
 
 
 def _check(token: bytes) -> bytes:

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.durations import parse_duration
+from workflows.limits import (
+    MAX_APPROVERS,
+    MAX_ATTEMPTS,
+    MAX_EXPRESSION_CHARS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_NEEDS,
+    MAX_OUTPUT_BYTES,
+    MAX_PARALLEL,
+    MAX_QUORUM,
+    MAX_STEPS,
+    MAX_TEXT_CHARS,
+)
 
 Action = Literal["approve", "reject", "modify", "retry", "skip", "cancel"]
 Stage = Literal["before", "after", "on_failure"]
@@ -26,6 +40,10 @@ def _check_duration(value: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_check_duration)]
+Id = Annotated[str, Field(max_length=MAX_ID_CHARS)]
+Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Expression = Annotated[str, Field(max_length=MAX_EXPRESSION_CHARS)]
 
 
 class _Strict(BaseModel):
@@ -33,26 +51,36 @@ class _Strict(BaseModel):
 
 
 class RetrySpec(_Strict):
-    max_attempts: int = Field(3, ge=1, le=100, description="0 is not allowed; 1 means no retry")
+    max_attempts: int = Field(
+        3, ge=1, le=MAX_ATTEMPTS, description="0 is not allowed; 1 means no retry"
+    )
     initial_interval: Duration = "1s"
     backoff: float = Field(2.0, ge=1.0, le=10.0)
     max_interval: Duration | None = None
-    non_retryable: list[str] = Field(default_factory=list, description="error types never retried")
+    non_retryable: list[Name] = Field(
+        default_factory=list, max_length=MAX_APPROVERS, description="error types never retried"
+    )
 
 
 class NotifySpec(_Strict):
-    tool: str = "notify.webhook"
+    tool: Name = "notify.webhook"
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
 
 
 class ApprovalSpec(_Strict):
     stage: Stage = "before"
-    approvers: list[str] = Field(min_length=1, description="principals: role:<r> or user:<u>")
-    quorum: int = Field(1, ge=1, description="distinct approvals needed")
-    rejections_to_reject: int = Field(1, ge=1, description="distinct rejections that end the gate")
+    approvers: list[Name] = Field(
+        min_length=1, max_length=MAX_APPROVERS, description="principals: role:<r> or user:<u>"
+    )
+    quorum: int = Field(1, ge=1, le=MAX_QUORUM, description="distinct approvals needed")
+    rejections_to_reject: int = Field(
+        1, ge=1, le=MAX_QUORUM, description="distinct rejections that end the gate"
+    )
     forbid_self_approval: bool = False
-    distinct_from: list[str] = Field(
-        default_factory=list, description="gates whose approvers may not approve this one"
+    distinct_from: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS,
+        description="gates whose approvers may not approve this one",
     )
     allow: list[Action] | None = None
     timeout: Duration | None = None
@@ -62,10 +90,10 @@ class ApprovalSpec(_Strict):
     remind_backoff: float = Field(
         2.0, ge=1.0, le=10.0, description="each reminder waits this many times longer"
     )
-    escalate_to: list[str] = Field(default_factory=list)
+    escalate_to: list[Name] = Field(default_factory=list, max_length=MAX_APPROVERS)
     escalation_timeout: Duration | None = None
-    auto_approve_if: str | None = None
-    review: str | None = Field(None, description="what the approver is asked to check")
+    auto_approve_if: Expression | None = None
+    review: Text | None = Field(None, description="what the approver is asked to check")
     notify: NotifySpec | None = None
 
     @field_validator("approvers", "escalate_to")
@@ -78,19 +106,9 @@ class ApprovalSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ApprovalSpec:
-        offered = STAGE_ACTIONS[self.stage]
-        if self.allow is not None:
-            wrong = [a for a in self.allow if a not in offered]
-            if wrong:
-                raise ValueError(
-                    f"allow: {wrong} not offered at stage {self.stage!r} ({list(offered)})"
-                )
-        if self.on_timeout == "escalate" and not self.escalate_to:
-            raise ValueError("on_timeout: escalate needs escalate_to")
-        if self.on_timeout != "reject" and self.timeout is None:
-            raise ValueError("on_timeout needs a timeout")
-        if self.on_timeout == "approve" and self.stage == "on_failure":
-            raise ValueError("on_timeout: approve is not possible at stage on_failure")
+        conflicts = approval_conflicts(self.__dict__)
+        if conflicts:
+            raise ValueError("; ".join(conflicts))
         return self
 
     def actions(self) -> tuple[str, ...]:
@@ -98,8 +116,50 @@ class ApprovalSpec(_Strict):
         return tuple(a for a in offered if self.allow is None or a in self.allow)
 
 
+def approval_conflicts(values: Mapping[str, Any]) -> list[str]:
+    """Gate options that do not fit together, each on its own.
+
+    Takes the fields as given, not yet validated, so that the validator can report these next to
+    field errors (pydantic skips a model's after-validators once one of its fields failed)."""
+    stage = values.get("stage", "before")
+    offered = STAGE_ACTIONS.get(stage) if isinstance(stage, str) else None
+    on_timeout = values.get("on_timeout", "reject")
+    allow = values.get("allow")
+    found = []
+    if offered is not None and isinstance(allow, list):
+        wrong = [a for a in allow if a not in offered]
+        if wrong:
+            found.append(f"allow: {wrong} not offered at stage {stage!r} ({list(offered)})")
+    if on_timeout == "escalate" and not values.get("escalate_to"):
+        found.append("on_timeout: escalate needs escalate_to")
+    if on_timeout != "reject" and values.get("timeout") is None:
+        found.append("on_timeout needs a timeout")
+    if on_timeout == "approve" and stage == "on_failure":
+        found.append("on_timeout: approve is not possible at stage on_failure")
+    approvers = values.get("approvers")
+    # Only named users are countable: a role may have any number of members.
+    if (
+        isinstance(approvers, list)
+        and approvers
+        and all(isinstance(p, str) and p.startswith("user:") for p in approvers)
+    ):
+        users = len(set(approvers))
+        for key in ("quorum", "rejections_to_reject"):
+            wanted = values.get(key, 1)
+            if type(wanted) is int and wanted > users:
+                found.append(f"{key}: {wanted} votes, but the approvers name only {users} users")
+    return found
+
+
+def step_conflicts(values: Mapping[str, Any]) -> list[str]:
+    """A step's fields that do not fit together (see approval_conflicts for why raw values)."""
+    if (values.get("tool") is None) == (values.get("pipeline") is None):
+        return ["a step needs exactly one of 'tool' or 'pipeline'"]
+    return []
+
+
 class CompensateSpec(_Strict):
-    tool: str
+    tool: Name
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     retry: RetrySpec | None = None
     timeout: Duration | None = None
@@ -107,12 +167,12 @@ class CompensateSpec(_Strict):
 
 
 class StepSpec(_Strict):
-    id: str = Field(pattern=STEP_ID_PATTERN)
-    tool: str | None = None
-    pipeline: str | None = Field(None, description="run this catalog pipeline as a child workflow")
+    id: str = Field(pattern=STEP_ID_PATTERN, max_length=MAX_ID_CHARS)
+    tool: Name | None = None
+    pipeline: Name | None = Field(None, description="run this catalog pipeline as a child workflow")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    needs: list[str] = Field(default_factory=list)
-    if_: str | None = Field(None, alias="if")
+    needs: list[Id] = Field(default_factory=list, max_length=MAX_NEEDS)
+    if_: Expression | None = Field(None, alias="if")
     allow_skipped_needs: bool = Field(False, description="run even if a needed step was skipped")
     retry: RetrySpec | None = None
     timeout: Duration | None = Field(None, description="limit for one attempt")
@@ -120,15 +180,16 @@ class StepSpec(_Strict):
     heartbeat_timeout: Duration | None = None
     approval: ApprovalSpec | None = None
     compensate: CompensateSpec | None = None
-    task_queue: str | None = None
+    task_queue: Name | None = None
     on_error: Literal["fail", "continue"] = "fail"
-    max_output_bytes: int | None = Field(None, ge=1)
+    max_output_bytes: int | None = Field(None, ge=1, le=MAX_OUTPUT_BYTES)
     resolved_tool: str | None = Field(None, description="name@version pinned at validation")
 
     @model_validator(mode="after")
     def _one_kind(self) -> StepSpec:
-        if (self.tool is None) == (self.pipeline is None):
-            raise ValueError("a step needs exactly one of 'tool' or 'pipeline'")
+        conflicts = step_conflicts(self.__dict__)
+        if conflicts:
+            raise ValueError("; ".join(conflicts))
         return self
 
 
@@ -136,19 +197,19 @@ class Defaults(_Strict):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     timeout: Duration = "5m"
     heartbeat_timeout: Duration | None = "30s"
-    task_queue: str | None = None
+    task_queue: Name | None = None
 
 
 class Definition(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    version: int = Field(1, ge=1)
-    description: str = ""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME_CHARS)
+    version: int = Field(1, ge=1, le=1_000_000)
+    description: Text = ""
     input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
-    steps: list[StepSpec] = Field(min_length=1)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
     defaults: Defaults = Field(default_factory=Defaults)
     output: Any = None
-    max_parallel: int | None = Field(None, ge=1)
-    summary: str | None = Field(None, description="Web UI summary template, e.g. '${input.ref}'")
+    max_parallel: int | None = Field(None, ge=1, le=MAX_PARALLEL)
+    summary: Text | None = Field(None, description="Web UI summary template, e.g. '${input.ref}'")
 
     @property
     def ref(self) -> str:

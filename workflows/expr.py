@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from workflows.limits import MAX_EXPRESSION_CHARS, MAX_EXPRESSION_DEPTH, MAX_NUMBER_CHARS
+
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>-?\d+(?:\.\d+)?)|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
     r"|(?P<op>==|!=|<=|>=|<|>|\(|\)|\[|\]|,)|(?P<name>[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*))"
@@ -60,9 +62,19 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
 
 class _Parser:
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_EXPRESSION_CHARS:
+            raise ExpressionError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        # Open or_()/not_() calls: the parser recurses once per nesting level, so the bound keeps
+        # it (and everything that walks the tree) far from Python's recursion limit.
+        self.depth = 0
+
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels")
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -86,13 +98,18 @@ class _Parser:
         node = self.or_()
         if self.peek() is not None:
             raise ExpressionError(f"unexpected {self.peek()[1]!r} in {self.text!r}")  # type: ignore[index]
+        if _height(node) > MAX_EXPRESSION_DEPTH:
+            # A long chain of and/or builds a deep tree without nesting in the text.
+            raise ExpressionError(f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels")
         return node
 
     def or_(self) -> Node:
+        self.nest()
         node = self.and_()
         while self.at("or"):
             self.take()
             node = Node("or", args=(node, self.and_()))
+        self.depth -= 1
         return node
 
     def and_(self) -> Node:
@@ -105,7 +122,10 @@ class _Parser:
     def not_(self) -> Node:
         if self.at("not"):
             self.take()
-            return Node("not", args=(self.not_(),))
+            self.nest()
+            node = Node("not", args=(self.not_(),))
+            self.depth -= 1
+            return node
         return self.cmp()
 
     def cmp(self) -> Node:
@@ -140,6 +160,8 @@ class _Parser:
             self.take("]")
             return Node("list", args=tuple(items))
         if kind == "num":
+            if len(value) > MAX_NUMBER_CHARS:
+                raise ExpressionError(f"number longer than {MAX_NUMBER_CHARS} characters")
             return Node("lit", float(value) if "." in value else int(value))
         if kind == "str":
             return Node("lit", _unquote(value))
@@ -161,6 +183,16 @@ class _Parser:
                 return Node("call", value, tuple(args))
             return Node("path", value)
         raise ExpressionError(f"unexpected {value!r} in {self.text!r}")
+
+
+def _height(root: Node) -> int:
+    """Levels of the tree, counted without recursion."""
+    height, todo = 0, [(root, 1)]
+    while todo:
+        node, level = todo.pop()
+        height = max(height, level)
+        todo.extend((a, level + 1) for a in node.args)
+    return height
 
 
 def _unquote(literal: str) -> str:

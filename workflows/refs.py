@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from activities.models import ARTIFACT_MARKER, ArtifactRef, PathError, Slot, walk_path
+from workflows.limits import MAX_INDEX_DIGITS, MAX_REF_SEGMENTS
 
 REF = re.compile(r"\$\{([^}]*)\}")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -37,6 +38,12 @@ def parse_ref(text: str) -> Ref:
     parts = body.split(".") if body else []
     if not parts or any(not _SEGMENT.match(p) for p in parts):
         raise RefError(f"malformed reference '${{{text}}}': expected dotted names")
+    if len(parts) > MAX_REF_SEGMENTS:
+        raise RefError(f"malformed reference: more than {MAX_REF_SEGMENTS} dotted names")
+    # A list index becomes an int when the run resolves it: a huge one is never in range, and
+    # past 4,300 digits Python refuses to convert it at all (inside workflow code).
+    if any(len(p.lstrip("-")) > MAX_INDEX_DIGITS and p.lstrip("-").isdigit() for p in parts):
+        raise RefError(f"malformed reference: a list index has at most {MAX_INDEX_DIGITS} digits")
     root = parts[0]
     if root == "input":
         return Ref("input", None, None, tuple(parts[1:]), body)

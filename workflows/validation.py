@@ -9,12 +9,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 from pydantic import ValidationError
 
+from activities.documents import format_loc, json_issues
+from activities.jsonschema_safe import schema_issues, value_issues
 from activities.registry import ToolError, ToolRegistry
 from workflows import expr
-from workflows.definition import CompensateSpec, Definition, StepSpec
+from workflows.definition import (
+    CompensateSpec,
+    Definition,
+    StepSpec,
+    approval_conflicts,
+    step_conflicts,
+)
+from workflows.limits import MAX_DEPTH, MAX_STEPS
 from workflows.refs import RefError, find_refs, parse_ref
 
 
@@ -42,22 +50,40 @@ class Report:
 
 def loc_to_path(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
     """('steps', 2, 'needs') -> 'steps[2].needs'."""
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+    return format_loc(loc, prefix)
+
+
+def _is_rule(loc: tuple[Any, ...], kind: str) -> bool:
+    """An error from a step's or a gate's cross-field rules: reported by _check_rules instead."""
+    rules = len(loc) == 2 or (len(loc) == 3 and loc[2] == "approval")
+    return kind == "value_error" and loc[:1] == ("steps",) and rules
 
 
 def _pydantic_issues(err: ValidationError, prefix: str = "") -> list[Issue]:
     issues = []
     for e in err.errors():
+        if _is_rule(e["loc"], e["type"]):
+            continue
         loc = [p for p in e["loc"] if p not in ("function-after[_check_duration(), str]",)]
         msg = e["msg"].removeprefix("Value error, ")
         issues.append(Issue(loc_to_path(loc, prefix), msg))
     return issues
+
+
+def _check_rules(raw: dict[str, Any], report: Report) -> None:
+    """Cross-field rules of every step and gate, from the raw values: pydantic runs a model's
+    after-validators only when all its fields passed, which would hide these behind any field
+    error (a bad approver hid a missing escalate_to)."""
+    items = raw.get("steps")
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        for message in step_conflicts(item):
+            report.add(f"steps[{i}]", message)
+        approval = item.get("approval")
+        if isinstance(approval, dict):
+            for message in approval_conflicts(approval):
+                report.add(f"steps[{i}].approval", message)
 
 
 def validate_definition(
@@ -76,11 +102,21 @@ def validate_definition(
     if not isinstance(raw, dict):
         report.add("", "a definition must be a mapping with name and steps")
         return report
+    # Refused before any other check: these make the others slow or recursive.
+    items = raw.get("steps")
+    if isinstance(items, list) and len(items) > MAX_STEPS:
+        report.add("steps", f"at most {MAX_STEPS} steps (got {len(items)})")
+        return report
+    unsafe = next(iter(json_issues(raw, MAX_DEPTH)), None)
+    if unsafe is not None:
+        report.add(loc_to_path(unsafe[0]), unsafe[1])
+        return report
     try:
         definition: Definition | None = Definition.model_validate(raw)
     except ValidationError as err:
         definition = None
         report.errors.extend(_pydantic_issues(err))
+        _check_rules(raw, report)
     steps: list[StepSpec | None] = list(definition.steps) if definition else _parse_steps_alone(raw)
     given = raw.get("input")
     schema: dict[str, Any] = given if isinstance(given, dict) else {"type": "object"}
@@ -134,10 +170,8 @@ def _indexed(steps: list[StepSpec | None]) -> list[tuple[int, StepSpec]]:
 
 
 def _check_schema(schema: dict[str, Any], report: Report) -> None:
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as err:
-        report.add("input", f"not a valid JSON Schema: {err.message}")
+    for loc, message in schema_issues(schema):
+        report.add(loc_to_path(loc, "input"), message)
 
 
 def _check_graph(steps: list[StepSpec | None], report: Report) -> None:
@@ -163,29 +197,25 @@ def _check_graph(steps: list[StepSpec | None], report: Report) -> None:
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """One dependency cycle as a closed path (a -> b -> a), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, []):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+    """One dependency cycle as a closed path (a -> b -> a), or None. Depth-first without
+    recursion: a chain of 1,200 steps listed last-first once overflowed Python's stack."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in graph:
+        if root in state:
+            continue
+        path, branches = [root], [iter(graph.get(root, []))]
+        state[root] = 1
+        while branches:
+            nxt = next(branches[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                branches.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                branches.append(iter(graph.get(nxt, [])))
     return None
 
 
@@ -225,27 +255,78 @@ def _check_pipelines(
 
 
 def upstream(steps: list[StepSpec | None]) -> dict[str, set[str]]:
-    """For each step, every step it transitively needs."""
-    needs = {s.id: set(s.needs) for _, s in _indexed(steps)}
-    memo: dict[str, set[str]] = {}
+    """For each step, every step it transitively needs (itself too when on a cycle). Without
+    recursion, each group of steps that need each other in turn handled once, ancestors kept as
+    bit sets: linear in the edges, where the recursive version overflowed on long chains."""
+    needs = {s.id: [n for n in s.needs if n != s.id] for _, s in _indexed(steps)}
+    graph = {sid: [n for n in ns if n in needs] for sid, ns in needs.items()}
+    bit = {sid: 1 << i for i, sid in enumerate(graph)}
+    group_of: dict[str, int] = {}
+    group_bits: list[int] = []
+    for number, group in enumerate(_groups(graph)):
+        bits = 0
+        for member in group:
+            group_of[member] = number
+        for member in group:
+            for n in graph[member]:
+                bits |= bit[n] | (group_bits[group_of[n]] if group_of[n] != number else 0)
+        group_bits.append(bits)
+    ids = list(graph)
+    # bin() lists the bits as text, lowest last: one pass per step instead of a shift per bit.
+    return {sid: _members(ids, group_bits[group_of[sid]]) for sid in graph}
 
-    def up(node: str, seen: frozenset[str]) -> set[str]:
-        if node in memo:
-            return memo[node]
-        result: set[str] = set()
-        for n in needs.get(node, ()):
-            if n not in seen:
-                result |= {n} | up(n, seen | {n})
-        memo[node] = result
-        return result
 
-    return {sid: up(sid, frozenset({sid})) for sid in needs}
+def _members(ids: list[str], bits: int) -> set[str]:
+    return {ids[i] for i, b in enumerate(reversed(bin(bits)[2:])) if b == "1"}
+
+
+def _groups(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Strongly connected components (Tarjan's algorithm, iterative), each listed after every
+    component it needs."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def enter(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+
+    for root in graph:
+        if root in index:
+            continue
+        enter(root)
+        work = [(root, iter(graph[root]))]
+        while work:
+            node, edges = work[-1]
+            nxt = next(edges, None)
+            if nxt is not None:
+                if nxt not in index:
+                    enter(nxt)
+                    work.append((nxt, iter(graph[nxt])))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                group: list[str] = []
+                while not group or group[-1] != node:
+                    group.append(stack.pop())
+                    on_stack.discard(group[-1])
+                found.append(group)
+    return found
 
 
 def _check_references(
     steps: list[StepSpec | None], schema: dict[str, Any], raw: dict[str, Any], report: Report
 ) -> None:
     ids = {s.id for _, s in _indexed(steps)}
+    gated = {s.id for _, s in _indexed(steps) if s.approval is not None}
     ups = upstream(steps)
     props = schema.get("properties") if isinstance(schema.get("properties"), dict) else None
     ctx = _RefChecker(ids, props, report)
@@ -264,8 +345,7 @@ def _check_references(
             )
         if s.approval:
             for gate in s.approval.distinct_from:
-                other = next((o for _, o in _indexed(steps) if o.id == gate), None)
-                if other is None or other.approval is None:
+                if gate not in gated:
                     report.add(
                         f"{base}.approval.distinct_from",
                         f"{gate!r} is not a step with an approval gate",
@@ -282,17 +362,24 @@ class _RefChecker:
     report: Report
 
     def values(self, obj: Any, path: str, visible: set[str]) -> None:
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                self.values(v, f"{path}.{k}", visible)
-        elif isinstance(obj, list):
-            for j, v in enumerate(obj):
-                self.values(v, f"{path}[{j}]", visible)
-        elif isinstance(obj, str):
-            if "${" in obj and obj.count("${") != len(find_refs(obj)):
-                self.report.add(path, f"malformed reference in {obj!r}: unclosed '${{'")
-            for text in find_refs(obj):
-                self.one(text, path, visible)
+        # Without recursion (depth is bounded earlier, but the walk should not depend on it);
+        # children pushed last-first so that errors come in document order.
+        todo: list[tuple[Any, str]] = [(obj, path)]
+        while todo:
+            item, where = todo.pop()
+            if isinstance(item, dict):
+                todo.extend((v, f"{where}.{k}") for k, v in reversed(list(item.items())))
+            elif isinstance(item, list):
+                todo.extend((v, f"{where}[{j}]") for j, v in reversed(list(enumerate(item))))
+            elif isinstance(item, str):
+                self.text(item, where, visible)
+
+    def text(self, text: str, path: str, visible: set[str]) -> None:
+        refs = find_refs(text)
+        if "${" in text and text.count("${") != len(refs):
+            self.report.add(path, f"malformed reference in {_quote(text)}: unclosed '${{'")
+        for ref in refs:
+            self.one(ref, path, visible)
 
     def expression(self, text: str, path: str, visible: set[str]) -> None:
         try:
@@ -329,10 +416,14 @@ class _RefChecker:
                 )
 
 
+def _quote(text: str, limit: int = 200) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
+
+
 def validate_input(definition: Definition, data: Any) -> list[Issue]:
-    """Check a run input against the definition's JSON Schema; every error with its path."""
-    validator = jsonschema.Draft202012Validator(definition.input)
-    issues = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        issues.append(Issue(loc_to_path(list(err.absolute_path), "input"), err.message))
-    return issues
+    """Check a run input against the definition's JSON Schema; every error with its path (at
+    most jsonschema_safe.MAX_ERRORS). Bounded CPU, but not free: never call it in workflow code."""
+    return [
+        Issue(loc_to_path(loc, "input"), message)
+        for loc, message in value_issues(definition.input, data)
+    ]

@@ -22,7 +22,7 @@ from api.schemas.approvals import (
 )
 from api.schemas.common import ERRORS
 from api.status import query_status
-from api.visibility import read_page, runs_query
+from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query
 from workflows.contract import MEMO_GATES, SA_PIPELINE
 from workflows.models import GateSummary
 
@@ -82,7 +82,7 @@ async def inbox(
     page_size: Annotated[
         int, Query(ge=1, le=INBOX_PAGE_MAX, description="runs read for this page")
     ] = 200,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Inbox:
     """Open gates the caller may decide: one visibility read per page of runs (newest runs
     first, as visibility lists them), the gates coming from each run's memo; within a page the

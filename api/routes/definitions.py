@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
-from activities.documents import parse_document
+from activities.documents import DocumentError, format_loc, parse_document, parse_json
+from activities.registry import ToolRegistry
 from api.catalog import Catalog
 from api.deps import CatalogDep, ReaderDep, RegistryDep
 from api.errors import ApiError
+from api.guards import OffloadDep, is_json
 from api.schemas.catalog import DefinitionPublic, DefinitionSummary, ValidationPublic
 from api.schemas.common import ERRORS, IssuePublic
 from workflows.definition import Definition
+from workflows.limits import MAX_NAME_CHARS
 from workflows.validation import validate_definition
 
 router = APIRouter(prefix="/definitions", tags=["definitions"], responses=ERRORS)
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPE = "application/json"
-MAX_BODY = 1_048_576
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 _BODY_DOC = {
     "requestBody": {
@@ -52,7 +53,10 @@ async def list_definitions(_: ReaderDep, catalog: CatalogDep) -> list[Definition
 
 @router.get("/{name}", response_model=DefinitionPublic)
 async def get_definition(
-    _: ReaderDep, catalog: CatalogDep, name: str, version: int | None = None
+    _: ReaderDep,
+    catalog: CatalogDep,
+    name: Annotated[str, Path(max_length=MAX_NAME_CHARS)],
+    version: int | None = None,
 ) -> DefinitionPublic:
     """One pipeline (latest, or `?version=`), with its input JSON Schema."""
     try:
@@ -70,38 +74,44 @@ async def get_definition(
 
 @router.post("/validate", response_model=ValidationPublic, openapi_extra=_BODY_DOC)
 async def validate(
-    _: ReaderDep, request: Request, catalog: CatalogDep, registry: RegistryDep
+    _: ReaderDep,
+    request: Request,
+    catalog: CatalogDep,
+    registry: RegistryDep,
+    offload: OffloadDep,
 ) -> ValidationPublic:
     """Check a YAML or JSON definition against the tools and the catalog; every error at once."""
-    data = _parse(request.headers.get("content-type", ""), await request.body())
-    report = validate_definition(data, registry, catalog=catalog.versions)
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    if not is_json(media) and media not in YAML_TYPES:
+        raise ApiError(415, "unsupported_media_type", f"send {JSON_TYPE} or application/yaml")
+    # The body's size is bounded by the API's BodyLimit; parsing and checking it are CPU work.
+    raw = await request.body()
+    return await offload.run(_validate, media, raw, catalog, registry)
+
+
+def _validate(media: str, raw: bytes, catalog: Catalog, registry: ToolRegistry) -> ValidationPublic:
+    report = validate_definition(_parse(media, raw), registry, catalog=catalog.versions)
     return ValidationPublic(
         valid=report.valid,
         errors=[IssuePublic(path=i.path, message=i.message) for i in report.errors],
     )
 
 
-def _parse(content_type: str, raw: bytes) -> Any:
-    media = content_type.split(";")[0].strip().lower()
-    if media not in (JSON_TYPE, *YAML_TYPES):
-        raise ApiError(415, "unsupported_media_type", f"send {JSON_TYPE} or application/yaml")
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", f"a definition is at most {MAX_BODY} bytes")
+def _parse(media: str, raw: bytes) -> Any:
+    """400 for what cannot be parsed at all, 422 for a document that breaks a limit."""
     try:
-        text = raw.decode("utf-8")
+        if is_json(media):
+            return parse_json(raw)
+        return parse_document(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ApiError(422, "unparseable", "the body is not UTF-8 text") from None
-    if media == JSON_TYPE:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
+        raise ApiError(400, "unparseable", "the body is not UTF-8 text") from None
+    except DocumentError as err:
+        if err.syntax:
             raise ApiError(
-                422,
-                "unparseable",
-                f"not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
-                [{"path": "", "message": err.msg, "line": err.lineno, "column": err.colno}],
+                400, "unparseable", str(err), [{"path": "", "message": str(err)}]
             ) from None
-    try:
-        return parse_document(text)
-    except ValueError as err:
-        raise ApiError(422, "unparseable", str(err), [{"path": "", "message": str(err)}]) from None
+        details = [{"path": format_loc(loc), "message": m} for loc, m in err.issues]
+        raise ApiError(
+            422, "invalid", str(err), details or [{"path": "", "message": str(err)}]
+        ) from None

@@ -34,8 +34,9 @@ from api.deps import (
     needs,
 )
 from api.errors import ApiError, from_rpc
+from api.guards import OffloadDep
 from api.runs import build_input, details, start_attributes, start_needs, summary
-from api.schemas.common import ERRORS
+from api.schemas.common import ERRORS, ScheduleIdPath
 from api.schemas.schedules import ScheduleCreate, ScheduleDeleted, ScheduleList, SchedulePublic
 from workflows.contract import WORKFLOW_TYPE
 from workflows.durations import parse_duration
@@ -66,11 +67,19 @@ async def create_schedule(
     catalog: CatalogDep,
     registry: RegistryDep,
     settings: SettingsDep,
+    offload: OffloadDep,
 ) -> SchedulePublic:
     """Validate now, then let Temporal start a run on every tick with this snapshot. Needs
     `schedule` and what the same start would need; each run checks its owner still holds them."""
-    inp = build_input(
-        body.definition, body.input, body.approval_mode, caller, catalog, registry, settings
+    inp = await offload.run(
+        build_input,
+        body.definition,
+        body.input,
+        body.approval_mode,
+        caller,
+        catalog,
+        registry,
+        settings,
     )
     name = inp.definition.name
     schedule_id = body.schedule_id or f"{name}-{uuid.uuid4().hex[:12]}"
@@ -163,7 +172,7 @@ async def list_schedules(_: ReaderDep, client: ClientDep) -> ScheduleList:
 
 @router.delete("/{schedule_id}", response_model=ScheduleDeleted)
 async def delete_schedule(
-    caller: CallerDep, client: ClientDep, schedule_id: str
+    caller: CallerDep, client: ClientDep, schedule_id: ScheduleIdPath
 ) -> ScheduleDeleted:
     """Delete a schedule (its owner with `schedule`, anyone with `schedule_any`); runs it
     already started keep going. Schedules Stepgate did not make are 404."""

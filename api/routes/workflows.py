@@ -28,8 +28,9 @@ from api.deps import (
     StateDep,
 )
 from api.errors import ApiError, from_rpc
+from api.guards import OffloadDep
 from api.runs import build_input, details, request_hash, start_attributes, summary
-from api.schemas.common import ERRORS, Accepted
+from api.schemas.common import ERRORS, Accepted, GateIdPath, WorkflowIdPath
 from api.schemas.workflows import (
     AuditPublic,
     DecisionCreate,
@@ -41,8 +42,9 @@ from api.schemas.workflows import (
 )
 from api.scope import stepgate_run
 from api.status import query_status
-from api.visibility import read_page, runs_query, summarize
+from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query, summarize
 from workflows.contract import RunState
+from workflows.limits import MAX_NAME_CHARS
 from workflows.models import GateView, LifecycleInput, RunStatus
 from workflows.pipeline import PipelineWorkflow
 
@@ -84,16 +86,26 @@ async def start_workflow(
     catalog: CatalogDep,
     registry: RegistryDep,
     settings: SettingsDep,
+    offload: OffloadDep,
 ) -> WorkflowPublic:
     """Validate and start a run; repeating a request with the same workflow_id is safe. Needs
     `start`; an inline definition also `start_inline`, `approval_mode: auto` also `start_auto`."""
-    inp = build_input(
-        body.definition, body.input, body.approval_mode, caller, catalog, registry, settings
+    inp = await offload.run(
+        build_input,
+        body.definition,
+        body.input,
+        body.approval_mode,
+        caller,
+        catalog,
+        registry,
+        settings,
     )
     name = inp.definition.name
     workflow_id = body.workflow_id or f"{name}-{uuid.uuid4().hex[:12]}"
     # The same body from someone else is a different request: it must not adopt this run.
-    digest = request_hash({"principal": caller.principal, "body": body.model_dump(mode="json")})
+    digest = await offload.run(
+        request_hash, {"principal": caller.principal, "body": body.model_dump(mode="json")}
+    )
     try:
         handle = await client.start_workflow(
             PipelineWorkflow.run,
@@ -138,12 +150,12 @@ async def list_workflows(
     caller: ReaderDep,
     client: ClientDep,
     state: RunState | None = None,
-    pipeline: str | None = None,
+    pipeline: Annotated[str | None, Query(max_length=MAX_NAME_CHARS)] = None,
     awaiting: Annotated[
         Literal["me"] | None, Query(description="runs the caller may decide")
     ] = None,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> WorkflowList:
     """Runs from Temporal visibility, newest first, one page at a time."""
     query = runs_query(
@@ -157,7 +169,7 @@ async def list_workflows(
 
 @router.get("/{workflow_id}", response_model=RunStatus)
 async def get_workflow(
-    _: ReaderDep, client: ClientDep, state: StateDep, workflow_id: str
+    _: ReaderDep, client: ClientDep, state: StateDep, workflow_id: WorkflowIdPath
 ) -> Response:
     """The run's full status from a `status` query sent after the request arrived (concurrent
     readers of one run share it), its JSON passed through as the worker wrote it."""
@@ -170,7 +182,7 @@ async def get_audit(
     _: ReaderDep,
     client: ClientDep,
     state: StateDep,
-    workflow_id: str,
+    workflow_id: WorkflowIdPath,
     cursor: Annotated[
         str | None, Query(pattern=r"^[0-9]{1,12}$", description="next_cursor of the page before")
     ] = None,
@@ -191,7 +203,7 @@ async def watch_workflow(
     _: ReaderDep,
     client: ClientDep,
     state: StateDep,
-    workflow_id: str,
+    workflow_id: WorkflowIdPath,
     last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
 ) -> StreamingResponse:
     """Live status as Server-Sent Events: one event per revision, closed when the run closes."""
@@ -206,7 +218,11 @@ async def watch_workflow(
 
 @router.post("/{workflow_id}/gates/{gate}", response_model=GateView)
 async def decide_gate(
-    caller: CallerDep, client: ClientDep, workflow_id: str, gate: str, body: DecisionCreate
+    caller: CallerDep,
+    client: ClientDep,
+    workflow_id: WorkflowIdPath,
+    gate: GateIdPath,
+    body: DecisionCreate,
 ) -> GateView:
     """Decide an open gate as the caller; the workflow checks who may approve."""
     return await submit(client, workflow_id, gate, body, caller)
@@ -244,7 +260,7 @@ async def _lifecycle(
 
 @router.post("/{workflow_id}/cancel", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
 async def cancel_workflow(
-    caller: LifecycleDep, client: ClientDep, workflow_id: str, body: LifecycleBody = None
+    caller: LifecycleDep, client: ClientDep, workflow_id: WorkflowIdPath, body: LifecycleBody = None
 ) -> Accepted:
     """Cancel the run as the caller, with an optional `reason`: the audit records both, then
     running steps stop and compensations run."""
@@ -253,7 +269,7 @@ async def cancel_workflow(
 
 @router.post("/{workflow_id}/pause", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
 async def pause_workflow(
-    caller: LifecycleDep, client: ClientDep, workflow_id: str, body: LifecycleBody = None
+    caller: LifecycleDep, client: ClientDep, workflow_id: WorkflowIdPath, body: LifecycleBody = None
 ) -> Accepted:
     """Start no new steps until resumed; running steps finish. Takes an optional `reason`."""
     return await _lifecycle(client, workflow_id, "pause", caller, body)
@@ -261,7 +277,7 @@ async def pause_workflow(
 
 @router.post("/{workflow_id}/resume", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
 async def resume_workflow(
-    caller: LifecycleDep, client: ClientDep, workflow_id: str, body: LifecycleBody = None
+    caller: LifecycleDep, client: ClientDep, workflow_id: WorkflowIdPath, body: LifecycleBody = None
 ) -> Accepted:
     """Continue a paused run. Takes an optional `reason`."""
     return await _lifecycle(client, workflow_id, "resume", caller, body)

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.workflows import WORKFLOW_ID_PATTERN, DecisionCreate
+from workflows.limits import MAX_GATE_ID_CHARS
 
 
 class InboxItem(BaseModel):
@@ -37,7 +38,7 @@ class BatchItem(DecisionCreate):
     model_config = ConfigDict(extra="forbid")
 
     workflow_id: str = Field(pattern=WORKFLOW_ID_PATTERN)
-    gate: str = Field(min_length=1)
+    gate: str = Field(min_length=1, max_length=MAX_GATE_ID_CHARS)
 
 
 class BatchCreate(BaseModel):

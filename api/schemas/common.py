@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel
+
+from workflows.limits import MAX_GATE_ID_CHARS
 
 
 class ErrorBody(BaseModel):
@@ -34,6 +37,16 @@ class Accepted(BaseModel):
     action: str
 
 
+# Every status a route may answer besides its own: 400 unparseable JSON, 413 body too large,
+# 415 wrong media type, 429 rate limited, 503 Temporal or its workers unavailable.
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic} for code in (401, 403, 404, 409, 422, 503)
+    code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
+
+# Ids in paths. Temporal itself refuses workflow and schedule ids over 1,000 characters (its
+# default limit.maxIDLength) with an error that is not the client's to read; ids from the API are
+# shorter still, but runs started by schedules or the CLI may have longer ones than 200.
+MAX_PATH_ID_CHARS = 1_000
+WorkflowIdPath = Annotated[str, Path(min_length=1, max_length=MAX_PATH_ID_CHARS)]
+ScheduleIdPath = Annotated[str, Path(min_length=1, max_length=MAX_PATH_ID_CHARS)]
+GateIdPath = Annotated[str, Path(min_length=1, max_length=MAX_GATE_ID_CHARS)]

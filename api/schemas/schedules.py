@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workflows.durations import parse_duration
+from workflows.limits import MAX_NAME_CHARS
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
@@ -16,10 +17,14 @@ class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schedule_id: str | None = Field(None, pattern=SCHEDULE_ID_PATTERN)
-    definition: str | dict[str, Any]
+    definition: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | dict[str, Any]
     input: dict[str, Any] = Field(default_factory=dict)
-    cron: str | None = Field(None, description="a cron expression, e.g. `0 6 * * 1-5`")
-    interval: str | None = Field(None, description="a duration, e.g. `15m`")
+    cron: str | None = Field(
+        None, max_length=MAX_NAME_CHARS, description="a cron expression, e.g. `0 6 * * 1-5`"
+    )
+    interval: str | None = Field(
+        None, max_length=MAX_NAME_CHARS, description="a duration, e.g. `15m`"
+    )
     approval_mode: Literal["manual", "auto"] = "manual"
 
     @model_validator(mode="after")

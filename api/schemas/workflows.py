@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.definition import Action
+from workflows.limits import MAX_NAME_CHARS
 from workflows.models import AuditEntry
 
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
@@ -16,7 +17,7 @@ WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 class WorkflowCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    definition: str | dict[str, Any] = Field(
+    definition: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | dict[str, Any] = Field(
         description="a catalog name (`deploy`), a pinned version (`deploy@2`), "
         "or an inline definition"
     )
@@ -69,7 +70,7 @@ class DecisionCreate(BaseModel):
     action: Action
     comment: str | None = Field(None, max_length=4_000)
     patch: Any = None
-    digest: str | None = None
+    digest: str | None = Field(None, max_length=MAX_NAME_CHARS)
 
 
 class AuditPublic(BaseModel):

@@ -67,14 +67,14 @@ async def test_validate_json_invalid_lists_every_error(http: httpx.AsyncClient, 
     assert {"steps[0].tool", "steps[1].needs"} <= paths
 
 
-async def test_validate_unparseable_yaml_unprocessable(http: httpx.AsyncClient, as_: Auth) -> None:
-    """Broken YAML is a 422 naming the line."""
+async def test_validate_unparseable_yaml_bad_request(http: httpx.AsyncClient, as_: Auth) -> None:
+    """Broken YAML is a 400 naming the line (a document that parses but breaks a limit is 422)."""
     r = await http.post(
         "/definitions/validate",
         content="name: x\nsteps: [\n  - a: {\n",
         headers={**as_("vic"), "Content-Type": "text/yaml"},
     )
-    assert r.status_code == 422
+    assert r.status_code == 400
     assert r.json()["error"]["code"] == "unparseable"
     assert "line" in r.json()["error"]["message"]
 

@@ -80,7 +80,8 @@ async def test_start_inline_definition_completes(
 
 
 async def test_start_malformed_body_unprocessable(http: httpx.AsyncClient, as_: Auth) -> None:
-    """A body that is not a WorkflowCreate is a 422 in the API's error shape."""
+    """A body that is not a WorkflowCreate is a 422 in the API's error shape; one that is not
+    JSON at all is a 400."""
     r = await http.post("/workflows", json={"definition": "hello", "extra": 1}, headers=as_("olga"))
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "invalid"
@@ -90,7 +91,8 @@ async def test_start_malformed_body_unprocessable(http: httpx.AsyncClient, as_: 
         content=b"{not json",
         headers={**as_("olga"), "Content-Type": "application/json"},
     )
-    assert r.status_code == 422
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "unparseable"
 
 
 async def test_start_same_id_same_body_returns_existing(
