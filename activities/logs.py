@@ -4,10 +4,48 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 from activities.config import Settings
+from activities.secrets import SecretStore, mask, mask_text
+
+
+class SecretMasker:
+    """A last step before rendering, for our loggers and every library's alike: every value of a
+    secret this process holds is masked wherever it shows up in a log line (message, fields,
+    exception text). The values are read again at most every REFRESH_S seconds, so a secret
+    file added later is covered too."""
+
+    REFRESH_S = 30.0
+
+    def __init__(self, store: SecretStore) -> None:
+        self._store = store
+        self._values: frozenset[str] = frozenset()
+        self._read_at = -self.REFRESH_S
+
+    def values(self) -> frozenset[str]:
+        now = time.monotonic()
+        if now - self._read_at >= self.REFRESH_S:
+            self._values = frozenset(self._store.known_values())
+            self._read_at = now
+        return self._values
+
+    def __call__(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        values = self.values()
+        if not values:
+            return event
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = mask_text(value, values)
+            elif isinstance(value, dict | list):
+                event[key] = mask(value, values)
+        return event
 
 
 def configure_logging(settings: Settings) -> None:
@@ -36,6 +74,7 @@ def configure_logging(settings: Settings) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                SecretMasker(SecretStore(settings.stepgate_secrets_dir)),
                 renderer,
             ],
         )

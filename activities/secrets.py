@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Mapping
@@ -13,15 +14,41 @@ from activities.errors import fatal
 ENV_PREFIX = "STEPGATE_SECRET_"
 MASK = "***"
 _REF = re.compile(r"\$\{\s*secret\.([A-Za-z_][A-Za-z0-9_]*)\s*\}")
-_SENSITIVE = re.compile(
-    r"pass(word|wd)?|secret|token|api[-_]?key|apikey|authorization|auth|cookie|credential|"
-    r"private[-_]?key|session|signature",
-    re.IGNORECASE,
+# Words of a key that mark its value as sensitive; a key is split into words at `_`, `-`, `.`,
+# spaces and lower-to-upper case changes, so `access_token` and `X-Api-Key` are sensitive while
+# `prompt_tokens` and `total_tokens` (token counts) are not.
+_WORDS = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
+_SENSITIVE_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "authorization",
+        "auth",
+        "cookie",
+        "credential",
+        "credentials",
+        "signature",
+        "session",
+        "sessionid",
+    }
+)
+_SENSITIVE_PAIRS = frozenset(
+    {("api", "key"), ("private", "key"), ("client", "secret"), ("set", "cookie")}
 )
 
 
 def is_sensitive_key(key: str) -> bool:
-    return bool(_SENSITIVE.search(key))
+    """Whether a key's value must be masked: a sensitive word in it (`token`, `password`,
+    `authorization`, ...), or `api key` / `private key` as two words."""
+    words = [w.lower() for w in _WORDS.split(key) if w]
+    if any(w in _SENSITIVE_WORDS for w in words):
+        return True
+    return any(pair in _SENSITIVE_PAIRS for pair in itertools.pairwise(words))
 
 
 class SecretStore:

@@ -108,6 +108,7 @@ async def test_an_approvers_patch_cannot_reach_a_secret(server: LocalServer, run
     inp = definition(
         f"""
 name: gated
+secrets: [APITOKEN]
 steps:
   - id: send
     tool: http.request
@@ -143,6 +144,7 @@ async def test_a_patch_replacing_the_secret_slot_is_data(server: LocalServer, ru
     inp = definition(
         f"""
 name: gated
+secrets: [APITOKEN]
 steps:
   - id: send
     tool: http.request

@@ -119,6 +119,7 @@ async def test_secret_reaches_the_tool_but_not_history_status_or_output(
         inp = definition(
             f"""
 name: secretive
+secrets: [API_TOKEN]
 steps:
   - id: call
     tool: http.request

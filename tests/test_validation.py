@@ -167,3 +167,34 @@ def test_validate_input_lists_each_schema_error(tools: ToolRegistry) -> None:
     assert "input.n: 'x' is not of type 'integer'" in issues
     assert "input.repo: 3 is not of type 'string'" in issues
     assert validate_input(report.definition, {"repo": "r", "ref": "main"}) == []
+
+
+def test_secrets_must_be_declared_and_stay_out_of_output() -> None:
+    """`${secret.NAME}` is accepted only for names in `secrets:`, in inputs, compensations and
+    notifications; never in the run's output or summary, never in a condition."""
+    raw = {
+        "name": "s",
+        "secrets": ["TOKEN"],
+        "summary": "${secret.TOKEN}",
+        "steps": [
+            {
+                "id": "a",
+                "tool": "data.echo",
+                "with": {"value": "${secret.TOKEN} ${secret.OTHER}"},
+                "if": "secret.TOKEN == 'x'",
+                "approval": {
+                    "approvers": ["role:ops"],
+                    "notify": {"tool": "data.echo", "with": {"value": "${secret.HOOK}"}},
+                },
+            }
+        ],
+        "output": {"leak": "${secret.TOKEN}"},
+    }
+    found = {str(i) for i in validate_definition(raw, default_registry(entry_points=False)).errors}
+    assert found == {
+        "steps[0].with.value: ${secret.OTHER}: secret 'OTHER' is not declared in `secrets:`",
+        "steps[0].if: conditions cannot read secrets",
+        "steps[0].approval.notify.with.value: ${secret.HOOK}: secret 'HOOK' is not declared in `secrets:`",
+        "output.leak: ${secret.TOKEN}: the run's output.leak cannot hold secrets",
+        "summary: ${secret.TOKEN}: the run's summary cannot hold secrets",
+    }

@@ -210,6 +210,11 @@ class Definition(_Strict):
     output: Any = None
     max_parallel: int | None = Field(None, ge=1, le=MAX_PARALLEL)
     summary: Text | None = Field(None, description="Web UI summary template, e.g. '${input.ref}'")
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="the secrets `${secret.NAME}` may name in this definition's text; no other",
+    )
 
     @property
     def ref(self) -> str:

@@ -8,6 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.definition import Action, Definition, NotifySpec, Stage
+from workflows.limits import (
+    MAX_APPROVERS,
+    MAX_GATE_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+)
 
 GateState = Literal["open", "approved", "rejected", "modified", "retried", "skipped", "cancelled"]
 
@@ -67,13 +73,14 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gate: str = Field(min_length=1, max_length=300)
+    # Bounds no tighter than the API's, so what the API accepts always makes a Decision.
+    gate: str = Field(min_length=1, max_length=MAX_GATE_ID_CHARS)
     action: Action
-    actor: str = Field(min_length=1, max_length=200)
-    roles: list[str] = Field(default_factory=list, max_length=100)
-    comment: str | None = Field(None, max_length=4_000)
+    actor: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    roles: list[str] = Field(default_factory=list, max_length=MAX_APPROVERS)
+    comment: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     patch: Any = None
-    digest: str | None = Field(None, max_length=100)
+    digest: str | None = Field(None, max_length=MAX_NAME_CHARS)
 
 
 class Vote(BaseModel):

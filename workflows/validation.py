@@ -329,7 +329,8 @@ def _check_references(
     gated = {s.id for _, s in _indexed(steps) if s.approval is not None}
     ups = upstream(steps)
     props = schema.get("properties") if isinstance(schema.get("properties"), dict) else None
-    ctx = _RefChecker(ids, props, report)
+    declared = raw.get("secrets")
+    ctx = _RefChecker(ids, props, report, set(declared) if isinstance(declared, list) else set())
     for i, s in _indexed(steps):
         base = f"steps[{i}]"
         visible = ups.get(s.id, set())
@@ -343,6 +344,8 @@ def _check_references(
             ctx.expression(
                 s.approval.auto_approve_if, f"{base}.approval.auto_approve_if", visible | own
             )
+        if s.approval and s.approval.notify:
+            ctx.values(s.approval.notify.with_, f"{base}.approval.notify.with", visible)
         if s.approval:
             for gate in s.approval.distinct_from:
                 if gate not in gated:
@@ -350,9 +353,9 @@ def _check_references(
                         f"{base}.approval.distinct_from",
                         f"{gate!r} is not a step with an approval gate",
                     )
-    ctx.values(raw.get("output"), "output", ids)
+    ctx.values(raw.get("output"), "output", ids, secrets=False)
     if isinstance(raw.get("summary"), str):
-        ctx.values(raw["summary"], "summary", set())
+        ctx.values(raw["summary"], "summary", set(), secrets=False)
 
 
 @dataclass
@@ -360,8 +363,9 @@ class _RefChecker:
     ids: set[str]
     props: dict[str, Any] | None
     report: Report
+    declared: set[str]
 
-    def values(self, obj: Any, path: str, visible: set[str]) -> None:
+    def values(self, obj: Any, path: str, visible: set[str], *, secrets: bool = True) -> None:
         # Without recursion (depth is bounded earlier, but the walk should not depend on it);
         # children pushed last-first so that errors come in document order.
         todo: list[tuple[Any, str]] = [(obj, path)]
@@ -372,14 +376,14 @@ class _RefChecker:
             elif isinstance(item, list):
                 todo.extend((v, f"{where}[{j}]") for j, v in reversed(list(enumerate(item))))
             elif isinstance(item, str):
-                self.text(item, where, visible)
+                self.text(item, where, visible, secrets)
 
-    def text(self, text: str, path: str, visible: set[str]) -> None:
+    def text(self, text: str, path: str, visible: set[str], secrets: bool) -> None:
         refs = find_refs(text)
         if "${" in text and text.count("${") != len(refs):
             self.report.add(path, f"malformed reference in {_quote(text)}: unclosed '${{'")
         for ref in refs:
-            self.one(ref, path, visible)
+            self.one(ref, path, visible, secrets=secrets)
 
     def expression(self, text: str, path: str, visible: set[str]) -> None:
         try:
@@ -390,14 +394,29 @@ class _RefChecker:
         for p in expr.paths(node):
             self.one(p, path, visible, in_expression=True)
 
-    def one(self, text: str, path: str, visible: set[str], in_expression: bool = False) -> None:
+    def one(
+        self,
+        text: str,
+        path: str,
+        visible: set[str],
+        in_expression: bool = False,
+        *,
+        secrets: bool = True,
+    ) -> None:
         try:
             ref = parse_ref(text)
         except RefError as err:
             self.report.add(path, str(err))
             return
-        if in_expression and ref.root == "secret":
-            self.report.add(path, "conditions cannot read secrets")
+        if ref.root == "secret":
+            if in_expression:
+                self.report.add(path, "conditions cannot read secrets")
+            elif not secrets:
+                self.report.add(path, f"${{{text}}}: the run's {path} cannot hold secrets")
+            elif ref.path[0] not in self.declared:
+                self.report.add(
+                    path, f"${{{text}}}: secret {ref.path[0]!r} is not declared in `secrets:`"
+                )
         if (
             ref.root == "input"
             and self.props is not None

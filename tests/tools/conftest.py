@@ -15,17 +15,21 @@ from activities.config import Settings
 from activities.models import ToolCall
 from activities.runtime import ToolActivities
 from tests.tools.server import LocalServer
+from workflows.refs import Scope
 
 
 def make_call(tool: str, args: dict[str, Any], *, version: str = "1.0.0", **kw: Any) -> ToolCall:
-    """A ToolCall as a workflow would send it, with a unique workflow id and idempotency key."""
+    """A ToolCall as a workflow would send it, with a unique workflow id and idempotency key:
+    `args` read as a definition's `with:`, so `${secret.NAME}` in them becomes a slot."""
     workflow_id = kw.pop("workflow_id", f"wf-{uuid.uuid4().hex[:8]}")
+    args, slots = Scope({}, {}, {}, {}).resolve_slots(args)
     return ToolCall(
         tool=tool,
         version=version,
         step_id=kw.pop("step_id", "step"),
         workflow_id=workflow_id,
         args=args,
+        slots=kw.pop("slots", slots),
         idempotency_key=kw.pop("idempotency_key", f"{workflow_id}/step/main"),
         **kw,
     )
