@@ -14,6 +14,7 @@ from activities.registry import ToolRegistry
 from api import errors
 from api.auth import KeyStore
 from api.catalog import Catalog
+from api.limits import KeyLimits, RunLanes
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
@@ -41,6 +42,8 @@ def create_app(
         keys=KeyStore.load(settings.stepgate_api_keys_file),
         temporal=TemporalLink(settings),
         codec=make_data_converter(settings).payload_codec,
+        limits=KeyLimits.from_settings(settings),
+        lanes=RunLanes(settings.stepgate_updates_per_run),
     )
 
     @asynccontextmanager

@@ -46,7 +46,11 @@ def get_caller(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    return state.keys.authenticate(credentials.credentials if credentials else None)
+    caller = state.keys.authenticate(credentials.credentials if credentials else None)
+    # Every route that needs a key is rate limited here, once per request (FastAPI caches the
+    # dependency); /healthz and the docs need no key and are not.
+    state.limits.admit(caller.principal)
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

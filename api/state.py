@@ -11,6 +11,7 @@ from activities.registry import ToolRegistry
 from api.auth import KeyStore
 from api.catalog import Catalog
 from api.events import StatusHub
+from api.limits import KeyLimits, RunLanes
 from api.status import StatusReads
 from api.temporal import TemporalLink
 
@@ -24,6 +25,9 @@ class ApiState:
     temporal: TemporalLink
     # The payload codec the converter uses, for the codec server; None when payloads are plain.
     codec: PayloadCodec | None
+    # Per-principal request rate and live streams, per-run decisions in flight (this process).
+    limits: KeyLimits
+    lanes: RunLanes
     # Shared status pollers for /events subscribers.
     hub: StatusHub = field(default_factory=StatusHub)
     # Concurrent GET /workflows/{id} of one run share a query.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -26,6 +28,7 @@ from api.deps import (
     StateDep,
 )
 from api.errors import ApiError, from_rpc
+from api.limits import StreamLease
 from api.runs import build_input, details, request_hash, start_attributes, summary
 from api.schemas.common import ERRORS, Accepted
 from api.schemas.workflows import (
@@ -167,20 +170,37 @@ async def get_audit(_: CallerDep, client: ClientDep, workflow_id: str) -> list[A
 
 @router.get("/{workflow_id}/events", response_class=StreamingResponse, responses=_SSE_DOC)
 async def watch_workflow(
-    _: CallerDep,
+    caller: CallerDep,
     client: ClientDep,
     state: StateDep,
     workflow_id: str,
     last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
 ) -> StreamingResponse:
-    """Live status as Server-Sent Events: one event per revision, closed when the run closes."""
-    # The first query happens before streaming so an unknown run is a plain 404.
-    first = await query_status(client, workflow_id)
+    """Live status as Server-Sent Events: one event per revision, closed when the run closes.
+    Each key's principal may hold a bounded number of streams open (429 beyond it)."""
+    lease = state.limits.open_stream(caller.principal)
+    try:
+        # The first query happens before streaming so an unknown run is a plain 404.
+        first = await query_status(client, workflow_id)
+    except BaseException:
+        lease.release()
+        raise
     return StreamingResponse(
-        events.stream(state.hub, client, first, last_event_id),
+        _leased(events.stream(state.hub, client, first, last_event_id), lease),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # Also released here in case the stream is dropped before it ever ran.
+        background=BackgroundTask(lease.release),
     )
+
+
+async def _leased(chunks: AsyncIterator[str], lease: StreamLease) -> AsyncIterator[str]:
+    """The stream's chunks; its slot is given back the moment it ends or the client leaves."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        lease.release()
 
 
 @router.post("/{workflow_id}/gates/{gate}", response_model=GateView)

@@ -35,5 +35,5 @@ class Accepted(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic} for code in (401, 403, 404, 409, 422, 503)
+    code: {"model": ErrorPublic} for code in (401, 403, 404, 409, 422, 429, 503)
 }
