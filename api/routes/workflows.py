@@ -205,10 +205,16 @@ async def _leased(chunks: AsyncIterator[str], lease: StreamLease) -> AsyncIterat
 
 @router.post("/{workflow_id}/gates/{gate}", response_model=GateView)
 async def decide_gate(
-    caller: CallerDep, client: ClientDep, workflow_id: str, gate: str, body: DecisionCreate
+    caller: CallerDep,
+    client: ClientDep,
+    state: StateDep,
+    workflow_id: str,
+    gate: str,
+    body: DecisionCreate,
 ) -> GateView:
-    """Decide an open gate as the caller; the workflow checks who may approve."""
-    return await submit(client, workflow_id, gate, body, caller)
+    """Decide an open gate as the caller; the workflow checks who may approve. A run swamped
+    with decisions answers 503 run_busy with Retry-After once this one has waited its bound."""
+    return await submit(client, state.lanes, workflow_id, gate, body, caller)
 
 
 async def _lifecycle(client: Client, workflow_id: str, action: str, actor: str) -> Accepted:
