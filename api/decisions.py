@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller
-from api.errors import ApiError, from_rpc, no_worker
+from api.errors import ApiError, from_rpc, no_worker, unavailable
 from api.limits import RunLanes, run_busy
 from api.schemas.workflows import DecisionCreate
 from workflows.models import Decision, GateView
@@ -112,13 +112,23 @@ async def _attempts(
             raise no_worker(workflow_id, DECISION_TIMEOUT) from None
         except RPCError as err:
             if err.status not in _OVERLOADED:
-                raise from_rpc(err, not_found=f"no run {workflow_id!r}") from None
+                raise rpc_failure(err, workflow_id) from None
             busy = True
             pause = random.uniform(0, min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt))
             attempt += 1
             if loop.time() + pause >= deadline:
                 raise _gave_up(err, workflow_id) from None
             await asyncio.sleep(pause)
+
+
+def rpc_failure(err: RPCError, workflow_id: str) -> ApiError:
+    """The HTTP answer to an RPC failure that retrying now would not fix."""
+    mapped = from_rpc(err, not_found=f"no run {workflow_id!r}")
+    if mapped.status == 502:
+        # Whatever Temporal failed with, the caller can only send the decision again later: say
+        # so with a 503 and Retry-After rather than a 502 it cannot act on.
+        return unavailable(mapped.message, "temporal_error")
+    return mapped
 
 
 def _gave_up(err: RPCError, workflow_id: str) -> ApiError:

@@ -12,8 +12,10 @@ import httpx
 import pytest
 import yaml
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.config import Settings
+from api.decisions import rpc_failure
 from bench import storm
 from tests.api.conftest import Serve, StartRun
 from tests.api.helpers import wait_state
@@ -136,3 +138,13 @@ async def test_decision_repeated_under_its_update_id_counts_once(
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(PipelineWorkflow.submit_decision, vote, id="vote-2")
     assert getattr(refused.value.cause, "type", None) == "already_voted"
+
+
+def test_decision_failed_by_temporal_is_503_with_retry_after_not_502() -> None:
+    """A failure of Temporal's own that the API would otherwise pass on as 502 reaches a decider
+    as 503 with Retry-After; a missing run stays a 404."""
+    err = rpc_failure(RPCError("boom", RPCStatusCode.INTERNAL, b""), "run-1")
+    assert (err.status, err.code) == (503, "temporal_error")
+    assert err.headers and int(err.headers["Retry-After"]) >= 1
+    missing = rpc_failure(RPCError("gone", RPCStatusCode.NOT_FOUND, b""), "run-1")
+    assert missing.status == 404
