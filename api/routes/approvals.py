@@ -22,6 +22,7 @@ from api.schemas.approvals import (
     InboxItem,
 )
 from api.schemas.common import ERRORS
+from api.state import ApiState
 from api.status import query_status
 from api.visibility import read_page, runs_query
 from workflows.contract import MEMO_GATES, SA_PIPELINE
@@ -132,41 +133,45 @@ async def batch(
     for i, item in enumerate(body.items):
         by_run.setdefault(item.workflow_id, []).append(i)
     results: list[BatchResult | None] = [None] * len(body.items)
+    unavailable: list[ApiError] = []
     limit = asyncio.Semaphore(BATCH_CONCURRENCY)
     deadline = asyncio.get_running_loop().time() + BATCH_TIMEOUT.total_seconds()
-    unavailable: list[ApiError] = []
 
     async def run_items(indexes: list[int]) -> None:
         async with limit:
             for i in indexes:
                 item = body.items[i]
                 try:
-                    view = await submit(
-                        client,
-                        state.lanes,
-                        item.workflow_id,
-                        item.gate,
-                        item,
-                        caller,
-                        deadline=deadline,
-                    )
+                    results[i] = await _apply_one(client, state, caller, item, deadline)
                 except ApiError as err:
-                    if err.status == 503:
-                        unavailable.append(err)
+                    unavailable.append(err)
                     results[i] = _failed(item, err)
-                else:
-                    results[i] = BatchResult(
-                        workflow_id=item.workflow_id,
-                        gate=item.gate,
-                        ok=True,
-                        status_code=200,
-                        gate_state=view.state,
-                    )
 
     await asyncio.gather(*(run_items(ix) for ix in by_run.values()))
     if len(unavailable) == len(body.items):
         raise unavailable[0]
     return BatchPublic(results=[r for r in results if r is not None])
+
+
+async def _apply_one(
+    client: Client, state: ApiState, caller: Caller, item: BatchItem, deadline: float
+) -> BatchResult:
+    """The item's result; a 503 (not applied in time, Temporal away) is raised to the batch."""
+    try:
+        view = await submit(
+            client, state.lanes, item.workflow_id, item.gate, item, caller, deadline=deadline
+        )
+    except ApiError as err:
+        if err.status == 503:
+            raise
+        return _failed(item, err)
+    return BatchResult(
+        workflow_id=item.workflow_id,
+        gate=item.gate,
+        ok=True,
+        status_code=200,
+        gate_state=view.state,
+    )
 
 
 def _failed(item: BatchItem, err: ApiError) -> BatchResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.config import Settings
+from activities.registry import ToolRegistry
 from api.decisions import rpc_failure
 from bench import storm
 from tests.api.conftest import Serve, StartRun
 from tests.api.helpers import wait_state
-from workflows.models import Decision
+from worker import build_worker
+from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
+from workflows.validation import validate_definition
 
 Auth = Callable[[str], dict[str, str]]
 VOTERS = [f"voter-{i:02d}" for i in range(50)]
@@ -36,6 +40,12 @@ def keys(keys: dict[str, str], tmp_path: Path, team: str) -> dict[str, str]:
     entries += [{"key": k, "principal": p, "roles": [team]} for p, k in added.items()]
     path.write_text(yaml.safe_dump(entries))
     return {**keys, **added}
+
+
+def snapshot(raw: dict[str, Any], registry: ToolRegistry) -> PipelineInput:
+    report = validate_definition(raw, registry)
+    assert report.definition is not None, report.errors
+    return PipelineInput(definition=report.definition)
 
 
 async def open_gate(http: httpx.AsyncClient, start_run: StartRun, as_: Auth, team: str) -> str:
@@ -148,3 +158,37 @@ def test_decision_failed_by_temporal_is_503_with_retry_after_not_502() -> None:
     assert err.headers and int(err.headers["Retry-After"]) >= 1
     missing = rpc_failure(RPCError("gone", RPCStatusCode.NOT_FOUND, b""), "run-1")
     assert missing.status == 404
+
+
+async def test_batch_item_not_applied_in_time_reports_its_own_503(
+    http: httpx.AsyncClient,
+    start_run: StartRun,
+    as_: Auth,
+    client: Client,
+    api_settings: Settings,
+    registry: ToolRegistry,
+    team: str,
+) -> None:
+    """In a batch, an item for a run whose workers are gone answers 503 on its own while the
+    other items keep their results; a batch of only such items is a 503 with Retry-After."""
+    live = await open_gate(http, start_run, as_, team)
+    queue = f"gone-{uuid.uuid4()}"
+    settings = api_settings.model_copy(update={"stepgate_task_queue": queue})
+    async with build_worker(client, settings, registry):
+        orphan = await client.start_workflow(
+            PipelineWorkflow.run,
+            snapshot(storm.definition(team, quorum=2), registry),
+            id=f"orphan-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        await wait_state(http, orphan.id, "waiting", as_("vic"))
+    vote = {"gate": storm.GATE, "action": "approve"}
+    items = [{"workflow_id": orphan.id, **vote}, {"workflow_id": live, **vote}]
+    r = await http.post("/approvals/batch", json={"items": items}, headers=as_("alice"))
+    assert r.status_code == 200, r.text
+    got = [(x["status_code"], (x["error"] or {}).get("code")) for x in r.json()["results"]]
+    assert got == [(503, "worker_unavailable"), (200, None)]
+    r = await http.post("/approvals/batch", json={"items": items[:1]}, headers=as_("bob"))
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "worker_unavailable"
+    assert int(r.headers["Retry-After"]) >= 1
