@@ -82,6 +82,24 @@ class Settings(BaseSettings):
         4, ge=1, le=64, description="threads the API parses and validates in, at most, at once"
     )
 
+    # Overload: bounds held by each API process (per replica, not shared between them).
+    stepgate_rate_per_s: float = Field(
+        50.0, ge=0, description="requests per second each key's principal may send; 0: no limit"
+    )
+    stepgate_rate_burst: int = Field(
+        100, ge=1, description="requests a principal may send at once before the rate applies"
+    )
+    stepgate_streams_per_key: int = Field(
+        16, ge=1, description="live /events streams each key's principal may hold open"
+    )
+    stepgate_updates_per_run: int = Field(
+        5,
+        ge=1,
+        le=1_000,
+        description="decisions one API process sends to one run at once; times the API "
+        "replicas, keep it at most Temporal's limit.workflowExecution.maxInFlightUpdates (10)",
+    )
+
     # Payload encryption: a base64 32-byte key turns on AES-GCM for every payload. Kept out of
     # repr so a logged or printed Settings does not carry them.
     stepgate_encryption_key: str | None = Field(

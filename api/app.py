@@ -17,6 +17,7 @@ from api.access_log import AccessLog
 from api.auth import KeyStore
 from api.catalog import Catalog
 from api.guards import BodyLimit, Offload, StrictJson
+from api.limits import KeyLimits, RunLanes
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
@@ -46,6 +47,8 @@ def create_app(
         temporal=TemporalLink(settings),
         codec=make_data_converter(settings).payload_codec,
         artifacts=LocalArtifactStore(settings.artifact_root),
+        limits=KeyLimits.from_settings(settings),
+        lanes=RunLanes(settings.stepgate_updates_per_run),
     )
 
     @asynccontextmanager

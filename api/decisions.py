@@ -1,15 +1,29 @@
-"""Applying a decision through the validated `submit_decision` update, refusals mapped to HTTP."""
+"""Applying a decision through the validated `submit_decision` update, refusals mapped to HTTP.
+
+Under a storm of decisions on one run, Temporal refuses updates above its per-run in-flight
+limit (RESOURCE_EXHAUSTED) and may abort updates in flight (UNAVAILABLE "update was aborted").
+Neither may cost a valid vote: each decision waits for a turn in its run's lane (RunLanes) and
+is retried under one update id until its deadline; only then does the caller get a 503 with
+Retry-After."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import uuid
 from datetime import timedelta
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller
-from api.errors import ApiError, from_rpc, no_worker, timed_out
+from api.errors import ApiError, from_rpc, no_worker, unavailable
+from api.limits import RunLanes, run_busy
 from api.schemas.workflows import DecisionCreate
 from api.scope import stepgate_run
 from workflows.models import Decision, GateView
@@ -28,14 +42,30 @@ REFUSAL_STATUS = {
     "bad_patch": 422,
 }
 
-# An update waits for a worker to validate and apply it; bounded so a run whose workers are all
-# down answers 503 instead of holding the request open.
+# All one decision may take: its turn in the run's lane, every attempt and the wait for a worker
+# to apply it. Bounded so a run whose workers are down, or that is swamped, answers 503 instead
+# of holding the request open.
 DECISION_TIMEOUT = timedelta(seconds=10)
+# Temporal's answers that mean "not now" rather than "no": the update was never admitted, or it
+# was aborted and may be sent again.
+_OVERLOADED = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.ABORTED)
+# Backoff between attempts, with full jitter so that retries from several API replicas spread.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
 
 
 async def submit(
-    client: Client, workflow_id: str, gate: str, body: DecisionCreate, caller: Caller
+    client: Client,
+    lanes: RunLanes,
+    workflow_id: str,
+    gate: str,
+    body: DecisionCreate,
+    caller: Caller,
+    *,
+    deadline: float | None = None,
 ) -> GateView:
+    """Apply `body` as the caller's decision; `deadline` (a loop.time() value) may shorten the
+    usual DECISION_TIMEOUT, as a batch does for its later items."""
     # Actor and roles come from the key, whatever the body says: the API vouches for them.
     decision = Decision(
         gate=gate,
@@ -46,17 +76,70 @@ async def submit(
         patch=body.patch,
         digest=body.digest,
     )
-    handle = await stepgate_run(client, workflow_id)
-    try:
-        return await handle.execute_update(
-            PipelineWorkflow.submit_decision, decision, rpc_timeout=DECISION_TIMEOUT
-        )
-    except WorkflowUpdateFailedError as err:
-        raise refusal(err.cause) from None
-    except RPCError as err:
-        if timed_out(err):
+    # Only Stepgate's runs take decisions (one describe); the update then goes to the workflow
+    # id, not the run described, so a run that continued as new meanwhile still gets it.
+    await stepgate_run(client, workflow_id)
+    loop = asyncio.get_running_loop()
+    own = loop.time() + DECISION_TIMEOUT.total_seconds()
+    deadline = own if deadline is None else min(deadline, own)
+    async with lanes.turn(workflow_id, deadline) as queued:
+        return await _attempts(client, workflow_id, decision, deadline, busy=queued)
+
+
+async def _attempts(
+    client: Client, workflow_id: str, decision: Decision, deadline: float, *, busy: bool
+) -> GateView:
+    """Send the update until it is answered; `busy`: the run is known to be swamped, so running
+    out of time is its load (run_busy), not its workers being away (worker_unavailable)."""
+    handle = client.get_workflow_handle(workflow_id)
+    # One id for every attempt: Temporal answers an update id it has already applied with that
+    # update's outcome, so a retry never counts a vote twice nor refuses it as already cast.
+    update_id = f"decision-{uuid.uuid4()}"
+    loop = asyncio.get_running_loop()
+    attempt = 0
+    while True:
+        remaining = deadline - loop.time()
+        try:
+            async with asyncio.timeout(remaining):
+                return await handle.execute_update(
+                    PipelineWorkflow.submit_decision,
+                    decision,
+                    id=update_id,
+                    rpc_timeout=timedelta(seconds=max(remaining, 0.001)),
+                )
+        except WorkflowUpdateFailedError as err:
+            raise refusal(err.cause) from None
+        except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
+            # The SDK reports its own deadline, and our cancelling it, as this error.
+            if busy:
+                raise run_busy(workflow_id, RETRY_MAX_S) from None
             raise no_worker(workflow_id, DECISION_TIMEOUT) from None
-        raise from_rpc(err, not_found=f"no run {workflow_id!r}") from None
+        except RPCError as err:
+            if err.status not in _OVERLOADED:
+                raise rpc_failure(err, workflow_id) from None
+            busy = True
+            pause = random.uniform(0, min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt))
+            attempt += 1
+            if loop.time() + pause >= deadline:
+                raise _gave_up(err, workflow_id) from None
+            await asyncio.sleep(pause)
+
+
+def rpc_failure(err: RPCError, workflow_id: str) -> ApiError:
+    """The HTTP answer to an RPC failure that retrying now would not fix."""
+    mapped = from_rpc(err, not_found=f"no run {workflow_id!r}")
+    if mapped.status == 502:
+        # Whatever Temporal failed with, the caller can only send the decision again later: say
+        # so with a 503 and Retry-After rather than a 502 it cannot act on.
+        return unavailable(mapped.message, "temporal_error")
+    return mapped
+
+
+def _gave_up(err: RPCError, workflow_id: str) -> ApiError:
+    """503 either way; the code says whether the run was swamped or Temporal could not be reached."""
+    if err.status == RPCStatusCode.UNAVAILABLE and "aborted" not in err.message:
+        return from_rpc(err)
+    return run_busy(workflow_id, RETRY_MAX_S)
 
 
 def refusal(cause: BaseException) -> ApiError:

@@ -53,6 +53,9 @@ def get_caller(
     # A plain `def`: authenticating may reread the keys file, so it runs in the thread pool.
     caller = state.keys.authenticate(credentials.credentials if credentials else None)
     note_principal(request, caller.principal)
+    # Every route that needs a key is rate limited here, once per request (FastAPI caches the
+    # dependency); /healthz and the docs need no key and are not.
+    state.limits.admit(caller.principal)
     return caller
 
 

@@ -12,6 +12,7 @@ from activities.registry import ToolRegistry
 from api.auth import KeyStore
 from api.catalog import Catalog
 from api.events import StatusHub
+from api.limits import KeyLimits, RunLanes
 from api.status import StatusReads
 from api.temporal import TemporalLink
 
@@ -27,6 +28,9 @@ class ApiState:
     codec: PayloadCodec | None
     # Where runs' archived audit chunks are read from (the workers' artifact store).
     artifacts: ArtifactStore
+    # Per-principal request rate and live streams, per-run decisions in flight (this process).
+    limits: KeyLimits
+    lanes: RunLanes
     # Shared status pollers for /events subscribers.
     hub: StatusHub = field(default_factory=StatusHub)
     # Concurrent GET /workflows/{id} of one run share a query.

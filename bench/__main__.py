@@ -22,7 +22,7 @@ from typing import Any
 
 import temporalio
 
-from bench import decision, overhead, parked, report, status, throughput
+from bench import decision, overhead, parked, report, sse, status, throughput
 from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
@@ -115,6 +115,7 @@ async def run(
         results["skipped"]["status"] = api_error
     else:
         await section(results, "status", lambda: status.measure(stack, scale))
+        await section(results, "sse", lambda: sse.measure(stack, scale))
 
     async def throughput_1() -> dict[str, Any]:
         out = await throughput.measure(stack, scale, "1")

@@ -9,7 +9,9 @@
 3. the API restarted while a client follows /events: the client resumes with Last-Event-ID and
    misses no state;
 4. a decision storm: many concurrent decisions, half of them invalid: the valid ones are applied
-   exactly once, the invalid ones refused with a clear error, no workflow task fails.
+   exactly once, the invalid ones refused with a clear error, no workflow task fails;
+5. the same through the HTTP API on one gate (bench/storm.py): 50 voters each voting twice and
+   100 invalid decisions at once: every vote applied once, every invalid one its 4xx, no 5xx.
 
 `DRILL_SCALE=quick` shrinks every drill; the test suite runs that size.
 """
@@ -35,6 +37,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities import default_registry
+from bench import storm
 from bench.ledger import Ledger, serve_ledger
 from bench.procs import Child, Processes, free_port
 from bench.stack import HOST, ROOT, child_env, spawn_api, start_server
@@ -44,6 +47,10 @@ from workflows.validation import validate_definition
 
 Handle = WorkflowHandle[Any, Any]
 CLOSED = {"completed", "failed", "cancelled"}
+# Drill 5, at both scales: the storm that once lost votes (50 voters twice, 100 invalid).
+STORM_VOTERS = 50
+STORM_OUTSIDERS = 10
+STORM_INVALID = 100
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class DrillStack:
     api: Child | None = None
     api_port: int = 0
     api_key: str = ""
+    keys: dict[str, str] = field(default_factory=dict)
     client: Client | None = None
 
     @property
@@ -121,17 +129,23 @@ class DrillStack:
             self.procs.children.remove(child)
         self.workers.remove(child)
 
-    async def start_api(self) -> str:
+    async def start_api(self, more_keys: dict[str, list[str]] | None = None) -> str:
+        """The API with the drill's admin key, plus a key per principal in `more_keys` (the
+        principal -> roles; their keys end up in `self.keys`)."""
         if not self.api_port:
             self.api_port = free_port()
             self.api_key = secrets.token_urlsafe(24)
-            keys = self.workdir / "api-keys.yaml"
-            keys.write_text(
-                yaml.safe_dump(
-                    [{"key": self.api_key, "principal": "drill", "roles": ["admin", "ops"]}]
-                )
+        self.keys = {"drill": self.api_key} | {
+            p: secrets.token_urlsafe(24) for p in more_keys or {}
+        }
+        roles = {"drill": ["admin", "ops"], **(more_keys or {})}
+        keys = self.workdir / "api-keys.yaml"
+        keys.write_text(
+            yaml.safe_dump(
+                [{"key": k, "principal": p, "roles": roles[p]} for p, k in self.keys.items()]
             )
-            keys.chmod(0o600)
+        )
+        keys.chmod(0o600)
         env = {
             **self.env,
             "STEPGATE_API_HOST": HOST,
@@ -448,6 +462,36 @@ steps:
     }
 
 
+# ---- drill 5: a decision storm on one gate through the API ------------------------------------
+
+
+async def drill_api_storm(stack: DrillStack) -> dict[str, Any]:
+    voters = [f"voter-{i:02d}" for i in range(STORM_VOTERS)]
+    outsiders = [f"outsider-{i}" for i in range(STORM_OUTSIDERS)]
+    url = await stack.start_api(
+        {**{p: ["voters"] for p in (*voters, *outsiders)}, "stranger": ["viewer"]}
+    )
+    inp = snapshot(yaml.safe_dump(storm.definition("voters", quorum=len(voters) + 10)))
+    handle = await start(stack, inp, "api-storm")
+    await gate_open(handle, storm.GATE)
+    plan = storm.shots(handle.id, voters, outsiders, "stranger", invalid=STORM_INVALID)
+    limits = httpx.Limits(max_connections=len(plan))
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        answers = await storm.fire([http], plan, stack.keys)
+    elapsed = time.perf_counter() - started
+    (gate,) = (await handle.query(PipelineWorkflow.status)).open_gates
+    result = storm.tally(answers, [v.actor for v in gate.approvals], voters)
+    stack.stop_api()
+    failures = await task_failures([handle])
+    return {
+        **result,
+        "seconds": round(elapsed, 2),
+        "workflow_task_failures": failures,
+        "ok": result["ok"] and failures == 0,
+    }
+
+
 def approve(gate: str, actor: str) -> Decision:
     return Decision(gate=gate, action="approve", actor=actor, roles=["ops"])
 
@@ -475,6 +519,7 @@ async def run_drills(scale: DrillScale, workdir: Path) -> dict[str, Any]:
         results["server_restart"] = await drill_server_restart(stack, scale)
         results["api_restart"] = await drill_api_restart(stack)
         results["decision_storm"] = await drill_decision_storm(stack, scale)
+        results["api_decision_storm"] = await drill_api_storm(stack)
         results["ok"] = all(v["ok"] for k, v in results.items() if isinstance(v, dict))
         return results
 

@@ -55,6 +55,8 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     status = r.get("status_ms") or {}
     inbox = parked.get("inbox") or {}
     n_parked, n_cached = parked.get("parked_runs", "?"), parked.get("cached_runs", "?")
+    sse = r.get("sse_idle") or {}
+    added = sse.get("cpu_per_s_added") or {}
 
     def sub(group: Mapping[str, Any], name: str) -> str:
         d = group.get(name)
@@ -137,6 +139,15 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         (
             "  failed requests idle / back to back / polling",
             " / ".join(str(v) for v in (status.get("failed_requests") or {}).values()) or "-",
+            "",
+            "",
+        ),
+        (
+            f"{sse.get('streams', '?')} idle /events streams on {sse.get('runs', '?')} runs: "
+            "CPU s/s added, API / worker / server",
+            " / ".join(_num(added.get(k), digits=3) for k in ("api", "worker-1", "temporal"))
+            if added
+            else "-",
             "",
             "",
         ),

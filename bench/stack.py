@@ -69,6 +69,9 @@ class Stack:
     api: Child | None = None
     api_url: str | None = None
     api_key: str | None = None
+    # The source tree the worker and API processes run from: another revision's export can be
+    # measured with this revision's bench (python puts the working directory first on sys.path).
+    tree: Path = ROOT
 
 
 def child_env(workdir: Path, address: str) -> dict[str, str]:
@@ -150,7 +153,7 @@ async def start_worker(stack: Stack, name: str) -> Child:
     ready = stack.workdir / f"{name}.ready"
     env = {**stack.env, "STEPGATE_TASK_QUEUE": stack.task_queue}
     argv = [sys.executable, "-m", "bench.worker", "--ready-file", str(ready)]
-    child = stack.procs.spawn(name, argv, env, ROOT)
+    child = stack.procs.spawn(name, argv, env, stack.tree)
 
     async def polling() -> bool:
         return ready.exists()
@@ -181,14 +184,20 @@ async def start_api(stack: Stack) -> None:
         "STEPGATE_API_HOST": HOST,
         "STEPGATE_API_PORT": str(port),
         "STEPGATE_API_KEYS_FILE": str(keys_file),
+        # The bench sends everything with one key: the per-key request rate would measure
+        # itself, and the SSE section holds more streams than one key may by default.
+        "STEPGATE_RATE_PER_S": "0",
+        "STEPGATE_STREAMS_PER_KEY": "1000",
     }
-    child, url = await spawn_api(stack.procs, env, port)
+    child, url = await spawn_api(stack.procs, env, port, cwd=stack.tree)
     stack.api, stack.api_url, stack.api_key = child, url, key
 
 
-async def spawn_api(procs: Processes, env: dict[str, str], port: int) -> tuple[Child, str]:
-    """`python -m api` on `port`; returns once /healthz answers 200."""
-    child = procs.spawn("api", [sys.executable, "-m", "api"], env, ROOT)
+async def spawn_api(
+    procs: Processes, env: dict[str, str], port: int, *, cwd: Path = ROOT
+) -> tuple[Child, str]:
+    """`python -m api` on `port`, run from the tree `cwd`; returns once /healthz answers 200."""
+    child = procs.spawn("api", [sys.executable, "-m", "api"], env, cwd)
     url = f"http://{HOST}:{port}"
 
     async def healthy() -> bool:

@@ -9,7 +9,8 @@ from bench.drill import SCALES, run_drills
 
 async def test_drills_lose_nothing(tmp_path: Path) -> None:
     """Worker SIGKILLs, a Temporal restart, an API restart under a live /events client and a
-    decision storm: every run completes, side effects happen once, no decision is lost."""
+    decision storm, straight to Temporal and through the API: every run completes, side effects
+    happen once, no decision is lost."""
     scale = SCALES["quick"]
     results = await run_drills(scale, tmp_path)
 
@@ -32,4 +33,9 @@ async def test_drills_lose_nothing(tmp_path: Path) -> None:
     assert storm["runs_with_exact_votes"] == storm["completed"] == scale.storm_runs, storm
     assert sum(storm["refused"].values()) == storm["decisions"] - storm["valid"], storm
     assert storm["workflow_task_failures"] == 0, storm
+
+    api_storm = results["api_decision_storm"]
+    assert api_storm["valid_applied_once"] == api_storm["voters"], api_storm
+    assert api_storm["invalid_refused"] == api_storm["invalid"], api_storm
+    assert api_storm["server_errors"] == 0, api_storm
     assert results["ok"]

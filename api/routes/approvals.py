@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,7 +11,7 @@ from temporalio.client import Client
 
 from api.auth import Caller
 from api.decisions import submit
-from api.deps import CallerDep, ClientDep
+from api.deps import CallerDep, ClientDep, StateDep
 from api.errors import ApiError
 from api.schemas.approvals import (
     BatchCreate,
@@ -21,6 +22,7 @@ from api.schemas.approvals import (
     InboxItem,
 )
 from api.schemas.common import ERRORS
+from api.state import ApiState
 from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query
 from workflows.contract import MEMO_GATES, SA_PIPELINE
@@ -32,6 +34,8 @@ router = APIRouter(prefix="/approvals", tags=["approvals"], responses=ERRORS)
 INBOX_PAGE_MAX = 500
 QUERY_CONCURRENCY = 8
 BATCH_CONCURRENCY = 16
+# All one batch may take; items still waiting for their run's lane then report 503 run_busy.
+BATCH_TIMEOUT = timedelta(seconds=30)
 
 
 def may_decide(gate: GateSummary, caller: Caller) -> bool:
@@ -118,41 +122,63 @@ async def inbox(
 
 
 @router.post("/batch", response_model=BatchPublic)
-async def batch(caller: CallerDep, client: ClientDep, body: BatchCreate) -> BatchPublic:
+async def batch(
+    caller: CallerDep, client: ClientDep, state: StateDep, body: BatchCreate
+) -> BatchPublic:
     """Apply each decision on its own; one failure does not stop the others. Items for the same
-    run are applied in the order given, different runs concurrently."""
+    run are applied in the order given, different runs concurrently, each through its run's lane
+    like a single decision. An item that could not be applied in time reports its own 503; only
+    when every item did is the whole answer a 503 with Retry-After (nothing was applied)."""
     by_run: dict[str, list[int]] = {}
     for i, item in enumerate(body.items):
         by_run.setdefault(item.workflow_id, []).append(i)
     results: list[BatchResult | None] = [None] * len(body.items)
+    unavailable: list[ApiError] = []
     limit = asyncio.Semaphore(BATCH_CONCURRENCY)
+    deadline = asyncio.get_running_loop().time() + BATCH_TIMEOUT.total_seconds()
 
     async def run_items(indexes: list[int]) -> None:
         async with limit:
             for i in indexes:
-                results[i] = await _apply_one(client, caller, body.items[i])
+                item = body.items[i]
+                try:
+                    results[i] = await _apply_one(client, state, caller, item, deadline)
+                except ApiError as err:
+                    unavailable.append(err)
+                    results[i] = _failed(item, err)
 
     await asyncio.gather(*(run_items(ix) for ix in by_run.values()))
+    if len(unavailable) == len(body.items):
+        raise unavailable[0]
     return BatchPublic(results=[r for r in results if r is not None])
 
 
-async def _apply_one(client: Client, caller: Caller, item: BatchItem) -> BatchResult:
+async def _apply_one(
+    client: Client, state: ApiState, caller: Caller, item: BatchItem, deadline: float
+) -> BatchResult:
+    """The item's result; a 503 (not applied in time, Temporal away) is raised to the batch."""
     try:
-        view = await submit(client, item.workflow_id, item.gate, item, caller)
+        view = await submit(
+            client, state.lanes, item.workflow_id, item.gate, item, caller, deadline=deadline
+        )
     except ApiError as err:
         if err.status == 503:
             raise
-        return BatchResult(
-            workflow_id=item.workflow_id,
-            gate=item.gate,
-            ok=False,
-            status_code=err.status,
-            error={"code": err.code, "message": err.message},
-        )
+        return _failed(item, err)
     return BatchResult(
         workflow_id=item.workflow_id,
         gate=item.gate,
         ok=True,
         status_code=200,
         gate_state=view.state,
+    )
+
+
+def _failed(item: BatchItem, err: ApiError) -> BatchResult:
+    return BatchResult(
+        workflow_id=item.workflow_id,
+        gate=item.gate,
+        ok=False,
+        status_code=err.status,
+        error={"code": err.code, "message": err.message},
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -29,6 +31,7 @@ from api.deps import (
 )
 from api.errors import ApiError, from_rpc
 from api.guards import OffloadDep
+from api.limits import StreamLease
 from api.runs import build_input, details, request_hash, start_attributes, summary
 from api.schemas.common import ERRORS, Accepted, GateIdPath, WorkflowIdPath
 from api.schemas.workflows import (
@@ -200,32 +203,51 @@ async def get_audit(
 
 @router.get("/{workflow_id}/events", response_class=StreamingResponse, responses=_SSE_DOC)
 async def watch_workflow(
-    _: ReaderDep,
+    caller: ReaderDep,
     client: ClientDep,
     state: StateDep,
     workflow_id: WorkflowIdPath,
     last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
 ) -> StreamingResponse:
-    """Live status as Server-Sent Events: one event per revision, closed when the run closes."""
-    # The first query happens before streaming so an unknown run is a plain 404.
-    first = await query_status(client, workflow_id)
+    """Live status as Server-Sent Events: one event per revision, closed when the run closes.
+    Each key's principal may hold a bounded number of streams open (429 beyond it)."""
+    lease = state.limits.open_stream(caller.principal)
+    try:
+        # The first query happens before streaming so an unknown run is a plain 404.
+        first = await query_status(client, workflow_id)
+    except BaseException:
+        lease.release()
+        raise
     return StreamingResponse(
-        events.stream(state.hub, client, first, last_event_id),
+        _leased(events.stream(state.hub, client, first, last_event_id), lease),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # Also released here in case the stream is dropped before it ever ran.
+        background=BackgroundTask(lease.release),
     )
+
+
+async def _leased(chunks: AsyncIterator[str], lease: StreamLease) -> AsyncIterator[str]:
+    """The stream's chunks; its slot is given back the moment it ends or the client leaves."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        lease.release()
 
 
 @router.post("/{workflow_id}/gates/{gate}", response_model=GateView)
 async def decide_gate(
     caller: CallerDep,
     client: ClientDep,
+    state: StateDep,
     workflow_id: WorkflowIdPath,
     gate: GateIdPath,
     body: DecisionCreate,
 ) -> GateView:
-    """Decide an open gate as the caller; the workflow checks who may approve."""
-    return await submit(client, workflow_id, gate, body, caller)
+    """Decide an open gate as the caller; the workflow checks who may approve. A run swamped
+    with decisions answers 503 run_busy with Retry-After once this one has waited its bound."""
+    return await submit(client, state.lanes, workflow_id, gate, body, caller)
 
 
 LifecycleBody = Annotated[LifecycleCreate | None, Body()]

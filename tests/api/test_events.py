@@ -15,6 +15,7 @@ from api.status import query_status
 from tests import util
 from tests.api.conftest import StartRun
 from tests.api.helpers import sse_events, wait_state
+from tests.api.test_status_reads import counting
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -100,4 +101,62 @@ async def test_events_subscribers_of_one_run_share_one_poller(
     await asyncio.wait_for(asyncio.gather(*followers), timeout=30)
     assert seen[0][0] == seen[1][0] == "waiting"
     assert seen[0][-1] == seen[1][-1] == "completed"
+    assert hub.watched == 0
+
+
+async def test_events_idle_run_sends_no_status_queries(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, client: Client
+) -> None:
+    """A watcher of a run parked at its gate waits on the run's history, not on status queries;
+    the approval moves the history and the stream follows the run to completed."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    queries, counted = counting(client)
+    hub = StatusHub()
+    first = await query_status(client, workflow_id)
+    states: list[str] = []
+
+    async def follow() -> None:
+        async for chunk in stream(hub, counted, first, None):
+            if chunk.startswith("id:"):
+                states.append(json.loads(chunk.split("data: ", 1)[1])["state"])
+
+    follower = asyncio.create_task(follow())
+    # Caught up: the history read so far was followed by one status query.
+    await util.eventually(lambda: (w := hub.watch(workflow_id)) is not None and w.queries >= 1)
+    before = queries.sent
+    # An idle second, the window in which the old poller sent five queries.
+    await asyncio.sleep(1.0)
+    assert queries.sent == before
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/release", json={"action": "approve"}, headers=as_("alice")
+    )
+    assert r.status_code == 200
+    await asyncio.wait_for(follower, timeout=30)
+    assert states[0] == "waiting" and states[-1] == "completed"
+    assert "running" in states
+    assert queries.sent > before
+
+
+async def test_events_stream_ends_when_run_is_terminated(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, client: Client
+) -> None:
+    """A run terminated from outside never reports a closed status; its stream still ends when
+    the run's history does, instead of sending keep-alives forever."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    hub = StatusHub()
+    first = await query_status(client, workflow_id)
+    chunks: list[str] = []
+
+    async def follow() -> None:
+        async for chunk in stream(hub, client, first, None):
+            chunks.append(chunk)
+
+    follower = asyncio.create_task(follow())
+    await util.eventually(lambda: (w := hub.watch(workflow_id)) is not None and w.queries >= 1)
+    await client.get_workflow_handle(workflow_id).terminate("stopped by an operator")
+    await asyncio.wait_for(follower, timeout=30)
+    events = [c for c in chunks if c.startswith("id:")]
+    assert len(events) == 1 and '"state":"waiting"' in events[0]
     assert hub.watched == 0
