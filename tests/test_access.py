@@ -7,6 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import json
     import os
     import uuid
     from datetime import UTC, datetime
@@ -40,7 +41,9 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 def write_keys(path: Path, entries: list[dict[str, Any]]) -> None:
     """Replace the keys file atomically, as an operator's deploy tool would."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(entries))
+    # JSON (YAML's subset): PyYAML would write entries sharing a list as an anchor and aliases,
+    # which the keys file refuses.
+    tmp.write_text(json.dumps(entries))
     os.replace(tmp, path)
 
 

@@ -87,3 +87,65 @@ async def test_decide_gate_twice_already_voted(
     assert (second.status_code, second.json()["error"]["code"]) == (409, "already_voted")
     third = await http.post(gate, json={"action": "approve"}, headers=as_("bob"))
     assert third.json()["state"] == "approved"
+
+
+SELF_GUARDED = {
+    "name": "selfguard",
+    "steps": [
+        {
+            "id": "pay",
+            "tool": "test.echo",
+            "with": {"amount": 10},
+            "approval": {
+                "stage": "after",
+                "approvers": ["role:admin"],
+                "forbid_self_approval": True,
+            },
+        },
+        {
+            "id": "broken",
+            "tool": "test.fail",
+            "approval": {
+                "stage": "on_failure",
+                "approvers": ["role:admin"],
+                "forbid_self_approval": True,
+            },
+        },
+    ],
+}
+
+
+async def test_requester_retry_and_skip_forbidden_under_self_approval_ban(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """The requester cannot re-send their call with a bigger amount (retry at an after gate) nor
+    skip a failure with a substitute output: both are 403 self_approval; stopping stays open."""
+    workflow_id = await start_run(SELF_GUARDED, {}, who="root")
+
+    async def both_open() -> bool:
+        status = (await http.get(f"/workflows/{workflow_id}", headers=as_("vic"))).json()
+        return {g["gate"] for g in status["open_gates"]} == {"pay", "broken"}
+
+    from tests.util import eventually
+
+    await eventually(both_open, what="both gates open")
+    attempts = [
+        ("pay", {"action": "retry", "patch": {"amount": 1_000_000}}),
+        ("pay", {"action": "retry"}),
+        ("pay", {"action": "approve"}),
+        ("broken", {"action": "skip", "patch": {"substitute": True}}),
+        ("broken", {"action": "retry"}),
+    ]
+    for gate, body in attempts:
+        r = await http.post(
+            f"/workflows/{workflow_id}/gates/{gate}", json=body, headers=as_("root")
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "self_approval"), (
+            gate,
+            body,
+            r.text,
+        )
+    r = await http.post(
+        f"/workflows/{workflow_id}/gates/pay", json={"action": "reject"}, headers=as_("root")
+    )
+    assert r.status_code == 200 and r.json()["state"] == "rejected"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
@@ -16,6 +17,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
 )
 from temporalio.testing import WorkflowEnvironment
 
@@ -82,6 +84,24 @@ async def test_schedule_records_owner_and_fires_with_origin(
     write_keys(keys_file, [e for e in entries if e["principal"] != "olga"])
     refused = await AccessActivities(api_settings).authorize(call)
     assert not refused.allowed and "no API key" in (refused.reason or "")
+    # The run fired while olga held her key completes; one fired after it is gone runs nothing.
+    assert (await client.get_workflow_handle(run_id).result())["state"] == "completed"
+
+    async def fire_again() -> str | None:
+        # A schedule's run id carries the second it fired in: a trigger within the first run's
+        # second collides with it and starts nothing, so trigger until a new run shows.
+        await handle.trigger()
+        return await fired()
+
+    second = await eventually(
+        fire_again, lambda w: w is not None and w != run_id, "schedule fired again"
+    )
+    assert second is not None
+    with pytest.raises(WorkflowFailureError) as info:
+        await client.get_workflow_handle(second).result()
+    assert "'olga' may no longer start this run" in str(info.value.cause)
+    status = await client.get_workflow_handle(second).query(PipelineWorkflow.status)
+    assert {s.state for s in status.steps} == {"skipped"}
     await handle.delete()
 
 
