@@ -10,7 +10,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -20,11 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
-        MEMO_GATES,
         PATCH_CORE_V2,
-        SA_AWAITING,
         SA_PIPELINE,
-        SA_STATE,
         STATUS_QUERY,
         RunState,
     )
@@ -36,13 +32,13 @@ with workflow.unsafe.imports_passed_through():
         AuditPageInput,
         ChildGatesInput,
         Decision,
-        GateSummary,
         GateView,
         LifecycleInput,
         PipelineInput,
         PipelineResult,
         RunStatus,
     )
+    from workflows.publish import Publisher
     from workflows.refs import RefError
     from workflows.scheduler import Invoke, RunContext, advance, finished
     from workflows.state import Result, RunData, Stop, new_state
@@ -81,9 +77,7 @@ class PipelineWorkflow:
         self._alarm = Alarm()
         self._events = 0
         self._temporal_cancel = False
-        self._shown: tuple[str, list[str]] | None = None
-        self._memo: list[GateSummary] | None = None
-        self._told_parent: list[GateSummary] = []
+        self._outside = Publisher(inp, self._ctx, self._calls, self._spawn)
 
     # ---- run ---------------------------------------------------------------------------------
 
@@ -92,7 +86,7 @@ class PipelineWorkflow:
         if self._legacy is not None:
             return await self._legacy.run(inp)
         workflow.upsert_search_attributes([SA_PIPELINE.value_set(self._def.name)])
-        self._publish()
+        self._outside.publish(self._state)
         try:
             if inp.origin is not None and inp.resume is None:
                 await self._authorize(inp)
@@ -152,7 +146,7 @@ class PipelineWorkflow:
                 for task in self._tasks.values():
                     task.cancel()
             self._start_archive()
-            self._publish()
+            self._outside.publish(self._state)
             if finished(self._state):
                 return
             if hold and not self._state.in_flight() and self._archive is None:
@@ -172,7 +166,7 @@ class PipelineWorkflow:
         if isinstance(effect, Invoke):
             self._tasks[effect.step] = asyncio.create_task(self._invoke(effect))
         else:
-            self._spawn(self._notify(effect))
+            self._spawn(self._outside.notify(self._state, effect))
 
     async def _invoke(self, inv: Invoke) -> None:
         spec = self._def.step(inv.step)
@@ -190,26 +184,6 @@ class PipelineWorkflow:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _notify(self, n: Notify) -> None:
-        gate = self._state.steps[n.step].gate
-        approval = self._def.step(n.step).approval
-        spec = (approval.notify if approval else None) or self._inp.notify.notify
-        if gate is None or approval is None or spec is None:
-            return
-        info = workflow.info()
-        key = f"{info.workflow_id}/{n.gate}/{gate.stage}/r{gate.round}/{n.event}"
-        if n.event == "reminder":
-            key += f"-{gate.reminders}"
-        text = view.notification(
-            gate, approval, self._def, info.workflow_id, n.event, self._inp.notify.link_base
-        )
-        try:
-            with_, slots = self._ctx.scope(self._state).resolve_slots(spec.with_)
-        except RefError as err:
-            workflow.logger.warning("gate notification not sent: %s", err)
-            return
-        await self._calls.notify(spec, with_, slots, n.step, key, text)
 
     def _start_archive(self) -> None:
         entries = self._state.archive_due()
@@ -253,7 +227,7 @@ class PipelineWorkflow:
             await self._compensate()
         final = lifecycle.close(state, workflow.now())
         state.revision += 1
-        self._publish()
+        self._outside.publish(self._state)
         await workflow.wait_condition(
             lambda: not self._background and workflow.all_handlers_finished()
         )
@@ -393,35 +367,3 @@ class PipelineWorkflow:
             ]
             return view.page_of(entries, len(entries), page.after, page.limit)
         return view.audit_page(self._state, page.after, page.limit)
-
-    def _publish(self) -> None:
-        """Tell visibility, the Web UI, the inbox memo and a parent run what changed."""
-        state = view.run_state(self._state).value
-        who = view.awaiting(self._state)
-        if self._shown != (state, who):
-            updates: list[SearchAttributeUpdate[Any]] = []
-            if self._shown is None or self._shown[0] != state:
-                updates.append(SA_STATE.value_set(state))
-            if self._shown is None or self._shown[1] != who:
-                updates.append(SA_AWAITING.value_set(who) if who else SA_AWAITING.value_unset())
-            self._shown = (state, who)
-            workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(view.details(self._state, self._def))
-        gates = view.open_summaries(self._state, self._def)
-        if gates != self._memo:
-            self._memo = gates
-            workflow.upsert_memo({MEMO_GATES: gates})
-        parent = workflow.info().parent
-        if parent is not None and gates != self._told_parent:
-            self._told_parent = gates
-            self._spawn(self._tell_parent(parent.workflow_id, gates))
-
-    async def _tell_parent(self, parent_id: str, gates: list[GateSummary]) -> None:
-        handle = workflow.get_external_workflow_handle(parent_id)
-        try:
-            await handle.signal(
-                CHILD_GATES_SIGNAL,
-                ChildGatesInput(workflow_id=workflow.info().workflow_id, gates=gates),
-            )
-        except ApplicationError as err:  # the parent closed meanwhile: nobody to tell
-            workflow.logger.info("parent not told of gates: %s", err)

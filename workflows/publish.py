@@ -1,0 +1,90 @@
+"""What a run tells the outside world as it changes: visibility (state, who it awaits), the
+Web UI's details, the inbox memo, a parent run, and the approvers' notifications. Workflow code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import view
+    from workflows.calls import Caller
+    from workflows.contract import CHILD_GATES_SIGNAL, MEMO_GATES, SA_AWAITING, SA_STATE
+    from workflows.gates import Notify
+    from workflows.models import ChildGatesInput, GateSummary, PipelineInput
+    from workflows.refs import RefError
+    from workflows.scheduler import RunContext
+    from workflows.state import RunData
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class Publisher:
+    """Remembers what it last told each listener, so only changes are sent."""
+
+    def __init__(self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn) -> None:
+        self._inp = inp
+        self._def = inp.definition
+        self._ctx = ctx
+        self._calls = calls
+        self._spawn = spawn
+        self._shown: tuple[str, list[str]] | None = None
+        self._memo: list[GateSummary] | None = None
+        self._told_parent: list[GateSummary] = []
+
+    def publish(self, state: RunData) -> None:
+        """Tell visibility, the Web UI, the inbox memo and a parent run what changed."""
+        run_state = view.run_state(state).value
+        who = view.awaiting(state)
+        if self._shown != (run_state, who):
+            updates: list[SearchAttributeUpdate[Any]] = []
+            if self._shown is None or self._shown[0] != run_state:
+                updates.append(SA_STATE.value_set(run_state))
+            if self._shown is None or self._shown[1] != who:
+                updates.append(SA_AWAITING.value_set(who) if who else SA_AWAITING.value_unset())
+            self._shown = (run_state, who)
+            workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(view.details(state, self._def))
+        gates = view.open_summaries(state, self._def)
+        if gates != self._memo:
+            self._memo = gates
+            workflow.upsert_memo({MEMO_GATES: gates})
+        parent = workflow.info().parent
+        if parent is not None and gates != self._told_parent:
+            self._told_parent = gates
+            self._spawn(self._tell_parent(parent.workflow_id, gates))
+
+    async def _tell_parent(self, parent_id: str, gates: list[GateSummary]) -> None:
+        handle = workflow.get_external_workflow_handle(parent_id)
+        try:
+            await handle.signal(
+                CHILD_GATES_SIGNAL,
+                ChildGatesInput(workflow_id=workflow.info().workflow_id, gates=gates),
+            )
+        except ApplicationError as err:  # the parent closed meanwhile: nobody to tell
+            workflow.logger.info("parent not told of gates: %s", err)
+
+    async def notify(self, state: RunData, n: Notify) -> None:
+        """Tell a gate's approvers (the gate's own notify, else the deployment's)."""
+        gate = state.steps[n.step].gate
+        approval = self._def.step(n.step).approval
+        spec = (approval.notify if approval else None) or self._inp.notify.notify
+        if gate is None or approval is None or spec is None:
+            return
+        info = workflow.info()
+        key = f"{info.workflow_id}/{n.gate}/{gate.stage}/r{gate.round}/{n.event}"
+        if n.event == "reminder":
+            key += f"-{gate.reminders}"
+        text = view.notification(
+            gate, approval, self._def, info.workflow_id, n.event, self._inp.notify.link_base
+        )
+        try:
+            with_, slots = self._ctx.scope(state).resolve_slots(spec.with_)
+        except RefError as err:
+            workflow.logger.warning("gate notification not sent: %s", err)
+            return
+        await self._calls.notify(spec, with_, slots, n.step, key, text)
