@@ -76,7 +76,7 @@ class Catalog:
         while todo:
             current = todo.pop()
             for step in current.steps:
-                if step.pipeline and step.pipeline not in found:
+                if isinstance(step.pipeline, str) and step.pipeline not in found:
                     found[step.pipeline] = self.get(step.pipeline)
                     todo.append(found[step.pipeline])
         return found

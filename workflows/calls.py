@@ -163,7 +163,7 @@ class Caller:
 
     async def child(self, spec: StepSpec, round_: int, args: dict[str, Any]) -> Result:
         """Run a snapshotted catalog pipeline as a child run, its input checked first."""
-        ref = spec.pipeline or ""
+        ref = spec.pipeline if isinstance(spec.pipeline, str) else ""
         child = self.inp.pipelines.get(ref) or self.inp.pipelines.get(ref.partition("@")[0])
         if child is None:
             return Result(

@@ -13,6 +13,8 @@ from workflows.limits import (
     MAX_APPROVERS,
     MAX_ATTEMPTS,
     MAX_EXPRESSION_CHARS,
+    MAX_ITEMS,
+    MAX_ITERATIONS,
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
     MAX_NEEDS,
@@ -24,6 +26,8 @@ from workflows.limits import (
 )
 
 Action = Literal["approve", "reject", "modify", "retry", "skip", "cancel"]
+Priority = Literal["low", "normal", "high", "urgent"]
+PRIORITIES: tuple[Priority, ...] = ("urgent", "high", "normal", "low")
 Stage = Literal["before", "after", "on_failure"]
 STAGE_ACTIONS: dict[str, tuple[str, ...]] = {
     "before": ("approve", "reject", "modify", "skip", "cancel"),
@@ -93,7 +97,15 @@ class ApprovalSpec(_Strict):
     escalate_to: list[Name] = Field(default_factory=list, max_length=MAX_APPROVERS)
     escalation_timeout: Duration | None = None
     auto_approve_if: Expression | None = None
-    review: Text | None = Field(None, description="what the approver is asked to check")
+    review: Text | None = Field(
+        None, description="what the approver is asked to check; may hold ${...} references"
+    )
+    priority: Priority | dict[Priority, Expression] | Text = Field(
+        "normal",
+        description="low | normal | high | urgent; a ${...} reference to one of them; or "
+        "{urgent: <condition>, high: <condition>, ...}: the first that holds, else normal",
+    )
+    per_item: bool = Field(True, description="for_each steps: one gate per item, or one in all")
     notify: NotifySpec | None = None
 
     @field_validator("approvers", "escalate_to")
@@ -166,10 +178,45 @@ class CompensateSpec(_Strict):
     resolved_tool: str | None = Field(None, description="name@version pinned at validation")
 
 
+class RepeatSpec(_Strict):
+    """Run the step again until a condition over its output holds."""
+
+    until: Expression = Field(description="condition over `output` and `iteration` (from 1)")
+    every: Duration | None = Field(None, description="durable wait between iterations")
+    max_iterations: int | None = Field(None, ge=1, le=MAX_ITERATIONS)
+    timeout: Duration | None = Field(None, description="limit for all iterations together")
+
+
+class CheckSpec(_Strict):
+    """A condition the step's output must meet, or the step fails with `message`."""
+
+    condition: Expression = Field(description="condition over `output` (and `item`, `index`)")
+    message: Text = "check failed"
+
+
+class PlanSpec(_Strict):
+    """Run a definition produced at run time (a plan) as a child pipeline, once it is valid."""
+
+    definition: Text = Field(description="a ${...} reference to the definition, as data")
+    allowed_tools: list[Name] = Field(min_length=1, max_length=MAX_APPROVERS)
+    max_steps: int = Field(20, ge=1, le=MAX_STEPS)
+
+
 class StepSpec(_Strict):
     id: str = Field(pattern=STEP_ID_PATTERN, max_length=MAX_ID_CHARS)
     tool: Name | None = None
-    pipeline: Name | None = Field(None, description="run this catalog pipeline as a child workflow")
+    pipeline: Name | PlanSpec | None = Field(
+        None, description="a catalog pipeline to run as a child, or a plan made at run time"
+    )
+    for_each: Text | None = Field(
+        None, description="a ${...} reference to a list: the step runs once per item"
+    )
+    max_parallel: int | None = Field(None, ge=1, le=MAX_PARALLEL, description="items at once")
+    repeat: RepeatSpec | None = None
+    check: CheckSpec | None = None
+    output_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema the step's output must follow, checked in an activity"
+    )
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     needs: list[Id] = Field(default_factory=list, max_length=MAX_NEEDS)
     if_: Expression | None = Field(None, alias="if")

@@ -18,6 +18,10 @@ from activities.documents import MAX_NUMBER_CHARS as MAX_NUMBER_CHARS
 MAX_STEPS = 500
 # Steps running at once; with gates and compensation on top this stays far under Temporal's 2,000.
 MAX_PARALLEL = MAX_STEPS
+# Items one for_each step runs over (the run continues as new as its history grows).
+MAX_ITEMS = 1_000
+# Iterations of one repeat step.
+MAX_ITERATIONS = 1_000
 # `needs` of one step.
 MAX_NEEDS = MAX_STEPS
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.definition import Action, Definition, NotifySpec, Stage
+from workflows.definition import Action, Definition, NotifySpec, Priority, Stage
 from workflows.limits import (
     MAX_APPROVERS,
     MAX_GATE_ID_CHARS,
@@ -96,6 +96,9 @@ class Vote(BaseModel):
 class GateView(BaseModel):
     gate: str
     workflow_id: str | None = Field(None, description="set when the gate is a child run's")
+    step: str | None = Field(None, description="the step it gates (for a for_each item: its step)")
+    item: int | None = Field(None, description="the item's index, for a per-item gate")
+    priority: Priority = "normal"
     stage: Stage
     state: GateState
     round: int
@@ -134,6 +137,8 @@ class GateSummary(BaseModel):
     opened_at: datetime
     deadline: datetime | None = None
     quorum: int = 1
+    priority: Priority = "normal"
+    workflow_id: str | None = Field(None, description="the run the gate is in, when not this one")
 
 
 class AuditEntry(BaseModel):

@@ -244,8 +244,8 @@ def _check_pipelines(
     steps: list[StepSpec | None], catalog: Mapping[str, Any] | None, own: Any, report: Report
 ) -> None:
     for i, s in _indexed(steps):
-        if s.pipeline is None:
-            continue
+        if not isinstance(s.pipeline, str):
+            continue  # none, or a plan: checked when it is made, at run time
         name = s.pipeline.partition("@")[0]
         if name == own:
             report.add(f"steps[{i}].pipeline", f"pipeline {name!r} cannot run itself")

@@ -152,7 +152,7 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
     return StepView(
         id=s.id,
         tool=spec.resolved_tool or spec.tool,
-        pipeline=spec.pipeline,
+        pipeline=spec.pipeline if isinstance(spec.pipeline, str) else "(plan)",
         state=s.state.value,
         attempts=s.attempts,
         started_at=s.started_at,

@@ -270,7 +270,7 @@ class LegacyPipeline(GatingMixin):
         queue = spec.task_queue or defaults.task_queue or workflow.info().task_queue
         info = workflow.info()
         if spec.pipeline:
-            name = spec.pipeline.partition("@")[0]
+            name = str(spec.pipeline).partition("@")[0]
             child_def = self._inp.pipelines.get(name)
             if child_def is None:
                 raise StepFailed(f"pipeline {name!r} was not in the run's snapshot")
