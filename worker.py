@@ -26,6 +26,7 @@ from activities.runtime import ToolActivities
 from api.catalog import Catalog, CatalogError
 from workflows.client import TemporalUnreachable, exit_now, make_client
 from workflows.pipeline import PipelineWorkflow
+from workflows.plans import PlanActivities
 
 log = structlog.get_logger("stepgate.worker")
 WORKFLOWS: Sequence[type] = (PipelineWorkflow,)
@@ -57,6 +58,7 @@ def build_worker(
     """The worker the process runs; tests and benchmarks build theirs the same way."""
     tools = tools or ToolActivities(registry, settings)
     checks = CheckActivities(registry)
+    plans = PlanActivities(registry)
     audit = AuditActivities(tools.artifacts)
     # Reads the API keys and permissions files now: a bad one stops the worker at start.
     access = access or AccessActivities(settings)
@@ -68,6 +70,7 @@ def build_worker(
         activities=[
             *tools.activities(),
             *checks.activities(),
+            *plans.activities(),
             *audit.activities(),
             access.authorize,
         ],

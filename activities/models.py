@@ -140,3 +140,18 @@ class AuditChunk(BaseModel):
 class AuditChunkStored(BaseModel):
     path: str
     sha256: str
+
+
+# Checking a definition made at run time (a plan) before it may run.
+VALIDATE_PLAN_ACTIVITY = "stepgate.validate_plan"
+
+
+class PlanCall(BaseModel):
+    definition: Any = None
+    allowed_tools: list[str] = Field(default_factory=list)
+    max_steps: int = 20
+
+
+class PlanResult(BaseModel):
+    definition: dict[str, Any] | None = Field(None, description="the valid plan, tools pinned")
+    errors: list[str] = Field(default_factory=list, description="every problem, with its path")

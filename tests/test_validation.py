@@ -60,7 +60,7 @@ steps:
         "steps[2].tool: tool 'shell.run' has no version matching '7' (have: 1.0.0)",
         "steps[0].with.url: ${input.repository}: input field 'repository' is not in the input schema",
         "steps[3].with.value: ${steps.later.output.x}: step 'later' is not upstream (add it to needs)",
-        "steps[3].with.bad: malformed reference '${stepz.build}': must start with input, steps, run or secret",
+        "steps[3].with.bad: malformed reference '${stepz.build}': must start with input, steps, run, secret, or (where they exist) item, index, previous, output, iteration",
         "steps[3].with.open: malformed reference in '${input.repo': unclosed '${'",
         "steps[3].if: bad condition: expected more input, got end of expression",
     ]

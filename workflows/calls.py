@@ -23,12 +23,15 @@ with workflow.unsafe.imports_passed_through():
         ARTIFACT_MARKER,
         AUTHORIZE_ACTIVITY,
         CHECK_ACTIVITY,
+        VALIDATE_PLAN_ACTIVITY,
         AuditChunk,
         AuditChunkStored,
         AuthorizeCall,
         AuthorizeResult,
         CheckCall,
         CheckResult,
+        PlanCall,
+        PlanResult,
         Slot,
         ToolCall,
         ToolResult,
@@ -47,9 +50,11 @@ with workflow.unsafe.imports_passed_through():
         COMPENSATE_TIMEOUT,
         NOTIFY_RETRY,
         NOTIFY_TIMEOUT,
+        PLAN_TIMEOUT,
         retry_policy,
     )
     from workflows.state import Result
+    from workflows.units import CheckPlan, Invoke
 
 WORKFLOW_NAME = "PipelineWorkflow"
 
@@ -113,17 +118,19 @@ class Caller:
             **kw,
         )
 
-    async def tool(
-        self, spec: StepSpec, round_: int, args: dict[str, Any], slots: list[Slot]
-    ) -> Result:
+    async def tool(self, spec: StepSpec, inv: Invoke) -> Result:
         defaults = self.definition.defaults
         tool_ref = spec.resolved_tool or spec.tool or ""
-        key = f"{workflow.info().workflow_id}/{spec.id}" + (f"/r{round_}" if round_ else "")
+        key = f"{workflow.info().workflow_id}/{inv.step}"
+        key += (f"/r{inv.round}" if inv.round else "") + (
+            f"/i{inv.iteration}" if inv.iteration else ""
+        )
         name, call = self.tool_call(
-            spec.id, tool_ref, args, slots, key, max_output_bytes=spec.max_output_bytes
+            inv.step, tool_ref, inv.args, inv.slots, key, max_output_bytes=spec.max_output_bytes
         )
         policy = retry_policy(spec.retry, defaults)
         heartbeat = spec.heartbeat_timeout or defaults.heartbeat_timeout
+        round_ = inv.round
         try:
             res = await workflow.execute_activity(
                 name,
@@ -136,7 +143,7 @@ class Caller:
                 else None,
                 heartbeat_timeout=parse_duration(heartbeat) if heartbeat else None,
                 retry_policy=policy,
-                summary=f"{spec.id}: {tool_ref}",
+                summary=f"{inv.step}: {tool_ref}",
             )
         except ActivityError as err:
             if is_cancelled_exception(err):
@@ -161,15 +168,22 @@ class Caller:
             round=round_, ok=True, output=res.output, preview=res.preview, attempts=res.attempt
         )
 
-    async def child(self, spec: StepSpec, round_: int, args: dict[str, Any]) -> Result:
-        """Run a snapshotted catalog pipeline as a child run, its input checked first."""
-        ref = spec.pipeline if isinstance(spec.pipeline, str) else ""
-        child = self.inp.pipelines.get(ref) or self.inp.pipelines.get(ref.partition("@")[0])
-        if child is None:
-            return Result(
-                round=round_, ok=False, error=f"pipeline {ref!r} was not in the run's snapshot"
-            )
-        issues = await check(CheckCall(value=args, json_schema=child.input, where="input"))
+    async def child(self, spec: StepSpec, inv: Invoke) -> Result:
+        """Run a snapshotted catalog pipeline, or an approved plan, as a child run; a catalog
+        child's input is checked against its schema first, its output against `output_schema`."""
+        round_ = inv.round
+        if inv.plan is not None:
+            child = Definition.model_validate(inv.plan)
+            ref = f"plan {child.name!r}"
+        else:
+            ref = spec.pipeline if isinstance(spec.pipeline, str) else ""
+            found = self.inp.pipelines.get(ref) or self.inp.pipelines.get(ref.partition("@")[0])
+            if found is None:
+                return Result(
+                    round=round_, ok=False, error=f"pipeline {ref!r} was not in the run's snapshot"
+                )
+            child = found
+        issues = await check(CheckCall(value=inv.args, json_schema=child.input, where="input"))
         if issues.issues:
             return Result(
                 round=round_,
@@ -182,9 +196,15 @@ class Caller:
             result = await workflow.execute_child_workflow(
                 WORKFLOW_NAME,
                 self.inp.model_copy(
-                    update={"definition": child, "input": args, "origin": None, "resume": None}
+                    update={
+                        "definition": child,
+                        "input": inv.args,
+                        "origin": None,
+                        "resume": None,
+                        "pipelines": {} if inv.plan is not None else self.inp.pipelines,
+                    }
                 ),
-                id=child_id(info.workflow_id, spec.id, round_),
+                id=child_id(info.workflow_id, inv.step, round_, inv.iteration),
                 task_queue=self.queue(spec),
                 static_summary=f"{child.name} v{child.version} (child of {info.workflow_id})",
                 result_type=PipelineResult,
@@ -193,6 +213,16 @@ class Caller:
             if is_cancelled_exception(err):
                 return Result(round=round_, ok=False, cancelled=True, attempts=0)
             return Result(round=round_, ok=False, error=failure_message(err))
+        if spec.output_schema is not None:
+            fits = await check(
+                CheckCall(value=result.output, json_schema=spec.output_schema, where="output")
+            )
+            if fits.issues:
+                return Result(
+                    round=round_,
+                    ok=False,
+                    error="output does not match output_schema: " + "; ".join(fits.issues),
+                )
         return Result(round=round_, ok=True, output=result.output)
 
     async def notify(
@@ -222,11 +252,16 @@ class Caller:
             workflow.logger.warning("gate notification failed: %s", failure_message(err))
 
     async def compensate(
-        self, spec: StepSpec, comp: CompensateSpec, args: dict[str, Any], slots: list[Slot]
+        self,
+        spec: StepSpec,
+        unit_id: str,
+        comp: CompensateSpec,
+        args: dict[str, Any],
+        slots: list[Slot],
     ) -> None:
         tool_ref = comp.resolved_tool or comp.tool
-        key = f"{workflow.info().workflow_id}/{spec.id}/compensate"
-        name, call = self.tool_call(spec.id, tool_ref, args, slots, key, scope="compensate")
+        key = f"{workflow.info().workflow_id}/{unit_id}/compensate"
+        name, call = self.tool_call(unit_id, tool_ref, args, slots, key, scope="compensate")
         await workflow.execute_activity(
             name,
             call,
@@ -238,12 +273,27 @@ class Caller:
             retry_policy=retry_policy(comp.retry, self.definition.defaults)
             if comp.retry
             else COMPENSATE_RETRY,
-            summary=f"{spec.id}: compensate with {tool_ref}",
+            summary=f"{unit_id}: compensate with {tool_ref}",
         )
 
 
-def child_id(workflow_id: str, step_id: str, round_: int) -> str:
-    return f"{workflow_id}--{step_id}" + (f"-r{round_}" if round_ else "")
+def child_id(workflow_id: str, unit_id: str, round_: int, iteration: int = 0) -> str:
+    suffix = (f"-r{round_}" if round_ else "") + (f"-i{iteration}" if iteration else "")
+    return f"{workflow_id}--{unit_id}{suffix}"
+
+
+async def validate_plan(plan: CheckPlan) -> PlanResult:
+    result: PlanResult = await workflow.execute_activity(
+        VALIDATE_PLAN_ACTIVITY,
+        PlanCall(
+            definition=plan.definition, allowed_tools=plan.allowed_tools, max_steps=plan.max_steps
+        ),
+        result_type=PlanResult,
+        start_to_close_timeout=PLAN_TIMEOUT,
+        retry_policy=CHECK_RETRY,
+        summary=f"{plan.step}: check the plan",
+    )
+    return result
 
 
 async def check(call: CheckCall) -> CheckResult:

@@ -10,6 +10,7 @@ from activities.models import CheckCall
 from activities.secrets import mask
 from workflows import votes
 from workflows.definition import ApprovalSpec, Definition
+from workflows.gates import gate_spec
 from workflows.models import AuditEntry, Decision, GateRefusal, Principal
 from workflows.state import GateRecord, RunData, StepRecord
 
@@ -23,9 +24,9 @@ def _refusal(code: str, message: str) -> GateRefusal:
 
 def find_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRefusal:
     """The open gate `gate_id` names, or why there is none."""
-    step = state.steps.get(gate_id)
-    spec = d.step(gate_id).approval if step is not None else None
-    if step is None or spec is None:
+    step = state.unit(gate_id)
+    has_gate = step is not None and d.step(gate_id.partition(".")[0]).approval is not None
+    if step is None or not has_gate:
         for child in state.children.values():
             if any(g.gate == gate_id for g in child.gates):
                 return _refusal(
@@ -39,7 +40,7 @@ def find_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRef
         return _refusal(
             "gate_not_open", f"gate {gate_id!r} is not open ({shown}); step is {step.state.value}"
         )
-    return step, gate, spec
+    return step, gate, gate_spec(d, gate)
 
 
 def barred(state: RunData, spec: ApprovalSpec) -> set[str]:
@@ -47,10 +48,10 @@ def barred(state: RunData, spec: ApprovalSpec) -> set[str]:
     out: set[str] = set()
     for other in spec.distinct_from:
         step = state.steps.get(other)
-        if step is not None:
-            out |= set(step.approvers_seen)
-            if step.gate is not None:
-                out |= votes.go_on_voters(step.gate)
+        for unit in [step, *(step.items or [])] if step is not None else []:
+            out |= set(unit.approvers_seen)
+            if unit.gate is not None:
+                out |= votes.go_on_voters(unit.gate)
     return out
 
 
@@ -74,7 +75,7 @@ def check_call(
     if not isinstance(admitted, tuple) or not isinstance(decision.patch, dict):
         return None
     step, gate, _ = admitted
-    spec = d.step(step.id)
+    spec = d.step(gate.step)
     tool = spec.resolved_tool or spec.tool
     if decision.action == "retry" or (decision.action == "modify" and gate.stage == "before"):
         value = votes.merge_patch(step.args, decision.patch)

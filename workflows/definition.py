@@ -13,9 +13,8 @@ from workflows.limits import (
     MAX_APPROVERS,
     MAX_ATTEMPTS,
     MAX_EXPRESSION_CHARS,
-    MAX_ITEMS,
-    MAX_ITERATIONS,
     MAX_ID_CHARS,
+    MAX_ITERATIONS,
     MAX_NAME_CHARS,
     MAX_NEEDS,
     MAX_OUTPUT_BYTES,
@@ -165,9 +164,29 @@ def approval_conflicts(values: Mapping[str, Any]) -> list[str]:
 
 def step_conflicts(values: Mapping[str, Any]) -> list[str]:
     """A step's fields that do not fit together (see approval_conflicts for why raw values)."""
-    if (values.get("tool") is None) == (values.get("pipeline") is None):
-        return ["a step needs exactly one of 'tool' or 'pipeline'"]
-    return []
+    out: list[str] = []
+    pipeline = values.get("pipeline")
+    if (values.get("tool") is None) == (pipeline is None):
+        out.append("a step needs exactly one of 'tool' or 'pipeline'")
+    each, repeat = values.get("for_each") is not None, values.get("repeat")
+    plan = pipeline is not None and not isinstance(pipeline, str)
+    if each and repeat is not None:
+        out.append("a step cannot have both for_each and repeat (repeat a child pipeline instead)")
+    if each and plan:
+        out.append("a plan step cannot have for_each")
+    if values.get("max_parallel") is not None and not each:
+        out.append("max_parallel on a step bounds its for_each items: it needs for_each")
+    if isinstance(repeat, Mapping | RepeatSpec):
+        limits = repeat if isinstance(repeat, Mapping) else repeat.__dict__
+        if limits.get("max_iterations") is None and limits.get("timeout") is None:
+            out.append("repeat needs max_iterations or timeout (or both)")
+    approval = values.get("approval")
+    fields = approval if isinstance(approval, Mapping) else getattr(approval, "__dict__", {})
+    if fields.get("per_item") is False and (fields.get("stage") or "before") == "on_failure":
+        out.append(
+            "approval.per_item: false does not go with stage on_failure (failures are per item)"
+        )
+    return out
 
 
 class CompensateSpec(_Strict):

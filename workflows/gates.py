@@ -26,6 +26,21 @@ class Notify:
     event: str
 
 
+def gate_spec(d: Definition, gate: GateRecord) -> ApprovalSpec:
+    """The approval spec a gate follows, narrowed where its subject cannot be patched: a plan's
+    gate (a changed plan would need checking again) and a gate over a whole for_each list offer
+    neither modify nor retry."""
+    step = d.step(gate.step.partition(".")[0])
+    spec = step.approval
+    assert spec is not None  # only steps with an approval spec open gates
+    whole_list = step.for_each is not None and gate.item is None
+    is_plan = step.pipeline is not None and not isinstance(step.pipeline, str)
+    if not (whole_list or is_plan):
+        return spec
+    narrowed = [a for a in spec.actions() if a not in ("modify", "retry")]
+    return spec.model_copy(update={"allow": narrowed})
+
+
 def open_gate(
     step: StepRecord, spec: ApprovalSpec, stage: Stage, subject: Any, now: datetime
 ) -> GateRecord:
@@ -59,14 +74,16 @@ def _reminder_after(spec: ApprovalSpec, sent: int, now: datetime) -> datetime | 
 
 
 def open_gates(state: RunData) -> list[tuple[StepRecord, GateRecord]]:
-    return [(s, s.gate) for s in state.steps.values() if s.gate is not None and s.gate.open]
+    return [(u, u.gate) for u in state.units() if u.gate is not None and u.gate.open]
 
 
 def next_due(state: RunData) -> datetime | None:
-    """The earliest moment a gate's clock needs the run: a deadline or a reminder."""
+    """The earliest moment the run's clock needs it: a gate's deadline or reminder, or a repeat
+    step's next iteration."""
     times = [
         t for _, g in open_gates(state) for t in (g.deadline, g.next_reminder) if t is not None
     ]
+    times += [u.next_at for u in state.units() if u.phase == "sleeping" and u.next_at is not None]
     return min(times, default=None)
 
 
@@ -74,7 +91,7 @@ def on_time(state: RunData, definition: Definition, now: datetime) -> list[Notif
     """Act on every deadline and reminder that has come; returns the notifications to send."""
     sent: list[Notify] = []
     for step, gate in open_gates(state):
-        spec = definition.step(step.id).approval
+        spec = definition.step(gate.step).approval
         if spec is None:
             continue
         if gate.deadline is not None and gate.deadline <= now:

@@ -15,7 +15,7 @@ from workflows.models import (
     GateSummary,
     LifecycleInput,
 )
-from workflows.state import ChildGates, Result, RunData, Stop
+from workflows.state import ChildGates, PlanRecord, Result, RunData, Stop
 
 
 def _actor(by: LifecycleInput | None) -> str | None:
@@ -79,17 +79,26 @@ def refuse_start(state: RunData, message: str, now: datetime) -> None:
     )
 
 
-def record_result(state: RunData, step_id: str, result: Result) -> None:
-    step = state.steps[step_id]
-    if step.phase == "running" and step.round == result.round and step.result is None:
-        step.result = result
-    for key in [k for k, c in state.children.items() if c.step == step_id]:
+def record_result(state: RunData, unit_id: str, result: Result) -> None:
+    unit = state.unit(unit_id)
+    if unit is not None and unit.phase == "running" and unit.round == result.round:
+        if unit.result is None:
+            unit.result = result
+    for key in [k for k, c in state.children.items() if c.step == unit_id]:
         del state.children[key]
 
 
+def record_plan(state: RunData, unit_id: str, plan: PlanRecord) -> None:
+    """A plan's check came back (the checked definition, or every error)."""
+    unit = state.unit(unit_id)
+    if unit is not None and unit.phase == "planning" and unit.plan is None:
+        unit.plan = plan
+
+
 def child_gates(state: RunData, step_id: str, workflow_id: str, gates: list[GateSummary]) -> None:
-    """A child run of `step_id` reported its open gates (none: it no longer waits)."""
-    if state.steps[step_id].phase != "running":
+    """A child run of unit `step_id` reported its open gates (none: it no longer waits)."""
+    unit = state.unit(step_id)
+    if unit is None or unit.phase != "running":
         return
     if gates:
         state.children[workflow_id] = ChildGates(step=step_id, workflow_id=workflow_id, gates=gates)
@@ -110,17 +119,19 @@ def archived(state: RunData, first_seq: int, last_seq: int, path: str, sha256: s
 
 
 def compensations(state: RunData, d: Definition) -> list[tuple[str, CompensateSpec]]:
-    """Succeeded steps with a compensation, the last to complete first."""
+    """Succeeded units (steps, and for_each items one by one) with a compensation, the last to
+    complete first."""
     done = [
-        (s.completed_seq, s.id, d.step(s.id).compensate)
-        for s in state.steps.values()
-        if s.state == StepState.SUCCEEDED
+        (u.completed_seq, u.id, d.step(u.id.partition(".")[0]).compensate)
+        for u in state.units()
+        if u.state == StepState.SUCCEEDED and u.items is None
     ]
-    return [(sid, comp) for _, sid, comp in sorted(done, reverse=True) if comp is not None]
+    return [(uid, comp) for _, uid, comp in sorted(done, reverse=True) if comp is not None]
 
 
 def compensated(state: RunData, step_id: str, error: str | None, now: datetime) -> None:
-    step = state.steps[step_id]
+    step = state.unit(step_id)
+    assert step is not None  # compensations() named it
     if error is None:
         step.compensation = CompensationView(state="succeeded", at=now)
         step.state = StepState.COMPENSATED

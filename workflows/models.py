@@ -163,6 +163,31 @@ class CompensationView(BaseModel):
     at: datetime
 
 
+class ItemView(BaseModel):
+    """One item of a for_each step."""
+
+    index: int
+    state: str
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    reason: str | None = None
+    output_preview: str | None = None
+    gate: GateView | None = None
+
+
+class IterationView(BaseModel):
+    """One iteration of a repeat step."""
+
+    n: int
+    ok: bool
+    until: bool
+    output_preview: str | None = None
+    error: str | None = None
+    at: datetime
+
+
 class StepView(BaseModel):
     id: str
     tool: str | None = None
@@ -178,6 +203,10 @@ class StepView(BaseModel):
     artifact: dict[str, Any] | None = None
     gate: GateView | None = None
     compensation: CompensationView | None = None
+    items: list[ItemView] | None = Field(None, description="a for_each step's items, in order")
+    iterations: list[IterationView] | None = Field(None, description="a repeat step's iterations")
+    plan: dict[str, Any] | None = Field(None, description="a plan step's checked definition")
+    plan_errors: list[str] | None = None
 
 
 class Progress(BaseModel):

@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import AuditChunk
+    from activities.models import AuditChunk, PlanResult
     from workflows import calls, decisions, lifecycle, view
     from workflows.alarm import Alarm
     from workflows.contract import (
@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         RunState,
     )
-    from workflows.gates import Notify, next_due
+    from workflows.gates import next_due
     from workflows.legacy.engine import LegacyPipeline
     from workflows.models import (
         AuditEntry,
@@ -40,8 +40,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.publish import Publisher
     from workflows.refs import RefError
-    from workflows.scheduler import Invoke, RunContext, advance, finished
-    from workflows.state import Result, RunData, Stop, new_state
+    from workflows.scheduler import CheckPlan, Effect, Invoke, RunContext, advance, finished
+    from workflows.state import PlanRecord, Result, RunData, Stop, new_state
+    from workflows.units import plan_digest, unit_scope
 
 
 @workflow.defn(name="PipelineWorkflow")
@@ -162,23 +163,38 @@ class PipelineWorkflow:
                 self._alarm.reset()
                 self._state.revision += 1
 
-    def _perform(self, effect: Invoke | Notify) -> None:
+    def _perform(self, effect: Effect) -> None:
         if isinstance(effect, Invoke):
             self._tasks[effect.step] = asyncio.create_task(self._invoke(effect))
+        elif isinstance(effect, CheckPlan):
+            self._tasks[effect.step] = asyncio.create_task(self._check_plan(effect))
         else:
             self._spawn(self._outside.notify(self._state, effect))
 
     async def _invoke(self, inv: Invoke) -> None:
-        spec = self._def.step(inv.step)
+        spec = self._def.step(_step_of(inv.step))
         try:
-            if spec.pipeline:
-                result = await self._calls.child(spec, inv.round, inv.args)
+            if inv.plan is not None or spec.pipeline:
+                result = await self._calls.child(spec, inv)
             else:
-                result = await self._calls.tool(spec, inv.round, inv.args, inv.slots)
+                result = await self._calls.tool(spec, inv)
         except asyncio.CancelledError:
             result = Result(round=inv.round, ok=False, cancelled=True, attempts=0)
         self._tasks.pop(inv.step, None)
         self._event(lifecycle.record_result, self._state, inv.step, result)
+
+    async def _check_plan(self, check: CheckPlan) -> None:
+        try:
+            found = await calls.validate_plan(check)
+        except asyncio.CancelledError:
+            found = PlanResult(errors=["(plan): the run stopped before the plan was checked"])
+        except ActivityError as err:
+            found = PlanResult(errors=[f"(plan): the check failed: {calls.failure_message(err)}"])
+        plan = PlanRecord(
+            definition=found.definition, errors=found.errors, digest=plan_digest(found.definition)
+        )
+        self._tasks.pop(check.step, None)
+        self._event(lifecycle.record_plan, self._state, check.step, plan)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -246,8 +262,12 @@ class PipelineWorkflow:
         for step_id, comp in lifecycle.compensations(self._state, self._def):
             error: str | None = None
             try:
-                args, slots = self._ctx.scope(self._state).resolve_slots(comp.with_)
-                await self._calls.compensate(self._def.step(step_id), comp, args, slots)
+                unit = self._state.unit(step_id)
+                assert unit is not None  # compensations() named it
+                scope = unit_scope(self._state, self._def, self._ctx, unit)
+                args, slots = scope.resolve_slots(comp.with_)
+                spec = self._def.step(_step_of(step_id))
+                await self._calls.compensate(spec, step_id, comp, args, slots)
             except Exception as err:
                 error = calls.failure_message(err)
             self._event(lifecycle.compensated, self._state, step_id, error, workflow.now())
@@ -341,7 +361,7 @@ class PipelineWorkflow:
             (
                 s.id
                 for s in self._state.in_flight()
-                if calls.child_id(own, s.id, s.round) == inp.workflow_id
+                if calls.child_id(own, s.id, s.round, s.iteration) == inp.workflow_id
             ),
             None,
         )
@@ -367,3 +387,8 @@ class PipelineWorkflow:
             ]
             return view.page_of(entries, len(entries), page.after, page.limit)
         return view.audit_page(self._state, page.after, page.limit)
+
+
+def _step_of(unit_id: str) -> str:
+    """The step a unit belongs to (`files.3` is an item of `files`)."""
+    return unit_id.partition(".")[0]

@@ -36,6 +36,8 @@ def retry_policy(spec: RetrySpec | None, defaults: Defaults) -> RetryPolicy:
 # Checks of a patch or a child's input run as local activities: quick, retried a few times.
 CHECK_TIMEOUT = timedelta(seconds=10)
 CHECK_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200))
+# A plan is checked in a regular activity: validating a whole definition may take a while.
+PLAN_TIMEOUT = timedelta(seconds=60)
 
 # Moving audit chunks to the artifact store, and the owner check of a scheduled run, must get
 # through eventually; the run waits for them.

@@ -17,6 +17,10 @@ from workflows.limits import MAX_INDEX_DIGITS, MAX_REF_SEGMENTS
 REF = re.compile(r"\$\{([^}]*)\}")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 RUN_FIELDS = ("workflow_id", "run_id", "requester", "pipeline", "started_at")
+# Roots that exist only in some places: a for_each item (`item`, `index`), the iteration before
+# (`previous.output` in a repeat step's inputs), the step's own output and iteration number (in
+# `check` and `repeat.until` conditions).
+LOCAL_ROOTS = ("item", "index", "previous", "output", "iteration")
 
 
 class RefError(ValueError):
@@ -63,8 +67,19 @@ def parse_ref(text: str) -> Ref:
         if len(parts) != 2:
             raise RefError(f"malformed reference '${{{text}}}': use secret.<NAME>")
         return Ref("secret", None, None, (parts[1],), body)
+    if root in ("index", "iteration"):
+        if len(parts) != 1:
+            raise RefError(f"malformed reference '${{{text}}}': {root} has no fields")
+        return Ref(root, None, None, (), body)
+    if root == "previous":
+        if len(parts) < 2 or parts[1] != "output":
+            raise RefError(f"malformed reference '${{{text}}}': use previous.output[.<path>]")
+        return Ref("previous", None, "output", tuple(parts[2:]), body)
+    if root in ("item", "output"):
+        return Ref(root, None, None, tuple(parts[1:]), body)
     raise RefError(
-        f"malformed reference '${{{text}}}': must start with input, steps, run or secret"
+        f"malformed reference '${{{text}}}': must start with input, steps, run, secret, "
+        "or (where they exist) item, index, previous, output, iteration"
     )
 
 
@@ -113,16 +128,31 @@ class Scope:
         *,
         lenient: bool = False,
         offloaded: dict[str, dict[str, Any]] | None = None,
+        local: dict[str, Any] | None = None,
     ) -> None:
         # Lenient: a step that produced no output (skipped, failed) reads as null. Used for the
         # run's output, where a skipped branch is normal; step inputs stay strict.
         self.lenient = lenient
         # Steps whose output is in the artifact store: step id -> its ArtifactRef (as a dict).
         self.offloaded = offloaded or {}
+        # Values of the LOCAL_ROOTS that exist here (an item, the previous output, ...).
+        self.local = local or {}
         self.inp = inp
         self.outputs = outputs
         self.statuses = statuses
         self.run = run
+
+    def with_local(self, **values: Any) -> Scope:
+        """The same scope, with `item`, `index`, `previous`, `output` or `iteration` set."""
+        return Scope(
+            self.inp,
+            self.outputs,
+            self.statuses,
+            self.run,
+            lenient=self.lenient,
+            offloaded=self.offloaded,
+            local={**self.local, **values},
+        )
 
     def value(self, ref: Ref) -> Any:
         where = f"${{{ref.text}}}"
@@ -132,6 +162,13 @@ class Scope:
             return self.run.get(ref.field or "")
         if ref.root == "secret":
             return "${secret." + ref.path[0] + "}"
+        if ref.root in LOCAL_ROOTS:
+            if ref.root not in self.local:
+                raise RefError(f"{where}: `{ref.root}` does not exist here")
+            value = self.local[ref.root]
+            if ref.root == "previous" and value is None:
+                return None  # the first iteration has no previous output
+            return walk(value, ref.path, where)
         if ref.step is None:
             raise RefError(f"{where}: no step named")
         if ref.field == "status":

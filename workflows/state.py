@@ -13,13 +13,15 @@ from pydantic import BaseModel, Field
 
 from activities.models import Slot
 from workflows.contract import RunState, StepState
-from workflows.definition import Definition, Stage
+from workflows.definition import Definition, Priority, Stage
 from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary, Vote
 
 # What a decided gate does: one of the go-on outcomes (the run goes on) or a stop.
 Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]
-# Where a step is in its life; `state` says what the outside world sees.
-Phase = Literal["pending", "gate", "running", "done"]
+# Where a unit of work (a step, or an item of a for_each step) is in its life; `state` says what
+# the outside world sees. `items`: a for_each step whose items are under way; `planning`: a plan
+# out for its check; `sleeping`: a repeat step waiting for its next iteration.
+Phase = Literal["pending", "gate", "running", "items", "planning", "sleeping", "done"]
 
 # Audit entries kept in the state; older ones move to the artifact store in chunks.
 AUDIT_KEEP = 200
@@ -31,6 +33,7 @@ class GateRecord(BaseModel):
 
     gate: str
     step: str
+    item: int | None = None
     stage: Stage
     round: int
     subject: Any = None
@@ -47,6 +50,8 @@ class GateRecord(BaseModel):
     modified: bool = False
     reminders: int = 0
     next_reminder: datetime | None = None
+    review: str | None = Field(None, description="the review text, its references resolved")
+    priority: Priority = "normal"
 
     @property
     def open(self) -> bool:
@@ -64,6 +69,25 @@ class Result(BaseModel):
     error: str | None = None
     attempts: int = 1
     cancelled: bool = False
+
+
+class Iteration(BaseModel):
+    """One iteration of a repeat step, as it ended."""
+
+    n: int
+    ok: bool
+    preview: str | None = None
+    error: str | None = None
+    until: bool = Field(False, description="whether `until` held after it")
+    at: datetime
+
+
+class PlanRecord(BaseModel):
+    """A definition made at run time, as its check found it."""
+
+    definition: dict[str, Any] | None = Field(None, description="the checked plan, tools pinned")
+    errors: list[str] = Field(default_factory=list)
+    digest: str | None = None
 
 
 class StepRecord(BaseModel):
@@ -91,6 +115,19 @@ class StepRecord(BaseModel):
     approvers_seen: list[str] = Field(
         default_factory=list, description="principals who voted to go on at this step's gates"
     )
+    # for_each: the items (each a unit of its own, id `<step>.<index>`), and for an item its
+    # index and value.
+    items: list[StepRecord] | None = None
+    index: int | None = None
+    item: Any = None
+    # repeat: iterations so far, the output before the current one, when the next one is due and
+    # when the whole loop must end.
+    iteration: int = 0
+    iterations: list[Iteration] = Field(default_factory=list)
+    previous: Any = None
+    next_at: datetime | None = None
+    deadline: datetime | None = None
+    plan: PlanRecord | None = None
 
 
 class Stop(BaseModel):
@@ -142,9 +179,32 @@ class RunData(BaseModel):
             return []
         return self.audit[:AUDIT_CHUNK]
 
+    def units(self) -> list[StepRecord]:
+        """Every unit of work: each step, and the items of for_each steps."""
+        out: list[StepRecord] = []
+        for s in self.steps.values():
+            out.append(s)
+            out.extend(s.items or ())
+        return out
+
+    def unit(self, unit_id: str) -> StepRecord | None:
+        """A step by id, or an item by `<step>.<index>`."""
+        step_id, _, index = unit_id.partition(".")
+        step = self.steps.get(step_id)
+        if step is None or not index:
+            return step
+        if step.items is None or not index.isdigit() or int(index) >= len(step.items):
+            return None
+        return step.items[int(index)]
+
     def in_flight(self) -> list[StepRecord]:
-        """Steps whose tool call or child run is out and not yet back."""
-        return [s for s in self.steps.values() if s.phase == "running" and s.result is None]
+        """Units whose tool call, child run or plan check is out and not yet back."""
+        return [
+            u
+            for u in self.units()
+            if (u.phase == "running" and u.result is None)
+            or (u.phase == "planning" and u.plan is None)
+        ]
 
 
 def new_state(definition: Definition, now: datetime) -> RunData:

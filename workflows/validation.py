@@ -16,14 +16,16 @@ from activities.jsonschema_safe import schema_issues, value_issues
 from activities.registry import ToolError, ToolRegistry
 from workflows import expr
 from workflows.definition import (
+    PRIORITIES,
     CompensateSpec,
     Definition,
+    PlanSpec,
     StepSpec,
     approval_conflicts,
     step_conflicts,
 )
 from workflows.limits import MAX_DEPTH, MAX_STEPS
-from workflows.refs import RefError, find_refs, parse_ref
+from workflows.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref
 
 
 @dataclass(frozen=True)
@@ -334,11 +336,33 @@ def _check_references(
     for i, s in _indexed(steps):
         base = f"steps[{i}]"
         visible = ups.get(s.id, set())
+        each = {"item", "index"} if s.for_each is not None else set()
+        loop = {"previous", "iteration"} if s.repeat is not None else set()
+        ctx.local = frozenset(each | loop)
         ctx.values(s.with_, f"{base}.with", visible)
         if s.if_:
             ctx.expression(s.if_, f"{base}.if", visible)
+        ctx.local = frozenset(each)
         if s.compensate:
             ctx.values(s.compensate.with_, f"{base}.compensate.with", visible | {s.id})
+        if s.approval is not None:
+            own = set() if s.approval.stage == "before" else {s.id}
+            per_item = each if s.approval.per_item else set()
+            ctx.local = frozenset(per_item)
+            if s.approval.review:
+                ctx.values(s.approval.review, f"{base}.approval.review", visible | own)
+            _check_priority(ctx, s.approval.priority, f"{base}.approval.priority", visible | own)
+        ctx.local = frozenset()
+        for where, text in (("for_each", s.for_each), ("pipeline.definition", _plan_text(s))):
+            if text is not None:
+                ctx.reference(text, f"{base}.{where}", visible)
+        if s.check is not None:
+            ctx.local = frozenset(each | {"output"} | ({"iteration"} if s.repeat else set()))
+            ctx.expression(s.check.condition, f"{base}.check.condition", visible | {s.id})
+        if s.repeat is not None:
+            ctx.local = frozenset({"output", "iteration"})
+            ctx.expression(s.repeat.until, f"{base}.repeat.until", visible | {s.id})
+        ctx.local = frozenset()
         if s.approval and s.approval.auto_approve_if:
             own = {s.id} if s.approval.stage == "after" else set()
             ctx.expression(
@@ -364,6 +388,19 @@ class _RefChecker:
     props: dict[str, Any] | None
     report: Report
     declared: set[str]
+    # Which of refs.LOCAL_ROOTS exist where the text being checked is (item, previous, ...).
+    local: frozenset[str] = frozenset()
+
+    def reference(self, text: str, path: str, visible: set[str]) -> None:
+        """Text that must be exactly one reference (for_each, a plan's definition)."""
+        refs = find_refs(text)
+        if len(refs) != 1 or text.strip() != "${" + refs[0] + "}":
+            self.report.add(
+                path,
+                f"must be one reference like ${{steps.<id>.output.<path>}}, got {_quote(text)}",
+            )
+            return
+        self.one(refs[0], path, visible, secrets=False)
 
     def values(self, obj: Any, path: str, visible: set[str], *, secrets: bool = True) -> None:
         # Without recursion (depth is bounded earlier, but the walk should not depend on it);
@@ -408,6 +445,8 @@ class _RefChecker:
         except RefError as err:
             self.report.add(path, str(err))
             return
+        if ref.root in LOCAL_ROOTS and ref.root not in self.local:
+            self.report.add(path, f"${{{text}}}: `{ref.root}` {_LOCAL_WHERE[ref.root]}")
         if ref.root == "secret":
             if in_expression:
                 self.report.add(path, "conditions cannot read secrets")
@@ -433,6 +472,27 @@ class _RefChecker:
                 self.report.add(
                     path, f"${{{text}}}: step {ref.step!r} is not upstream (add it to needs)"
                 )
+
+
+_LOCAL_WHERE = {
+    "item": "exists only in a for_each step (its inputs, condition, check, gate)",
+    "index": "exists only in a for_each step (its inputs, condition, check, gate)",
+    "previous": "exists only in a repeat step's inputs",
+    "output": "exists only in a step's check and repeat.until conditions",
+    "iteration": "exists only in a repeat step (its inputs, check and until)",
+}
+
+
+def _plan_text(s: StepSpec) -> str | None:
+    return s.pipeline.definition if isinstance(s.pipeline, PlanSpec) else None
+
+
+def _check_priority(ctx: _RefChecker, priority: Any, path: str, visible: set[str]) -> None:
+    if isinstance(priority, dict):
+        for name, condition in priority.items():
+            ctx.expression(condition, f"{path}.{name}", visible)
+    elif isinstance(priority, str) and priority not in PRIORITIES:
+        ctx.reference(priority, path, visible)
 
 
 def _quote(text: str, limit: int = 200) -> str:

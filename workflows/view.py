@@ -10,11 +10,14 @@ from typing import Any
 from activities.secrets import mask
 from workflows.contract import RunState
 from workflows.definition import ApprovalSpec, Definition
+from workflows.gates import gate_spec
 from workflows.models import (
     AuditEntry,
     AuditPage,
     GateSummary,
     GateView,
+    ItemView,
+    IterationView,
     Principal,
     Progress,
     RunStatus,
@@ -54,7 +57,7 @@ def run_state(state: RunData) -> RunState:
 
 
 def own_open(state: RunData) -> list[GateRecord]:
-    return [s.gate for s in state.steps.values() if s.gate is not None and s.gate.open]
+    return [u.gate for u in state.units() if u.gate is not None and u.gate.open]
 
 
 def awaiting(state: RunData) -> list[str]:
@@ -66,6 +69,9 @@ def gate_view(g: GateRecord, spec: ApprovalSpec, *, with_subject: bool) -> GateV
     votes = live(g)
     return GateView(
         gate=g.gate,
+        step=g.step,
+        item=g.item,
+        priority=g.priority,
         stage=g.stage,
         state="open" if g.open else GATE_STATE[g.outcome or "cancel"],
         round=g.round,
@@ -77,7 +83,7 @@ def gate_view(g: GateRecord, spec: ApprovalSpec, *, with_subject: bool) -> GateV
         lapsed=len(g.votes) - len(votes),
         actions=list(spec.actions()),
         digest=g.digest,
-        review=spec.review,
+        review=g.review if g.review is not None else spec.review,
         subject=mask(g.subject) if with_subject else None,
         modified=g.modified,
         reminders=g.reminders,
@@ -101,12 +107,13 @@ def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
         actions=list(spec.actions()),
         voted=[v.actor for v in live(g)],
         digest=g.digest,
-        review=spec.review,
+        review=g.review if g.review is not None else spec.review,
         subject=subject if small else None,
         subject_truncated=not small,
         opened_at=g.opened_at,
         deadline=g.deadline,
         quorum=spec.quorum,
+        priority=g.priority,
     )
 
 
@@ -115,9 +122,7 @@ def open_summaries(state: RunData, d: Definition) -> list[GateSummary]:
 
 
 def _spec(d: Definition, g: GateRecord) -> ApprovalSpec:
-    spec = d.step(g.step).approval
-    assert spec is not None  # only steps with an approval spec open gates
-    return spec
+    return gate_spec(d, g)
 
 
 def _child_view(workflow_id: str, s: GateSummary) -> GateView:
@@ -148,7 +153,7 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
     gate = None
     if s.gate is not None and spec.approval is not None:
         # An open gate's subject is shown once, under open_gates.
-        gate = gate_view(s.gate, spec.approval, with_subject=not s.gate.open)
+        gate = gate_view(s.gate, gate_spec(d, s.gate), with_subject=not s.gate.open)
     return StepView(
         id=s.id,
         tool=spec.resolved_tool or spec.tool,
@@ -164,6 +169,34 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
         artifact=s.artifact,
         gate=gate,
         compensation=s.compensation,
+        items=[_item_view(i, d) for i in s.items] if s.items is not None else None,
+        iterations=[
+            IterationView(
+                n=i.n, ok=i.ok, until=i.until, output_preview=i.preview, error=i.error, at=i.at
+            )
+            for i in s.iterations
+        ]
+        if spec.repeat is not None
+        else None,
+        plan=mask(s.plan.definition) if s.plan is not None else None,
+        plan_errors=s.plan.errors if s.plan is not None else None,
+    )
+
+
+def _item_view(i: StepRecord, d: Definition) -> ItemView:
+    gate = None
+    if i.gate is not None:
+        gate = gate_view(i.gate, gate_spec(d, i.gate), with_subject=not i.gate.open)
+    return ItemView(
+        index=i.index or 0,
+        state=i.state.value,
+        attempts=i.attempts,
+        started_at=i.started_at,
+        ended_at=i.ended_at,
+        error=i.error,
+        reason=i.reason,
+        output_preview=i.preview if i.preview is not None else _output_preview(i),
+        gate=gate,
     )
 
 

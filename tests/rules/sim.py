@@ -53,10 +53,12 @@ class Sim:
         return [e.step for e in self.effects if isinstance(e, Invoke)]
 
     def step(self, step_id: str) -> StepRecord:
-        return self.state.steps[step_id]
+        unit = self.state.unit(step_id)
+        assert unit is not None, f"no unit {step_id}"
+        return unit
 
     def gate(self, step_id: str) -> GateRecord:
-        gate = self.state.steps[step_id].gate
+        gate = self.step(step_id).gate
         assert gate is not None, f"{step_id} has no gate"
         return gate
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from tests.rules.sim import Sim
 from workflows import lifecycle
 from workflows.contract import TERMINAL_STEP_STATES
-from workflows.definition import STAGE_ACTIONS, Definition
-from workflows.gates import next_due
+from workflows.definition import Definition
+from workflows.gates import gate_spec, next_due
 from workflows.models import LifecycleInput
 from workflows.scheduler import Invoke
 from workflows.state import Result
@@ -39,6 +39,15 @@ def definitions(draw: st.DrawFn) -> Definition:
             step["on_error"] = "continue"
         if draw(st.booleans()):
             step["allow_skipped_needs"] = True
+        shape = draw(st.sampled_from(["plain", "plain", "each", "repeat"]))
+        if shape == "each":
+            step["for_each"] = "${input.items}"
+            if draw(st.booleans()):
+                step["max_parallel"] = draw(st.integers(1, 2))
+        elif shape == "repeat":
+            step["repeat"] = {"until": "output.ok", "max_iterations": 2, "every": "1m"}
+        if draw(st.booleans()):
+            step["check"] = {"condition": "output.ok or true", "message": "m"}
         if draw(st.integers(0, 2)) == 0:
             stage = draw(st.sampled_from(["before", "after", "on_failure"]))
             gate: dict[str, Any] = {
@@ -57,11 +66,17 @@ def definitions(draw: st.DrawFn) -> Definition:
                 )
             if draw(st.booleans()):
                 gate["remind_after"] = "10m"
+            if shape == "each" and stage != "on_failure" and draw(st.booleans()):
+                gate["per_item"] = False
             step["approval"] = gate
         steps.append(step)
     order = draw(st.permutations(steps))
     parallel = draw(st.sampled_from([None, 1, 2]))
-    body: dict[str, Any] = {"name": "gen", "steps": list(order)}
+    body: dict[str, Any] = {
+        "name": "gen",
+        "input": {"type": "object", "properties": {"items": {"type": "array"}}},
+        "steps": list(order),
+    }
     if parallel:
         body["max_parallel"] = parallel
     return Definition.model_validate(body)
@@ -72,7 +87,11 @@ def _out(sim: Sim) -> list[str]:
 
 
 def _open(sim: Sim) -> list[str]:
-    return [s.id for s in sim.state.steps.values() if s.gate is not None and s.gate.open]
+    return [u.id for u in sim.state.units() if u.gate is not None and u.gate.open]
+
+
+def _sleeping(sim: Sim) -> bool:
+    return any(u.phase == "sleeping" for u in sim.state.units())
 
 
 def _act(sim: Sim, data: st.DataObject) -> None:
@@ -97,7 +116,7 @@ def _act(sim: Sim, data: st.DataObject) -> None:
     elif what == "vote":
         sid = data.draw(st.sampled_from(_open(sim)))
         gate = sim.gate(sid)
-        action = data.draw(st.sampled_from(list(STAGE_ACTIONS[gate.stage])))
+        action = data.draw(st.sampled_from(list(gate_spec(sim.d, gate).actions())))
         patch = {"p": data.draw(st.integers(0, 1))} if action in ("modify", "retry") else None
         sim.vote(sid, action, actor=data.draw(st.sampled_from(ACTORS)), patch=patch)
     elif what == "tick":
@@ -119,8 +138,11 @@ def _settle(sim: Sim) -> None:
             return
         # The shell advances only when something happens: with nothing out, no gate open and the
         # run not paused, nothing ever will.
-        assert _out(sim) or _open(sim) or sim.state.paused, f"hang: {sim.states()}"
+        assert _out(sim) or _open(sim) or sim.state.paused or _sleeping(sim), (
+            f"hang: {sim.states()}"
+        )
         lifecycle.resume(sim.state, None, sim.now)
+        sim.now = next_due(sim.state) or sim.now
         for sid in _out(sim):
             lifecycle.record_result(
                 sim.state, sid, Result(round=sim.step(sid).round, ok=True, output={"ok": True})
@@ -139,7 +161,10 @@ def _settle(sim: Sim) -> None:
 @given(d=definitions(), data=st.data())
 def test_every_generated_run_reaches_a_final_state(d: Definition, data: st.DataObject) -> None:
     """Whatever happens, in whatever order, a run ends with every step in a final state."""
-    sim = Sim(d, approval_mode=data.draw(st.sampled_from(["manual", "manual", "auto"])))
+    items = data.draw(st.lists(st.integers(0, 9), max_size=3))
+    sim = Sim(
+        d, {"items": items}, approval_mode=data.draw(st.sampled_from(["manual", "manual", "auto"]))
+    )
     for _ in range(data.draw(st.integers(0, 60))):
         sim.advance()
         due = next_due(sim.state)
@@ -148,7 +173,7 @@ def test_every_generated_run_reaches_a_final_state(d: Definition, data: st.DataO
             break
         _act(sim, data)
     _settle(sim)
-    assert all(s.state in TERMINAL_STEP_STATES for s in sim.state.steps.values()), sim.states()
+    assert all(u.state in TERMINAL_STEP_STATES for u in sim.state.units()), sim.states()
     assert sim.state.in_flight() == [] and not _open(sim)
     invoked = [e for e in sim.effects if isinstance(e, Invoke)]
     assert all(sim.step(e.step).started_at is not None for e in invoked)
