@@ -112,5 +112,44 @@ async def size(inp: EchoIn, ctx: ToolContext) -> SizeOut:
     )
 
 
+class PollIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    done_after: int = 3
+
+
+class PollOut(BaseModel):
+    status: str
+    calls: int
+
+
+POLLS: dict[str, int] = {}
+
+
+@tool("test.poll", "1.0.0")
+async def poll(inp: PollIn, ctx: ToolContext) -> PollOut:
+    """A job that reports `running` until it has been asked `done_after` times in this run."""
+    n = POLLS.get(ctx.call.workflow_id, 0) + 1
+    POLLS[ctx.call.workflow_id] = n
+    return PollOut(status="done" if n >= inp.done_after else "running", calls=n)
+
+
+class ReviewIn(BaseModel):
+    code: str = ""
+    needs: str = "tests"
+
+
+class ReviewOut(BaseModel):
+    passed: bool
+    findings: str
+
+
+@tool("test.review", "1.0.0")
+async def review(inp: ReviewIn, ctx: ToolContext) -> ReviewOut:
+    """A tester: passes code that mentions what it needs, else asks for it."""
+    if inp.needs in inp.code:
+        return ReviewOut(passed=True, findings="")
+    return ReviewOut(passed=False, findings=f"add {inp.needs}")
+
+
 def fake_registry() -> ToolRegistry:
-    return ToolRegistry([echo, sleep, flaky, fail, ledger, size])
+    return ToolRegistry([echo, sleep, flaky, fail, ledger, size, poll, review])

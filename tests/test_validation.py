@@ -198,3 +198,50 @@ def test_secrets_must_be_declared_and_stay_out_of_output() -> None:
         "output.leak: ${secret.TOKEN}: the run's output.leak cannot hold secrets",
         "summary: ${secret.TOKEN}: the run's summary cannot hold secrets",
     }
+
+
+def test_dynamic_step_fields_are_checked_with_their_paths() -> None:
+    """for_each and plan definitions must be one reference; item, previous, output and iteration
+    exist only where they make sense; repeat needs a bound; shapes that do not fit are named."""
+    raw = {
+        "name": "dyn",
+        "input": {"type": "object", "properties": {"files": {"type": "array"}}},
+        "steps": [
+            {"id": "a", "tool": "data.echo", "with": {"value": "${item.x}"}},
+            {"id": "b", "tool": "data.echo", "for_each": "files: ${input.files}"},
+            {"id": "c", "tool": "data.echo", "repeat": {"until": "output.ok"}},
+            {
+                "id": "d",
+                "tool": "data.echo",
+                "with": {"p": "${previous.output}"},
+                "check": {"condition": "iteration > 1"},
+            },
+            {
+                "id": "e",
+                "for_each": "${input.files}",
+                "repeat": {"until": "item", "max_iterations": 2},
+                "tool": "data.echo",
+            },
+            {"id": "f", "tool": "data.echo", "max_parallel": 3},
+            {
+                "id": "g",
+                "for_each": "${input.files}",
+                "tool": "data.echo",
+                "approval": {"approvers": ["role:ops"], "stage": "on_failure", "per_item": False},
+            },
+            {"id": "h", "pipeline": {"definition": "not a ref", "allowed_tools": ["data.echo"]}},
+        ],
+    }
+    found = {str(i) for i in validate_definition(raw, default_registry(entry_points=False)).errors}
+    expected = {
+        "steps[0].with.value: ${item.x}: `item` exists only in a for_each step (its inputs, condition, check, gate)",
+        "steps[1].for_each: must be one reference like ${steps.<id>.output.<path>}, got 'files: ${input.files}'",
+        "steps[2]: repeat needs max_iterations or timeout (or both)",
+        "steps[3].with.p: ${previous.output}: `previous` exists only in a repeat step's inputs",
+        "steps[3].check.condition: ${iteration}: `iteration` exists only in a repeat step (its inputs, check and until)",
+        "steps[4]: a step cannot have both for_each and repeat (repeat a child pipeline instead)",
+        "steps[5]: max_parallel on a step bounds its for_each items: it needs for_each",
+        "steps[6]: approval.per_item: false does not go with stage on_failure (failures are per item)",
+        "steps[7].pipeline.definition: must be one reference like ${steps.<id>.output.<path>}, got 'not a ref'",
+    }
+    assert expected <= found, "\n".join(sorted(found))
