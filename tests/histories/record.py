@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -218,6 +219,15 @@ async def _child(client: Client, handle: Handle) -> None:
     await decide(child, "check", "approve", actor="alice")
 
 
+# What the plan step of `plan_as_data` proposes (as run input: a plan is data, never the text of
+# the definition that runs it).
+PLAN = {
+    "name": "made",
+    "input": {"type": "object", "properties": {"goal": {"type": "string"}}},
+    "steps": [{"id": "do", "tool": "test.echo", "with": {"goal": "${input.goal}"}}],
+    "output": "${steps.do.output.goal}",
+}
+
 CHILD = """
 name: approve_child
 input: {type: object, properties: {n: {type: integer}}, required: [n]}
@@ -264,11 +274,77 @@ async def _continued(client: Client, handle: Handle) -> bool:
     return False
 
 
-async def record(client: Client, settings: Settings) -> list[str]:
+@scenario(
+    "for_each_per_item_gates",
+    """
+name: each
+steps:
+  - id: files
+    tool: test.echo
+    with: {list: [{path: a.py}, {path: b.py}, {path: c.py}]}
+  - id: write
+    needs: [files]
+    for_each: "${steps.files.output.list}"
+    max_parallel: 2
+    tool: test.echo
+    with: {path: "${item.path}", n: "${index}"}
+    approval: {approvers: ["role:ops"], review: "write ${item.path}?", priority: high}
+    compensate: {tool: test.ledger, with: {entry: "undo ${item.path}"}}
+output: "${steps.write.output}"
+""",
+)
+async def _each(client: Client, handle: Handle) -> None:
+    await open_gate(handle, "write.2")
+    await decide(handle, "write.2", "approve")
+    await decide(handle, "write.0", "modify", patch={"path": "z.py"})
+    await decide(handle, "write.1", "skip")
+
+
+@scenario(
+    "repeat_poll_with_waits",
+    """
+name: poll
+steps:
+  - id: wait
+    tool: test.poll
+    with: {done_after: 3, last: "${previous.output.status}"}
+    repeat: {until: "output.status == 'done'", every: 200ms, max_iterations: 5}
+    check: {condition: "output.calls > 0", message: "no call counted"}
+output: "${steps.wait.output.calls}"
+""",
+)
+async def _poll(client: Client, handle: Handle) -> None:
+    return None
+
+
+@scenario(
+    "plan_as_data",
+    """
+name: planned
+steps:
+  - id: plan
+    tool: test.echo
+    with: {def: "${input.plan}"}
+  - id: execute
+    needs: [plan]
+    pipeline: {definition: "${steps.plan.output.def}", allowed_tools: [test.echo], max_steps: 3}
+    with: {goal: ship}
+    approval: {approvers: ["role:ops"]}
+output: "${steps.execute.output}"
+""",
+)
+async def _plan(client: Client, handle: Handle) -> None:
+    gate = await open_gate(handle, "execute")
+    await decide(handle, "execute", "approve", digest=gate.digest)
+
+
+async def record(client: Client, settings: Settings, only: list[str]) -> list[str]:
     registry = fake_registry()
     written = []
     async with build_worker(client, settings, registry):
         for name, (text, drive) in SCENARIOS.items():
+            if only and name not in only:
+                continue
             report = validate_definition(
                 yaml.safe_load(text), registry, catalog={"approve_child": 1}
             )
@@ -279,7 +355,7 @@ async def record(client: Client, settings: Settings) -> list[str]:
                 PipelineWorkflow.run,
                 PipelineInput(
                     definition=report.definition,
-                    input={"who": "me"},
+                    input={"who": "me", "plan": PLAN},
                     pipelines={"approve_child": child},
                 ),
                 # The replay test names each history after its file: the ids must match, since a
@@ -315,7 +391,9 @@ async def main() -> None:
         ],
     )
     try:
-        print("\n".join(await record(env.client, settings)))
+        # Names on the command line record just those (a history already kept is the proof that
+        # runs recorded earlier still replay: re-record it only when its scenario changed).
+        print("\n".join(await record(env.client, settings, sys.argv[1:])))
     finally:
         await env.shutdown()
 
