@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -155,3 +156,44 @@ class PlanCall(BaseModel):
 class PlanResult(BaseModel):
     definition: dict[str, Any] | None = Field(None, description="the valid plan, tools pinned")
     errors: list[str] = Field(default_factory=list, description="every problem, with its path")
+
+
+# The memory of governed runs: one pattern per run that reached a decision, searched by text.
+MEMORY_WRITE_ACTIVITY = "stepgate.memory.write"
+MEMORY_SEARCH_ACTIVITY = "stepgate.memory.search"
+
+
+class MemoryPattern(BaseModel):
+    """What a governed run leaves for later plans to learn from."""
+
+    workflow_id: str = Field(description="one pattern per governed run: writing again replaces it")
+    request: str
+    context_summary: str = ""
+    plan: dict[str, Any] | None = None
+    tier: int | None = None
+    score: float | None = None
+    reasons: list[dict[str, Any]] = Field(default_factory=list)
+    decision: str | None = Field(
+        None, description="approved, modified, rejected, cancelled, timeout, or auto (tier 1)"
+    )
+    deciders: list[str] = Field(default_factory=list)
+    comments: list[str] = Field(default_factory=list)
+    outcome: str = Field(description="completed, failed, cancelled or rejected")
+    error: str | None = None
+    durations_ms: dict[str, int] = Field(default_factory=dict, description="per phase")
+    created_at: datetime
+
+
+class MemoryHit(BaseModel):
+    id: int
+    score: float = Field(description="text relevance; higher is closer")
+    pattern: MemoryPattern
+
+
+class MemorySearch(BaseModel):
+    q: str = Field(max_length=2_000)
+    limit: int = Field(5, ge=1, le=100)
+
+
+class MemorySearchResult(BaseModel):
+    hits: list[MemoryHit] = Field(default_factory=list)
