@@ -1,4 +1,4 @@
-"""The inbox's order (priority, deadline, age) and its priority filter.
+"""The inbox's order (priority, deadline, age), its priority filter and the terminal client's view.
 
 Runs whose gates carry a priority are parked on a task queue no worker polls, with the gates memo
 and search attributes a waiting run publishes: the real server lists them and the real API reads
@@ -23,6 +23,7 @@ from api.auth import Caller
 from api.routes.approvals import page_items, read_memos
 from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, wait_state
+from tests.api.test_cli import cli
 from workflows.client import make_data_converter
 from workflows.contract import MEMO_GATES, SA_AWAITING, SA_PIPELINE, SA_STATE, WORKFLOW_TYPE
 from workflows.definition import Priority
@@ -260,3 +261,51 @@ async def test_inbox_real_runs_ordered_by_deadline_none_last(
     assert [i["workflow_id"] for i in items] == [ids["1h"], ids["2h"], ids[None]]
     assert [i["priority"] for i in items] == ["normal"] * 3
     assert items[0]["deadline"] is not None and items[2]["deadline"] is None
+
+
+async def test_cli_inbox_shows_priority_deadline_in_order_and_filters(
+    http: httpx.AsyncClient, park: Park, team: str, as_: Auth, keys: dict[str, str]
+) -> None:
+    """`stepgate inbox` prints priority and deadline columns in the API's order, across pages of
+    one run each too; `--priority high` keeps the high gate alone, and a bad filter exits
+    non-zero with the API's message."""
+    where = await park_three(park, team)
+    await eventually(
+        lambda: read_inbox(http, as_("alice")), lambda p: len(p["items"]) == 8, "all listed"
+    )
+    url = str(http.base_url).rstrip("/")
+    code, out, err = await cli(url, keys["alice"], "inbox")
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["PRIORITY", "DEADLINE", "RUN", "GATE"]
+    assert [r.split()[-2] for r in rows] == ORDER
+    assert rows[0].split()[:4] == ["urgent", "2030-01-01", "11:30Z", where["b2"]]
+    assert rows[2].split()[:3] == ["urgent", "-", where["b3"]]
+    code, paged, err = await cli(url, keys["alice"], "inbox", "--page-size", "1")
+    assert code == 0, err
+    assert paged == out
+    code, out, err = await cli(url, keys["alice"], "inbox", "--priority", "high")
+    assert code == 0, err
+    assert [r.split()[-2] for r in out.splitlines()[1:]] == ["b1"]
+    code, out, err = await cli(url, keys["alice"], "inbox", "--priority", "soon")
+    assert code != 0 and "query.priority" in err and out == ""
+
+
+async def test_cli_inbox_control_characters_shown_as_marks(
+    http: httpx.AsyncClient, park: Park, team: str, as_: Auth, keys: dict[str, str]
+) -> None:
+    """A review carrying terminal escapes, a bidi override or a line break (text a run's input
+    can fill) reaches the approver's terminal as `?` marks, on the gate's own line."""
+    hostile = "fine\x1b[2J\x1b]0;pwned\x07\u202eevil\nFAKE urgent line"
+    gate = line("g", "high", deadline=None, opened=0, approvers=(f"role:{team}",), review=hostile)
+    await park("esc", [gate])
+    await eventually(
+        lambda: read_inbox(http, as_("alice")), lambda p: len(p["items"]) == 1, "listed"
+    )
+    url = str(http.base_url).rstrip("/")
+    code, out, err = await cli(url, keys["alice"], "inbox")
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    header, row = out.splitlines()
+    assert header.startswith("PRIORITY")
+    assert row.endswith("g (before) — fine?[2J?]0;pwned??evil?FAKE urgent line")
