@@ -7,9 +7,13 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import UTC
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+
+from api.schemas.approvals import InboxItem, inbox_order
 
 DEFAULT_URL = "http://localhost:8000"
 TIMEOUT = httpx.Timeout(30.0, read=None)  # read=None: `watch` waits as long as the run does
@@ -103,21 +107,48 @@ def _decide(http: httpx.Client, args: argparse.Namespace, action: str) -> int:
 
 
 def cmd_inbox(http: httpx.Client, args: argparse.Namespace) -> int:
-    listed = 0
+    items: list[InboxItem] = []
     cursor: str | None = None
     while True:
         params = {"cursor": cursor} if cursor else {}
+        if args.priority:
+            params["priority"] = args.priority
+        if args.page_size:
+            params["page_size"] = str(args.page_size)
         page = _check(http.get("/approvals", params=params))
-        for item in page["items"]:
-            review = f" — {item['review']}" if item.get("review") else ""
-            print(f"{item['workflow_id']}  {item['gate']} ({item['stage']}){review}")
-        listed += len(page["items"])
+        try:
+            items += [InboxItem.model_validate(i) for i in page["items"]]
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise CliError(
+                f"the API sent an inbox item this client cannot read: {first['loc']}: {first['msg']}"
+            ) from None
         cursor = page["next_cursor"]
         if not cursor:
             break
-    if not listed:
+    if not items:
         print("nothing waits for you")
+        return 0
+    # The API sorts each page of runs; sorting them all keeps that order across pages.
+    rows = [_inbox_row(i) for i in sorted(items, key=inbox_order)]
+    header = ("PRIORITY", "DEADLINE", "RUN", "GATE")
+    widths = [max(len(r[c]) for r in (header, *rows)) for c in range(3)]
+    for row in (header, *rows):
+        print("  ".join([*(row[c].ljust(widths[c]) for c in range(3)), row[3]]))
     return 0
+
+
+def _inbox_row(item: InboxItem) -> tuple[str, str, str, str]:
+    deadline = item.deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ") if item.deadline else "-"
+    review = f" — {item.review}" if item.review else ""
+    gate = f"{item.gate} ({item.stage}){review}"
+    return item.priority, deadline, _printable(item.workflow_id), _printable(gate)
+
+
+def _printable(text: str) -> str:
+    """Text from runs and definitions with its control characters (terminal escapes, bidi
+    overrides, line breaks) shown as `?`, so a run cannot rewrite what the approver sees."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def cmd_approve(http: httpx.Client, args: argparse.Namespace) -> int:
@@ -144,7 +175,9 @@ def parser() -> argparse.ArgumentParser:
         decide.add_argument("gate")
         decide.add_argument("--comment")
         decide.add_argument("--digest", help="refuse if the gate now reviews something else")
-    sub.add_parser("inbox", help="gates waiting for you")
+    inbox = sub.add_parser("inbox", help="gates waiting for you, most urgent first")
+    inbox.add_argument("--priority", help="only these priorities: urgent, or a list urgent,high")
+    inbox.add_argument("--page-size", type=int, help="runs read per request (the API's default)")
     return p
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.workflows import WORKFLOW_ID_PATTERN, DecisionCreate
+from workflows.definition import PRIORITIES, Priority
 from workflows.limits import MAX_GATE_ID_CHARS
 
 
@@ -24,11 +25,33 @@ class InboxItem(BaseModel):
     digest: str
     opened_at: datetime
     deadline: datetime | None
+    priority: Priority = Field("normal", description="low | normal | high | urgent")
     actions: list[str]
 
 
+_RANK = {p: i for i, p in enumerate(PRIORITIES)}
+
+
+def inbox_order(item: InboxItem) -> tuple[int, bool, float, float, str, str]:
+    """The inbox's order: urgent first, then the soonest deadline (none last), then the oldest
+    gate; run and gate break ties so the order never depends on how the runs were read.
+    Timestamps, not datetimes: one naive time in a memo must not make the sort raise."""
+    deadline = item.deadline.timestamp() if item.deadline else 0.0
+    return (
+        _RANK[item.priority],
+        item.deadline is None,
+        deadline,
+        item.opened_at.timestamp(),
+        item.workflow_id,
+        item.gate,
+    )
+
+
 class Inbox(BaseModel):
-    items: list[InboxItem] = Field(description="the page's open gates, oldest first")
+    items: list[InboxItem] = Field(
+        description="the page's open gates, most urgent first, then by deadline (soonest "
+        "first, none last), then oldest first; sorted within this page of runs only"
+    )
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page of runs; null on the last page"
     )
