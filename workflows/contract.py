@@ -22,6 +22,11 @@ SA_AWAITING = SearchAttributeKey.for_keyword_list("StepgateAwaiting")
 SEARCH_ATTRIBUTES = (SA_STATE, SA_PIPELINE, SA_AWAITING)
 # Memo key holding a summary of each open gate, so an inbox is one visibility call.
 MEMO_GATES = "stepgate_gates"
+# Open gates the memo lists at most (the most urgent, then the oldest); how many more are open is
+# under MEMO_GATES_MORE, and the run's status lists them all. A run with a thousand per-item gates
+# must not rewrite a thousand lines into its history at every vote.
+MEMO_GATES_MAX = 50
+MEMO_GATES_MORE = "stepgate_gates_more"
 
 # Changes to what PipelineWorkflow does, each guarded by `workflow.patched(...)` so that runs
 # started before the change replay unchanged (see README, "Changing workflow code").

@@ -13,7 +13,14 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from workflows import view
     from workflows.calls import Caller
-    from workflows.contract import CHILD_GATES_SIGNAL, MEMO_GATES, SA_AWAITING, SA_STATE
+    from workflows.contract import (
+        CHILD_GATES_SIGNAL,
+        MEMO_GATES,
+        MEMO_GATES_MAX,
+        MEMO_GATES_MORE,
+        SA_AWAITING,
+        SA_STATE,
+    )
     from workflows.gates import Notify
     from workflows.models import ChildGatesInput, GateSummary, PipelineInput
     from workflows.refs import RefError
@@ -33,7 +40,7 @@ class Publisher:
         self._calls = calls
         self._spawn = spawn
         self._shown: tuple[str, list[str]] | None = None
-        self._memo: list[GateSummary] | None = None
+        self._memo: tuple[list[GateSummary], int] | None = None
         self._told_parent: list[GateSummary] = []
 
     def publish(self, state: RunData) -> None:
@@ -49,10 +56,11 @@ class Publisher:
             self._shown = (run_state, who)
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(view.details(state, self._def))
-        gates = view.open_summaries(state, self._def)
-        if gates != self._memo:
-            self._memo = gates
-            workflow.upsert_memo({MEMO_GATES: gates})
+        lines = view.open_summaries(state, self._def)
+        gates, more = lines[:MEMO_GATES_MAX], max(len(lines) - MEMO_GATES_MAX, 0)
+        if (gates, more) != self._memo:
+            self._memo = (gates, more)
+            workflow.upsert_memo({MEMO_GATES: gates, MEMO_GATES_MORE: more})
         parent = workflow.info().parent
         if parent is not None and gates != self._told_parent:
             self._told_parent = gates

@@ -9,7 +9,7 @@ from typing import Any
 
 from activities.secrets import mask
 from workflows.contract import RunState
-from workflows.definition import ApprovalSpec, Definition
+from workflows.definition import PRIORITIES, ApprovalSpec, Definition
 from workflows.gates import gate_spec
 from workflows.models import (
     AuditEntry,
@@ -118,7 +118,9 @@ def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
 
 
 def open_summaries(state: RunData, d: Definition) -> list[GateSummary]:
-    return [gate_summary(g, _spec(d, g)) for g in own_open(state)]
+    """Every open gate's inbox line, the most urgent first, then the oldest."""
+    lines = [gate_summary(g, _spec(d, g)) for g in own_open(state)]
+    return sorted(lines, key=lambda s: (PRIORITIES.index(s.priority), s.opened_at))
 
 
 def _spec(d: Definition, g: GateRecord) -> ApprovalSpec:
