@@ -156,6 +156,9 @@ class PlanCall(BaseModel):
 class PlanResult(BaseModel):
     definition: dict[str, Any] | None = Field(None, description="the valid plan, tools pinned")
     errors: list[str] = Field(default_factory=list, description="every problem, with its path")
+    risks: dict[str, str] = Field(
+        default_factory=dict, description="each step's risk (low, medium, high) as its tool says"
+    )
 
 
 # The memory of governed runs: one pattern per run that reached a decision, searched by text.

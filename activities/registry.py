@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints
 
 from pydantic import BaseModel
 
@@ -19,6 +19,11 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _VERSION = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*)){0,2}$")
 
 ToolFn = Callable[[Any, "ToolContext"], Awaitable[Any]]
+# How much a call of a tool can change in the world: governed runs review plans by it.
+Risk = Literal["low", "medium", "high"]
+RISKS: tuple[Risk, ...] = ("low", "medium", "high")
+# A tool's risk, or a function of the call's arguments (as written in the plan) giving it.
+RiskOf = Risk | Callable[[dict[str, Any]], Risk]
 
 
 class ToolError(ValueError):
@@ -46,6 +51,12 @@ class Tool:
     fn: ToolFn = field(repr=False)
     # The heartbeat timeout Temporal uses to notice a dead worker mid-call; None for quick tools.
     heartbeat: bool = False
+    # A tool that does not say how risky it is counts as high risk.
+    risk: RiskOf = "high"
+
+    def risk_for(self, args: dict[str, Any]) -> Risk:
+        """This call's risk: the tool's own, or what its risk function says of `args`."""
+        return self.risk(args) if callable(self.risk) else self.risk
 
     @property
     def ref(self) -> str:
@@ -60,13 +71,19 @@ class Tool:
             "name": self.name,
             "version": self.version,
             "description": self.description,
+            "risk": self.risk if isinstance(self.risk, str) else "depends on the call",
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
 
 
 def tool(
-    name: str, version: str, *, description: str | None = None, heartbeat: bool = False
+    name: str,
+    version: str,
+    *,
+    description: str | None = None,
+    heartbeat: bool = False,
+    risk: RiskOf = "high",
 ) -> Callable[[ToolFn], Tool]:
     """Turn `async def fn(inp: InModel, ctx: ToolContext) -> OutModel` into a Tool.
 
@@ -95,6 +112,7 @@ def tool(
             output_model=out_model,
             fn=fn,
             heartbeat=heartbeat,
+            risk=risk,
         )
 
     return wrap

@@ -238,6 +238,26 @@ class RunStatus(BaseModel):
     audit_total: int = 0
     kind: Literal["pipeline", "governed"] = "pipeline"
     continued: int = Field(0, description="times the run continued as new (history bounds)")
+    governed: GovernedView | None = Field(None, description="a governed run's cycle")
+
+
+class GovernedView(BaseModel):
+    """Where a governed run is in Plan → Review → Execute → Remember."""
+
+    phase: str = Field(description="plan, review, execute, remember, then the run's state")
+    request: str
+    context: dict[str, Any] = Field(default_factory=dict)
+    policy: str
+    plan: dict[str, Any] | None = None
+    plan_source: str | None = Field(None, description="given, or llm")
+    plan_attempts: int = 0
+    plan_errors: list[str] = Field(default_factory=list)
+    assessment: dict[str, Any] | None = Field(None, description="tier, score, reasons[]")
+    decision: str | None = None
+    child_workflow_id: str | None = None
+    child_state: str | None = None
+    similar: list[str] = Field(default_factory=list, description="past runs the planner was shown")
+    durations_ms: dict[str, int] = Field(default_factory=dict)
 
 
 class AuditPageInput(BaseModel):

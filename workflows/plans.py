@@ -11,7 +11,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.models import VALIDATE_PLAN_ACTIVITY, PlanCall, PlanResult
-from activities.registry import ToolRegistry
+from activities.registry import ToolError, ToolRegistry
 from workflows.validation import validate_definition
 
 
@@ -66,5 +66,15 @@ class PlanActivities:
         if issues or report.definition is None:
             return PlanResult(errors=issues or ["(plan): not a valid definition"])
         return PlanResult(
-            definition=report.definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+            definition=report.definition.model_dump(mode="json", by_alias=True, exclude_none=True),
+            risks={
+                s.id: self._risk(s.resolved_tool or s.tool or "", s.with_)
+                for s in report.definition.steps
+            },
         )
+
+    def _risk(self, tool: str, args: dict[str, Any]) -> str:
+        try:
+            return self.registry.resolve(tool).risk_for(args)
+        except ToolError:
+            return "high"  # a tool this worker does not know counts as the riskiest

@@ -9,7 +9,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from activities.context import ToolContext
-from activities.registry import tool
+from activities.registry import Risk, tool
 from activities.tools._http import check_status, send, with_idempotency_key
 
 QueryValue = str | int | float | bool
@@ -87,7 +87,13 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-@tool("http.request", "1.0.0")
+def request_risk(args: dict[str, Any]) -> Risk:
+    """Reading is low risk; anything else (or a method a reference chooses at run time) medium."""
+    method = args.get("method", "GET")
+    return "low" if isinstance(method, str) and method.upper() in ("GET", "HEAD") else "medium"
+
+
+@tool("http.request", "1.0.0", risk=request_risk)
 async def http_request(inp: HttpRequestInput, ctx: ToolContext) -> HttpRequestOutput:
     """Send one HTTP request and return its status, headers and (bounded) body."""
     limit = ctx.settings.stepgate_http_max_body_bytes

@@ -146,7 +146,7 @@ def _parse_call(raw: dict[str, Any]) -> LlmToolCall:
     return LlmToolCall(id=str(raw.get("id", "")), name=str(fn.get("name", "")), arguments=args)
 
 
-@tool("llm.chat", "1.0.0", heartbeat=True)
+@tool("llm.chat", "1.0.0", heartbeat=True, risk="medium")
 async def llm_chat(inp: LlmChatInput, ctx: ToolContext) -> LlmChatOutput:
     """Ask the configured OpenAI-compatible model for one chat completion (tools, JSON schema)."""
     s = ctx.settings

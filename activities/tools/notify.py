@@ -30,7 +30,7 @@ class NotifyWebhookOutput(BaseModel):
     status: int = Field(description="The webhook's HTTP status.")
 
 
-@tool("notify.webhook", "1.0.0")
+@tool("notify.webhook", "1.0.0", risk="medium")
 async def notify_webhook(inp: NotifyWebhookInput, ctx: ToolContext) -> NotifyWebhookOutput:
     """Post a Slack-compatible JSON message ({text, blocks, attachments}) to a webhook."""
     url = inp.url or ctx.settings.stepgate_notify_url

@@ -174,7 +174,7 @@ def _limit_hint(code: int, sandbox: Sandbox) -> str:
     return f" (stopped by {reason})" if reason else ""
 
 
-@tool("shell.run", "1.0.0", heartbeat=True)
+@tool("shell.run", "1.0.0", heartbeat=True, risk="high")
 async def shell_run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
     """Run an allow-listed program in the run's workspace; its output tails, exit code and duration."""
     with masked_failures(ctx.secret_values):
