@@ -18,7 +18,8 @@ def main() -> int:
     settings = get_settings()
     configure_logging(settings)
     try:
-        app = create_app(settings)
+        # SIGHUP reloads the catalog in this process (a bad definition file never stops it).
+        app = create_app(settings, sighup=True)
     except (ToolError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2
