@@ -3,6 +3,7 @@ and reading one within bounds. Blocking I/O: call from a worker thread."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ SKIPPED_DIRS = frozenset({"policies"})
 # costing every poll a walk over thousands of entries.
 MAX_FILES = 1_000
 MAX_DIR_DEPTH = 8
+# Entries of any kind the walk lists, so a folder of a million other files is not listed per poll.
+MAX_ENTRIES = 10_000
 # A definition file is read whole into memory; the parser refuses more characters than this anyway.
 MAX_FILE_BYTES = MAX_DOCUMENT_CHARS
 # Where a problem of the folder itself (not of one file) is reported.
@@ -62,16 +65,20 @@ def scan(folder: Path) -> Scan:
     problems: list[tuple[str, str]] = []
     partial: list[str] = []
     todo: list[tuple[str, int]] = [("", 0)]
+    budget = MAX_ENTRIES
     while todo:
         rel_dir, depth = todo.pop()
         where = rel_dir or ROOT
         try:
             with os.scandir(folder / rel_dir) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(itertools.islice(it, budget + 1), key=lambda e: e.name)
         except OSError as err:
             problems.append((where, f"the folder cannot be read: {err.strerror}"))
             partial.append(where)
             continue
+        budget -= len(entries)
+        if budget < 0:
+            return _stopped(files, problems, f"more than {MAX_ENTRIES} entries in the folder")
         subdirs: list[str] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
@@ -89,19 +96,18 @@ def scan(folder: Path) -> Scan:
                 if seen is None:
                     continue
                 if len(files) >= MAX_FILES:
-                    problems.append(
-                        (
-                            ROOT,
-                            f"more than {MAX_FILES} definition files; the rest "
-                            "are not read and nothing loaded is removed",
-                        )
-                    )
-                    return Scan(tuple(files), tuple(problems), (ROOT,))
+                    return _stopped(files, problems, f"more than {MAX_FILES} definition files")
                 files.append(seen)
         # Reversed onto the stack, so folders are walked in name order.
         todo.extend((d, depth + 1) for d in reversed(subdirs))
     files.sort(key=lambda s: s.rel)
     return Scan(tuple(files), tuple(problems), tuple(partial))
+
+
+def _stopped(files: list[Seen], problems: list[tuple[str, str]], why: str) -> Scan:
+    """A walk cut short: what it found, and every folder marked partial (nothing is removed)."""
+    problems.append((ROOT, f"{why}; the walk stopped and nothing loaded is removed"))
+    return Scan(tuple(sorted(files, key=lambda s: s.rel)), tuple(problems), (ROOT,))
 
 
 def _seen(entry: os.DirEntry[str], rel: str) -> Seen | None:
