@@ -109,10 +109,6 @@ class Catalog:
         return found
 
 
-def format_issues(issues: list[Issue]) -> list[dict[str, str]]:
-    return [{"path": i.path, "message": i.message} for i in issues]
-
-
 def log_errors(errors: Iterable[CatalogIssue], before: Iterable[CatalogIssue] = ()) -> None:
     """Log each error not already in `before`: once per change, not once per reload."""
     known = set(before)
