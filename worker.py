@@ -23,7 +23,7 @@ from activities.config import Settings, get_settings
 from activities.logs import configure_logging
 from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
-from api.catalog import Catalog, CatalogError
+from api.catalog import Catalog, log_errors
 from workflows.client import TemporalUnreachable, exit_now, make_client
 from workflows.pipeline import PipelineWorkflow
 from workflows.plans import PlanActivities
@@ -44,6 +44,14 @@ def cache_workflow_bytecode() -> None:
         compileall.compile_dir(Path(workflows.__file__).parent, quiet=2)
     except OSError as err:
         log.warning("workflow bytecode not cached", error=str(err))
+
+
+def read_catalog(settings: Settings, registry: ToolRegistry) -> Catalog:
+    """The catalog, read only to log what it holds: the worker runs the snapshots runs carry,
+    so a bad definition file is logged, never a reason not to start."""
+    catalog = Catalog.load(settings.stepgate_definitions_dir, registry)
+    log_errors(catalog.errors)
+    return catalog
 
 
 def build_worker(
@@ -91,11 +99,11 @@ async def main() -> int:
     configure_logging(settings)
     try:
         registry = default_registry()
-        catalog = Catalog.load(settings.stepgate_definitions_dir, registry)
+        catalog = read_catalog(settings, registry)
         # Built before connecting, so a bad outbound policy stops the worker at once.
         tools = ToolActivities(registry, settings)
         access = AccessActivities(settings)
-    except (ToolError, CatalogError, ValueError) as err:
+    except (ToolError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2
     try:
@@ -114,7 +122,8 @@ async def main() -> int:
         address=settings.temporal_address,
         namespace=settings.temporal_namespace,
         tools=registry.names(),
-        pipelines=catalog.names(),
+        pipelines=catalog.refs(),
+        catalog_errors=len(catalog.errors),
         api_keys_file=str(settings.stepgate_api_keys_file or ""),
     )
     async with worker:

@@ -70,7 +70,16 @@ class Settings(BaseSettings):
         "may never reach)",
     )
     stepgate_definitions_dir: Path = Field(
-        Path("definitions"), description="the catalog of pipeline definitions (YAML)"
+        Path("definitions"),
+        description="the catalog of pipeline definitions (YAML, read recursively; `policies/` "
+        "is skipped)",
+    )
+    stepgate_catalog_poll_s: float = Field(
+        2.0,
+        ge=0,
+        le=3_600,
+        description="how often the API looks for changed catalog files, in seconds; 0: only on "
+        "SIGHUP or POST /definitions/reload",
     )
     stepgate_cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="extra browser origins allowed to call the API (comma list)"

@@ -9,7 +9,6 @@ from activities.config import get_settings
 from activities.logs import configure_logging
 from activities.registry import ToolError
 from api.app import create_app
-from api.catalog import CatalogError
 from workflows.client import exit_now
 
 log = structlog.get_logger("stepgate.api")
@@ -19,8 +18,9 @@ def main() -> int:
     settings = get_settings()
     configure_logging(settings)
     try:
-        app = create_app(settings)
-    except (ToolError, CatalogError, ValueError) as err:
+        # SIGHUP reloads the catalog in this process (a bad definition file never stops it).
+        app = create_app(settings, sighup=True)
+    except (ToolError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2
     uvicorn.run(

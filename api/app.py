@@ -15,7 +15,7 @@ from activities.registry import ToolRegistry
 from api import errors
 from api.access_log import AccessLog
 from api.auth import KeyStore
-from api.catalog import Catalog
+from api.catalog_live import CatalogWatch, LiveCatalog
 from api.guards import BodyLimit, Offload, StrictJson
 from api.limits import KeyLimits, RunLanes
 from api.routes import api_router
@@ -32,13 +32,16 @@ DESCRIPTION = (
 def create_app(
     settings: Settings | None = None,
     registry: ToolRegistry | None = None,
-    catalog: Catalog | None = None,
+    catalog: LiveCatalog | None = None,
+    *,
+    sighup: bool = False,
 ) -> FastAPI:
-    """Build the app; the catalog, keys and permissions are read now, so a bad file stops
-    start-up early."""
+    """Build the app; keys and permissions are read now, so a bad file stops start-up early.
+    The catalog is read now too, but a bad definition file is listed, never fatal; it is then
+    watched for changes, and reloaded on SIGHUP when `sighup` (the process's own API only)."""
     settings = settings or get_settings()
     registry = registry or default_registry()
-    catalog = catalog or Catalog.load(settings.stepgate_definitions_dir, registry)
+    catalog = catalog or LiveCatalog(settings.stepgate_definitions_dir, registry)
     state = ApiState(
         settings=settings,
         registry=registry,
@@ -51,17 +54,22 @@ def create_app(
         lanes=RunLanes(settings.stepgate_updates_per_run),
     )
 
+    offload = Offload(settings.stepgate_api_cpu_threads)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.temporal.start()
+        watch = CatalogWatch(catalog, offload.run, settings.stepgate_catalog_poll_s)
+        watch.start(sighup=sighup)
         try:
             yield
         finally:
+            await watch.stop()
             await state.temporal.stop()
 
     app = FastAPI(title="Stepgate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.stepgate = state
-    app.state.offload = Offload(settings.stepgate_api_cpu_threads)
+    app.state.offload = offload
     errors.install(app)
     # Outermost last: every body is bounded first, then JSON is checked before a route reads it.
     app.add_middleware(StrictJson, offload=app.state.offload)

@@ -1,55 +1,76 @@
-"""The catalog: pipeline definitions loaded from YAML files and validated at start-up."""
+"""The catalog: pipeline definitions by name and version, read from a folder of YAML files.
+
+A `Catalog` is an immutable snapshot; `Catalog.load` builds the next one from the folder and the
+one before it, so a file that stops validating keeps the version it served (see api/catalog_live.py
+for reloading without a restart).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activities.documents import parse_document
+import structlog
+
+from activities.documents import DocumentError, format_loc
 from activities.registry import ToolRegistry
+from api import catalog_files
 from workflows.definition import Definition
 from workflows.validation import Issue, validate_definition
 
+log = structlog.get_logger("stepgate.catalog")
 
-class CatalogError(ValueError):
-    """One or more catalog files are invalid; the message lists every problem with its file."""
+# `GET /definitions/errors` is a route of its own, so no catalog pipeline may take that name.
+RESERVED_NAMES = frozenset({"errors"})
+# Errors kept per file and in all (a hostile or broken folder must not make the answer large);
+# messages are cut to MAX_MESSAGE_CHARS.
+MAX_ERRORS_PER_FILE = 20
+MAX_ERRORS = 500
+MAX_MESSAGE_CHARS = 1_000
+
+Key = tuple[str, int]
 
 
-@dataclass
+@dataclass(frozen=True)
+class CatalogIssue:
+    """Why a file is not (or no longer) what the catalog serves. `kept` names the version
+    (`name@2`) the file's last good content still serves, if any."""
+
+    file: str
+    path: str
+    message: str
+    kept: str | None = None
+
+
+@dataclass(frozen=True)
 class Catalog:
-    """Definitions by name and version."""
+    """Definitions by name and version, the file each came from, and the files refused. Never
+    changed once built: a reader holding one sees one whole load."""
 
-    versions: dict[str, dict[int, Definition]] = field(default_factory=dict)
+    versions: Mapping[str, Mapping[int, Definition]] = field(default_factory=dict)
+    files: Mapping[Key, str] = field(default_factory=dict)
+    errors: tuple[CatalogIssue, ...] = ()
 
     @classmethod
-    def load(cls, folder: Path, tools: ToolRegistry) -> Catalog:
-        files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
-        raw: list[tuple[Path, Any]] = []
-        problems: list[str] = []
-        for path in files:
-            try:
-                raw.append((path, parse_document(path.read_text())))
-            except ValueError as err:
-                problems.append(f"{path.name}: {err}")
-        # String names only: an unhashable `name:` must be a validation error, not a crash.
-        names = {n for _, d in raw if isinstance(d, dict) and isinstance(n := d.get("name"), str)}
-        catalog = cls()
-        for path, data in raw:
-            report = validate_definition(data, tools, catalog=dict.fromkeys(names))
-            if report.definition is None:
-                problems.extend(f"{path.name}: {issue}" for issue in report.errors)
-                continue
-            d = report.definition
-            if d.version in catalog.versions.get(d.name, {}):
-                problems.append(f"{path.name}: {d.name} v{d.version} is defined twice")
-            catalog.versions.setdefault(d.name, {})[d.version] = d
-        if problems:
-            raise CatalogError("invalid pipeline definitions:\n  " + "\n  ".join(problems))
-        return catalog
+    def load(
+        cls,
+        folder: Path,
+        tools: ToolRegistry,
+        previous: Catalog | None = None,
+        scan: catalog_files.Scan | None = None,
+    ) -> Catalog:
+        """Read `folder` (or what `scan` saw of it). Never raises for a bad file: its errors are
+        listed, and what it served in `previous` stays."""
+        return _build(folder, tools, previous or cls(), scan or catalog_files.scan(folder))
 
     def names(self) -> list[str]:
         return sorted(self.versions)
+
+    def refs(self) -> list[str]:
+        """Every loaded version as `name@version`."""
+        return [f"{n}@{v}" for n in self.names() for v in sorted(self.versions[n])]
 
     def get(self, ref: str) -> Definition:
         """`name` (latest version) or `name@version`; KeyError with a clear message otherwise."""
@@ -70,17 +91,161 @@ class Catalog:
 
     def children(self, definition: Definition) -> dict[str, Definition]:
         """Every pipeline a definition runs as a child, transitively: the run's snapshot, keyed
-        by the reference as the step wrote it (`name` for the newest, `name@2` pinned)."""
+        by the reference as the step wrote it (`name` for the newest, `name@2` pinned). KeyError
+        naming the step when one is not in the catalog (any more)."""
         found: dict[str, Definition] = {}
         todo = [definition]
         while todo:
             current = todo.pop()
-            for step in current.steps:
+            for i, step in enumerate(current.steps):
                 if isinstance(step.pipeline, str) and step.pipeline not in found:
-                    found[step.pipeline] = self.get(step.pipeline)
+                    try:
+                        found[step.pipeline] = self.get(step.pipeline)
+                    except KeyError as err:
+                        raise KeyError(
+                            f"{current.name} steps[{i}].pipeline: {err.args[0]}"
+                        ) from None
                     todo.append(found[step.pipeline])
         return found
 
 
-def format_issues(issues: list[Issue]) -> list[dict[str, str]]:
-    return [{"path": i.path, "message": i.message} for i in issues]
+def log_errors(errors: Iterable[CatalogIssue], before: Iterable[CatalogIssue] = ()) -> None:
+    """Log each error not already in `before`: once per change, not once per reload."""
+    known = set(before)
+    for e in errors:
+        if e not in known:
+            log.error(
+                "catalog file refused", file=e.file, path=e.path, error=e.message, kept=e.kept
+            )
+
+
+@dataclass
+class _Candidate:
+    file: str
+    definition: Definition
+
+
+def _build(
+    folder: Path, tools: ToolRegistry, previous: Catalog, scan: catalog_files.Scan
+) -> Catalog:
+    issues = [CatalogIssue(where, "", message) for where, message in scan.problems]
+    by_file = {file: key for key, file in previous.files.items()}
+    present = {s.rel for s in scan.files}
+    unseen = {
+        f
+        for f in by_file
+        if f not in present and any(catalog_files.under(f, p) for p in scan.partial)
+    }
+    refused: set[str] = set()
+    parsed: dict[str, Any] = {}
+    for seen in scan.files:
+        try:
+            parsed[seen.rel] = catalog_files.read(folder, seen.rel)
+        except DocumentError as err:
+            refused.add(seen.rel)
+            issues += _refused(seen.rel, _document_issues(err), by_file)
+        except ValueError as err:
+            refused.add(seen.rel)
+            issues += _refused(seen.rel, [Issue("", str(err))], by_file)
+    # A child may name any pipeline a file claims or the catalog keeps; whether it is really
+    # there is checked again when a run starts (the children's snapshot).
+    names = {d["name"] for d in parsed.values() if isinstance(d, dict) and _is_str(d.get("name"))}
+    names |= {key[0] for f, key in by_file.items() if f in present or f in unseen}
+    claims: dict[Key, list[_Candidate]] = {}
+    for rel, data in parsed.items():
+        try:
+            found = _validate(data, tools, names)
+        except Exception:
+            # A validator bug on one file must not block every other file, nor the API's start.
+            log.exception("catalog file could not be checked", file=rel)
+            found = [Issue("", "could not be checked: an internal error (logged)")]
+        if isinstance(found, Definition):
+            claims.setdefault((found.name, found.version), []).append(_Candidate(rel, found))
+        else:
+            refused.add(rel)
+            issues += _refused(rel, found, by_file)
+    return _settle(claims, previous, refused | unseen, issues)
+
+
+def _settle(
+    claims: dict[Key, list[_Candidate]],
+    previous: Catalog,
+    keep: set[str],
+    issues: list[CatalogIssue],
+) -> Catalog:
+    """One file per name and version: the file that served it before, else the first by path.
+    A file that is refused, unseen, or loses such a claim keeps serving what it served; that
+    can displace a newcomer in turn, so this repeats until nothing changes (each file is kept
+    at most once)."""
+    by_file = {file: key for key, file in previous.files.items()}
+    kept: set[str] = set()
+    while True:
+        for file in sorted(keep - kept):
+            if file in by_file:
+                name, version = by_file[file]
+                stale = _Candidate(file, previous.versions[name][version])
+                claims.setdefault((name, version), []).append(stale)
+        kept |= keep
+        ordered = {
+            key: sorted(cs, key=lambda c: (c.file != previous.files.get(key), c.file))
+            for key, cs in claims.items()
+        }
+        keep = {c.file for cs in ordered.values() for c in cs[1:]} | kept
+        if keep == kept:
+            break
+    versions: dict[str, dict[int, Definition]] = {}
+    files: dict[Key, str] = {}
+    for key, candidates in sorted(ordered.items()):
+        winner = candidates[0]
+        versions.setdefault(key[0], {})[key[1]] = winner.definition
+        files[key] = winner.file
+        issues += [
+            CatalogIssue(
+                c.file,
+                "",
+                f"{key[0]} v{key[1]} is already defined by {winner.file}",
+                _ref(by_file.get(c.file)),
+            )
+            for c in candidates[1:]
+        ]
+    return Catalog(versions, files, _bounded(issues))
+
+
+def _validate(data: Any, tools: ToolRegistry, names: set[str]) -> Definition | list[Issue]:
+    report = validate_definition(data, tools, catalog=dict.fromkeys(names))
+    if report.definition is None:
+        return report.errors
+    if report.definition.name in RESERVED_NAMES:
+        return [Issue("name", f"{report.definition.name!r} is reserved by the API")]
+    return report.definition
+
+
+def _refused(rel: str, found: list[Issue], by_file: Mapping[str, Key]) -> list[CatalogIssue]:
+    kept = _ref(by_file.get(rel))
+    return [CatalogIssue(rel, i.path, i.message, kept) for i in found[:MAX_ERRORS_PER_FILE]]
+
+
+def _ref(key: Key | None) -> str | None:
+    return f"{key[0]}@{key[1]}" if key is not None else None
+
+
+def _document_issues(err: DocumentError) -> list[Issue]:
+    if err.issues:
+        return [Issue(format_loc(loc), message) for loc, message in err.issues]
+    return [Issue("", str(err))]
+
+
+def _bounded(issues: list[CatalogIssue]) -> tuple[CatalogIssue, ...]:
+    issues = sorted(issues, key=lambda i: i.file)  # stable: a file's errors keep their order
+    cut = [
+        CatalogIssue(i.file, i.path[:MAX_MESSAGE_CHARS], i.message[:MAX_MESSAGE_CHARS], i.kept)
+        for i in issues[:MAX_ERRORS]
+    ]
+    if len(issues) > MAX_ERRORS:
+        cut.append(CatalogIssue(catalog_files.ROOT, "", f"{len(issues) - MAX_ERRORS} more errors"))
+    return tuple(cut)
+
+
+def _is_str(value: Any) -> bool:
+    # Only string names count: an unhashable `name:` must be a validation error, not a crash.
+    return isinstance(value, str)

@@ -15,6 +15,7 @@ from activities.registry import ToolRegistry
 from api.access_log import note_principal
 from api.auth import Caller, require
 from api.catalog import Catalog
+from api.catalog_live import LiveCatalog
 from api.state import ApiState
 
 # auto_error=False: the 401 comes from KeyStore in the API's own error shape.
@@ -34,6 +35,11 @@ def get_settings(state: StateDep) -> Settings:
 
 
 def get_catalog(state: StateDep) -> Catalog:
+    # Taken once per request: a reload meanwhile swaps in a new catalog, never half of one.
+    return state.catalog.current
+
+
+def get_live_catalog(state: StateDep) -> LiveCatalog:
     return state.catalog
 
 
@@ -75,6 +81,7 @@ def needs(*permissions: str) -> Callable[[Caller], Caller]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+LiveCatalogDep = Annotated[LiveCatalog, Depends(get_live_catalog)]
 RegistryDep = Annotated[ToolRegistry, Depends(get_registry)]
 ClientDep = Annotated[Client, Depends(get_client)]
 # Routes declare the permission they need with one of these; CallerDep alone means "any key".

@@ -68,6 +68,12 @@ def build_input(
         issues += validate_input(definition, data)
     if definition is None or issues:
         raise invalid(issues)
+    try:
+        # From the same catalog snapshot as the definition: a reload cannot split the two.
+        pipelines = catalog.children(definition)
+    except KeyError as err:
+        # A child's file was removed (or never loaded) after its parent was validated.
+        raise invalid([Issue("definition", str(err.args[0]))]) from None
     notify = (
         NotifySpec.model_validate(
             {"tool": settings.stepgate_notify_tool, "with": {"url": settings.stepgate_notify_url}}
@@ -80,7 +86,7 @@ def build_input(
         input=data,
         requester=Principal(principal=caller.principal, roles=list(caller.roles)),
         approval_mode="auto" if approval_mode == "auto" else "manual",
-        pipelines=catalog.children(definition),
+        pipelines=pipelines,
         notify=NotifyDefaults(notify=notify, link_base=settings.stepgate_public_url),
     )
 

@@ -10,7 +10,7 @@ from activities.artifacts import ArtifactStore
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.auth import KeyStore
-from api.catalog import Catalog
+from api.catalog_live import LiveCatalog
 from api.events import StatusHub
 from api.limits import KeyLimits, RunLanes
 from api.status import StatusReads
@@ -21,7 +21,8 @@ from api.temporal import TemporalLink
 class ApiState:
     settings: Settings
     registry: ToolRegistry
-    catalog: Catalog
+    # Reloaded while the API runs; a request reads one snapshot of it (deps.get_catalog).
+    catalog: LiveCatalog
     keys: KeyStore
     temporal: TemporalLink
     # The payload codec the converter uses, for the codec server; None when payloads are plain.

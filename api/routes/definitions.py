@@ -4,21 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 
+from activities.access import CATALOG_RELOAD
 from activities.documents import DocumentError, format_loc, parse_document, parse_json
 from activities.registry import ToolRegistry
-from api.catalog import Catalog
-from api.deps import CatalogDep, ReaderDep, RegistryDep
+from api.auth import Caller
+from api.catalog import Catalog, CatalogIssue
+from api.deps import CatalogDep, LiveCatalogDep, ReaderDep, RegistryDep, needs
 from api.errors import ApiError
 from api.guards import OffloadDep, is_json
-from api.schemas.catalog import DefinitionPublic, DefinitionSummary, ValidationPublic
+from api.schemas.catalog import (
+    CatalogErrorPublic,
+    CatalogErrorsPublic,
+    CatalogReloadPublic,
+    DefinitionPublic,
+    DefinitionSummary,
+    ValidationPublic,
+)
 from api.schemas.common import ERRORS, IssuePublic
 from workflows.definition import Definition
 from workflows.limits import MAX_NAME_CHARS
 from workflows.validation import validate_definition
 
 router = APIRouter(prefix="/definitions", tags=["definitions"], responses=ERRORS)
+ReloaderDep = Annotated[Caller, Depends(needs(CATALOG_RELOAD))]
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPE = "application/json"
@@ -51,6 +61,36 @@ async def list_definitions(_: ReaderDep, catalog: CatalogDep) -> list[Definition
     return [_summary(catalog, d) for d in catalog.latest()]
 
 
+# Declared before `/{name}`, which would otherwise take `errors` for a pipeline's name (the
+# catalog refuses that name).
+@router.get("/errors", response_model=CatalogErrorsPublic)
+async def list_errors(_: ReaderDep, catalog: CatalogDep) -> CatalogErrorsPublic:
+    """Catalog files refused at the last load (file, path, message) and the version each still
+    serves from its last good content."""
+    return CatalogErrorsPublic(errors=_errors(catalog.errors))
+
+
+@router.post("/reload", response_model=CatalogReloadPublic)
+async def reload_catalog(
+    caller: ReloaderDep, live: LiveCatalogDep, offload: OffloadDep
+) -> CatalogReloadPublic:
+    """Read the definitions folder now (as SIGHUP and the folder watch do); answers the versions
+    added, changed and removed, and every error the catalog lists. Needs `catalog_reload`."""
+    change = await offload.run(live.reload, f"POST /definitions/reload by {caller.principal}")
+    return CatalogReloadPublic(
+        added=change.added,
+        changed=change.changed,
+        removed=change.removed,
+        errors=_errors(change.errors),
+    )
+
+
+def _errors(issues: tuple[CatalogIssue, ...]) -> list[CatalogErrorPublic]:
+    return [
+        CatalogErrorPublic(file=i.file, path=i.path, message=i.message, kept=i.kept) for i in issues
+    ]
+
+
 @router.get("/{name}", response_model=DefinitionPublic)
 async def get_definition(
     _: ReaderDep,
@@ -69,6 +109,7 @@ async def get_definition(
         input_schema=d.input,
         steps=[s.model_dump(by_alias=True, exclude_none=True) for s in d.steps],
         definition=d.model_dump(mode="json", by_alias=True, exclude_none=True),
+        file=catalog.files.get((d.name, d.version)),
     )
 
 

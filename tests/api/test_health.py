@@ -51,6 +51,8 @@ async def test_openapi_lists_every_route_without_key(http: httpx.AsyncClient) ->
         "/tools": {"get"},
         "/definitions": {"get"},
         "/definitions/{name}": {"get"},
+        "/definitions/errors": {"get"},
+        "/definitions/reload": {"post"},
         "/definitions/validate": {"post"},
         "/workflows": {"get", "post"},
         "/workflows/{workflow_id}": {"get"},
@@ -73,8 +75,8 @@ async def test_openapi_lists_every_route_without_key(http: httpx.AsyncClient) ->
             codes = op["responses"]
             ok = codes.get("200") or codes.get("201") or codes.get("202")
             assert ok and ok.get("content"), f"{method} {path} has no documented response"
-            # Lifecycle signals carry no body: the caller's key says who asked.
-            if method == "post" and not path.endswith(("/cancel", "/pause", "/resume")):
+            # Lifecycle signals and the catalog reload carry no body: the key says who asked.
+            if method == "post" and not path.endswith(("/cancel", "/pause", "/resume", "/reload")):
                 assert "requestBody" in op, f"{method} {path} has no documented body"
     assert "WorkflowCreate" in spec["components"]["schemas"]
     assert (await http.get("/docs")).status_code == 200
