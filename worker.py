@@ -25,11 +25,12 @@ from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
 from api.catalog import Catalog, log_errors
 from workflows.client import TemporalUnreachable, exit_now, make_client
+from workflows.governed import GovernedWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.plans import PlanActivities
 
 log = structlog.get_logger("stepgate.worker")
-WORKFLOWS: Sequence[type] = (PipelineWorkflow,)
+WORKFLOWS: Sequence[type] = (PipelineWorkflow, GovernedWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 

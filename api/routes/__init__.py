@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import approvals, codec, definitions, health, schedules, tools, workflows
+from api.routes import (
+    approvals,
+    codec,
+    definitions,
+    governed,
+    health,
+    schedules,
+    tools,
+    workflows,
+)
 
 api_router = APIRouter()
-for module in (health, tools, definitions, workflows, approvals, schedules, codec):
+for module in (health, tools, definitions, workflows, governed, approvals, schedules, codec):
     api_router.include_router(module.router)

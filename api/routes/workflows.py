@@ -123,7 +123,7 @@ async def start_workflow(
             memo={MEMO_REQUEST_HASH: digest},
         )
     except WorkflowAlreadyStartedError:
-        run_id = await _same_request(client, workflow_id, digest)
+        run_id = await same_request(client, workflow_id, digest)
         response.status_code = status.HTTP_200_OK
         return WorkflowPublic(
             workflow_id=workflow_id, run_id=run_id, links=links(settings, workflow_id, run_id)
@@ -134,7 +134,7 @@ async def start_workflow(
     )
 
 
-async def _same_request(client: Client, workflow_id: str, digest: str) -> str:
+async def same_request(client: Client, workflow_id: str, digest: str) -> str:
     """The existing run's id when it was started by an identical request; 409 otherwise."""
     try:
         desc = await client.get_workflow_handle(workflow_id).describe()

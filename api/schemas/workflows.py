@@ -79,3 +79,17 @@ class AuditPublic(BaseModel):
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page; null at the end"
     )
+
+
+class GovernedCreate(BaseModel):
+    """A governed run: a request, its context (the plan's input), and optionally a plan."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: str = Field(min_length=1, max_length=10_000)
+    context: dict[str, Any] = Field(default_factory=dict)
+    plan: dict[str, Any] | None = Field(None, description="a proposed plan; else the LLM plans")
+    policy: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,100}$", description="a policy in definitions/policies/"
+    )
+    workflow_id: str | None = Field(None, pattern=WORKFLOW_ID_PATTERN)

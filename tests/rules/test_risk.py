@@ -1,0 +1,108 @@
+"""Risk tiers: from each tool call's risk, from how similar runs went, and from policy rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from activities.models import MemoryHit, MemoryPattern
+from tests.rules.sim import T0
+from workflows.policy import Policy, RiskRule
+from workflows.risk import Reason, assess, raised
+
+PLAN = {"name": "p", "steps": [{"id": "read", "tool": "http.request"}, {"id": "echo", "tool": "data.echo"}]}
+
+
+def hit(outcome: str, comments: list[str] | None = None, n: int = 1) -> MemoryHit:
+    return MemoryHit(
+        id=n,
+        score=1.0,
+        pattern=MemoryPattern(workflow_id=f"g-{n}", request="r", outcome=outcome, comments=comments or [], created_at=T0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("risks", "tier", "score"),
+    [
+        ({"read": "low", "echo": "low"}, 1, 0.0),
+        ({"read": "medium", "echo": "low"}, 2, 2.0),
+        ({"read": "high", "echo": "low"}, 3, 5.0),
+        ({"read": "medium", "echo": "medium"}, 2, 4.0),
+        ({}, 3, 10.0),
+    ],
+)
+def test_each_steps_risk_adds_to_the_score_and_sets_the_tier(risks: dict[str, str], tier: int, score: float) -> None:
+    """Low, medium and high steps add 0, 2 and 5 points; 2 points is tier 2, 5 is tier 3; a step
+    whose risk is unknown counts as high."""
+    a = assess(PLAN, risks, "r", {}, Policy(), [])
+    assert (a.tier, a.score) == (tier, score)
+    assert all(r.rule == "tool risk" and r.step in ("read", "echo") for r in a.reasons)
+
+
+def test_reasons_name_the_step_and_the_tool() -> None:
+    """A tool-risk reason says which step and which tool, and how many points it added."""
+    a = assess(PLAN, {"read": "medium", "echo": "low"}, "r", {}, Policy(), [])
+    assert a.reasons == [Reason(step="read", rule="tool risk", detail="http.request is medium risk", points=2.0)]
+
+
+def test_rejected_and_failed_similar_runs_raise_the_score() -> None:
+    """Similar past runs that were rejected (3) or failed (2) add points, each named with its
+    comment; completed ones add nothing; only `counted` of them count."""
+    similar = [hit("rejected", ["too risky"], 1), hit("completed", n=2), hit("failed", n=3), hit("failed", n=4)]
+    policy = Policy.model_validate({"history": {"rejected": 3, "failed": 2, "counted": 2}})
+    a = assess(PLAN, {"read": "low", "echo": "low"}, "r", {}, policy, similar)
+    assert (a.tier, a.score) == (3, 5.0)
+    assert [r.detail for r in a.reasons] == [
+        "a similar request (g-1) was rejected: too risky",
+        "a similar request (g-3) was failed",
+    ]
+
+
+def test_policy_rules_raise_the_tier_over_request_context_and_plan() -> None:
+    """A rule that holds raises the tier to its own and adds its score; one that does not holds
+    nothing; a rule that cannot be evaluated counts as tier 3 (fail safe)."""
+    policy = Policy(
+        rules=[
+            RiskRule.model_validate({"if": "context.environment == 'production'", "tier": 3, "reason": "prod"}),
+            RiskRule.model_validate({"if": "contains(request, 'drop')", "score": 1.5, "reason": "drop"}),
+            RiskRule.model_validate({"if": "len(plan.steps) > 5", "tier": 2, "reason": "long"}),
+        ]
+    )
+    low = {"read": "low", "echo": "low"}
+    assert assess(PLAN, low, "drop the table", {"environment": "production"}, policy, []).tier == 3
+    a = assess(PLAN, low, "drop the table", {"environment": "staging"}, policy, [])
+    assert (a.tier, a.score, [r.detail for r in a.reasons]) == (1, 1.5, ["drop"])
+    broken = Policy(rules=[RiskRule.model_validate({"if": "len(5) > 1", "reason": "x"})])
+    b = assess(PLAN, low, "r", {}, broken, [])
+    assert b.tier == 3 and b.reasons[0].detail.startswith("not evaluated")
+
+
+def test_an_assessor_can_only_raise_the_tier() -> None:
+    """An LLM assessor's tier below the computed one changes nothing but adds its reasons."""
+    a = assess(PLAN, {"read": "medium", "echo": "low"}, "r", {}, Policy(), [])
+    assert raised(a, 1, [Reason(rule="llm", detail="fine")]).tier == 2
+    assert raised(a, 3, []).tier == 3 and raised(a, 9, []).tier == 3
+
+
+def test_policy_gates_by_tier() -> None:
+    """Tier 1 runs without a gate unless turned off; tier 2 peers, tier 3 two elders; thresholds
+    must be ordered."""
+    p = Policy()
+    assert p.gate(1) is None
+    assert p.gate(2) is not None and p.gate(2).approvers == ["role:peer"]  # type: ignore[union-attr]
+    three = p.gate(3)
+    assert three is not None and (three.approvers, three.quorum, three.forbid_self_approval) == (["role:elder"], 2, True)
+    assert Policy(auto_approve_tier1=False).gate(1) is not None
+    with pytest.raises(ValueError, match="tier3_at must not be below tier2_at"):
+        Policy(tier2_at=5, tier3_at=2)
+
+
+def test_shipped_default_policy_is_valid() -> None:
+    """definitions/policies/default.yaml parses into a policy."""
+    from pathlib import Path
+
+    from activities.documents import parse_document
+
+    raw: Any = parse_document((Path(__file__).parents[2] / "definitions/policies/default.yaml").read_text())
+    assert Policy.model_validate(raw).rules[0].tier == 3
