@@ -3,14 +3,17 @@ never fit the tool input field they fill (no server)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from activities import default_registry
+from activities.context import ToolContext
 from activities.jsonschema_safe import MAX_WORK
-from activities.registry import ToolRegistry
+from activities.registry import ToolRegistry, tool
 from workflows.definition import StepSpec
 from workflows.reftypes import MAX_SCHEMA_WORK, MAX_TYPE_WORK, check_handoffs
 from workflows.schema_types import TypeWalk
@@ -291,3 +294,39 @@ def test_check_handoffs_leaves_reference_unchecked_past_budget(tools: ToolRegist
         }
     )
     assert check_handoffs([(0, src), (1, use)], tools) == []
+
+
+class OddInput(BaseModel):
+    hook: Callable[[], None] | None = None
+    url: str = ""
+
+
+class OddOutput(BaseModel):
+    done: bool = True
+
+
+@tool("test.odd", "1.0.0")
+async def odd(inp: OddInput, ctx: ToolContext) -> OddOutput:
+    """A third-party tool whose input model JSON Schema cannot describe."""
+    return OddOutput()
+
+
+def test_validate_skips_tool_whose_model_has_no_json_schema(tools: ToolRegistry) -> None:
+    """A tool input model pydantic cannot turn into JSON Schema leaves its references unchecked
+    instead of failing the validation."""
+    registry = ToolRegistry([*(tools.versions(n)[-1] for n in tools.names()), odd])
+    found = errors(
+        """
+name: odd
+steps:
+  - id: fetch
+    tool: http.request
+    with: {url: "https://example.com"}
+  - id: use
+    needs: [fetch]
+    tool: test.odd
+    with: {url: "${steps.fetch.output.headers}"}
+""",
+        registry,
+    )
+    assert found == []

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PydanticUserError
 
 from activities.documents import Loc, format_loc
 from activities.jsonschema_safe import MAX_WORK, schema_issues, shared_work
@@ -51,9 +51,13 @@ class Source:
 
 
 @functools.lru_cache(maxsize=256)
-def _model_schema(model: type[BaseModel], mode: str) -> dict[str, Any]:
-    """Tool models are code: their schemas never change while the process runs."""
-    return model.model_json_schema(mode="serialization" if mode == "output" else "validation")
+def _model_schema(model: type[BaseModel], mode: str) -> dict[str, Any] | None:
+    """Tool models are code: their schemas never change while the process runs. Outputs reach
+    later steps serialized, so their schema is the serialization one."""
+    try:
+        return model.model_json_schema(mode="serialization" if mode == "output" else "validation")
+    except PydanticUserError:
+        return None  # a third-party model with a type JSON Schema cannot describe: unknown
 
 
 def check_handoffs(
@@ -124,6 +128,8 @@ class _Checker:
         except ToolError:
             return
         target = _model_schema(tool.input_model, "input")
+        if target is None:
+            return
         for loc, text in _whole_refs(with_):
             source = self._source(tools, text, by_id)
             if source is None:
@@ -167,7 +173,8 @@ class _Checker:
         if reply is not None and ref.path[:1] in (("json",), ("parsed",)):
             label = f"response_format.json_schema of {step.id!r}"
             return Source(reply, ref.path[1:], label)
-        return Source(_model_schema(tool.output_model, "output"), ref.path, f"{tool.ref} output")
+        schema = _model_schema(tool.output_model, "output")
+        return None if schema is None else Source(schema, ref.path, f"{tool.ref} output")
 
 
 def _reply_schema(step: StepSpec) -> dict[str, Any] | None:
