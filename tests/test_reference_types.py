@@ -155,7 +155,7 @@ steps:
 
 def test_validate_says_nothing_when_a_type_is_unknown(tools: ToolRegistry) -> None:
     """Fields the schemas do not describe (Any, undeclared properties, open targets), embedded
-    references, child pipelines and for_each outputs are never guessed at."""
+    references and child pipelines without output_schema are never guessed at."""
     found = errors(
         """
 name: unknown
@@ -166,24 +166,71 @@ steps:
   - id: loose
     tool: data.echo
     output_schema: {type: object, properties: {value: {type: object}}}
-  - id: each
-    tool: http.request
-    for_each: "${input.urls}"
-    with: {url: "https://example.com"}
+  - id: child
+    pipeline: other
   - id: use
-    needs: [echo, loose, each]
+    needs: [echo, loose, child]
     tool: llm.chat
     with:
       messages:
         - {role: user, content: "${steps.echo.output.value}"}
         - {role: user, content: "${steps.loose.output.value.anything}"}
         - {role: user, content: "text ${steps.echo.output.value}"}
-        - {role: user, content: "${steps.each.output}"}
+        - {role: user, content: "${steps.child.output}"}
       tools: [{name: f, parameters: "${steps.loose.output.value}"}]
 """,
         tools,
     )
     assert found == []
+
+
+def test_validate_types_for_each_outputs_as_lists_of_item_outputs(tools: ToolRegistry) -> None:
+    """A for_each step's output is the list of its items' outputs (null for an item that failed
+    or was skipped); a repeat step's is its last iteration's, typed as any iteration's."""
+    found = errors(
+        """
+name: fanout
+input: {type: object, properties: {urls: {type: array}}}
+steps:
+  - id: each
+    tool: http.request
+    for_each: "${input.urls}"
+    with: {url: "https://example.com"}
+  - id: ask
+    tool: llm.chat
+    for_each: "${input.urls}"
+    with:
+      messages: [{role: user, content: "?"}]
+      response_format: {json_schema: {type: object, properties: {n: {type: integer}}}}
+  - id: poll
+    tool: http.request
+    with: {url: "https://example.com"}
+    repeat: {until: "output.status == 200", max_iterations: 3}
+  - id: use
+    needs: [each, ask, poll]
+    tool: http.request
+    with:
+      url: "${steps.each.output}"
+      method: "${steps.each.output.0.status}"
+      headers: "${steps.ask.output.1.json.n}"
+      json: "${steps.each.output.json}"
+      timeout_s: "${steps.ask.output.0.json.n}"
+      query: "${steps.poll.output.status}"
+""",
+        tools,
+    )
+    item = "http.request@1.0.0 output of each for_each item"
+    assert found == [
+        "steps[3].with.url: ${steps.each.output} is an array (for_each step 'each'), but "
+        "http.request input url takes a string",
+        f"steps[3].with.method: ${{steps.each.output.0.status}} is an integer or null ({item}), "
+        "but http.request input method takes a string",
+        "steps[3].with.headers: ${steps.ask.output.1.json.n} is an integer or null "
+        "(response_format.json_schema of 'ask' of each for_each item), but http.request input "
+        "headers takes an object",
+        "steps[3].with.query: ${steps.poll.output.status} is an integer (http.request@1.0.0 "
+        "output), but http.request input query takes an object",
+    ]
 
 
 def test_validate_follows_refs_anyof_and_items_in_output_schema(tools: ToolRegistry) -> None:

@@ -3,9 +3,10 @@
 
 Only definite mismatches are reported. The source's types come from step X's `output_schema`
 (the activity enforces it), else from `response_format.json_schema` for `llm.chat`'s
-`output.json` (enforced by the tool), else from X's tool output model; the target's from the
-step's tool input model, with the conversions pydantic makes when the tool validates its input
-(a numeric string fills an integer field). Where either side is unknown nothing is said.
+`output.json` (enforced by the tool), else from X's tool output model; a for_each step's output
+is the list of its items' outputs. The target's come from the step's tool input model, with the
+conversions pydantic makes when the tool validates its input (a numeric string fills an integer
+field). Where either side is unknown nothing is said.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, PydanticUserError
 
 from activities.documents import Loc, format_loc
 from activities.jsonschema_safe import MAX_WORK, schema_issues, shared_work
+from activities.models import _INDEX
 from activities.registry import ToolError, ToolRegistry
 from workflows.definition import StepSpec
 from workflows.refs import REF, RefError, find_refs, parse_ref
@@ -45,9 +47,29 @@ _ACCEPTS: dict[str, Types] = {
 
 @dataclass(frozen=True)
 class Source:
+    """Where a reference's value comes from: a schema, the path into what it describes, and
+    `each` when the step is a for_each (its output lists the items' outputs, null for an item
+    that failed or was skipped; the schema describes one item's output)."""
+
+    step: str
     schema: Any
-    path: tuple[str | int, ...]
+    path: tuple[str, ...]
     label: str
+    each: bool = False
+
+    def known_from(self) -> str:
+        return f"for_each step {self.step!r}" if self.each and not self.path else self.label
+
+    def types(self, budget: list[int]) -> Types | None:
+        walk = TypeWalk(self.schema, budget)
+        if not self.each:
+            return walk.types_at(self.schema, self.path)
+        if not self.path:
+            return frozenset({"array"})
+        if not _INDEX.fullmatch(self.path[0]):
+            return None  # not an index: the run fails to follow it, whatever the types
+        one = walk.types_at(self.schema, self.path[1:])
+        return None if one is None else one | {"null"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,20 +156,18 @@ class _Checker:
             source = self._source(tools, text, by_id)
             if source is None:
                 continue
-            got = TypeWalk(source.schema, self.budget).types_at(source.schema, source.path)
+            got = source.types(self.budget)
             takes = TypeWalk(target, self.budget).types_at(target, loc)
             if not got or not takes:
                 continue
             accepted = frozenset().union(*(_ACCEPTS.get(t, frozenset()) for t in takes))
             if got & accepted:
                 continue
-            self.found.append(
-                (
-                    format_loc(loc, where),
-                    f"{text.strip()} is {describe(got)} ({source.label}), but {tool.name} input "
-                    f"{format_loc(loc)} takes {describe(takes, drop_null=True)}",
-                )
+            message = (
+                f"{text.strip()} is {describe(got)} ({source.known_from()}), "
+                f"but {tool.name} input {format_loc(loc)} takes {describe(takes, drop_null=True)}"
             )
+            self.found.append((format_loc(loc, where), message))
 
     def _source(self, tools: ToolRegistry, text: str, by_id: dict[str, StepSpec]) -> Source | None:
         try:
@@ -157,12 +177,13 @@ class _Checker:
         step = by_id.get(ref.step or "")
         if ref.field != "output" or step is None:
             return None
-        if step.for_each or step.repeat:
-            return None  # the output gathers iterations: its shape is the scheduler's business
+        # A repeat step's output is its last iteration's: typed as any one iteration's.
+        each = step.for_each is not None
+        label = " of each for_each item" if each else ""
         if step.output_schema is not None:
             schema = self.outputs.get(step.id)
-            label = f"output_schema of {step.id!r}"
-            return None if schema is None else Source(schema, ref.path, label)
+            label = f"output_schema of {step.id!r}{label}"
+            return None if schema is None else Source(step.id, schema, ref.path, label, each)
         if not step.tool:
             return None  # a child pipeline's output has no known shape without output_schema
         try:
@@ -170,11 +191,14 @@ class _Checker:
         except ToolError:
             return None
         reply = self.replies.get(step.id)
-        if reply is not None and ref.path[:1] in (("json",), ("parsed",)):
-            label = f"response_format.json_schema of {step.id!r}"
-            return Source(reply, ref.path[1:], label)
+        into = 1 if each else 0  # where `json` would be in the path: after the item's index
+        if reply is not None and ref.path[into : into + 1] in (("json",), ("parsed",)):
+            label = f"response_format.json_schema of {step.id!r}{label}"
+            path = ref.path[:into] + ref.path[into + 1 :]
+            return Source(step.id, reply, path, label, each)
         schema = _model_schema(tool.output_model, "output")
-        return None if schema is None else Source(schema, ref.path, f"{tool.ref} output")
+        label = f"{tool.ref} output{label}"
+        return None if schema is None else Source(step.id, schema, ref.path, label, each)
 
 
 def _reply_schema(step: StepSpec) -> dict[str, Any] | None:
