@@ -9,6 +9,7 @@ and depth, and one validation stops after MAX_WORK keyword evaluations.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import math
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_SCHEMA_NODES",
     "MAX_WORK",
     "schema_issues",
+    "shared_work",
     "value_issues",
 ]
 
@@ -64,6 +66,8 @@ class _OverBudget(Exception):
 
 
 _BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar("jsonschema_budget")
+# [what is left, the limit] of a budget shared by several checks (see shared_work).
+_SHARED: contextvars.ContextVar[list[int]] = contextvars.ContextVar("jsonschema_shared")
 
 
 # RE2's memory budget per compiled pattern (its default is 8 MiB): a pattern that needs more is
@@ -204,9 +208,24 @@ def value_issues(
     return [(tuple(e.absolute_path), _short(e.message)) for e in errors]
 
 
+@contextlib.contextmanager
+def shared_work(limit: int) -> Iterator[None]:
+    """Every check inside draws from one budget of `limit` keyword evaluations (each check still
+    at most MAX_WORK), so that many schemas in one document cost no more than `limit` together:
+    500 steps' output schemas at MAX_WORK each would be minutes of CPU for one request."""
+    token = _SHARED.set([limit, limit])
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def _run(schema: Any, value: Any, max_errors: int) -> tuple[list[ValidationError], str | None]:
     """The first `max_errors` errors, or why the value could not be checked at all."""
-    token = _BUDGET.set([MAX_WORK])
+    shared = _SHARED.get(None)
+    allowed = MAX_WORK if shared is None else max(min(MAX_WORK, shared[0]), 0)
+    budget = [allowed]
+    token = _BUDGET.set(budget)
     errors: list[ValidationError] = []
     try:
         for err in _Safe(schema, format_checker=_FORMATS).iter_errors(value):
@@ -214,6 +233,8 @@ def _run(schema: Any, value: Any, max_errors: int) -> tuple[list[ValidationError
             if len(errors) >= max_errors:
                 break
     except _OverBudget:
+        if allowed < MAX_WORK and shared is not None:
+            return [], f"checking the schemas of this document takes more than {shared[1]} steps"
         return [], f"checking the value against the schema takes more than {MAX_WORK} steps"
     except RecursionError:
         return [], "the schema refers to itself without end"
@@ -221,6 +242,8 @@ def _run(schema: Any, value: Any, max_errors: int) -> tuple[list[ValidationError
         return [], f"the value could not be checked against the schema: {_short(str(err))}"
     finally:
         _BUDGET.reset(token)
+        if shared is not None:
+            shared[0] -= allowed - max(budget[0], 0)
     return errors, None
 
 

@@ -81,6 +81,9 @@ class ToolCall(BaseModel):
     max_output_bytes: int | None = None
     # None only from runs started before slots existed, whose calls resolve the old way.
     slots: list[Slot] | None = None
+    # The step's `output_schema` (it passed jsonschema_safe.schema_issues at validation): the
+    # activity checks the tool's output against it before anything else sees the output.
+    output_schema: dict[str, Any] | None = None
 
 
 class ToolResult(BaseModel):

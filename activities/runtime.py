@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import slots
+from activities import shapes, slots
 from activities.artifacts import ArtifactStore, LocalArtifactStore
 from activities.config import Settings
 from activities.context import ToolContext
@@ -65,6 +65,20 @@ def with_attempt(err: ApplicationError) -> ApplicationError:
         non_retryable=err.non_retryable,
         next_retry_delay=err.next_retry_delay,
     )
+
+
+async def check_output_schema(
+    schema: dict[str, Any], data: Any, where: str, used: set[str]
+) -> None:
+    """Fail the step, without a retry, when the tool's output breaks the step's `output_schema`:
+    the same call would produce the same shape again. The message quotes values: masked too."""
+    bad_schema, issues = await shapes.check(schema, data, "output_schema", "output")
+    if bad_schema:
+        message = f"{where} output_schema is not a safe JSON Schema: {bad_schema}"
+        raise fatal(mask_text(message, used), "InvalidOutputSchema")
+    if issues:
+        message = f"{where} output does not match the step's output_schema: {issues}"
+        raise fatal(mask_text(message, used), "OutputSchemaMismatch")
 
 
 class ToolActivities:
@@ -141,7 +155,14 @@ class ToolActivities:
             raise fatal(
                 format_validation_error(err, f"{where} output"), "InvalidToolOutput"
             ) from None
-        return await self._result(call, out, used)
+        data = out.model_dump(mode="json")
+        if used:
+            # A secret echoed back by the outside world must not reach workflow history.
+            data = json.loads(mask_text(json.dumps(data), used))
+        if call.output_schema is not None:
+            # The output as later steps will see it: masked, and before it may be offloaded.
+            await check_output_schema(call.output_schema, data, where, used)
+        return await self._result(call, data, used)
 
     async def _run_with_heartbeat(self, tool: Tool, inp: BaseModel, ctx: ToolContext) -> Any:
         """Heartbeat in the background so Temporal can deliver cancellation to any tool."""
@@ -162,11 +183,7 @@ class ToolActivities:
         finally:
             beater.cancel()
 
-    async def _result(self, call: ToolCall, out: BaseModel, used: set[str]) -> ToolResult:
-        data = out.model_dump(mode="json")
-        if used:
-            # A secret echoed back by the outside world must not reach workflow history.
-            data = json.loads(mask_text(json.dumps(data), used))
+    async def _result(self, call: ToolCall, data: Any, used: set[str]) -> ToolResult:
         body = json.dumps(data, separators=(",", ":")).encode()
         limit = call.max_output_bytes or self.settings.stepgate_max_output_bytes
         shown = preview(data, self.settings.stepgate_preview_bytes, used)

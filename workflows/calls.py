@@ -126,7 +126,13 @@ class Caller:
             f"/i{inv.iteration}" if inv.iteration else ""
         )
         name, call = self.tool_call(
-            inv.step, tool_ref, inv.args, inv.slots, key, max_output_bytes=spec.max_output_bytes
+            inv.step,
+            tool_ref,
+            inv.args,
+            inv.slots,
+            key,
+            max_output_bytes=spec.max_output_bytes,
+            output_schema=spec.output_schema,
         )
         policy = retry_policy(spec.retry, defaults)
         heartbeat = spec.heartbeat_timeout or defaults.heartbeat_timeout

@@ -26,6 +26,7 @@ from workflows.definition import (
 )
 from workflows.limits import MAX_DEPTH, MAX_STEPS
 from workflows.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref
+from workflows.reftypes import check_handoffs
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def validate_definition(
     _check_tools(steps, tools, report)
     _check_pipelines(steps, catalog, raw.get("name"), report)
     _check_references(steps, schema, raw, report)
+    _check_handoffs(steps, tools, report)
     if definition and not report.errors:
         report.definition = definition
     return report
@@ -174,6 +176,14 @@ def _indexed(steps: list[StepSpec | None]) -> list[tuple[int, StepSpec]]:
 def _check_schema(schema: dict[str, Any], report: Report) -> None:
     for loc, message in schema_issues(schema):
         report.add(loc_to_path(loc, "input"), message)
+
+
+def _check_handoffs(
+    steps: list[StepSpec | None], tools: ToolRegistry | None, report: Report
+) -> None:
+    """Declared output schemas, and references whose type can never fit where they go."""
+    for path, message in check_handoffs(_indexed(steps), tools):
+        report.add(path, message)
 
 
 def _check_graph(steps: list[StepSpec | None], report: Report) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from activities.registry import Tool
 from activities.tools.artifact import artifact_read, artifact_write
+from activities.tools.flow import flow_fail
 from activities.tools.http import http_request
 from activities.tools.llm import llm_chat
 from activities.tools.notify import notify_webhook
@@ -22,4 +23,5 @@ def builtin_tools() -> list[Tool]:
         artifact_read,
         data_transform,
         data_echo,
+        flow_fail,
     ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from activities import shapes
 from activities.context import ToolContext
 from activities.errors import fatal, transient
 from activities.registry import tool
@@ -60,7 +62,10 @@ class ResponseFormat(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("result", description="A name for the schema.")
-    json_schema: dict[str, Any] = Field(description="JSON Schema the reply must follow.")
+    json_schema: dict[str, Any] = Field(
+        description="JSON Schema the reply must follow: a reply that does not is retried under "
+        "the step's retry policy (LlmSchemaMismatch)."
+    )
     strict: bool = Field(True, description="Ask the provider to enforce the schema exactly.")
 
 
@@ -75,7 +80,9 @@ class LlmChatInput(BaseModel):
         None, description="`auto`, `none`, `required`, or the name of one function in `tools`."
     )
     response_format: ResponseFormat | None = Field(
-        None, description="Ask for JSON content following a schema; it is parsed into `parsed`."
+        None,
+        description="Ask for JSON content following a schema; it is parsed, checked against "
+        "the schema and returned as `json`.",
     )
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int | None = Field(None, ge=1, description="Bound on the reply's length.")
@@ -96,8 +103,16 @@ class Usage(BaseModel):
 
 
 class LlmChatOutput(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
     content: str | None = Field(description="The reply text (null if the model only called tools).")
-    parsed: Any = Field(None, description="The content parsed as JSON if response_format was set.")
+    json_value: Any = Field(
+        None,
+        alias="json",
+        description="With response_format: the content parsed as JSON, and checked against "
+        "response_format.json_schema.",
+    )
+    parsed: Any = Field(None, description="Deprecated: the same value as `json`.")
     tool_calls: list[LlmToolCall] = Field(description="Function calls the model asked for.")
     finish_reason: str | None = Field(description="Why the model stopped (stop, tool_calls, ...).")
     usage: Usage = Field(description="Token counts reported by the provider.")
@@ -156,6 +171,14 @@ async def llm_chat(inp: LlmChatInput, ctx: ToolContext) -> LlmChatOutput:
             "STEPGATE_LLM_MODEL (and STEPGATE_LLM_API_KEY if the endpoint needs one)",
             "LlmNotConfigured",
         )
+    if inp.response_format:
+        # Refused before the call is paid for: no reply could be checked against this schema.
+        problem = await asyncio.to_thread(shapes.unsafe, inp.response_format.json_schema, "")
+        if problem:
+            raise fatal(
+                f"response_format.json_schema is not a safe JSON Schema: {problem}",
+                "InvalidToolInput",
+            )
     hidden = set(ctx.secret_values)
     headers = with_idempotency_key({"Content-Type": "application/json"}, ctx)
     if s.stepgate_llm_api_key:
@@ -199,8 +222,18 @@ async def llm_chat(inp: LlmChatInput, ctx: ToolContext) -> LlmChatOutput:
             raise transient(
                 "the model's reply is not the JSON that was asked for", "LlmInvalidJson"
             ) from None
+        wrong = await asyncio.to_thread(
+            shapes.mismatches, inp.response_format.json_schema, parsed, "output.json"
+        )
+        if wrong:
+            # As with invalid JSON, another sample may fit: the retry policy decides.
+            raise transient(
+                f"the model's reply does not follow response_format.json_schema: {wrong}",
+                "LlmSchemaMismatch",
+            )
     return LlmChatOutput(
         content=content,
+        json=parsed,
         parsed=parsed,
         tool_calls=[_parse_call(c) for c in message.get("tool_calls") or []],
         finish_reason=finish,

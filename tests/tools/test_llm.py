@@ -9,6 +9,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.runtime import ToolActivities
+from tests.tools.chat import ScriptedChat
 from tests.tools.conftest import make_call
 from tests.tools.server import LocalServer, Reply, Seen, json_reply
 
@@ -88,7 +89,8 @@ async def test_chat_returns_tool_call_when_tools_offered(
 async def test_chat_parses_content_when_json_schema_requested(
     llm_acts: ToolActivities, server: LocalServer
 ) -> None:
-    """With response_format the JSON reply is returned parsed, and the schema was sent."""
+    """With response_format the JSON reply is returned parsed as `json` (and as the deprecated
+    `parsed`), and the schema was sent."""
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}}}
     args = {
         "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "?"}],
@@ -97,7 +99,8 @@ async def test_chat_parses_content_when_json_schema_requested(
         "max_tokens": 50,
     }
     out = (await llm_acts.execute(make_call("llm.chat", args))).output
-    assert out["parsed"] == {"answer": 42} and out["content"] == '{"answer": 42}'
+    assert out["json"] == {"answer": 42} and out["content"] == '{"answer": 42}'
+    assert out["parsed"] == out["json"]  # the deprecated name keeps working
     sent = server.seen[0].json()
     assert sent["response_format"]["json_schema"]["schema"] == schema
     assert (sent["temperature"], sent["max_tokens"]) == (0, 50)
@@ -166,3 +169,45 @@ async def test_chat_fails_transiently_when_provider_errors(
     with pytest.raises(ApplicationError) as err:
         await acts.execute(make_call("llm.chat", {"messages": [{"role": "user", "content": "x"}]}))
     assert err.value.non_retryable is False and "HTTP 502" in err.value.message
+
+
+ANSWER_SCHEMA = {
+    "type": "object",
+    "required": ["answer"],
+    "properties": {"answer": {"type": "integer"}},
+}
+
+
+def ask_for_answer(schema: dict[str, object] = ANSWER_SCHEMA) -> dict[str, object]:
+    return {
+        "messages": [{"role": "user", "content": "The answer?"}],
+        "response_format": {"name": "answer", "json_schema": schema},
+    }
+
+
+async def test_chat_fails_transiently_when_reply_breaks_schema(
+    make_acts: Callable[..., ToolActivities], server: LocalServer
+) -> None:
+    """A reply that parses but does not fit response_format.json_schema is a retryable failure
+    naming the first mismatch with its path."""
+    server.route("POST", "/v1/chat/completions", ScriptedChat({"answer": "forty-two"}))
+    acts = make_acts(stepgate_llm_base_url=server.url("/v1"), stepgate_llm_model="m")
+    with pytest.raises(ApplicationError) as err:
+        await acts.execute(make_call("llm.chat", ask_for_answer()))
+    assert err.value.type == "LlmSchemaMismatch" and err.value.non_retryable is False
+    assert "output.json.answer: 'forty-two' is not of type 'integer'" in err.value.message
+
+
+async def test_chat_refuses_unsafe_schema_before_calling_model(
+    make_acts: Callable[..., ToolActivities], server: LocalServer
+) -> None:
+    """A response_format schema RE2 cannot run fails without a retry and without a paid call."""
+    chat = ScriptedChat({"answer": 1})
+    server.route("POST", "/v1/chat/completions", chat)
+    acts = make_acts(stepgate_llm_base_url=server.url("/v1"), stepgate_llm_model="m")
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "pattern": "(a)\\1"}}}
+    with pytest.raises(ApplicationError) as err:
+        await acts.execute(make_call("llm.chat", ask_for_answer(schema)))
+    assert err.value.type == "InvalidToolInput" and err.value.non_retryable is True
+    assert "properties.answer.pattern: pattern not supported" in err.value.message
+    assert chat.calls == 0

@@ -26,6 +26,7 @@ BUILTINS = {
     "artifact.read",
     "data.transform",
     "data.echo",
+    "flow.fail",
 }
 
 
