@@ -257,3 +257,26 @@ output: "${steps.each.output}"
         status = await handle.query(PipelineWorkflow.status)
     assert [o["v"] for o in result.output] == list(range(60))
     assert status.continued >= 1
+
+
+async def test_output_schema_fails_a_step_whose_output_breaks_it(worker: Worker, start: Start) -> None:
+    """A tool step's output_schema is checked by its activity: a mismatch fails the step naming
+    the path, without a retry."""
+    handle = await start(
+        """
+name: typed
+steps:
+  - id: make
+    tool: test.echo
+    with: {items: [{id: 1}, {id: "two"}]}
+    retry: {max_attempts: 3, initial_interval: 50ms}
+    output_schema:
+      type: object
+      required: [items]
+      properties: {items: {type: array, items: {type: object, properties: {id: {type: integer}}}}}
+"""
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    step = (await handle.query(PipelineWorkflow.status)).steps[0]
+    assert step.attempts == 1 and "output.items[1].id: 'two' is not of type 'integer'" in (step.error or "")

@@ -11,14 +11,23 @@ from tests.rules.sim import T0
 from workflows.policy import Policy, RiskRule
 from workflows.risk import Reason, assess, raised
 
-PLAN = {"name": "p", "steps": [{"id": "read", "tool": "http.request"}, {"id": "echo", "tool": "data.echo"}]}
+PLAN = {
+    "name": "p",
+    "steps": [{"id": "read", "tool": "http.request"}, {"id": "echo", "tool": "data.echo"}],
+}
 
 
 def hit(outcome: str, comments: list[str] | None = None, n: int = 1) -> MemoryHit:
     return MemoryHit(
         id=n,
         score=1.0,
-        pattern=MemoryPattern(workflow_id=f"g-{n}", request="r", outcome=outcome, comments=comments or [], created_at=T0),
+        pattern=MemoryPattern(
+            workflow_id=f"g-{n}",
+            request="r",
+            outcome=outcome,
+            comments=comments or [],
+            created_at=T0,
+        ),
     )
 
 
@@ -32,7 +41,9 @@ def hit(outcome: str, comments: list[str] | None = None, n: int = 1) -> MemoryHi
         ({}, 3, 10.0),
     ],
 )
-def test_each_steps_risk_adds_to_the_score_and_sets_the_tier(risks: dict[str, str], tier: int, score: float) -> None:
+def test_each_steps_risk_adds_to_the_score_and_sets_the_tier(
+    risks: dict[str, str], tier: int, score: float
+) -> None:
     """Low, medium and high steps add 0, 2 and 5 points; 2 points is tier 2, 5 is tier 3; a step
     whose risk is unknown counts as high."""
     a = assess(PLAN, risks, "r", {}, Policy(), [])
@@ -43,13 +54,20 @@ def test_each_steps_risk_adds_to_the_score_and_sets_the_tier(risks: dict[str, st
 def test_reasons_name_the_step_and_the_tool() -> None:
     """A tool-risk reason says which step and which tool, and how many points it added."""
     a = assess(PLAN, {"read": "medium", "echo": "low"}, "r", {}, Policy(), [])
-    assert a.reasons == [Reason(step="read", rule="tool risk", detail="http.request is medium risk", points=2.0)]
+    assert a.reasons == [
+        Reason(step="read", rule="tool risk", detail="http.request is medium risk", points=2.0)
+    ]
 
 
 def test_rejected_and_failed_similar_runs_raise_the_score() -> None:
     """Similar past runs that were rejected (3) or failed (2) add points, each named with its
     comment; completed ones add nothing; only `counted` of them count."""
-    similar = [hit("rejected", ["too risky"], 1), hit("completed", n=2), hit("failed", n=3), hit("failed", n=4)]
+    similar = [
+        hit("rejected", ["too risky"], 1),
+        hit("completed", n=2),
+        hit("failed", n=3),
+        hit("failed", n=4),
+    ]
     policy = Policy.model_validate({"history": {"rejected": 3, "failed": 2, "counted": 2}})
     a = assess(PLAN, {"read": "low", "echo": "low"}, "r", {}, policy, similar)
     assert (a.tier, a.score) == (3, 5.0)
@@ -64,8 +82,12 @@ def test_policy_rules_raise_the_tier_over_request_context_and_plan() -> None:
     nothing; a rule that cannot be evaluated counts as tier 3 (fail safe)."""
     policy = Policy(
         rules=[
-            RiskRule.model_validate({"if": "context.environment == 'production'", "tier": 3, "reason": "prod"}),
-            RiskRule.model_validate({"if": "contains(request, 'drop')", "score": 1.5, "reason": "drop"}),
+            RiskRule.model_validate(
+                {"if": "context.environment == 'production'", "tier": 3, "reason": "prod"}
+            ),
+            RiskRule.model_validate(
+                {"if": "contains(request, 'drop')", "score": 1.5, "reason": "drop"}
+            ),
             RiskRule.model_validate({"if": "len(plan.steps) > 5", "tier": 2, "reason": "long"}),
         ]
     )
@@ -92,7 +114,11 @@ def test_policy_gates_by_tier() -> None:
     assert p.gate(1) is None
     assert p.gate(2) is not None and p.gate(2).approvers == ["role:peer"]  # type: ignore[union-attr]
     three = p.gate(3)
-    assert three is not None and (three.approvers, three.quorum, three.forbid_self_approval) == (["role:elder"], 2, True)
+    assert three is not None and (three.approvers, three.quorum, three.forbid_self_approval) == (
+        ["role:elder"],
+        2,
+        True,
+    )
     assert Policy(auto_approve_tier1=False).gate(1) is not None
     with pytest.raises(ValueError, match="tier3_at must not be below tier2_at"):
         Policy(tier2_at=5, tier3_at=2)
@@ -104,5 +130,7 @@ def test_shipped_default_policy_is_valid() -> None:
 
     from activities.documents import parse_document
 
-    raw: Any = parse_document((Path(__file__).parents[2] / "definitions/policies/default.yaml").read_text())
+    raw: Any = parse_document(
+        (Path(__file__).parents[2] / "definitions/policies/default.yaml").read_text()
+    )
     assert Policy.model_validate(raw).rules[0].tier == 3
