@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from activities.documents import parse_document
 from api.schemas.approvals import InboxItem, inbox_order
 
 DEFAULT_URL = "http://localhost:8000"
@@ -71,6 +72,23 @@ def cmd_start(http: httpx.Client, args: argparse.Namespace) -> int:
     if args.auto:
         body["approval_mode"] = "auto"
     _print(_check(http.post("/workflows", json=body)))
+    return 0
+
+
+def cmd_govern(http: httpx.Client, args: argparse.Namespace) -> int:
+    """Start a governed run: the request, its context, and a plan file if one is proposed."""
+    body: dict[str, Any] = {"request": args.request, "context": json.loads(args.context)}
+    if args.plan:
+        try:
+            with open(args.plan, encoding="utf-8") as fh:
+                body["plan"] = parse_document(fh.read())
+        except (OSError, ValueError) as err:
+            raise CliError(f"--plan {args.plan}: {err}") from None
+    if args.policy:
+        body["policy"] = args.policy
+    if args.workflow_id:
+        body["workflow_id"] = args.workflow_id
+    _print(_check(http.post("/governed", json=body)))
     return 0
 
 
@@ -167,6 +185,14 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--input", default="{}", help="the run input as JSON")
     start.add_argument("--workflow-id")
     start.add_argument("--auto", action="store_true", help="approve every gate automatically")
+    govern = sub.add_parser("govern", help="start a governed run: plan, review by risk, execute")
+    govern.add_argument("request", help="what should be done, in words")
+    govern.add_argument("--context", default="{}", help="facts for the plan (its input) as JSON")
+    govern.add_argument(
+        "--plan", help="a YAML or JSON file with a proposed plan (else the LLM plans)"
+    )
+    govern.add_argument("--policy", help="a policy in definitions/policies/ (default: default)")
+    govern.add_argument("--workflow-id")
     for name, text in (("status", "print a run's status"), ("watch", "follow a run live")):
         sub.add_parser(name, help=text).add_argument("workflow_id")
     for name in ("approve", "reject"):
@@ -185,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     commands = {
         "start": cmd_start,
+        "govern": cmd_govern,
         "status": cmd_status,
         "watch": cmd_watch,
         "inbox": cmd_inbox,
@@ -201,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stepgate: cannot reach the API: {err}", file=sys.stderr)
         return 1
     except json.JSONDecodeError as err:
-        print(f"stepgate: --input is not JSON: {err}", file=sys.stderr)
+        print(f"stepgate: --input or --context is not JSON: {err}", file=sys.stderr)
         return 2
 
 

@@ -36,8 +36,10 @@ KEEPALIVE_S = 15.0
 RECONNECT_MS = 1_000
 
 
-def status_event(status: RunStatus) -> str:
-    return f"id: {status.revision}\nevent: status\ndata: {status.model_dump_json()}\n\n"
+def status_event(status: RunStatus, retry_ms: int | None = None) -> str:
+    """One `status` event; `retry_ms` tells EventSource how long to wait before reconnecting."""
+    retry = f"retry: {retry_ms}\n" if retry_ms is not None else ""
+    return f"id: {status.revision}\nevent: status\n{retry}data: {status.model_dump_json()}\n\n"
 
 
 def is_closed(status: RunStatus) -> bool:
@@ -175,14 +177,16 @@ async def stream(
     *,
     keepalive_s: float = KEEPALIVE_S,
 ) -> AsyncIterator[str]:
-    """Emit each revision newer than `last_id`, with keep-alives, until the run closes."""
-    yield f"retry: {RECONNECT_MS}\n: stream open\n\n"
+    """Emit each revision newer than `last_id`, with keep-alives, until the run closes. The
+    reconnect delay rides on the first event: every block with data is a status (or an error)."""
+    retry: int | None = RECONNECT_MS
     async with hub.subscribe(client, first) as watch:
         status = first
         while True:
             if last_id is None or status.revision > last_id:
                 last_id = status.revision
-                yield status_event(status)
+                yield status_event(status, retry)
+                retry = None
             if is_closed(status):
                 return
             async with watch.changed:

@@ -56,8 +56,33 @@ router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
 MEMO_REQUEST_HASH = "stepgate_request_sha256"
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "`status` events (data: RunStatus, id: its revision) until the run closes",
-        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/RunStatus"}}},
+        "description": "`status` events (data: RunStatus, id: its revision) until the run closes; "
+        "an `error` event (data: the error shape) when the run cannot be read any more",
+        "content": {
+            # Each event as the stream carries it (OpenAPI 3.2's way of describing SSE): `data`
+            # is JSON, a RunStatus for `status` events, the error shape for an `error` event.
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "event": {"type": "string", "enum": ["status", "error"]},
+                        "id": {"type": "string"},
+                        "retry": {"type": "integer"},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {
+                                "anyOf": [
+                                    {"$ref": "#/components/schemas/RunStatus"},
+                                    {"$ref": "#/components/schemas/ErrorPublic"},
+                                ]
+                            },
+                        },
+                    },
+                }
+            }
+        },
     }
 }
 

@@ -1,0 +1,242 @@
+"""Governed runs end to end through the API, with a scripted OpenAI-compatible planner on
+loopback and the memory in SQLite: the seed scenario of the governed cycle."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from temporalio.client import Client
+
+from activities.config import Settings
+from activities.registry import ToolRegistry
+from tests.api.conftest import KEYS, Serve
+from tests.tools.server import LocalServer, Reply, Seen, json_reply
+from tests.util import eventually
+from worker import build_worker
+
+PEOPLE = {
+    **KEYS,
+    "olga": ("key-olga-0123456789", ["operator", "elder"]),
+    "pat": ("key-pat-0123456789", ["peer"]),
+    "eve": ("key-eve-0123456789", ["elder"]),
+    "ezra": ("key-ezra-0123456789", ["elder"]),
+}
+
+
+def plan_for(prompt: str, hook: str) -> dict[str, Any]:
+    """What the scripted planner proposes for a request: a read-only echo, a POST (medium risk)
+    or the same echo for production (a policy rule makes it tier 3)."""
+    if "announce" in prompt:
+        return {
+            "name": "announce",
+            "input": {"type": "object", "properties": {"text": {"type": "string"}}},
+            "steps": [
+                {
+                    "id": "post",
+                    "tool": "http.request",
+                    "with": {"method": "POST", "url": hook, "json": {"text": "${input.text}"}},
+                }
+            ],
+        }
+    return {
+        "name": "summarize",
+        "input": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "steps": [{"id": "echo", "tool": "data.echo", "with": {"value": "${input.text}"}}],
+        "output": "${steps.echo.output.value}",
+    }
+
+
+class Planner:
+    """An OpenAI-compatible endpoint that plans from the prompt and keeps every prompt."""
+
+    def __init__(self, hook: str) -> None:
+        self.hook = hook
+        self.prompts: list[str] = []
+
+    def __call__(self, seen: Seen) -> Reply:
+        body = seen.json()
+        prompt = "\n".join(str(m.get("content")) for m in body["messages"])
+        self.prompts.append(prompt)
+        user = body["messages"][1]["content"]
+        content = json.dumps(plan_for(user.split("Context")[0], self.hook))
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }
+        return json_reply({"model": body["model"], "choices": [choice], "usage": {}})
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, str]:
+    path = tmp_path / "keys.yaml"
+    path.write_text(
+        yaml.safe_dump([{"key": k, "principal": p, "roles": r} for p, (k, r) in PEOPLE.items()])
+    )
+    return {p: k for p, (k, _) in PEOPLE.items()}
+
+
+@pytest.fixture
+def llm() -> Iterator[tuple[LocalServer, Planner]]:
+    server = LocalServer()
+    server.route("POST", "/hook", lambda seen: json_reply({"ok": True}))
+    planner = Planner(server.url("/hook"))
+    server.route("POST", "/v1/chat/completions", planner)
+    server.start()
+    yield server, planner
+    server.stop()
+
+
+@pytest.fixture
+def gov_settings(api_settings: Settings, llm: tuple[LocalServer, Planner]) -> Settings:
+    server, _ = llm
+    return api_settings.model_copy(
+        update={"stepgate_llm_base_url": server.url("/v1/"), "stepgate_llm_model": "planner-1"}
+    )
+
+
+@pytest.fixture
+async def gov(
+    client: Client, gov_settings: Settings, registry: ToolRegistry, serve: Serve
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with build_worker(client, gov_settings, registry), serve(gov_settings) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            yield http
+
+
+Auth = Callable[[str], dict[str, str]]
+
+
+async def govern(http: httpx.AsyncClient, as_: Auth, request: str, context: dict[str, Any]) -> str:
+    r = await http.post(
+        "/governed",
+        json={"request": request, "context": context, "workflow_id": f"g-{uuid.uuid4().hex[:8]}"},
+        headers=as_("olga"),
+    )
+    assert r.status_code == 201, r.text
+    workflow_id: str = r.json()["workflow_id"]
+    return workflow_id
+
+
+async def phase(http: httpx.AsyncClient, as_: Auth, workflow_id: str, want: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any]:
+        body: dict[str, Any] = (
+            await http.get(f"/workflows/{workflow_id}", headers=as_("vic"))
+        ).json()
+        return body
+
+    return await eventually(
+        probe, ok=lambda s: s.get("governed", {}).get("phase") == want, what=f"phase {want}"
+    )
+
+
+async def vote(
+    http: httpx.AsyncClient,
+    as_: Auth,
+    workflow_id: str,
+    who: str,
+    action: str,
+    comment: str | None = None,
+) -> httpx.Response:
+    body = {"action": action, **({"comment": comment} if comment else {})}
+    return await http.post(f"/workflows/{workflow_id}/gates/review", json=body, headers=as_(who))
+
+
+async def test_seed_scenario_tiers_decisions_and_memory(
+    gov: httpx.AsyncClient, as_: Auth, llm: tuple[LocalServer, Planner]
+) -> None:
+    """Tier 1 runs on its own; tier 2 waits for a peer; tier 3 refuses the requester, is not done
+    with one elder and completes with a second; a rejection is remembered with its comment; a
+    later similar request's planner is shown that pattern, and /memory finds it."""
+    http, (server, planner) = gov, llm
+    # Tier 1: a read-only plan, approved by the policy, executed.
+    one = await govern(
+        http, as_, "summarize the release notes", {"text": "v2 is out", "environment": "staging"}
+    )
+    done = await phase(http, as_, one, "completed")
+    assert done["governed"]["assessment"]["tier"] == 1 and done["governed"]["decision"] == "auto"
+    assert (
+        done["output"] == "v2 is out" and done["governed"]["child_workflow_id"] == f"{one}--execute"
+    )
+
+    # Tier 2: a POST to a webhook is medium risk: one peer approves it.
+    two = await govern(
+        http, as_, "announce the release to the team", {"text": "v2", "environment": "staging"}
+    )
+    waiting = await phase(http, as_, two, "review")
+    gate = waiting["open_gates"][0]
+    assert (waiting["governed"]["assessment"]["tier"], gate["gate"], gate["approvers"]) == (
+        2,
+        "review",
+        ["role:peer"],
+    )
+    assert waiting["governed"]["assessment"]["reasons"][0]["step"] == "post"
+    assert (await vote(http, as_, two, "pat", "approve", "ok")).status_code == 200
+    await phase(http, as_, two, "completed")
+    assert [s.path for s in server.seen if s.path == "/hook"] == ["/hook"]
+
+    # Tier 3: production. The requester may not approve; one elder is not enough.
+    three = await govern(
+        http,
+        as_,
+        "summarize the incident for production",
+        {"text": "db down", "environment": "production"},
+    )
+    waiting = await phase(http, as_, three, "review")
+    assert waiting["governed"]["assessment"]["tier"] == 3
+    refused = await vote(http, as_, three, "olga", "approve")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "self_approval")
+    first = await vote(http, as_, three, "eve", "approve")
+    assert first.json()["state"] == "open" and len(first.json()["approvals"]) == 1
+    assert (await vote(http, as_, three, "ezra", "approve")).json()["state"] == "approved"
+    assert (await phase(http, as_, three, "completed"))["output"] == "db down"
+
+    # A rejected plan is remembered with its comment.
+    four = await govern(
+        http, as_, "announce the maintenance window", {"text": "sat 2am", "environment": "staging"}
+    )
+    await phase(http, as_, four, "review")
+    assert (
+        await vote(http, as_, four, "pat", "reject", "no broadcasts on Fridays")
+    ).status_code == 200
+    failed = await phase(http, as_, four, "failed")
+    assert "rejected by pat" in failed["error"]
+
+    async def remembered() -> list[dict[str, Any]]:
+        r = await http.get(
+            "/memory", params={"q": "announce maintenance window"}, headers=as_("vic")
+        )
+        hits: list[dict[str, Any]] = r.json()["hits"]
+        return hits
+
+    hits = await eventually(
+        remembered, ok=lambda h: any(x["pattern"]["workflow_id"] == four for x in h), what="memory"
+    )
+    rejected = next(x["pattern"] for x in hits if x["pattern"]["workflow_id"] == four)
+    assert (rejected["decision"], rejected["outcome"], rejected["comments"]) == (
+        "rejected",
+        "rejected",
+        ["no broadcasts on Fridays"],
+    )
+
+    # A later, similar request: its planner is shown the rejected pattern and its comment.
+    before = len(planner.prompts)
+    five = await govern(
+        http,
+        as_,
+        "announce the maintenance window again",
+        {"text": "sun 2am", "environment": "staging"},
+    )
+    waiting = await phase(http, as_, five, "review")
+    prompt = planner.prompts[before]
+    assert "announce the maintenance window" in prompt and "no broadcasts on Fridays" in prompt
+    assert four in waiting["governed"]["similar"]
+    reasons = [r["rule"] for r in waiting["governed"]["assessment"]["reasons"]]
+    assert "history" in reasons, "a similar rejected run raises the score"
