@@ -62,6 +62,7 @@ async def test_openapi_lists_every_route_without_key(http: httpx.AsyncClient) ->
         "/workflows/{workflow_id}/cancel": {"post"},
         "/workflows/{workflow_id}/pause": {"post"},
         "/workflows/{workflow_id}/resume": {"post"},
+        "/governed": {"post"},
         "/approvals": {"get"},
         "/approvals/batch": {"post"},
         "/schedules": {"get", "post"},
