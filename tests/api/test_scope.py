@@ -78,14 +78,14 @@ async def test_schedule_records_owner_and_fires_with_origin(
     call = AuthorizeCall(principal=inp.origin.owner, needs=inp.origin.needs)
     access = AccessActivities(api_settings)
     assert (await access.authorize(call)).allowed
+    # The run fired while olga holds her key completes; one fired after it is gone runs nothing.
+    assert (await client.get_workflow_handle(run_id).result())["state"] == "completed"
     keys_file = api_settings.stepgate_api_keys_file
     assert keys_file is not None
     entries = yaml.safe_load(keys_file.read_text())
     write_keys(keys_file, [e for e in entries if e["principal"] != "olga"])
     refused = await AccessActivities(api_settings).authorize(call)
     assert not refused.allowed and "no API key" in (refused.reason or "")
-    # The run fired while olga held her key completes; one fired after it is gone runs nothing.
-    assert (await client.get_workflow_handle(run_id).result())["state"] == "completed"
 
     seen = {run_id}
 
