@@ -34,6 +34,10 @@ MAX_DURATION_CHARS = 32
 # A step's `max_output_bytes`: an output kept in history must fit Temporal's payload limit
 # (2 MiB by default, with the rest of the event around it).
 MAX_OUTPUT_BYTES = 1_048_576
+# A local activity runs inside the workflow task: one attempt at most this long (a step that
+# needs longer is a regular activity), and this long when the step sets no timeout.
+MAX_LOCAL_TIMEOUT = timedelta(seconds=60)
+LOCAL_TIMEOUT = timedelta(seconds=10)
 
 # Retry attempts of one step (pydantic already bounds them; named here for the table in README).
 MAX_ATTEMPTS = 100

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
