@@ -61,3 +61,15 @@ MAX_EXPRESSION_DEPTH = 64
 # References `${...}`: dotted segments, and digits of a list index (`items.0`).
 MAX_REF_SEGMENTS = 32
 MAX_INDEX_DIGITS = 6
+
+# Names listed in an error message ("catalog has: ..."): the first few of a long list.
+MAX_NAMES_SHOWN = 20
+
+
+def some_names(names: list[str]) -> str:
+    """`a, b, c`, or the first MAX_NAMES_SHOWN and how many more; `none` for no names."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:MAX_NAMES_SHOWN])
+    more = len(names) - MAX_NAMES_SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown

@@ -308,6 +308,9 @@ def returned(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
         failed(t, spec, unit, result.error or "failed")
         return
     set_output(unit, result.output, result.preview, result.artifact)
+    # `until` judges each iteration; `check` judges what the step ends with.
+    if spec.repeat is not None and not _loop_done(t, spec, unit):
+        return
     if spec.check is not None:
         try:
             passed = truthy(spec.check.condition, t.scope(unit, output=result.output))
@@ -317,8 +320,6 @@ def returned(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
         if not passed:
             failed(t, spec, unit, f"check failed: {spec.check.message}")
             return
-    if spec.repeat is not None and not _loop_done(t, spec, unit):
-        return
     if gated(spec, unit, "after") and t.state.stop is None:
         open_(t, spec, unit, "after", unit.output)
     else:

@@ -25,7 +25,7 @@ from workflows.definition import (
     step_conflicts,
 )
 from workflows.durations import parse_duration
-from workflows.limits import MAX_DEPTH, MAX_LOCAL_TIMEOUT, MAX_STEPS
+from workflows.limits import MAX_DEPTH, MAX_LOCAL_TIMEOUT, MAX_STEPS, some_names
 from workflows.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref
 from workflows.reftypes import check_handoffs
 
@@ -299,7 +299,7 @@ def _check_pipelines(
         if name == own:
             report.add(f"steps[{i}].pipeline", f"pipeline {name!r} cannot run itself")
         elif catalog is not None and name not in catalog:
-            known = ", ".join(sorted(catalog)) or "none"
+            known = some_names(sorted(catalog))
             report.add(f"steps[{i}].pipeline", f"unknown pipeline {name!r} (catalog has: {known})")
 
 

@@ -159,7 +159,9 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
     return StepView(
         id=s.id,
         tool=spec.resolved_tool or spec.tool,
-        pipeline=spec.pipeline if isinstance(spec.pipeline, str) else "(plan)",
+        pipeline=spec.pipeline
+        if isinstance(spec.pipeline, str) or spec.pipeline is None
+        else "(plan)",
         state=s.state.value,
         attempts=s.attempts,
         started_at=s.started_at,
