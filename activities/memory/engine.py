@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import event
@@ -30,12 +31,10 @@ SQLITE_IMMEDIATE = "stepgate_sqlite_immediate"
 
 def database_url(settings: Settings) -> URL:
     """The URL the engine opens: STEPGATE_DATABASE_URL with its async driver, or the SQLite file
-    in the data folder (which is created)."""
+    in the data folder."""
     raw = settings.stepgate_database_url
     if raw is None:
-        path = settings.memory_db_path.resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return URL.create("sqlite+aiosqlite", database=str(path))
+        return URL.create("sqlite+aiosqlite", database=str(settings.memory_db_path.resolve()))
     try:
         url = make_url(raw)
     except ArgumentError:
@@ -44,6 +43,13 @@ def database_url(settings: Settings) -> URL:
     if url.get_backend_name() == "sqlite":
         return url.set(drivername="sqlite+aiosqlite")
     return url.set(drivername="postgresql+asyncpg")
+
+
+def prepare_folder(engine: AsyncEngine) -> None:
+    """Create the folder a SQLite file goes in (PostgreSQL needs nothing)."""
+    database = engine.url.database
+    if backend_of(engine) == "sqlite" and database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def backend_of(engine: AsyncEngine) -> Backend:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.config import Settings
-from activities.memory.engine import backend_of, database_url, make_engine
+from activities.memory.engine import backend_of, database_url, make_engine, prepare_folder
 from activities.memory.migrate import migrate
 from activities.memory.schema import FTS_TABLE, patterns
 from activities.memory.text import query_terms, search_text
@@ -91,6 +91,7 @@ class MemoryStore:
             return
         async with self._lock:
             if not self._migrated:
+                await self._guard(asyncio.to_thread(prepare_folder, self.engine))
                 await self._guard(migrate(self.engine))
                 self._migrated = True
 

@@ -259,7 +259,9 @@ output: "${steps.each.output}"
     assert status.continued >= 1
 
 
-async def test_output_schema_fails_a_step_whose_output_breaks_it(worker: Worker, start: Start) -> None:
+async def test_output_schema_fails_a_step_whose_output_breaks_it(
+    worker: Worker, start: Start
+) -> None:
     """A tool step's output_schema is checked by its activity: a mismatch fails the step naming
     the path, without a retry."""
     handle = await start(
@@ -279,4 +281,6 @@ steps:
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     step = (await handle.query(PipelineWorkflow.status)).steps[0]
-    assert step.attempts == 1 and "output.items[1].id: 'two' is not of type 'integer'" in (step.error or "")
+    assert step.attempts == 1 and "output.items[1].id: 'two' is not of type 'integer'" in (
+        step.error or ""
+    )
