@@ -26,7 +26,7 @@ INSTALL_HINT = (
 )
 SERVER_USER = "postgres"
 START_TIMEOUT_S = 60
-USER = "stepgate"
+USER = "superuser"
 PASSWORD = "stepgate-test"
 
 
