@@ -7,11 +7,10 @@ database only as words from `text.query_terms`, each one bound.
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, bindparam, delete, func, literal_column, select, text
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.config import Settings
 from activities.memory.engine import backend_of, database_url, make_engine, prepare_folder
 from activities.memory.migrate import migrate
-from activities.memory.schema import FTS_TABLE, patterns
+from activities.memory.schema import patterns
+from activities.memory.search import statement
 from activities.memory.text import query_terms, search_text
 from activities.models import MemoryHit, MemoryPattern
 
@@ -36,10 +36,6 @@ MAX_PATTERN_BYTES = 1_048_576
 MAX_RESULT_BYTES = 1_572_864
 MAX_WORKFLOW_ID_CHARS = 1_000
 MAX_LIMIT = 100
-# A search ranks at most this many of the newest matching patterns: ranking costs per match,
-# and a common word can match most of the table.
-MAX_CANDIDATES = 2_000
-PG_TEXT_CONFIG: ColumnElement[Any] = literal_column("'english'::regconfig")
 
 
 class MemoryUnavailable(Exception):
@@ -101,33 +97,27 @@ class MemoryStore:
     async def write(self, pattern: MemoryPattern) -> int:
         """Store the run's pattern, replacing the one it wrote before; returns its id (the same
         id every time for one workflow id)."""
-        body = await asyncio.to_thread(pattern.model_dump_json)
-        if len(body.encode()) > MAX_PATTERN_BYTES:
-            raise PatternTooLarge(
-                f"pattern of {pattern.workflow_id[:100]!r} is larger than {MAX_PATTERN_BYTES} bytes"
-            )
-        if len(pattern.workflow_id) > MAX_WORKFLOW_ID_CHARS:
-            raise PatternTooLarge(f"workflow id longer than {MAX_WORKFLOW_ID_CHARS} characters")
-        values = {
-            "workflow_id": pattern.workflow_id,
-            "created_at": pattern.created_at,
-            "outcome": pattern.outcome[:32],
-            "doc": await asyncio.to_thread(search_text, pattern),
-            "body": body,
-        }
-        insert = (postgresql if self.backend == "postgresql" else sqlite).insert(patterns)
-        stmt = (
-            insert.values(values)
-            .on_conflict_do_update(
-                index_elements=[patterns.c.workflow_id],
-                set_={k: insert.excluded[k] for k in values if k != "workflow_id"},
-            )
-            .returning(patterns.c.id)
-        )
+        values = await asyncio.to_thread(_row, pattern)
         await self.ready()
-        row_id: int = await self._guard(self._scalar(stmt))
+        row_id: int = await self._guard(
+            self._scalar(self._upsert().returning(patterns.c.id), values)
+        )
         log.debug("memory pattern written", workflow_id=pattern.workflow_id, id=row_id)
         return row_id
+
+    async def write_many(self, batch: list[MemoryPattern]) -> None:
+        """Store many patterns in one transaction, as `write` would one by one (imports, the
+        bench)."""
+        rows = await asyncio.to_thread(lambda: [_row(p) for p in batch])
+        await self.ready()
+        await self._guard(self._scalar(self._upsert(), rows))
+
+    def _upsert(self) -> Any:
+        insert = (postgresql if self.backend == "postgresql" else sqlite).insert(patterns)
+        return insert.on_conflict_do_update(
+            index_elements=[patterns.c.workflow_id],
+            set_={k: insert.excluded[k] for k in _REPLACED},
+        )
 
     async def search(self, q: str, limit: int) -> list[MemoryHit]:
         """The patterns closest to `q`, best first, at most `limit` (and MAX_RESULT_BYTES)."""
@@ -135,9 +125,8 @@ class MemoryStore:
         if not terms:
             return []
         limit = max(1, min(limit, MAX_LIMIT))
-        stmt = self._pg_search(terms, limit) if self.backend == "postgresql" else None
         await self.ready()
-        rows = await self._guard(self._rows(stmt, terms, limit))
+        rows = await self._guard(self._rows(terms, limit))
         return await asyncio.to_thread(_hits, rows)
 
     async def delete(self, pattern_id: int) -> bool:
@@ -147,46 +136,22 @@ class MemoryStore:
         gone = await self._guard(self._scalar(stmt))
         return gone is not None
 
-    async def _scalar(self, stmt: Any) -> Any:
+    async def _scalar(self, stmt: Any, params: Any = None) -> Any:
         async with self.engine.begin() as conn:
-            return (await conn.execute(stmt)).scalar()
+            result = await conn.execute(stmt, params)
+            return result.scalar() if result.returns_rows else None
 
-    async def _rows(self, stmt: Any, terms: list[str], limit: int) -> list[Any]:
+    async def _rows(self, terms: list[str], limit: int) -> list[Any]:
+        # Patterns holding every word rank first; patterns holding some fill the rest.
         async with self.engine.connect() as conn:
-            if stmt is None:
-                result = await conn.execute(_SQLITE_SEARCH, _sqlite_params(terms, limit))
-            else:
-                result = await conn.execute(stmt)
-            return list(result.all())
-
-    def _pg_search(self, terms: list[str], limit: int) -> Any:
-        # Each word is its own bound plainto_tsquery, OR-ed together: any word may match, and
-        # patterns sharing more (and rarer) words rank higher.
-        words: list[ColumnElement[Any]] = [
-            func.plainto_tsquery(PG_TEXT_CONFIG, bindparam(f"t{i}", term))
-            for i, term in enumerate(terms)
-        ]
-        query = functools.reduce(lambda a, b: a.op("||")(b), words)
-        tsv: ColumnElement[Any] = literal_column("tsv")
-        newest = (
-            select(patterns.c.id, tsv)
-            .where(tsv.op("@@")(query))
-            .order_by(patterns.c.id.desc())
-            .limit(MAX_CANDIDATES)
-            .subquery()
-        )
-        score: ColumnElement[float] = func.ts_rank_cd(newest.c.tsv, query).label("score")
-        ranked = (
-            select(newest.c.id, score)
-            .order_by(score.desc(), newest.c.id.desc())
-            .limit(limit)
-            .subquery()
-        )
-        return (
-            select(ranked.c.id, ranked.c.score, patterns.c.body)
-            .join(patterns, patterns.c.id == ranked.c.id)
-            .order_by(ranked.c.score.desc(), ranked.c.id.desc())
-        )
+            rows = list(
+                (await conn.execute(*statement(self.backend, terms, limit, every=True))).all()
+            )
+            if len(terms) > 1 and len(rows) < limit:
+                seen = {row[0] for row in rows}
+                some = await conn.execute(*statement(self.backend, terms, limit, every=False))
+                rows += [row for row in some.all() if row[0] not in seen][: limit - len(rows)]
+            return rows
 
     async def _guard(self, work: Any) -> Any:
         try:
@@ -196,24 +161,25 @@ class MemoryStore:
             raise MemoryUnavailable(describe(err)) from None
 
 
-# FTS5 ranks with bm25 (lower is better, so the score is its negation). The MATCH expression is
-# one bound parameter: each word quoted as an FTS5 string, joined by OR.
-_SQLITE_SEARCH = text(
-    f"""
-    SELECT p.id, -c.rank AS score, p.body
-    FROM (
-        SELECT rowid AS id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE}
-        WHERE {FTS_TABLE} MATCH :match ORDER BY rowid DESC LIMIT :candidates
-    ) AS c JOIN {patterns.name} AS p ON p.id = c.id
-    ORDER BY c.rank, p.id DESC LIMIT :limit
-    """
-)
+# What a second write of one run replaces (its id and workflow id stay).
+_REPLACED = ("created_at", "outcome", "doc", "body")
 
 
-def _sqlite_params(terms: list[str], limit: int) -> dict[str, Any]:
-    # Terms are letters and digits only (text.words), so a quote can never end the string.
-    match = " OR ".join(f'"{term}"' for term in terms)
-    return {"match": match, "candidates": MAX_CANDIDATES, "limit": limit}
+def _row(pattern: MemoryPattern) -> dict[str, Any]:
+    body = pattern.model_dump_json()
+    if len(body.encode()) > MAX_PATTERN_BYTES:
+        raise PatternTooLarge(
+            f"pattern of {pattern.workflow_id[:100]!r} is larger than {MAX_PATTERN_BYTES} bytes"
+        )
+    if len(pattern.workflow_id) > MAX_WORKFLOW_ID_CHARS:
+        raise PatternTooLarge(f"workflow id longer than {MAX_WORKFLOW_ID_CHARS} characters")
+    return {
+        "workflow_id": pattern.workflow_id,
+        "created_at": pattern.created_at,
+        "outcome": pattern.outcome[:32],
+        "doc": search_text(pattern),
+        "body": body,
+    }
 
 
 def _hits(rows: list[Any]) -> list[MemoryHit]:
