@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from threading import Thread
 from typing import Any, Literal
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from activities.config import Settings
 
@@ -25,6 +26,8 @@ SQLITE_BUSY_TIMEOUT_S = 10.0
 # queue for them beyond that).
 PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 5
+# Connections one process keeps open to the SQLite file (one writes at a time anyway).
+SQLITE_POOL_SIZE = 4
 # The execution option that makes a SQLite transaction take the write lock at once.
 SQLITE_IMMEDIATE = "stepgate_sqlite_immediate"
 
@@ -65,12 +68,37 @@ def make_engine(url: URL) -> AsyncEngine:
             pool_timeout=CONNECT_TIMEOUT_S,
             # A connection the server dropped (a restart) is found before a query is sent on it.
             pool_pre_ping=True,
-            connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": STATEMENT_TIMEOUT_S},
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_S,
+                "command_timeout": STATEMENT_TIMEOUT_S,
+                "server_settings": {
+                    # asyncpg prepares every statement, and a generic plan cannot see how many
+                    # rows a query's words match: it would walk the whole table in id order to
+                    # find a rare word. Planning each search for its own words avoids that.
+                    "plan_cache_mode": "force_custom_plan",
+                    # Compiling a query costs far more than these short searches take.
+                    "jit": "off",
+                },
+            },
         )
-    # No pool: aiosqlite runs each connection in a thread of its own, and one left open in a
-    # pool keeps the process from exiting; opening a SQLite file costs well under a millisecond.
+    path = url.database or ""
+
+    async def open_sqlite() -> Any:
+        pending = aiosqlite.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+        # aiosqlite runs each connection in a thread of its own, and Python waits for such
+        # threads at exit: a pooled connection of a store nobody closed would keep the process
+        # alive. As daemon threads they end with it (SQLite's journal keeps the file whole).
+        thread = pending if isinstance(pending, Thread) else getattr(pending, "_thread", None)
+        if isinstance(thread, Thread):
+            thread.daemon = True
+        return await pending
+
     engine = create_async_engine(
-        url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
+        url,
+        async_creator=open_sqlite,
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_SIZE,
+        pool_timeout=SQLITE_BUSY_TIMEOUT_S,
     )
     event.listen(engine.sync_engine, "connect", _sqlite_connect)
     event.listen(engine.sync_engine, "begin", _sqlite_begin)

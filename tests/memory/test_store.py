@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from activities.memory import MemoryStore, MemoryUnavailable, PatternTooLarge
 from activities.memory.migrate import current_revision, head
 from activities.memory.store import MAX_PATTERN_BYTES, MAX_RESULT_BYTES
 from bench.procs import free_port
+from tests.conftest import ROOT
 from tests.memory.conftest import memory_settings, pattern
 
 PLAN = {
@@ -214,3 +216,43 @@ async def test_unreachable_database_raises_unavailable(tmp_path: Path, backend: 
             assert "s3cret-pw" not in str(err.value)
     finally:
         await store.close()
+
+
+EXIT_WITHOUT_CLOSE = """
+import asyncio, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from activities.config import Settings
+from activities.memory import MemoryStore
+from activities.models import MemoryPattern
+
+async def main():
+    store = MemoryStore.from_settings(Settings(stepgate_data=Path(sys.argv[1]), _env_file=None))
+    p = MemoryPattern(workflow_id="w", request="hello", outcome="completed",
+                      created_at=datetime.now(UTC))
+    await store.write(p)
+    print(len(await store.search("hello", 5)))
+
+asyncio.run(main())
+"""
+
+
+async def test_process_exits_with_a_store_left_open(tmp_path: Path) -> None:
+    """A process that used the SQLite memory and never closed it still exits: pooled
+    connections do not hold it open."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        EXIT_WITHOUT_CLOSE,
+        str(tmp_path / "data"),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines()[-1] == "1"
