@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Executable, bindparam, func, literal_colum
 from activities.memory.engine import Backend
 from activities.memory.schema import FTS_TABLE, patterns
 
-MAX_CANDIDATES = 500
+MAX_CANDIDATES = 200
 PG_TEXT_CONFIG: ColumnElement[Any] = literal_column("'english'::regconfig")
 
 # FTS5 ranks with bm25 (lower is better, so the score is its negation). The MATCH expression is

@@ -9,6 +9,7 @@ import pytest
 
 from activities.config import Settings
 from activities.memory import MemoryStore
+from activities.memory.migrate import current_revision, head
 from bench.procs import free_port
 from tests.api.conftest import Serve
 from tests.memory.conftest import pattern
@@ -135,3 +136,16 @@ async def test_memory_unavailable_is_503_without_the_url(
             assert r.json()["error"]["code"] == "memory_unavailable"
             assert r.headers["Retry-After"]
             assert "s3cret-pw" not in r.text
+
+
+async def test_api_migrates_the_memory_at_start(
+    serve: Serve, api_settings: Settings, memory_url: str | None
+) -> None:
+    """Starting the API brings an empty database to the newest migration before any request."""
+    settings = api_settings.model_copy(update={"stepgate_database_url": memory_url})
+    store = MemoryStore.from_settings(settings)
+    try:
+        async with serve(settings):
+            assert await current_revision(store.engine) == head()
+    finally:
+        await store.close()

@@ -10,6 +10,7 @@ import pytest
 
 from activities.memory import MemoryStore, MemoryUnavailable, PatternTooLarge
 from activities.memory.migrate import current_revision, head
+from activities.memory.search import MAX_CANDIDATES
 from activities.memory.store import MAX_PATTERN_BYTES, MAX_RESULT_BYTES
 from bench.procs import free_port
 from tests.conftest import ROOT
@@ -52,6 +53,16 @@ async def test_search_ranks_patterns_sharing_more_words_first(store: MemoryStore
     hits = await store.search("billing database replica", 10)
     assert [h.id for h in hits] == [all_, one]
     assert hits[0].score > hits[1].score > 0
+
+
+async def test_search_finds_an_old_pattern_holding_every_word(store: MemoryStore) -> None:
+    """Past the newest MAX_CANDIDATES patterns sharing one word, an older pattern holding every
+    word of the query is still found, and ranked first."""
+    old = await store.write(pattern("old", "failover the ledger replica in canary"))
+    newer = [pattern(f"new-{n}", f"failover drill number {n}") for n in range(MAX_CANDIDATES + 10)]
+    await store.write_many(newer)
+    hits = await store.search("failover ledger replica canary", 3)
+    assert hits[0].id == old and len(hits) == 3
 
 
 async def test_search_returns_at_most_limit(store: MemoryStore) -> None:
@@ -134,6 +145,15 @@ async def test_write_hostile_text_round_trips(store: MemoryStore) -> None:
     assert [h.id for h in hits] == [found]
     assert hits[0].pattern.request == request
     assert hits[0].pattern.comments == ["\x00' \" \\"]
+
+
+async def test_write_many_twice_keeps_one_pattern_per_run(store: MemoryStore) -> None:
+    """A bulk write repeated keeps one row per workflow id, as single writes do."""
+    batch = [pattern(f"run-{n}", f"resize volume {n} of the archive") for n in range(3)]
+    await store.write_many(batch)
+    first = await ids(store, "archive volume")
+    await store.write_many(batch)
+    assert sorted(await ids(store, "archive volume")) == sorted(first) and len(first) == 3
 
 
 async def test_delete_forgets_one_pattern(store: MemoryStore) -> None:
