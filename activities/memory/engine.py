@@ -66,8 +66,8 @@ def make_engine(url: URL) -> AsyncEngine:
             pool_size=PG_POOL_SIZE,
             max_overflow=PG_MAX_OVERFLOW,
             pool_timeout=CONNECT_TIMEOUT_S,
-            # A connection the server dropped (a restart) is found before a query is sent on it.
-            pool_pre_ping=True,
+            # No ping before each use (a round trip per search): a connection the server dropped
+            # fails one call, retryably, and SQLAlchemy then replaces every pooled connection.
             connect_args={
                 "timeout": CONNECT_TIMEOUT_S,
                 "command_timeout": STATEMENT_TIMEOUT_S,

@@ -1,9 +1,9 @@
-"""The search statements of each backend: every word bound, ranked by the backend's own measure.
+"""The searches of each backend: every word bound, ranked by the backend's own measure.
 
-A search first asks for patterns holding every word of the query, then (when those are fewer than
-the limit) for patterns holding any of them. Either way at most MAX_CANDIDATES of the newest
-matching patterns are ranked: ranking costs per match, and a common word can match most of the
-table.
+Patterns holding every word of the query come first, then patterns holding any of them. Each
+kind is looked for among at most MAX_CANDIDATES of the newest matching patterns: ranking costs
+per match, and a common word can match most of the table, while a pattern holding every word is
+still found when thousands of newer ones share only one.
 """
 
 from __future__ import annotations
@@ -11,7 +11,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, bindparam, func, literal_column, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from activities.memory.engine import Backend
 from activities.memory.schema import FTS_TABLE, patterns
@@ -19,8 +30,9 @@ from activities.memory.schema import FTS_TABLE, patterns
 MAX_CANDIDATES = 200
 PG_TEXT_CONFIG: ColumnElement[Any] = literal_column("'english'::regconfig")
 
-# FTS5 ranks with bm25 (lower is better, so the score is its negation). The MATCH expression is
-# one bound parameter.
+# FTS5 ranks with bm25 (lower is better, so the score is its negation); the MATCH expression is
+# one bound parameter. bm25 sums over the query's words whether they are joined by AND or OR, so
+# the scores of both passes compare.
 _SQLITE = text(
     f"""
     SELECT p.id, -c.rank AS score, p.body
@@ -33,46 +45,61 @@ _SQLITE = text(
 )
 
 
-def statement(
-    backend: Backend, terms: list[str], limit: int, *, every: bool
-) -> tuple[Executable, dict[str, Any]]:
-    """The statement and its parameters: patterns holding every one of `terms` (`every`) or any
-    of them, best first, at most `limit`; rows are (id, score, body)."""
+async def rows(
+    conn: AsyncConnection, backend: Backend, terms: list[str], limit: int
+) -> list[Row[Any]]:
+    """At most `limit` rows (id, score, body): patterns holding every one of `terms` first, best
+    first, then patterns holding some of them."""
     if backend == "postgresql":
-        return _postgres(terms, limit, every), {}
+        # One statement, one round trip: under load each trip waits for the server's turn.
+        return list((await conn.execute(_postgres(terms, limit))).all())
+    found = list((await conn.execute(_SQLITE, _sqlite_params(terms, limit, every=True))).all())
+    if len(terms) > 1 and len(found) < limit:
+        seen = {row[0] for row in found}
+        some = await conn.execute(_SQLITE, _sqlite_params(terms, limit, every=False))
+        found += [row for row in some.all() if row[0] not in seen][: limit - len(found)]
+    return found
+
+
+def _sqlite_params(terms: list[str], limit: int, *, every: bool) -> dict[str, Any]:
     # Terms are letters and digits only (text.words), so a quote can never end an FTS5 string,
     # and AND/OR/NEAR inside one are words.
     match = (" AND " if every else " OR ").join(f'"{term}"' for term in terms)
-    return _SQLITE, {"match": match, "candidates": MAX_CANDIDATES, "limit": limit}
+    return {"match": match, "candidates": MAX_CANDIDATES, "limit": limit}
 
 
-def _postgres(terms: list[str], limit: int, every: bool) -> Executable:
+def _postgres(terms: list[str], limit: int) -> Any:
     # Each word is its own bound plainto_tsquery (which never fails on any text), joined with
-    # the tsquery operators && or ||.
+    # the tsquery operators && (every word) and || (some word).
     words: list[ColumnElement[Any]] = [
         func.plainto_tsquery(PG_TEXT_CONFIG, bindparam(f"t{i}", term))
         for i, term in enumerate(terms)
     ]
     some = functools.reduce(lambda a, b: a.op("||")(b), words)
-    match = functools.reduce(lambda a, b: a.op("&&")(b), words) if every else some
+    every = functools.reduce(lambda a, b: a.op("&&")(b), words)
     tsv: ColumnElement[Any] = literal_column("tsv")
-    newest = (
-        select(patterns.c.id, tsv)
-        .where(tsv.op("@@")(match))
-        .order_by(patterns.c.id.desc())
-        .limit(MAX_CANDIDATES)
-        .subquery()
-    )
-    # Ranked against any word, as FTS5's bm25 is either way: scores of both passes compare.
-    score: ColumnElement[float] = func.ts_rank_cd(newest.c.tsv, some).label("score")
+
+    def newest(match: ColumnElement[Any], holds_every: int) -> Any:
+        return (
+            select(patterns.c.id, tsv.label("tsv"), literal(holds_every).label("every"))
+            .where(tsv.op("@@")(match))
+            .order_by(patterns.c.id.desc())
+            .limit(MAX_CANDIDATES)
+        )
+
+    both = union_all(newest(every, 1), newest(some, 0)).subquery()
+    # Ranked against any word, as bm25 is on SQLite: scores of both kinds compare.
+    score = func.max(func.ts_rank_cd(both.c.tsv, some)).label("score")
+    held = func.max(both.c.every).label("every")
     ranked = (
-        select(newest.c.id, score)
-        .order_by(score.desc(), newest.c.id.desc())
+        select(both.c.id, held, score)
+        .group_by(both.c.id)
+        .order_by(held.desc(), score.desc(), both.c.id.desc())
         .limit(limit)
         .subquery()
     )
     return (
         select(ranked.c.id, ranked.c.score, patterns.c.body)
         .join(patterns, patterns.c.id == ranked.c.id)
-        .order_by(ranked.c.score.desc(), ranked.c.id.desc())
+        .order_by(ranked.c.every.desc(), ranked.c.score.desc(), ranked.c.id.desc())
     )

@@ -19,7 +19,7 @@ from activities.config import Settings
 from activities.memory.engine import backend_of, database_url, make_engine, prepare_folder
 from activities.memory.migrate import migrate
 from activities.memory.schema import patterns
-from activities.memory.search import statement
+from activities.memory.search import rows as ranked_rows
 from activities.memory.text import query_terms, search_text
 from activities.models import MemoryHit, MemoryPattern
 
@@ -142,16 +142,11 @@ class MemoryStore:
             return result.scalar() if result.returns_rows else None
 
     async def _rows(self, terms: list[str], limit: int) -> list[Any]:
-        # Patterns holding every word rank first; patterns holding some fill the rest.
         async with self.engine.connect() as conn:
-            rows = list(
-                (await conn.execute(*statement(self.backend, terms, limit, every=True))).all()
-            )
-            if len(terms) > 1 and len(rows) < limit:
-                seen = {row[0] for row in rows}
-                some = await conn.execute(*statement(self.backend, terms, limit, every=False))
-                rows += [row for row in some.all() if row[0] not in seen][: limit - len(rows)]
-            return rows
+            if self.backend == "postgresql":
+                # A read needs no transaction: no BEGIN and ROLLBACK around it.
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await ranked_rows(conn, self.backend, terms, limit)
 
     async def _guard(self, work: Any) -> Any:
         try:
