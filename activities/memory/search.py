@@ -79,15 +79,23 @@ def _postgres(terms: list[str], limit: int) -> Any:
     every = functools.reduce(lambda a, b: a.op("&&")(b), words)
     tsv: ColumnElement[Any] = literal_column("tsv")
 
-    def newest(match: ColumnElement[Any], holds_every: int) -> Any:
+    def newest(match: ColumnElement[Any], holds_every: int, order: ColumnElement[Any]) -> Any:
         return (
             select(patterns.c.id, tsv.label("tsv"), literal(holds_every).label("every"))
             .where(tsv.op("@@")(match))
-            .order_by(patterns.c.id.desc())
+            .order_by(order.desc())
             .limit(MAX_CANDIDATES)
         )
 
-    both = union_all(newest(every, 1), newest(some, 0)).subquery()
+    # Patterns holding every word are few: found through the GIN index, then sorted (`id + 0`
+    # keeps the planner from walking ids newest first and testing each row, which it prefers
+    # whenever it expects hundreds of matches, and which cost 20 ms for 5,000 rows here).
+    # Patterns holding some word are many when a word is common: the planner walks ids then,
+    # and stops at the limit; for rare words it uses the index.
+    parts = [newest(some, 0, patterns.c.id)]
+    if len(terms) > 1:
+        parts.insert(0, newest(every, 1, patterns.c.id + 0))
+    both = union_all(*parts).subquery()
     # Ranked against any word, as bm25 is on SQLite: scores of both kinds compare.
     score = func.max(func.ts_rank_cd(both.c.tsv, some)).label("score")
     held = func.max(both.c.every).label("every")

@@ -50,7 +50,15 @@ def upgrade() -> None:
         )
     op.create_table(TABLE, *columns)
     if postgres:
-        op.create_index("memory_patterns_tsv", TABLE, ["tsv"], postgresql_using="gin")
+        # fastupdate off: a few writes a minute pay for updating the index at once, and no
+        # search has to read through a list of pending entries.
+        op.create_index(
+            "memory_patterns_tsv",
+            TABLE,
+            ["tsv"],
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        )
         return
     op.execute(
         f"CREATE VIRTUAL TABLE {FTS} USING fts5(doc, content='{TABLE}', content_rowid='id', "
