@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from activities.memory import MemoryStore, MemoryUnavailable, PatternTooLarge
 from activities.memory.migrate import current_revision, head
@@ -154,6 +155,16 @@ async def test_write_many_twice_keeps_one_pattern_per_run(store: MemoryStore) ->
     first = await ids(store, "archive volume")
     await store.write_many(batch)
     assert sorted(await ids(store, "archive volume")) == sorted(first) and len(first) == 3
+
+
+async def test_write_and_search_log_no_pattern_contents(store: MemoryStore) -> None:
+    """Writing and searching log nothing of what a pattern holds, at any level (a write logs
+    its workflow id and row id at DEBUG)."""
+    secret = "quarterly-payroll-export"
+    with structlog.testing.capture_logs() as logs:
+        await store.write(pattern("run-1", f"send the {secret}", comments=[secret]))
+        assert len(await store.search(secret, 5)) == 1
+    assert logs and all(secret not in repr(e) for e in logs), logs
 
 
 async def test_delete_forgets_one_pattern(store: MemoryStore) -> None:
