@@ -22,7 +22,7 @@ from typing import Any
 
 import temporalio
 
-from bench import decision, overhead, parked, report, sse, status, throughput
+from bench import decision, memory, overhead, parked, report, sse, status, throughput
 from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
@@ -131,6 +131,8 @@ async def run(
 
     await section(results, "throughput_1", throughput_1)
     await section(results, "throughput_2", throughput_2)
+    # Last: it needs no Temporal, and fills its databases while nothing else is measured.
+    await section(results, "memory", lambda: memory.measure(scale))
     return results
 
 

@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # no display on CI or over ssh; must precede the pyplot i
 
 import matplotlib.pyplot as plt
 
+from bench.memory import report_rows as memory_rows
 from bench.scale import TARGETS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -176,6 +177,7 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             "",
             "",
         ),
+        *memory_rows(r),
     ]
     return out
 
