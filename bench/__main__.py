@@ -22,7 +22,7 @@ from typing import Any
 
 import temporalio
 
-from bench import decision, overhead, parked, report, sse, status, throughput
+from bench import decision, dynamic, overhead, parked, report, sse, status, throughput
 from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
@@ -131,6 +131,8 @@ async def run(
 
     await section(results, "throughput_1", throughput_1)
     await section(results, "throughput_2", throughput_2)
+    # Last: its fan-out keeps the worker busy for a while and leaves a large run in its cache.
+    await section(results, "dynamic", lambda: dynamic.measure(stack, scale))
     return results
 
 
