@@ -1,8 +1,9 @@
 """The hand-written baselines of the dynamic pipelines: what a team would write without Stepgate.
 
 A fan-out of no-op calls under a semaphore, in one run; and a loop that calls the no-op until a
-condition over its output holds, optionally sleeping between calls. Same worker, converter, server,
-activity timeout and retry policy as bench/baseline.py, so the difference is the interpreter's.
+condition over its output holds, optionally sleeping between calls. Same worker, converter and
+server as the pipelines, and the timeouts and retry policy a step gets by default, so the
+difference is the interpreter's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from bench.baseline import NOOP, RETRY, TIMEOUT
+    from workflows.definition import Defaults
+    from workflows.durations import parse_duration
+
+# The heartbeat timeout a step gets by default too: a call lost with its worker is retried after
+# it, on both sides alike (without it, after the whole 5-minute timeout).
+_HEARTBEAT = Defaults().heartbeat_timeout
+HEARTBEAT = parse_duration(_HEARTBEAT) if _HEARTBEAT else None
 
 
 class FanOutInput(BaseModel):
@@ -46,7 +54,11 @@ class FanOutBaselineWorkflow:
         async def one(i: int) -> Any:
             async with limit:
                 return await workflow.execute_activity(
-                    NOOP, {"value": i}, start_to_close_timeout=TIMEOUT, retry_policy=RETRY
+                    NOOP,
+                    {"value": i},
+                    start_to_close_timeout=TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=RETRY,
                 )
 
         return FanOutResult(outputs=list(await asyncio.gather(*(one(i) for i in range(inp.items)))))
@@ -60,7 +72,11 @@ class LoopBaselineWorkflow:
         while True:
             calls += 1
             out = await workflow.execute_activity(
-                NOOP, {"value": calls}, start_to_close_timeout=TIMEOUT, retry_policy=RETRY
+                NOOP,
+                {"value": calls},
+                start_to_close_timeout=TIMEOUT,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=RETRY,
             )
             # The same stop rule as the pipeline's `until`, checked after every call.
             if out["value"] >= inp.iterations:
