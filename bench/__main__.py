@@ -1,7 +1,8 @@
 """`python -m bench`: start a private Temporal dev server, workers and API, measure, report.
 
-BENCH_SCALE=quick (under a minute) or full (default; several minutes). Every child process is
-stopped on exit, on error and on Ctrl-C; logs stay in the printed folder when something failed.
+BENCH_SCALE=quick (about a minute and a half) or full (default; several minutes). Every child
+process is stopped on exit, on error and on Ctrl-C; logs stay in the printed folder when something
+failed.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ class Scale:
     section_timeout_s: float
 
 
-# `quick` has to finish within a minute on a 2-core machine, server and processes included.
+# `quick` has to finish within about a minute and a half on a 2-core machine, server and
+# processes included.
 QUICK = Scale(
     name="quick",
     warmup_pairs=3,
