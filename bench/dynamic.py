@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -53,16 +53,18 @@ WARMUP_ITERATIONS = 3
 STATUS_QUERY_LIMIT = timedelta(seconds=60)
 
 
-async def timed(
-    stack: Stack, run: Callable[[], Awaitable[str]]
-) -> tuple[float, dict[str, float], str]:
+async def timed(stack: Stack, run: Awaitable[str]) -> tuple[float, dict[str, float], str]:
     """Wall seconds and each process's CPU seconds of one run, and what the run returned."""
     cpu_before = cpu_seconds(stack)
     started = time.perf_counter()
-    out = await run()
+    out = await run
     elapsed = time.perf_counter() - started
     cpu = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu_seconds(stack).items()}
     return elapsed, cpu, out
+
+
+def mean_cpu(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(sum(r.get(k, 0.0) for r in runs) / len(runs), 2) for k in runs[0]}
 
 
 async def status_query(
@@ -84,14 +86,22 @@ async def fanout(stack: Stack, scale: Scale, runner: Runner) -> dict[str, Any]:
     # the replays below a warm-up run each.
     warm_p = await runner.fanout_pipeline(WARMUP_ITEMS, parallel, "fanout-warm-p")
     warm_b = await runner.fanout_baseline(WARMUP_ITEMS, parallel, "fanout-warm-b")
-    pipe_s, pipe_cpu, pipe_run = await timed(
-        stack, lambda: runner.fanout_pipeline(items, parallel, "fanout-p")
-    )
-    base_s, base_cpu, base_run = await timed(
-        stack, lambda: runner.fanout_baseline(items, parallel, "fanout-b")
-    )
-    pipe_id, base_id = runner.id("fanout-p"), runner.id("fanout-b")
-    chain = await histories.run_chain(stack.client, pipe_id, pipe_run)
+    # Pairs swap which side goes first, so drift in machine load hits both alike; the figures
+    # are each side's median seconds and mean CPU, the histories those of the first pair.
+    seconds: dict[str, list[float]] = {"pipeline": [], "baseline": []}
+    cpus: dict[str, list[dict[str, float]]] = {"pipeline": [], "baseline": []}
+    first: dict[str, str] = {}
+    for i in range(scale.fanout_pairs):
+        for side in ("pipeline", "baseline") if i % 2 == 0 else ("baseline", "pipeline"):
+            start = runner.fanout_pipeline if side == "pipeline" else runner.fanout_baseline
+            what = f"fanout-{side[0]}{i}"
+            elapsed, cpu, run_id = await timed(stack, start(items, parallel, what))
+            seconds[side].append(elapsed)
+            cpus[side].append(cpu)
+            first.setdefault(side, run_id)
+    pipe_s, base_s = (Summary.of(seconds[side]).p50 for side in ("pipeline", "baseline"))
+    pipe_id, base_id, base_run = runner.id("fanout-p0"), runner.id("fanout-b0"), first["baseline"]
+    chain = await histories.run_chain(stack.client, pipe_id, first["pipeline"])
     (base,) = await histories.run_chain(stack.client, base_id, base_run)
     query_s, continued, query_error = await status_query(stack, pipe_id)
     if continued is not None and continued != len(chain) - 1:
@@ -111,8 +121,10 @@ async def fanout(stack: Stack, scale: Scale, runner: Runner) -> dict[str, Any]:
     return {
         "fanout_items": items,
         "fanout_parallel": parallel,
+        "fanout_pairs": scale.fanout_pairs,
         "fanout_pipeline_s": round(pipe_s, 2),
         "fanout_baseline_s": round(base_s, 2),
+        "fanout_seconds": {k: [round(v, 2) for v in vs] for k, vs in seconds.items()},
         "fanout_ratio": round(pipe_s / base_s, 2),
         "fanout_events": events,
         "fanout_baseline_events": base.events,
@@ -125,7 +137,7 @@ async def fanout(stack: Stack, scale: Scale, runner: Runner) -> dict[str, Any]:
         "fanout_chain": [r.as_dict() for r in chain],
         "fanout_largest_input_kib": round(max(r.input_bytes for r in chain) / 1024, 1),
         "fanout_baseline_size_bytes": base.size_bytes,
-        "fanout_cpu_s": {"pipeline": pipe_cpu, "baseline": base_cpu},
+        "fanout_cpu_s": {side: mean_cpu(used) for side, used in cpus.items()},
         "fanout_replay_s": round(await replay(pipe_id, largest.run_id, PipelineWorkflow), 2),
         "fanout_baseline_replay_s": round(
             await replay(base_id, base_run, FanOutBaselineWorkflow), 2

@@ -38,6 +38,11 @@ def _loop(r: Mapping[str, Any], label: str, what: str) -> list[Row]:
     ]
 
 
+def _median(r: Mapping[str, Any]) -> str:
+    pairs = r.get("fanout_pairs") or 1
+    return f", median of {pairs}" if pairs > 1 else ""
+
+
 def _query(seconds: float | None, error: str | None) -> str:
     if error:
         return f"failed: {error}"[:80]
@@ -53,7 +58,7 @@ def rows(r: Mapping[str, Any]) -> list[Row]:
     every = (r.get("repeat_every") or {}).get("every_ms", "?")
     return [
         (
-            f"for_each over {items} items, max_parallel {parallel}, pipeline / baseline",
+            f"for_each over {items} items, max_parallel {parallel}{_median(r)}: pipeline / baseline",
             f"{num(r.get('fanout_pipeline_s'), digits=2)} / "
             f"{num(r.get('fanout_baseline_s'), digits=2)} s ({_ratio(r.get('fanout_pipeline_s'), r.get('fanout_baseline_s'))})",
             "",

@@ -19,11 +19,13 @@ class Scale:
     cached_runs: int
     parked_runs: int
     inbox_samples: int
-    # The dynamic section: one for_each over `fanout_items` no-op calls, `fanout_parallel` at
-    # once, against a hand-written fan-out; repeat loops of `repeat_iterations` calls (pairs of
-    # runs, pipeline and baseline), then with a durable wait of `repeat_every_ms` between calls.
+    # The dynamic section: `fanout_pairs` for_each runs over `fanout_items` no-op calls,
+    # `fanout_parallel` at once, each paired with a hand-written fan-out; repeat loops of
+    # `repeat_iterations` calls (pairs of runs, pipeline and baseline), then with a durable
+    # wait of `repeat_every_ms` between calls.
     fanout_items: int
     fanout_parallel: int
+    fanout_pairs: int
     repeat_iterations: int
     repeat_pairs: int
     repeat_every_ms: int
@@ -49,6 +51,7 @@ QUICK = Scale(
     inbox_samples=2,
     fanout_items=200,
     fanout_parallel=50,
+    fanout_pairs=1,
     repeat_iterations=50,
     repeat_pairs=2,
     repeat_every_ms=100,
@@ -71,6 +74,7 @@ FULL = Scale(
     inbox_samples=10,
     fanout_items=1_000,
     fanout_parallel=50,
+    fanout_pairs=3,
     repeat_iterations=50,
     repeat_pairs=10,
     repeat_every_ms=100,
