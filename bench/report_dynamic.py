@@ -25,7 +25,7 @@ def _loop(r: Mapping[str, Any], label: str, what: str) -> list[Row]:
         (
             f"{what}, {loop['iterations']} iterations, per iteration p50: pipeline / baseline",
             f"{num(pipe['p50'])} / {num(base['p50'])} ms "
-            f"({_ratio(pipe['p50'], base['p50'], 3)}, +{num(loop['overhead_ms_p50'])} ms)",
+            f"({_ratio(pipe['p50'], base['p50'], 3)}, {loop['overhead_ms_p50']:+.1f} ms)",
             "",
             "",
         ),
