@@ -227,8 +227,19 @@ def main() -> int:
         default=None,
         help="the server suggests continuing as new past this many events (Temporal: 4096)",
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=scale.section_timeout_s,
+        help="seconds the whole section may take (a larger fan-out needs more)",
+    )
     args = parser.parse_args()
-    scale = dataclasses.replace(scale, fanout_items=args.items, fanout_parallel=args.parallel)
+    scale = dataclasses.replace(
+        scale,
+        fanout_items=args.items,
+        fanout_parallel=args.parallel,
+        section_timeout_s=args.timeout,
+    )
     config: dict[str, object] = {}
     if args.suggest_events is not None:
         config["limit.historyCount.suggestContinueAsNew"] = args.suggest_events
