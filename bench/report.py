@@ -13,8 +13,9 @@ matplotlib.use("Agg")  # no display on CI or over ssh; must precede the pyplot i
 
 import matplotlib.pyplot as plt
 
+from bench import report_dynamic
+from bench.cells import Row, num, render, verdict
 from bench.memory import report_rows as memory_rows
-from bench.scale import TARGETS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Keys other tools read from latest.json: always present, null when a section did not run.
@@ -29,28 +30,20 @@ REQUIRED_KEYS = (
     "throughput_1_worker",
     "throughput_2_workers",
     "worker_rss_mb_parked",
+    "fanout_ratio",
+    "fanout_events_ratio",
+    "fanout_largest_run_events",
+    "repeat_ratio",
 )
-
-
-def _num(value: Any, unit: str = "", digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}{unit}"
 
 
 def _pair(r: Mapping[str, Any], p50: str, p99: str, unit: str = " ms") -> str:
     if r.get(p50) is None:
         return "-"
-    return f"{_num(r[p50])} / {_num(r.get(p99))}{unit}"
+    return f"{num(r[p50])} / {num(r.get(p99))}{unit}"
 
 
-def _verdict(r: Mapping[str, Any], key: str) -> tuple[str, str]:
-    target = TARGETS[key]
-    limit = f"<= {target.limit:g} {target.unit}".replace(" x", "x")
-    return limit, target.check(r.get(key))
-
-
-def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+def rows(r: Mapping[str, Any]) -> list[Row]:
     dec = r.get("decision_ms") or {}
     parked = r.get("parked") or {}
     status = r.get("status_ms") or {}
@@ -61,40 +54,40 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
 
     def sub(group: Mapping[str, Any], name: str) -> str:
         d = group.get(name)
-        return f"{_num(d['p50'])} / {_num(d['p99'])} ms" if d else "-"
+        return f"{num(d['p50'])} / {num(d['p99'])} ms" if d else "-"
 
     def p50(group: Mapping[str, Any], name: str) -> str:
         d = group.get(name)
-        return f"{_num(d['p50'])} ms" if d else "-"
+        return f"{num(d['p50'])} ms" if d else "-"
 
     pipe, base = r.get("pipeline_run_ms") or {}, r.get("baseline_run_ms") or {}
     out = [
         (
             "interpreter / baseline (run p50)",
-            _num(r.get("overhead_ratio"), "x", 3),
-            *_verdict(r, "overhead_ratio"),
+            num(r.get("overhead_ratio"), "x", 3),
+            *verdict(r, "overhead_ratio"),
         ),
         (
             "  pipeline run p50 / p99",
-            f"{_num(pipe.get('p50'))} / {_num(pipe.get('p99'))} ms",
+            f"{num(pipe.get('p50'))} / {num(pipe.get('p99'))} ms",
             "",
             "",
         ),
         (
             "  baseline run p50 / p99",
-            f"{_num(base.get('p50'))} / {_num(base.get('p99'))} ms",
+            f"{num(base.get('p50'))} / {num(base.get('p99'))} ms",
             "",
             "",
         ),
         (
             "step overhead p50 / p99",
             _pair(r, "step_overhead_ms_p50", "step_overhead_ms_p99"),
-            *_verdict(r, "step_overhead_ms_p50"),
+            *verdict(r, "step_overhead_ms_p50"),
         ),
         (
             "decision (update) -> step started p50 / p99",
             _pair(r, "decision_latency_ms_p50", "decision_latency_ms_p99"),
-            *_verdict(r, "decision_latency_ms_p50"),
+            *verdict(r, "decision_latency_ms_p50"),
         ),
         (
             "  update: sent -> applied / RPC returned",
@@ -105,7 +98,7 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         (
             "decision (signal) -> step started p50 / p99",
             _pair(r, "decision_latency_signal_ms_p50", "decision_latency_signal_ms_p99"),
-            *_verdict(r, "decision_latency_signal_ms_p50"),
+            *verdict(r, "decision_latency_signal_ms_p50"),
         ),
         (
             "  signal: sent -> applied / RPC returned",
@@ -116,18 +109,18 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         (
             "GET /workflows/{id} idle p50 / p99",
             _pair(r, "status_ms_p50_idle", "status_ms_p99_idle"),
-            *_verdict(r, "status_ms_p99_idle"),
+            *verdict(r, "status_ms_p99_idle"),
         ),
         (
             f"GET /workflows/{{id}} {status.get('load_clients', '?')} clients back to back "
             "p50 / p99",
             _pair(r, "status_ms_p50_load", "status_ms_p99_load"),
-            *_verdict(r, "status_ms_p99_load"),
+            *verdict(r, "status_ms_p99_load"),
         ),
         (
             f"  served / s back to back, and with each polling every "
             f"{status.get('paced_interval_s', '?')} s",
-            f"{_num(status.get('load_requests_per_s'))} / {_num(status.get('paced_requests_per_s'))}",
+            f"{num(status.get('load_requests_per_s'))} / {num(status.get('paced_requests_per_s'))}",
             "",
             "",
         ),
@@ -146,25 +139,25 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         (
             f"{sse.get('streams', '?')} idle /events streams on {sse.get('runs', '?')} runs: "
             "CPU s/s added, API / worker / server",
-            " / ".join(_num(added.get(k), digits=3) for k in ("api", "worker-1", "temporal"))
+            " / ".join(num(added.get(k), digits=3) for k in ("api", "worker-1", "temporal"))
             if added
             else "-",
             "",
             "",
         ),
-        ("throughput, 1 worker", _num(r.get("throughput_1_worker"), " runs/s"), "", ""),
-        ("throughput, 2 workers", _num(r.get("throughput_2_workers"), " runs/s"), "", ""),
-        ("worker RSS idle", _num(parked.get("worker_rss_mb_idle"), " MiB"), "", ""),
+        ("throughput, 1 worker", num(r.get("throughput_1_worker"), " runs/s"), "", ""),
+        ("throughput, 2 workers", num(r.get("throughput_2_workers"), " runs/s"), "", ""),
+        ("worker RSS idle", num(parked.get("worker_rss_mb_idle"), " MiB"), "", ""),
         (
             f"worker RSS, {n_cached} runs cached",
-            _num(r.get("worker_rss_mb_cached"), " MiB"),
+            num(r.get("worker_rss_mb_cached"), " MiB"),
             "",
             "",
         ),
         (
             f"worker RSS, {n_parked} runs parked",
-            _num(r.get("worker_rss_mb_parked"), " MiB"),
-            *_verdict(r, "worker_rss_mb_parked"),
+            num(r.get("worker_rss_mb_parked"), " MiB"),
+            *verdict(r, "worker_rss_mb_parked"),
         ),
         (f"inbox count ({n_parked} parked) p50 / p99", sub(inbox, "count_ms"), "", ""),
         (f"inbox first {100} rows p50 / p99", sub(inbox, "first_page_ms"), "", ""),
@@ -172,26 +165,23 @@ def rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         ("GET /approvals p50 / p99", sub(inbox, "api_approvals_ms"), "", ""),
         (
             f"approve all {n_parked} (updates, 50 at a time)",
-            _num(parked.get("approve_all_s"), " s", 2)
-            + f" ({_num(parked.get('approvals_per_s'))}/s)",
+            num(parked.get("approve_all_s"), " s", 2)
+            + f" ({num(parked.get('approvals_per_s'))}/s)",
             "",
             "",
         ),
+        *report_dynamic.rows(r),
         *memory_rows(r),
     ]
     return out
 
 
 def table(r: Mapping[str, Any]) -> str:
-    body = rows(r)
-    widths = [max(len(row[i]) for row in body) for i in range(4)]
     head = (
         f"Stepgate bench, scale {r['scale']}: {r['machine']['cpus']} CPUs, "
         f"Python {r['machine']['python']}, temporalio {r['machine']['temporalio']}"
     )
-    lines = [head, ""]
-    for row in body:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    lines = [head, "", render(rows(r))]
     for section, why in (r.get("skipped") or {}).items():
         lines.append(f"skipped {section}: {why}")
     for section, why in (r.get("errors") or {}).items():

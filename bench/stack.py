@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,10 +103,15 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
 
 
 async def start_server(
-    procs: Processes, workdir: Path, *, port: int | None = None, db_file: Path | None = None
+    procs: Processes,
+    workdir: Path,
+    *,
+    port: int | None = None,
+    db_file: Path | None = None,
+    config: Mapping[str, object] | None = None,
 ) -> tuple[Child, str, Client]:
     """A dev server on loopback; in-memory unless `db_file` is given (drills restart it on the
-    same file and port to prove nothing is lost)."""
+    same file and port to prove nothing is lost). `config`: dynamic config on top of the bench's."""
     port = port or free_port()
     argv = [
         temporal_cli(),
@@ -131,7 +137,7 @@ async def start_server(
     # not the disk.
     if db_file is not None:
         argv += ["--db-filename", str(db_file)]
-    for key, value in SERVER_DYNAMIC_CONFIG.items():
+    for key, value in {**SERVER_DYNAMIC_CONFIG, **(config or {})}.items():
         argv += ["--dynamic-config-value", f"{key}={value}"]
     child = procs.spawn("temporal", argv, os.environ, ROOT)
     address = f"{HOST}:{port}"

@@ -1,4 +1,4 @@
-"""`python -m bench.worker`: the real Stepgate worker plus the baseline, in one worker process.
+"""`python -m bench.worker`: the real Stepgate worker plus the baselines, in one worker process.
 
 Configured like `worker.py` through the environment (TEMPORAL_ADDRESS, STEPGATE_TASK_QUEUE, ...).
 Touches `--ready-file` once it polls, so the bench knows when to start measuring.
@@ -19,10 +19,15 @@ from activities import default_registry
 from activities.config import get_settings
 from activities.logs import configure_logging
 from bench.baseline import BaselineWorkflow, noop
+from bench.baseline_dynamic import FanOutBaselineWorkflow, LoopBaselineWorkflow
 from worker import build_worker
 from workflows.client import make_client
 
-BASELINE = SimplePlugin("stepgate.bench.baseline", workflows=[BaselineWorkflow], activities=[noop])
+BASELINE = SimplePlugin(
+    "stepgate.bench.baseline",
+    workflows=[BaselineWorkflow, FanOutBaselineWorkflow, LoopBaselineWorkflow],
+    activities=[noop],
+)
 
 
 def with_baseline(client: Client) -> Client:
