@@ -67,7 +67,7 @@ def gate_view(g: GateRecord, spec: ApprovalSpec, *, with_subject: bool) -> GateV
     return GateView(
         gate=g.gate,
         stage=g.stage,
-        state="open" if g.open else GATE_STATE[g.outcome or "cancel"],
+        state=GATE_STATE[g.outcome] if g.outcome is not None else "open",
         round=g.round,
         approvers=g.approvers,
         escalated=g.escalated,
