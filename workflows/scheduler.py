@@ -148,6 +148,7 @@ def _start(
         step.started_at = now
         _fail(state, spec, step, str(err), now)
         return True
+    step.state = StepState.RUNNING
     step.started_at = now
     if spec.approval is not None and spec.approval.stage == "before":
         _open(state, spec, step, "before", step.args, ctx, now, effects)
@@ -246,7 +247,7 @@ def _returned(
 def _decided(state: RunData, spec: StepSpec, now: datetime, effects: list[Effect]) -> None:
     step = state.steps[spec.id]
     gate = step.gate
-    assert gate is not None  # _move checked, and that the gate is decided
+    assert gate is not None and gate.outcome is not None  # _move checked
     step.approvers_seen = sorted(set(step.approvers_seen) | go_on_voters(gate))
     who = ", ".join(gate.decided_by) or SYSTEM_ACTOR
     outcome, stage = gate.outcome, gate.stage
@@ -318,7 +319,7 @@ def _wind_down(state: RunData, now: datetime) -> None:
     reached end too (skipped when the run failed, cancelled when it was cancelled)."""
     assert state.stop is not None  # advance checked
     for step in state.steps.values():
-        if step.phase == "gate" and step.gate is not None:  # advance applied decided gates
+        if step.phase == "gate" and step.gate is not None and step.gate.open:
             close(step.gate, "cancel", [SYSTEM_ACTOR], now, None)
             _finish(state, step, StepState.CANCELLED, now, reason="run stopped")
     if state.in_flight():
