@@ -205,13 +205,16 @@ def test_on_failure_skip_without_substitute_leaves_no_output() -> None:
     assert ends(sim, "b") == ("skipped", "needs 'a' (skipped)", None, T0)
 
 
-def test_on_failure_reject_of_a_failure_without_a_message() -> None:
-    """A rejected failure that had no message says only who rejected it."""
-    sim = gated("on_failure")
-    lifecycle.record_result(sim.state, "a", Result(round=0, ok=False))
-    sim.advance()
-    sim.vote("a", "reject")
-    assert sim.step("a").error == "rejected at on_failure gate by alice"
+def test_on_failure_reject_repeats_the_failure_the_gate_showed() -> None:
+    """Rejecting a failure names the error its gate showed, if it showed one, then who rejected."""
+    for error in ("disk full", None):
+        sim = gated("on_failure")
+        lifecycle.record_result(sim.state, "a", Result(round=0, ok=False, error=error))
+        sim.advance()
+        shown = sim.gate("a").subject["error"]
+        sim.vote("a", "reject")
+        failure = f"{shown}; " if shown else ""
+        assert sim.step("a").error == f"{failure}rejected at on_failure gate by alice"
 
 
 def test_go_on_outcomes_decided_after_the_stop_cancel_the_step() -> None:
