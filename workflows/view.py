@@ -73,7 +73,7 @@ def gate_view(g: GateRecord, spec: ApprovalSpec, *, with_subject: bool) -> GateV
         item=g.item,
         priority=g.priority,
         stage=g.stage,
-        state="open" if g.open else GATE_STATE[g.outcome or "cancel"],
+        state=GATE_STATE[g.outcome] if g.outcome is not None else "open",
         round=g.round,
         approvers=g.approvers,
         escalated=g.escalated,
