@@ -87,6 +87,10 @@ class Turn:
     now: datetime
     effects: list[Effect] = field(default_factory=list)
     hold: bool = False
+    # Running units counted during this pass (key "" for the run, a step id for its items);
+    # cleared whenever a unit moves, so a count is never stale and a pass over many waiting
+    # items counts once instead of once per item.
+    counts: dict[str, int] = field(default_factory=dict)
 
     def scope(self, unit: StepRecord, **local: Any) -> Scope:
         return unit_scope(self.state, self.d, self.ctx, unit, **local)
