@@ -64,7 +64,9 @@ def narrow_policy(definitions: Path) -> str:
 
 
 async def test_governed_start_refuses_forbidden_plans_and_bad_fields_with_their_paths(
-    gov: httpx.AsyncClient, as_: Auth, narrow_policy: str
+    gov: httpx.AsyncClient,  # noqa: F811  (the fixture imported above)
+    as_: Auth,
+    narrow_policy: str,
 ) -> None:
     """A viewer may not start one; a plan with secrets, another pipeline, a tool outside the
     policy or too many steps, an unknown or path-like policy, an oversized request and a context
@@ -123,7 +125,10 @@ class StubbornPlanner:
 
 
 async def test_planner_is_sent_every_error_and_the_run_fails_after_its_attempts(
-    gov: httpx.AsyncClient, as_: Auth, llm: tuple[LocalServer, Any], narrow_policy: str
+    gov: httpx.AsyncClient,  # noqa: F811
+    as_: Auth,
+    llm: tuple[LocalServer, Any],  # noqa: F811
+    narrow_policy: str,
 ) -> None:
     """A planner that keeps proposing a tool the policy forbids is shown the error with its path
     on each repair, and after the policy's two attempts the run fails naming that error; nothing
@@ -142,7 +147,9 @@ async def test_planner_is_sent_every_error_and_the_run_fails_after_its_attempts(
 
 
 async def test_context_that_looks_like_a_reference_stays_text_in_a_governed_run(
-    gov: httpx.AsyncClient, as_: Auth, monkeypatch: pytest.MonkeyPatch
+    gov: httpx.AsyncClient,  # noqa: F811
+    as_: Auth,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Context is the plan's input: `${secret.…}` or `${steps.…}` inside it is carried as text
     through the tier-1 run to its output, never resolved."""
