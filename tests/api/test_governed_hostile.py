@@ -69,8 +69,9 @@ async def test_governed_start_refuses_forbidden_plans_and_bad_fields_with_their_
     narrow_policy: str,
 ) -> None:
     """A viewer may not start one; a plan with secrets, another pipeline, a tool outside the
-    policy or too many steps, an unknown or path-like policy, an oversized request and a context
-    nested too deep are each refused with a 4xx naming the field."""
+    policy or too many steps, an unknown or path-like policy, a context that does not fit the plan's input,
+    an oversized request and a context nested too deep are each refused with a 4xx naming the
+    field."""
     http = gov
     assert (await start(http, as_, "vic", plan=ECHO_PLAN)).status_code == 403
 
@@ -97,6 +98,9 @@ async def test_governed_start_refuses_forbidden_plans_and_bad_fields_with_their_
     assert r.status_code == 422 and "body.policy" in fields(r), r.text
     r = await start(http, as_, "olga", plan=ECHO_PLAN, policy="nosuch")
     assert r.status_code == 422 and fields(r) == ["policy"], r.text
+
+    r = await start(http, as_, "olga", plan=ECHO_PLAN, context={"text": ["not", "a", "string"]})
+    assert r.status_code == 422 and fields(r) == ["context.text"], r.text
 
     r = await start(http, as_, "olga", request="x" * 10_001)
     assert r.status_code == 422 and "body.request" in fields(r), r.text
