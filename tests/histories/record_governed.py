@@ -77,7 +77,11 @@ async def _modified(handle: Handle) -> None:
         {"gate": "review", "action": "approve", "actor": "mallory", "roles": ["dev"]},
     )
     # The peer adds a high-risk step: the plan becomes tier 3 and waits for an elder.
-    steps = [echo("first", "${input.text}"), echo("second", "b"), {"id": "third", "tool": "test.echo"}]
+    steps = [
+        echo("first", "${input.text}"),
+        echo("second", "b"),
+        {"id": "third", "tool": "test.echo"},
+    ]
     await vote(handle, "pat", "peer", "modify", patch={"plan": {"steps": steps}}, comment="+1 step")
     # The update returns once the gate took the modify: what it shows now is the new tier's gate
     # (recordings made before 2026-11 show the peer's modify closing it on its own).
@@ -105,7 +109,10 @@ GOVERNED: dict[str, tuple[dict[str, Any], GovDrive]] = {
         _modified,
     ),
     "governed_rejected": (plan(echo("first", "${input.text}"), echo("second", "b")), _rejected),
-    "governed_parked_at_review": (plan(echo("first", "${input.text}"), echo("second", "b")), _parked),
+    "governed_parked_at_review": (
+        plan(echo("first", "${input.text}"), echo("second", "b")),
+        _parked,
+    ),
 }
 
 
