@@ -8,6 +8,7 @@ import asyncio
 import json
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ChildWorkflowError
@@ -101,12 +102,18 @@ async def execute(run: GovernedRun) -> RunState:
     if st.plan is None:
         st.child_state, st.error = "failed", "no plan to execute"
         return RunState.FAILED
-    child = PipelineInput(
-        definition=Definition.model_validate(st.plan),
-        input=inp.context,
-        requester=inp.requester,
-        notify=inp.notify,
-    )
+    try:
+        child = PipelineInput(
+            definition=Definition.model_validate(st.plan),
+            input=inp.context,
+            requester=inp.requester,
+            notify=inp.notify,
+        )
+    except ValidationError as err:
+        # Any other exception here would fail the workflow task and retry it forever.
+        st.child_state = "failed"
+        st.error = f"the approved plan cannot run: {err.error_count()} validation error(s)"
+        return RunState.FAILED
     try:
         result: PipelineResult = await workflow.execute_child_workflow(
             "PipelineWorkflow",
