@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 
 from bench import report_dynamic
 from bench.cells import Row, num, render, verdict
+from bench.governed import report_rows as governed_rows
 from bench.memory import report_rows as memory_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -172,6 +173,7 @@ def rows(r: Mapping[str, Any]) -> list[Row]:
         ),
         *report_dynamic.rows(r),
         *memory_rows(r),
+        *governed_rows(r),
     ]
     return out
 
