@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
 from workflows import lifecycle, view
+from workflows.gates import next_due
 from workflows.models import Principal
-from workflows.scheduler import CheckPlan, Invoke, Notify
+from workflows.scheduler import CheckPlan, Invoke, Notify, next_wake
 from workflows.state import PlanRecord, Result
 
 EACH = """
@@ -330,3 +331,41 @@ def test_a_repeat_step_is_checked_on_what_its_loop_ends_with() -> None:
     sim.advance()
     sim.succeed("job", {"status": "done"})
     assert sim.step("job").state.value == "succeeded"
+
+
+def test_sleeping_repeat_step_is_when_the_run_wakes_next() -> None:
+    """While a loop sleeps, its next iteration is the run's next wake-up; once it runs again
+    nothing is due."""
+    sim = Sim(REPEAT)
+    sim.advance()
+    assert (next_due(sim.state), next_wake(sim.state)) == (None, None)
+    sim.succeed("job", {"status": "running"})
+    assert (next_due(sim.state), next_wake(sim.state)) == (T0 + timedelta(seconds=30),) * 2
+    sim.tick(seconds=30)
+    assert (next_due(sim.state), next_wake(sim.state)) == (None, None)
+
+
+def test_earliest_of_several_sleeping_loops_is_the_next_wake() -> None:
+    """Two loops asleep with different waits: the run wakes for the sooner one, then the other."""
+    sim = Sim(REPEAT + REPEAT.split("steps:\n")[1].replace("job", "slow").replace("30s", "50s"))
+    sim.advance()
+    sim.succeed("slow", {"status": "running"})
+    sim.tick(seconds=10)
+    sim.succeed("job", {"status": "running"})
+    assert (next_due(sim.state), next_wake(sim.state)) == (T0 + timedelta(seconds=40),) * 2
+    sim.tick(seconds=30)
+    assert (next_due(sim.state), next_wake(sim.state)) == (T0 + timedelta(seconds=50),) * 2
+
+
+def test_plan_for_a_step_not_planning_is_ignored() -> None:
+    """A plan arriving for a step that is not waiting for one (not started, or already given one)
+    changes nothing, and one for an unknown step is dropped."""
+    sim = Sim(PLAN)
+    sim.advance()
+    lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["early"]))
+    assert sim.step("run").plan is None and sim.step("run").phase == "pending"
+    sim.succeed("plan", {"json": {"name": "p"}})
+    lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["first"]))
+    lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["second"]))
+    lifecycle.record_plan(sim.state, "nope", PlanRecord(errors=["x"]))
+    assert sim.step("run").plan == PlanRecord(errors=["first"])
