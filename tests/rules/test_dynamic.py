@@ -7,7 +7,7 @@ from datetime import timedelta
 from tests.rules.sim import T0, Sim
 from workflows import lifecycle, view
 from workflows.gates import next_due
-from workflows.models import Principal
+from workflows.models import LifecycleInput, Principal
 from workflows.scheduler import CheckPlan, Invoke, Notify, next_wake
 from workflows.state import PlanRecord, Result
 
@@ -369,3 +369,21 @@ def test_plan_for_a_step_not_planning_is_ignored() -> None:
     lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["second"]))
     lifecycle.record_plan(sim.state, "nope", PlanRecord(errors=["x"]))
     assert sim.step("run").plan == PlanRecord(errors=["first"])
+
+
+def test_cancel_while_a_loop_sleeps_ends_it_cancelled() -> None:
+    """A run cancelled between iterations cancels the sleeping step at once and finishes, with
+    nothing left due."""
+    sim = Sim(REPEAT)
+    sim.advance()
+    sim.succeed("job", {"status": "running"})
+    lifecycle.request_cancel(sim.state, LifecycleInput(actor="olga", reason="enough"), T0)
+    assert sim.advance() == []
+    job = sim.step("job")
+    assert (job.state.value, job.phase, job.reason, job.next_at) == (
+        "cancelled",
+        "done",
+        "run stopped",
+        None,
+    )
+    assert sim.finished and next_due(sim.state) is None
