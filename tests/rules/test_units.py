@@ -192,3 +192,60 @@ def test_sleeping_loop_wakes_at_its_time_not_before() -> None:
     assert _calls(sim)[-1] == (1, {"try": 2})
     assert sim.step("job").next_at is None
     assert sim.now == T0 + timedelta(seconds=30)
+
+
+def test_failed_item_opens_its_own_on_failure_gate() -> None:
+    """An item failing under a per-item on_failure gate opens gate `<step>.<index>` on its error
+    and inputs instead of failing the run."""
+    sim = Sim(
+        EACH.replace(
+            "tool: t.x}",
+            "tool: t.x, with: {n: '${item}'}, approval: {approvers: ['role:ops'], stage: on_failure}}",
+        ),
+        {"n": [5, 6]},
+    )
+    sim.advance()
+    sim.fail("write.1", "disk full")
+    gate = sim.gate("write.1")
+    assert (gate.stage, gate.item, gate.subject) == (
+        "on_failure",
+        1,
+        {"error": "disk full", "inputs": {"n": 6}},
+    )
+    assert sim.step("write.1").state.value == "waiting" and sim.state.stop is None
+
+
+def test_for_each_step_records_when_it_started() -> None:
+    """A for_each step starts when its needs are done, and says so."""
+    sim = Sim(
+        """
+name: later
+input: {type: object, properties: {n: {type: array}}}
+steps:
+  - {id: a, tool: t.x}
+  - {id: write, needs: [a], for_each: "${input.n}", tool: t.x}
+""",
+        {"n": [1]},
+    )
+    sim.advance()
+    sim.tick(minutes=5)
+    sim.succeed("a")
+    assert sim.step("write").started_at == T0 + timedelta(minutes=5)
+
+
+def test_for_each_reference_that_does_not_resolve_fails_the_step() -> None:
+    """A for_each list that cannot be read fails the step with the reference's error and stops
+    the run."""
+    sim = Sim(EACH.replace("${input.n}", "${input.n.first}"), {"n": [1, 2]})
+    sim.advance()
+    step = sim.step("write")
+    assert (step.state.value, step.error, step.items) == (
+        "failed",
+        "${input.n.first}: cannot take 'first' of list",
+        None,
+    )
+    assert sim.state.stop is not None
+    assert (
+        sim.state.stop.message
+        == "step 'write' failed: ${input.n.first}: cannot take 'first' of list"
+    )
