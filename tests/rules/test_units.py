@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
 from workflows import lifecycle
+from workflows.limits import MAX_ITEMS
 from workflows.scheduler import Invoke
 from workflows.state import PlanRecord
 from workflows.units import plan_digest
@@ -249,3 +250,19 @@ def test_for_each_reference_that_does_not_resolve_fails_the_step() -> None:
         sim.state.stop.message
         == "step 'write' failed: ${input.n.first}: cannot take 'first' of list"
     )
+
+
+def test_for_each_takes_exactly_the_item_limit_and_refuses_one_more() -> None:
+    """A list of MAX_ITEMS items expands; one item more fails the step, naming both counts."""
+    sim = Sim(EACH, {"n": list(range(MAX_ITEMS))})
+    sim.advance()
+    assert len(sim.step("write").items or []) == MAX_ITEMS
+    sim = Sim(EACH, {"n": list(range(MAX_ITEMS + 1))})
+    sim.advance()
+    step = sim.step("write")
+    assert (step.state.value, step.error, step.items) == (
+        "failed",
+        f"for_each has {MAX_ITEMS + 1} items, more than {MAX_ITEMS}",
+        None,
+    )
+    assert sim.state.stop is not None
