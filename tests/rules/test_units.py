@@ -266,3 +266,51 @@ def test_for_each_takes_exactly_the_item_limit_and_refuses_one_more() -> None:
         None,
     )
     assert sim.state.stop is not None
+
+
+CHECKED = """
+name: checked
+steps:
+  - id: a
+    tool: t.x
+    check: {condition: "output.n > 1", message: "too few"}
+"""
+
+
+def test_check_that_cannot_be_evaluated_fails_the_step() -> None:
+    """A check comparing a string with a number fails the step saying why, and stops the run."""
+    sim = Sim(CHECKED)
+    sim.advance()
+    sim.succeed("a", {"n": "many"})
+    a = sim.step("a")
+    assert (a.state.value, a.error) == (
+        "failed",
+        "check could not be evaluated: cannot compare str > int",
+    )
+    assert sim.state.stop is not None
+
+
+REVIEWED = """
+name: reviewed
+steps:
+  - id: a
+    tool: t.x
+    approval: {approvers: ["role:ops"], stage: %s, review: "n is ${output.n}"}
+"""
+
+
+def test_after_gate_review_reads_the_output() -> None:
+    """An after gate's review is resolved against the step's output."""
+    sim = Sim(REVIEWED % "after")
+    sim.advance()
+    sim.succeed("a", {"n": 3})
+    assert sim.gate("a").review == "n is 3"
+
+
+def test_before_gate_review_cannot_read_an_output() -> None:
+    """Before its call a step has no output: a review reading one says it did not resolve."""
+    sim = Sim(REVIEWED % "before")
+    sim.advance()
+    assert sim.gate("a").review == (
+        "n is ${output.n} (references not resolved: ${output.n}: `output` does not exist here)"
+    )
