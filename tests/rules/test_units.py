@@ -314,3 +314,18 @@ def test_before_gate_review_cannot_read_an_output() -> None:
     assert sim.gate("a").review == (
         "n is ${output.n} (references not resolved: ${output.n}: `output` does not exist here)"
     )
+
+
+def test_priority_condition_that_cannot_be_evaluated_is_normal() -> None:
+    """A priority condition comparing a string with a number leaves the gate at normal."""
+    sim = Sim(
+        """
+name: pri
+steps:
+  - id: a
+    tool: t.x
+    approval: {approvers: ["role:ops"], priority: {urgent: "steps.a.status > 3"}}
+"""
+    )
+    sim.advance()
+    assert sim.gate("a").priority == "normal"
