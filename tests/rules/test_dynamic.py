@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
 from workflows import lifecycle, view
-from workflows.gates import next_due
+from workflows.gates import gate_spec, next_due
 from workflows.models import LifecycleInput, Principal
 from workflows.scheduler import CheckPlan, Invoke, Notify, next_wake
 from workflows.state import PlanRecord, Result
@@ -387,3 +387,18 @@ def test_cancel_while_a_loop_sleeps_ends_it_cancelled() -> None:
         None,
     )
     assert sim.finished and next_due(sim.state) is None
+
+
+def test_whole_list_after_gate_offers_no_retry_or_modify() -> None:
+    """A gate over a for_each step's outputs cannot retry or patch the list: both are refused."""
+    sim = Sim(
+        EACH % 'approval: {approvers: ["role:ops"], stage: after, per_item: false}',
+        {"files": [{"name": "a"}]},
+    )
+    sim.advance()
+    sim.succeed("write.0", {"v": 1})
+    assert gate_spec(sim.d, sim.gate("write")).actions() == ("approve", "reject", "skip", "cancel")
+    for action, kw in (("retry", {}), ("modify", {"patch": [2]})):
+        refusal = sim.vote("write", action, **kw)
+        assert refusal is not None and refusal.code == "action_not_allowed", action
+    assert sim.gate("write").open

@@ -184,3 +184,11 @@ def test_step_view_lists_a_refused_plans_errors() -> None:
     steps = view.status(sim.state, sim.d, FACTS).steps
     assert (steps[1].plan, steps[1].plan_errors) == (None, ["steps: Field required"])
     assert (steps[0].plan, steps[0].plan_errors) == (None, None)
+
+
+def test_item_view_shows_why_an_item_was_skipped() -> None:
+    """An item skipped at its gate shows the reason, who skipped it, in its view."""
+    sim = _items()
+    sim.vote("write.1", "skip", actor="bob")
+    view_1 = _item_views(sim)[1]
+    assert (view_1.state, view_1.reason) == ("skipped", "skipped at before gate by bob")
