@@ -402,3 +402,18 @@ def test_whole_list_after_gate_offers_no_retry_or_modify() -> None:
         refusal = sim.vote("write", action, **kw)
         assert refusal is not None and refusal.code == "action_not_allowed", action
     assert sim.gate("write").open
+
+
+def test_run_failing_mid_list_ends_waiting_items_and_their_step() -> None:
+    """Once the calls out are back after a failure, items never started end skipped and their
+    step ends skipped too, each saying the run failed."""
+    sim = Sim(EACH % "", FILES)
+    sim.advance()
+    sim.fail("write.0", "disk full")
+    assert sim.step("write.2").phase == "pending"
+    sim.succeed("write.1", {"v": 1})
+    assert [(u, sim.step(u).state.value, sim.step(u).reason) for u in ("write.2", "write")] == [
+        ("write.2", "skipped", "not reached: the run failed"),
+        ("write", "skipped", "stopped: the run failed"),
+    ]
+    assert sim.finished
