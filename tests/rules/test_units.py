@@ -329,3 +329,28 @@ steps:
     )
     sim.advance()
     assert sim.gate("a").priority == "normal"
+
+
+AUTO_AFTER = """
+name: auto
+input: {type: object, properties: {n: {type: array}}}
+steps:
+  - id: a
+    for_each: "${input.n}"
+    tool: t.x
+    approval: {approvers: ["role:ops"], stage: after, auto_approve_if: "steps.a.output.n < 5"}
+"""
+
+
+def test_item_after_gate_auto_approves_on_the_items_own_output() -> None:
+    """auto_approve_if at an item's after gate reads that item's output as the step's: a small n
+    approves it with the reason in the audit, a large one leaves it to people."""
+    sim = Sim(AUTO_AFTER, {"n": [0, 1]})
+    sim.advance()
+    sim.succeed("a.0", {"n": 3})
+    sim.succeed("a.1", {"n": 9})
+    assert (sim.gate("a.0").outcome, sim.step("a.0").state.value) == ("approve", "succeeded")
+    assert sim.gate("a.1").open
+    assert [(e.kind, e.gate, e.reason) for e in sim.state.audit] == [
+        ("auto_approve", "a.0", "auto_approve_if held: steps.a.output.n < 5")
+    ]
