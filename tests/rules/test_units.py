@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from activities.models import ARTIFACT_MARKER
 from tests.rules.sim import T0, Sim
 from workflows import lifecycle
 from workflows.limits import MAX_ITEMS
 from workflows.scheduler import Invoke
-from workflows.state import PlanRecord
+from workflows.state import PlanRecord, Result
 from workflows.units import plan_digest
 
 LOOP = """
@@ -353,4 +354,33 @@ def test_item_after_gate_auto_approves_on_the_items_own_output() -> None:
     assert sim.gate("a.1").open
     assert [(e.kind, e.gate, e.reason) for e in sim.state.audit] == [
         ("auto_approve", "a.0", "auto_approve_if held: steps.a.output.n < 5")
+    ]
+
+
+BIG = {"uri": "file:///a/big.json", "path": "run/outputs/big.json", "size": 9, "sha256": "ab"}
+
+
+def test_reference_into_an_offloaded_output_is_left_for_the_activity() -> None:
+    """A step reading into an output kept in the artifact store is given a marker and a slot the
+    activity fills, not the stored marker's contents."""
+    sim = Sim(
+        """
+name: offload
+steps:
+  - {id: a, tool: t.x}
+  - {id: b, tool: t.x, needs: [a], with: {x: "${steps.a.output.items.0.id}"}}
+"""
+    )
+    sim.advance()
+    lifecycle.record_result(
+        sim.state,
+        "a",
+        Result(round=0, ok=True, output={ARTIFACT_MARKER: BIG}, artifact=BIG, preview="(stored)"),
+    )
+    (call,) = sim.advance()
+    assert isinstance(call, Invoke)
+    marker = {ARTIFACT_MARKER: BIG, "path": ["items", "0", "id"]}
+    assert call.args == {"x": marker}
+    assert [(s.path, s.artifact_path, s.expect) for s in call.slots] == [
+        (["x"], ["items", "0", "id"], marker)
     ]
