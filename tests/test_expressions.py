@@ -8,6 +8,7 @@ import pytest
 
 from activities.models import ARTIFACT_MARKER
 from workflows import expr
+from workflows.limits import MAX_EXPRESSION_CHARS, MAX_EXPRESSION_DEPTH, MAX_NUMBER_CHARS
 from workflows.refs import RefError, Scope
 
 BIG = {"uri": "file:///a/big.json", "path": "run/outputs/big.json", "size": 9, "sha256": "ab"}
@@ -336,3 +337,52 @@ def test_truthy_follows_json_emptiness() -> None:
     """null, false, 0, '' and empty lists and objects are false; anything else is true."""
     assert [expr.truthy(v) for v in (None, False, 0, "", [], {})] == [False] * 6
     assert [expr.truthy(v) for v in (True, 1, "0", [0], {"a": None})] == [True] * 5
+
+
+def test_parse_nesting_exactly_the_depth_limit_and_refuse_one_more() -> None:
+    """Parentheses and `not`s nest up to MAX_EXPRESSION_DEPTH levels with the whole expression;
+    one level more is refused by name."""
+    too_deep = f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels"
+    inner = MAX_EXPRESSION_DEPTH - 1
+    assert expr.evaluate(expr.parse("(" * inner + "1" + ")" * inner), scope().lookup) == 1
+    assert expr.evaluate(expr.parse("not " * inner + "false"), scope().lookup) is True
+    for text in ("(" * (inner + 1) + "1" + ")" * (inner + 1), "not " * (inner + 1) + "true"):
+        with pytest.raises(expr.ExpressionError) as err:
+            expr.parse(text)
+        assert str(err.value) == too_deep
+
+
+def test_parse_chain_as_tall_as_the_depth_limit_and_refuse_one_more() -> None:
+    """A flat chain of `and`s is a tree one level taller per term: MAX_EXPRESSION_DEPTH terms
+    parse, one more is refused."""
+    assert expr.parse(" and ".join(["true"] * MAX_EXPRESSION_DEPTH)) is not None
+    with pytest.raises(expr.ExpressionError) as err:
+        expr.parse(" and ".join(["true"] * (MAX_EXPRESSION_DEPTH + 1)))
+    assert str(err.value) == f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels"
+
+
+def test_parse_depth_counts_again_after_a_nested_group_closes() -> None:
+    """Closing a nested group or `not` chain returns to the depth around it, not to the top, so a
+    sibling one level too deep is still refused."""
+    # Inside one group (level 2), a closed sibling, then 63 more levels: 65 in all.
+    deep = "(" * (MAX_EXPRESSION_DEPTH - 1) + "true" + ")" * (MAX_EXPRESSION_DEPTH - 1)
+    for sibling in ("((true))", "(not not true)"):
+        with pytest.raises(expr.ExpressionError) as err:
+            expr.parse(f"({sibling} and {deep})")
+        assert str(err.value) == f"expression nested deeper than {MAX_EXPRESSION_DEPTH} levels"
+
+
+def test_parse_text_and_numbers_of_exactly_their_limits_and_refuse_longer() -> None:
+    """An expression of MAX_EXPRESSION_CHARS characters and a number of MAX_NUMBER_CHARS digits
+    parse; one character more is refused, naming the limit."""
+    longest = "true" + " " * (MAX_EXPRESSION_CHARS - 4)
+    assert expr.evaluate(expr.parse(longest), scope().lookup) is True
+    with pytest.raises(expr.ExpressionError) as err:
+        expr.parse(longest + " ")
+    assert str(err.value) == f"expression longer than {MAX_EXPRESSION_CHARS} characters"
+    assert expr.evaluate(expr.parse("9" * MAX_NUMBER_CHARS), scope().lookup) == int(
+        "9" * MAX_NUMBER_CHARS
+    )
+    with pytest.raises(expr.ExpressionError) as err:
+        expr.parse("9" * (MAX_NUMBER_CHARS + 1))
+    assert str(err.value) == f"number longer than {MAX_NUMBER_CHARS} characters"

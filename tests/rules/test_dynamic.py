@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
 from workflows import lifecycle, view
-from workflows.models import Principal
-from workflows.scheduler import CheckPlan, Invoke, Notify
+from workflows.gates import gate_spec, next_due
+from workflows.models import LifecycleInput, Principal
+from workflows.scheduler import CheckPlan, Invoke, Notify, next_wake
 from workflows.state import PlanRecord, Result
 
 EACH = """
@@ -330,3 +331,89 @@ def test_a_repeat_step_is_checked_on_what_its_loop_ends_with() -> None:
     sim.advance()
     sim.succeed("job", {"status": "done"})
     assert sim.step("job").state.value == "succeeded"
+
+
+def test_sleeping_repeat_step_is_when_the_run_wakes_next() -> None:
+    """While a loop sleeps, its next iteration is the run's next wake-up; once it runs again
+    nothing is due."""
+    sim = Sim(REPEAT)
+    sim.advance()
+    assert (next_due(sim.state), next_wake(sim.state)) == (None, None)
+    sim.succeed("job", {"status": "running"})
+    assert (next_due(sim.state), next_wake(sim.state)) == (T0 + timedelta(seconds=30),) * 2
+    sim.tick(seconds=30)
+    assert (next_due(sim.state), next_wake(sim.state)) == (None, None)
+
+
+def test_earliest_of_several_sleeping_loops_is_the_next_wake() -> None:
+    """Two loops asleep with different waits: the run wakes for the sooner one, then the other."""
+    sim = Sim(REPEAT + REPEAT.split("steps:\n")[1].replace("job", "slow").replace("30s", "50s"))
+    sim.advance()
+    sim.succeed("slow", {"status": "running"})
+    sim.tick(seconds=10)
+    sim.succeed("job", {"status": "running"})
+    assert (next_due(sim.state), next_wake(sim.state)) == (T0 + timedelta(seconds=40),) * 2
+    sim.tick(seconds=30)
+    assert (next_due(sim.state), next_wake(sim.state)) == (T0 + timedelta(seconds=50),) * 2
+
+
+def test_plan_for_a_step_not_planning_is_ignored() -> None:
+    """A plan arriving for a step that is not waiting for one (not started, or already given one)
+    changes nothing, and one for an unknown step is dropped."""
+    sim = Sim(PLAN)
+    sim.advance()
+    lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["early"]))
+    assert sim.step("run").plan is None and sim.step("run").phase == "pending"
+    sim.succeed("plan", {"json": {"name": "p"}})
+    lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["first"]))
+    lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["second"]))
+    lifecycle.record_plan(sim.state, "nope", PlanRecord(errors=["x"]))
+    assert sim.step("run").plan == PlanRecord(errors=["first"])
+
+
+def test_cancel_while_a_loop_sleeps_ends_it_cancelled() -> None:
+    """A run cancelled between iterations cancels the sleeping step at once and finishes, with
+    nothing left due."""
+    sim = Sim(REPEAT)
+    sim.advance()
+    sim.succeed("job", {"status": "running"})
+    lifecycle.request_cancel(sim.state, LifecycleInput(actor="olga", reason="enough"), T0)
+    assert sim.advance() == []
+    job = sim.step("job")
+    assert (job.state.value, job.phase, job.reason, job.next_at) == (
+        "cancelled",
+        "done",
+        "run stopped",
+        None,
+    )
+    assert sim.finished and next_due(sim.state) is None
+
+
+def test_whole_list_after_gate_offers_no_retry_or_modify() -> None:
+    """A gate over a for_each step's outputs cannot retry or patch the list: both are refused."""
+    sim = Sim(
+        EACH % 'approval: {approvers: ["role:ops"], stage: after, per_item: false}',
+        {"files": [{"name": "a"}]},
+    )
+    sim.advance()
+    sim.succeed("write.0", {"v": 1})
+    assert gate_spec(sim.d, sim.gate("write")).actions() == ("approve", "reject", "skip", "cancel")
+    for action, kw in (("retry", {}), ("modify", {"patch": [2]})):
+        refusal = sim.vote("write", action, **kw)
+        assert refusal is not None and refusal.code == "action_not_allowed", action
+    assert sim.gate("write").open
+
+
+def test_run_failing_mid_list_ends_waiting_items_and_their_step() -> None:
+    """Once the calls out are back after a failure, items never started end skipped and their
+    step ends skipped too, each saying the run failed."""
+    sim = Sim(EACH % "", FILES)
+    sim.advance()
+    sim.fail("write.0", "disk full")
+    assert sim.step("write.2").phase == "pending"
+    sim.succeed("write.1", {"v": 1})
+    assert [(u, sim.step(u).state.value, sim.step(u).reason) for u in ("write.2", "write")] == [
+        ("write.2", "skipped", "not reached: the run failed"),
+        ("write", "skipped", "stopped: the run failed"),
+    ]
+    assert sim.finished
