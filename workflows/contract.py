@@ -34,6 +34,9 @@ PATCH_GATES_MEMO = "gates-memo-v1"
 # One serializable run state and pure rules (workflows/scheduler.py and friends); runs recorded
 # before it finish on workflows/legacy/.
 PATCH_CORE_V2 = "core-v2"
+# A call approved at a gate waits for a free slot under `max_parallel` instead of starting at
+# once (runs recorded before it started every approved call immediately).
+PATCH_APPROVED_WAIT_FOR_SLOT = "approved-wait-for-slot"
 
 # The query that pages through a run's whole audit trail (the status shows the latest entries).
 AUDIT_QUERY = "audit"

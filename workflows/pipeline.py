@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
+        PATCH_APPROVED_WAIT_FOR_SLOT,
         PATCH_CORE_V2,
         SA_PIPELINE,
         STATUS_QUERY,
@@ -70,6 +71,7 @@ class PipelineWorkflow:
             input=self._def.effective_input(inp.input),
             requester=inp.requester,
             approval_mode=inp.approval_mode,
+            approved_wait_for_slot=workflow.patched(PATCH_APPROVED_WAIT_FOR_SLOT),
         )
         self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
         self._tasks: dict[str, asyncio.Task[None]] = {}

@@ -26,6 +26,7 @@ from workflows.units import (
     next_iteration,
     planned,
     returned,
+    run,
     start,
     start_each,
 )
@@ -95,6 +96,12 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
         if not _may_start(t, spec, parent):
             return False
         start(t, spec, unit)
+    elif unit.phase == "queued":
+        # A decided call goes on while paused (pause holds new starts, not decisions), but
+        # only within max_parallel.
+        if not _has_room(t, spec, parent):
+            return False
+        run(t, spec, unit)
     elif unit.phase == "running" and unit.result is not None:
         returned(t, spec, unit)
     elif unit.phase == "gate" and unit.gate is not None and not unit.gate.open:
@@ -120,6 +127,11 @@ def _may_start(t: Turn, spec: StepSpec, parent: StepRecord | None) -> bool:
     among the calls out (the run's, and for an item its step's `max_parallel`)."""
     if t.hold or t.state.stop is not None or t.state.paused:
         return False
+    return _has_room(t, spec, parent)
+
+
+def _has_room(t: Turn, spec: StepSpec, parent: StepRecord | None) -> bool:
+    """Room among the calls out: the run's `max_parallel`, and for an item its step's."""
     limit = min(t.d.max_parallel or MAX_IN_FLIGHT, MAX_IN_FLIGHT)
     if _running(t, None) >= limit:
         return False
@@ -173,7 +185,7 @@ def _wind_down(t: Turn) -> None:
     final = StepState.SKIPPED if state.stop.kind == "failed" else StepState.CANCELLED
     verb = "failed" if state.stop.kind == "failed" else "was cancelled"
     for unit in state.units():
-        if unit.phase == "pending":
+        if unit.phase in ("pending", "queued"):
             finish(t, unit, final, reason=f"not reached: the run {verb}")
     for step in state.steps.values():
         if step.phase == "items":

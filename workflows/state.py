@@ -21,7 +21,8 @@ Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]
 # Where a unit of work (a step, or an item of a for_each step) is in its life; `state` says what
 # the outside world sees. `items`: a for_each step whose items are under way; `planning`: a plan
 # out for its check; `sleeping`: a repeat step waiting for its next iteration.
-Phase = Literal["pending", "gate", "running", "items", "planning", "sleeping", "done"]
+# "queued": approved at a gate (or sent back to retry), waiting for a free slot to make its call.
+Phase = Literal["pending", "gate", "queued", "running", "items", "planning", "sleeping", "done"]
 
 # Audit entries kept in the state; older ones move to the artifact store in chunks.
 AUDIT_KEEP = 200

@@ -220,18 +220,27 @@ def decided(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
         unit.round += 1
         unit.args = merge_patch(unit.args, gate.patch or {})
         unit.error = None
-        run(t, spec, unit)
+        _go_on(t, spec, unit)
     elif stage == "before":  # approve or modify: go on with what the gate shows now
         if spec.for_each is not None and unit.index is None:
             expand(t, spec, unit, gate.subject if isinstance(gate.subject, list) else [])
         else:
             if unit.plan is None:
                 unit.args = gate.subject
-            run(t, spec, unit)
+            _go_on(t, spec, unit)
     else:  # approve or modify after the call: the output is what the gate shows now
         if gate.modified:
             set_output(unit, gate.subject, None, None)
         finish(t, unit, StepState.SUCCEEDED)
+
+
+def _go_on(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
+    """After a gate: make the call, or (runs with the slot rule) queue it for the scheduler,
+    which starts it once `max_parallel` leaves room."""
+    if t.ctx.approved_wait_for_slot and t.state.stop is None:
+        unit.phase, unit.state = "queued", StepState.PENDING
+    else:
+        run(t, spec, unit)
 
 
 # ---- results -----------------------------------------------------------------------------

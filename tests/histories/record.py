@@ -306,6 +306,31 @@ async def _each(client: Client, handle: Handle) -> None:
 
 
 @scenario(
+    "for_each_gates_wait_for_slot",
+    """
+name: each_slot
+steps:
+  - id: files
+    tool: test.echo
+    with: {list: [a.py, b.py, c.py]}
+  - id: write
+    needs: [files]
+    for_each: "${steps.files.output.list}"
+    max_parallel: 1
+    tool: test.echo
+    with: {path: "${item}"}
+    approval: {approvers: ["role:ops"], review: "write ${item}?"}
+output: "${steps.write.output}"
+""",
+)
+async def _each_slot(client: Client, handle: Handle) -> None:
+    for uid in ("write.0", "write.1", "write.2"):
+        await open_gate(handle, uid)
+    for uid in ("write.2", "write.1", "write.0"):
+        await decide(handle, uid, "approve")
+
+
+@scenario(
     "repeat_poll_with_waits",
     """
 name: poll

@@ -3,8 +3,6 @@ for_each step's limits allow, in order, counting again whenever a unit moves."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.rules.sim import Sim
 from workflows import lifecycle
 from workflows.scheduler import Invoke
@@ -98,11 +96,6 @@ def test_items_waiting_at_a_gate_leave_their_slot_free() -> None:
     assert _started(sim.effects) == ["each.0", "each.1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a decided gate starts its call without a free slot (units.decided calls run "
-    "directly), so approving more gated items than max_parallel puts them all out at once",
-)
 def test_approving_more_gated_items_than_the_limit_holds_the_extra_call() -> None:
     """A third approved item under max_parallel 2 waits for a slot instead of running."""
     sim = Sim(GATED, {"n": [0, 1, 2]})
@@ -110,6 +103,32 @@ def test_approving_more_gated_items_than_the_limit_holds_the_extra_call() -> Non
     for uid in ("each.0", "each.1", "each.2"):
         sim.vote(uid, "approve")
     assert _running(sim) == ["each.0", "each.1"]
+    assert sim.state.unit("each.2").phase == "queued"
+    sim.succeed("each.0")
+    assert _running(sim) == ["each.1", "each.2"]
+
+
+def test_approved_calls_of_runs_recorded_before_the_slot_rule_start_at_once() -> None:
+    """A run replaying a history from before PATCH_APPROVED_WAIT_FOR_SLOT makes every approved
+    call at once, as it did then, so its commands match its history."""
+    sim = Sim(GATED, {"n": [0, 1, 2]}, approved_wait_for_slot=False)
+    sim.advance()
+    for uid in ("each.0", "each.1", "each.2"):
+        sim.vote(uid, "approve")
+    assert _running(sim) == ["each.0", "each.1", "each.2"]
+
+
+def test_a_run_stopped_while_a_call_is_queued_ends_it_unreached() -> None:
+    """A queued call never starts once the run fails: it ends cancelled, saying why, while the
+    call already out is left to finish."""
+    sim = Sim(GATED, {"n": [0, 1, 2]})
+    sim.advance()
+    for uid in ("each.0", "each.1", "each.2"):
+        sim.vote(uid, "approve")
+    sim.fail("each.0", "boom")
+    queued = sim.state.unit("each.2")
+    assert (queued.phase, queued.state.value, queued.reason) == ("done", "cancelled", "run stopped")
+    assert _running(sim) == ["each.1"]
 
 
 LATER_RETURN = """
