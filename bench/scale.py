@@ -67,17 +67,23 @@ def scale_from_env() -> Scale:
 
 @dataclass(frozen=True)
 class Target:
-    """An upper limit for one figure (every target here is "at most")."""
+    """A limit for one figure: at most `limit`, or at least it when `at_least`."""
 
     key: str
     label: str
     limit: float
     unit: str
+    at_least: bool = False
+
+    @property
+    def sense(self) -> str:
+        return ">=" if self.at_least else "<="
 
     def check(self, value: float | None) -> str:
         if value is None:
             return "n/a"
-        return "PASS" if value <= self.limit else "MISS"
+        met = value >= self.limit if self.at_least else value <= self.limit
+        return "PASS" if met else "MISS"
 
 
 TARGETS = {
@@ -91,6 +97,9 @@ TARGETS = {
         ),
         Target("status_ms_p99_idle", "GET /workflows/{id} p99 idle", 25.0, "ms"),
         Target("status_ms_p99_load", "GET /workflows/{id} p99 under load", 60.0, "ms"),
-        Target("worker_rss_mb_parked", "worker RSS with parked runs", 1024.0, "MiB"),
+        Target("throughput_1_ratio", "throughput pipeline / baseline, 1 worker", 0.9, "x", True),
+        Target("throughput_2_ratio", "throughput pipeline / baseline, 2 workers", 0.9, "x", True),
+        Target("worker_rss_mb_peak", "worker RSS peak with parked runs", 1024.0, "MiB"),
+        Target("approve_all_s", "approving every parked run", 60.0, "s"),
     )
 }

@@ -19,10 +19,17 @@ from activities import default_registry
 from activities.config import get_settings
 from activities.logs import configure_logging
 from bench.baseline import BaselineWorkflow, noop
-from worker import build_worker
+from worker import build_worker, workflow_runner
 from workflows.client import make_client
 
-BASELINE = SimplePlugin("stepgate.bench.baseline", workflows=[BaselineWorkflow], activities=[noop])
+# The baseline runs under the same sandbox options as Stepgate's workflows (its module imported
+# once per process too), so the comparison measures the interpreter, not a worker setting.
+BASELINE = SimplePlugin(
+    "stepgate.bench.baseline",
+    workflows=[BaselineWorkflow],
+    activities=[noop],
+    workflow_runner=lambda _: workflow_runner("bench"),
+)
 
 
 def with_baseline(client: Client) -> Client:
