@@ -19,6 +19,7 @@ from activities.audit import AuditActivities
 from activities.checks import CheckActivities
 from activities.config import Settings, get_settings
 from activities.logs import configure_logging
+from activities.memory import MemoryActivities
 from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
 from api.catalog import Catalog, log_errors
@@ -63,9 +64,12 @@ def build_worker(
     task_queue: str | None = None,
     tools: ToolActivities | None = None,
     access: AccessActivities | None = None,
+    memory: MemoryActivities | None = None,
 ) -> Worker:
-    """The worker the process runs; tests and benchmarks build theirs the same way."""
+    """The worker the process runs; tests and benchmarks build theirs the same way. The memory's
+    engine connects at first use (main() migrates it at start)."""
     tools = tools or ToolActivities(registry, settings)
+    memory = memory or MemoryActivities.from_settings(settings)
     checks = CheckActivities(registry)
     plans = PlanActivities(registry)
     audit = AuditActivities(tools.artifacts)
@@ -80,6 +84,7 @@ def build_worker(
             *checks.activities(),
             *plans.activities(),
             *audit.activities(),
+            *memory.activities(),
             access.authorize,
         ],
         max_concurrent_activities=settings.stepgate_max_concurrent_activities,
@@ -105,6 +110,7 @@ async def main() -> int:
         # Built before connecting, so a bad outbound policy stops the worker at once.
         tools = ToolActivities(registry, settings)
         access = AccessActivities(settings)
+        memory = MemoryActivities.from_settings(settings)
     except (ToolError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2
@@ -113,7 +119,10 @@ async def main() -> int:
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
         return 3
-    worker = build_worker(client, settings, registry, tools=tools, access=access)
+    # Migrates the memory now if its database answers (the API does too, under the same lock);
+    # if not, the first memory activity tries again, and fails retryably until it can.
+    await memory.store.start()
+    worker = build_worker(client, settings, registry, tools=tools, access=access, memory=memory)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,9 +137,12 @@ async def main() -> int:
         catalog_errors=len(catalog.errors),
         api_keys_file=str(settings.stepgate_api_keys_file or ""),
     )
-    async with worker:
-        await stop.wait()
-        log.info("draining: finishing running activities before exit")
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("draining: finishing running activities before exit")
+    finally:
+        await memory.store.close()
     log.info("worker stopped")
     return 0
 

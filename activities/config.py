@@ -18,6 +18,11 @@ from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 DEFAULT_TASK_QUEUE = "stepgate"
 KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 AES_KEY_BYTES = 32
+# What STEPGATE_DATABASE_URL may name: PostgreSQL (asyncpg is the driver whatever the URL says),
+# or a SQLite file spelled out.
+DATABASE_SCHEMES = frozenset(
+    {"postgresql", "postgres", "postgresql+asyncpg", "sqlite", "sqlite+aiosqlite"}
+)
 
 
 class Settings(BaseSettings):
@@ -43,6 +48,12 @@ class Settings(BaseSettings):
 
     stepgate_data: Path = Field(
         Path(".stepgate"), description="local state: dev server database, API keys, artifacts"
+    )
+    stepgate_database_url: str | None = Field(
+        None,
+        repr=False,  # it may carry a password
+        description="the memory of governed runs: `postgresql://user:password@host:port/db` "
+        "(PostgreSQL); unset: a SQLite file, $STEPGATE_DATA/memory.db",
     )
     stepgate_env: str = Field(
         "development", description="`production` refuses to start the API without API keys"
@@ -234,6 +245,20 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("stepgate_database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        # Checked at start, naming the setting; the URL itself is never echoed (it may hold a
+        # password).
+        if value is not None and value.strip():
+            scheme = value.partition(":")[0].lower()
+            if scheme not in DATABASE_SCHEMES:
+                raise ValueError(
+                    "STEPGATE_DATABASE_URL must start with postgresql:// (or be unset for SQLite)"
+                )
+            return value.strip()
+        return None
+
     @field_validator("stepgate_http_allow")
     @classmethod
     def _valid_allow(cls, value: list[str]) -> list[str]:
@@ -293,6 +318,11 @@ class Settings(BaseSettings):
             return self.temporal_address  # reported, naming TEMPORAL_ADDRESS, where it is parsed
         host = f"[{host}]" if ":" in host else host
         return f"{host}:{TEMPORAL_HTTP_DEFAULT_PORT}"
+
+    @property
+    def memory_db_path(self) -> Path:
+        """Where the memory lives when STEPGATE_DATABASE_URL is unset."""
+        return self.stepgate_data / "memory.db"
 
     @property
     def artifact_root(self) -> Path:

@@ -167,6 +167,8 @@ class PlanResult(BaseModel):
 # The memory of governed runs: one pattern per run that reached a decision, searched by text.
 MEMORY_WRITE_ACTIVITY = "stepgate.memory.write"
 MEMORY_SEARCH_ACTIVITY = "stepgate.memory.search"
+# Characters of a search's text (GET /memory's `q` too).
+MAX_MEMORY_QUERY_CHARS = 2_000
 
 
 class MemoryPattern(BaseModel):
@@ -197,7 +199,7 @@ class MemoryHit(BaseModel):
 
 
 class MemorySearch(BaseModel):
-    q: str = Field(max_length=2_000)
+    q: str = Field(max_length=MAX_MEMORY_QUERY_CHARS)
     limit: int = Field(5, ge=1, le=100)
 
 

@@ -53,6 +53,9 @@ class Tool:
     heartbeat: bool = False
     # A tool that does not say how risky it is counts as high risk.
     risk: RiskOf = "high"
+    # Pure and quick: may run as a Temporal local activity, inside the workflow task (no
+    # heartbeats, a short timeout), which saves the server round trips of a regular one.
+    local: bool = False
 
     def risk_for(self, args: dict[str, Any]) -> Risk:
         """This call's risk: the tool's own, or what its risk function says of `args`."""
@@ -72,6 +75,7 @@ class Tool:
             "version": self.version,
             "description": self.description,
             "risk": self.risk if isinstance(self.risk, str) else "depends on the call",
+            "local": self.local,
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
@@ -84,6 +88,7 @@ def tool(
     description: str | None = None,
     heartbeat: bool = False,
     risk: RiskOf = "high",
+    local: bool = False,
 ) -> Callable[[ToolFn], Tool]:
     """Turn `async def fn(inp: InModel, ctx: ToolContext) -> OutModel` into a Tool.
 
@@ -113,6 +118,7 @@ def tool(
             fn=fn,
             heartbeat=heartbeat,
             risk=risk,
+            local=local,
         )
 
     return wrap

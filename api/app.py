@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from activities import default_registry
 from activities.artifacts import LocalArtifactStore
 from activities.config import Settings, get_settings
+from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
 from api import errors
 from api.access_log import AccessLog
@@ -52,6 +53,7 @@ def create_app(
         artifacts=LocalArtifactStore(settings.artifact_root),
         limits=KeyLimits.from_settings(settings),
         lanes=RunLanes(settings.stepgate_updates_per_run),
+        memory=MemoryStore.from_settings(settings),
     )
 
     offload = Offload(settings.stepgate_api_cpu_threads)
@@ -59,6 +61,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.temporal.start()
+        # Migrates under the same lock as the worker; a database that is down is tried again
+        # at the first /memory request (503 until then).
+        await state.memory.start()
         watch = CatalogWatch(catalog, offload.run, settings.stepgate_catalog_poll_s)
         watch.start(sighup=sighup)
         try:
@@ -66,6 +71,7 @@ def create_app(
         finally:
             await watch.stop()
             await state.temporal.stop()
+            await state.memory.close()
 
     app = FastAPI(title="Stepgate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.stepgate = state

@@ -18,6 +18,7 @@ from activities.documents import DocumentError, format_loc
 from activities.registry import ToolRegistry
 from api import catalog_files
 from workflows.definition import Definition
+from workflows.limits import some_names
 from workflows.validation import Issue, validate_definition
 
 log = structlog.get_logger("stepgate.catalog")
@@ -77,8 +78,7 @@ class Catalog:
         name, _, version = ref.partition("@")
         versions = self.versions.get(name)
         if not versions:
-            known = ", ".join(self.names()) or "none"
-            raise KeyError(f"unknown pipeline {name!r} (catalog has: {known})")
+            raise KeyError(f"unknown pipeline {name!r} (catalog has: {some_names(self.names())})")
         if not version:
             return versions[max(versions)]
         if not version.isdigit() or int(version) not in versions:

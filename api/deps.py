@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from activities.access import LIFECYCLE, READ
 from activities.config import Settings
+from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
 from api.access_log import note_principal
 from api.auth import Caller, require
@@ -45,6 +46,10 @@ def get_live_catalog(state: StateDep) -> LiveCatalog:
 
 def get_registry(state: StateDep) -> ToolRegistry:
     return state.registry
+
+
+def get_memory(state: StateDep) -> MemoryStore:
+    return state.memory
 
 
 def get_client(state: StateDep) -> Client:
@@ -84,6 +89,7 @@ CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 LiveCatalogDep = Annotated[LiveCatalog, Depends(get_live_catalog)]
 RegistryDep = Annotated[ToolRegistry, Depends(get_registry)]
 ClientDep = Annotated[Client, Depends(get_client)]
+MemoryDep = Annotated[MemoryStore, Depends(get_memory)]
 # Routes declare the permission they need with one of these; CallerDep alone means "any key".
 ReaderDep = Annotated[Caller, Depends(needs(READ))]
 LifecycleDep = Annotated[Caller, Depends(needs(LIFECYCLE))]

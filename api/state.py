@@ -8,6 +8,7 @@ from temporalio.converter import PayloadCodec
 
 from activities.artifacts import ArtifactStore
 from activities.config import Settings
+from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
 from api.auth import KeyStore
 from api.catalog_live import LiveCatalog
@@ -32,6 +33,8 @@ class ApiState:
     # Per-principal request rate and live streams, per-run decisions in flight (this process).
     limits: KeyLimits
     lanes: RunLanes
+    # The memory of governed runs (its engine opens connections on demand).
+    memory: MemoryStore
     # Shared status pollers for /events subscribers.
     hub: StatusHub = field(default_factory=StatusHub)
     # Concurrent GET /workflows/{id} of one run share a query.

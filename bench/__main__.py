@@ -3,7 +3,8 @@
 The headline column runs on scripts/dev-server with history in its SQLite file, as `make run`
 does; the second column runs the same sections with history in memory (Stepgate without the
 disk). Each column has its own server, worker and API, stopped before the next one starts.
-BENCH_SCALE=quick (about two minutes) or full (default; about half an hour). Every child process
+The memory section needs no Temporal and runs once, after both columns.
+BENCH_SCALE=quick (about three minutes) or full (default; about an hour). Every child process
 is stopped on exit, on error and on Ctrl-C; logs stay in the printed folder when something failed.
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import temporalio
 
-from bench import decision, overhead, parked, report, sse, status, throughput
+from bench import decision, dynamic, memory, overhead, parked, report, sse, status, throughput
 from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
@@ -134,6 +135,9 @@ async def column(
 
         await section(results, "throughput_1", throughput_1)
         await section(results, "throughput_2", throughput_2)
+        # Last in the column: its fan-out keeps the worker busy for a while and leaves a large
+        # run in its cache.
+        await section(results, "dynamic", lambda: dynamic.measure(stack, scale))
     return results
 
 
@@ -143,13 +147,20 @@ async def run(workdir: Path, scale: Scale, api_error: str | None) -> dict[str, A
     for store in STORES:
         (workdir / store / "definitions").mkdir(parents=True)
         columns[store] = await column(workdir / store, scale, store, api_error)
+    # The memory section needs no Temporal: once, after both columns, filling its databases
+    # while nothing else is measured.
+    alone: dict[str, Any] = {"store": "no server", "errors": {}, "skipped": {}, "section_s": {}}
+    await section(alone, "memory", lambda: memory.measure(scale))
     headline = columns[STORES[0]]
     return {
         "scale": scale.name,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         # Top-level figures are the headline column's; other tools read them from here.
-        **{k: v for k, v in headline.items() if k not in ("store",)},
+        **{k: v for k, v in headline.items() if k != "store"},
+        **{k: v for k, v in alone.items() if k not in ("store", "errors", "skipped", "section_s")},
+        "errors": {**headline["errors"], **alone["errors"]},
+        "section_s": {**headline["section_s"], **alone["section_s"]},
         "headline": STORES[0],
         "columns": columns,
     }
@@ -168,7 +179,7 @@ def main() -> int:
     keep = True
     try:
         results = asyncio.run(run(workdir, scale, api_missing()))
-        keep = any(c["errors"] for c in results["columns"].values())
+        keep = bool(results["errors"]) or any(c["errors"] for c in results["columns"].values())
     except KeyboardInterrupt:
         print("bench interrupted; its processes are stopped", file=sys.stderr)
         return 130

@@ -28,10 +28,7 @@ PipelineHandle = WorkflowHandle[PipelineWorkflow, PipelineResult]
 
 
 def linear(name: str, *, gate_role: str | None = None) -> Definition:
-    """`s1 -> ... -> s5`, each echoing the previous output; a `before` gate on s2 if asked.
-
-    Validated like the API validates a definition, so tools are pinned as in a real run.
-    """
+    """`s1 -> ... -> s5`, each echoing the previous output; a `before` gate on s2 if asked."""
     steps: list[dict[str, Any]] = []
     for i in range(1, STEPS + 1):
         source = "${input.value}" if i == 1 else f"${{steps.s{i - 1}.output.value}}"
@@ -47,9 +44,14 @@ def linear(name: str, *, gate_role: str | None = None) -> Definition:
         "steps": steps,
         "output": {"value": f"${{steps.s{STEPS}.output.value}}"},
     }
+    return validated(raw)
+
+
+def validated(raw: dict[str, Any]) -> Definition:
+    """A definition validated like the API validates one, so tools are pinned as in a real run."""
     report = validate_definition(raw, default_registry(entry_points=False))
     if report.definition is None:
-        raise RuntimeError(f"bench definition {name!r} is invalid: {report.errors}")
+        raise RuntimeError(f"bench definition {raw.get('name')!r} is invalid: {report.errors}")
     return report.definition
 
 

@@ -13,7 +13,10 @@ matplotlib.use("Agg")  # no display on CI or over ssh; must precede the pyplot i
 
 import matplotlib.pyplot as plt
 
-from bench.scale import TARGETS
+from bench import report_dynamic
+from bench.cells import num as _num
+from bench.cells import verdict as _verdict
+from bench.memory import report_rows as memory_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMN_TITLES = {"file": "SQLite file (make run)", "memory": "in memory"}
@@ -33,25 +36,17 @@ REQUIRED_KEYS = (
     "worker_rss_mb_parked",
     "worker_rss_mb_peak",
     "approve_all_s",
+    "fanout_ratio",
+    "fanout_events_ratio",
+    "fanout_largest_run_events",
+    "repeat_ratio",
 )
-
-
-def _num(value: Any, unit: str = "", digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}{unit}"
 
 
 def _pair(r: Mapping[str, Any], p50: str, p99: str, unit: str = " ms") -> str:
     if r.get(p50) is None:
         return "-"
     return f"{_num(r[p50])} / {_num(r.get(p99))}{unit}"
-
-
-def _verdict(r: Mapping[str, Any], key: str) -> tuple[str, str]:
-    target = TARGETS[key]
-    limit = f"{target.sense} {target.limit:g} {target.unit}".replace(" x", "x")
-    return limit, target.check(r.get(key))
 
 
 # A row: its label, how to render it from one column's results, and the target it is held to.
@@ -265,10 +260,20 @@ def table(r: Mapping[str, Any]) -> str:
     names = list(columns)
     head_row = ("", *(COLUMN_TITLES.get(n, n) for n in names), "target", "")
     body: list[tuple[str, ...]] = [head_row]
-    for label, render, key in rows(columns.get(r.get("headline"), r)):
+    sample = columns.get(r.get("headline"), r)
+    for label, render, key in rows(sample):
         cells = tuple(render(columns[n]) for n in names)
         verdict = _verdict(r, key) if key else ("", "")
         body.append((label, *cells, *verdict))
+    # The dynamic section's rows render one column at a time; their labels and targets are the
+    # headline column's.
+    per_column = [report_dynamic.rows(columns[n]) for n in names]
+    for i, (label, _, limit, check) in enumerate(report_dynamic.rows(sample)):
+        cells = tuple(col[i][1] if i < len(col) else "-" for col in per_column)
+        body.append((label, *cells, limit, check))
+    # The memory section runs once, without Temporal: its figure sits in the first column.
+    for label, value, limit, check in memory_rows(r):
+        body.append((label, value, *("" for _ in names[1:]), limit, check))
     widths = [max(len(row[i]) for row in body) for i in range(len(head_row))]
     head = (
         f"Stepgate bench, scale {r['scale']}: {r['machine']['cpus']} CPUs, "
@@ -281,6 +286,9 @@ def table(r: Mapping[str, Any]) -> str:
     lines.append("")
     headline = COLUMN_TITLES.get(str(r.get("headline")), "headline")
     lines.append(f"targets are checked against the {headline} column")
+    for section, why in (r.get("errors") or {}).items():
+        if all(section not in (c.get("errors") or {}) for c in columns.values()):
+            lines.append(f"FAILED {section}: {why}")
     for name in names:
         for section, why in (columns[name].get("skipped") or {}).items():
             lines.append(f"skipped {name} {section}: {why}")

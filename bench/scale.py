@@ -19,11 +19,24 @@ class Scale:
     cached_runs: int
     parked_runs: int
     inbox_samples: int
+    # The dynamic section: `fanout_pairs` for_each runs over `fanout_items` no-op calls,
+    # `fanout_parallel` at once, each paired with a hand-written fan-out; repeat loops of
+    # `repeat_iterations` calls (pairs of runs, pipeline and baseline), then with a durable
+    # wait of `repeat_every_ms` between calls.
+    fanout_items: int
+    fanout_parallel: int
+    fanout_pairs: int
+    repeat_iterations: int
+    repeat_pairs: int
+    repeat_every_ms: int
+    repeat_every_iterations: int
+    repeat_every_pairs: int
     # Every section is bounded in time as well as in count: a stuck run must not hang the bench.
     section_timeout_s: float
 
 
-# `quick` has to finish within a minute on a 2-core machine, server and processes included.
+# `quick` has to finish within about a minute and a half on a 2-core machine, server and
+# processes included.
 QUICK = Scale(
     name="quick",
     warmup_pairs=3,
@@ -36,6 +49,14 @@ QUICK = Scale(
     cached_runs=200,
     parked_runs=200,
     inbox_samples=2,
+    fanout_items=200,
+    fanout_parallel=50,
+    fanout_pairs=1,
+    repeat_iterations=50,
+    repeat_pairs=2,
+    repeat_every_ms=100,
+    repeat_every_iterations=3,
+    repeat_every_pairs=1,
     section_timeout_s=40.0,
 )
 
@@ -51,6 +72,14 @@ FULL = Scale(
     cached_runs=1_000,
     parked_runs=10_000,
     inbox_samples=10,
+    fanout_items=1_000,
+    fanout_parallel=50,
+    fanout_pairs=3,
+    repeat_iterations=50,
+    repeat_pairs=10,
+    repeat_every_ms=100,
+    repeat_every_iterations=20,
+    repeat_every_pairs=2,
     section_timeout_s=900.0,
 )
 
@@ -101,5 +130,14 @@ TARGETS = {
         Target("throughput_2_ratio", "throughput pipeline / baseline, 2 workers", 0.9, "x", True),
         Target("worker_rss_mb_peak", "worker RSS peak with parked runs", 1024.0, "MiB"),
         Target("approve_all_s", "approving every parked run", 60.0, "s"),
+        # Temporal fails a run whose history reaches 51,200 events (limit.historyCount.error).
+        Target("fanout_largest_run_events", "fan-out's largest run", 51_200, "events"),
+        # A run continues as new with its whole state as input, which must fit one payload
+        # (limit.blobSize.error, 2 MiB).
+        Target("fanout_largest_input_kib", "fan-out's largest run input", 2_048, "KiB"),
+        # A worker that lost a run from its cache replays it within one workflow task; one that
+        # takes longer than the task's timeout (Temporal's default: 10 s) is timed out and
+        # given again, from the start, so the run never moves again.
+        Target("fanout_replay_s", "replay of the fan-out's largest run", 10.0, "s"),
     )
 }

@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -103,9 +104,11 @@ async def start_server(
     store: Store = "file",
     port: int | None = None,
     name: str = "temporal",
+    config: Mapping[str, object] | None = None,
 ) -> tuple[Child, str, Client]:
     """scripts/dev-server on loopback, as `make run` starts it, with its data in `workdir`
-    (drills restart it on the same folder and port to prove nothing is lost)."""
+    (drills restart it on the same folder and port to prove nothing is lost). `config`: dynamic
+    config on top of the script's."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -118,7 +121,10 @@ async def start_server(
         "TEMPORAL_HTTP_PORT": str(free_port()),
         "TEMPORAL_LOG_LEVEL": "error",
     }
-    child = procs.spawn(name, [str(ROOT / "scripts" / "dev-server")], env, ROOT)
+    argv = [str(ROOT / "scripts" / "dev-server")]
+    for key, value in (config or {}).items():
+        argv += ["--dynamic-config-value", f"{key}={value}"]
+    child = procs.spawn(name, argv, env, ROOT)
     address = f"{HOST}:{port}"
     settings = Settings(temporal_address=address)
     clients: list[Client] = []

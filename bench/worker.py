@@ -1,4 +1,4 @@
-"""`python -m bench.worker`: the real Stepgate worker plus the baseline, in one worker process.
+"""`python -m bench.worker`: the real Stepgate worker plus the baselines, in one worker process.
 
 Configured like `worker.py` through the environment (TEMPORAL_ADDRESS, STEPGATE_TASK_QUEUE, ...).
 Touches `--ready-file` once it polls, so the bench knows when to start measuring.
@@ -19,14 +19,15 @@ from activities import default_registry
 from activities.config import get_settings
 from activities.logs import configure_logging
 from bench.baseline import BaselineWorkflow, noop
+from bench.baseline_dynamic import FanOutBaselineWorkflow, LoopBaselineWorkflow
 from worker import build_worker, workflow_runner
 from workflows.client import make_client
 
-# The baseline runs under the same sandbox options as Stepgate's workflows (its module imported
-# once per process too), so the comparison measures the interpreter, not a worker setting.
+# The baselines run under the same sandbox options as Stepgate's workflows (their modules
+# imported once per process too), so the comparison measures the interpreter, not a setting.
 BASELINE = SimplePlugin(
     "stepgate.bench.baseline",
-    workflows=[BaselineWorkflow],
+    workflows=[BaselineWorkflow, FanOutBaselineWorkflow, LoopBaselineWorkflow],
     activities=[noop],
     workflow_runner=lambda _: workflow_runner("bench"),
 )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,10 +18,14 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.config import Settings
+from bench.postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
 from workflows.client import make_data_converter
 from workflows.contract import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
+# CI installs PostgreSQL and sets this, so memory tests fail there instead of skipping without it.
+# Read at import: the suite clears STEPGATE_* variables around each test.
+REQUIRE_POSTGRES = os.environ.get("STEPGATE_TEST_REQUIRE_POSTGRES") == "1"
 # A second namespace on the session server, for tests that list everything they can see.
 FUZZ_NAMESPACE = "stepgate-fuzz"
 # A JVM on two busy cores may need longer than the SDK's 5 s default to answer.
@@ -141,3 +147,33 @@ def _no_ambient_stepgate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(("STEPGATE_", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")):
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """One private PostgreSQL server per session (like the dev server), stopped at the end."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{INSTALL_HINT}; STEPGATE_TEST_REQUIRE_POSTGRES=1 asks for them")
+        pytest.skip(INSTALL_HINT)
+    # Not under pytest's folder: that one is private to this user, and the server runs as
+    # `postgres` when the tests run as root.
+    server = LocalPostgres(Path(tempfile.mkdtemp(prefix="stepgate-pg-")), bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        if (server.data / "postmaster.pid").exists():
+            server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def memory_url(request: pytest.FixtureRequest) -> str | None:
+    """STEPGATE_DATABASE_URL for a fresh, empty memory: unset (a SQLite file in the test's data
+    folder), or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    server: LocalPostgres = request.getfixturevalue("postgres")
+    return await server.create_database()

@@ -151,5 +151,8 @@ async def review(inp: ReviewIn, ctx: ToolContext) -> ReviewOut:
     return ReviewOut(passed=False, findings=f"add {inp.needs}")
 
 
+FAKE_TOOLS = (echo, sleep, flaky, fail, ledger, size, poll, review)
+
+
 def fake_registry() -> ToolRegistry:
-    return ToolRegistry([echo, sleep, flaky, fail, ledger, size, poll, review])
+    return ToolRegistry(list(FAKE_TOOLS))

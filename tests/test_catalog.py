@@ -284,3 +284,17 @@ def test_shipped_catalog_loads_without_errors(tools: ToolRegistry, tmp_path: Pat
     catalog = Catalog.load(tmp_path / "shipped", tools)
     assert catalog.errors == ()
     assert {"hello", "approval_demo"} <= set(catalog.names())
+
+
+def test_an_unknown_pipeline_names_only_the_first_few_of_a_large_catalog(
+    folder: Path, tools: ToolRegistry
+) -> None:
+    """An error about a missing pipeline lists some of what the catalog has, not all of it."""
+    for i in range(25):
+        write(folder, f"p{i:02}.yaml", pipeline(f"p{i:02}"))
+    catalog = Catalog.load(folder, tools)
+    with pytest.raises(KeyError) as err:
+        catalog.get("nope")
+    message = err.value.args[0]
+    assert message.startswith("unknown pipeline 'nope' (catalog has: p00, p01,")
+    assert message.endswith("p19 and 5 more)") and "p20" not in message

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
 
 from activities.config import Settings
+from activities.memory import MemoryStore
+from bench.postgres import PASSWORD, USER, LocalPostgres
+from tests.memory.conftest import pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 APP_SERVICES = ("worker", "api")
 OUR_ENV_PREFIXES = ("STEPGATE_", "TEMPORAL_")
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
+MEMORY_SETUP = "memory-db-setup"
+MEMORY_SQL = "./deploy/memory-db.sql"
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +162,59 @@ def test_worker_and_api_read_the_same_keys_file(services: dict[str, dict[str, An
     for name in APP_SERVICES:
         targets = [v.split(":")[1] for v in services[name].get("volumes") or [] if ":" in v]
         assert paths[name] in targets, f"{name}: {paths[name]} is not mounted"
+
+
+def _memory_url(services: dict[str, dict[str, Any]]) -> str:
+    urls = {_environment(services[name]).get("STEPGATE_DATABASE_URL") for name in APP_SERVICES}
+    assert len(urls) == 1, f"the worker and the API use different memories: {urls}"
+    url = urls.pop()
+    assert url, "STEPGATE_DATABASE_URL is not set: each container would keep its own SQLite file"
+    return url
+
+
+def test_worker_and_api_share_the_compose_postgres_memory(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The worker and the API point STEPGATE_DATABASE_URL at the compose PostgreSQL, in a
+    database and user of their own (not Temporal's), created before either starts."""
+    url = urlsplit(_memory_url(services))
+    assert url.scheme == "postgresql"
+    assert url.hostname in services and "postgres" in services[url.hostname]["image"]
+    temporal_user = _environment(services[url.hostname])["POSTGRES_USER"]
+    assert url.username and url.username != temporal_user
+    assert url.path.strip("/") not in ("", "temporal", "temporal_visibility", "postgres")
+    for name in APP_SERVICES:
+        assert _depends_on(services[name]).get(MEMORY_SETUP) == "service_completed_successfully"
+    setup = services[MEMORY_SETUP]
+    assert _depends_on(setup) == {url.hostname: "service_healthy"}
+    assert MEMORY_SQL in [v.split(":")[0] for v in setup["volumes"]]
+
+
+async def test_memory_setup_script_creates_the_database_the_url_names(
+    services: dict[str, dict[str, Any]], postgres: LocalPostgres
+) -> None:
+    """deploy/memory-db.sql, run twice as compose runs it, creates the user and database that
+    STEPGATE_DATABASE_URL names; the memory migrates and works there with those credentials."""
+    script = ROOT / MEMORY_SQL
+    psql = [str(postgres.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(postgres.port)]
+    for _ in range(2):
+        proc = await asyncio.create_subprocess_exec(
+            *psql,
+            *("-U", USER, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-f", str(script)),
+            env={**os.environ, "PGPASSWORD": PASSWORD},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+    url = urlsplit(_memory_url(services))
+    local = url._replace(netloc=f"{url.username}:{url.password}@127.0.0.1:{postgres.port}")
+    store = MemoryStore.from_settings(
+        Settings(stepgate_database_url=urlunsplit(local), _env_file=None)  # type: ignore[call-arg]
+    )
+    try:
+        assert await store.start() is True
+        found = await store.write(pattern("compose-1", "scale the compose workers"))
+        assert [h.id for h in await store.search("compose workers", 5)] == [found]
+    finally:
+        await store.close()

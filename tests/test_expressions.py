@@ -140,3 +140,199 @@ def test_reference_errors_name_the_reference(text: str, message: str) -> None:
     """A reference that cannot resolve says which reference and why."""
     with pytest.raises(RefError, match=message.replace("(", r"\(")):
         scope().resolve(text)
+
+
+def value(text: str, **names: Any) -> Any:
+    """Evaluate `text` with the given names as its paths (absent ones read as null)."""
+    return expr.evaluate(expr.parse(text), names.get)
+
+
+def error(text: str) -> str:
+    """The message of the ExpressionError that parsing and evaluating `text` raises."""
+    with pytest.raises(expr.ExpressionError) as caught:
+        value(text, n=3, s="abc")
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("true", True),
+        ("false", False),
+        ("null", None),
+        ("42", 42),
+        ("-7", -7),
+        ("2.5", 2.5),
+        ("'it\\'s'", "it's"),
+        ('"say \\"hi\\""', 'say "hi"'),
+        ("'back\\\\slash'", "back\\slash"),
+        ("'a\"b'", 'a"b'),
+        ("[]", []),
+        ("[1, 'a', [true, null], n]", [1, "a", [True, None], 3]),
+        ("[1,]", [1]),
+        ("n", 3),
+        ("  n  ", 3),
+    ],
+)
+def test_literal_evaluates_to_its_json_value(text: str, expected: Any) -> None:
+    """Literals, escaped strings and lists evaluate to exactly their value and type."""
+    result = value(text, n=3)
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("not true", False),
+        ("not false", True),
+        ("not not n", True),
+        ("true and false", False),
+        ("false and true", False),
+        ("true and true and false", False),
+        ("n and s", True),
+        ("true or false", True),
+        ("false or true", True),
+        ("false or false", False),
+        ("0 or ''", False),
+        ("true or true and false", True),
+        ("(true or true) and false", False),
+        ("not true == false", True),
+        ("false and len(5)", False),
+        ("true or len(5)", True),
+    ],
+)
+def test_logic_evaluates_with_precedence_and_short_circuit(text: str, expected: bool) -> None:
+    """`not` binds tighter than `and`, `and` tighter than `or`; both short-circuit to a bool."""
+    assert value(text, n=3, s="x") is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("n < 3", False),
+        ("n < 4", True),
+        ("n <= 3", True),
+        ("n <= 2", False),
+        ("n > 3", False),
+        ("n > 2", True),
+        ("n >= 3", True),
+        ("n >= 4", False),
+        ("n == 3", True),
+        ("n != 3", False),
+        ("n != 4", True),
+        ("'b' in 'abc'", True),
+        ("'b' not in 'abc'", False),
+        ("4 not in [1, 2]", True),
+        ("[n, 1] == [3, 1]", True),
+        ("null == null", True),
+        ("null != 0", True),
+        ("null < 1", False),
+        ("1 <= null", False),
+        ("null > null", False),
+        ("missing >= 0", False),
+    ],
+)
+def test_comparison_evaluates_at_its_boundaries(text: str, expected: bool) -> None:
+    """Each comparison holds exactly at its boundary; ordering against null is false."""
+    assert value(text, n=3) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("len('abc')", 3),
+        ("len([])", 0),
+        ("lower('AbC')", "abc"),
+        ("upper('AbC')", "ABC"),
+        ("lower(5)", "5"),
+        ("contains(['a', 'b'], 'b')", True),
+        ("contains('abc', 'z')", False),
+        ("startswith('abc', 'ab')", True),
+        ("startswith('abc', 'b')", False),
+        ("startswith(123, 12)", True),
+    ],
+)
+def test_function_returns_its_result(text: str, expected: Any) -> None:
+    """Each built-in function computes what its name says."""
+    assert value(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("len(5)", "len() failed: object of type 'int' has no len()"),
+        ("len()", "len() failed: len() takes exactly one argument (0 given)"),
+        (
+            "contains('abc', 1)",
+            "contains() failed: 'in <string>' requires string as left operand, not int",
+        ),
+        ("1 in null", "cannot compare int in NoneType"),
+        ("1 not in 2", "cannot compare int not in int"),
+        ("s >= 1", "cannot compare str >= int"),
+    ],
+)
+def test_evaluation_type_error_becomes_expression_error(text: str, message: str) -> None:
+    """A function or comparison that fails on its operands' types raises ExpressionError only."""
+    assert error(text) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty expression"),
+        ("   ", "empty expression"),
+        ("1 2", "unexpected '2' in '1 2'"),
+        ("n == 3 n", "unexpected 'n' in 'n == 3 n'"),
+        ("'x' 'y' in 'xy'", "unexpected \"'y'\" in \"'x' 'y' in 'xy'\""),
+        ("1 not", "unexpected 'not' in '1 not'"),
+        ("1 not 2", "unexpected 'not' in '1 not 2'"),
+        ("1 not in", "expected more input, got end of expression in '1 not in'"),
+        ("n ==", "expected more input, got end of expression in 'n =='"),
+        ("(1 == 1", "expected ')', got end of expression in '(1 == 1'"),
+        ("(1 2)", "expected ')', got '2' in '(1 2)'"),
+        ("[1 2]", "expected ',', got '2' in '[1 2]'"),
+        ("[1, 2", "expected ',', got end of expression in '[1, 2'"),
+        ("len('a' 'b')", "expected ',', got \"'b'\" in \"len('a' 'b')\""),
+        ("and", "unexpected 'and' in 'and'"),
+        ("n == or", "unexpected 'or' in 'n == or'"),
+        (")", "unexpected ')' in ')'"),
+        ("not", "expected more input, got end of expression in 'not'"),
+        ("n = 3", "unexpected character at position 1: ' = 3'"),
+        ("n == @@@@@@@@@@@@@@", "unexpected character at position 4: ' @@@@@@@@@'"),
+        (
+            "evil(1)",
+            "unknown function 'evil' (known: contains, len, lower, startswith, upper)",
+        ),
+    ],
+)
+def test_parse_refuses_malformed_text_with_a_precise_message(text: str, message: str) -> None:
+    """Malformed text, trailing tokens and unknown functions are refused, saying what and where."""
+    assert error(text) == message
+
+
+def test_parse_builds_the_documented_tree() -> None:
+    """Comparisons, `not in`, calls, lists and logic parse to the node kinds evaluation uses."""
+    n = expr.Node
+    assert expr.parse("a.b != 1 and not c not in [2]") == n(
+        "and",
+        args=(
+            n("cmp", "!=", (n("path", "a.b"), n("lit", 1))),
+            n("not", args=(n("cmp", "not in", (n("path", "c"), n("list", args=(n("lit", 2),)))),)),
+        ),
+    )
+    assert expr.parse("len(x) or y-z") == n(
+        "or", args=(n("call", "len", (n("path", "x"),)), n("path", "y-z"))
+    )
+
+
+def test_paths_lists_every_path_read_in_order() -> None:
+    """Validation sees every dotted path, inside calls, lists and logic, and no literal."""
+    tree = expr.parse("input.a == 'input.b' and len(steps.x.output) > 1 or [run.pipeline, 2]")
+    assert expr.paths(tree) == ["input.a", "steps.x.output", "run.pipeline"]
+    assert expr.paths(expr.parse("1 == 1")) == []
+
+
+def test_truthy_follows_json_emptiness() -> None:
+    """null, false, 0, '' and empty lists and objects are false; anything else is true."""
+    assert [expr.truthy(v) for v in (None, False, 0, "", [], {})] == [False] * 6
+    assert [expr.truthy(v) for v in (True, 1, "0", [0], {"a": None})] == [True] * 5

@@ -68,6 +68,28 @@ output: "${steps.keep.output.value}"
     return (await handle.fetch_history()).to_json()
 
 
+LOCAL_MARKER_FIELDS = {
+    "seq",
+    "attempt",
+    "activity_id",
+    "activity_type",
+    "complete_time",
+    "backoff",
+    "original_schedule_time",
+    "activation_index",
+}
+
+
+def sdk_marker(meta: dict[str, str], data: bytes) -> bool:
+    """A marker payload the SDK writes itself, holding no value from the run."""
+    if meta.get("encoding") != "json/plain":
+        return False
+    body = json.loads(data)
+    if body == {"id": PATCH_CORE_V2, "deprecated": False}:
+        return True
+    return isinstance(body, dict) and set(body) <= LOCAL_MARKER_FIELDS
+
+
 async def test_encryption_keeps_payloads_opaque_in_history(
     temporal_env: WorkflowEnvironment, settings: Settings
 ) -> None:
@@ -84,14 +106,11 @@ async def test_encryption_keeps_payloads_opaque_in_history(
     marker = f"4111-{uuid.uuid4().hex}"
     history = await run_marker_pipeline(encrypted_client, secure, marker)
     # Search attributes stay plain by design (visibility indexes them); they hold only state
-    # and pipeline names. Patch markers are written by the SDK itself and hold only the patch
-    # id. Every other payload must be sealed.
+    # and pipeline names. Markers are written by the SDK itself: a patch marker holds only the
+    # patch id, a local activity's marker only its sequence, attempt, id, type and times (its
+    # result is a separate, sealed payload). Every other payload must be sealed.
     payloads = [
-        (m, d)
-        for m, d in payload_bytes(history)
-        if "type" not in m
-        and json.loads(d if m.get("encoding") == "json/plain" else b"{}")
-        != {"id": PATCH_CORE_V2, "deprecated": False}
+        (m, d) for m, d in payload_bytes(history) if "type" not in m and not sdk_marker(m, d)
     ]
     unencrypted = [
         (meta, data[:80]) for meta, data in payloads if meta.get("encoding") != "binary/encrypted"

@@ -245,3 +245,64 @@ def test_dynamic_step_fields_are_checked_with_their_paths() -> None:
         "steps[7].pipeline.definition: must be one reference like ${steps.<id>.output.<path>}, got 'not a ref'",
     }
     assert expected <= found, "\n".join(sorted(found))
+
+
+def pinned(doc: str, tools: ToolRegistry) -> dict[str, bool | None]:
+    report = validate_definition(yaml.safe_load(doc), tools)
+    assert report.definition is not None, [str(e) for e in report.errors]
+    return {s.id: s.local for s in report.definition.steps}
+
+
+def test_local_is_pinned_from_the_tool_unless_the_step_needs_a_regular_activity(
+    tools: ToolRegistry,
+) -> None:
+    """A local-capable tool runs locally by default; a long timeout, a task queue or a heartbeat
+    keeps it regular; a tool that is not local-capable never is; the step's own word wins."""
+    found = pinned(
+        """
+name: pins
+steps:
+  - {id: quick, tool: data.echo, with: {value: 1}}
+  - {id: slow, tool: data.echo, timeout: 2m, with: {value: 1}}
+  - {id: elsewhere, tool: data.echo, task_queue: big, with: {value: 1}}
+  - {id: beating, tool: data.echo, heartbeat_timeout: 5s, with: {value: 1}}
+  - {id: said_no, tool: data.echo, local: false, with: {value: 1}}
+  - {id: short, tool: data.transform, timeout: 30s, with: {data: 1, expression: "@"}}
+  - {id: http, tool: http.request, with: {url: "https://example.com"}}
+""",
+        tools,
+    )
+    assert found == {
+        "quick": True,
+        "slow": False,
+        "elsewhere": False,
+        "beating": False,
+        "said_no": False,
+        "short": True,
+        "http": False,
+    }
+
+
+def test_a_step_asking_for_local_what_cannot_be_local_is_refused(tools: ToolRegistry) -> None:
+    """Each reason a step cannot run locally is named at its path."""
+    found = errors(
+        """
+name: bad-local
+steps:
+  - {id: http, tool: http.request, local: true, with: {url: "https://example.com"}}
+  - {id: queue, tool: data.echo, local: true, task_queue: big, with: {value: 1}}
+  - {id: beat, tool: data.echo, local: true, heartbeat_timeout: 5s, with: {value: 1}}
+  - {id: long, tool: data.echo, local: true, timeout: 2m, total_timeout: 61s, with: {value: 1}}
+""",
+        tools,
+    )
+    assert any(
+        e.startswith("steps[0].local: tool 'http.request' cannot run as a local") for e in found
+    )
+    assert any(e.startswith("steps[1].local:") and "task_queue" in e for e in found)
+    assert any(e.startswith("steps[2].local:") and "heartbeat" in e for e in found)
+    assert any(e.startswith("steps[3].timeout: a local activity runs at most 60s") for e in found)
+    assert any(
+        e.startswith("steps[3].total_timeout: a local activity runs at most 60s") for e in found
+    )
+    assert len(found) == 5, found

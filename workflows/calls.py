@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.definition import CompensateSpec, Definition, NotifySpec, StepSpec
     from workflows.durations import parse_duration
+    from workflows.limits import LOCAL_TIMEOUT
     from workflows.models import PipelineInput, PipelineResult, StartOrigin
     from workflows.policies import (
         ARCHIVE_RETRY,
@@ -69,12 +70,13 @@ def failure_message(err: BaseException) -> str:
     return message
 
 
-def attempts_of(err: ActivityError, policy: RetryPolicy) -> int:
+def attempts_of(err: ActivityError | ApplicationError, policy: RetryPolicy) -> int:
     """How many attempts a failed call made: all of them when retries ran out, else what the
     activity reported with its failure (see activities/runtime.py), else at least one."""
-    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and policy.maximum_attempts:
-        return policy.maximum_attempts
-    cause = err.cause
+    if isinstance(err, ActivityError):
+        if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and policy.maximum_attempts:
+            return policy.maximum_attempts
+    cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError):
         for detail in cause.details:
             if isinstance(detail, dict) and isinstance(detail.get("stepgate_attempt"), int):
@@ -138,20 +140,37 @@ class Caller:
         heartbeat = spec.heartbeat_timeout or defaults.heartbeat_timeout
         round_ = inv.round
         try:
-            res = await workflow.execute_activity(
-                name,
-                call,
-                result_type=ToolResult,
-                task_queue=self.queue(spec),
-                start_to_close_timeout=parse_duration(spec.timeout or defaults.timeout),
-                schedule_to_close_timeout=parse_duration(spec.total_timeout)
-                if spec.total_timeout
-                else None,
-                heartbeat_timeout=parse_duration(heartbeat) if heartbeat else None,
-                retry_policy=policy,
-                summary=f"{inv.step}: {tool_ref}",
-            )
-        except ActivityError as err:
+            if spec.local:
+                # Inside the workflow task: no server round trips, retries kept local.
+                res = await workflow.execute_local_activity(
+                    name,
+                    call,
+                    result_type=ToolResult,
+                    start_to_close_timeout=parse_duration(spec.timeout)
+                    if spec.timeout
+                    else LOCAL_TIMEOUT,
+                    schedule_to_close_timeout=parse_duration(spec.total_timeout)
+                    if spec.total_timeout
+                    else None,
+                    retry_policy=policy,
+                    summary=f"{inv.step}: {tool_ref} (local)",
+                )
+            else:
+                res = await workflow.execute_activity(
+                    name,
+                    call,
+                    result_type=ToolResult,
+                    task_queue=self.queue(spec),
+                    start_to_close_timeout=parse_duration(spec.timeout or defaults.timeout),
+                    schedule_to_close_timeout=parse_duration(spec.total_timeout)
+                    if spec.total_timeout
+                    else None,
+                    heartbeat_timeout=parse_duration(heartbeat) if heartbeat else None,
+                    retry_policy=policy,
+                    summary=f"{inv.step}: {tool_ref}",
+                )
+        except (ActivityError, ApplicationError) as err:
+            # A local activity's final failure can come back as its ApplicationError itself.
             if is_cancelled_exception(err):
                 return Result(round=round_, ok=False, cancelled=True, attempts=0)
             return Result(

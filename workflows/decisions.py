@@ -81,7 +81,7 @@ def check_call(
         value = votes.merge_patch(step.args, decision.patch)
         if spec.pipeline:
             return None  # the child's input is checked against its schema when it starts
-        return CheckCall(value=value, tool=tool, part="input", where="patched input")
+        return CheckCall(value=value, tool=tool, where="patched input")
     if tool is None:
         return None  # a child pipeline's output has no declared shape to check against
     value = votes.proposed(gate, decision) if decision.action == "modify" else decision.patch

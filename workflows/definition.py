@@ -236,6 +236,11 @@ class StepSpec(_Strict):
     output_schema: dict[str, Any] | None = Field(
         None, description="JSON Schema the step's output must follow, checked in an activity"
     )
+    local: bool | None = Field(
+        None,
+        description="run as a Temporal local activity (the tool's default when left out; "
+        "pinned at validation)",
+    )
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     needs: list[Id] = Field(default_factory=list, max_length=MAX_NEEDS)
     if_: Expression | None = Field(None, alias="if")

@@ -43,15 +43,13 @@ class Node:
 def _tokenize(text: str) -> list[tuple[str, str]]:
     tokens: list[tuple[str, str]] = []
     pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
+    while text[pos:].strip():
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise ExpressionError(
                 f"unexpected character at position {pos}: {text[pos : pos + 10]!r}"
             )
-        kind = m.lastgroup or ""
+        kind = str(m.lastgroup)  # every alternative of _TOKEN is a named group
         value = m.group(kind)
         if kind == "name" and value in _KEYWORDS:
             kind = "kw"
@@ -152,13 +150,7 @@ class _Parser:
             self.take(")")
             return node
         if value == "[":
-            items: list[Node] = []
-            while not self.at("]"):
-                items.append(self.or_())
-                if not self.at("]"):
-                    self.take(",")
-            self.take("]")
-            return Node("list", args=tuple(items))
+            return Node("list", args=self.items("]"))
         if kind == "num":
             if len(value) > MAX_NUMBER_CHARS:
                 raise ExpressionError(f"number longer than {MAX_NUMBER_CHARS} characters")
@@ -173,16 +165,20 @@ class _Parser:
                     raise ExpressionError(
                         f"unknown function {value!r} (known: {', '.join(sorted(FUNCTIONS))})"
                     )
-                self.take("(")
-                args: list[Node] = []
-                while not self.at(")"):
-                    args.append(self.or_())
-                    if not self.at(")"):
-                        self.take(",")
-                self.take(")")
-                return Node("call", value, tuple(args))
+                self.i += 1  # the "(" just seen
+                return Node("call", value, self.items(")"))
             return Node("path", value)
         raise ExpressionError(f"unexpected {value!r} in {self.text!r}")
+
+    def items(self, close: str) -> tuple[Node, ...]:
+        """Comma-separated expressions up to `close`, which is consumed."""
+        out: list[Node] = []
+        while not self.at(close):
+            out.append(self.or_())
+            if not self.at(close):
+                self.take(",")
+        self.i += 1  # the `close` that ended the loop
+        return tuple(out)
 
 
 def _height(root: Node) -> int:

@@ -45,7 +45,6 @@ def open_gate(
     step: StepRecord, spec: ApprovalSpec, stage: Stage, subject: Any, now: datetime
 ) -> GateRecord:
     """Open the step's gate for this round; the step waits on it."""
-    timeout = parse_duration(spec.timeout) if spec.timeout else None
     gate = GateRecord(
         gate=step.id,
         step=step.id,
@@ -54,7 +53,7 @@ def open_gate(
         subject=subject,
         digest=digest_of(subject),
         opened_at=now,
-        deadline=now + timeout if timeout else None,
+        deadline=_deadline(spec.timeout, now),
         approvers=list(spec.approvers),
         next_reminder=_reminder_after(spec, 0, now),
     )
@@ -62,6 +61,10 @@ def open_gate(
     step.phase = "gate"
     step.state = StepState.WAITING
     return gate
+
+
+def _deadline(limit: str | None, now: datetime) -> datetime | None:
+    return now + parse_duration(limit) if limit else None
 
 
 def _reminder_after(spec: ApprovalSpec, sent: int, now: datetime) -> datetime | None:
@@ -113,10 +116,9 @@ def on_time(state: RunData, definition: Definition, now: datetime) -> list[Notif
 
 def _timed_out(state: RunData, gate: GateRecord, spec: ApprovalSpec, now: datetime) -> list[Notify]:
     if spec.on_timeout == "escalate" and not gate.escalated:
-        limit = spec.escalation_timeout or spec.timeout
         gate.escalated = True
         gate.approvers = list(dict.fromkeys([*gate.approvers, *spec.escalate_to]))
-        gate.deadline = now + parse_duration(limit) if limit else None
+        gate.deadline = _deadline(spec.escalation_timeout or spec.timeout, now)
         state.record(
             AuditEntry(
                 at=now,

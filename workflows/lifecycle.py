@@ -17,13 +17,16 @@ from workflows.models import (
 )
 from workflows.state import ChildGates, PlanRecord, Result, RunData, Stop
 
+# How a lifecycle request arrived: a signal, or Temporal's own cancel request.
+Via = Literal["signal", "system"]
+
 
 def _actor(by: LifecycleInput | None) -> str | None:
     return by.actor if by is not None else None
 
 
 def _entry(
-    action: str, by: LifecycleInput | None, now: datetime, via: str = "signal"
+    action: str, by: LifecycleInput | None, now: datetime, via: Via = "signal"
 ) -> AuditEntry:
     return AuditEntry(
         at=now,
@@ -31,7 +34,7 @@ def _entry(
         action=action,
         actor=_actor(by),
         reason=by.reason if by is not None else None,
-        via="system" if via == "system" else "signal",
+        via=via,
     )
 
 
@@ -56,7 +59,7 @@ def request_cancel(
     state: RunData,
     by: LifecycleInput | None,
     now: datetime,
-    via: Literal["signal", "system"] = "signal",
+    via: Via = "signal",
 ) -> bool:
     """Stop the run as cancelled, recording who asked and why (a Temporal cancel request arrives
     without either; the API sends the `cancel` signal with them first)."""

@@ -34,6 +34,10 @@ MAX_DURATION_CHARS = 32
 # A step's `max_output_bytes`: an output kept in history must fit Temporal's payload limit
 # (2 MiB by default, with the rest of the event around it).
 MAX_OUTPUT_BYTES = 1_048_576
+# A local activity runs inside the workflow task: one attempt at most this long (a step that
+# needs longer is a regular activity), and this long when the step sets no timeout.
+MAX_LOCAL_TIMEOUT = timedelta(seconds=60)
+LOCAL_TIMEOUT = timedelta(seconds=10)
 
 # Retry attempts of one step (pydantic already bounds them; named here for the table in README).
 MAX_ATTEMPTS = 100
@@ -57,3 +61,15 @@ MAX_EXPRESSION_DEPTH = 64
 # References `${...}`: dotted segments, and digits of a list index (`items.0`).
 MAX_REF_SEGMENTS = 32
 MAX_INDEX_DIGITS = 6
+
+# Names listed in an error message ("catalog has: ..."): the first few of a long list.
+MAX_NAMES_SHOWN = 20
+
+
+def some_names(names: list[str]) -> str:
+    """`a, b, c`, or the first MAX_NAMES_SHOWN and how many more; `none` for no names."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:MAX_NAMES_SHOWN])
+    more = len(names) - MAX_NAMES_SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown

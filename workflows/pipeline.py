@@ -180,6 +180,9 @@ class PipelineWorkflow:
                 result = await self._calls.tool(spec, inv)
         except asyncio.CancelledError:
             result = Result(round=inv.round, ok=False, cancelled=True, attempts=0)
+        except Exception as err:
+            workflow.logger.warning("call of %s raised %r", inv.step, err)
+            result = Result(round=inv.round, ok=False, error=calls.failure_message(err))
         self._tasks.pop(inv.step, None)
         self._event(lifecycle.record_result, self._state, inv.step, result)
 

@@ -85,6 +85,7 @@ def _move_step(t: Turn, spec: StepSpec) -> bool:
         moved |= _move_unit(t, spec, item, unit)
     if all(i.phase == "done" for i in unit.items or []):
         gather(t, spec, unit)
+        t.counts.clear()
         moved = True
     return moved
 
@@ -104,6 +105,7 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
         next_iteration(t, spec, unit)
     else:
         return False
+    t.counts.clear()
     return True
 
 
@@ -119,11 +121,20 @@ def _may_start(t: Turn, spec: StepSpec, parent: StepRecord | None) -> bool:
     if t.hold or t.state.stop is not None or t.state.paused:
         return False
     limit = min(t.d.max_parallel or MAX_IN_FLIGHT, MAX_IN_FLIGHT)
-    if sum(u.phase == "running" for u in t.state.units()) >= limit:
+    if _running(t, None) >= limit:
         return False
     if parent is None or spec.max_parallel is None:
         return True
-    return sum(i.phase == "running" for i in parent.items or []) < spec.max_parallel
+    return _running(t, parent) < spec.max_parallel
+
+
+def _running(t: Turn, parent: StepRecord | None) -> int:
+    """Units running in the run (`parent` None) or among a for_each step's items."""
+    key = "" if parent is None else parent.id
+    if key not in t.counts:
+        units = t.state.units() if parent is None else parent.items or []
+        t.counts[key] = sum(u.phase == "running" for u in units)
+    return t.counts[key]
 
 
 def _start_step(t: Turn, spec: StepSpec, unit: StepRecord) -> bool:
@@ -134,6 +145,7 @@ def _start_step(t: Turn, spec: StepSpec, unit: StepRecord) -> bool:
     if blocked:
         names = ", ".join(f"{dep.id!r} ({dep.state.value})" for dep in blocked)
         finish(t, unit, StepState.SKIPPED, reason=f"needs {names}")
+        t.counts.clear()
         return True
     if not _may_start(t, spec, None):
         return False
@@ -141,6 +153,7 @@ def _start_step(t: Turn, spec: StepSpec, unit: StepRecord) -> bool:
         start_each(t, spec, unit)
     else:
         start(t, spec, unit)
+    t.counts.clear()
     return True
 
 

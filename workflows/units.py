@@ -87,6 +87,10 @@ class Turn:
     now: datetime
     effects: list[Effect] = field(default_factory=list)
     hold: bool = False
+    # Running units counted during this pass (key "" for the run, a step id for its items);
+    # cleared whenever a unit moves, so a count is never stale and a pass over many waiting
+    # items counts once instead of once per item.
+    counts: dict[str, int] = field(default_factory=dict)
 
     def scope(self, unit: StepRecord, **local: Any) -> Scope:
         return unit_scope(self.state, self.d, self.ctx, unit, **local)
@@ -308,6 +312,9 @@ def returned(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
         failed(t, spec, unit, result.error or "failed")
         return
     set_output(unit, result.output, result.preview, result.artifact)
+    # `until` judges each iteration; `check` judges what the step ends with.
+    if spec.repeat is not None and not _loop_done(t, spec, unit):
+        return
     if spec.check is not None:
         try:
             passed = truthy(spec.check.condition, t.scope(unit, output=result.output))
@@ -317,8 +324,6 @@ def returned(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
         if not passed:
             failed(t, spec, unit, f"check failed: {spec.check.message}")
             return
-    if spec.repeat is not None and not _loop_done(t, spec, unit):
-        return
     if gated(spec, unit, "after") and t.state.stop is None:
         open_(t, spec, unit, "after", unit.output)
     else:

@@ -24,7 +24,8 @@ from workflows.definition import (
     approval_conflicts,
     step_conflicts,
 )
-from workflows.limits import MAX_DEPTH, MAX_STEPS
+from workflows.durations import parse_duration
+from workflows.limits import MAX_DEPTH, MAX_LOCAL_TIMEOUT, MAX_STEPS, some_names
 from workflows.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref
 from workflows.reftypes import check_handoffs
 
@@ -247,9 +248,45 @@ def _check_tools(steps: list[StepSpec | None], tools: ToolRegistry | None, repor
                 report.add(f"steps[{i}].approval.notify.tool", str(err))
         for path, holder in targets:
             try:
-                holder.resolved_tool = tools.resolve(holder.tool or "").ref
+                found = tools.resolve(holder.tool or "")
             except ToolError as err:
                 report.add(path, str(err))
+                continue
+            holder.resolved_tool = found.ref
+            if holder is s:
+                _check_local(s, found.local, f"steps[{i}]", report)
+
+
+def _check_local(s: StepSpec, capable: bool, base: str, report: Report) -> None:
+    """Pin whether the step runs as a local activity (the tool's default when it says nothing),
+    and refuse what a local activity cannot do."""
+    if s.local is None:
+        fits = all(
+            text is None or parse_duration(text) <= MAX_LOCAL_TIMEOUT
+            for text in (s.timeout, s.total_timeout)
+        )
+        s.local = capable and fits and s.task_queue is None and s.heartbeat_timeout is None
+        return
+    if not s.local:
+        return
+    if not capable:
+        report.add(
+            f"{base}.local",
+            f"tool {s.tool!r} cannot run as a local activity (it is not declared local)",
+        )
+    if s.task_queue is not None:
+        report.add(
+            f"{base}.local", "a local activity runs on the run's own worker: it takes no task_queue"
+        )
+    if s.heartbeat_timeout is not None:
+        report.add(f"{base}.local", "a local activity cannot heartbeat: drop heartbeat_timeout")
+    for where, text in (("timeout", s.timeout), ("total_timeout", s.total_timeout)):
+        if text is not None and parse_duration(text) > MAX_LOCAL_TIMEOUT:
+            report.add(
+                f"{base}.{where}",
+                f"a local activity runs at most {int(MAX_LOCAL_TIMEOUT.total_seconds())}s: "
+                "make the step a regular activity (local: false) to wait longer",
+            )
 
 
 def _check_pipelines(
@@ -262,7 +299,7 @@ def _check_pipelines(
         if name == own:
             report.add(f"steps[{i}].pipeline", f"pipeline {name!r} cannot run itself")
         elif catalog is not None and name not in catalog:
-            known = ", ".join(sorted(catalog)) or "none"
+            known = some_names(sorted(catalog))
             report.add(f"steps[{i}].pipeline", f"unknown pipeline {name!r} (catalog has: {known})")
 
 

@@ -73,7 +73,7 @@ def gate_view(g: GateRecord, spec: ApprovalSpec, *, with_subject: bool) -> GateV
         item=g.item,
         priority=g.priority,
         stage=g.stage,
-        state="open" if g.open else GATE_STATE[g.outcome or "cancel"],
+        state=GATE_STATE[g.outcome] if g.outcome is not None else "open",
         round=g.round,
         approvers=g.approvers,
         escalated=g.escalated,
@@ -159,7 +159,9 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
     return StepView(
         id=s.id,
         tool=spec.resolved_tool or spec.tool,
-        pipeline=spec.pipeline if isinstance(spec.pipeline, str) else "(plan)",
+        pipeline=spec.pipeline
+        if isinstance(spec.pipeline, str) or spec.pipeline is None
+        else "(plan)",
         state=s.state.value,
         attempts=s.attempts,
         started_at=s.started_at,

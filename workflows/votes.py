@@ -184,7 +184,7 @@ def tally(gate: GateRecord, spec: ApprovalSpec) -> tuple[Outcome, list[str], Any
     groups: dict[str, list[Vote]] = {}
     for v in votes:
         if v.action in GO_ON:
-            way = "approve" if v.action in ("approve", "modify") else v.action
+            way = "approve" if v.action == "modify" else v.action
             key = way if way == "approve" else f"{way}:{canonical(v.patch)}"
             groups.setdefault(key, []).append(v)
     for key, group in groups.items():

@@ -32,7 +32,7 @@ class FlowFailOutput(BaseModel):
     """Never produced: the step always fails."""
 
 
-@tool("flow.fail", "1.0.0")
+@tool("flow.fail", "1.0.0", risk="low", local=True)
 async def flow_fail(inp: FlowFailInput, ctx: ToolContext) -> FlowFailOutput:
     """Fail the step without a retry (FlowFailed); unless it says `on_error: continue` or an
     on_failure gate decides otherwise, the run fails and compensates what succeeded."""

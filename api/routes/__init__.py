@@ -10,11 +10,22 @@ from api.routes import (
     definitions,
     governed,
     health,
+    memory,
     schedules,
     tools,
     workflows,
 )
 
 api_router = APIRouter()
-for module in (health, tools, definitions, workflows, governed, approvals, schedules, codec):
+for module in (
+    health,
+    tools,
+    definitions,
+    workflows,
+    governed,
+    memory,
+    approvals,
+    schedules,
+    codec,
+):
     api_router.include_router(module.router)

@@ -13,6 +13,8 @@ class ToolPublic(BaseModel):
     name: str
     version: str
     description: str
+    risk: str = Field(description="low, medium, high, or 'depends on the call'")
+    local: bool = Field(description="runs as a Temporal local activity unless a step says not")
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
 

@@ -88,11 +88,9 @@ steps:
 
 @pytest.fixture
 def definitions(tmp_path: Path, team: str) -> Path:
-    """The shipped catalog plus `gated`, whose gate the test's team decides."""
+    """The shipped catalog (examples included) plus `gated`, whose gate the test's team decides."""
     folder = tmp_path / "definitions"
-    folder.mkdir()
-    for path in (ROOT / "definitions").glob("*.yaml"):
-        shutil.copy(path, folder / path.name)
+    shutil.copytree(ROOT / "definitions", folder)
     (folder / "gated.yaml").write_text(GATED.replace("TEAM", team))
     return folder
 

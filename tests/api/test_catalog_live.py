@@ -202,10 +202,7 @@ async def test_parent_whose_child_is_gone_unprocessable_at_start(
     await eventually(lambda: versions(http, as_("vic"), "kid"), lambda v: v is None, "kid gone")
     r = await start(http, as_("olga"), "parent")
     assert r.status_code == 422
-    assert r.json()["error"]["details"] == [
-        {
-            "path": "definition",
-            "message": "parent steps[0].pipeline: unknown pipeline 'kid' (catalog has: "
-            "approval_demo, gated, hello, parent)",
-        }
-    ]
+    [detail] = r.json()["error"]["details"]
+    assert detail["path"] == "definition"
+    prefix = "parent steps[0].pipeline: unknown pipeline 'kid' (catalog has: approval_demo, "
+    assert detail["message"].startswith(prefix) and "kid" not in detail["message"][len(prefix) :]

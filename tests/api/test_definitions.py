@@ -86,3 +86,16 @@ async def test_validate_wrong_media_type_unsupported(http: httpx.AsyncClient, as
     )
     assert r.status_code == 415
     assert r.json()["error"]["code"] == "unsupported_media_type"
+
+
+async def test_tools_say_their_risk_and_whether_they_run_locally(
+    http: httpx.AsyncClient, as_: Auth
+) -> None:
+    """GET /tools tells a pipeline author which tools run as local activities and how risky
+    each one is."""
+    r = await http.get("/tools", headers=as_("olga"))
+    assert r.status_code == 200, r.text
+    by_name = {t["name"]: t for t in r.json()}
+    assert by_name["data.echo"]["local"] is True and by_name["data.echo"]["risk"] == "low"
+    assert by_name["shell.run"]["local"] is False
+    assert by_name["http.request"]["risk"] == "depends on the call"

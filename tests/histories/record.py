@@ -19,8 +19,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.config import Settings
+from activities.registry import ToolRegistry
+from activities.tools.flow import flow_fail
+from activities.tools.transform import data_echo, data_transform
 from tests.conftest import temporal_cli
-from tests.fakes import fake_registry
+from tests.fakes import FAKE_TOOLS
 from tests.pipeline.gating import decide, open_gate
 from worker import build_worker
 from workflows.client import make_data_converter
@@ -338,8 +341,34 @@ async def _plan(client: Client, handle: Handle) -> None:
     await decide(handle, "execute", "approve", digest=gate.digest)
 
 
+SCENARIOS["local_steps"] = (
+    """
+name: local_steps
+steps:
+  - id: constant
+    tool: data.echo
+    with: {value: {items: [1, 2, 3]}}
+  - id: shape
+    needs: [constant]
+    tool: data.transform
+    with: {data: "${steps.constant.output.value}", expression: "length(items)"}
+  - id: optional
+    needs: [shape]
+    tool: flow.fail
+    on_error: continue
+    with: {message: "an optional check failed"}
+  - id: remote
+    needs: [shape]
+    tool: test.echo
+    with: {n: "${steps.shape.output.result}"}
+output: {n: "${steps.remote.output.n}", optional: "${steps.optional.status}"}
+""",
+    nothing,
+)
+
+
 async def record(client: Client, settings: Settings, only: list[str]) -> list[str]:
-    registry = fake_registry()
+    registry = ToolRegistry([*FAKE_TOOLS, data_echo, data_transform, flow_fail])
     written = []
     async with build_worker(client, settings, registry):
         for name, (text, drive) in SCENARIOS.items():

@@ -308,3 +308,25 @@ def test_stale_results_for_items_are_ignored() -> None:
     lifecycle.record_result(sim.state, "write.9", Result(round=0, ok=True))
     lifecycle.record_result(sim.state, "write.0", Result(round=2, ok=True))
     assert sim.state.unit("write.0") is not None and sim.state.unit("write.0").result is None  # type: ignore[union-attr]
+
+
+def test_a_repeat_step_is_checked_on_what_its_loop_ends_with() -> None:
+    """`until` decides when the loop stops, `check` whether it ended well: an iteration the check
+    would refuse does not fail the loop, the last one does."""
+    text = REPEAT.replace(
+        "max_iterations: 3}",
+        "max_iterations: 3}\n    check: {condition: \"output.status == 'done'\", message: bad end}",
+    ).replace("output.status == 'done'\", every", "output.status != 'running'\", every")
+    sim = Sim(text)
+    sim.advance()
+    sim.succeed("job", {"status": "running"})
+    assert sim.step("job").phase == "sleeping"
+    sim.tick(seconds=30)
+    sim.succeed("job", {"status": "error"})
+    step = sim.step("job")
+    assert (step.state.value, step.error) == ("failed", "check failed: bad end")
+    assert [(i.n, i.until) for i in step.iterations] == [(1, False), (2, True)]
+    sim = Sim(text)
+    sim.advance()
+    sim.succeed("job", {"status": "done"})
+    assert sim.step("job").state.value == "succeeded"

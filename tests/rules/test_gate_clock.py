@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 
 from tests.rules.sim import T0, Sim
-from workflows.gates import Notify, next_due
+from workflows.gates import Notify, next_due, on_time
+from workflows.models import AuditEntry
+from workflows.state import GateRecord
 
 TIMED = """
 name: t
@@ -124,3 +126,123 @@ steps:
     assert next_due(sim.state) == T0 + timedelta(minutes=20)
     sim.tick(minutes=20)
     assert next_due(sim.state) == T0 + timedelta(minutes=30)
+
+
+def test_timeout_closes_the_gate_at_the_deadline_and_records_it() -> None:
+    """At exactly its deadline the gate is decided by the timeout, then, with one audit entry."""
+    sim = Sim(TIMED % "timeout: 1h\n      on_timeout: skip")
+    sim.advance()
+    sim.tick(hours=1)
+    g = sim.gate("a")
+    assert (g.outcome, g.decided_by, g.decided_at) == ("skip", ["system:timeout"], sim.now)
+    assert sim.state.audit == [
+        AuditEntry(
+            seq=1,
+            at=sim.now,
+            kind="timeout",
+            gate="a",
+            action="skip",
+            reason="gate deadline passed",
+        )
+    ]
+
+
+def test_escalation_records_whom_it_reached_and_rejects_at_the_second_deadline() -> None:
+    """Escalating names every new approver in the audit; the next deadline rejects the gate."""
+    sim = Sim(
+        TIMED
+        % "timeout: 1h\n      on_timeout: escalate\n      escalate_to: ['role:lead', 'user:boss']"
+    )
+    sim.advance()
+    sim.tick(hours=1)
+    assert sim.gate("a").approvers == ["role:ops", "role:lead", "user:boss"]
+    escalated_at = sim.now
+    sim.tick(hours=1)
+    assert sim.gate("a").outcome == "reject" and sim.gate("a").decided_at == sim.now
+    assert sim.state.audit[:2] == [
+        AuditEntry(
+            seq=1,
+            at=escalated_at,
+            kind="escalation",
+            gate="a",
+            reason="escalated to role:lead, user:boss",
+        ),
+        AuditEntry(
+            seq=2,
+            at=sim.now,
+            kind="timeout",
+            gate="a",
+            action="reject",
+            reason="gate deadline passed",
+        ),
+    ]
+
+
+def test_reminder_records_its_count_against_the_cap() -> None:
+    """Each reminder leaves an audit entry naming the gate, its number and the cap."""
+    sim = Sim(TIMED % "remind_after: 10m\n      max_reminders: 2")
+    sim.advance()
+    assert sim.tick(minutes=10) == [Notify("a", "a", "reminder")]
+    assert sim.state.audit == [
+        AuditEntry(seq=1, at=sim.now, kind="reminder", gate="a", reason="reminder 1 of at most 2")
+    ]
+
+
+def test_every_gate_due_at_once_is_served() -> None:
+    """A reminder on one gate and an escalation on another, due together, both notify."""
+    sim = Sim(
+        """
+name: two
+steps:
+  - {id: a, tool: t.x, approval: {approvers: ["role:ops"], remind_after: 10m}}
+  - id: b
+    tool: t.x
+    approval: {approvers: ["role:ops"], timeout: 10m, on_timeout: escalate, escalate_to: ["role:lead"]}
+  - {id: c, tool: t.x, approval: {approvers: ["role:ops"], remind_after: 10m}}
+"""
+    )
+    sim.advance()
+    assert sim.tick(minutes=10) == [
+        Notify("a", "a", "reminder"),
+        Notify("b", "b", "escalated"),
+        Notify("c", "c", "reminder"),
+    ]
+
+
+def test_a_gate_on_a_step_without_approval_is_left_alone() -> None:
+    """The clock only acts on gates its definition declares, and still serves the later ones."""
+    sim = Sim(
+        """
+name: two
+steps:
+  - {id: a, tool: t.x}
+  - {id: b, tool: t.x, approval: {approvers: ["role:ops"], remind_after: 10m}}
+"""
+    )
+    stray = GateRecord(
+        gate="a",
+        step="a",
+        stage="before",
+        round=0,
+        digest="sha256:x",
+        opened_at=T0,
+        approvers=["role:ops"],
+        deadline=T0,
+        next_reminder=T0,
+    )
+    sim.state.steps["a"].gate = stray
+    sim.advance()
+    assert on_time(sim.state, sim.d, T0 + timedelta(minutes=10)) == [Notify("b", "b", "reminder")]
+    assert stray.open and stray.reminders == 0
+
+
+def test_open_gate_shows_the_subject_and_its_digest() -> None:
+    """A gate opens on the step's resolved inputs with their pinned digest and no deadline
+    unless one is set."""
+    sim = Sim(
+        "name: o\nsteps: [{id: a, tool: t.x, with: {amount: 10}, approval: {approvers: ['role:ops']}}]"
+    )
+    sim.advance()
+    g = sim.gate("a")
+    assert (g.subject, g.deadline, g.next_reminder, g.opened_at) == ({"amount": 10}, None, None, T0)
+    assert g.digest == "sha256:a8b88b82fe90a16048eb8851fe382405395cd395dafaa7ca9be90ec00f82a72b"

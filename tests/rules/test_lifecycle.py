@@ -6,8 +6,8 @@ from __future__ import annotations
 from tests.rules.sim import T0, Sim
 from workflows import lifecycle
 from workflows.contract import RunState, StepState
-from workflows.models import AuditEntry, GateSummary, LifecycleInput
-from workflows.state import AUDIT_CHUNK, AUDIT_KEEP
+from workflows.models import AuditEntry, CompensationView, GateSummary, LifecycleInput
+from workflows.state import AUDIT_CHUNK, AUDIT_KEEP, RunData, Stop
 
 SAGA = """
 name: saga
@@ -156,3 +156,68 @@ def test_close_of_a_complete_and_of_a_cancelled_run() -> None:
     lifecycle.request_cancel(sim.state, LifecycleInput(actor="x"), T0)
     assert lifecycle.close(sim.state, T0) == RunState.CANCELLED
     assert sim.state.error == "run cancelled by x"
+
+
+def test_refuse_start_records_the_refusal_and_its_reason() -> None:
+    """The refusal stops the run as failed and leaves one refused lifecycle entry with why."""
+    sim = Sim(SAGA)
+    lifecycle.refuse_start(sim.state, "owner lost operator", T0)
+    assert sim.state.stop == Stop(kind="failed", message="owner lost operator")
+    assert sim.state.audit == [
+        AuditEntry(
+            seq=1,
+            at=T0,
+            kind="lifecycle",
+            action="refuse_start",
+            outcome="refused",
+            reason="owner lost operator",
+            via="system",
+        )
+    ]
+
+
+def test_cancel_signal_without_an_actor_names_no_one() -> None:
+    """A cancel signal that names nobody says so, and the stop has no author."""
+    sim = Sim(SAGA)
+    assert lifecycle.request_cancel(sim.state, None, T0)
+    assert sim.state.stop == Stop(kind="cancelled", message="run cancelled by an unnamed actor")
+    assert (sim.state.audit[-1].actor, sim.state.audit[-1].via) == (None, "signal")
+
+
+def test_cancel_keeps_who_asked_as_the_stop_author() -> None:
+    """A named cancel records its actor on the stop and on the audit entry."""
+    sim = Sim(SAGA)
+    lifecycle.request_cancel(sim.state, LifecycleInput(actor="olga"), T0, "system")
+    assert sim.state.stop == Stop(kind="cancelled", message="run cancelled by olga", by="olga")
+    assert sim.state.audit[-1].via == "system"
+
+
+def test_paused_and_resumed_state_survives_continue_as_new() -> None:
+    """After pause and resume the state is still valid data a new run can be started with."""
+    sim = Sim(SAGA)
+    lifecycle.pause(sim.state, None, T0)
+    lifecycle.resume(sim.state, None, T0)
+    carried = RunData.model_validate(sim.state.model_dump(mode="json"))
+    assert carried.paused is False and carried == sim.state
+    assert [(e.action, e.actor, e.reason, e.via) for e in carried.audit] == [
+        ("pause", None, None, "signal"),
+        ("resume", None, None, "signal"),
+    ]
+
+
+def test_a_child_that_reports_no_gates_first_changes_nothing() -> None:
+    """An empty report from a child the parent has not heard from is no error."""
+    sim = Sim(SAGA)
+    sim.advance()
+    lifecycle.child_gates(sim.state, "a", "wf-1--a", [])
+    assert sim.state.children == {}
+
+
+def test_a_compensation_that_succeeds_is_recorded_with_its_time() -> None:
+    """A successful undo marks the step compensated and keeps when it happened."""
+    sim = Sim(SAGA)
+    sim.advance()
+    sim.succeed("a", {"id": 1})
+    lifecycle.compensated(sim.state, "a", None, T0)
+    assert sim.step("a").compensation == CompensationView(state="succeeded", at=T0)
+    assert sim.step("a").state == StepState.COMPENSATED

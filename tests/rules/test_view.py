@@ -167,3 +167,23 @@ def test_notification_names_gate_stage_approvers_and_deadline() -> None:
         "[opened] two v1, run wf-1: gate 'a' waits at its before stage for role:ops, user:carol. "
         "Review: check n. Deadline: none. https://sg.example/workflows/wf-1"
     )
+
+
+def test_each_step_names_the_pipeline_it_runs_and_only_that() -> None:
+    """A tool step names no pipeline, a catalog child its name, a plan step `(plan)`."""
+    sim = Sim(
+        """
+name: kinds
+steps:
+  - {id: tool, tool: t.x}
+  - {id: child, pipeline: child}
+  - id: plan
+    pipeline: {definition: "${input.plan}", allowed_tools: [t.x], max_steps: 2}
+"""
+    )
+    steps = view.status(sim.state, sim.d, FACTS).steps
+    assert [(s.id, s.tool, s.pipeline) for s in steps] == [
+        ("tool", "t.x", None),
+        ("child", None, "child"),
+        ("plan", None, "(plan)"),
+    ]

@@ -383,3 +383,169 @@ def test_close_clears_the_next_reminder() -> None:
     g = gate(next_reminder=T0)
     votes.close(g, "approve", ["x"], T0, None)
     assert g.next_reminder is None and g.patch is None
+
+
+# ---- exact messages, digests and edge cases ---------------------------------------------------
+
+
+def message(
+    g: GateRecord,
+    s: ApprovalSpec,
+    d: Decision,
+    requester: str | None = None,
+    barred: set[str] | None = None,
+) -> str | None:
+    who = Principal(principal=requester) if requester else None
+    refusal = votes.check(g, s, d, who, barred or set())
+    return refusal.message if refusal else None
+
+
+def test_digest_of_is_sha256_of_compact_sorted_json() -> None:
+    """The digest is pinned: keys sorted, no spaces, non-JSON values as text, non-ASCII escaped."""
+    subject = {"b": [1, "é"], "a": {"at": T0}}
+    assert votes.canonical(subject) == '{"a":{"at":"2026-01-01 00:00:00+00:00"},"b":[1,"\\u00e9"]}'
+    assert (
+        votes.digest_of(subject)
+        == "sha256:90163a840dcf977b56e522019f9256cdfa48d795d5e1e533cdb59cd51aa1835b"
+    )
+    assert (
+        votes.digest_of({"amount": 10})
+        == "sha256:a8b88b82fe90a16048eb8851fe382405395cd395dafaa7ca9be90ec00f82a72b"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "d", "expected"),
+    [
+        (
+            "before",
+            decision("retry"),
+            "action 'retry' is not offered at before gate 'pay' "
+            "(allowed: approve, reject, modify, skip, cancel)",
+        ),
+        (
+            "before",
+            decision("approve", actor="bob", roles=["web", "dev"]),
+            "'bob' with roles ['dev', 'web'] may not decide gate 'pay' "
+            "(approvers: role:ops, user:carol)",
+        ),
+        ("before", decision("modify"), "modify needs a patch object"),
+        ("before", decision("modify", patch={}), "modify needs a patch that changes something"),
+        (
+            "after",
+            decision("retry", patch=[1]),
+            "patch must be a JSON object (a merge patch), got list",
+        ),
+        (
+            "before",
+            decision("approve", patch={"a": 1}),
+            "action 'approve' takes no patch at before gate 'pay'",
+        ),
+        (
+            "before",
+            decision("approve", digest="sha256:old"),
+            "digest 'sha256:old' does not match what gate 'pay' is reviewing now "
+            "(sha256:a8b88b82fe90a16048eb8851fe382405395cd395dafaa7ca9be90ec00f82a72b)",
+        ),
+    ],
+)
+def test_check_refusal_message_names_the_problem(stage: str, d: Decision, expected: str) -> None:
+    """Each refusal says exactly what is wrong, with the gate, the actor and what is allowed."""
+    assert message(gate(stage), spec(stage=stage), d) == expected
+
+
+def test_check_refusal_messages_for_people() -> None:
+    """Repeat votes, self-approval, separation of duties and a decided gate each say who and
+    where."""
+    g, s = gate(), spec(forbid_self_approval=True, distinct_from=["build", "test"], quorum=2)
+    cast(g, s, decision("approve", actor="bob"))
+    assert message(g, s, decision("reject", actor="bob")) == (
+        "'bob' has already voted on this subject of gate 'pay'"
+    )
+    assert message(g, s, decision("skip"), requester="alice") == (
+        "'alice' requested this run and may not skip at gate 'pay'"
+    )
+    assert message(g, s, decision("modify", patch={"a": 1}), barred={"alice"}) == (
+        "'alice' voted at one of ['build', 'test'] and may not also modify at gate 'pay'"
+    )
+    cast(g, s, decision("approve"))
+    assert message(g, s, decision("approve", actor="carol", roles=[])) == (
+        "gate 'pay' is already decided (approve)"
+    )
+
+
+def test_self_approval_needs_a_requester() -> None:
+    """A run started without a requester (a schedule, the CLI) has no one to bar."""
+    g, s = gate(), spec(forbid_self_approval=True)
+    assert votes.check(g, s, decision("approve"), None, set()) is None
+
+
+def test_merge_patch_keeps_untouched_keys_of_a_nested_object() -> None:
+    """A nested patch changes only the keys it names; deleting an absent key is no error."""
+    target = {"b": {"c": 2, "d": 3}, "k": 1}
+    assert votes.merge_patch(target, {"b": {"c": 9}, "gone": None}) == {
+        "b": {"c": 9, "d": 3},
+        "k": 1,
+    }
+    assert target == {"b": {"c": 2, "d": 3}, "k": 1}
+
+
+def test_proposed_is_the_patched_subject_only_for_a_modify() -> None:
+    """A modify proposes the subject merged with its patch; any other action leaves the subject."""
+    g = gate(subject={"amount": 10, "to": "acme"})
+    assert votes.proposed(g, decision("modify", patch={"amount": 5})) == {"amount": 5, "to": "acme"}
+    assert votes.proposed(g, decision("retry", patch={"amount": 5})) == {"amount": 10, "to": "acme"}
+
+
+def test_modify_keeps_the_rest_of_the_subject() -> None:
+    """The new subject of a modify is the old one with only the patched keys changed."""
+    g, s = gate(subject={"amount": 10, "to": "acme"}), spec(quorum=2)
+    cast(g, s, decision("modify", patch={"amount": 5}))
+    assert g.subject == {"amount": 5, "to": "acme"}
+    assert g.digest == votes.digest_of({"amount": 5, "to": "acme"})
+
+
+def test_modify_back_to_the_first_subject_revives_its_votes() -> None:
+    """Votes count for the subject they were cast on: when a second modify restores the first
+    subject, the approvals of it count again, and the outcome is still a modify."""
+    g, s = gate(), spec(quorum=3)
+    cast(g, s, decision("approve"))
+    cast(g, s, decision("modify", actor="carol", roles=[], patch={"amount": 99}))
+    cast(g, s, decision("modify", actor="dave", patch={"amount": 10}))
+    assert g.open and [v.actor for v in votes.live(g)] == ["alice", "dave"]
+    cast(g, s, decision("approve", actor="bob"))
+    assert (g.outcome, g.decided_by, g.subject) == (
+        "modify",
+        ["alice", "dave", "bob"],
+        {"amount": 10},
+    )
+
+
+def test_quorum_is_reached_exactly_at_its_count() -> None:
+    """One short of the quorum leaves the gate open; the vote that reaches it decides."""
+    g, s = gate(), spec(quorum=3)
+    cast(g, s, decision("approve"), decision("approve", actor="bob"))
+    assert g.open
+    cast(g, s, decision("approve", actor="carol", roles=[]))
+    assert g.outcome == "approve"
+
+
+def test_stop_votes_decide_exactly_at_rejections_to_reject() -> None:
+    """One stop vote short leaves the gate open; the one that reaches the count decides."""
+    g, s = gate(), spec(rejections_to_reject=2)
+    cast(g, s, decision("reject"))
+    assert g.open and votes.tally(g, s) is None
+    cast(g, s, decision("reject", actor="bob"))
+    assert (g.outcome, g.decided_by, g.patch) == ("reject", ["alice", "bob"], None)
+
+
+def test_gate_states_name_every_outcome() -> None:
+    """Each outcome maps to the gate state the status shows."""
+    assert votes.GATE_STATE == {
+        "approve": "approved",
+        "modify": "modified",
+        "skip": "skipped",
+        "retry": "retried",
+        "reject": "rejected",
+        "cancel": "cancelled",
+    }

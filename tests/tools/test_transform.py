@@ -72,8 +72,10 @@ SLOW = "[@,@,@,@,@,@,@,@,@,@] | [] | [@,@,@,@,@,@,@,@,@,@] | [] | [@,@,@,@,@,@,@
 async def test_transform_fails_fatally_when_expression_exceeds_budget(
     make_acts: Callable[..., ToolActivities], expression: str, data: object, budget: str
 ) -> None:
-    """A runaway expression stops on its own budget, non-retryably, naming the setting."""
-    acts = make_acts(stepgate_transform_timeout_s=2.0)
+    """A runaway expression stops on its own budget, non-retryably, naming the setting. The
+    other budget is set far away, so a busy machine cannot make the wrong one fire first."""
+    slow = budget == "STEPGATE_TRANSFORM_TIMEOUT_S"
+    acts = make_acts(stepgate_transform_timeout_s=2.0 if slow else 120.0)
     call = make_call("data.transform", {"data": data, "expression": expression})
     with pytest.raises(ApplicationError) as err:
         await acts.execute(call)
