@@ -119,6 +119,8 @@ TARGETS = {
     t.key: t
     for t in (
         Target("overhead_ratio", "interpreter / baseline p50", 1.15, "x"),
+        Target("overhead_regular_ratio", "interpreter / baseline p50, regular", 1.15, "x"),
+        Target("pipeline_run_ms_p50", "five-step pipeline run p50", 25.0, "ms"),
         Target("step_overhead_ms_p50", "step overhead p50", 15.0, "ms"),
         Target("decision_latency_ms_p50", "decision (update) -> step started p50", 25.0, "ms"),
         Target(
