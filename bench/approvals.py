@@ -94,6 +94,12 @@ async def measure(workdir: Path, runs: int, store: Store, profile: bool) -> dict
         out["approvals_per_s"] = round(runs / out["approve_all_s"], 1)
         out["worker_rss_mb_peak"] = peak.mb
         out["cpu_ms_per_run"] = {k: round(v * 1000 / runs, 2) for k, v in used.items()}
+        # The SDK's warnings for workflow tasks that took over 5 s, and for completions the server
+        # refused because the task had timed out (10 s) meanwhile: work done twice.
+        log = worker.log.read_text(errors="replace")
+        out["workflow_tasks_over_5s"] = log.count("TMPRL1104")
+        out["workflow_tasks_timed_out"] = log.count("Workflow task not found")
+        out["settings"] = {k: v for k, v in os.environ.items() if k.startswith("STEPGATE_MAX_")}
         return out
 
 
