@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -48,6 +49,26 @@ def workflow_runner(*modules: str) -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
+class StepgateWorker(Worker):
+    """A Temporal worker that also closes the memory store it made once it has shut down: a
+    store left to the garbage collector would close its pooled connections whenever that runs,
+    possibly inside a workflow activation, whose event loop refuses the callbacks."""
+
+    def __init__(
+        self, *args: Any, owned_memory: MemoryActivities | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._owned_memory = owned_memory
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            owned, self._owned_memory = self._owned_memory, None
+            if owned is not None:
+                await owned.store.close()
+
+
 def read_catalog(settings: Settings, registry: ToolRegistry) -> Catalog:
     """The catalog, read only to log what it holds: the worker runs the snapshots runs carry,
     so a bad definition file is logged, never a reason not to start."""
@@ -69,14 +90,17 @@ def build_worker(
     """The worker the process runs; tests and benchmarks build theirs the same way. The memory's
     engine connects at first use (main() migrates it at start)."""
     tools = tools or ToolActivities(registry, settings)
-    memory = memory or MemoryActivities.from_settings(settings)
+    owned = None
+    if memory is None:
+        memory = owned = MemoryActivities.from_settings(settings)
     checks = CheckActivities(registry)
     plans = PlanActivities(registry)
     audit = AuditActivities(tools.artifacts)
     # Reads the API keys and permissions files now: a bad one stops the worker at start.
     access = access or AccessActivities(settings)
-    return Worker(
+    return StepgateWorker(
         client,
+        owned_memory=owned,
         task_queue=task_queue or settings.stepgate_task_queue,
         workflows=list(WORKFLOWS),
         activities=[

@@ -17,7 +17,7 @@ from workflows.governed_state import SCHEMA_CHARS, GovernedInput, ToolInfo
 from workflows.models import NotifyDefaults, Principal
 from workflows.plans import plan_issues
 from workflows.policy import Policy
-from workflows.validation import Issue, loc_to_path, validate_definition
+from workflows.validation import Issue, loc_to_path, validate_definition, validate_input
 
 POLICIES = "policies"
 DEFAULT_POLICY = "default"
@@ -91,6 +91,12 @@ def build_governed(
         problems += [
             Issue(f"plan.{i.path}" if i.path else "plan", i.message) for i in report.errors
         ]
+        if report.definition is not None and not problems:
+            # The context is the plan's input: refused now rather than when the plan runs.
+            problems += [
+                Issue("context" + i.path.removeprefix("input"), i.message)
+                for i in validate_input(report.definition, context)
+            ]
         if problems:
             raise invalid(problems, "the proposed plan is not valid")
     return GovernedInput(

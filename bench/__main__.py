@@ -27,6 +27,7 @@ from typing import Any
 import temporalio
 
 from bench import decision, dynamic, memory, overhead, parked, report, sse, status, throughput
+from bench import governed as governed_bench
 from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
@@ -112,6 +113,7 @@ async def column(
         else:
             await section(results, "status", lambda: status.measure(stack, scale))
             await section(results, "sse", lambda: sse.measure(stack, scale))
+            await section(results, "governed", lambda: governed_bench.measure(stack, scale))
 
         async def throughput_1() -> dict[str, Any]:
             out = await throughput.measure(stack, scale, "1", first="pipeline")

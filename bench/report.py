@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from bench import report_dynamic
 from bench.cells import num as _num
 from bench.cells import verdict as _verdict
+from bench.governed import report_rows as governed_rows
 from bench.memory import report_rows as memory_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -288,12 +289,13 @@ def table(r: Mapping[str, Any]) -> str:
         cells = tuple(render(columns[n]) for n in names)
         verdict = _verdict(r, key) if key else ("", "")
         body.append((label, *cells, *verdict))
-    # The dynamic section's rows render one column at a time; their labels and targets are the
-    # headline column's.
-    per_column = [report_dynamic.rows(columns[n]) for n in names]
-    for i, (label, _, limit, check) in enumerate(report_dynamic.rows(sample)):
-        cells = tuple(col[i][1] if i < len(col) else "-" for col in per_column)
-        body.append((label, *cells, limit, check))
+    # The dynamic and governed sections' rows render one column at a time; their labels and
+    # targets are the headline column's.
+    for section_rows in (report_dynamic.rows, governed_rows):
+        per_column = [section_rows(columns[n]) for n in names]
+        for i, (label, _, limit, check) in enumerate(section_rows(sample)):
+            cells = tuple(col[i][1] if i < len(col) else "-" for col in per_column)
+            body.append((label, *cells, limit, check))
     # The memory section runs once, without Temporal: its figure sits in the first column.
     for label, value, limit, check in memory_rows(r):
         body.append((label, value, *("" for _ in names[1:]), limit, check))

@@ -139,17 +139,24 @@ def amend(
     roles: list[str],
     comment: str | None,
     now: datetime,
+    eligible_only: bool = True,
 ) -> None:
     """A modify replaced the plan (already checked and assessed into `state`): the gate shows the
     new subject (so earlier votes lapse), its approvers follow the new tier, and the modifier's
-    vote counts for it. Tier 1 with automatic approval needs nobody else."""
+    vote counts for it only if they are one of the new tier's approvers (a peer who raises a plan
+    to tier 3 cannot approve it for the elders). Tier 1 with automatic approval needs nobody else.
+    `eligible_only=False` is the rule runs recorded before it followed."""
     record = state.gate
-    assert record is not None  # only an open review is amended
+    if record is None:  # only an open review is amended
+        return
     subject_ = subject(state)
     record.subject, record.digest, record.modified = subject_, votes.digest_of(subject_), True
     if gate is not None:
         record.approvers = list(gate.approvers)
         state.tier_gate = gate
+        counts = bool(votes.principals_of(actor, roles) & set(gate.approvers))
+        if eligible_only and not counts:
+            return
     record.votes.append(
         Vote(
             actor=actor, action="modify", comment=comment, at=now, roles=roles, digest=record.digest

@@ -4,117 +4,55 @@ pure: `now` is given and effects are returned, never carried out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from activities.models import Slot
 from workflows import expr
 from workflows.contract import StepState
-from workflows.definition import PRIORITIES, ApprovalSpec, Definition, Stage, StepSpec
+from workflows.definition import PRIORITIES, ApprovalSpec, Stage, StepSpec
 from workflows.durations import parse_duration
 from workflows.gates import Notify, open_gate
 from workflows.limits import MAX_ITEMS
-from workflows.models import AuditEntry, Principal
+from workflows.models import AuditEntry
 from workflows.refs import RefError, Scope
-from workflows.state import Iteration, Outcome, RunData, StepRecord, Stop
+from workflows.state import Iteration, Outcome, StepRecord, Stop
+from workflows.turn import (
+    CheckPlan,
+    Effect,
+    Invoke,
+    RunContext,
+    Turn,
+    step_of,
+    truthy,
+    unit_scope,
+)
 from workflows.votes import SYSTEM_ACTOR, close, digest_of, go_on_voters, merge_patch
 
-
-@dataclass(frozen=True)
-class RunContext:
-    """Facts of the run that references and auto-approval read."""
-
-    workflow_id: str
-    run_id: str
-    pipeline: str
-    started_at: str
-    input: dict[str, Any] = field(default_factory=dict)
-    requester: Principal | None = None
-    approval_mode: str = "manual"
-
-    def scope(self, state: RunData, *, lenient: bool = False) -> Scope:
-        return Scope(
-            self.input,
-            {sid: s.output for sid, s in state.steps.items() if s.has_output},
-            {sid: s.state.value for sid, s in state.steps.items()},
-            {
-                "workflow_id": self.workflow_id,
-                "run_id": self.run_id,
-                "requester": self.requester.principal if self.requester else None,
-                "pipeline": self.pipeline,
-                "started_at": self.started_at,
-            },
-            lenient=lenient,
-            offloaded={
-                sid: s.artifact for sid, s in state.steps.items() if s.has_output and s.artifact
-            },
-        )
-
-
-@dataclass(frozen=True)
-class Invoke:
-    """Call a unit's tool (or child pipeline, or approved plan) with these arguments."""
-
-    step: str
-    round: int
-    args: dict[str, Any]
-    slots: list[Slot] = field(default_factory=list)
-    iteration: int = 0
-    plan: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class CheckPlan:
-    """Check a definition made at run time (in an activity) before it may run."""
-
-    step: str
-    definition: Any
-    allowed_tools: list[str]
-    max_steps: int
-
-
-Effect = Invoke | Notify | CheckPlan
-
-
-@dataclass
-class Turn:
-    """One pass of the rules: the state, the run's snapshot and facts, the time, the effects."""
-
-    state: RunData
-    d: Definition
-    ctx: RunContext
-    now: datetime
-    effects: list[Effect] = field(default_factory=list)
-    hold: bool = False
-    # Running units counted during this pass (key "" for the run, a step id for its items);
-    # cleared whenever a unit moves, so a count is never stale and a pass over many waiting
-    # items counts once instead of once per item.
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def scope(self, unit: StepRecord, **local: Any) -> Scope:
-        return unit_scope(self.state, self.d, self.ctx, unit, **local)
-
-
-def unit_scope(
-    state: RunData, d: Definition, ctx: RunContext, unit: StepRecord, **local: Any
-) -> Scope:
-    """What a unit's references read: the run's scope, plus its item and index (a for_each
-    item), or the previous output and the iteration (a repeat step), plus `local`."""
-    values: dict[str, Any] = {}
-    if unit.index is not None:
-        values.update(item=unit.item, index=unit.index)
-    if d.step(step_of(unit)).repeat is not None:
-        values.update(previous=unit.previous, iteration=unit.iteration + 1)
-    return ctx.scope(state).with_local(**{**values, **local})
-
-
-def step_of(unit: StepRecord) -> str:
-    return unit.id.partition(".")[0]
-
-
-def truthy(condition: str, scope: Scope) -> bool:
-    return expr.truthy(expr.evaluate(expr.parse(condition), scope.lookup))
+__all__ = [
+    "CheckPlan",
+    "Effect",
+    "Invoke",
+    "RunContext",
+    "Turn",
+    "decided",
+    "expand",
+    "fail",
+    "failed",
+    "finish",
+    "gated",
+    "gather",
+    "next_iteration",
+    "open_",
+    "plan_digest",
+    "planned",
+    "returned",
+    "run",
+    "set_output",
+    "start",
+    "start_each",
+    "step_of",
+    "truthy",
+    "unit_scope",
+]
 
 
 # ---- starting ----------------------------------------------------------------------------

@@ -240,3 +240,32 @@ async def test_seed_scenario_tiers_decisions_and_memory(
     assert four in waiting["governed"]["similar"]
     reasons = [r["rule"] for r in waiting["governed"]["assessment"]["reasons"]]
     assert "history" in reasons, "a similar rejected run raises the score"
+
+
+async def test_modify_raising_tier_leaves_gate_to_new_approvers(
+    gov: httpx.AsyncClient, as_: Auth, llm: tuple[LocalServer, Planner]
+) -> None:
+    """A peer who adds a high-risk step to a tier 2 plan makes it tier 3: the peer's modify is
+    no elder's vote, so one elder's approval leaves the gate open (quorum 2) and nothing runs."""
+    http, (server, planner) = gov, llm
+    run = await govern(http, as_, "announce the release", {"text": "v3", "environment": "staging"})
+    waiting = await phase(http, as_, run, "review")
+    assert waiting["governed"]["assessment"]["tier"] == 2
+    post = {
+        "id": "post",
+        "tool": "http.request",
+        "with": {"method": "POST", "url": planner.hook, "json": {"text": "${input.text}"}},
+    }
+    risky = {"id": "wipe", "tool": "shell.run", "with": {"argv": ["true"]}}
+    body = {"action": "modify", "patch": {"plan": {"steps": [post, risky]}}}
+    r = await http.post(f"/workflows/{run}/gates/review", json=body, headers=as_("pat"))
+    assert r.status_code == 200, r.text
+    assert (r.json()["state"], r.json()["approvers"]) == ("open", ["role:elder"])
+    elder = await vote(http, as_, run, "eve", "approve")
+    assert (elder.json()["state"], len(elder.json()["approvals"])) == ("open", 1), elder.text
+    status = (await http.get(f"/workflows/{run}", headers=as_("vic"))).json()
+    assert (status["governed"]["phase"], status["governed"]["assessment"]["tier"]) == ("review", 3)
+    assert not [s for s in server.seen if s.path == "/hook"]
+    assert (
+        await http.post(f"/workflows/{run}/cancel", json={}, headers=as_("olga"))
+    ).status_code == 202

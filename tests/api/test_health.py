@@ -63,6 +63,8 @@ async def test_openapi_lists_every_route_without_key(http: httpx.AsyncClient) ->
         "/workflows/{workflow_id}/pause": {"post"},
         "/workflows/{workflow_id}/resume": {"post"},
         "/governed": {"post"},
+        "/memory": {"get"},
+        "/memory/{pattern_id}": {"delete"},
         "/approvals": {"get"},
         "/approvals/batch": {"post"},
         "/schedules": {"get", "post"},

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.config import Settings
@@ -24,6 +25,7 @@ from activities.tools.flow import flow_fail
 from activities.tools.transform import data_echo, data_transform
 from tests.conftest import temporal_cli
 from tests.fakes import FAKE_TOOLS
+from tests.histories.record_governed import record_governed
 from tests.pipeline.gating import decide, open_gate
 from worker import build_worker
 from workflows.client import make_data_converter
@@ -402,14 +404,28 @@ async def record(client: Client, settings: Settings, only: list[str]) -> list[st
             history = await client.get_workflow_handle(handle.id).fetch_history()
             if finish is False:
                 await client.get_workflow_handle(handle.id).terminate("recorded while parked")
-            path = HERE / f"{name}.json"
-            path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
-            written.append(path.name)
+            written.append(write(name, history.to_json()))
+        for stem, workflow_id in await record_governed(
+            client, settings.stepgate_task_queue, registry, only
+        ):
+            handle = client.get_workflow_handle(workflow_id)
+            history = await handle.fetch_history()
+            written.append(write(stem, history.to_json()))
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("recorded while parked")
     return written
 
 
+def write(stem: str, history_json: str) -> str:
+    path = HERE / f"{stem}.json"
+    path.write_text(json.dumps(json.loads(history_json), indent=1) + "\n")
+    return path.name
+
+
 async def main() -> None:
-    settings = Settings(stepgate_task_queue=f"record-{uuid.uuid4()}")
+    # The memory of the governed scenarios goes to a folder of its own, not the operator's.
+    data = Path(tempfile.mkdtemp(prefix="stepgate-record-"))
+    settings = Settings(stepgate_task_queue=f"record-{uuid.uuid4()}", stepgate_data=data)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,

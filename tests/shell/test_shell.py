@@ -21,9 +21,10 @@ from tests.tools.conftest import make_call
 from tests.util import eventually
 
 # Starts a child that sleeps, then sleeps itself; both carry the marker in their command line.
-SLEEPER = """
+CHILD = "import time; time.sleep(60)"
+SLEEPER = f"""
 import subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", sys.argv[1]])
+subprocess.Popen([sys.executable, "-c", "{CHILD}", sys.argv[1]])
 print("started", flush=True)
 time.sleep(60)
 """
@@ -260,7 +261,11 @@ async def test_run_kills_process_group_when_cancelled(shell_acts: MakeActs) -> N
     """Cancelling the call kills the program and its children and re-raises CancelledError."""
     marker = f"sleeper-{uuid.uuid4().hex}"
     task = asyncio.create_task(shell_acts().execute(make_call("shell.run", py(SLEEPER, marker))))
-    await eventually(lambda: len(processes_with(marker)) >= 2, what="program and child to start")
+    # The child is up once a process runs its code as an argument of its own (bwrap's command
+    # line holds the marker too, before the program itself has started).
+    await eventually(
+        lambda: processes_with(f"\0{CHILD}\0{marker}"), what="program and child to start"
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
