@@ -218,6 +218,14 @@ class Settings(BaseSettings):
     stepgate_max_cached_workflows: int = Field(
         2_000, ge=0, description="runs a worker keeps in memory between tasks"
     )
+    # Workflow code runs under one interpreter lock: more tasks at once only make each take
+    # longer, and a task (local steps included) past Temporal's 10 s timeout is done again.
+    stepgate_max_concurrent_workflow_tasks: int = Field(
+        16,
+        ge=2,
+        le=1_000,
+        description="workflow tasks one worker processes at once",
+    )
     stepgate_log_level: str = Field("INFO", description="log level")
     stepgate_log_format: str = Field(
         "auto", description="auto (console on a TTY, else JSON), json or console"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,10 +20,12 @@ from api.catalog_live import LiveCatalog
 from api.state import ApiState
 
 # auto_error=False: the 401 comes from KeyStore in the API's own error shape.
+# Dependencies that only read what is in memory are `async def`: FastAPI runs a plain `def`
+# one in its thread pool, a hop that cost more than a status read's own work under load.
 _bearer = HTTPBearer(auto_error=False, description="an API key from STEPGATE_API_KEYS_FILE")
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.stepgate
     return state
 
@@ -31,28 +33,28 @@ def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_catalog(state: StateDep) -> Catalog:
+async def get_catalog(state: StateDep) -> Catalog:
     # Taken once per request: a reload meanwhile swaps in a new catalog, never half of one.
     return state.catalog.current
 
 
-def get_live_catalog(state: StateDep) -> LiveCatalog:
+async def get_live_catalog(state: StateDep) -> LiveCatalog:
     return state.catalog
 
 
-def get_registry(state: StateDep) -> ToolRegistry:
+async def get_registry(state: StateDep) -> ToolRegistry:
     return state.registry
 
 
-def get_memory(state: StateDep) -> MemoryStore:
+async def get_memory(state: StateDep) -> MemoryStore:
     return state.memory
 
 
-def get_client(state: StateDep) -> Client:
+async def get_client(state: StateDep) -> Client:
     return state.temporal.client
 
 
@@ -73,11 +75,11 @@ def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def needs(*permissions: str) -> Callable[[Caller], Caller]:
+def needs(*permissions: str) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
     """A dependency: the authenticated caller, 403 unless it holds every one of `permissions`.
     Needs that depend on the body (an inline definition, auto mode) call `require` themselves."""
 
-    def dependency(caller: CallerDep) -> Caller:
+    async def dependency(caller: CallerDep) -> Caller:
         require(caller, *permissions)
         return caller
 

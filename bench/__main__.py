@@ -1,8 +1,11 @@
-"""`python -m bench`: start a private Temporal dev server, workers and API, measure, report.
+"""`python -m bench`: Stepgate against a hand-written baseline, measured twice in one run.
 
-BENCH_SCALE=quick (about a minute and a half) or full (default; several minutes). Every child
-process is stopped on exit, on error and on Ctrl-C; logs stay in the printed folder when something
-failed.
+The headline column runs on scripts/dev-server with history in its SQLite file, as `make run`
+does; the second column runs the same sections with history in memory (Stepgate without the
+disk). Each column has its own server, worker and API, stopped before the next one starts.
+The memory section needs no Temporal and runs once, after both columns.
+BENCH_SCALE=quick (about three minutes) or full (default; about an hour). Every child process
+is stopped on exit, on error and on Ctrl-C; logs stay in the printed folder when something failed.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from bench import governed as governed_bench
 from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
-    SERVER_DYNAMIC_CONFIG,
+    STORES,
     Stack,
+    Store,
     child_env,
+    server_argv,
     start_api,
     start_server,
     start_worker,
@@ -46,22 +51,15 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "temporalio": temporalio.__version__,
         "platform": platform.platform(),
-        "server_dynamic_config": SERVER_DYNAMIC_CONFIG,
-        # Without cached bytecode every new run recompiles workflows/pipeline.py in the sandbox,
-        # which shows in the per-run overhead: say which way this run went.
-        "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
-        "workflows_bytecode_cached": any(
-            (Path(__file__).resolve().parent.parent / "workflows" / "__pycache__").glob(
-                "pipeline.*.pyc"
-            )
-        ),
+        # Other work on the machine shows in every figure: say how busy it was when we began.
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
 async def section(results: dict[str, Any], name: str, run: Section) -> None:
     """Run one measurement; a failure is reported and the remaining sections still run."""
     started = time.perf_counter()
-    print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+    print(f"[bench] {results['store']}: {name} ...", file=sys.stderr, flush=True)
     try:
         results.update(await run())
     except Exception as err:
@@ -76,69 +74,98 @@ def api_missing() -> str | None:
     return None
 
 
-async def run(
-    procs: Processes, workdir: Path, scale: Scale, api_error: str | None
+async def column(
+    workdir: Path, scale: Scale, store: Store, api_error: str | None
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {
+    """Every section against one dev server (its own worker and API too); all of them are
+    stopped before this returns, so the next column has the machine to itself."""
+    results: dict[str, Any] = {"store": store, "errors": {}, "skipped": {}, "section_s": {}}
+    with Processes(workdir) as procs:
+        server, address, client = await start_server(procs, workdir, store=store)
+        results["server_argv"] = server_argv(server)
+        stack = Stack(
+            procs=procs,
+            workdir=workdir,
+            address=address,
+            client=client,
+            env=child_env(workdir, address),
+            server=server,
+        )
+
+        async def api() -> None:
+            nonlocal api_error
+            if api_error:
+                return
+            try:
+                await start_api(stack)
+            except StartupFailed as err:
+                api_error = f"the API did not start: {err}"
+
+        # Both start-ups are mostly imports; overlapping them saves a few seconds.
+        worker, _ = await asyncio.gather(start_worker(stack, "worker-1"), api())
+
+        # Parked first, on a fresh worker, so its RSS figures are not inflated by earlier sections.
+        await section(results, "parked", lambda: parked.measure(stack, scale, worker))
+        await section(results, "overhead", lambda: overhead.measure(stack, scale))
+        await section(results, "decision", lambda: decision.measure(stack, scale))
+        if api_error:
+            results["skipped"]["status"] = api_error
+        else:
+            await section(results, "status", lambda: status.measure(stack, scale))
+            await section(results, "sse", lambda: sse.measure(stack, scale))
+            await section(results, "governed", lambda: governed_bench.measure(stack, scale))
+
+        async def throughput_1() -> dict[str, Any]:
+            out = await throughput.measure(stack, scale, "1", first="pipeline")
+            return {
+                "throughput_1_worker": out["per_second"],
+                "throughput_1_ratio": out["ratio"],
+                "throughput_1": out,
+            }
+
+        async def throughput_2() -> dict[str, Any]:
+            second = await start_worker(stack, "worker-2")
+            try:
+                out = await throughput.measure(stack, scale, "2", first="baseline")
+            finally:
+                await stop_worker(stack, second)
+            return {
+                "throughput_2_workers": out["per_second"],
+                "throughput_2_ratio": out["ratio"],
+                "throughput_2": out,
+            }
+
+        await section(results, "throughput_1", throughput_1)
+        await section(results, "throughput_2", throughput_2)
+        # Last in the column: its fan-out keeps the worker busy for a while and leaves a large
+        # run in its cache.
+        await section(results, "dynamic", lambda: dynamic.measure(stack, scale))
+    return results
+
+
+async def run(workdir: Path, scale: Scale, api_error: str | None) -> dict[str, Any]:
+    """The headline column on the SQLite file, then the same sections in memory."""
+    columns = {}
+    for store in STORES:
+        (workdir / store / "definitions").mkdir(parents=True)
+        columns[store] = await column(workdir / store, scale, store, api_error)
+    # The memory section needs no Temporal: once, after both columns, filling its databases
+    # while nothing else is measured.
+    alone: dict[str, Any] = {"store": "no server", "errors": {}, "skipped": {}, "section_s": {}}
+    await section(alone, "memory", lambda: memory.measure(scale))
+    headline = columns[STORES[0]]
+    return {
         "scale": scale.name,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "errors": {},
-        "skipped": {},
-        "section_s": {},
+        # Top-level figures are the headline column's; other tools read them from here.
+        **{k: v for k, v in headline.items() if k != "store"},
+        **{k: v for k, v in alone.items() if k not in ("store", "errors", "skipped", "section_s")},
+        "errors": {**headline["errors"], **alone["errors"]},
+        "section_s": {**headline["section_s"], **alone["section_s"]},
+        "headline": STORES[0],
+        "columns": columns,
     }
-    server, address, client = await start_server(procs, workdir)
-    stack = Stack(
-        procs=procs,
-        workdir=workdir,
-        address=address,
-        client=client,
-        env=child_env(workdir, address),
-        server=server,
-    )
-
-    async def api() -> None:
-        nonlocal api_error
-        if api_error:
-            return
-        try:
-            await start_api(stack)
-        except StartupFailed as err:
-            api_error = f"the API did not start: {err}"
-
-    # Both start-ups are mostly imports; overlapping them saves a few seconds of the quick budget.
-    worker, _ = await asyncio.gather(start_worker(stack, "worker-1"), api())
-
-    # Parked first, on a fresh worker, so its RSS figures are not inflated by earlier sections.
-    await section(results, "parked", lambda: parked.measure(stack, scale, worker))
-    await section(results, "overhead", lambda: overhead.measure(stack, scale))
-    await section(results, "decision", lambda: decision.measure(stack, scale))
-    if api_error:
-        results["skipped"]["status"] = api_error
-    else:
-        await section(results, "status", lambda: status.measure(stack, scale))
-        await section(results, "sse", lambda: sse.measure(stack, scale))
-        await section(results, "governed", lambda: governed_bench.measure(stack, scale))
-
-    async def throughput_1() -> dict[str, Any]:
-        out = await throughput.measure(stack, scale, "1")
-        return {"throughput_1_worker": out["per_second"], "throughput_1": out}
-
-    async def throughput_2() -> dict[str, Any]:
-        second = await start_worker(stack, "worker-2")
-        try:
-            out = await throughput.measure(stack, scale, "2")
-        finally:
-            await stop_worker(stack, second)
-        return {"throughput_2_workers": out["per_second"], "throughput_2": out}
-
-    await section(results, "throughput_1", throughput_1)
-    await section(results, "throughput_2", throughput_2)
-    # Before memory: its fan-out keeps the worker busy for a while and leaves a large run in its cache.
-    await section(results, "dynamic", lambda: dynamic.measure(stack, scale))
-    # Last: it needs no Temporal, and fills its databases while nothing else is measured.
-    await section(results, "memory", lambda: memory.measure(scale))
-    return results
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -150,13 +177,11 @@ def main() -> int:
     scale = scale_from_env()
     signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="stepgate-bench-"))
-    (workdir / "definitions").mkdir()
     started = time.perf_counter()
     keep = True
     try:
-        with Processes(workdir) as procs:
-            results = asyncio.run(run(procs, workdir, scale, api_missing()))
-        keep = bool(results["errors"])
+        results = asyncio.run(run(workdir, scale, api_missing()))
+        keep = bool(results["errors"]) or any(c["errors"] for c in results["columns"].values())
     except KeyboardInterrupt:
         print("bench interrupted; its processes are stopped", file=sys.stderr)
         return 130
@@ -173,7 +198,7 @@ def main() -> int:
     png_path = report.write_chart(results)
     print(report.table(results))
     print(f"\nwall time {results['wall_s']} s; wrote {json_path} and {png_path}")
-    return 1 if results["errors"] else 0
+    return 1 if keep else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The hand-written baseline: what a team would write without Stepgate, five no-op calls in a row.
+"""The hand-written baselines: what a team would write without Stepgate, five no-op calls in a
+row, as regular activities or as local ones (as a `data.echo` step runs by default).
 
-It runs on the same worker, converter and server as the interpreter, so the difference between
+They run on the same worker, converter and server as the interpreter, so the difference between
 the two is the cost of interpreting a definition (scheduling, references, status, search attributes).
 """
 
@@ -13,6 +14,7 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     from workflows.definition import Defaults
     from workflows.durations import parse_duration
+    from workflows.limits import LOCAL_TIMEOUT
     from workflows.policies import retry_policy
 
 NOOP = "bench.noop"
@@ -35,5 +37,18 @@ class BaselineWorkflow:
         for _ in range(STEPS):
             value = await workflow.execute_activity(
                 NOOP, value, start_to_close_timeout=TIMEOUT, retry_policy=RETRY
+            )
+        return value
+
+
+@workflow.defn(name="LocalBaselineWorkflow")
+class LocalBaselineWorkflow:
+    """The same five calls as local activities, with the timeout and retries a local step gets."""
+
+    @workflow.run
+    async def run(self, value: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(STEPS):
+            value = await workflow.execute_local_activity(
+                NOOP, value, start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=RETRY
             )
         return value

@@ -18,7 +18,7 @@ def num(value: Any, unit: str = "", digits: int = 1) -> str:
 
 def verdict(r: Mapping[str, Any], key: str) -> tuple[str, str]:
     target = TARGETS[key]
-    limit = f"<= {target.limit:g} {target.unit}".replace(" x", "x")
+    limit = f"{target.sense} {target.limit:g} {target.unit}".replace(" x", "x")
     return limit, target.check(r.get(key))
 
 

@@ -90,7 +90,8 @@ async def one_decision(handle: PipelineHandle, via: Via) -> dict[str, float]:
 
 
 async def measure_via(stack: Stack, scale: Scale, via: Via) -> dict[str, Any]:
-    definition = linear("bench-decision", gate_role="bench")
+    # Regular activities: "step started" is read from the ActivityTaskStarted event in history.
+    definition = linear("bench-decision", gate_role="bench", local=False)
     tag = uuid.uuid4().hex[:6]
     ids = [f"{stack.task_queue}-{via}-{tag}-{i}" for i in range(scale.decision_runs)]
     deadline = time.monotonic() + scale.section_timeout_s

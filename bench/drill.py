@@ -106,9 +106,8 @@ class DrillStack:
         return env
 
     async def start_server(self) -> None:
-        self.server, _, self.client = await start_server(
-            self.procs, self.workdir, port=self.port, db_file=self.workdir / "temporal.db"
-        )
+        # The SQLite file lives in workdir, so a restart on the same port finds every run again.
+        self.server, _, self.client = await start_server(self.procs, self.workdir, port=self.port)
 
     def stop_server(self) -> None:
         if self.server:

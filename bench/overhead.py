@@ -1,8 +1,12 @@
-"""Step overhead: the interpreter against the hand-written baseline, run by run, interleaved.
+"""Step overhead: the interpreter against a hand-written baseline, run by run, interleaved.
 
 Runs go one at a time so each measures latency, not queuing. Pipeline and baseline alternate
 (and swap which goes first every pair) so drift in machine load hits both sides alike; the
 per-step overhead comes from each pair's difference, not from the difference of two medians.
+
+Two comparisons, like for like: the pipeline as it runs by default (`data.echo` steps as local
+activities) against the baseline calling local activities (the headline figures), then the
+pipeline pinned to regular activities (`local: false`) against the baseline calling regular ones.
 """
 
 from __future__ import annotations
@@ -11,19 +15,22 @@ import asyncio
 import time
 from typing import Any
 
-from bench.baseline import STEPS, BaselineWorkflow
+from bench.baseline import STEPS, BaselineWorkflow, LocalBaselineWorkflow
 from bench.pipelines import RUN_TIMEOUT, linear, pipeline_input
 from bench.scale import Scale
 from bench.stack import Stack
 from bench.stats import Summary
+from workflows.definition import Definition
 from workflows.pipeline import PipelineWorkflow
 
 RUN_LIMIT_S = 30.0
 
 
-async def measure(stack: Stack, scale: Scale) -> dict[str, Any]:
+async def compare(
+    stack: Stack, scale: Scale, definition: Definition, baseline_type: str, tag: str
+) -> dict[str, Any]:
+    """Interleaved pairs of one pipeline run and one `baseline_type` run; the figures."""
     client, queue = stack.client, stack.task_queue
-    definition = linear("bench-linear")
 
     async def pipeline(i: int) -> float:
         started = time.perf_counter()
@@ -31,7 +38,7 @@ async def measure(stack: Stack, scale: Scale) -> dict[str, Any]:
             result = await client.execute_workflow(
                 PipelineWorkflow.run,
                 pipeline_input(definition, i),
-                id=f"{queue}-pipeline-{i}",
+                id=f"{queue}-{tag}-pipeline-{i}",
                 task_queue=queue,
                 execution_timeout=RUN_TIMEOUT,
             )
@@ -44,9 +51,9 @@ async def measure(stack: Stack, scale: Scale) -> dict[str, Any]:
         started = time.perf_counter()
         async with asyncio.timeout(RUN_LIMIT_S):
             result = await client.execute_workflow(
-                BaselineWorkflow.run,
+                baseline_type,
                 {"value": i},
-                id=f"{queue}-baseline-{i}",
+                id=f"{queue}-{tag}-baseline-{i}",
                 task_queue=queue,
                 execution_timeout=RUN_TIMEOUT,
             )
@@ -62,7 +69,7 @@ async def measure(stack: Stack, scale: Scale) -> dict[str, Any]:
         p = await pipeline(i)
         return p, await baseline(i)
 
-    # Warm-up pairs load the sandbox's module cache and the sticky caches; they are not counted.
+    # Warm-up pairs load the sticky caches and the worker's first-run paths; they are not counted.
     for i in range(scale.warmup_pairs):
         await pair(-1 - i)
     pipe_ms: list[float] = []
@@ -77,14 +84,32 @@ async def measure(stack: Stack, scale: Scale) -> dict[str, Any]:
     pipe, base = Summary.of(pipe_ms), Summary.of(base_ms)
     per_step = Summary.of([(p - b) / STEPS for p, b in zip(pipe_ms, base_ms, strict=True)])
     return {
-        "overhead_ratio": round(pipe.p50 / base.p50, 3),
-        "step_overhead_ms_p50": round(per_step.p50, 2),
-        "step_overhead_ms_p99": round(per_step.p99, 2),
+        "ratio": round(pipe.p50 / base.p50, 3),
         "pipeline_run_ms": pipe.as_dict(),
         "baseline_run_ms": base.as_dict(),
         "step_overhead_ms": per_step.as_dict(),
         # Raw pairs, in run order: a stall on the shared machine shows up as one bad pair.
-        "overhead_pairs_ms": [
-            [round(p, 1), round(b, 1)] for p, b in zip(pipe_ms, base_ms, strict=True)
-        ],
+        "pairs_ms": [[round(p, 1), round(b, 1)] for p, b in zip(pipe_ms, base_ms, strict=True)],
+    }
+
+
+async def measure(stack: Stack, scale: Scale) -> dict[str, Any]:
+    local = await compare(
+        stack, scale, linear("bench-linear"), LocalBaselineWorkflow.__name__, "ovl"
+    )
+    regular = await compare(
+        stack, scale, linear("bench-linear-regular", local=False), BaselineWorkflow.__name__, "ovr"
+    )
+    per_step = local["step_overhead_ms"]
+    return {
+        "overhead_ratio": local["ratio"],
+        "step_overhead_ms_p50": round(per_step["p50"], 2),
+        "step_overhead_ms_p99": round(per_step["p99"], 2),
+        "pipeline_run_ms": local["pipeline_run_ms"],
+        "pipeline_run_ms_p50": local["pipeline_run_ms"]["p50"],
+        "baseline_run_ms": local["baseline_run_ms"],
+        "step_overhead_ms": per_step,
+        "overhead_pairs_ms": local["pairs_ms"],
+        "overhead_regular_ratio": regular["ratio"],
+        "overhead_regular": regular,
     }

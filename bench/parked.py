@@ -1,8 +1,9 @@
 """Runs parked at a gate: worker memory, inbox (visibility) latency, and approving them all.
 
-Runs park in two steps, so one pass gives both figures: RSS with `cached_runs` parked (all of
-them fit the worker's sticky cache) and RSS with `parked_runs` (10,000 at full scale, more than the
-cache holds, so the worker evicts and replays on demand: memory stays bounded by the cache).
+Runs park in two steps, so one pass gives both figures: RSS with `cached_runs` parked and RSS
+with `parked_runs` (10,000 at full scale). Then every run is approved through the API's batch
+route, `APPROVE_BATCH` decisions a request and `APPROVE_REQUESTS` requests at once, as an
+approver's tool clearing an inbox would; the worker's peak RSS is sampled throughout.
 """
 
 from __future__ import annotations
@@ -17,26 +18,23 @@ import httpx
 import psutil
 
 from activities.config import Settings
-from bench.pipelines import (
-    BENCH_ROLE,
-    PipelineHandle,
-    approval,
-    bounded_each,
-    linear,
-    start_many,
-    wait_parked,
-)
+from bench.pipelines import BENCH_ROLE, GATED_STEP, linear, start_many, wait_parked
 from bench.procs import Child
 from bench.scale import Scale
-from bench.stack import Stack
+from bench.stack import Stack, cpu_seconds
 from bench.stats import Summary
-from workflows.pipeline import PipelineWorkflow
 
 PIPELINE = "bench-parked"
 INBOX_QUERY = f"StepgateAwaiting = 'role:{BENCH_ROLE}'"
 DONE_QUERY = f"StepgatePipeline = '{PIPELINE}' AND ExecutionStatus = 'Completed'"
-APPROVE_CONCURRENCY = 50
+# The most decisions one batch request may carry (api/schemas/approvals.py), and requests out
+# at once: each applies its items 16 at a time, so two keep 32 decisions in flight, twice what a
+# worker takes at once. Four kept 64, and at 15 approvals a second a batch then needed about as
+# long as the API gives one (30 s): its last items answered 503.
+APPROVE_BATCH = 100
+APPROVE_REQUESTS = 2
 FIRST_PAGE = 100
+RSS_SAMPLE_S = 0.25
 
 
 def rss_mb(child: Child) -> float:
@@ -89,41 +87,99 @@ async def inbox_latency(stack: Stack, scale: Scale, parked: int) -> dict[str, An
     return out
 
 
+class PeakRss:
+    """The largest resident size a process reached while this runs, sampled every RSS_SAMPLE_S."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.peak = child.rss_bytes()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.child.rss_bytes())
+            await asyncio.sleep(RSS_SAMPLE_S)
+
+    async def __aenter__(self) -> PeakRss:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.peak = max(self.peak, self.child.rss_bytes())
+
+    @property
+    def mb(self) -> float:
+        return round(self.peak / 2**20, 1)
+
+
+async def approve_all(stack: Stack, ids: list[str]) -> dict[int, int]:
+    """Approve every run's gate through POST /approvals/batch; the items' status codes counted."""
+    if not (stack.api_url and stack.api_key):
+        raise RuntimeError("the API is not running")
+    codes: dict[int, int] = {}
+    limit = asyncio.Semaphore(APPROVE_REQUESTS)
+    async with httpx.AsyncClient(
+        base_url=stack.api_url,
+        headers={"Authorization": f"Bearer {stack.api_key}"},
+        timeout=120.0,
+    ) as http:
+
+        async def one(chunk: list[str]) -> None:
+            items = [{"workflow_id": i, "gate": GATED_STEP, "action": "approve"} for i in chunk]
+            async with limit:
+                response = await http.post("/approvals/batch", json={"items": items})
+            if response.status_code != 200:
+                codes[response.status_code] = codes.get(response.status_code, 0) + len(chunk)
+                return
+            for result in response.json()["results"]:
+                codes[result["status_code"]] = codes.get(result["status_code"], 0) + 1
+
+        chunks = [ids[i : i + APPROVE_BATCH] for i in range(0, len(ids), APPROVE_BATCH)]
+        await asyncio.gather(*(one(c) for c in chunks))
+    return codes
+
+
 async def measure(stack: Stack, scale: Scale, worker: Child) -> dict[str, Any]:
     definition = linear(PIPELINE, gate_role=BENCH_ROLE)
     tag = uuid.uuid4().hex[:6]
     ids = [f"{stack.task_queue}-parked-{tag}-{i}" for i in range(scale.parked_runs)]
     cached = min(scale.cached_runs, scale.parked_runs)
     out: dict[str, Any] = {"worker_rss_mb_idle": rss_mb(worker)}
-    handles: list[PipelineHandle] = []
-    async with asyncio.timeout(scale.section_timeout_s):
+    async with asyncio.timeout(scale.section_timeout_s), PeakRss(worker) as peak:
         started = time.perf_counter()
-        handles += await start_many(stack.client, stack.task_queue, definition, ids[:cached])
+        await start_many(stack.client, stack.task_queue, definition, ids[:cached])
         await wait_parked(stack.client, INBOX_QUERY, cached, scale.section_timeout_s)
         out["worker_rss_mb_cached"] = rss_mb(worker)
         if scale.parked_runs > cached:
-            handles += await start_many(stack.client, stack.task_queue, definition, ids[cached:])
+            await start_many(stack.client, stack.task_queue, definition, ids[cached:])
             await wait_parked(stack.client, INBOX_QUERY, len(ids), scale.section_timeout_s)
         out["park_s"] = round(time.perf_counter() - started, 2)
         out["worker_rss_mb_parked"] = rss_mb(worker)
         out["inbox"] = await inbox_latency(stack, scale, len(ids))
-
-        async def approve(handle: PipelineHandle) -> None:
-            await handle.execute_update(PipelineWorkflow.submit_decision, approval())
-
+        cpu_before = cpu_seconds(stack)
         started = time.perf_counter()
-        await bounded_each(handles, approve, APPROVE_CONCURRENCY)
+        codes = await approve_all(stack, ids)
         out["approve_all_s"] = round(time.perf_counter() - started, 2)
-        await wait_parked(stack.client, DONE_QUERY, len(ids), scale.section_timeout_s)
+        used = {k: v - cpu_before[k] for k, v in cpu_seconds(stack).items()}
+        # Only the approved runs complete: waiting for all would wait out the section's timeout.
+        await wait_parked(stack.client, DONE_QUERY, codes.get(200, 0), scale.section_timeout_s)
         out["approve_to_completed_s"] = round(time.perf_counter() - started, 2)
+    if codes != {200: len(ids)}:
+        raise RuntimeError(f"approving {len(ids)} runs answered {codes}")
     out.update(
         parked_runs=len(ids),
         cached_runs=cached,
         worker_max_cached_workflows=Settings().stepgate_max_cached_workflows,
         approvals_per_s=round(len(ids) / out["approve_all_s"], 1),
+        approve_cpu_ms_per_run={k: round(v * 1000 / len(ids), 2) for k, v in used.items()},
+        worker_rss_mb_peak=peak.mb,
     )
     return {
         "worker_rss_mb_cached": out["worker_rss_mb_cached"],
         "worker_rss_mb_parked": out["worker_rss_mb_parked"],
+        "worker_rss_mb_peak": peak.mb,
+        "approve_all_s": out["approve_all_s"],
         "parked": out,
     }

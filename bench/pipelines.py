@@ -27,12 +27,15 @@ START_CONCURRENCY = 50
 PipelineHandle = WorkflowHandle[PipelineWorkflow, PipelineResult]
 
 
-def linear(name: str, *, gate_role: str | None = None) -> Definition:
-    """`s1 -> ... -> s5`, each echoing the previous output; a `before` gate on s2 if asked."""
+def linear(name: str, *, gate_role: str | None = None, local: bool | None = None) -> Definition:
+    """`s1 -> ... -> s5`, each echoing the previous output; a `before` gate on s2 if asked.
+    `local` pins how the steps run; by default `data.echo` runs as a local activity."""
     steps: list[dict[str, Any]] = []
     for i in range(1, STEPS + 1):
         source = "${input.value}" if i == 1 else f"${{steps.s{i - 1}.output.value}}"
         step: dict[str, Any] = {"id": f"s{i}", "tool": "data.echo", "with": {"value": source}}
+        if local is not None:
+            step["local"] = local
         if i > 1:
             step["needs"] = [f"s{i - 1}"]
         if gate_role and step["id"] == GATED_STEP:

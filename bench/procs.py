@@ -53,13 +53,34 @@ class Child:
     def pid(self) -> int:
         return self.popen.pid
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU this child has used so far (0 once it is gone)."""
+    def tree(self) -> list[psutil.Process]:
+        """This child and every process under it (a script's server, say); [] once it is gone."""
         try:
-            times = psutil.Process(self.pid).cpu_times()
+            top = psutil.Process(self.pid)
+            return [top, *top.children(recursive=True)]
         except psutil.Error:
-            return 0.0
-        return float(times.user + times.system)
+            return []
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU this child and the processes under it have used so far."""
+        used = 0.0
+        for proc in self.tree():
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:  # exited between listing and reading
+                continue
+            used += times.user + times.system
+        return used
+
+    def rss_bytes(self) -> int:
+        """Resident memory of this child and the processes under it."""
+        total = 0
+        for proc in self.tree():
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
 
     def alive(self) -> bool:
         return self.popen.poll() is None

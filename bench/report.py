@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,13 @@ matplotlib.use("Agg")  # no display on CI or over ssh; must precede the pyplot i
 import matplotlib.pyplot as plt
 
 from bench import report_dynamic
-from bench.cells import Row, num, render, verdict
+from bench.cells import num as _num
+from bench.cells import verdict as _verdict
 from bench.governed import report_rows as governed_rows
 from bench.memory import report_rows as memory_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
+COLUMN_TITLES = {"file": "SQLite file (make run)", "memory": "in memory"}
 # Keys other tools read from latest.json: always present, null when a section did not run.
 REQUIRED_KEYS = (
     "overhead_ratio",
@@ -30,7 +32,13 @@ REQUIRED_KEYS = (
     "status_ms_p99_load",
     "throughput_1_worker",
     "throughput_2_workers",
+    "throughput_1_ratio",
+    "throughput_2_ratio",
     "worker_rss_mb_parked",
+    "worker_rss_mb_peak",
+    "approve_all_s",
+    "overhead_regular_ratio",
+    "pipeline_run_ms_p50",
     "fanout_ratio",
     "fanout_events_ratio",
     "fanout_largest_run_events",
@@ -41,153 +49,276 @@ REQUIRED_KEYS = (
 def _pair(r: Mapping[str, Any], p50: str, p99: str, unit: str = " ms") -> str:
     if r.get(p50) is None:
         return "-"
-    return f"{num(r[p50])} / {num(r.get(p99))}{unit}"
+    return f"{_num(r[p50])} / {_num(r.get(p99))}{unit}"
 
 
-def rows(r: Mapping[str, Any]) -> list[Row]:
-    dec = r.get("decision_ms") or {}
-    parked = r.get("parked") or {}
-    status = r.get("status_ms") or {}
-    inbox = parked.get("inbox") or {}
+# A row: its label, how to render it from one column's results, and the target it is held to.
+Row = tuple[str, Callable[[Mapping[str, Any]], str], str | None]
+
+
+def _ms(d: Mapping[str, Any] | None) -> str:
+    return f"{_num(d['p50'])} / {_num(d['p99'])} ms" if d else "-"
+
+
+def _p50(d: Mapping[str, Any] | None) -> str:
+    return f"{_num(d['p50'])} ms" if d else "-"
+
+
+def _throughput(n: str) -> list[Row]:
+    key = f"throughput_{n}"
+
+    def part(r: Mapping[str, Any], side: str) -> Mapping[str, Any]:
+        return (r.get(key) or {}).get(side) or {}
+
+    def cpu(r: Mapping[str, Any]) -> str:
+        used = part(r, "pipeline").get("cpu_ms_per_run") or {}
+        if not used:
+            return "-"
+        return " / ".join(
+            _num(sum(v for k, v in used.items() if k.startswith(p)), digits=1)
+            for p in ("temporal", "worker", "api")
+        )
+
+    workers = "1 worker" if n == "1" else "2 workers"
+    return [
+        (
+            f"throughput, {workers}: pipeline / baseline runs/s",
+            lambda r: (
+                f"{_num(part(r, 'pipeline').get('per_second'))} / "
+                f"{_num(part(r, 'baseline').get('per_second'))}"
+            ),
+            None,
+        ),
+        (
+            f"  pipeline / baseline, {workers}",
+            lambda r: _num(r.get(f"{key}_ratio"), "x", 3),
+            f"{key}_ratio",
+        ),
+        ("  pipeline CPU ms per run, server / worker / API", cpu, None),
+        ("  bound by", lambda r: str((r.get(key) or {}).get("bound", "-")), None),
+    ]
+
+
+def rows(sample: Mapping[str, Any]) -> list[Row]:
+    """The table's rows; labels that name a count take it from `sample` (the headline column)."""
+    parked = sample.get("parked") or {}
+    status = sample.get("status_ms") or {}
+    sse = sample.get("sse_idle") or {}
     n_parked, n_cached = parked.get("parked_runs", "?"), parked.get("cached_runs", "?")
-    sse = r.get("sse_idle") or {}
-    added = sse.get("cpu_per_s_added") or {}
+    clients = status.get("load_clients", "?")
 
-    def sub(group: Mapping[str, Any], name: str) -> str:
-        d = group.get(name)
-        return f"{num(d['p50'])} / {num(d['p99'])} ms" if d else "-"
+    def dec(r: Mapping[str, Any], via: str, what: str) -> Mapping[str, Any] | None:
+        got: Mapping[str, Any] | None = ((r.get("decision_ms") or {}).get(via) or {}).get(what)
+        return got
 
-    def p50(group: Mapping[str, Any], name: str) -> str:
-        d = group.get(name)
-        return f"{num(d['p50'])} ms" if d else "-"
+    def sub(r: Mapping[str, Any], group: str, name: str) -> Mapping[str, Any] | None:
+        got: Mapping[str, Any] | None = (
+            (r.get(group) or {})
+            if group != "inbox"
+            else ((r.get("parked") or {}).get("inbox") or {})
+        ).get(name)
+        return got
 
-    pipe, base = r.get("pipeline_run_ms") or {}, r.get("baseline_run_ms") or {}
-    out = [
+    def sse_added(r: Mapping[str, Any]) -> str:
+        added = (r.get("sse_idle") or {}).get("cpu_per_s_added") or {}
+        keys = ("api", "worker-1", "temporal")
+        return " / ".join(_num(added.get(k), digits=3) for k in keys) if added else "-"
+
+    def approve(r: Mapping[str, Any]) -> str:
+        p = r.get("parked") or {}
+        return _num(p.get("approve_all_s"), " s", 1) + f" ({_num(p.get('approvals_per_s'))}/s)"
+
+    return [
         (
-            "interpreter / baseline (run p50)",
-            num(r.get("overhead_ratio"), "x", 3),
-            *verdict(r, "overhead_ratio"),
+            "interpreter / baseline, local activities (run p50)",
+            lambda r: _num(r.get("overhead_ratio"), "x", 3),
+            "overhead_ratio",
         ),
         (
-            "  pipeline run p50 / p99",
-            f"{num(pipe.get('p50'))} / {num(pipe.get('p99'))} ms",
-            "",
-            "",
+            "  pipeline run p50 / p99 (local activities)",
+            lambda r: _ms(r.get("pipeline_run_ms")),
+            "pipeline_run_ms_p50",
         ),
         (
-            "  baseline run p50 / p99",
-            f"{num(base.get('p50'))} / {num(base.get('p99'))} ms",
-            "",
-            "",
+            "  baseline run p50 / p99 (local activities)",
+            lambda r: _ms(r.get("baseline_run_ms")),
+            None,
+        ),
+        (
+            "interpreter / baseline, regular activities (run p50)",
+            lambda r: _num(r.get("overhead_regular_ratio"), "x", 3),
+            "overhead_regular_ratio",
+        ),
+        (
+            "  pipeline / baseline run p50, regular activities",
+            lambda r: " / ".join(
+                _p50((r.get("overhead_regular") or {}).get(side))
+                for side in ("pipeline_run_ms", "baseline_run_ms")
+            ),
+            None,
         ),
         (
             "step overhead p50 / p99",
-            _pair(r, "step_overhead_ms_p50", "step_overhead_ms_p99"),
-            *verdict(r, "step_overhead_ms_p50"),
+            lambda r: _pair(r, "step_overhead_ms_p50", "step_overhead_ms_p99"),
+            "step_overhead_ms_p50",
         ),
         (
             "decision (update) -> step started p50 / p99",
-            _pair(r, "decision_latency_ms_p50", "decision_latency_ms_p99"),
-            *verdict(r, "decision_latency_ms_p50"),
+            lambda r: _pair(r, "decision_latency_ms_p50", "decision_latency_ms_p99"),
+            "decision_latency_ms_p50",
         ),
         (
             "  update: sent -> applied / RPC returned",
-            f"{p50(dec.get('update', {}), 'applied')} / {p50(dec.get('update', {}), 'ack')}",
-            "",
-            "",
+            lambda r: f"{_p50(dec(r, 'update', 'applied'))} / {_p50(dec(r, 'update', 'ack'))}",
+            None,
         ),
         (
             "decision (signal) -> step started p50 / p99",
-            _pair(r, "decision_latency_signal_ms_p50", "decision_latency_signal_ms_p99"),
-            *verdict(r, "decision_latency_signal_ms_p50"),
+            lambda r: _pair(r, "decision_latency_signal_ms_p50", "decision_latency_signal_ms_p99"),
+            "decision_latency_signal_ms_p50",
         ),
         (
             "  signal: sent -> applied / RPC returned",
-            f"{p50(dec.get('signal', {}), 'applied')} / {p50(dec.get('signal', {}), 'ack')}",
-            "",
-            "",
+            lambda r: f"{_p50(dec(r, 'signal', 'applied'))} / {_p50(dec(r, 'signal', 'ack'))}",
+            None,
         ),
         (
             "GET /workflows/{id} idle p50 / p99",
-            _pair(r, "status_ms_p50_idle", "status_ms_p99_idle"),
-            *verdict(r, "status_ms_p99_idle"),
+            lambda r: _pair(r, "status_ms_p50_idle", "status_ms_p99_idle"),
+            "status_ms_p99_idle",
         ),
         (
-            f"GET /workflows/{{id}} {status.get('load_clients', '?')} clients back to back "
-            "p50 / p99",
-            _pair(r, "status_ms_p50_load", "status_ms_p99_load"),
-            *verdict(r, "status_ms_p99_load"),
+            f"GET /workflows/{{id}} {clients} clients back to back p50 / p99",
+            lambda r: _pair(r, "status_ms_p50_load", "status_ms_p99_load"),
+            "status_ms_p99_load",
         ),
         (
-            f"  served / s back to back, and with each polling every "
-            f"{status.get('paced_interval_s', '?')} s",
-            f"{num(status.get('load_requests_per_s'))} / {num(status.get('paced_requests_per_s'))}",
-            "",
-            "",
+            f"  served / s back to back, and with each polling every {status.get('paced_interval_s', '?')} s",
+            lambda r: (
+                f"{_num((r.get('status_ms') or {}).get('load_requests_per_s'))} / {_num((r.get('status_ms') or {}).get('paced_requests_per_s'))}"
+            ),
+            None,
         ),
         (
-            f"GET /workflows/{{id}} {status.get('load_clients', '?')} clients polling p50 / p99",
-            _pair(r, "status_ms_p50_paced", "status_ms_p99_paced"),
-            "",
-            "",
+            "  CPU ms per request back to back, server / worker / API",
+            lambda r: " / ".join(
+                _num(
+                    ((r.get("status_ms") or {}).get("load_cpu_ms_per_request") or {}).get(k),
+                    digits=2,
+                )
+                for k in ("temporal", "worker-1", "api")
+            ),
+            None,
+        ),
+        (
+            f"GET /workflows/{{id}} {clients} clients polling p50 / p99",
+            lambda r: _pair(r, "status_ms_p50_paced", "status_ms_p99_paced"),
+            None,
         ),
         (
             "  failed requests idle / back to back / polling",
-            " / ".join(str(v) for v in (status.get("failed_requests") or {}).values()) or "-",
-            "",
-            "",
+            lambda r: (
+                " / ".join(
+                    str(v)
+                    for v in ((r.get("status_ms") or {}).get("failed_requests") or {}).values()
+                )
+                or "-"
+            ),
+            None,
         ),
         (
-            f"{sse.get('streams', '?')} idle /events streams on {sse.get('runs', '?')} runs: "
-            "CPU s/s added, API / worker / server",
-            " / ".join(num(added.get(k), digits=3) for k in ("api", "worker-1", "temporal"))
-            if added
-            else "-",
-            "",
-            "",
+            f"{sse.get('streams', '?')} idle /events streams on {sse.get('runs', '?')} runs: CPU s/s added, API / worker / server",
+            sse_added,
+            None,
         ),
-        ("throughput, 1 worker", num(r.get("throughput_1_worker"), " runs/s"), "", ""),
-        ("throughput, 2 workers", num(r.get("throughput_2_workers"), " runs/s"), "", ""),
-        ("worker RSS idle", num(parked.get("worker_rss_mb_idle"), " MiB"), "", ""),
+        *_throughput("1"),
+        *_throughput("2"),
         (
-            f"worker RSS, {n_cached} runs cached",
-            num(r.get("worker_rss_mb_cached"), " MiB"),
-            "",
-            "",
+            "worker RSS idle",
+            lambda r: _num((r.get("parked") or {}).get("worker_rss_mb_idle"), " MiB"),
+            None,
+        ),
+        (
+            f"worker RSS, {n_cached} runs parked",
+            lambda r: _num(r.get("worker_rss_mb_cached"), " MiB"),
+            None,
         ),
         (
             f"worker RSS, {n_parked} runs parked",
-            num(r.get("worker_rss_mb_parked"), " MiB"),
-            *verdict(r, "worker_rss_mb_parked"),
+            lambda r: _num(r.get("worker_rss_mb_parked"), " MiB"),
+            None,
         ),
-        (f"inbox count ({n_parked} parked) p50 / p99", sub(inbox, "count_ms"), "", ""),
-        (f"inbox first {100} rows p50 / p99", sub(inbox, "first_page_ms"), "", ""),
-        (f"inbox list all {n_parked}", p50(inbox, "list_all_ms"), "", ""),
-        ("GET /approvals p50 / p99", sub(inbox, "api_approvals_ms"), "", ""),
         (
-            f"approve all {n_parked} (updates, 50 at a time)",
-            num(parked.get("approve_all_s"), " s", 2)
-            + f" ({num(parked.get('approvals_per_s'))}/s)",
-            "",
-            "",
+            f"worker RSS peak, parking and approving {n_parked}",
+            lambda r: _num(r.get("worker_rss_mb_peak"), " MiB"),
+            "worker_rss_mb_peak",
         ),
-        *report_dynamic.rows(r),
-        *memory_rows(r),
-        *governed_rows(r),
+        (
+            f"inbox count ({n_parked} parked) p50 / p99",
+            lambda r: _ms(sub(r, "inbox", "count_ms")),
+            None,
+        ),
+        (
+            f"inbox first {100} rows p50 / p99",
+            lambda r: _ms(sub(r, "inbox", "first_page_ms")),
+            None,
+        ),
+        (f"inbox list all {n_parked}", lambda r: _p50(sub(r, "inbox", "list_all_ms")), None),
+        ("GET /approvals p50 / p99", lambda r: _ms(sub(r, "inbox", "api_approvals_ms")), None),
+        (f"approve all {n_parked} (POST /approvals/batch)", approve, "approve_all_s"),
+        (
+            "  approve CPU ms per run, server / worker / API",
+            lambda r: " / ".join(
+                _num(((r.get("parked") or {}).get("approve_cpu_ms_per_run") or {}).get(k), digits=2)
+                for k in ("temporal", "worker-1", "api")
+            ),
+            None,
+        ),
     ]
-    return out
 
 
 def table(r: Mapping[str, Any]) -> str:
+    """One line per figure: the headline column (SQLite file), the in-memory one, the target and
+    the headline's verdict."""
+    columns = r.get("columns") or {}
+    names = list(columns)
+    head_row = ("", *(COLUMN_TITLES.get(n, n) for n in names), "target", "")
+    body: list[tuple[str, ...]] = [head_row]
+    sample = columns.get(r.get("headline"), r)
+    for label, render, key in rows(sample):
+        cells = tuple(render(columns[n]) for n in names)
+        verdict = _verdict(r, key) if key else ("", "")
+        body.append((label, *cells, *verdict))
+    # The dynamic and governed sections' rows render one column at a time; their labels and
+    # targets are the headline column's.
+    for section_rows in (report_dynamic.rows, governed_rows):
+        per_column = [section_rows(columns[n]) for n in names]
+        for i, (label, _, limit, check) in enumerate(section_rows(sample)):
+            cells = tuple(col[i][1] if i < len(col) else "-" for col in per_column)
+            body.append((label, *cells, limit, check))
+    # The memory section runs once, without Temporal: its figure sits in the first column.
+    for label, value, limit, check in memory_rows(r):
+        body.append((label, value, *("" for _ in names[1:]), limit, check))
+    widths = [max(len(row[i]) for row in body) for i in range(len(head_row))]
     head = (
         f"Stepgate bench, scale {r['scale']}: {r['machine']['cpus']} CPUs, "
-        f"Python {r['machine']['python']}, temporalio {r['machine']['temporalio']}"
+        f"Python {r['machine']['python']}, temporalio {r['machine']['temporalio']}, "
+        f"load average at start {r['machine'].get('load_average_at_start')}"
     )
-    lines = [head, "", render(rows(r))]
-    for section, why in (r.get("skipped") or {}).items():
-        lines.append(f"skipped {section}: {why}")
+    lines = [head, ""]
+    for row in body:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    lines.append("")
+    headline = COLUMN_TITLES.get(str(r.get("headline")), "headline")
+    lines.append(f"targets are checked against the {headline} column")
     for section, why in (r.get("errors") or {}).items():
-        lines.append(f"FAILED {section}: {why}")
+        if all(section not in (c.get("errors") or {}) for c in columns.values()):
+            lines.append(f"FAILED {section}: {why}")
+    for name in names:
+        for section, why in (columns[name].get("skipped") or {}).items():
+            lines.append(f"skipped {name} {section}: {why}")
+        for section, why in (columns[name].get("errors") or {}).items():
+            lines.append(f"FAILED {name} {section}: {why}")
     return "\n".join(lines)
 
 
@@ -200,7 +331,8 @@ def write_json(r: Mapping[str, Any], path: Path = RESULTS / "latest.json") -> Pa
 
 def write_chart(r: Mapping[str, Any], path: Path = RESULTS / "latest.png") -> Path:
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    fig.suptitle(f"Stepgate bench ({r['scale']}, {r['timestamp']})")
+    title = COLUMN_TITLES.get(str(r.get("headline")), "")
+    fig.suptitle(f"Stepgate bench ({r['scale']}, {r['timestamp']}): {title}")
     _bars(
         axes[0][0],
         "run wall time (ms)",
@@ -224,10 +356,16 @@ def write_chart(r: Mapping[str, Any], path: Path = RESULTS / "latest.png") -> Pa
         },
         targets=[15.0, 25.0, 25.0, 25.0, 60.0],
     )
+    tp1, tp2 = r.get("throughput_1") or {}, r.get("throughput_2") or {}
     _simple(
         axes[1][0],
         "throughput (runs/s)",
-        {"1 worker": r.get("throughput_1_worker"), "2 workers": r.get("throughput_2_workers")},
+        {
+            "pipeline, 1 worker": tp1.get("per_second"),
+            "baseline, 1 worker": tp1.get("baseline_per_second"),
+            "pipeline, 2 workers": tp2.get("per_second"),
+            "baseline, 2 workers": tp2.get("baseline_per_second"),
+        },
     )
     parked = r.get("parked") or {}
     _simple(
@@ -237,6 +375,7 @@ def write_chart(r: Mapping[str, Any], path: Path = RESULTS / "latest.png") -> Pa
             "idle": parked.get("worker_rss_mb_idle"),
             f"{parked.get('cached_runs', '?')} cached": parked.get("worker_rss_mb_cached"),
             f"{parked.get('parked_runs', '?')} parked": parked.get("worker_rss_mb_parked"),
+            "peak": parked.get("worker_rss_mb_peak"),
         },
         target=1024.0,
     )

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import psutil
@@ -31,16 +32,10 @@ APPROVER = "bench-approver"
 APPROVER_ROLES = ["bench", "operator"]
 
 
-# The dev server runs one history shard, whose transfer-queue reader is limited to 20 polls a
-# second: every task it hands to matching (each workflow and activity task) then waits up to 50 ms
-# once the limiter's burst is spent, which would swamp the few milliseconds Stepgate itself adds.
-# A production cluster spreads runs over hundreds of shards, so it does not see that wait.
-SERVER_DYNAMIC_CONFIG = {
-    "history.transferProcessorMaxPollRPS": 1000,
-    "history.visibilityProcessorMaxPollRPS": 1000,
-    "matching.numTaskqueueReadPartitions": 1,
-    "matching.numTaskqueueWritePartitions": 1,
-}
+# What the dev server keeps history in: `file` is the SQLite file `make run` uses (the bench's
+# headline), `memory` keeps it in memory only (the second column: Stepgate without the disk).
+Store = Literal["file", "memory"]
+STORES: tuple[Store, ...] = ("file", "memory")
 
 
 def temporal_cli() -> str:
@@ -106,40 +101,30 @@ async def start_server(
     procs: Processes,
     workdir: Path,
     *,
+    store: Store = "file",
     port: int | None = None,
-    db_file: Path | None = None,
+    name: str = "temporal",
     config: Mapping[str, object] | None = None,
 ) -> tuple[Child, str, Client]:
-    """A dev server on loopback; in-memory unless `db_file` is given (drills restart it on the
-    same file and port to prove nothing is lost). `config`: dynamic config on top of the bench's."""
+    """scripts/dev-server on loopback, as `make run` starts it, with its data in `workdir`
+    (drills restart it on the same folder and port to prove nothing is lost). `config`: dynamic
+    config on top of the script's."""
     port = port or free_port()
-    argv = [
-        temporal_cli(),
-        "server",
-        "start-dev",
-        "--headless",
-        "--ip",
-        HOST,
-        "--port",
-        str(port),
-        "--ui-port",
-        str(free_port()),
-        "--search-attribute",
-        "StepgateState=Keyword",
-        "--search-attribute",
-        "StepgatePipeline=Keyword",
-        "--search-attribute",
-        "StepgateAwaiting=KeywordList",
-        "--log-level",
-        "error",
-    ]
-    # Without --db-filename the server keeps history in memory: the bench measures Stepgate,
-    # not the disk.
-    if db_file is not None:
-        argv += ["--db-filename", str(db_file)]
-    for key, value in {**SERVER_DYNAMIC_CONFIG, **(config or {})}.items():
+    env = {
+        **os.environ,
+        "TEMPORAL_CLI": temporal_cli(),
+        "TEMPORAL_STORE": store,
+        "STEPGATE_DATA": str(workdir),
+        "TEMPORAL_IP": HOST,
+        "TEMPORAL_PORT": str(port),
+        "TEMPORAL_UI_PORT": str(free_port()),
+        "TEMPORAL_HTTP_PORT": str(free_port()),
+        "TEMPORAL_LOG_LEVEL": "error",
+    }
+    argv = [str(ROOT / "scripts" / "dev-server")]
+    for key, value in (config or {}).items():
         argv += ["--dynamic-config-value", f"{key}={value}"]
-    child = procs.spawn("temporal", argv, os.environ, ROOT)
+    child = procs.spawn(name, argv, env, ROOT)
     address = f"{HOST}:{port}"
     settings = Settings(temporal_address=address)
     clients: list[Client] = []
@@ -153,6 +138,15 @@ async def start_server(
 
     await wait_for(child, connected, SERVER_READY_S, "Temporal frontend")
     return child, address, clients[0]
+
+
+def server_argv(server: Child) -> list[str]:
+    """The command line of the Temporal server the script started: what was measured, exactly."""
+    for proc in psutil.Process(server.pid).children(recursive=True):
+        argv = proc.cmdline()
+        if argv[1:3] == ["server", "start-dev"]:
+            return argv
+    return []
 
 
 async def start_worker(stack: Stack, name: str) -> Child:

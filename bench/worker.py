@@ -18,15 +18,23 @@ from temporalio.plugin import SimplePlugin
 from activities import default_registry
 from activities.config import get_settings
 from activities.logs import configure_logging
-from bench.baseline import BaselineWorkflow, noop
+from bench.baseline import BaselineWorkflow, LocalBaselineWorkflow, noop
 from bench.baseline_dynamic import FanOutBaselineWorkflow, LoopBaselineWorkflow
-from worker import build_worker
+from worker import build_worker, workflow_runner
 from workflows.client import make_client
 
+# The baselines run under the same sandbox options as Stepgate's workflows (their modules
+# imported once per process too), so the comparison measures the interpreter, not a setting.
 BASELINE = SimplePlugin(
     "stepgate.bench.baseline",
-    workflows=[BaselineWorkflow, FanOutBaselineWorkflow, LoopBaselineWorkflow],
+    workflows=[
+        BaselineWorkflow,
+        LocalBaselineWorkflow,
+        FanOutBaselineWorkflow,
+        LoopBaselineWorkflow,
+    ],
     activities=[noop],
+    workflow_runner=lambda _: workflow_runner("bench"),
 )
 
 
