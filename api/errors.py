@@ -69,7 +69,9 @@ def from_rpc(err: RPCError, *, not_found: str = "not found") -> ApiError:
     if err.status in _UNAVAILABLE:
         return unavailable(f"Temporal is unavailable: {err.message}")
     if err.status == RPCStatusCode.NOT_FOUND:
-        if "already completed" in err.message:
+        # A decision sent as the run finished is aborted by its closing: the run is closed, not
+        # missing.
+        if "already completed" in err.message or "closing workflow" in err.message:
             return ApiError(409, "run_closed", "the run has already closed")
         return ApiError(404, "not_found", not_found)
     if err.status == RPCStatusCode.INVALID_ARGUMENT:

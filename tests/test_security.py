@@ -19,7 +19,7 @@ from tests.test_durability import definition
 from tests.tools.server import LocalServer, json_reply
 from worker import build_worker
 from workflows.client import make_client
-from workflows.contract import PATCH_CORE_V2
+from workflows.contract import PATCH_APPROVED_WAIT_FOR_SLOT, PATCH_CORE_V2
 from workflows.pipeline import PipelineWorkflow
 
 
@@ -68,6 +68,8 @@ output: "${steps.keep.output.value}"
     return (await handle.fetch_history()).to_json()
 
 
+# Patch markers hold only the patch's id.
+PATCHES = {PATCH_CORE_V2, PATCH_APPROVED_WAIT_FOR_SLOT}
 LOCAL_MARKER_FIELDS = {
     "seq",
     "attempt",
@@ -85,7 +87,7 @@ def sdk_marker(meta: dict[str, str], data: bytes) -> bool:
     if meta.get("encoding") != "json/plain":
         return False
     body = json.loads(data)
-    if body == {"id": PATCH_CORE_V2, "deprecated": False}:
+    if isinstance(body, dict) and body.get("id") in PATCHES and set(body) == {"id", "deprecated"}:
         return True
     return isinstance(body, dict) and set(body) <= LOCAL_MARKER_FIELDS
 

@@ -160,6 +160,16 @@ def test_decision_failed_by_temporal_is_503_with_retry_after_not_502() -> None:
     assert missing.status == 404
 
 
+def test_decision_aborted_by_the_run_closing_is_409_run_closed() -> None:
+    """A decision that reached a run in the workflow task that completed it is told the run has
+    closed (409), not that there is no such run."""
+    closing = RPCError(
+        "workflow update was aborted by closing workflow", RPCStatusCode.NOT_FOUND, b""
+    )
+    err = rpc_failure(closing, "run-1")
+    assert (err.status, err.code) == (409, "run_closed")
+
+
 async def test_batch_item_not_applied_in_time_reports_its_own_503(
     http: httpx.AsyncClient,
     start_run: StartRun,
