@@ -215,7 +215,9 @@ async def test_status_of_run_without_worker_is_503_not_a_hang(
     api_settings: Settings,
     registry: ToolRegistry,
 ) -> None:
-    """When every worker of a run is gone, status answers 503 worker_unavailable promptly."""
+    """When every worker of a run is gone and its history has moved since the last read (so the
+    status remembered at that point no longer holds), status answers 503 worker_unavailable
+    promptly."""
     queue = f"gone-{uuid.uuid4()}"
     report = validate_definition(
         {
@@ -234,6 +236,8 @@ async def test_status_of_run_without_worker_is_503_not_a_hang(
             task_queue=queue,
         )
         await wait_state(http, handle.id, "waiting", as_("vic"))
+    # A signal nobody can take moves the history: only the run itself can say what it did.
+    await handle.signal(PipelineWorkflow.pause)
     started = time.monotonic()
     r = await http.get(f"/workflows/{handle.id}", headers=as_("vic"))
     assert r.status_code == 503, r.text
