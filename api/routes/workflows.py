@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
@@ -30,7 +32,7 @@ from api.deps import (
     StateDep,
 )
 from api.errors import ApiError, from_rpc
-from api.guards import OffloadDep
+from api.guards import Offload, OffloadDep
 from api.limits import StreamLease
 from api.runs import build_input, details, request_hash, start_attributes, summary
 from api.schemas.common import ERRORS, Accepted, GateIdPath, WorkflowIdPath
@@ -128,32 +130,56 @@ async def start_workflow(
         registry,
         settings,
     )
-    name = inp.definition.name
-    workflow_id = body.workflow_id or f"{name}-{uuid.uuid4().hex[:12]}"
-    # The same body from someone else is a different request: it must not adopt this run.
-    digest = await offload.run(
-        request_hash, {"principal": caller.principal, "body": body.model_dump(mode="json")}
+    workflow_id = body.workflow_id or f"{inp.definition.name}-{uuid.uuid4().hex[:12]}"
+    return await start_once(
+        Started(client, settings, offload, caller, body, response),
+        PipelineWorkflow.run,
+        inp,
+        workflow_id,
+        search_attributes=start_attributes(inp),
+        static_summary=summary(inp, workflow_id),
+        static_details=details(inp),
     )
+
+
+@dataclass(frozen=True)
+class Started:
+    """What starting a run from a request needs besides the workflow and its input."""
+
+    client: Client
+    settings: Settings
+    offload: Offload
+    caller: Caller
+    body: BaseModel
+    response: Response
+
+
+async def start_once(
+    req: Started, run: Any, inp: Any, workflow_id: str, **options: Any
+) -> WorkflowPublic:
+    """Start `run` under `workflow_id` once: the same request again (same caller, same body)
+    answers 200 with the run it started, even once closed; another request under that id 409."""
+    # The same body from someone else is a different request: it must not adopt this run.
+    digest = await req.offload.run(
+        request_hash, {"principal": req.caller.principal, "body": req.body.model_dump(mode="json")}
+    )
+    settings = req.settings
     try:
-        handle = await client.start_workflow(
-            PipelineWorkflow.run,
+        handle = await req.client.start_workflow(
+            run,
             inp,
             id=workflow_id,
             task_queue=settings.stepgate_task_queue,
             # One id, one run: a retried request must find the run it started, even once closed.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=start_attributes(inp),
-            static_summary=summary(inp, workflow_id),
-            static_details=details(inp),
             memo={MEMO_REQUEST_HASH: digest},
+            **options,
         )
     except WorkflowAlreadyStartedError:
-        run_id = await same_request(client, workflow_id, digest)
-        response.status_code = status.HTTP_200_OK
-        return WorkflowPublic(
-            workflow_id=workflow_id, run_id=run_id, links=links(settings, workflow_id, run_id)
-        )
-    run_id = handle.first_execution_run_id or handle.result_run_id or ""
+        run_id = await same_request(req.client, workflow_id, digest)
+        req.response.status_code = status.HTTP_200_OK
+    else:
+        run_id = handle.first_execution_run_id or handle.result_run_id or ""
     return WorkflowPublic(
         workflow_id=workflow_id, run_id=run_id, links=links(settings, workflow_id, run_id)
     )
