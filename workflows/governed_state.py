@@ -26,6 +26,7 @@ from workflows.models import (
 from workflows.policy import Policy, TierGate
 from workflows.risk import Assessment
 from workflows.state import GateRecord
+from workflows.view import child_gate_view
 
 REVIEW_GATE = "review"
 PHASES = ("plan", "review", "execute", "remember")
@@ -182,7 +183,7 @@ def view(
     if state.gate is not None and state.gate.open and state.tier_gate is not None:
         spec = approval(state.tier_gate)
         gates.append(gate_view(state.gate, spec))
-    gates += [_child_gate(state.child_workflow_id, g) for g in state.child_gates]
+    gates += [child_gate_view(state.child_workflow_id, g) for g in state.child_gates]
     done = {"plan": 0, "review": 1, "execute": 2, "remember": 3}.get(state.phase, 4)
     return RunStatus(
         workflow_id=workflow_id,
@@ -245,25 +246,6 @@ def gate_view(g: GateRecord, spec: ApprovalSpec) -> GateView:
         modified=g.modified,
         opened_at=g.opened_at,
         deadline=g.deadline,
-    )
-
-
-def _child_gate(workflow_id: str | None, s: GateSummary) -> GateView:
-    return GateView(
-        gate=s.gate,
-        workflow_id=workflow_id,
-        stage=s.stage,
-        state="open",
-        round=s.round,
-        approvers=s.approvers,
-        quorum=s.quorum,
-        actions=s.actions,
-        digest=s.digest,
-        review=s.review,
-        subject=s.subject,
-        opened_at=s.opened_at,
-        deadline=s.deadline,
-        priority=s.priority,
     )
 
 

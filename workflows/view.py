@@ -127,7 +127,8 @@ def _spec(d: Definition, g: GateRecord) -> ApprovalSpec:
     return gate_spec(d, g)
 
 
-def _child_view(workflow_id: str, s: GateSummary) -> GateView:
+def child_gate_view(workflow_id: str | None, s: GateSummary) -> GateView:
+    """A child run's open gate as its parent shows it, named by the child's workflow id."""
     return GateView(
         gate=s.gate,
         workflow_id=workflow_id,
@@ -142,6 +143,7 @@ def _child_view(workflow_id: str, s: GateSummary) -> GateView:
         subject=s.subject,
         opened_at=s.opened_at,
         deadline=s.deadline,
+        priority=s.priority,
     )
 
 
@@ -214,7 +216,7 @@ def status(state: RunData, d: Definition, facts: RunFacts) -> RunStatus:
     done = sum(s.phase == "done" for s in state.steps.values())
     total = len(state.steps)
     own = [gate_view(g, _spec(d, g), with_subject=True) for g in own_open(state)]
-    children = [_child_view(c.workflow_id, g) for c in state.children.values() for g in c.gates]
+    children = [child_gate_view(c.workflow_id, g) for c in state.children.values() for g in c.gates]
     return RunStatus(
         workflow_id=facts.workflow_id,
         run_id=facts.run_id,

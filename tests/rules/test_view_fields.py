@@ -147,6 +147,7 @@ def test_child_gate_view_copies_the_child_summary() -> None:
         opened_at=T0,
         deadline=T0 + timedelta(hours=1),
         quorum=2,
+        priority="high",
     )
     lifecycle.child_gates(sim.state, "a", "wf-1--a", [summary])
     (g,) = view.status(sim.state, sim.d, FACTS).open_gates
@@ -173,6 +174,7 @@ def test_child_gate_view_copies_the_child_summary() -> None:
         "decided_at": None,
         "outcome": None,
         "decided_by": None,
+        "priority": "high",
     }
     assert fields(g, expected) == expected
 
