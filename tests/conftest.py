@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,12 @@ from workflows.client import make_data_converter
 from workflows.contract import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
+# Under `make mutation` every function call goes through mutmut's trampoline, several frames
+# deep: expressions nested to exactly their depth limit would then overflow Python's default
+# recursion limit, which they never reach uninstrumented.
+if "MUTANT_UNDER_TEST" in os.environ:
+    sys.setrecursionlimit(10_000)
+
 # CI installs PostgreSQL and sets this, so memory tests fail there instead of skipping without it.
 # Read at import: the suite clears STEPGATE_* variables around each test.
 REQUIRE_POSTGRES = os.environ.get("STEPGATE_TEST_REQUIRE_POSTGRES") == "1"
