@@ -64,15 +64,21 @@ def no_worker(workflow_id: str, within: timedelta) -> ApiError:
     )
 
 
+def run_closed(err: RPCError) -> bool:
+    """Temporal's answer to a request that reached a run after it closed, or was aborted by the
+    run closing (a decision sent in the workflow task that completed it)."""
+    return err.status == RPCStatusCode.NOT_FOUND and (
+        "already completed" in err.message or "closing workflow" in err.message
+    )
+
+
 def from_rpc(err: RPCError, *, not_found: str = "not found") -> ApiError:
     """The HTTP view of a Temporal RPC failure."""
     if err.status in _UNAVAILABLE:
         return unavailable(f"Temporal is unavailable: {err.message}")
+    if run_closed(err):
+        return ApiError(409, "run_closed", "the run has already closed")
     if err.status == RPCStatusCode.NOT_FOUND:
-        # A decision sent as the run finished is aborted by its closing: the run is closed, not
-        # missing.
-        if "already completed" in err.message or "closing workflow" in err.message:
-            return ApiError(409, "run_closed", "the run has already closed")
         return ApiError(404, "not_found", not_found)
     if err.status == RPCStatusCode.INVALID_ARGUMENT:
         return ApiError(422, "invalid", err.message)

@@ -35,9 +35,10 @@ import httpx
 import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from activities import default_registry
+from api.errors import run_closed
 from bench import storm
 from bench.ledger import Ledger, serve_ledger
 from bench.procs import Child, Processes, free_port
@@ -437,9 +438,9 @@ steps:
             refused[kind] = refused.get(kind, 0) + 1
         except RPCError as err:
             # The run's last vote completes it within one workflow task (its step runs as a
-            # local activity); a decision still waiting then is aborted by the run closing. Only
-            # an invalid one can be: the run cannot close before every valid vote is in.
-            if err.status != RPCStatusCode.NOT_FOUND or "closing workflow" not in err.message:
+            # local activity); a decision still waiting then, or arriving after, finds the run
+            # closed. Only an invalid one can: the run cannot close before every valid vote is in.
+            if not run_closed(err):
                 raise
             if valid:
                 lost_valid += 1
