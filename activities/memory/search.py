@@ -4,10 +4,16 @@ Patterns holding every word of the query come first, then patterns holding any o
 kind is looked for among at most MAX_CANDIDATES of the newest matching patterns: ranking costs
 per match, and a common word can match most of the table, while a pattern holding every word is
 still found when thousands of newer ones share only one.
+
+On SQLite the two kinds are two FTS5 queries, and each costs about as much as the other: both
+read every query word's whole list of patterns (to intersect them, and for bm25's weight of each
+word). They run at once, each on a connection (and thread) of its own, so a search takes about
+as long as the slower one instead of both in turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -22,7 +28,7 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.memory.engine import Backend
 from activities.memory.schema import FTS_TABLE, patterns
@@ -46,19 +52,31 @@ _SQLITE = text(
 
 
 async def rows(
-    conn: AsyncConnection, backend: Backend, terms: list[str], limit: int
+    engine: AsyncEngine, backend: Backend, terms: list[str], limit: int
 ) -> list[Row[Any]]:
     """At most `limit` rows (id, score, body): patterns holding every one of `terms` first, best
     first, then patterns holding some of them."""
     if backend == "postgresql":
-        # One statement, one round trip: under load each trip waits for the server's turn.
-        return list((await conn.execute(_postgres(terms, limit))).all())
-    found = list((await conn.execute(_SQLITE, _sqlite_params(terms, limit, every=True))).all())
-    if len(terms) > 1 and len(found) < limit:
-        seen = {row[0] for row in found}
-        some = await conn.execute(_SQLITE, _sqlite_params(terms, limit, every=False))
-        found += [row for row in some.all() if row[0] not in seen][: limit - len(found)]
-    return found
+        async with engine.connect() as conn:
+            # A read needs no transaction: no BEGIN and ROLLBACK around it.
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            # One statement, one round trip: under load each trip waits for the server's turn.
+            return list((await conn.execute(_postgres(terms, limit))).all())
+    if len(terms) == 1:  # every word is some word
+        return await _sqlite_pass(engine, terms, limit, every=True)
+    found, some = await asyncio.gather(
+        _sqlite_pass(engine, terms, limit, every=True),
+        _sqlite_pass(engine, terms, limit, every=False),
+    )
+    seen = {row[0] for row in found}
+    return (found + [row for row in some if row[0] not in seen])[:limit]
+
+
+async def _sqlite_pass(
+    engine: AsyncEngine, terms: list[str], limit: int, *, every: bool
+) -> list[Row[Any]]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(_SQLITE, _sqlite_params(terms, limit, every=every))).all())
 
 
 def _sqlite_params(terms: list[str], limit: int, *, every: bool) -> dict[str, Any]:

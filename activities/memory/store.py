@@ -142,11 +142,7 @@ class MemoryStore:
             return result.scalar() if result.returns_rows else None
 
     async def _rows(self, terms: list[str], limit: int) -> list[Any]:
-        async with self.engine.connect() as conn:
-            if self.backend == "postgresql":
-                # A read needs no transaction: no BEGIN and ROLLBACK around it.
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await ranked_rows(conn, self.backend, terms, limit)
+        return await ranked_rows(self.engine, self.backend, terms, limit)
 
     async def _guard(self, work: Any) -> Any:
         try:
