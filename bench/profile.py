@@ -79,6 +79,7 @@ async def api_profile(stack: Stack, workdir: Path) -> tuple[float, Path]:
         stepgate_api_keys_file=keys,
         stepgate_definitions_dir=workdir / "definitions",
         stepgate_data=workdir / "data",
+        stepgate_rate_per_s=0,  # the profile sends its requests back to back, as the bench does
     )
     app = create_app(settings)
     profiler = Profiler(interval=0.0005, async_mode="enabled")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.client import make_data_converter
+from workflows.contract import PATCH_CORE_V3
 from workflows.governed import GovernedWorkflow
 from workflows.pipeline import PipelineWorkflow
 
@@ -42,3 +46,28 @@ async def test_history_replays_with_current_code(path: Path) -> None:
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+def test_current_pipeline_histories_are_recorded_on_core_v3() -> None:
+    """Each current pipeline history carries the core-v3 patch, and each `.before-…` copy does
+    not: both code paths are replayed."""
+    checked = 0
+    for path in HISTORIES:
+        events = json.loads(path.read_text())["events"]
+        started = events[0]["workflowExecutionStartedEventAttributes"]
+        if started["workflowType"]["name"] != "PipelineWorkflow":
+            continue
+        checked += 1
+        on_v3 = PATCH_CORE_V3 in _patch_ids(events)
+        assert on_v3 == (".before-" not in path.name), path.name
+    assert checked >= 10
+
+
+def _patch_ids(events: list[dict[str, Any]]) -> set[str]:
+    found = set()
+    for event in events:
+        marker = event.get("markerRecordedEventAttributes") or {}
+        if marker.get("markerName") == "core_patch":
+            for payload in marker["details"]["patch-data"]["payloads"]:
+                found.add(json.loads(base64.b64decode(payload["data"]))["id"])
+    return found

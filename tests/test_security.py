@@ -19,7 +19,7 @@ from tests.test_durability import definition
 from tests.tools.server import LocalServer, json_reply
 from worker import build_worker
 from workflows.client import make_client
-from workflows.contract import PATCH_APPROVED_WAIT_FOR_SLOT, PATCH_CORE_V2
+from workflows.contract import PATCH_APPROVED_WAIT_FOR_SLOT, PATCH_CORE_V2, PATCH_CORE_V3
 from workflows.pipeline import PipelineWorkflow
 
 
@@ -69,7 +69,7 @@ output: "${steps.keep.output.value}"
 
 
 # Patch markers hold only the patch's id.
-PATCHES = {PATCH_CORE_V2, PATCH_APPROVED_WAIT_FOR_SLOT}
+PATCHES = {PATCH_CORE_V2, PATCH_APPROVED_WAIT_FOR_SLOT, PATCH_CORE_V3}
 LOCAL_MARKER_FIELDS = {
     "seq",
     "attempt",

@@ -37,6 +37,12 @@ PATCH_CORE_V2 = "core-v2"
 # A call approved at a gate waits for a free slot under `max_parallel` instead of starting at
 # once (runs recorded before it started every approved call immediately).
 PATCH_APPROVED_WAIT_FOR_SLOT = "approved-wait-for-slot"
+# One marker for both of the above (each patch costs a run a marker and a search-attribute
+# upsert), and a run tells visibility and the memo what changed at most once per workflow task:
+# while a local call runs, nothing is published (its commands would land in the same task
+# anyway), search attributes the starter set are taken as told, the pipeline's name goes in the
+# first upsert, and an empty gate list is not written.
+PATCH_CORE_V3 = "core-v3"
 
 # The query that pages through a run's whole audit trail (the status shows the latest entries).
 AUDIT_QUERY = "audit"

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         CHILD_GATES_SIGNAL,
         PATCH_APPROVED_WAIT_FOR_SLOT,
         PATCH_CORE_V2,
+        PATCH_CORE_V3,
         SA_PIPELINE,
         STATUS_QUERY,
         RunState,
@@ -50,8 +51,11 @@ with workflow.unsafe.imports_passed_through():
 class PipelineWorkflow:
     @workflow.init
     def __init__(self, inp: PipelineInput) -> None:
-        # Runs recorded before core-v2 carry no marker for it and finish on the engine they began.
-        self._legacy = None if workflow.patched(PATCH_CORE_V2) else LegacyPipeline(inp)
+        # Runs recorded before core-v2 carry no marker for it and finish on the engine they began;
+        # core-v3 implies core-v2 and approved-wait-for-slot (one marker where there were two).
+        self._v3 = workflow.patched(PATCH_CORE_V3)
+        v2 = self._v3 or workflow.patched(PATCH_CORE_V2)
+        self._legacy = None if v2 else LegacyPipeline(inp)
         if self._legacy is not None:
             return
         info = workflow.info()
@@ -71,16 +75,19 @@ class PipelineWorkflow:
             input=self._def.effective_input(inp.input),
             requester=inp.requester,
             approval_mode=inp.approval_mode,
-            approved_wait_for_slot=workflow.patched(PATCH_APPROVED_WAIT_FOR_SLOT),
+            approved_wait_for_slot=self._v3 or workflow.patched(PATCH_APPROVED_WAIT_FOR_SLOT),
         )
         self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Steps whose call runs inside the workflow task (a local activity): while any does, the
+        # run publishes nothing (core-v3).
+        self._local: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._archive: asyncio.Task[None] | None = None
         self._alarm = Alarm()
         self._events = 0
         self._temporal_cancel = False
-        self._outside = Publisher(inp, self._ctx, self._calls, self._spawn)
+        self._outside = Publisher(inp, self._ctx, self._calls, self._spawn, per_task=self._v3)
 
     # ---- run ---------------------------------------------------------------------------------
 
@@ -88,8 +95,9 @@ class PipelineWorkflow:
     async def run(self, inp: PipelineInput) -> PipelineResult:
         if self._legacy is not None:
             return await self._legacy.run(inp)
-        workflow.upsert_search_attributes([SA_PIPELINE.value_set(self._def.name)])
-        self._outside.publish(self._state)
+        if not self._v3:  # core-v3: the first publication carries the name
+            workflow.upsert_search_attributes([SA_PIPELINE.value_set(self._def.name)])
+            self._outside.publish(self._state)
         try:
             if inp.origin is not None and inp.resume is None:
                 await self._authorize(inp)
@@ -149,8 +157,12 @@ class PipelineWorkflow:
                 for task in self._tasks.values():
                     task.cancel()
             self._start_archive()
-            self._outside.publish(self._state)
-            if finished(self._state):
+            done = finished(self._state)
+            # core-v3: nothing while a local call runs (its commands land in this same task),
+            # and nothing when the run is done: _end publishes how it closed.
+            if not (self._v3 and (self._local or done)):
+                self._outside.publish(self._state)
+            if done:
                 return
             if hold and not self._state.in_flight() and self._archive is None:
                 await self._continue_as_new()
@@ -167,6 +179,9 @@ class PipelineWorkflow:
 
     def _perform(self, effect: Effect) -> None:
         if isinstance(effect, Invoke):
+            spec = self._def.step(_step_of(effect.step))
+            if spec.local and effect.plan is None and not spec.pipeline:
+                self._local.add(effect.step)
             self._tasks[effect.step] = asyncio.create_task(self._invoke(effect))
         elif isinstance(effect, CheckPlan):
             self._tasks[effect.step] = asyncio.create_task(self._check_plan(effect))
@@ -186,6 +201,7 @@ class PipelineWorkflow:
             workflow.logger.warning("call of %s raised %r", inv.step, err)
             result = Result(round=inv.round, ok=False, error=calls.failure_message(err))
         self._tasks.pop(inv.step, None)
+        self._local.discard(inv.step)
         self._event(lifecycle.record_result, self._state, inv.step, result)
 
     async def _check_plan(self, check: CheckPlan) -> None:
@@ -245,6 +261,8 @@ class PipelineWorkflow:
             except RefError as err:
                 state.stop = Stop(kind="failed", message=str(err))
         if state.stop is not None:
+            if self._v3:  # compensation may take a while: show the stop meanwhile
+                self._outside.publish(self._state)
             await self._compensate()
         final = lifecycle.close(state, workflow.now())
         state.revision += 1

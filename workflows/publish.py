@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         MEMO_GATES_MAX,
         MEMO_GATES_MORE,
         SA_AWAITING,
+        SA_PIPELINE,
         SA_STATE,
     )
     from workflows.gates import Notify
@@ -31,29 +32,49 @@ Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class Publisher:
-    """Remembers what it last told each listener, so only changes are sent."""
+    """Remembers what it last told each listener, so only changes are sent.
 
-    def __init__(self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn) -> None:
+    Before core-v3 (`per_task` false) the run upserts its pipeline's name itself at start and the
+    first publication sets state and awaiting and writes the memo, even when empty. From core-v3
+    on, what the run was started with counts as told: the API starts a run with its name and
+    state `running`, so a run that ends in its first task upserts once, and a run with no open
+    gate never writes the memo."""
+
+    def __init__(
+        self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn, *, per_task: bool
+    ) -> None:
         self._inp = inp
         self._def = inp.definition
         self._ctx = ctx
         self._calls = calls
         self._spawn = spawn
-        self._shown: tuple[str, list[str]] | None = None
+        self._named = not per_task  # before core-v3, run() names the pipeline itself
+        self._state: str | None = None
+        self._awaiting: list[str] | None = None
         self._memo: tuple[list[GateSummary], int] | None = None
+        if per_task:
+            told = workflow.info().typed_search_attributes
+            self._named = told.get(SA_PIPELINE) == self._def.name
+            self._state = told.get(SA_STATE)
+            self._awaiting = list(told.get(SA_AWAITING) or [])
+            self._memo = ([], 0)
         self._told_parent: list[GateSummary] = []
 
     def publish(self, state: RunData) -> None:
         """Tell visibility, the Web UI, the inbox memo and a parent run what changed."""
         run_state = view.run_state(state).value
         who = view.awaiting(state)
-        if self._shown != (run_state, who):
-            updates: list[SearchAttributeUpdate[Any]] = []
-            if self._shown is None or self._shown[0] != run_state:
-                updates.append(SA_STATE.value_set(run_state))
-            if self._shown is None or self._shown[1] != who:
-                updates.append(SA_AWAITING.value_set(who) if who else SA_AWAITING.value_unset())
-            self._shown = (run_state, who)
+        updates: list[SearchAttributeUpdate[Any]] = []
+        if not self._named:
+            updates.append(SA_PIPELINE.value_set(self._def.name))
+            self._named = True
+        if self._state != run_state:
+            updates.append(SA_STATE.value_set(run_state))
+            self._state = run_state
+        if self._awaiting != who:
+            updates.append(SA_AWAITING.value_set(who) if who else SA_AWAITING.value_unset())
+            self._awaiting = who
+        if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(view.details(state, self._def))
         lines = view.open_summaries(state, self._def)

@@ -1,0 +1,166 @@
+"""What a run writes into its history to tell visibility and the inbox (core-v3): at most one
+search-attribute upsert and one memo change per workflow task, nothing while a local step runs,
+and nothing for what its starter already set."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import yaml
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.worker import Worker
+
+from activities.config import Settings
+from activities.registry import ToolRegistry
+from activities.tools.transform import data_echo
+from tests.fakes import FAKE_TOOLS
+from tests.pipeline.gating import decide, open_gate
+from tests.util import eventually
+from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE
+from workflows.models import PipelineInput
+from workflows.pipeline import PipelineWorkflow
+from workflows.validation import validate_definition
+
+LOCAL_ONLY = """
+name: quick
+steps:
+  - {id: a, tool: data.echo, with: {value: 1}}
+  - {id: b, tool: data.echo, needs: [a], with: {value: "${steps.a.output.value}"}}
+  - {id: c, tool: data.echo, needs: [b], with: {value: "${steps.b.output.value}"}}
+output: "${steps.c.output.value}"
+"""
+
+GATED = """
+name: gated
+steps:
+  - {id: a, tool: data.echo, with: {value: 1}}
+  - id: b
+    tool: data.echo
+    needs: [a]
+    with: {value: "${steps.a.output.value}"}
+    approval: {stage: before, approvers: ["role:ops"]}
+  - {id: c, tool: data.echo, needs: [b], with: {value: "${steps.b.output.value}"}}
+output: "${steps.c.output.value}"
+"""
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    return ToolRegistry([*FAKE_TOOLS, data_echo])
+
+
+async def begin(
+    client: Client, settings: Settings, registry: ToolRegistry, text: str, *, like_api: bool
+) -> WorkflowHandle[Any, Any]:
+    """Start a run as the API does (its name and state `running` set at start) or bare, as the
+    Temporal CLI does."""
+    report = validate_definition(yaml.safe_load(text), registry)
+    assert report.definition is not None, [str(e) for e in report.errors]
+    told = (
+        TypedSearchAttributes(
+            [
+                SearchAttributePair(SA_PIPELINE, report.definition.name),
+                SearchAttributePair(SA_STATE, "running"),
+            ]
+        )
+        if like_api
+        else None
+    )
+    return await client.start_workflow(
+        PipelineWorkflow.run,
+        PipelineInput(definition=report.definition, input={}),
+        id=f"wf-{uuid.uuid4()}",
+        task_queue=settings.stepgate_task_queue,
+        search_attributes=told,
+    )
+
+
+def upserts(events: list[HistoryEvent]) -> list[set[str]]:
+    """The Stepgate attributes each upsert in `events` set or unset."""
+    found = []
+    for e in events:
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            keys = {k for k in fields.indexed_fields if k.startswith("Stepgate")}
+            if keys:
+                found.append(keys)
+    return found
+
+
+def memos(events: list[HistoryEvent]) -> int:
+    return sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED for e in events)
+
+
+def patches(events: list[HistoryEvent]) -> int:
+    return sum(
+        e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+        for e in events
+    )
+
+
+async def history(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
+    return list((await handle.fetch_history()).events)
+
+
+async def test_a_run_of_local_steps_started_by_the_api_upserts_once_and_writes_no_memo(
+    worker: Worker, client: Client, settings: Settings, registry: ToolRegistry
+) -> None:
+    handle = await begin(client, settings, registry, LOCAL_ONLY, like_api=True)
+    assert (await handle.result()).output == 1
+    events = await history(handle)
+    assert upserts(events) == [{SA_STATE.name}], "only the final state: the rest was set at start"
+    assert memos(events) == 0, "no gate ever opened: no memo"
+    assert patches(events) == 1, "one marker (core-v3) for the run's code version"
+    told = (await handle.describe()).typed_search_attributes
+    assert told.get(SA_STATE) == "completed"
+    assert told.get(SA_PIPELINE) == "quick"
+
+
+async def test_a_run_started_bare_names_its_pipeline_in_its_one_upsert(
+    worker: Worker, client: Client, settings: Settings, registry: ToolRegistry
+) -> None:
+    handle = await begin(client, settings, registry, LOCAL_ONLY, like_api=False)
+    assert (await handle.result()).output == 1
+    assert upserts(await history(handle)) == [{SA_PIPELINE.name, SA_STATE.name}]
+    told = (await handle.describe()).typed_search_attributes
+    assert (told.get(SA_PIPELINE), told.get(SA_STATE)) == ("quick", "completed")
+
+
+async def test_a_parked_run_tells_the_inbox_once_per_task(
+    worker: Worker, client: Client, settings: Settings, registry: ToolRegistry
+) -> None:
+    handle = await begin(client, settings, registry, GATED, like_api=True)
+    await open_gate(handle, "b")
+
+    async def parked() -> list[set[str]] | None:
+        found = upserts(await history(handle))
+        return found or None
+
+    # The first task runs `a` locally and opens the gate: one upsert, one memo.
+    assert await eventually(parked, what="the parked run's upsert") == [
+        {SA_STATE.name, SA_AWAITING.name}
+    ]
+    events = await history(handle)
+    assert memos(events) == 1
+    told = (await handle.describe()).typed_search_attributes
+    assert told.get(SA_STATE) == "waiting"
+    assert list(told.get(SA_AWAITING) or []) == ["role:ops"]
+
+    await decide(handle, "b", "approve", actor="olga")
+    assert (await handle.result()).output == 1
+    events = await history(handle)
+    # The approval's task runs `b` and `c` locally and closes: one more upsert and one memo.
+    assert upserts(events) == [
+        {SA_STATE.name, SA_AWAITING.name},
+        {SA_STATE.name, SA_AWAITING.name},
+    ]
+    assert memos(events) == 2
+    told = (await handle.describe()).typed_search_attributes
+    assert told.get(SA_STATE) == "completed"
+    assert not told.get(SA_AWAITING)
