@@ -11,8 +11,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 
 from activities import default_registry
 from activities.access import AccessActivities
@@ -34,19 +33,20 @@ WORKFLOWS: Sequence[type] = (PipelineWorkflow, GovernedWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
-def workflow_runner(*modules: str) -> SandboxedWorkflowRunner:
-    """Temporal's sandbox with `workflows` (and `modules`) imported once per process.
+def workflow_runner() -> WorkflowRunner:
+    """Workflow code runs outside Temporal's sandbox.
 
     The sandbox re-executes a workflow's module for every run it starts or takes back after an
-    eviction; for workflows/pipeline.py that cost 5.7 ms of CPU and 230 KiB per run (the rules it
-    calls were passed through already), more than a five-step run's own work, and it is paid
-    again for every decision on a run the cache had let go. Passed through, a run costs 0.3 ms
-    and 14 KiB (bench/profile.py measures both). What the sandbox re-import would guard against,
-    state kept in module globals across runs, the workflow modules do not have: they hold
-    classes, constants and pure functions, and replaying tests/histories pins determinism.
+    eviction (5.7 ms of CPU and 230 KiB per run for workflows/pipeline.py), so the `workflows`
+    package had been passed through it, imported once per process; passed-through code runs
+    against the real modules, so the sandbox no longer restricted anything our workflows call.
+    What it still cost: for every payload of every command and activation, the SDK entered the
+    sandbox to look up a serialization context, about a third of the worker's event loop while
+    approving (README, Performance). Determinism rests where it rested already: workflow modules
+    hold classes, constants and pure functions, take time and randomness from `workflow.*`, and
+    replaying tests/histories pins it.
     """
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("workflows", *modules)
-    return SandboxedWorkflowRunner(restrictions=restrictions)
+    return UnsandboxedWorkflowRunner()
 
 
 class StepgateWorker(Worker):

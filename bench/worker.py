@@ -23,8 +23,8 @@ from bench.baseline_dynamic import FanOutBaselineWorkflow, LoopBaselineWorkflow
 from worker import build_worker, workflow_runner
 from workflows.client import make_client
 
-# The baselines run under the same sandbox options as Stepgate's workflows (their modules
-# imported once per process too), so the comparison measures the interpreter, not a setting.
+# The baselines run on the same workflow runner as Stepgate's workflows (outside the sandbox), so
+# the comparison measures the interpreter, not a setting.
 BASELINE = SimplePlugin(
     "stepgate.bench.baseline",
     workflows=[
@@ -34,7 +34,7 @@ BASELINE = SimplePlugin(
         LoopBaselineWorkflow,
     ],
     activities=[noop],
-    workflow_runner=lambda _: workflow_runner("bench"),
+    workflow_runner=lambda _: workflow_runner(),
 )
 
 
