@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -66,6 +67,9 @@ def create_app(
         await state.memory.start()
         watch = CatalogWatch(catalog, offload.run, settings.stepgate_catalog_poll_s)
         watch.start(sighup=sighup)
+        # What start-up made (modules, the app, the catalog) lives as long as the process: kept
+        # out of the collector's passes, which would otherwise walk it all on every full pass.
+        gc.freeze()
         try:
             yield
         finally:
