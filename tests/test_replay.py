@@ -48,19 +48,27 @@ async def test_history_replays_with_current_code(path: Path) -> None:
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
-def test_current_pipeline_histories_are_recorded_on_core_v3() -> None:
-    """Each current pipeline history carries the core-v3 patch, and each `.before-…` copy does
-    not: both code paths are replayed."""
-    checked = 0
+def test_pipeline_histories_cover_each_code_path() -> None:
+    """Current pipeline histories are started as the API starts a run (`engine` 3: the core-v3
+    path without a patch marker), each `.patched-core-v3` copy as the Temporal CLI would (no
+    `engine`: the core-v3 marker), and each `.before-…` copy predates core-v3: every path a run
+    in flight may be on is replayed."""
+    paths: dict[str, int] = {}
     for path in HISTORIES:
         events = json.loads(path.read_text())["events"]
         started = events[0]["workflowExecutionStartedEventAttributes"]
         if started["workflowType"]["name"] != "PipelineWorkflow":
             continue
-        checked += 1
-        on_v3 = PATCH_CORE_V3 in _patch_ids(events)
-        assert on_v3 == (".before-" not in path.name), path.name
-    assert checked >= 10
+        kind = path.name.split(".")[1] if path.name.count(".") > 1 else "current"
+        patches = _patch_ids(events)
+        if kind == "current":
+            assert patches == set(), path.name
+        elif kind == "patched-core-v3":
+            assert patches == {PATCH_CORE_V3}, path.name
+        else:
+            assert kind.startswith("before-") and PATCH_CORE_V3 not in patches, path.name
+        paths[kind.partition("-")[0]] = paths.get(kind.partition("-")[0], 0) + 1
+    assert paths["current"] >= 10 and paths["patched"] >= 10 and paths["before"] >= 10, paths
 
 
 def _patch_ids(events: list[dict[str, Any]]) -> set[str]:

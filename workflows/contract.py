@@ -43,6 +43,11 @@ PATCH_APPROVED_WAIT_FOR_SLOT = "approved-wait-for-slot"
 # anyway), search attributes the starter set are taken as told, the pipeline's name goes in the
 # first upsert, and an empty gate list is not written.
 PATCH_CORE_V3 = "core-v3"
+# What Stepgate's own starters (the API, schedules, governed runs, child steps) put in
+# PipelineInput.engine: the run takes the core-v3 path without writing the patch marker and its
+# search-attribute upsert. A run started without it (by hand through the Temporal CLI, or before
+# the field existed) is told its path by the patch markers, as before.
+ENGINE_V3 = 3
 
 # The query that pages through a run's whole audit trail (the status shows the latest entries).
 AUDIT_QUERY = "audit"

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
+        ENGINE_V3,
         PATCH_APPROVED_WAIT_FOR_SLOT,
         PATCH_CORE_V2,
         PATCH_CORE_V3,
@@ -53,7 +54,7 @@ class PipelineWorkflow:
     def __init__(self, inp: PipelineInput) -> None:
         # Runs recorded before core-v2 carry no marker for it and finish on the engine they began;
         # core-v3 implies core-v2 and approved-wait-for-slot (one marker where there were two).
-        self._v3 = workflow.patched(PATCH_CORE_V3)
+        self._v3 = inp.engine == ENGINE_V3 or workflow.patched(PATCH_CORE_V3)
         v2 = self._v3 or workflow.patched(PATCH_CORE_V2)
         self._legacy = None if v2 else LegacyPipeline(inp)
         if self._legacy is not None:

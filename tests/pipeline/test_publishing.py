@@ -21,7 +21,7 @@ from activities.tools.transform import data_echo
 from tests.fakes import FAKE_TOOLS
 from tests.pipeline.gating import decide, open_gate
 from tests.util import eventually
-from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE
+from workflows.contract import ENGINE_V3, SA_AWAITING, SA_PIPELINE, SA_STATE
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
 from workflows.validation import validate_definition
@@ -57,8 +57,8 @@ def registry() -> ToolRegistry:
 async def begin(
     client: Client, settings: Settings, registry: ToolRegistry, text: str, *, like_api: bool
 ) -> WorkflowHandle[Any, Any]:
-    """Start a run as the API does (its name and state `running` set at start) or bare, as the
-    Temporal CLI does."""
+    """Start a run as the API does (its name and state `running` set at start, `engine` 3) or
+    bare, as the Temporal CLI does."""
     report = validate_definition(yaml.safe_load(text), registry)
     assert report.definition is not None, [str(e) for e in report.errors]
     told = (
@@ -73,7 +73,9 @@ async def begin(
     )
     return await client.start_workflow(
         PipelineWorkflow.run,
-        PipelineInput(definition=report.definition, input={}),
+        PipelineInput(
+            definition=report.definition, input={}, engine=ENGINE_V3 if like_api else None
+        ),
         id=f"wf-{uuid.uuid4()}",
         task_queue=settings.stepgate_task_queue,
         search_attributes=told,
@@ -116,7 +118,7 @@ async def test_a_run_of_local_steps_started_by_the_api_upserts_once_and_writes_n
     events = await history(handle)
     assert upserts(events) == [{SA_STATE.name}], "only the final state: the rest was set at start"
     assert memos(events) == 0, "no gate ever opened: no memo"
-    assert patches(events) == 1, "one marker (core-v3) for the run's code version"
+    assert patches(events) == 0, "the API names the code path in the input: no patch marker"
     told = (await handle.describe()).typed_search_attributes
     assert told.get(SA_STATE) == "completed"
     assert told.get(SA_PIPELINE) == "quick"
@@ -127,7 +129,9 @@ async def test_a_run_started_bare_names_its_pipeline_in_its_one_upsert(
 ) -> None:
     handle = await begin(client, settings, registry, LOCAL_ONLY, like_api=False)
     assert (await handle.result()).output == 1
-    assert upserts(await history(handle)) == [{SA_PIPELINE.name, SA_STATE.name}]
+    events = await history(handle)
+    assert upserts(events) == [{SA_PIPELINE.name, SA_STATE.name}]
+    assert patches(events) == 1, "no `engine` in the input: the core-v3 marker tells the path"
     told = (await handle.describe()).typed_search_attributes
     assert (told.get(SA_PIPELINE), told.get(SA_STATE)) == ("quick", "completed")
 
