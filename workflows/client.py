@@ -4,17 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import sys
 import time
+from typing import Any
 
+from pydantic import TypeAdapter
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
 from temporalio.converter import DataConverter
 
 from activities.config import Settings, get_settings
 from workflows.codec import EncryptionCodec
+
+# One cache of pydantic type adapters per process. The SDK makes a fresh payload converter for
+# each serialization context (each activity a run calls, for one), and the converter's own cache
+# starts empty: every payload then built its adapter again, which is schema generation (worker
+# profiles showed it beside the workflow code itself). Adapters are immutable once built.
+_TYPE_ADAPTERS: functools._lru_cache_wrapper[TypeAdapter[Any]] = functools.lru_cache(maxsize=1024)(
+    TypeAdapter
+)
+
+
+class PayloadConverter(PydanticPayloadConverter):
+    """Temporal's pydantic payload converter, its JSON converter sharing _TYPE_ADAPTERS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for converter in self.converters.values():
+            if isinstance(converter, PydanticJSONPlainPayloadConverter):
+                converter._type_adapter = _TYPE_ADAPTERS
+
+
+DATA_CONVERTER = DataConverter(payload_converter_class=PayloadConverter)
 
 
 def make_data_converter(settings: Settings | None = None) -> DataConverter:
@@ -22,9 +46,9 @@ def make_data_converter(settings: Settings | None = None) -> DataConverter:
     settings = settings or get_settings()
     keyring = settings.encryption_keyring()
     if not keyring:
-        return pydantic_data_converter
+        return DATA_CONVERTER
     codec = EncryptionCodec(keyring, settings.stepgate_encryption_key_id)
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    return dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
 
 
 async def make_client(settings: Settings | None = None, *, wait_s: float | None = None) -> Client:
