@@ -60,6 +60,17 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_NAME = "PipelineWorkflow"
 
 
+def is_child(spec: StepSpec, inv: Invoke) -> bool:
+    """Whether the call starts a child pipeline run (a catalog pipeline or a plan) rather than a
+    tool."""
+    return inv.plan is not None or bool(spec.pipeline)
+
+
+def in_task(spec: StepSpec, inv: Invoke) -> bool:
+    """Whether the call runs inside the workflow task: a tool call as a local activity."""
+    return bool(spec.local) and not is_child(spec, inv)
+
+
 def failure_message(err: BaseException) -> str:
     """The innermost cause's message: what actually went wrong."""
     cause: BaseException | None = err

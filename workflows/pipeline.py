@@ -180,8 +180,7 @@ class PipelineWorkflow:
 
     def _perform(self, effect: Effect) -> None:
         if isinstance(effect, Invoke):
-            spec = self._def.step(_step_of(effect.step))
-            if spec.local and effect.plan is None and not spec.pipeline:
+            if calls.in_task(self._def.step(_step_of(effect.step)), effect):
                 self._local.add(effect.step)
             self._tasks[effect.step] = asyncio.create_task(self._invoke(effect))
         elif isinstance(effect, CheckPlan):
@@ -192,7 +191,7 @@ class PipelineWorkflow:
     async def _invoke(self, inv: Invoke) -> None:
         spec = self._def.step(_step_of(inv.step))
         try:
-            if inv.plan is not None or spec.pipeline:
+            if calls.is_child(spec, inv):
                 result = await self._calls.child(spec, inv)
             else:
                 result = await self._calls.tool(spec, inv)
