@@ -32,12 +32,10 @@ from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
     STORES,
-    Stack,
     Store,
-    child_env,
+    open_stack,
     server_argv,
     start_api,
-    start_server,
     start_worker,
     stop_worker,
 )
@@ -81,16 +79,8 @@ async def column(
     stopped before this returns, so the next column has the machine to itself."""
     results: dict[str, Any] = {"store": store, "errors": {}, "skipped": {}, "section_s": {}}
     with Processes(workdir) as procs:
-        server, address, client = await start_server(procs, workdir, store=store)
-        results["server_argv"] = server_argv(server)
-        stack = Stack(
-            procs=procs,
-            workdir=workdir,
-            address=address,
-            client=client,
-            env=child_env(workdir, address),
-            server=server,
-        )
+        stack = await open_stack(procs, workdir, store=store)
+        results["server_argv"] = server_argv(stack.server)
 
         async def api() -> None:
             nonlocal api_error

@@ -23,9 +23,8 @@ from bench.stack import (
     STORES,
     Stack,
     Store,
-    child_env,
+    open_stack,
     start_api,
-    start_server,
     start_worker,
     stop_worker,
 )
@@ -52,15 +51,7 @@ async def run(section: str, store: Store, scale: Scale) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"stepgate-bench-{section}-"))
     (workdir / "definitions").mkdir()
     with Processes(workdir) as procs:
-        server, address, client = await start_server(procs, workdir, store=store)
-        stack = Stack(
-            procs=procs,
-            workdir=workdir,
-            address=address,
-            client=client,
-            env=child_env(workdir, address),
-            server=server,
-        )
+        stack = await open_stack(procs, workdir, store=store)
         await asyncio.gather(start_worker(stack, "worker-1"), start_api(stack))
         before = [round(x, 2) for x in os.getloadavg()]
         result = await SECTIONS[section](stack, scale)

@@ -29,12 +29,10 @@ from bench.scale import FULL
 from bench.stack import (
     ROOT,
     STORES,
-    Stack,
     Store,
-    child_env,
     cpu_seconds,
+    open_stack,
     start_api,
-    start_server,
     start_worker,
 )
 
@@ -43,22 +41,16 @@ TIMEOUT_S = 1_800.0
 
 async def measure(workdir: Path, runs: int, store: Store, profile: bool) -> dict[str, Any]:
     with Processes(workdir) as procs:
-        server, address, client = await start_server(procs, workdir, store=store)
-        stack = Stack(
-            procs=procs,
-            workdir=workdir,
-            address=address,
-            client=client,
-            env=child_env(workdir, address),
-            server=server,
-        )
+        stack = await open_stack(procs, workdir, store=store)
         worker, _ = await asyncio.gather(start_worker(stack, "worker-1"), start_api(stack))
         ids = [f"{stack.task_queue}-parked-{uuid.uuid4().hex[:6]}-{i}" for i in range(runs)]
         out: dict[str, Any] = {"runs": runs, "store": store, "load_average": os.getloadavg()}
         async with asyncio.timeout(TIMEOUT_S), PeakRss(worker) as peak:
             started = time.perf_counter()
-            await start_many(client, stack.task_queue, linear(PIPELINE, gate_role=BENCH_ROLE), ids)
-            await wait_parked(client, INBOX_QUERY, runs, TIMEOUT_S)
+            await start_many(
+                stack.client, stack.task_queue, linear(PIPELINE, gate_role=BENCH_ROLE), ids
+            )
+            await wait_parked(stack.client, INBOX_QUERY, runs, TIMEOUT_S)
             out["park_s"] = round(time.perf_counter() - started, 2)
             spy = None
             if profile:
@@ -89,7 +81,7 @@ async def measure(workdir: Path, runs: int, store: Store, profile: bool) -> dict
                 spy.popen.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
                 await asyncio.to_thread(spy.popen.wait, 60)
             # Only the approved runs complete: waiting for all would wait out TIMEOUT_S.
-            await wait_parked(client, DONE_QUERY, codes.get(200, 0), TIMEOUT_S)
+            await wait_parked(stack.client, DONE_QUERY, codes.get(200, 0), TIMEOUT_S)
             out["approve_to_completed_s"] = round(time.perf_counter() - started, 2)
         out["codes"] = codes
         out["approvals_per_s"] = round(runs / out["approve_all_s"], 1)

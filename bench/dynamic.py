@@ -36,7 +36,7 @@ from bench.dynamic_runs import ECHO, Runner
 from bench.procs import Processes
 from bench.report import RESULTS
 from bench.scale import Scale, scale_from_env
-from bench.stack import Stack, child_env, cpu_seconds, start_server, start_worker
+from bench.stack import Stack, cpu_seconds, open_stack, start_worker
 from bench.stats import Summary
 from workflows.pipeline import PipelineWorkflow
 
@@ -200,15 +200,7 @@ async def measure(stack: Stack, scale: Scale) -> dict[str, Any]:
 async def alone(scale: Scale, workdir: Path, config: dict[str, object]) -> dict[str, Any]:
     """This section on a stack of its own: server, one worker."""
     with Processes(workdir) as procs:
-        server, address, client = await start_server(procs, workdir, config=config)
-        stack = Stack(
-            procs=procs,
-            workdir=workdir,
-            address=address,
-            client=client,
-            env=child_env(workdir, address),
-            server=server,
-        )
+        stack = await open_stack(procs, workdir, config=config)
         await start_worker(stack, "worker-1")
         started = time.perf_counter()
         results = await measure(stack, scale)

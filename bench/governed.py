@@ -37,7 +37,7 @@ from temporalio.client import Client
 
 from bench.procs import Processes
 from bench.scale import Scale, scale_from_env
-from bench.stack import APPROVER_ROLES, Stack, child_env, start_api, start_server, start_worker
+from bench.stack import APPROVER_ROLES, Stack, open_stack, start_api, start_worker
 from bench.stats import Summary
 from bench.status import LeanHttp, timed_get
 from workflows.contract import SA_AWAITING
@@ -207,15 +207,7 @@ def report_rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 async def _alone(procs: Processes, workdir: Path, scale: Scale) -> dict[str, Any]:
-    server, address, client = await start_server(procs, workdir)
-    stack = Stack(
-        procs=procs,
-        workdir=workdir,
-        address=address,
-        client=client,
-        env=child_env(workdir, address),
-        server=server,
-    )
+    stack = await open_stack(procs, workdir)
     await asyncio.gather(start_worker(stack, "worker-1"), start_api(stack))
     return await measure(stack, scale)
 

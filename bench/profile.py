@@ -36,7 +36,7 @@ from bench.baseline import BaselineWorkflow, noop
 from bench.pipelines import RUN_TIMEOUT, gate_open, linear, pipeline_input, start_pipeline
 from bench.procs import Processes
 from bench.report import RESULTS
-from bench.stack import Stack, child_env, start_server, start_worker
+from bench.stack import Stack, open_stack, start_worker
 from worker import workflow_runner
 from workflows.client import make_data_converter
 from workflows.pipeline import PipelineWorkflow
@@ -183,8 +183,7 @@ async def tool_ms(workdir: Path) -> tuple[float, float]:
 
 
 async def run(workdir: Path, procs: Processes) -> str:
-    server, address, client = await start_server(procs, workdir)
-    stack = Stack(procs, workdir, address, client, child_env(workdir, address), server=server)
+    stack = await open_stack(procs, workdir)
     await start_worker(stack, "worker-1")
     pipes, bases = await histories(stack)
     api_ms, api_out = await api_profile(stack, workdir)

@@ -22,7 +22,7 @@ from bench.dynamic_runs import Runner
 from bench.procs import Processes
 from bench.profile import views
 from bench.report import RESULTS
-from bench.stack import Stack, child_env, start_server, start_worker
+from bench.stack import open_stack, start_worker
 from workflows.client import make_data_converter
 from workflows.pipeline import PipelineWorkflow
 
@@ -31,12 +31,11 @@ RUN_LIMIT_S = 900.0
 
 async def profile(workdir: Path, items: int, parallel: int) -> str:
     with Processes(workdir) as procs:
-        server, address, client = await start_server(procs, workdir)
-        stack = Stack(procs, workdir, address, client, child_env(workdir, address), server=server)
+        stack = await open_stack(procs, workdir)
         await start_worker(stack, "worker-1")
         runner = Runner(stack, RUN_LIMIT_S)
         run_id = await runner.fanout_pipeline(items, parallel, "profile")
-        handle = client.get_workflow_handle(runner.id("profile"), run_id=run_id)
+        handle = stack.client.get_workflow_handle(runner.id("profile"), run_id=run_id)
         history = await handle.fetch_history()
     # debug_mode runs activations inline on this thread, so one profiler sees the SDK's side and
     # the workflow's, and it has no deadlock detection for the profiler's slowed activations

@@ -29,7 +29,7 @@ from bench.baseline_dynamic import FanOutBaselineWorkflow, FanOutInput
 from bench.dynamic_runs import echoed, fanout_definition
 from bench.pipelines import RUN_TIMEOUT, pipeline_input, poll
 from bench.procs import Processes
-from bench.stack import Stack, child_env, start_server, start_worker
+from bench.stack import open_stack, start_worker
 from workflows.pipeline import PipelineWorkflow
 
 # Progress is read from the history (completed calls), the same way for both workflows.
@@ -40,12 +40,11 @@ async def drill(
     workdir: Path, items: int, parallel: int, at: float, wait_s: float, baseline: bool
 ) -> dict[str, Any]:
     with Processes(workdir) as procs:
-        server, address, client = await start_server(procs, workdir)
-        stack = Stack(procs, workdir, address, client, child_env(workdir, address), server=server)
+        stack = await open_stack(procs, workdir)
         first = await start_worker(stack, "worker-1")
         handle: WorkflowHandle[Any, Any]
         if baseline:
-            handle = await client.start_workflow(
+            handle = await stack.client.start_workflow(
                 FanOutBaselineWorkflow.run,
                 FanOutInput(items=items, parallel=parallel),
                 id=f"{stack.task_queue}-recovery-baseline",
@@ -53,7 +52,7 @@ async def drill(
                 execution_timeout=RUN_TIMEOUT,
             )
         else:
-            handle = await client.start_workflow(
+            handle = await stack.client.start_workflow(
                 PipelineWorkflow.run,
                 pipeline_input(fanout_definition(parallel), list(range(items))),
                 id=f"{stack.task_queue}-recovery",

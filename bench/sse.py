@@ -24,7 +24,7 @@ import httpx
 from bench.pipelines import BENCH_ROLE, gate_open, linear, start_pipeline
 from bench.procs import Processes
 from bench.scale import Scale
-from bench.stack import ROOT, Stack, child_env, cpu_seconds, start_api, start_server, start_worker
+from bench.stack import ROOT, Stack, cpu_seconds, open_stack, start_api, start_worker
 
 STREAMS = 40
 WINDOW_S = {"quick": 5.0, "full": 10.0}
@@ -90,16 +90,7 @@ async def alone(
     tree: Path, streams: int, runs: int, window_s: float, workdir: Path
 ) -> dict[str, Any]:
     with Processes(workdir) as procs:
-        server, address, client = await start_server(procs, workdir)
-        stack = Stack(
-            procs=procs,
-            workdir=workdir,
-            address=address,
-            client=client,
-            env=child_env(workdir, address),
-            server=server,
-            tree=tree,
-        )
+        stack = await open_stack(procs, workdir, tree=tree)
         await asyncio.gather(start_worker(stack, "worker"), start_api(stack))
         return {"tree": str(tree), **await idle_streams(stack, streams, runs, window_s)}
 

@@ -140,13 +140,37 @@ async def start_server(
     return child, address, clients[0]
 
 
-def server_argv(server: Child) -> list[str]:
+def server_argv(server: Child | None) -> list[str]:
     """The command line of the Temporal server the script started: what was measured, exactly."""
+    if server is None:
+        return []
     for proc in psutil.Process(server.pid).children(recursive=True):
         argv = proc.cmdline()
         if argv[1:3] == ["server", "start-dev"]:
             return argv
     return []
+
+
+async def open_stack(
+    procs: Processes,
+    workdir: Path,
+    *,
+    store: Store = "file",
+    config: Mapping[str, object] | None = None,
+    tree: Path = ROOT,
+) -> Stack:
+    """A dev server started in `workdir` (see start_server) and the Stack around it; workers and
+    the API are the caller's to start."""
+    child, address, client = await start_server(procs, workdir, store=store, config=config)
+    return Stack(
+        procs=procs,
+        workdir=workdir,
+        address=address,
+        client=client,
+        env=child_env(workdir, address),
+        server=child,
+        tree=tree,
+    )
 
 
 async def start_worker(stack: Stack, name: str) -> Child:
