@@ -18,7 +18,7 @@ from temporalio.plugin import SimplePlugin
 from activities import default_registry
 from activities.config import get_settings
 from activities.logs import configure_logging
-from bench.baseline import BaselineWorkflow, LocalBaselineWorkflow, noop
+from bench.baseline import BaselineWorkflow, GatedBaselineWorkflow, LocalBaselineWorkflow, noop
 from bench.baseline_dynamic import FanOutBaselineWorkflow, LoopBaselineWorkflow
 from worker import build_worker, workflow_runner
 from workflows.client import make_client
@@ -30,6 +30,7 @@ BASELINE = SimplePlugin(
     workflows=[
         BaselineWorkflow,
         LocalBaselineWorkflow,
+        GatedBaselineWorkflow,
         FanOutBaselineWorkflow,
         LoopBaselineWorkflow,
     ],
