@@ -221,9 +221,15 @@ class KeyFile:
     def configured(self) -> bool:
         return self.path is not None
 
-    def current(self) -> Keys | None:
-        """The keys now (None when no file is configured). Blocking: call off the event loop."""
-        if self.path is not None and self._clock() - self._checked >= RELOAD_CHECK_S:
+    def due(self) -> bool:
+        """Whether the next current() looks at the file (blocking); otherwise it only returns
+        the keys in memory, which an event loop may call directly."""
+        return self.path is not None and self._clock() - self._checked >= RELOAD_CHECK_S
+
+    def current(self, *, look: bool = True) -> Keys | None:
+        """The keys now (None when no file is configured). Blocking when the file is due a look
+        (call it off the event loop); with `look` false, the keys in memory as they are."""
+        if look and self.path is not None and self._clock() - self._checked >= RELOAD_CHECK_S:
             # One thread looks at the file; the others carry on with the keys they have.
             if self._lock.acquire(blocking=False):
                 try:

@@ -53,10 +53,11 @@ class KeyStore:
         roles = RoleMap.load(settings.stepgate_permissions_file)
         return cls(KeyFile(settings.stepgate_api_keys_file, roles))
 
-    def authenticate(self, token: str | None) -> Caller:
+    def authenticate(self, token: str | None, *, look: bool = True) -> Caller:
         """The caller a key belongs to; 401 without a key, with an unknown or expired one.
-        Blocking (it may reread the file): FastAPI runs it in its thread pool."""
-        keys = self.keys.current()
+        Blocking when the keys file is due a look (`self.keys.due()`): run it off the event loop
+        then. With `look` false it never touches the file and may run on the loop."""
+        keys = self.keys.current(look=look)
         if keys is None:
             raise ApiError(
                 401,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
@@ -58,13 +59,19 @@ async def get_client(state: StateDep) -> Client:
     return state.temporal.client
 
 
-def get_caller(
+async def get_caller(
     request: Request,
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    # A plain `def`: authenticating may reread the keys file, so it runs in the thread pool.
-    caller = state.keys.authenticate(credentials.credentials if credentials else None)
+    token = credentials.credentials if credentials else None
+    if state.keys.keys.due():
+        # At most once a second the keys file is looked at (a stat, a reread if it changed):
+        # that request authenticates in a thread. Every other one checks the keys in memory
+        # here, without the thread hop a plain `def` dependency costs on every request.
+        caller = await anyio.to_thread.run_sync(state.keys.authenticate, token)
+    else:
+        caller = state.keys.authenticate(token, look=False)
     note_principal(request, caller.principal)
     # Every route that needs a key is rate limited here, once per request (FastAPI caches the
     # dependency); /healthz and the docs need no key and are not.

@@ -35,7 +35,7 @@ class Offload:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
 
 
-def get_offload(request: Request) -> Offload:
+async def get_offload(request: Request) -> Offload:
     offload: Offload = request.app.state.offload
     return offload
 

@@ -118,6 +118,28 @@ def test_key_file_change_seen_after_the_check_interval(tmp_path: Path) -> None:
     assert vic is not None and vic.principal == "vic" and vic.permissions == {"read"}
 
 
+def test_key_file_due_says_when_current_would_look_and_look_false_never_does(
+    tmp_path: Path,
+) -> None:
+    """The API authenticates on its event loop unless the file is due a look: `due()` must say
+    exactly when current() would touch the file, and `look=False` must not touch it even then."""
+    path, clock = tmp_path / "keys.yaml", Clock()
+    write_keys(path, [OLGA])
+    keys = KeyFile(path, RoleMap(), clock=clock)
+    write_keys(path, [VIC])
+    clock.now += RELOAD_CHECK_S - 0.001
+    assert not keys.due()
+    clock.now += 0.001
+    assert keys.due()
+    current = keys.current(look=False)
+    assert current is not None and current.by_token("key-olga-0123456789") is not None
+    assert keys.due()  # not looking did not count as a look
+    current = keys.current()
+    assert current is not None and current.by_token("key-vic-0123456789") is not None
+    assert not keys.due()
+    assert not KeyFile(None, RoleMap(), clock=clock).due()  # no file: nothing to look at
+
+
 def test_key_file_broken_rewrite_keeps_previous_keys_and_logs(tmp_path: Path) -> None:
     """A new file that does not parse leaves the old keys working and logs where it is wrong,
     without the keys themselves."""
