@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -65,8 +66,9 @@ class Tool:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
-    @property
+    @functools.cached_property
     def semver(self) -> tuple[int, int, int]:
+        # Every tool call resolves its pinned version by sorting the tool's versions: parsed once.
         return parse_version(self.version)
 
     def describe(self) -> dict[str, Any]:
