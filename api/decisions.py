@@ -63,9 +63,11 @@ async def submit(
     caller: Caller,
     *,
     deadline: float | None = None,
+    listed: str | None = None,
 ) -> GateView:
     """Apply `body` as the caller's decision; `deadline` (a loop.time() value) may shorten the
-    usual DECISION_TIMEOUT, as a batch does for its later items."""
+    usual DECISION_TIMEOUT, as a batch does for its later items. `listed`: the run id visibility
+    gave as a running Stepgate run of this id (scope.listed_runs), which spares the describe."""
     # Actor and roles come from the key, whatever the body says: the API vouches for them.
     decision = Decision(
         gate=gate,
@@ -76,22 +78,42 @@ async def submit(
         patch=body.patch,
         digest=body.digest,
     )
-    # Only Stepgate's runs take decisions (one describe); the update then goes to the workflow
-    # id, not the run described, so a run that continued as new meanwhile still gets it.
-    await stepgate_run(client, workflow_id)
+    # Only Stepgate's runs take decisions (one describe, unless visibility listed the run); the
+    # update then goes to the workflow id, not the run described, so a run that continued as new
+    # meanwhile still gets it.
+    if listed is None:
+        await stepgate_run(client, workflow_id)
     loop = asyncio.get_running_loop()
     own = loop.time() + DECISION_TIMEOUT.total_seconds()
     deadline = own if deadline is None else min(deadline, own)
     async with lanes.turn(workflow_id, deadline) as queued:
+        if listed is not None:
+            # To the listed run only: whatever holds the id now may not be one of Stepgate's.
+            try:
+                return await _attempts(
+                    client, workflow_id, decision, deadline, busy=queued, run_id=listed
+                )
+            except _RunClosed:  # closed or continued as new since it was listed
+                await stepgate_run(client, workflow_id)
         return await _attempts(client, workflow_id, decision, deadline, busy=queued)
 
 
+class _RunClosed(Exception):
+    """The run an update was pinned to has closed: nothing was sent to any other."""
+
+
 async def _attempts(
-    client: Client, workflow_id: str, decision: Decision, deadline: float, *, busy: bool
+    client: Client,
+    workflow_id: str,
+    decision: Decision,
+    deadline: float,
+    *,
+    busy: bool,
+    run_id: str | None = None,
 ) -> GateView:
     """Send the update until it is answered; `busy`: the run is known to be swamped, so running
     out of time is its load (run_busy), not its workers being away (worker_unavailable)."""
-    handle = client.get_workflow_handle(workflow_id)
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     # One id for every attempt: Temporal answers an update id it has already applied with that
     # update's outcome, so a retry never counts a vote twice nor refuses it as already cast.
     update_id = f"decision-{uuid.uuid4()}"
@@ -115,6 +137,8 @@ async def _attempts(
                 raise run_busy(workflow_id, RETRY_MAX_S) from None
             raise no_worker(workflow_id, DECISION_TIMEOUT) from None
         except RPCError as err:
+            if run_id is not None and err.status == RPCStatusCode.NOT_FOUND:
+                raise _RunClosed from None
             if err.status not in _OVERLOADED:
                 raise rpc_failure(err, workflow_id) from None
             busy = True

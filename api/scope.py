@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -9,11 +10,13 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
     DescribeWorkflowExecutionResponse,
+    ListWorkflowExecutionsRequest,
 )
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from api.errors import ApiError, from_rpc, timed_out, unavailable
+from api.visibility import in_list
 from workflows.contract import STEPGATE_WORKFLOW_TYPES
 
 # A describe needs only the server, not a worker: a slow answer means Temporal is in trouble.
@@ -48,3 +51,36 @@ async def stepgate_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, 
     desc = await describe_run(client, workflow_id)
     run_id = desc.workflow_execution_info.execution.run_id
     return client.get_workflow_handle(workflow_id, run_id=run_id)
+
+
+async def listed_runs(client: Client, workflow_ids: Collection[str]) -> dict[str, str]:
+    """The running Stepgate runs among `workflow_ids` that visibility lists, by workflow id: run
+    id. One list for a whole batch of decisions instead of a describe each (about a millisecond
+    of server CPU apiece). Visibility trails the history (a run started a moment ago may not be
+    listed yet, one just closed may still be), so a caller describes any id missing here, and
+    sends to the listed run itself, describing after all if that run has closed meanwhile. The
+    type comes from the server's record, as a describe's does; a failed list lists nothing."""
+    if not workflow_ids:
+        return {}
+    query = " AND ".join(
+        (
+            f"WorkflowType IN {in_list(STEPGATE_WORKFLOW_TYPES)}",
+            "ExecutionStatus = 'Running'",
+            f"WorkflowId IN {in_list(workflow_ids)}",
+        )
+    )
+    request = ListWorkflowExecutionsRequest(
+        namespace=client.namespace, page_size=len(workflow_ids), query=query
+    )
+    try:
+        page = await client.workflow_service.list_workflow_executions(
+            request, retry=False, timeout=DESCRIBE_TIMEOUT
+        )
+    except RPCError:
+        return {}
+    wanted = set(workflow_ids)
+    return {
+        info.execution.workflow_id: info.execution.run_id
+        for info in page.executions
+        if info.execution.workflow_id in wanted and info.type.name in STEPGATE_WORKFLOW_TYPES
+    }

@@ -27,6 +27,7 @@ from api.schemas.approvals import (
     inbox_order,
 )
 from api.schemas.common import ERRORS
+from api.scope import listed_runs
 from api.state import ApiState
 from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query
@@ -208,13 +209,15 @@ async def batch(
     unavailable: list[ApiError] = []
     limit = asyncio.Semaphore(BATCH_CONCURRENCY)
     deadline = asyncio.get_running_loop().time() + BATCH_TIMEOUT.total_seconds()
+    listed = await listed_runs(client, by_run)
 
     async def run_items(indexes: list[int]) -> None:
         async with limit:
             for i in indexes:
                 item = body.items[i]
                 try:
-                    results[i] = await _apply_one(client, state, caller, item, deadline)
+                    run = listed.get(item.workflow_id)
+                    results[i] = await _apply_one(client, state, caller, item, deadline, run)
                 except ApiError as err:
                     unavailable.append(err)
                     results[i] = _failed(item, err)
@@ -226,12 +229,24 @@ async def batch(
 
 
 async def _apply_one(
-    client: Client, state: ApiState, caller: Caller, item: BatchItem, deadline: float
+    client: Client,
+    state: ApiState,
+    caller: Caller,
+    item: BatchItem,
+    deadline: float,
+    listed: str | None,
 ) -> BatchResult:
     """The item's result; a 503 (not applied in time, Temporal away) is raised to the batch."""
     try:
         view = await submit(
-            client, state.lanes, item.workflow_id, item.gate, item, caller, deadline=deadline
+            client,
+            state.lanes,
+            item.workflow_id,
+            item.gate,
+            item,
+            caller,
+            deadline=deadline,
+            listed=listed,
         )
     except ApiError as err:
         if err.status == 503:

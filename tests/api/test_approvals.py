@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from api.auth import Caller
+from api.decisions import submit
+from api.errors import ApiError
+from api.limits import RunLanes
 from api.routes.approvals import gates_from_status
+from api.schemas.workflows import DecisionCreate
+from api.scope import listed_runs
 from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, wait_state
 from workflows.contract import MEMO_GATES
-from workflows.models import GateSummary
+from workflows.models import GateSummary, GateView, PipelineInput
+from workflows.pipeline import PipelineWorkflow
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -193,3 +203,75 @@ async def test_status_fallback_matches_the_gates_memo(
     assert pipeline == "fallback"
     assert [g.model_dump() for g in gates] == [g.model_dump() for g in memo or []]
     assert await gates_from_status(client, "no-such-run") is None
+
+
+async def test_listed_runs_names_only_running_stepgate_runs_among_the_ids(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, client: Client
+) -> None:
+    """One visibility list stands in for a batch's describes: it names the running Stepgate
+    runs among the ids and nothing else: not a workflow of another type, not a closed run, not
+    an unknown id, and a quote in an id is a literal, not query syntax."""
+    parked, closed = await start_run(), await start_run()
+    for workflow_id in (parked, closed):
+        await wait_state(http, workflow_id, "waiting", as_("vic"))
+    await client.get_workflow_handle(closed).terminate(reason="test")
+    foreign = await client.start_workflow(
+        "ForeignJob", id=f"foreign-{uuid.uuid4()}", task_queue=f"nobody-{uuid.uuid4()}"
+    )
+    try:
+        run_id = (await client.get_workflow_handle(parked).describe()).run_id
+        ids = [parked, closed, foreign.id, "no-such-run", "x' OR WorkflowId != '"]
+
+        async def listed() -> dict[str, str]:
+            return await listed_runs(client, ids)
+
+        assert await eventually(listed, lambda r: parked in r and closed not in r, "listed") == {
+            parked: run_id
+        }
+    finally:
+        await foreign.terminate(reason="test over")
+
+
+async def test_decision_for_a_listed_run_that_closed_goes_to_the_run_now_under_its_id(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, client: Client, team: str
+) -> None:
+    """Visibility trails: a batch may hold a run id that has closed since it was listed. The
+    decision then describes the id, as any decision does, and applies to the Stepgate run now
+    under it; were that a workflow of another type, it answers 404 and sends it nothing."""
+    workflow_id = await start_run()
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    handle = client.get_workflow_handle(workflow_id)
+    desc = await handle.describe()
+    stale = desc.run_id
+    history = await handle.fetch_history()
+    (inp,) = await client.data_converter.decode(
+        history.events[0].workflow_execution_started_event_attributes.input.payloads,
+        [PipelineInput],
+    )
+    await handle.terminate(reason="test")
+    # The API would not start another request under the id: the same input, straight through.
+    await client.start_workflow(
+        PipelineWorkflow.run, inp, id=workflow_id, task_queue=desc.task_queue
+    )
+    await wait_state(http, workflow_id, "waiting", as_("vic"))
+    alice = Caller(principal="alice", roles=(team, "viewer"))
+    approve = DecisionCreate(action="approve")
+
+    async def decide() -> GateView:
+        lanes = RunLanes(per_run=4)
+        return await submit(client, lanes, workflow_id, "release", approve, alice, listed=stale)
+
+    assert (await decide()).state == "approved"
+    await wait_state(http, workflow_id, "completed", as_("vic"))
+    foreign = await client.start_workflow(
+        "ForeignJob", id=workflow_id, task_queue=f"nobody-{uuid.uuid4()}"
+    )
+    try:
+        with pytest.raises(ApiError) as refused:
+            await decide()
+        assert refused.value.status == 404
+        kinds = {e.event_type for e in (await foreign.fetch_history()).events}
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED not in kinds
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED not in kinds
+    finally:
+        await foreign.terminate(reason="test over")
