@@ -25,23 +25,19 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from temporalio.client import WorkflowUpdateFailedError
-
-from api.routes.approvals import BATCH_CONCURRENCY
-from bench.baseline import APPROVE, AWAITING
 from bench.parked import (
-    APPROVE_REQUESTS,
+    BASELINE_DONE,
+    BASELINE_INBOX,
     DONE_QUERY,
     INBOX_QUERY,
     PIPELINE,
     PeakRss,
     approve_all,
+    approve_baselines,
+    start_baselines,
 )
 from bench.pipelines import (
     BENCH_ROLE,
-    RUN_TIMEOUT,
-    START_CONCURRENCY,
-    bounded_each,
     linear,
     start_many,
     wait_parked,
@@ -50,7 +46,6 @@ from bench.procs import Child, Processes
 from bench.report import RESULTS
 from bench.scale import FULL
 from bench.stack import (
-    APPROVER,
     ROOT,
     STORES,
     Stack,
@@ -62,43 +57,6 @@ from bench.stack import (
 )
 
 TIMEOUT_S = 1_800.0
-
-
-BASELINE_INBOX = f"StepgateAwaiting = '{AWAITING}'"
-BASELINE_DONE = "WorkflowType = 'GatedBaselineWorkflow' AND ExecutionStatus = 'Completed'"
-# As many approvals in flight as the API's batch route keeps: APPROVE_REQUESTS batches, each
-# applying BATCH_CONCURRENCY items at once.
-BASELINE_IN_FLIGHT = APPROVE_REQUESTS * BATCH_CONCURRENCY
-
-
-async def start_baselines(stack: Stack, ids: list[str]) -> None:
-    async def one(workflow_id: str) -> None:
-        await stack.client.start_workflow(
-            "GatedBaselineWorkflow",
-            {"value": workflow_id},
-            id=workflow_id,
-            task_queue=stack.task_queue,
-            execution_timeout=RUN_TIMEOUT,
-        )
-
-    await bounded_each(ids, one, START_CONCURRENCY)
-
-
-async def approve_baselines(stack: Stack, ids: list[str]) -> dict[int, int]:
-    """Each run's `approve` update, sent and awaited like the API's decisions (update completed);
-    the outcomes counted as the API's would be (200 applied, 409 refused)."""
-    codes: dict[int, int] = {}
-
-    async def one(workflow_id: str) -> None:
-        try:
-            await stack.client.get_workflow_handle(workflow_id).execute_update(APPROVE, APPROVER)
-        except WorkflowUpdateFailedError:
-            codes[409] = codes.get(409, 0) + 1
-        else:
-            codes[200] = codes.get(200, 0) + 1
-
-    await bounded_each(ids, one, BASELINE_IN_FLIGHT)
-    return codes
 
 
 Kind = Literal["stepgate", "baseline"]

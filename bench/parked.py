@@ -16,12 +16,24 @@ from typing import Any
 
 import httpx
 import psutil
+from temporalio.client import WorkflowUpdateFailedError
 
 from activities.config import Settings
-from bench.pipelines import BENCH_ROLE, GATED_STEP, linear, start_many, wait_parked
+from api.routes.approvals import BATCH_CONCURRENCY
+from bench.baseline import APPROVE, AWAITING
+from bench.pipelines import (
+    BENCH_ROLE,
+    GATED_STEP,
+    RUN_TIMEOUT,
+    START_CONCURRENCY,
+    bounded_each,
+    linear,
+    start_many,
+    wait_parked,
+)
 from bench.procs import Child
 from bench.scale import Scale
-from bench.stack import Stack, cpu_seconds
+from bench.stack import APPROVER, Stack, cpu_seconds
 from bench.stats import Summary
 
 PIPELINE = "bench-parked"
@@ -141,6 +153,43 @@ async def approve_all(stack: Stack, ids: list[str]) -> dict[int, int]:
     return codes
 
 
+BASELINE_INBOX = f"StepgateAwaiting = '{AWAITING}'"
+BASELINE_DONE = "WorkflowType = 'GatedBaselineWorkflow' AND ExecutionStatus = 'Completed'"
+# As many approvals in flight as the API's batch route keeps: APPROVE_REQUESTS batches, each
+# applying BATCH_CONCURRENCY items at once.
+BASELINE_IN_FLIGHT = APPROVE_REQUESTS * BATCH_CONCURRENCY
+
+
+async def start_baselines(stack: Stack, ids: list[str]) -> None:
+    async def one(workflow_id: str) -> None:
+        await stack.client.start_workflow(
+            "GatedBaselineWorkflow",
+            {"value": workflow_id},
+            id=workflow_id,
+            task_queue=stack.task_queue,
+            execution_timeout=RUN_TIMEOUT,
+        )
+
+    await bounded_each(ids, one, START_CONCURRENCY)
+
+
+async def approve_baselines(stack: Stack, ids: list[str]) -> dict[int, int]:
+    """Each run's `approve` update, sent and awaited like the API's decisions (update completed);
+    the outcomes counted as the API's would be (200 applied, 409 refused)."""
+    codes: dict[int, int] = {}
+
+    async def one(workflow_id: str) -> None:
+        try:
+            await stack.client.get_workflow_handle(workflow_id).execute_update(APPROVE, APPROVER)
+        except WorkflowUpdateFailedError:
+            codes[409] = codes.get(409, 0) + 1
+        else:
+            codes[200] = codes.get(200, 0) + 1
+
+    await bounded_each(ids, one, BASELINE_IN_FLIGHT)
+    return codes
+
+
 async def measure(stack: Stack, scale: Scale, worker: Child) -> dict[str, Any]:
     definition = linear(PIPELINE, gate_role=BENCH_ROLE)
     tag = uuid.uuid4().hex[:6]
@@ -176,10 +225,39 @@ async def measure(stack: Stack, scale: Scale, worker: Child) -> dict[str, Any]:
         approve_cpu_ms_per_run={k: round(v * 1000 / len(ids), 2) for k, v in used.items()},
         worker_rss_mb_peak=peak.mb,
     )
+    # The same number of hand-written gated runs, parked and approved on the same stack after
+    # Stepgate's (so the worker's memory figures above are Stepgate's alone; the store has grown
+    # by Stepgate's runs by then, which can only slow the baseline). `python -m bench.approvals
+    # --baseline` runs it first instead.
+    out["baseline"] = await baseline_approvals(stack, len(ids), scale.section_timeout_s)
+    out["approvals_vs_baseline"] = round(
+        out["approvals_per_s"] / out["baseline"]["approvals_per_s"], 3
+    )
     return {
         "worker_rss_mb_cached": out["worker_rss_mb_cached"],
         "worker_rss_mb_parked": out["worker_rss_mb_parked"],
         "worker_rss_mb_peak": peak.mb,
         "approve_all_s": out["approve_all_s"],
         "parked": out,
+    }
+
+
+async def baseline_approvals(stack: Stack, runs: int, timeout_s: float) -> dict[str, Any]:
+    """Park `runs` GatedBaselineWorkflow runs, approve them all, and say what that took."""
+    ids = [f"{stack.task_queue}-baseline-{uuid.uuid4().hex[:6]}-{i}" for i in range(runs)]
+    async with asyncio.timeout(timeout_s):
+        await start_baselines(stack, ids)
+        await wait_parked(stack.client, BASELINE_INBOX, runs, timeout_s)
+        before = cpu_seconds(stack)
+        started = time.perf_counter()
+        codes = await approve_baselines(stack, ids)
+        seconds = time.perf_counter() - started
+        used = {k: v - before[k] for k, v in cpu_seconds(stack).items()}
+        await wait_parked(stack.client, BASELINE_DONE, codes.get(200, 0), timeout_s)
+    if codes != {200: runs}:
+        raise RuntimeError(f"approving {runs} baseline runs answered {codes}")
+    return {
+        "approve_all_s": round(seconds, 2),
+        "approvals_per_s": round(runs / seconds, 1),
+        "approve_cpu_ms_per_run": {k: round(v * 1000 / runs, 2) for k, v in used.items()},
     }

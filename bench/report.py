@@ -128,6 +128,17 @@ def rows(sample: Mapping[str, Any]) -> list[Row]:
         p = r.get("parked") or {}
         return _num(p.get("approve_all_s"), " s", 1) + f" ({_num(p.get('approvals_per_s'))}/s)"
 
+    def approve_baseline(r: Mapping[str, Any]) -> str:
+        p = r.get("parked") or {}
+        b = p.get("baseline") or {}
+        if not b:
+            return "-"
+        return (
+            _num(b.get("approve_all_s"), " s", 1)
+            + f" ({_num(b.get('approvals_per_s'))}/s); Stepgate "
+            + _num(p.get("approvals_vs_baseline"), "x", 3)
+        )
+
     return [
         (
             "interpreter / baseline, local activities (run p50)",
@@ -271,6 +282,23 @@ def rows(sample: Mapping[str, Any]) -> list[Row]:
             lambda r: " / ".join(
                 _num(((r.get("parked") or {}).get("approve_cpu_ms_per_run") or {}).get(k), digits=2)
                 for k in ("temporal", "worker-1", "api")
+            ),
+            None,
+        ),
+        (f"  hand-written gated workflow, approve all {n_parked}", approve_baseline, None),
+        (
+            "  its CPU ms per run, server / worker",
+            lambda r: " / ".join(
+                _num(
+                    (
+                        ((r.get("parked") or {}).get("baseline") or {}).get(
+                            "approve_cpu_ms_per_run"
+                        )
+                        or {}
+                    ).get(k),
+                    digits=2,
+                )
+                for k in ("temporal", "worker-1")
             ),
             None,
         ),
