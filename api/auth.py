@@ -53,9 +53,13 @@ class KeyStore:
         roles = RoleMap.load(settings.stepgate_permissions_file)
         return cls(KeyFile(settings.stepgate_api_keys_file, roles))
 
+    def due(self) -> bool:
+        """Whether authenticating now would look at the keys file (blocking): see KeyFile.due."""
+        return self.keys.due()
+
     def authenticate(self, token: str | None, *, look: bool = True) -> Caller:
         """The caller a key belongs to; 401 without a key, with an unknown or expired one.
-        Blocking when the keys file is due a look (`self.keys.due()`): run it off the event loop
+        Blocking when the keys file is due a look (`due()`): run it off the event loop
         then. With `look` false it never touches the file and may run on the loop."""
         keys = self.keys.current(look=look)
         if keys is None:

@@ -65,7 +65,7 @@ async def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     token = credentials.credentials if credentials else None
-    if state.keys.keys.due():
+    if state.keys.due():
         # At most once a second the keys file is looked at (a stat, a reread if it changed):
         # that request authenticates in a thread. Every other one checks the keys in memory
         # here, without the thread hop a plain `def` dependency costs on every request.

@@ -23,23 +23,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from bench.parked import (
-    BASELINE_DONE,
-    BASELINE_INBOX,
-    DONE_QUERY,
-    INBOX_QUERY,
-    PIPELINE,
-    PeakRss,
-    approve_all,
-    approve_baselines,
-    start_baselines,
-)
+from bench.parked import DONE_QUERIES, Kind, PeakRss, approve, park
 from bench.pipelines import (
-    BENCH_ROLE,
-    linear,
-    start_many,
     wait_parked,
 )
 from bench.procs import Child, Processes
@@ -57,9 +44,6 @@ from bench.stack import (
 )
 
 TIMEOUT_S = 1_800.0
-
-
-Kind = Literal["stepgate", "baseline"]
 
 
 async def measure(
@@ -93,30 +77,19 @@ async def approve_phase(
     log_before = worker.log.read_text(errors="replace")
     async with asyncio.timeout(TIMEOUT_S), PeakRss(worker) as peak:
         started = time.perf_counter()
-        if kind == "baseline":
-            await start_baselines(stack, ids)
-            await wait_parked(stack.client, BASELINE_INBOX, runs, TIMEOUT_S)
-        else:
-            await start_many(
-                stack.client, stack.task_queue, linear(PIPELINE, gate_role=BENCH_ROLE), ids
-            )
-            await wait_parked(stack.client, INBOX_QUERY, runs, TIMEOUT_S)
+        await park(stack, kind, ids, TIMEOUT_S)
         out["park_s"] = round(time.perf_counter() - started, 2)
         spy = spawn_profiler(stack, worker) if profile else None
         before = cpu_seconds(stack)
         started = time.perf_counter()
-        if kind == "baseline":
-            codes = await approve_baselines(stack, ids)
-        else:
-            codes = await approve_all(stack, ids)
+        codes = await approve(stack, kind, ids)
         out["approve_all_s"] = round(time.perf_counter() - started, 2)
         used = {k: v - before[k] for k, v in cpu_seconds(stack).items()}
         if spy is not None:
             spy.popen.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             await asyncio.to_thread(spy.popen.wait, 60)
         # Only the approved runs complete: waiting for all would wait out TIMEOUT_S.
-        done = BASELINE_DONE if kind == "baseline" else DONE_QUERY
-        await wait_parked(stack.client, done, codes.get(200, 0), TIMEOUT_S)
+        await wait_parked(stack.client, DONE_QUERIES[kind], codes.get(200, 0), TIMEOUT_S)
         out["approve_to_completed_s"] = round(time.perf_counter() - started, 2)
     out["codes"] = codes
     out["approvals_per_s"] = round(runs / out["approve_all_s"], 1)

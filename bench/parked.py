@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import psutil
@@ -242,15 +242,36 @@ async def measure(stack: Stack, scale: Scale, worker: Child) -> dict[str, Any]:
     }
 
 
+Kind = Literal["stepgate", "baseline"]
+# What a parked run of each kind is listed by, and what a finished one is.
+PARKED_QUERIES: dict[Kind, str] = {"stepgate": INBOX_QUERY, "baseline": BASELINE_INBOX}
+DONE_QUERIES: dict[Kind, str] = {"stepgate": DONE_QUERY, "baseline": BASELINE_DONE}
+
+
+async def park(stack: Stack, kind: Kind, ids: list[str], timeout_s: float) -> None:
+    """Start a run of `kind` under each id and wait until visibility lists them all parked."""
+    if kind == "baseline":
+        await start_baselines(stack, ids)
+    else:
+        await start_many(
+            stack.client, stack.task_queue, linear(PIPELINE, gate_role=BENCH_ROLE), ids
+        )
+    await wait_parked(stack.client, PARKED_QUERIES[kind], len(ids), timeout_s)
+
+
+async def approve(stack: Stack, kind: Kind, ids: list[str]) -> dict[int, int]:
+    """Approve every run: Stepgate's through the API's batch route, the baseline's directly."""
+    return await (approve_baselines(stack, ids) if kind == "baseline" else approve_all(stack, ids))
+
+
 async def baseline_approvals(stack: Stack, runs: int, timeout_s: float) -> dict[str, Any]:
     """Park `runs` GatedBaselineWorkflow runs, approve them all, and say what that took."""
     ids = [f"{stack.task_queue}-baseline-{uuid.uuid4().hex[:6]}-{i}" for i in range(runs)]
     async with asyncio.timeout(timeout_s):
-        await start_baselines(stack, ids)
-        await wait_parked(stack.client, BASELINE_INBOX, runs, timeout_s)
+        await park(stack, "baseline", ids, timeout_s)
         before = cpu_seconds(stack)
         started = time.perf_counter()
-        codes = await approve_baselines(stack, ids)
+        codes = await approve(stack, "baseline", ids)
         seconds = time.perf_counter() - started
         used = {k: v - before[k] for k, v in cpu_seconds(stack).items()}
         await wait_parked(stack.client, BASELINE_DONE, codes.get(200, 0), timeout_s)
