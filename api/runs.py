@@ -14,7 +14,7 @@ from activities.registry import ToolRegistry
 from api.auth import Caller, require
 from api.catalog import Catalog
 from api.errors import invalid
-from workflows.contract import ENGINE_V3, SA_PIPELINE, SA_STATE, RunState
+from workflows.contract import SA_PIPELINE, SA_STATE, RunState
 from workflows.definition import Definition, NotifySpec
 from workflows.models import NotifyDefaults, PipelineInput, Principal
 from workflows.refs import RefError, Scope
@@ -88,7 +88,6 @@ def build_input(
         approval_mode="auto" if approval_mode == "auto" else "manual",
         pipelines=pipelines,
         notify=NotifyDefaults(notify=notify, link_base=settings.stepgate_public_url),
-        engine=ENGINE_V3,
     )
 
 

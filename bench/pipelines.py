@@ -13,7 +13,6 @@ from temporalio.client import Client, WorkflowHandle
 from activities import default_registry
 from bench.baseline import STEPS
 from bench.stack import APPROVER
-from workflows.contract import ENGINE_V3
 from workflows.definition import Definition
 from workflows.models import Decision, PipelineInput, PipelineResult, Principal
 from workflows.pipeline import PipelineWorkflow
@@ -64,7 +63,6 @@ def pipeline_input(definition: Definition, value: Any) -> PipelineInput:
         definition=definition,
         input={"value": value},
         requester=Principal(principal="bench-requester", roles=[BENCH_ROLE]),
-        engine=ENGINE_V3,  # as Stepgate's own starters start a run
     )
 
 

@@ -12,7 +12,6 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.client import make_data_converter
-from workflows.contract import PATCH_CORE_V3
 from workflows.governed import GovernedWorkflow
 from workflows.pipeline import PipelineWorkflow
 
@@ -38,9 +37,8 @@ def test_governed_histories_exist() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_with_current_code(path: Path) -> None:
     """A change to workflow code that would break in-flight runs of this shape fails here."""
-    # `<id>.before-<change>.json` keeps a history recorded before a versioned change: the
-    # workflow id is the part before the dot (child workflow ids are derived from it).
-    history = WorkflowHistory.from_json(path.stem.partition(".")[0], path.read_text())
+    # The file is named after the workflow id (child workflow ids are derived from it).
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
         workflows=[PipelineWorkflow, GovernedWorkflow], data_converter=make_data_converter()
     )
@@ -48,27 +46,17 @@ async def test_history_replays_with_current_code(path: Path) -> None:
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
-def test_pipeline_histories_cover_each_code_path() -> None:
-    """Current pipeline histories are started as the API starts a run (`engine` 3: the core-v3
-    path without a patch marker), each `.patched-core-v3` copy as the Temporal CLI would (no
-    `engine`: the core-v3 marker), and each `.before-…` copy predates core-v3: every path a run
-    in flight may be on is replayed."""
-    paths: dict[str, int] = {}
+def test_histories_are_one_per_scenario_on_one_code_path() -> None:
+    """Every recorded scenario has exactly one history, recorded on the one code path there is:
+    no patch marker in any of them, and no file kept for an older path."""
+    from tests.histories.record import SCENARIOS
+
+    stems = {p.stem for p in HISTORIES}
+    assert set(SCENARIOS) <= stems, set(SCENARIOS) - stems
+    assert all("." not in stem for stem in stems), sorted(s for s in stems if "." in s)
     for path in HISTORIES:
         events = json.loads(path.read_text())["events"]
-        started = events[0]["workflowExecutionStartedEventAttributes"]
-        if started["workflowType"]["name"] != "PipelineWorkflow":
-            continue
-        kind = path.name.split(".")[1] if path.name.count(".") > 1 else "current"
-        patches = _patch_ids(events)
-        if kind == "current":
-            assert patches == set(), path.name
-        elif kind == "patched-core-v3":
-            assert patches == {PATCH_CORE_V3}, path.name
-        else:
-            assert kind.startswith("before-") and PATCH_CORE_V3 not in patches, path.name
-        paths[kind.partition("-")[0]] = paths.get(kind.partition("-")[0], 0) + 1
-    assert paths["current"] >= 10 and paths["patched"] >= 10 and paths["before"] >= 10, paths
+        assert _patch_ids(events) == set(), path.name
 
 
 def _patch_ids(events: list[dict[str, Any]]) -> set[str]:

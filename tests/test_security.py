@@ -19,7 +19,6 @@ from tests.test_durability import definition
 from tests.tools.server import LocalServer, json_reply
 from worker import build_worker
 from workflows.client import make_client
-from workflows.contract import PATCH_APPROVED_WAIT_FOR_SLOT, PATCH_CORE_V2, PATCH_CORE_V3
 from workflows.pipeline import PipelineWorkflow
 
 
@@ -68,8 +67,6 @@ output: "${steps.keep.output.value}"
     return (await handle.fetch_history()).to_json()
 
 
-# Patch markers hold only the patch's id.
-PATCHES = {PATCH_CORE_V2, PATCH_APPROVED_WAIT_FOR_SLOT, PATCH_CORE_V3}
 LOCAL_MARKER_FIELDS = {
     "seq",
     "attempt",
@@ -87,8 +84,6 @@ def sdk_marker(meta: dict[str, str], data: bytes) -> bool:
     if meta.get("encoding") != "json/plain":
         return False
     body = json.loads(data)
-    if isinstance(body, dict) and body.get("id") in PATCHES and set(body) == {"id", "deprecated"}:
-        return True
     return isinstance(body, dict) and set(body) <= LOCAL_MARKER_FIELDS
 
 
@@ -108,9 +103,9 @@ async def test_encryption_keeps_payloads_opaque_in_history(
     marker = f"4111-{uuid.uuid4().hex}"
     history = await run_marker_pipeline(encrypted_client, secure, marker)
     # Search attributes stay plain by design (visibility indexes them); they hold only state
-    # and pipeline names. Markers are written by the SDK itself: a patch marker holds only the
-    # patch id, a local activity's marker only its sequence, attempt, id, type and times (its
-    # result is a separate, sealed payload). Every other payload must be sealed.
+    # and pipeline names. Markers are written by the SDK itself: a local activity's marker holds
+    # only its sequence, attempt, id, type and times (its result is a separate, sealed payload).
+    # Every other payload must be sealed.
     payloads = [
         (m, d) for m, d in payload_bytes(history) if "type" not in m and not sdk_marker(m, d)
     ]

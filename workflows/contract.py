@@ -28,27 +28,6 @@ MEMO_GATES = "stepgate_gates"
 MEMO_GATES_MAX = 50
 MEMO_GATES_MORE = "stepgate_gates_more"
 
-# Changes to what PipelineWorkflow does, each guarded by `workflow.patched(...)` so that runs
-# started before the change replay unchanged (see README, "Changing workflow code").
-PATCH_GATES_MEMO = "gates-memo-v1"
-# One serializable run state and pure rules (workflows/scheduler.py and friends); runs recorded
-# before it finish on workflows/legacy/.
-PATCH_CORE_V2 = "core-v2"
-# A call approved at a gate waits for a free slot under `max_parallel` instead of starting at
-# once (runs recorded before it started every approved call immediately).
-PATCH_APPROVED_WAIT_FOR_SLOT = "approved-wait-for-slot"
-# One marker for both of the above (each patch costs a run a marker and a search-attribute
-# upsert), and a run tells visibility and the memo what changed at most once per workflow task:
-# while a local call runs, nothing is published (its commands would land in the same task
-# anyway), search attributes the starter set are taken as told, the pipeline's name goes in the
-# first upsert, and an empty gate list is not written.
-PATCH_CORE_V3 = "core-v3"
-# What Stepgate's own starters (the API, schedules, governed runs, child steps) put in
-# PipelineInput.engine: the run takes the core-v3 path without writing the patch marker and its
-# search-attribute upsert. A run started without it (by hand through the Temporal CLI, or before
-# the field existed) is told its path by the patch markers, as before.
-ENGINE_V3 = 3
-
 # The query that pages through a run's whole audit trail (the status shows the latest entries).
 AUDIT_QUERY = "audit"
 # A child pipeline run tells its parent which of its gates are open.

@@ -13,10 +13,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.governed_state import REVIEW_GATE, amend, approval, gate_view
     from workflows.models import Decision, GateRefusal, GateView
 
-# Runs recorded before it counted a modifier's vote at the new tier's gate even when the modifier
-# was not one of its approvers; they replay with that rule.
-MODIFIER_MUST_BE_ELIGIBLE = "governed-modifier-must-be-eligible"
-
 
 def admit(run: GovernedRun, d: Decision) -> GateRefusal | None:
     """Why the gate refuses `d` now, or None when it may be taken."""
@@ -69,7 +65,6 @@ async def decide(run: GovernedRun, d: Decision, via: decisions.Via) -> GateView:
                 list(d.roles),
                 d.comment,
                 workflow.now(),
-                eligible_only=workflow.patched(MODIFIER_MUST_BE_ELIGIBLE),
             )
     elif refusal is None and st.gate is not None and st.tier_gate is not None:
         votes.cast(st.gate, approval(st.tier_gate), d, workflow.now())

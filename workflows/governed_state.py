@@ -140,13 +140,11 @@ def amend(
     roles: list[str],
     comment: str | None,
     now: datetime,
-    eligible_only: bool = True,
 ) -> None:
     """A modify replaced the plan (already checked and assessed into `state`): the gate shows the
     new subject (so earlier votes lapse), its approvers follow the new tier, and the modifier's
     vote counts for it only if they are one of the new tier's approvers (a peer who raises a plan
-    to tier 3 cannot approve it for the elders). Tier 1 with automatic approval needs nobody else.
-    `eligible_only=False` is the rule runs recorded before it followed."""
+    to tier 3 cannot approve it for the elders). Tier 1 with automatic approval needs nobody else."""
     record = state.gate
     if record is None:  # only an open review is amended
         return
@@ -156,7 +154,7 @@ def amend(
         record.approvers = list(gate.approvers)
         state.tier_gate = gate
         counts = bool(votes.principals_of(actor, roles) & set(gate.approvers))
-        if eligible_only and not counts:
+        if not counts:
             return
     record.votes.append(
         Vote(

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import MEMORY_WRITE_ACTIVITY, MemoryPattern
     from workflows import votes
     from workflows.calls import failure_message
-    from workflows.contract import ENGINE_V3, RunState
+    from workflows.contract import RunState
     from workflows.definition import Definition
     from workflows.durations import parse_duration
     from workflows.governed_live import GovernedRun, Stopped
@@ -108,7 +108,6 @@ async def execute(run: GovernedRun) -> RunState:
             input=inp.context,
             requester=inp.requester,
             notify=inp.notify,
-            engine=ENGINE_V3,
         )
     except ValidationError as err:
         # Any other exception here would fail the workflow task and retry it forever.

@@ -50,9 +50,6 @@ class PipelineInput(BaseModel):
     origin: StartOrigin | None = None
     # The run state carried across continue-as-new (workflows.state.RunData as JSON).
     resume: dict[str, Any] | None = None
-    # The workflow code path asked for by the starter (contract.ENGINE_V3); None: the patch
-    # markers decide. Left out of older inputs, so their runs replay as recorded.
-    engine: Literal[3] | None = None
 
 
 class LifecycleInput(BaseModel):

@@ -19,16 +19,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
-        ENGINE_V3,
-        PATCH_APPROVED_WAIT_FOR_SLOT,
-        PATCH_CORE_V2,
-        PATCH_CORE_V3,
-        SA_PIPELINE,
         STATUS_QUERY,
         RunState,
     )
     from workflows.gates import next_due
-    from workflows.legacy.engine import LegacyPipeline
     from workflows.models import (
         AuditEntry,
         AuditPage,
@@ -52,13 +46,6 @@ with workflow.unsafe.imports_passed_through():
 class PipelineWorkflow:
     @workflow.init
     def __init__(self, inp: PipelineInput) -> None:
-        # Runs recorded before core-v2 carry no marker for it and finish on the engine they began;
-        # core-v3 implies core-v2 and approved-wait-for-slot (one marker where there were two).
-        self._v3 = inp.engine == ENGINE_V3 or workflow.patched(PATCH_CORE_V3)
-        v2 = self._v3 or workflow.patched(PATCH_CORE_V2)
-        self._legacy = None if v2 else LegacyPipeline(inp)
-        if self._legacy is not None:
-            return
         info = workflow.info()
         self._inp = inp
         self._def = inp.definition
@@ -76,29 +63,23 @@ class PipelineWorkflow:
             input=self._def.effective_input(inp.input),
             requester=inp.requester,
             approval_mode=inp.approval_mode,
-            approved_wait_for_slot=self._v3 or workflow.patched(PATCH_APPROVED_WAIT_FOR_SLOT),
         )
         self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Steps whose call runs inside the workflow task (a local activity): while any does, the
-        # run publishes nothing (core-v3).
+        # run publishes nothing (its commands land in the same task anyway).
         self._local: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._archive: asyncio.Task[None] | None = None
         self._alarm = Alarm()
         self._events = 0
         self._temporal_cancel = False
-        self._outside = Publisher(inp, self._ctx, self._calls, self._spawn, per_task=self._v3)
+        self._outside = Publisher(inp, self._ctx, self._calls, self._spawn)
 
     # ---- run ---------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: PipelineInput) -> PipelineResult:
-        if self._legacy is not None:
-            return await self._legacy.run(inp)
-        if not self._v3:  # core-v3: the first publication carries the name
-            workflow.upsert_search_attributes([SA_PIPELINE.value_set(self._def.name)])
-            self._outside.publish(self._state)
         try:
             if inp.origin is not None and inp.resume is None:
                 await self._authorize(inp)
@@ -159,9 +140,9 @@ class PipelineWorkflow:
                     task.cancel()
             self._start_archive()
             done = finished(self._state)
-            # core-v3: nothing while a local call runs (its commands land in this same task),
-            # and nothing when the run is done: _end publishes how it closed.
-            if not (self._v3 and (self._local or done)):
+            # Nothing while a local call runs (its commands land in this same task), and nothing
+            # when the run is done: _end publishes how it closed.
+            if not (self._local or done):
                 self._outside.publish(self._state)
             if done:
                 return
@@ -261,8 +242,7 @@ class PipelineWorkflow:
             except RefError as err:
                 state.stop = Stop(kind="failed", message=str(err))
         if state.stop is not None:
-            if self._v3:  # compensation may take a while: show the stop meanwhile
-                self._outside.publish(self._state)
+            self._outside.publish(self._state)  # compensation may take a while: show the stop
             await self._compensate()
         final = lifecycle.close(state, workflow.now())
         state.revision += 1
@@ -317,8 +297,6 @@ class PipelineWorkflow:
     @workflow.signal
     async def decide(self, raw: Any) -> None:
         """A decision from the CLI, the Web UI or a script; refusals go to the audit trail."""
-        if self._legacy is not None:
-            return self._legacy.decide(raw)
         try:
             d = raw if isinstance(raw, Decision) else Decision.model_validate(raw)
         except ValidationError as err:
@@ -339,14 +317,10 @@ class PipelineWorkflow:
     @workflow.update
     async def submit_decision(self, d: Decision) -> GateView:
         """A validated decision: refused before it reaches history when it cannot apply."""
-        if self._legacy is not None:
-            return self._legacy.submit_decision(d)
         return await self._decide(d, "update")
 
     @submit_decision.validator
     def _validate_decision(self, d: Decision) -> None:
-        if self._legacy is not None:
-            return self._legacy.validate_decision(d)
         admitted = decisions.admit(self._state, self._def, d, self._inp.requester)
         if not isinstance(admitted, tuple):
             raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
@@ -356,29 +330,21 @@ class PipelineWorkflow:
     @workflow.signal
     def pause(self, by: LifecycleInput | None = None) -> None:
         """Start no new steps until resumed; running steps finish."""
-        if self._legacy is not None:
-            return self._legacy.pause(by)
         self._event(lifecycle.pause, self._state, by, workflow.now())
 
     @workflow.signal
     def resume(self, by: LifecycleInput | None = None) -> None:
         """Continue a paused run."""
-        if self._legacy is not None:
-            return self._legacy.resume(by)
         self._event(lifecycle.resume, self._state, by, workflow.now())
 
     @workflow.signal
     def cancel(self, by: LifecycleInput | None = None) -> None:
         """Cancel the run (running steps stop, compensation runs), recording who and why."""
-        if self._legacy is not None:
-            return self._legacy.cancel(by)
         self._event(lifecycle.request_cancel, self._state, by, workflow.now())
 
     @workflow.signal(name=CHILD_GATES_SIGNAL)
     def child_gates(self, inp: ChildGatesInput) -> None:
         """A child pipeline run reports its open gates, so this run shows them and waits."""
-        if self._legacy is not None:
-            return
         own = workflow.info().workflow_id
         step = next(
             (
@@ -395,20 +361,12 @@ class PipelineWorkflow:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
-        if self._legacy is not None:
-            return self._legacy.status()
         return view.status(self._state, self._def, self._facts)
 
     @workflow.query(name=AUDIT_QUERY)
     def audit(self, page: AuditPageInput | None = None) -> AuditPage:
         """The audit trail a page at a time (the status carries only the latest entries)."""
         page = page or AuditPageInput()
-        if self._legacy is not None:
-            entries = [
-                e.model_copy(update={"seq": i + 1})
-                for i, e in enumerate(self._legacy.status().audit)
-            ]
-            return view.page_of(entries, len(entries), page.after, page.limit)
         return view.audit_page(self._state, page.after, page.limit)
 
 

@@ -34,30 +34,22 @@ Spawn = Callable[[Coroutine[Any, Any, None]], None]
 class Publisher:
     """Remembers what it last told each listener, so only changes are sent.
 
-    Before core-v3 (`per_task` false) the run upserts its pipeline's name itself at start and the
-    first publication sets state and awaiting and writes the memo, even when empty. From core-v3
-    on, what the run was started with counts as told: the API starts a run with its name and
-    state `running`, so a run that ends in its first task upserts once, and a run with no open
-    gate never writes the memo."""
+    What the run was started with counts as told: the API starts a run with its name and state
+    `running`, so a run that ends in its first task upserts once, and a run with no open gate
+    never writes the memo. A run started bare (the Temporal CLI) names its pipeline in its first
+    upsert."""
 
-    def __init__(
-        self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn, *, per_task: bool
-    ) -> None:
+    def __init__(self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn) -> None:
         self._inp = inp
         self._def = inp.definition
         self._ctx = ctx
         self._calls = calls
         self._spawn = spawn
-        self._named = not per_task  # before core-v3, run() names the pipeline itself
-        self._state: str | None = None
-        self._awaiting: list[str] | None = None
-        self._memo: tuple[list[GateSummary], int] | None = None
-        if per_task:
-            told = workflow.info().typed_search_attributes
-            self._named = told.get(SA_PIPELINE) == self._def.name
-            self._state = told.get(SA_STATE)
-            self._awaiting = list(told.get(SA_AWAITING) or [])
-            self._memo = ([], 0)
+        told = workflow.info().typed_search_attributes
+        self._named = told.get(SA_PIPELINE) == self._def.name
+        self._state: str | None = told.get(SA_STATE)
+        self._awaiting: list[str] = list(told.get(SA_AWAITING) or [])
+        self._memo: tuple[list[GateSummary], int] = ([], 0)
         self._told_parent: list[GateSummary] = []
 
     def publish(self, state: RunData) -> None:

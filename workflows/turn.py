@@ -27,8 +27,6 @@ class RunContext:
     input: dict[str, Any] = field(default_factory=dict)
     requester: Principal | None = None
     approval_mode: str = "manual"
-    # Whether a call approved at a gate waits for a slot (PATCH_APPROVED_WAIT_FOR_SLOT).
-    approved_wait_for_slot: bool = False
 
     def scope(self, state: RunData, *, lenient: bool = False) -> Scope:
         return Scope(

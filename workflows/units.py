@@ -235,9 +235,9 @@ def decided(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
 
 
 def _go_on(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
-    """After a gate: make the call, or (runs with the slot rule) queue it for the scheduler,
-    which starts it once `max_parallel` leaves room."""
-    if t.ctx.approved_wait_for_slot and t.state.stop is None:
+    """After a gate: queue the call for the scheduler, which starts it once `max_parallel`
+    leaves room (a run that stopped meanwhile ends the unit instead)."""
+    if t.state.stop is None:
         unit.phase, unit.state = "queued", StepState.PENDING
     else:
         run(t, spec, unit)

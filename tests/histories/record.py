@@ -29,7 +29,7 @@ from tests.histories.record_governed import record_governed
 from tests.pipeline.gating import decide, open_gate
 from worker import build_worker
 from workflows.client import make_data_converter
-from workflows.contract import ENGINE_V3, SEARCH_ATTRIBUTES
+from workflows.contract import SEARCH_ATTRIBUTES
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
 from workflows.validation import validate_definition
@@ -413,7 +413,6 @@ async def record(client: Client, settings: Settings, only: list[str]) -> list[st
                     definition=report.definition,
                     input={"who": "me", "plan": PLAN},
                     pipelines={"approve_child": child},
-                    engine=ENGINE_V3,  # as the API starts a run
                 ),
                 # The replay test names each history after its file: the ids must match, since a
                 # child run's id is derived from its parent's.

@@ -1,4 +1,4 @@
-"""What a run writes into its history to tell visibility and the inbox (core-v3): at most one
+"""What a run writes into its history to tell visibility and the inbox: at most one
 search-attribute upsert and one memo change per workflow task, nothing while a local step runs,
 and nothing for what its starter already set."""
 
@@ -21,7 +21,7 @@ from activities.tools.transform import data_echo
 from tests.fakes import FAKE_TOOLS
 from tests.pipeline.gating import decide, open_gate
 from tests.util import eventually
-from workflows.contract import ENGINE_V3, SA_AWAITING, SA_PIPELINE, SA_STATE
+from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
 from workflows.validation import validate_definition
@@ -57,8 +57,8 @@ def registry() -> ToolRegistry:
 async def begin(
     client: Client, settings: Settings, registry: ToolRegistry, text: str, *, like_api: bool
 ) -> WorkflowHandle[Any, Any]:
-    """Start a run as the API does (its name and state `running` set at start, `engine` 3) or
-    bare, as the Temporal CLI does."""
+    """Start a run as the API does (its name and state `running` set at start) or bare, as the
+    Temporal CLI does."""
     report = validate_definition(yaml.safe_load(text), registry)
     assert report.definition is not None, [str(e) for e in report.errors]
     told = (
@@ -73,9 +73,7 @@ async def begin(
     )
     return await client.start_workflow(
         PipelineWorkflow.run,
-        PipelineInput(
-            definition=report.definition, input={}, engine=ENGINE_V3 if like_api else None
-        ),
+        PipelineInput(definition=report.definition, input={}),
         id=f"wf-{uuid.uuid4()}",
         task_queue=settings.stepgate_task_queue,
         search_attributes=told,
@@ -118,7 +116,7 @@ async def test_a_run_of_local_steps_started_by_the_api_upserts_once_and_writes_n
     events = await history(handle)
     assert upserts(events) == [{SA_STATE.name}], "only the final state: the rest was set at start"
     assert memos(events) == 0, "no gate ever opened: no memo"
-    assert patches(events) == 0, "the API names the code path in the input: no patch marker"
+    assert patches(events) == 0, "one code path: no patch marker"
     told = (await handle.describe()).typed_search_attributes
     assert told.get(SA_STATE) == "completed"
     assert told.get(SA_PIPELINE) == "quick"
@@ -131,7 +129,7 @@ async def test_a_run_started_bare_names_its_pipeline_in_its_one_upsert(
     assert (await handle.result()).output == 1
     events = await history(handle)
     assert upserts(events) == [{SA_PIPELINE.name, SA_STATE.name}]
-    assert patches(events) == 1, "no `engine` in the input: the core-v3 marker tells the path"
+    assert patches(events) == 0, "one code path: no patch marker"
     told = (await handle.describe()).typed_search_attributes
     assert (told.get(SA_PIPELINE), told.get(SA_STATE)) == ("quick", "completed")
 

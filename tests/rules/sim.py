@@ -28,7 +28,6 @@ class Sim:
         *,
         requester: str | None = "req",
         approval_mode: str = "manual",
-        approved_wait_for_slot: bool = True,
     ) -> None:
         self.d = definition(d) if isinstance(d, str) else d
         self.now = T0
@@ -42,7 +41,6 @@ class Sim:
             input=self.d.effective_input(inp or {}),
             requester=self.requester,
             approval_mode=approval_mode,
-            approved_wait_for_slot=approved_wait_for_slot,
         )
         self.effects: list[Effect] = []
 

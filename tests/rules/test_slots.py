@@ -108,16 +108,6 @@ def test_approving_more_gated_items_than_the_limit_holds_the_extra_call() -> Non
     assert _running(sim) == ["each.1", "each.2"]
 
 
-def test_approved_calls_of_runs_recorded_before_the_slot_rule_start_at_once() -> None:
-    """A run replaying a history from before PATCH_APPROVED_WAIT_FOR_SLOT makes every approved
-    call at once, as it did then, so its commands match its history."""
-    sim = Sim(GATED, {"n": [0, 1, 2]}, approved_wait_for_slot=False)
-    sim.advance()
-    for uid in ("each.0", "each.1", "each.2"):
-        sim.vote(uid, "approve")
-    assert _running(sim) == ["each.0", "each.1", "each.2"]
-
-
 def test_a_run_stopped_while_a_call_is_queued_ends_it_unreached() -> None:
     """A queued call never starts once the run fails: it ends cancelled, saying why, while the
     call already out is left to finish."""
