@@ -21,9 +21,13 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-COPY . .
-# Bytecode is compiled at build time: the tree is read-only to the service user, and the
-# workflow sandbox re-imports workflow modules for every run.
+# The product only: no tests, benchmarks or operator scripts in the image.
+COPY README.md worker.py ./
+COPY activities ./activities
+COPY api ./api
+COPY workflows ./workflows
+COPY definitions ./definitions
+# Bytecode is compiled at build time: the tree is read-only to the service user.
 RUN pip install --no-deps . && python -m compileall -q /app
 
 # A container has no other place for local state; the API must listen beyond loopback.

@@ -22,11 +22,11 @@ from activities.logs import configure_logging
 from activities.memory import MemoryActivities
 from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
-from api.catalog import Catalog, log_errors
 from workflows.client import TemporalUnreachable, exit_now, make_client
 from workflows.governed import GovernedWorkflow
+from workflows.language.catalog import Catalog, log_errors
+from workflows.language.plans import PlanActivities
 from workflows.pipeline import PipelineWorkflow
-from workflows.plans import PlanActivities
 
 log = structlog.get_logger("stepgate.worker")
 WORKFLOWS: Sequence[type] = (PipelineWorkflow, GovernedWorkflow)

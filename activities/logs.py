@@ -11,7 +11,8 @@ from typing import Any
 import structlog
 
 from activities.config import Settings
-from activities.secrets import SecretStore, mask, mask_text
+from activities.masking import mask, mask_text
+from activities.secrets import SecretStore
 
 
 class SecretMasker:

@@ -19,9 +19,10 @@ from activities.config import Settings
 from activities.context import ToolContext
 from activities.egress_client import make_http_client
 from activities.errors import fatal
+from activities.masking import mask, mask_text
 from activities.models import ARTIFACT_MARKER, ArtifactRef, ToolCall, ToolResult
 from activities.registry import Tool, ToolError, ToolRegistry
-from activities.secrets import SecretStore, mask, mask_text
+from activities.secrets import SecretStore
 
 log = structlog.get_logger("stepgate.activity")
 

@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 
 from activities.registry import ToolRegistry
-from api import catalog_files
-from api.catalog import Catalog, CatalogIssue, log_errors
+from workflows.language import catalog_files
+from workflows.language.catalog import Catalog, CatalogIssue, log_errors
 
 log = structlog.get_logger("stepgate.catalog")
 

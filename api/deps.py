@@ -16,9 +16,9 @@ from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
 from api.access_log import note_principal
 from api.auth import Caller, require
-from api.catalog import Catalog
 from api.catalog_live import LiveCatalog
 from api.state import ApiState
+from workflows.language.catalog import Catalog
 
 # auto_error=False: the 401 comes from KeyStore in the API's own error shape.
 # Dependencies that only read what is in memory are `async def`: FastAPI runs a plain `def`

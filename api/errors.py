@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.client import TemporalUnreachable
-from workflows.validation import Issue, loc_to_path
+from workflows.language.validation import Issue, loc_to_path
 
 log = structlog.get_logger("stepgate.api")
 

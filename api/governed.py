@@ -13,11 +13,11 @@ from activities.documents import parse_document
 from activities.registry import ToolRegistry
 from api.auth import Caller
 from api.errors import invalid
-from workflows.governed_state import SCHEMA_CHARS, GovernedInput, ToolInfo
+from workflows.language.plans import plan_issues
+from workflows.language.policy import Policy
+from workflows.language.validation import Issue, loc_to_path, validate_definition, validate_input
 from workflows.models import NotifyDefaults, Principal
-from workflows.plans import plan_issues
-from workflows.policy import Policy
-from workflows.validation import Issue, loc_to_path, validate_definition, validate_input
+from workflows.rules.governed import SCHEMA_CHARS, GovernedInput, ToolInfo
 
 POLICIES = "policies"
 DEFAULT_POLICY = "default"

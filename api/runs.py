@@ -12,13 +12,13 @@ from activities.access import START, START_AUTO, START_INLINE
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.auth import Caller, require
-from api.catalog import Catalog
 from api.errors import invalid
 from workflows.contract import SA_PIPELINE, SA_STATE, RunState
-from workflows.definition import Definition, NotifySpec
+from workflows.language.catalog import Catalog
+from workflows.language.definition import Definition, NotifySpec
+from workflows.language.refs import RefError, Scope
+from workflows.language.validation import Issue, validate_definition, validate_input
 from workflows.models import NotifyDefaults, PipelineInput, Principal
-from workflows.refs import RefError, Scope
-from workflows.validation import Issue, validate_definition, validate_input
 
 SUMMARY_CHARS = 200
 

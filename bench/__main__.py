@@ -28,7 +28,6 @@ import temporalio
 
 from bench import decision, dynamic, memory, overhead, parked, report, sse, status, throughput
 from bench import governed as governed_bench
-from bench.procs import Processes, StartupFailed
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
     STORES,
@@ -39,6 +38,7 @@ from bench.stack import (
     start_worker,
     stop_worker,
 )
+from tests.support.procs import Processes, StartupFailed
 
 Section = Callable[[], Awaitable[dict[str, Any]]]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import overhead, status, throughput
-from bench.procs import Processes
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
     STORES,
@@ -28,6 +27,7 @@ from bench.stack import (
     start_worker,
     stop_worker,
 )
+from tests.support.procs import Processes
 
 
 async def both_throughputs(stack: Stack, scale: Scale) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from bench.parked import DONE_QUERIES, Kind, PeakRss, approve, park
 from bench.pipelines import (
     wait_parked,
 )
-from bench.procs import Child, Processes
 from bench.report import RESULTS
 from bench.scale import FULL
 from bench.stack import (
@@ -42,6 +41,7 @@ from bench.stack import (
     start_api,
     start_worker,
 )
+from tests.support.procs import Child, Processes
 
 TIMEOUT_S = 1_800.0
 

@@ -14,10 +14,10 @@ from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contract import SA_AWAITING
-    from workflows.definition import Defaults
-    from workflows.durations import parse_duration
-    from workflows.limits import LOCAL_TIMEOUT
-    from workflows.policies import retry_policy
+    from workflows.language.definition import Defaults
+    from workflows.language.durations import parse_duration
+    from workflows.language.limits import LOCAL_TIMEOUT
+    from workflows.retries import retry_policy
 
 NOOP = "bench.noop"
 APPROVE = "approve"

@@ -17,8 +17,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from bench.baseline import NOOP, RETRY, TIMEOUT
-    from workflows.definition import Defaults
-    from workflows.durations import parse_duration
+    from workflows.language.definition import Defaults
+    from workflows.language.durations import parse_duration
 
 # The heartbeat timeout a step gets by default too: a call lost with its worker is retried after
 # it, on both sides alike (without it, after the whole 5-minute timeout).

@@ -10,7 +10,7 @@
    misses no state;
 4. a decision storm: many concurrent decisions, half of them invalid: the valid ones are applied
    exactly once, the invalid ones refused with a clear error, no workflow task fails;
-5. the same through the HTTP API on one gate (bench/storm.py): 50 voters each voting twice and
+5. the same through the HTTP API on one gate (tests/support/storm.py): 50 voters each voting twice and
    100 invalid decisions at once: every vote applied once, every invalid one its 4xx, no 5xx.
 
 `DRILL_SCALE=quick` shrinks every drill; the test suite runs that size.
@@ -39,13 +39,13 @@ from temporalio.service import RPCError
 
 from activities import default_registry
 from api.errors import run_closed
-from bench import storm
-from bench.ledger import Ledger, serve_ledger
-from bench.procs import Child, Processes, free_port
 from bench.stack import HOST, ROOT, child_env, spawn_api, start_server
+from tests.support import storm
+from tests.support.ledger import Ledger, serve_ledger
+from tests.support.procs import Child, Processes, free_port
+from workflows.language.validation import validate_definition
 from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 Handle = WorkflowHandle[Any, Any]
 CLOSED = {"completed", "failed", "cancelled"}

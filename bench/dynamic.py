@@ -33,11 +33,11 @@ from bench.baseline import NOOP
 from bench.baseline_dynamic import FanOutBaselineWorkflow
 from bench.cells import render
 from bench.dynamic_runs import ECHO, Runner
-from bench.procs import Processes
 from bench.report import RESULTS
 from bench.scale import Scale, scale_from_env
 from bench.stack import Stack, cpu_seconds, open_stack, start_worker
 from bench.stats import Summary
+from tests.support.procs import Processes
 from workflows.pipeline import PipelineWorkflow
 
 # Temporal's defaults (limit.historyCount.error, limit.historyCount.suggestContinueAsNew, and the

@@ -20,7 +20,7 @@ from bench.baseline_dynamic import (
 )
 from bench.pipelines import RUN_TIMEOUT, pipeline_input, validated
 from bench.stack import Stack
-from workflows.definition import Definition
+from workflows.language.definition import Definition
 from workflows.pipeline import PipelineWorkflow
 
 ECHO = "data.echo"

@@ -35,11 +35,11 @@ import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from bench.procs import Processes
 from bench.scale import Scale, scale_from_env
 from bench.stack import APPROVER_ROLES, Stack, open_stack, start_api, start_worker
 from bench.stats import Summary
 from bench.status import LeanHttp, timed_get
+from tests.support.procs import Processes
 from workflows.contract import SA_AWAITING
 
 POLICY = "bench-governed"

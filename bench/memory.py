@@ -26,9 +26,9 @@ from sqlalchemy import text
 from activities.config import Settings
 from activities.memory import MemoryStore
 from activities.models import MemoryPattern
-from bench.postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
 from bench.scale import Scale, scale_from_env
 from bench.stats import Summary
+from tests.support.postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
 
 PATTERNS = {"quick": 5_000, "full": 100_000}
 SEARCHES = {"quick": 100, "full": 1_000}

@@ -20,7 +20,7 @@ from bench.pipelines import RUN_TIMEOUT, linear, pipeline_input
 from bench.scale import Scale
 from bench.stack import Stack
 from bench.stats import Summary
-from workflows.definition import Definition
+from workflows.language.definition import Definition
 from workflows.pipeline import PipelineWorkflow
 
 RUN_LIMIT_S = 30.0

@@ -31,10 +31,10 @@ from bench.pipelines import (
     start_many,
     wait_parked,
 )
-from bench.procs import Child
 from bench.scale import Scale
 from bench.stack import APPROVER, Stack, cpu_seconds
 from bench.stats import Summary
+from tests.support.procs import Child
 
 PIPELINE = "bench-parked"
 INBOX_QUERY = f"StepgateAwaiting = 'role:{BENCH_ROLE}'"

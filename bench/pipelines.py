@@ -13,10 +13,10 @@ from temporalio.client import Client, WorkflowHandle
 from activities import default_registry
 from bench.baseline import STEPS
 from bench.stack import APPROVER
-from workflows.definition import Definition
+from workflows.language.definition import Definition
+from workflows.language.validation import validate_definition
 from workflows.models import Decision, PipelineInput, PipelineResult, Principal
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 GATED_STEP = "s2"
 BENCH_ROLE = "bench"

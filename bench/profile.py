@@ -34,9 +34,9 @@ from activities.models import ToolCall
 from activities.runtime import ToolActivities
 from bench.baseline import BaselineWorkflow, noop
 from bench.pipelines import RUN_TIMEOUT, gate_open, linear, pipeline_input, start_pipeline
-from bench.procs import Processes
 from bench.report import RESULTS
 from bench.stack import Stack, open_stack, start_worker
+from tests.support.procs import Processes
 from worker import workflow_runner
 from workflows.client import make_data_converter
 from workflows.pipeline import PipelineWorkflow

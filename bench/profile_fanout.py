@@ -19,10 +19,10 @@ from temporalio.worker import Replayer
 
 from activities.config import Settings
 from bench.dynamic_runs import Runner
-from bench.procs import Processes
 from bench.profile import views
 from bench.report import RESULTS
 from bench.stack import open_stack, start_worker
+from tests.support.procs import Processes
 from workflows.client import make_data_converter
 from workflows.pipeline import PipelineWorkflow
 

@@ -28,8 +28,8 @@ from temporalio.client import WorkflowHandle
 from bench.baseline_dynamic import FanOutBaselineWorkflow, FanOutInput
 from bench.dynamic_runs import echoed, fanout_definition
 from bench.pipelines import RUN_TIMEOUT, pipeline_input, poll
-from bench.procs import Processes
 from bench.stack import open_stack, start_worker
+from tests.support.procs import Processes
 from workflows.pipeline import PipelineWorkflow
 
 # Progress is read from the history (completed calls), the same way for both workflows.

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 
 from bench.pipelines import BENCH_ROLE, gate_open, linear, start_pipeline
-from bench.procs import Processes
 from bench.scale import Scale
 from bench.stack import ROOT, Stack, cpu_seconds, open_stack, start_api, start_worker
+from tests.support.procs import Processes
 
 STREAMS = 40
 WINDOW_S = {"quick": 5.0, "full": 10.0}

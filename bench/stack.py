@@ -19,7 +19,7 @@ import yaml
 from temporalio.client import Client
 
 from activities.config import Settings
-from bench.procs import Child, Processes, free_port, wait_for
+from tests.support.procs import Child, Processes, free_port, wait_for
 from workflows.client import TemporalUnreachable, make_client
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.config import Settings
-from bench.postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
+from tests.support.postgres import INSTALL_HINT, LocalPostgres, find_bin_dir
 from workflows.client import make_data_converter
 from workflows.contract import SEARCH_ATTRIBUTES
 

@@ -14,7 +14,7 @@ from activities import default_registry
 from activities.config import Settings
 from bench.baseline import APPROVE, AWAITING, STEPS
 from bench.worker import with_baseline
-from tests.util import eventually
+from tests.support.util import eventually
 from worker import build_worker
 from workflows.contract import SA_AWAITING
 

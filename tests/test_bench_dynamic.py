@@ -15,11 +15,11 @@ from activities.config import Settings
 from bench import histories, report_dynamic
 from bench.baseline import NOOP
 from bench.dynamic_runs import ECHO, Runner
-from bench.procs import Processes
 from bench.stack import Stack
 from bench.worker import with_baseline
 from tests.conftest import SMALL_HISTORY_EVENTS
-from tests.util import eventually
+from tests.support.procs import Processes
+from tests.support.util import eventually
 from worker import build_worker
 from workflows.pipeline import PipelineWorkflow
 

@@ -12,10 +12,10 @@ from structlog.testing import capture_logs
 from activities import default_registry
 from activities.config import Settings
 from activities.registry import ToolRegistry
-from api import catalog_files
-from api.catalog import Catalog
 from api.catalog_live import LiveCatalog
 from worker import read_catalog
+from workflows.language import catalog_files
+from workflows.language.catalog import Catalog
 
 
 def pipeline(name: str, version: int = 1, greeting: str = "hi", extra: str = "") -> str:

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from activities.config import Settings
-from bench.procs import free_port
-from tests.procs import ROOT, WorkerProcess, worker_env
+from tests.support.procs import free_port
+from tests.support.util import eventually
+from tests.support.workers import ROOT, WorkerProcess, worker_env
 from tests.test_catalog import pipeline, write
-from tests.util import eventually
 
 KEY = "key-catalog-0123456789"
 ApiProcess = tuple[str, Path, "subprocess.Popen[bytes]"]

@@ -14,8 +14,8 @@ import yaml
 
 from activities.config import Settings
 from activities.memory import MemoryStore
-from bench.postgres import PASSWORD, USER, LocalPostgres
 from tests.memory.conftest import pattern
+from tests.support.postgres import PASSWORD, USER, LocalPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -218,3 +218,17 @@ async def test_memory_setup_script_creates_the_database_the_url_names(
         assert [h.id for h in await store.search("compose workers", 5)] == [found]
     finally:
         await store.close()
+
+
+def test_dockerfile_copies_the_product_only() -> None:
+    """The image holds the packages the worker and API import and the catalog, never the test
+    suite, the benchmarks or the operator scripts."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    copied = {
+        src
+        for line in text.splitlines()
+        if line.startswith("COPY ")
+        for src in line.split()[1:-1]
+    }
+    assert {"activities", "api", "workflows", "definitions", "worker.py"} <= copied
+    assert not copied & {".", "tests", "bench", "scripts"}, copied

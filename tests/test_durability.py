@@ -13,13 +13,13 @@ from temporalio.client import Client
 
 from activities import default_registry
 from activities.config import Settings
-from bench.ledger import Ledger, serve_ledger
-from tests.procs import WorkerProcess, worker_env
-from tests.util import eventually
+from tests.support.ledger import Ledger, serve_ledger
+from tests.support.util import eventually
+from tests.support.workers import WorkerProcess, worker_env
 from worker import build_worker
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 
 def definition(text: str) -> PipelineInput:

@@ -21,15 +21,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities import default_registry
 from activities.config import Settings
-from bench.procs import free_port
 from tests.conftest import temporal_cli
-from tests.util import eventually
+from tests.support.procs import free_port
+from tests.support.util import eventually
 from worker import build_worker
 from workflows.client import make_data_converter
 from workflows.contract import SEARCH_ATTRIBUTES
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 FORGED = {"gate": "release", "action": "approve", "actor": "root", "roles": ["admin"]}
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from activities.models import ARTIFACT_MARKER
-from workflows import expr
-from workflows.limits import MAX_EXPRESSION_CHARS, MAX_EXPRESSION_DEPTH, MAX_NUMBER_CHARS
-from workflows.refs import RefError, Scope
+from workflows.language import expr
+from workflows.language.limits import MAX_EXPRESSION_CHARS, MAX_EXPRESSION_DEPTH, MAX_NUMBER_CHARS
+from workflows.language.refs import RefError, Scope
 
 BIG = {"uri": "file:///a/big.json", "path": "run/outputs/big.json", "size": 9, "sha256": "ab"}
 

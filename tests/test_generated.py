@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from temporalio.client import Client
 
 from activities.config import Settings
-from tests.fakes import fake_registry
+from tests.support.fakes import fake_registry
 from worker import build_worker
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 REGISTRY = fake_registry()
 ids = st.sampled_from(["a", "b", "c", "d", "e", "build", "Bad Id", ""])

@@ -10,11 +10,11 @@ from activities import default_registry
 from activities.documents import DocumentError, parse_document, parse_json
 from activities.jsonschema_safe import MAX_WORK, schema_issues, value_issues
 from activities.registry import ToolRegistry
-from workflows import expr
-from workflows.definition import Definition
-from workflows.durations import parse_duration
-from workflows.limits import MAX_DEPTH, MAX_STEPS
-from workflows.validation import validate_definition, validate_input
+from workflows.language import expr
+from workflows.language.definition import Definition
+from workflows.language.durations import parse_duration
+from workflows.language.limits import MAX_DEPTH, MAX_STEPS
+from workflows.language.validation import validate_definition, validate_input
 
 # 342 bytes that expand to 9^9 (387 million) "lol"s in a loader that follows aliases.
 ALIAS_BOMB = """a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]

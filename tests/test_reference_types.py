@@ -14,10 +14,10 @@ from activities import default_registry
 from activities.context import ToolContext
 from activities.jsonschema_safe import MAX_WORK
 from activities.registry import ToolRegistry, tool
-from workflows.definition import StepSpec
-from workflows.reftypes import MAX_SCHEMA_WORK, MAX_TYPE_WORK, check_handoffs
-from workflows.schema_types import TypeWalk
-from workflows.validation import validate_definition
+from workflows.language.definition import StepSpec
+from workflows.language.reftypes import MAX_SCHEMA_WORK, MAX_TYPE_WORK, check_handoffs
+from workflows.language.schema_types import TypeWalk
+from workflows.language.validation import validate_definition
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import structlog
 
 from activities.config import Settings
 from activities.logs import configure_logging
-from activities.secrets import MASK, SecretStore, is_sensitive_key, mask
+from activities.masking import MASK, is_sensitive_key, mask
+from activities.secrets import SecretStore
 
 
 @pytest.mark.parametrize(

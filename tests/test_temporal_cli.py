@@ -15,8 +15,8 @@ from activities import default_registry
 from activities.config import Settings
 from tests.conftest import ROOT, temporal_cli
 from tests.pipeline.gating import open_gate
+from tests.support.util import eventually
 from tests.test_durability import definition
-from tests.util import eventually
 from worker import build_worker
 from workflows.pipeline import PipelineWorkflow
 

@@ -22,13 +22,13 @@ from temporalio.worker import Worker
 
 from activities.config import Settings
 from tests.conftest import ROOT, time_skipping_server
-from tests.fakes import fake_registry
-from tests.util import eventually
+from tests.support.fakes import fake_registry
+from tests.support.util import eventually
 from worker import build_worker
 from workflows.contract import MEMO_GATES, SA_AWAITING, SA_PIPELINE, SA_STATE
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput, PipelineResult
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 MONTH = timedelta(days=30)
 # The timer fires exactly on time; the slack only absorbs the workflow task that follows it.

@@ -9,7 +9,7 @@ import yaml
 
 from activities import default_registry
 from activities.registry import ToolRegistry
-from workflows.validation import validate_definition, validate_input
+from workflows.language.validation import validate_definition, validate_input
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 # code may not.
 NOT_WORKFLOW_CODE = {
     "client.py": "the data converter and client set-up, used by the API, CLI and worker",
+    "language/catalog_files.py": "reads the catalog's definition files, for the API and worker",
 }
 
 # Calls that read the clock, randomness, the environment, files, or sleep on the wall clock.
@@ -35,6 +36,8 @@ FORBIDDEN_CALLS = {
     "uuid4",
     "os.getenv",
     "open",
+    "os.open",
+    "os.fdopen",
     "input",
 }
 FORBIDDEN_MODULES = {

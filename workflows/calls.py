@@ -36,11 +36,11 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         ToolResult,
     )
-    from workflows.definition import CompensateSpec, Definition, NotifySpec, StepSpec
-    from workflows.durations import parse_duration
-    from workflows.limits import LOCAL_TIMEOUT
+    from workflows.language.definition import CompensateSpec, Definition, NotifySpec, StepSpec
+    from workflows.language.durations import parse_duration
+    from workflows.language.limits import LOCAL_TIMEOUT
     from workflows.models import PipelineInput, PipelineResult, StartOrigin
-    from workflows.policies import (
+    from workflows.retries import (
         ARCHIVE_RETRY,
         ARCHIVE_TIMEOUT,
         AUTHORIZE_RETRY,
@@ -54,8 +54,8 @@ with workflow.unsafe.imports_passed_through():
         PLAN_TIMEOUT,
         retry_policy,
     )
-    from workflows.state import Result
-    from workflows.units import CheckPlan, Invoke
+    from workflows.rules.state import Result
+    from workflows.rules.units import CheckPlan, Invoke
 
 WORKFLOW_NAME = "PipelineWorkflow"
 

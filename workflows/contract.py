@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from temporalio.common import SearchAttributeKey
 
 from activities.config import DEFAULT_TASK_QUEUE
+from workflows.rules.states import (
+    CLOSED_RUN_STATES,
+    TERMINAL_STEP_STATES,
+    RunState,
+    StepState,
+)
 
 TASK_QUEUE = DEFAULT_TASK_QUEUE
 WORKFLOW_TYPE = "PipelineWorkflow"
@@ -33,34 +37,23 @@ AUDIT_QUERY = "audit"
 # A child pipeline run tells its parent which of its gates are open.
 CHILD_GATES_SIGNAL = "child_gates"
 
-
-class RunState(StrEnum):
-    RUNNING = "running"
-    WAITING = "waiting"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class StepState(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-    COMPENSATED = "compensated"
-
-
-TERMINAL_STEP_STATES = frozenset(
-    {
-        StepState.SUCCEEDED,
-        StepState.FAILED,
-        StepState.SKIPPED,
-        StepState.CANCELLED,
-        StepState.COMPENSATED,
-    }
-)
-CLOSED_RUN_STATES = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED})
+__all__ = [
+    "AUDIT_QUERY",
+    "CHILD_GATES_SIGNAL",
+    "CLOSED_RUN_STATES",
+    "GOVERNED_WORKFLOW_TYPE",
+    "MEMO_GATES",
+    "MEMO_GATES_MAX",
+    "MEMO_GATES_MORE",
+    "RunState",
+    "SA_AWAITING",
+    "SA_PIPELINE",
+    "SA_STATE",
+    "SEARCH_ATTRIBUTES",
+    "STATUS_QUERY",
+    "STEPGATE_WORKFLOW_TYPES",
+    "StepState",
+    "TASK_QUEUE",
+    "TERMINAL_STEP_STATES",
+    "WORKFLOW_TYPE",
+]

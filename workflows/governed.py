@@ -28,10 +28,9 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         RunState,
     )
-    from workflows.governed_live import GovernedRun, Stopped
+    from workflows.governed_phases import execute, remember, review
     from workflows.governed_plan import assess, plan
-    from workflows.governed_state import GovernedInput, view
-    from workflows.governed_steps import execute, remember, review
+    from workflows.governed_run import GovernedRun, Stopped
     from workflows.models import (
         AuditPage,
         AuditPageInput,
@@ -42,7 +41,8 @@ with workflow.unsafe.imports_passed_through():
         PipelineResult,
         RunStatus,
     )
-    from workflows.view import page_of
+    from workflows.rules.governed import GovernedInput, view
+    from workflows.rules.view import page_of
 
 __all__ = ["GovernedWorkflow"]
 

@@ -7,11 +7,11 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import decisions, votes
-    from workflows.governed_live import GovernedRun
     from workflows.governed_plan import accept, assess, check
-    from workflows.governed_state import REVIEW_GATE, amend, approval, gate_view
+    from workflows.governed_run import GovernedRun
     from workflows.models import Decision, GateRefusal, GateView
+    from workflows.rules import decisions, votes
+    from workflows.rules.governed import REVIEW_GATE, amend, approval, gate_view
 
 
 def admit(run: GovernedRun, d: Decision) -> GateRefusal | None:

@@ -21,11 +21,11 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         ToolResult,
     )
-    from workflows import planner, risk
     from workflows.calls import failure_message, validate_plan
     from workflows.contract import RunState
-    from workflows.governed_live import GovernedRun, Stopped
-    from workflows.units import CheckPlan
+    from workflows.governed_run import GovernedRun, Stopped
+    from workflows.rules import planner, risk
+    from workflows.rules.units import CheckPlan
 
 LLM_TIMEOUT = timedelta(minutes=2)
 LLM_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.definition import Action, Definition, NotifySpec, Priority, Stage
-from workflows.limits import (
+from workflows.language.definition import Action, Definition, NotifySpec, Priority, Stage
+from workflows.language.limits import (
     MAX_APPROVERS,
     MAX_GATE_ID_CHARS,
     MAX_NAME_CHARS,
@@ -48,7 +48,7 @@ class PipelineInput(BaseModel):
     pipelines: dict[str, Definition] = Field(default_factory=dict)
     notify: NotifyDefaults = Field(default_factory=NotifyDefaults)
     origin: StartOrigin | None = None
-    # The run state carried across continue-as-new (workflows.state.RunData as JSON).
+    # The run state carried across continue-as-new (workflows.rules.state.RunData as JSON).
     resume: dict[str, Any] | None = None
 
 

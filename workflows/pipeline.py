@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import AuditChunk, PlanResult
-    from workflows import calls, decisions, lifecycle, view
+    from workflows import calls
     from workflows.alarm import Alarm
     from workflows.contract import (
         AUDIT_QUERY,
@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         RunState,
     )
-    from workflows.gates import next_due
+    from workflows.language.refs import RefError
     from workflows.models import (
         AuditEntry,
         AuditPage,
@@ -36,10 +36,11 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
     )
     from workflows.publish import Publisher
-    from workflows.refs import RefError
-    from workflows.scheduler import CheckPlan, Effect, Invoke, RunContext, advance, finished
-    from workflows.state import PlanRecord, Result, RunData, Stop, new_state
-    from workflows.units import plan_digest, unit_scope
+    from workflows.rules import decisions, lifecycle, view
+    from workflows.rules.gates import next_due
+    from workflows.rules.scheduler import CheckPlan, Effect, Invoke, RunContext, advance, finished
+    from workflows.rules.state import PlanRecord, Result, RunData, Stop, new_state
+    from workflows.rules.units import plan_digest, unit_scope
 
 
 @workflow.defn(name="PipelineWorkflow")

@@ -11,7 +11,6 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import view
     from workflows.calls import Caller
     from workflows.contract import (
         CHILD_GATES_SIGNAL,
@@ -22,11 +21,12 @@ with workflow.unsafe.imports_passed_through():
         SA_PIPELINE,
         SA_STATE,
     )
-    from workflows.gates import Notify
+    from workflows.language.refs import RefError
     from workflows.models import ChildGatesInput, GateSummary, PipelineInput
-    from workflows.refs import RefError
-    from workflows.scheduler import RunContext
-    from workflows.state import RunData
+    from workflows.rules import view
+    from workflows.rules.gates import Notify
+    from workflows.rules.scheduler import RunContext
+    from workflows.rules.state import RunData
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 

@@ -14,7 +14,7 @@ import httpx
 from activities.context import ToolContext
 from activities.egress_client import TOOL_EXTENSION
 from activities.errors import fatal, http_status_is_retryable, transient
-from activities.secrets import mask_text
+from activities.masking import mask_text
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # How much of an error response goes into the failure message: enough to diagnose, not a dump.

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from temporalio.exceptions import ApplicationError
 
-from activities.secrets import mask, mask_text
+from activities.masking import mask, mask_text
 
 
 def _quoted_forms(secret: str) -> set[str]:

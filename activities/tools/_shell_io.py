@@ -6,7 +6,7 @@ import asyncio
 import re
 from contextlib import suppress
 
-from activities.secrets import mask_text
+from activities.masking import mask_text
 
 _CHUNK = 65_536
 

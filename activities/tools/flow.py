@@ -10,7 +10,7 @@ from activities.context import ToolContext
 from activities.errors import fatal
 from activities.registry import tool
 
-# As long as a definition's texts (workflows/limits.py MAX_TEXT_CHARS): the message ends up in
+# As long as a definition's texts (workflows/language/limits.py MAX_TEXT_CHARS): the message ends up in
 # the run's status and history.
 MAX_MESSAGE_CHARS = 4_000
 

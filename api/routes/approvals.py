@@ -32,9 +32,9 @@ from api.state import ApiState
 from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query
 from workflows.contract import MEMO_GATES, SA_PIPELINE
-from workflows.definition import PRIORITIES, Priority
+from workflows.language.definition import PRIORITIES, Priority
+from workflows.language.validation import Issue
 from workflows.models import GateSummary
-from workflows.validation import Issue
 
 router = APIRouter(prefix="/approvals", tags=["approvals"], responses=ERRORS)
 

@@ -10,7 +10,6 @@ from activities.access import CATALOG_RELOAD
 from activities.documents import DocumentError, format_loc, parse_document, parse_json
 from activities.registry import ToolRegistry
 from api.auth import Caller
-from api.catalog import Catalog, CatalogIssue
 from api.deps import CatalogDep, LiveCatalogDep, ReaderDep, RegistryDep, needs
 from api.errors import ApiError
 from api.guards import OffloadDep, is_json
@@ -23,9 +22,10 @@ from api.schemas.catalog import (
     ValidationPublic,
 )
 from api.schemas.common import ERRORS, IssuePublic
-from workflows.definition import Definition
-from workflows.limits import MAX_NAME_CHARS
-from workflows.validation import validate_definition
+from workflows.language.catalog import Catalog, CatalogIssue
+from workflows.language.definition import Definition
+from workflows.language.limits import MAX_NAME_CHARS
+from workflows.language.validation import validate_definition
 
 router = APIRouter(prefix="/definitions", tags=["definitions"], responses=ERRORS)
 ReloaderDep = Annotated[Caller, Depends(needs(CATALOG_RELOAD))]

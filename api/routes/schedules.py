@@ -39,7 +39,7 @@ from api.runs import build_input, details, start_attributes, start_needs, summar
 from api.schemas.common import ERRORS, ScheduleIdPath
 from api.schemas.schedules import ScheduleCreate, ScheduleDeleted, ScheduleList, SchedulePublic
 from workflows.contract import WORKFLOW_TYPE
-from workflows.durations import parse_duration
+from workflows.language.durations import parse_duration
 from workflows.models import StartOrigin
 from workflows.pipeline import PipelineWorkflow
 

@@ -49,7 +49,7 @@ from api.scope import stepgate_run
 from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query, summarize
 from workflows.contract import RunState
-from workflows.limits import MAX_NAME_CHARS
+from workflows.language.limits import MAX_NAME_CHARS
 from workflows.models import GateView, LifecycleInput, RunStatus
 from workflows.pipeline import PipelineWorkflow
 

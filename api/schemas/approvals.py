@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.workflows import WORKFLOW_ID_PATTERN, DecisionCreate
-from workflows.definition import PRIORITIES, Priority
-from workflows.limits import MAX_GATE_ID_CHARS
+from workflows.language.definition import PRIORITIES, Priority
+from workflows.language.limits import MAX_GATE_ID_CHARS
 
 
 class InboxItem(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel
 
-from workflows.limits import MAX_GATE_ID_CHARS
+from workflows.language.limits import MAX_GATE_ID_CHARS
 
 
 class ErrorBody(BaseModel):

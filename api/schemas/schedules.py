@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workflows.durations import parse_duration
-from workflows.limits import MAX_NAME_CHARS
+from workflows.language.durations import parse_duration
+from workflows.language.limits import MAX_NAME_CHARS
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.definition import Action
-from workflows.limits import MAX_NAME_CHARS
+from workflows.language.definition import Action
+from workflows.language.limits import MAX_NAME_CHARS
 from workflows.models import AuditEntry
 
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"

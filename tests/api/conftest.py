@@ -23,7 +23,7 @@ from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.app import create_app
 from tests.conftest import ROOT
-from tests.fakes import echo, fail, sleep
+from tests.support.fakes import echo, fail, sleep
 from worker import build_worker
 
 KEYS = {

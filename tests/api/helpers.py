@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests import util
+from tests.support import util
 
 T = TypeVar("T")
 CLOSED = ("completed", "failed", "cancelled")

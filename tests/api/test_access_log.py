@@ -11,7 +11,7 @@ import structlog
 from api.access_log import printable
 from tests.api.conftest import StartRun
 from tests.api.helpers import sse_events, wait_state
-from tests.util import eventually
+from tests.support.util import eventually
 
 Auth = Callable[[str], dict[str, str]]
 

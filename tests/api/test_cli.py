@@ -13,7 +13,7 @@ import httpx
 from tests.api.conftest import KEYS
 from tests.api.helpers import wait_state
 from tests.conftest import ROOT
-from tests.util import eventually
+from tests.support.util import eventually
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -12,10 +12,10 @@ from temporalio.client import Client
 
 from api.events import StatusHub, stream
 from api.status import query_status
-from tests import util
 from tests.api.conftest import StartRun
 from tests.api.helpers import sse_events, wait_state
 from tests.api.test_status_reads import counting
+from tests.support import util
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -126,7 +126,7 @@ async def test_requester_retry_and_skip_forbidden_under_self_approval_ban(
         status = (await http.get(f"/workflows/{workflow_id}", headers=as_("vic"))).json()
         return {g["gate"] for g in status["open_gates"]} == {"pay", "broken"}
 
-    from tests.util import eventually
+    from tests.support.util import eventually
 
     await eventually(both_open, what="both gates open")
     attempts = [

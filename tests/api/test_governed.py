@@ -17,8 +17,8 @@ from temporalio.client import Client
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from tests.api.conftest import KEYS, Serve
+from tests.support.util import eventually
 from tests.tools.server import LocalServer, Reply, Seen, json_reply
-from tests.util import eventually
 from worker import build_worker
 
 PEOPLE = {

@@ -16,12 +16,12 @@ from activities.registry import ToolRegistry
 from tests.api.conftest import Serve
 from tests.conftest import SMALL_HISTORY_EVENTS
 from tests.pipeline.gating import decide, open_gate
-from tests.util import eventually
+from tests.support.util import eventually
 from worker import build_worker
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.state import AUDIT_CHUNK, AUDIT_KEEP
-from workflows.validation import validate_definition
+from workflows.rules.state import AUDIT_CHUNK, AUDIT_KEEP
 
 PARKED = {
     "name": "parked",

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from api.routes import definitions
-from tests import util
+from tests.support import util
 from tests.test_hostile_input import ALIAS_BOMB
-from workflows.validation import validate_definition
+from workflows.language.validation import validate_definition
 
 Auth = Callable[[str], dict[str, str]]
 MIB = 1_048_576

@@ -26,7 +26,7 @@ from tests.api.helpers import eventually, wait_state
 from tests.api.test_cli import cli
 from workflows.client import make_data_converter
 from workflows.contract import MEMO_GATES, SA_AWAITING, SA_PIPELINE, SA_STATE, WORKFLOW_TYPE
-from workflows.definition import Priority
+from workflows.language.definition import Priority
 from workflows.models import GateSummary
 
 Auth = Callable[[str], dict[str, str]]

@@ -12,9 +12,9 @@ import pytest
 from activities.config import Settings
 from api.errors import ApiError
 from api.limits import KeyLimits, RunLanes
-from tests import util
 from tests.api.conftest import Serve, StartRun
 from tests.api.helpers import wait_state
+from tests.support import util
 
 Auth = Callable[[str], dict[str, str]]
 

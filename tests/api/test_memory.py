@@ -10,9 +10,9 @@ import pytest
 from activities.config import Settings
 from activities.memory import MemoryStore
 from activities.memory.migrate import current_revision, head
-from bench.procs import free_port
 from tests.api.conftest import Serve
 from tests.memory.conftest import pattern
+from tests.support.procs import free_port
 
 Headers = Callable[[str], dict[str, str]]
 

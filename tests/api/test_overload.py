@@ -18,13 +18,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.decisions import rpc_failure
-from bench import storm
 from tests.api.conftest import Serve, StartRun
 from tests.api.helpers import wait_state
+from tests.support import storm
 from worker import build_worker
+from workflows.language.validation import validate_definition
 from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 Auth = Callable[[str], dict[str, str]]
 VOTERS = [f"voter-{i:02d}" for i in range(50)]

@@ -27,7 +27,7 @@ from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, wait_state
 from tests.conftest import FUZZ_NAMESPACE
 from tests.test_access import write_keys
-from workflows.durations import parse_duration
+from workflows.language.durations import parse_duration
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
 

@@ -14,9 +14,9 @@ from activities.registry import ToolRegistry
 from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, wait_state
 from worker import build_worker
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 Auth = Callable[[str], dict[str, str]]
 

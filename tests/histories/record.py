@@ -24,15 +24,15 @@ from activities.registry import ToolRegistry
 from activities.tools.flow import flow_fail
 from activities.tools.transform import data_echo, data_transform
 from tests.conftest import temporal_cli
-from tests.fakes import FAKE_TOOLS
 from tests.histories.record_governed import record_governed
 from tests.pipeline.gating import decide, open_gate
+from tests.support.fakes import FAKE_TOOLS
 from worker import build_worker
 from workflows.client import make_data_converter
 from workflows.contract import SEARCH_ATTRIBUTES
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 HERE = Path(__file__).parent
 Handle = WorkflowHandle[Any, Any]
@@ -161,7 +161,7 @@ steps:
 """,
 )
 async def _escalate(client: Client, handle: Handle) -> None:
-    from tests.util import eventually
+    from tests.support.util import eventually
 
     async def escalated() -> bool:
         g = await open_gate(handle, "wait")
@@ -213,7 +213,7 @@ output: "${steps.child.output}"
 """,
 )
 async def _child(client: Client, handle: Handle) -> None:
-    from tests.util import eventually
+    from tests.support.util import eventually
 
     async def child_gate_shown() -> bool:
         status = await handle.query(PipelineWorkflow.status)
@@ -269,7 +269,7 @@ async def _continued(client: Client, handle: Handle) -> bool:
             PipelineWorkflow.decide,
             {"gate": "gate", "action": "approve", "actor": f"x{i}", "roles": ["dev"]},
         )
-    from tests.util import eventually
+    from tests.support.util import eventually
 
     async def continued() -> bool:
         return (await handle.query(PipelineWorkflow.status)).continued >= 1

@@ -11,11 +11,11 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.registry import ToolRegistry
 from api.governed import tools_for
-from tests.util import eventually
+from tests.support.util import eventually
 from workflows.governed import GovernedWorkflow
-from workflows.governed_state import GovernedInput
+from workflows.language.policy import Policy
 from workflows.models import Decision, Principal, RunStatus
-from workflows.policy import Policy
+from workflows.rules.governed import GovernedInput
 
 Handle = WorkflowHandle[Any, Any]
 # A drive returns False when the run is to be recorded while still open (parked at its review).

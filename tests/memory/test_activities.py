@@ -28,10 +28,10 @@ from activities.models import (
     MemorySearch,
     MemorySearchResult,
 )
-from bench.postgres import LocalPostgres
-from bench.procs import free_port
 from tests.memory.conftest import pattern
-from tests.util import eventually
+from tests.support.postgres import LocalPostgres
+from tests.support.procs import free_port
+from tests.support.util import eventually
 from worker import build_worker
 
 QUICK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), backoff_coefficient=1.0)

@@ -7,8 +7,8 @@ from pathlib import Path
 from activities.config import Settings
 from activities.memory import MemoryStore
 from activities.memory.migrate import current_revision, head
-from tests.procs import WorkerProcess, worker_env
-from tests.util import eventually
+from tests.support.util import eventually
+from tests.support.workers import WorkerProcess, worker_env
 
 
 def said(log: Path, *lines: str) -> bool:

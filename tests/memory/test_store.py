@@ -13,9 +13,9 @@ from activities.memory import MemoryStore, MemoryUnavailable, PatternTooLarge
 from activities.memory.migrate import current_revision, head
 from activities.memory.search import MAX_CANDIDATES
 from activities.memory.store import MAX_PATTERN_BYTES, MAX_RESULT_BYTES
-from bench.procs import free_port
 from tests.conftest import ROOT
 from tests.memory.conftest import memory_settings, pattern
+from tests.support.procs import free_port
 
 PLAN = {
     "name": "plan",

@@ -13,11 +13,11 @@ from temporalio.worker import Worker
 
 from activities.config import Settings
 from activities.registry import ToolRegistry
-from tests.fakes import fake_registry
+from tests.support.fakes import fake_registry
 from worker import build_worker
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 
 @pytest.fixture

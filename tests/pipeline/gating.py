@@ -6,7 +6,7 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from tests.util import eventually
+from tests.support.util import eventually
 from workflows.models import Decision, GateView
 from workflows.pipeline import PipelineWorkflow
 

@@ -14,10 +14,10 @@ from temporalio.worker import Worker
 from activities.registry import ToolRegistry
 from tests.pipeline.conftest import Start
 from tests.pipeline.gating import decide, open_gate
-from tests.util import eventually
-from workflows.definition import Definition
+from tests.support.util import eventually
+from workflows.language.definition import Definition
+from workflows.language.validation import validate_definition
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 
 async def test_steps_listed_against_their_order_with_a_skipped_start_complete(

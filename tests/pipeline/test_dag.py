@@ -6,8 +6,8 @@ import json
 
 from temporalio.worker import Worker
 
-from tests import fakes
 from tests.pipeline.conftest import Start
+from tests.support import fakes
 from workflows.pipeline import PipelineWorkflow
 
 DIAMOND = """

@@ -17,9 +17,9 @@ from activities.registry import ToolRegistry
 from tests.pipeline.conftest import Start
 from tests.pipeline.gating import decide, open_gate
 from worker import build_worker
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 
 async def test_for_each_opens_a_gate_per_item_and_gathers_outputs_in_order(

@@ -10,7 +10,7 @@ from temporalio.worker import Worker
 
 from tests.pipeline.conftest import Start
 from tests.pipeline.gating import decide, open_gate
-from tests.util import eventually
+from tests.support.util import eventually
 from workflows.pipeline import PipelineWorkflow
 
 
@@ -373,7 +373,7 @@ async def test_escalation_widens_approvers_then_times_out(worker: Worker, start:
 
 async def test_reminders_and_notifications_are_sent(worker: Worker, start: Start) -> None:
     """Opening a gate notifies through the notify tool; reminders follow until it is decided."""
-    from tests import fakes
+    from tests.support import fakes
 
     fakes.LEDGER.clear()
     handle = await start(

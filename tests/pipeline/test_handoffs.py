@@ -14,8 +14,8 @@ from activities.config import Settings
 from activities.registry import ToolRegistry
 from activities.tools.flow import flow_fail
 from activities.tools.llm import llm_chat
-from tests import fakes
 from tests.pipeline.conftest import Start
+from tests.support import fakes
 from tests.tools.chat import ScriptedChat
 from tests.tools.server import LocalServer
 from workflows.pipeline import PipelineWorkflow

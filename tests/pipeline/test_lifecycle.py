@@ -11,10 +11,10 @@ from temporalio.worker import Worker
 
 from activities.config import Settings
 from activities.registry import ToolRegistry
-from tests import fakes
 from tests.pipeline.conftest import Start
 from tests.pipeline.gating import decide, open_gate
-from tests.util import eventually
+from tests.support import fakes
+from tests.support.util import eventually
 from worker import build_worker
 from workflows.pipeline import PipelineWorkflow
 
@@ -131,7 +131,7 @@ async def test_child_pipeline_output_flows_to_parent(
     """A `pipeline:` step runs the snapshot of another pipeline as a child and uses its output."""
     import yaml
 
-    from workflows.validation import validate_definition
+    from workflows.language.validation import validate_definition
 
     child = validate_definition(
         yaml.safe_load(
@@ -174,7 +174,7 @@ async def test_child_pipeline_input_is_checked_against_its_schema(
     before any child run starts."""
     import yaml
 
-    from workflows.validation import validate_definition
+    from workflows.language.validation import validate_definition
 
     child = validate_definition(
         yaml.safe_load(

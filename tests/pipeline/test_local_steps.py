@@ -11,8 +11,8 @@ from temporalio.worker import Worker
 from activities.registry import ToolRegistry
 from activities.tools.flow import flow_fail
 from activities.tools.transform import data_echo, data_transform
-from tests.fakes import FAKE_TOOLS
 from tests.pipeline.conftest import Start
+from tests.support.fakes import FAKE_TOOLS
 from workflows.pipeline import PipelineWorkflow
 
 

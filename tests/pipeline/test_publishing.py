@@ -18,13 +18,13 @@ from temporalio.worker import Worker
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from activities.tools.transform import data_echo
-from tests.fakes import FAKE_TOOLS
 from tests.pipeline.gating import decide, open_gate
-from tests.util import eventually
+from tests.support.fakes import FAKE_TOOLS
+from tests.support.util import eventually
 from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE
+from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
-from workflows.validation import validate_definition
 
 LOCAL_ONLY = """
 name: quick

@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-from workflows import decisions, lifecycle
-from workflows.definition import Definition
+from workflows.language.definition import Definition
 from workflows.models import Decision, GateRefusal, Principal
-from workflows.scheduler import Effect, Invoke, RunContext, advance, finished
-from workflows.state import GateRecord, Result, RunData, StepRecord, new_state
+from workflows.rules import decisions, lifecycle
+from workflows.rules.scheduler import Effect, Invoke, RunContext, advance, finished
+from workflows.rules.state import GateRecord, Result, RunData, StepRecord, new_state
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

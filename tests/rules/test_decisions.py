@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from tests.rules.sim import T0, Sim
-from workflows import decisions, votes
 from workflows.models import AuditEntry, Decision, GateRefusal, GateSummary, Vote
-from workflows.state import ChildGates, GateRecord
+from workflows.rules import decisions, votes
+from workflows.rules.state import ChildGates, GateRecord
 
 GATED = """
 name: g

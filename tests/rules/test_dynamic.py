@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle, view
-from workflows.gates import gate_spec, next_due
 from workflows.models import LifecycleInput, Principal
-from workflows.scheduler import CheckPlan, Invoke, Notify, next_wake
-from workflows.state import PlanRecord, Result
+from workflows.rules import lifecycle, view
+from workflows.rules.gates import gate_spec, next_due
+from workflows.rules.scheduler import CheckPlan, Invoke, Notify, next_wake
+from workflows.rules.state import PlanRecord, Result
 
 EACH = """
 name: each

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from tests.rules.sim import T0, Sim
-from workflows.gates import Notify, next_due, on_time
 from workflows.models import AuditEntry
-from workflows.state import GateRecord
+from workflows.rules.gates import Notify, next_due, on_time
+from workflows.rules.state import GateRecord
 
 TIMED = """
 name: t

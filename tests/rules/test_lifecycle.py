@@ -4,10 +4,10 @@ and the close."""
 from __future__ import annotations
 
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle
 from workflows.contract import RunState, StepState
 from workflows.models import AuditEntry, CompensationView, GateSummary, LifecycleInput
-from workflows.state import AUDIT_CHUNK, AUDIT_KEEP, RunData, Stop
+from workflows.rules import lifecycle
+from workflows.rules.state import AUDIT_CHUNK, AUDIT_KEEP, RunData, Stop
 
 SAGA = """
 name: saga

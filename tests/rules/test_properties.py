@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.rules.sim import Sim
-from workflows import lifecycle
 from workflows.contract import TERMINAL_STEP_STATES
-from workflows.definition import Definition
-from workflows.gates import gate_spec, next_due
+from workflows.language.definition import Definition
 from workflows.models import LifecycleInput
-from workflows.scheduler import Invoke
-from workflows.state import Result
+from workflows.rules import lifecycle
+from workflows.rules.gates import gate_spec, next_due
+from workflows.rules.scheduler import Invoke
+from workflows.rules.state import Result
 
 ACTORS = ["ann", "ben", "cat", "dan"]
 

@@ -8,8 +8,8 @@ import pytest
 
 from activities.models import MemoryHit, MemoryPattern
 from tests.rules.sim import T0
-from workflows.policy import Policy, RiskRule
-from workflows.risk import Reason, assess, raised
+from workflows.language.policy import Policy, RiskRule
+from workflows.rules.risk import Reason, assess, raised
 
 PLAN = {
     "name": "p",

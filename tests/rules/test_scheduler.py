@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle
 from workflows.models import LifecycleInput
-from workflows.scheduler import Invoke, Notify
-from workflows.state import Result
+from workflows.rules import lifecycle
+from workflows.rules.scheduler import Invoke, Notify
+from workflows.rules.state import Result
 
 CHAIN_REVERSED = """
 name: hang

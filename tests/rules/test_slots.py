@@ -4,9 +4,9 @@ for_each step's limits allow, in order, counting again whenever a unit moves."""
 from __future__ import annotations
 
 from tests.rules.sim import Sim
-from workflows import lifecycle
-from workflows.scheduler import Invoke
-from workflows.state import Result
+from workflows.rules import lifecycle
+from workflows.rules.scheduler import Invoke
+from workflows.rules.state import Result
 
 MANY = """
 name: many

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle, scheduler
 from workflows.models import AuditEntry, LifecycleInput
-from workflows.scheduler import Invoke, Notify, RunContext
-from workflows.state import Result, Stop
+from workflows.rules import lifecycle, scheduler
+from workflows.rules.scheduler import Invoke, Notify, RunContext
+from workflows.rules.state import Result, Stop
 
 GATED = """
 name: g

@@ -1,4 +1,4 @@
-"""One unit's phase machine (workflows/units.py): loops and their limits, plans without a gate,
+"""One unit's phase machine (workflows/rules/units.py): loops and their limits, plans without a gate,
 a for_each step gathered after a failure, and the digest a plan is recorded with."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from datetime import timedelta
 
 from activities.models import ARTIFACT_MARKER
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle
-from workflows.limits import MAX_ITEMS
-from workflows.scheduler import Invoke
-from workflows.state import PlanRecord, Result
-from workflows.units import plan_digest
+from workflows.language.limits import MAX_ITEMS
+from workflows.rules import lifecycle
+from workflows.rules.scheduler import Invoke
+from workflows.rules.state import PlanRecord, Result
+from workflows.rules.units import plan_digest
 
 LOOP = """
 name: loop

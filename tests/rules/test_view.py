@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle, view
 from workflows.contract import RunState
 from workflows.models import AuditEntry, GateSummary, Principal
-from workflows.state import AuditArchiveRef
+from workflows.rules import lifecycle, view
+from workflows.rules.state import AuditArchiveRef
 
 TWO_GATES = """
 name: two

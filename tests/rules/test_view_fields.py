@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle, view
 from workflows.models import CompensationView, GateSummary, Principal
-from workflows.state import Result
+from workflows.rules import lifecycle, view
+from workflows.rules.state import Result
 
 FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
-from workflows import lifecycle, view
 from workflows.models import GateView, ItemView, IterationView, Principal
-from workflows.state import Iteration, PlanRecord, Result
+from workflows.rules import lifecycle, view
+from workflows.rules.state import Iteration, PlanRecord, Result
 
 FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
 

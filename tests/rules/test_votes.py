@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from tests.rules.sim import T0
-from workflows import votes
-from workflows.definition import ApprovalSpec
+from workflows.language.definition import ApprovalSpec
 from workflows.models import Decision, Principal
-from workflows.state import GateRecord
+from workflows.rules import votes
+from workflows.rules.state import GateRecord
 
 
 def spec(**kw: Any) -> ApprovalSpec:

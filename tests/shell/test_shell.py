@@ -17,8 +17,8 @@ from activities.artifacts import run_dir
 from activities.runtime import ToolActivities
 from tests.conftest import ROOT
 from tests.shell.helpers import PY, processes_with
+from tests.support.util import eventually
 from tests.tools.conftest import make_call
-from tests.util import eventually
 
 # Starts a child that sleeps, then sleeps itself; both carry the marker in their command line.
 CHILD = "import time; time.sleep(60)"

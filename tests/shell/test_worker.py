@@ -12,9 +12,9 @@ from activities import default_registry
 from activities.config import Settings
 from activities.runtime import ToolActivities
 from tests.shell.helpers import PY, processes_with, shell_settings
+from tests.support.util import eventually
 from tests.tools.beside import BeatInput, BesideInput, RunBeside, beat
 from tests.tools.conftest import make_call
-from tests.util import eventually
 
 # Forks for ever; every child leaves the process group at once, the way a bomb would try to
 # outlive a kill of the group.

@@ -15,7 +15,7 @@ from activities.config import Settings
 from activities.models import ToolCall
 from activities.runtime import ToolActivities
 from tests.tools.server import LocalServer
-from workflows.refs import Scope
+from workflows.language.refs import Scope
 
 
 def make_call(tool: str, args: dict[str, Any], *, version: str = "1.0.0", **kw: Any) -> ToolCall:

@@ -29,8 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.registry import ToolRegistry, tool
     from activities.runtime import ToolActivities
     from tests.shell.helpers import PY, processes_with
+    from tests.support.util import eventually
     from tests.tools.conftest import make_call
-    from tests.util import eventually
 
 
 @workflow.defn

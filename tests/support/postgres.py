@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.procs import free_port
+from tests.support.procs import free_port
 
 INSTALL_HINT = (
     "PostgreSQL's server binaries (initdb, pg_ctl) were not found on PATH or in "

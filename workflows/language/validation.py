@@ -13,19 +13,19 @@ from pydantic import ValidationError
 from activities.documents import format_loc, json_issues
 from activities.jsonschema_safe import schema_issues, value_issues
 from activities.registry import ToolError, ToolRegistry
-from workflows.definition import (
+from workflows.language.definition import (
     CompensateSpec,
     Definition,
     StepSpec,
     approval_conflicts,
     step_conflicts,
 )
-from workflows.durations import parse_duration
-from workflows.graph import find_cycle
-from workflows.issues import Issue, Report, indexed
-from workflows.limits import MAX_DEPTH, MAX_LOCAL_TIMEOUT, MAX_STEPS, some_names
-from workflows.reftypes import check_handoffs
-from workflows.validation_refs import check_references
+from workflows.language.durations import parse_duration
+from workflows.language.graph import find_cycle
+from workflows.language.issues import Issue, Report, indexed
+from workflows.language.limits import MAX_DEPTH, MAX_LOCAL_TIMEOUT, MAX_STEPS, some_names
+from workflows.language.reftypes import check_handoffs
+from workflows.language.validation_refs import check_references
 
 __all__ = ["Issue", "Report", "loc_to_path", "validate_definition", "validate_input"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workflows.definition import Definition, StepSpec
+from workflows.language.definition import Definition, StepSpec
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from activities.secrets import mask
-from workflows.contract import RunState
-from workflows.definition import PRIORITIES, ApprovalSpec, Definition
-from workflows.gates import gate_spec
+from activities.masking import mask
+from workflows.rules.states import RunState
+from workflows.language.definition import PRIORITIES, ApprovalSpec, Definition
 from workflows.models import (
     AuditEntry,
     AuditPage,
@@ -23,8 +22,9 @@ from workflows.models import (
     RunStatus,
     StepView,
 )
-from workflows.state import GateRecord, RunData, StepRecord
-from workflows.votes import GATE_STATE, STOP, live
+from workflows.rules.gates import gate_spec
+from workflows.rules.state import GateRecord, RunData, StepRecord
+from workflows.rules.votes import GATE_STATE, STOP, live
 
 PREVIEW_CHARS = 2_048
 # Larger subjects are left out of the inbox line (the status has them).

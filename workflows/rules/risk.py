@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from activities.models import MemoryHit, PathError, step_into
-from workflows import expr
-from workflows.policy import Policy
+from workflows.language import expr
+from workflows.language.policy import Policy
 
 
 class Reason(BaseModel):

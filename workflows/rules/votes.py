@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from workflows.definition import ApprovalSpec
+from workflows.language.definition import ApprovalSpec
 from workflows.models import Decision, GateRefusal, GateState, Principal, Vote
-from workflows.state import GateRecord, Outcome
+from workflows.rules.state import GateRecord, Outcome
 
 GO_ON = ("approve", "modify", "skip", "retry")
 STOP = ("reject", "cancel")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from workflows.limits import MAX_DURATION, MAX_DURATION_CHARS
+from workflows.language.limits import MAX_DURATION, MAX_DURATION_CHARS
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")

@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workflows.definition import Duration, Expression, Name, Text
-from workflows.limits import MAX_APPROVERS, MAX_QUORUM, MAX_STEPS
+from workflows.language.definition import Duration, Expression, Name, Text
+from workflows.language.limits import MAX_APPROVERS, MAX_QUORUM, MAX_STEPS
 
 Tier = Annotated[int, Field(ge=1, le=3)]
 PRINCIPAL_PATTERN = r"^(role|user):[^\s:]+$"

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from activities.models import MemoryHit
-from workflows.governed_state import SCHEMA_CHARS, ToolInfo
+from workflows.rules.governed import SCHEMA_CHARS, ToolInfo
 
 # The shape a plan must have (Stepgate's definition format, the parts a planner needs).
 PLAN_SCHEMA: dict[str, Any] = {

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from workflows.contract import RunState, StepState
-from workflows.definition import CompensateSpec, Definition
+from workflows.rules.states import RunState, StepState
+from workflows.language.definition import CompensateSpec, Definition
 from workflows.models import (
     AuditArchiveRef,
     AuditEntry,
@@ -15,7 +15,7 @@ from workflows.models import (
     GateSummary,
     LifecycleInput,
 )
-from workflows.state import ChildGates, PlanRecord, Result, RunData, Stop
+from workflows.rules.state import ChildGates, PlanRecord, Result, RunData, Stop
 
 # How a lifecycle request arrived: a signal, or Temporal's own cancel request.
 Via = Literal["signal", "system"]

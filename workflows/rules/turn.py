@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from activities.models import Slot
-from workflows import expr
-from workflows.definition import Definition
-from workflows.gates import Notify
+from workflows.language import expr
+from workflows.language.definition import Definition
+from workflows.language.refs import Scope
 from workflows.models import Principal
-from workflows.refs import Scope
-from workflows.state import RunData, StepRecord
+from workflows.rules.gates import Notify
+from workflows.rules.state import RunData, StepRecord
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 `advance` starts every step whose needs are done (in any listing order), skips what cannot run,
 moves each unit of work (a step, or an item of a for_each step) on as its results and gates come
-in (workflows/units.py), acts on the gates' clocks, and winds the run down once it stops. It
+in (workflows/rules/units.py), acts on the gates' clocks, and winds the run down once it stops. It
 returns the effects the workflow shell must carry out; it never waits, reads a clock or does I/O.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.contract import StepState
-from workflows.definition import Definition, StepSpec
-from workflows.gates import Notify, on_time
-from workflows.state import RunData, StepRecord
-from workflows.units import (
+from workflows.rules.states import StepState
+from workflows.language.definition import Definition, StepSpec
+from workflows.rules.gates import Notify, on_time
+from workflows.rules.state import RunData, StepRecord
+from workflows.rules.units import (
     CheckPlan,
     Effect,
     Invoke,
@@ -30,7 +30,7 @@ from workflows.units import (
     start,
     start_each,
 )
-from workflows.votes import SYSTEM_ACTOR, close
+from workflows.rules.votes import SYSTEM_ACTOR, close
 
 __all__ = [
     "CheckPlan",

@@ -16,10 +16,10 @@ import structlog
 
 from activities.documents import DocumentError, format_loc
 from activities.registry import ToolRegistry
-from api import catalog_files
-from workflows.definition import Definition
-from workflows.limits import some_names
-from workflows.validation import Issue, validate_definition
+from workflows.language import catalog_files
+from workflows.language.definition import Definition
+from workflows.language.limits import some_names
+from workflows.language.validation import Issue, validate_definition
 
 log = structlog.get_logger("stepgate.catalog")
 

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from activities.masking import mask
 from activities.models import MemoryHit
-from activities.secrets import mask
-from workflows import votes
-from workflows.definition import ApprovalSpec
+from workflows.language.definition import ApprovalSpec
+from workflows.language.policy import Policy, TierGate
 from workflows.models import (
     AuditEntry,
     GateSummary,
@@ -23,10 +23,10 @@ from workflows.models import (
     RunStatus,
     Vote,
 )
-from workflows.policy import Policy, TierGate
-from workflows.risk import Assessment
-from workflows.state import GateRecord
-from workflows.view import child_gate_view
+from workflows.rules import votes
+from workflows.rules.risk import Assessment
+from workflows.rules.state import GateRecord
+from workflows.rules.view import child_gate_view
 
 REVIEW_GATE = "review"
 PHASES = ("plan", "review", "execute", "remember")

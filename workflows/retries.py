@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-from workflows.definition import Defaults, RetrySpec
-from workflows.durations import parse_duration
+from workflows.language.definition import Defaults, RetrySpec
+from workflows.language.durations import parse_duration
 
 # Gate notifications and reminders: a few quick tries; a dead webhook must not hold a gate.
 NOTIFY_TIMEOUT = timedelta(seconds=30)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from activities.masking import mask
 from activities.models import CheckCall
-from activities.secrets import mask
-from workflows import votes
-from workflows.definition import ApprovalSpec, Definition
-from workflows.gates import gate_spec
+from workflows.language.definition import ApprovalSpec, Definition
 from workflows.models import AuditEntry, Decision, GateRefusal, Principal
-from workflows.state import GateRecord, RunData, StepRecord
+from workflows.rules import votes
+from workflows.rules.gates import gate_spec
+from workflows.rules.state import GateRecord, RunData, StepRecord
 
 Via = Literal["signal", "update"]
 Admitted = tuple[StepRecord, GateRecord, ApprovalSpec]

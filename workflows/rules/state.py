@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from activities.models import Slot
-from workflows.contract import RunState, StepState
-from workflows.definition import Definition, Priority, Stage
+from workflows.rules.states import RunState, StepState
+from workflows.language.definition import Definition, Priority, Stage
 from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary, Vote
 
 # What a decided gate does: one of the go-on outcomes (the run goes on) or a stop.

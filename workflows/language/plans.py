@@ -12,7 +12,7 @@ from temporalio import activity
 
 from activities.models import VALIDATE_PLAN_ACTIVITY, PlanCall, PlanResult
 from activities.registry import ToolError, ToolRegistry
-from workflows.validation import validate_definition
+from workflows.language.validation import validate_definition
 
 
 def plan_issues(raw: Any, allowed: list[str], max_steps: int) -> list[str]:

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from workflows.durations import parse_duration
-from workflows.limits import (
+from workflows.language.durations import parse_duration
+from workflows.language.limits import (
     MAX_APPROVERS,
     MAX_ATTEMPTS,
     MAX_EXPRESSION_CHARS,

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows import expr
-from workflows.contract import StepState
-from workflows.definition import PRIORITIES, ApprovalSpec, Stage, StepSpec
-from workflows.durations import parse_duration
-from workflows.gates import Notify, open_gate
-from workflows.limits import MAX_ITEMS
+from workflows.rules.states import StepState
+from workflows.language import expr
+from workflows.language.definition import PRIORITIES, ApprovalSpec, Stage, StepSpec
+from workflows.language.durations import parse_duration
+from workflows.language.limits import MAX_ITEMS
+from workflows.language.refs import RefError, Scope
 from workflows.models import AuditEntry
-from workflows.refs import RefError, Scope
-from workflows.state import Iteration, Outcome, StepRecord, Stop
-from workflows.turn import (
+from workflows.rules.gates import Notify, open_gate
+from workflows.rules.state import Iteration, Outcome, StepRecord, Stop
+from workflows.rules.turn import (
     CheckPlan,
     Effect,
     Invoke,
@@ -25,7 +25,7 @@ from workflows.turn import (
     truthy,
     unit_scope,
 )
-from workflows.votes import SYSTEM_ACTOR, close, digest_of, go_on_voters, merge_patch
+from workflows.rules.votes import SYSTEM_ACTOR, close, digest_of, go_on_voters, merge_patch
 
 __all__ = [
     "CheckPlan",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from activities.models import ARTIFACT_MARKER, ArtifactRef, PathError, Slot, walk_path
-from workflows.limits import MAX_INDEX_DIGITS, MAX_REF_SEGMENTS
+from workflows.language.limits import MAX_INDEX_DIGITS, MAX_REF_SEGMENTS
 
 REF = re.compile(r"\$\{([^}]*)\}")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workflows import expr
-from workflows.definition import PRIORITIES, PlanSpec, StepSpec
-from workflows.graph import upstream
-from workflows.issues import Report, indexed
-from workflows.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref
+from workflows.language import expr
+from workflows.language.definition import PRIORITIES, PlanSpec, StepSpec
+from workflows.language.graph import upstream
+from workflows.language.issues import Report, indexed
+from workflows.language.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref
 
 
 def check_references(

@@ -22,9 +22,9 @@ from activities.documents import Loc, format_loc
 from activities.jsonschema_safe import MAX_WORK, schema_issues, shared_work
 from activities.models import _INDEX
 from activities.registry import ToolError, ToolRegistry
-from workflows.definition import StepSpec
-from workflows.refs import REF, RefError, find_refs, parse_ref
-from workflows.schema_types import Types, TypeWalk, describe
+from workflows.language.definition import StepSpec
+from workflows.language.refs import REF, RefError, find_refs, parse_ref
+from workflows.language.schema_types import Types, TypeWalk, describe
 
 # Keyword evaluations for checking all output and reply schemas of one definition together (a
 # schema of a few fields takes about ten): as much as one run input's check may take.

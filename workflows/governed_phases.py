@@ -15,15 +15,15 @@ from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import MEMORY_WRITE_ACTIVITY, MemoryPattern
-    from workflows import votes
     from workflows.calls import failure_message
     from workflows.contract import RunState
-    from workflows.definition import Definition
-    from workflows.durations import parse_duration
-    from workflows.governed_live import GovernedRun, Stopped
     from workflows.governed_plan import llm_assessment
-    from workflows.governed_state import REVIEW_GATE, approval, open_review
+    from workflows.governed_run import GovernedRun, Stopped
+    from workflows.language.definition import Definition
+    from workflows.language.durations import parse_duration
     from workflows.models import AuditEntry, PipelineInput, PipelineResult
+    from workflows.rules import votes
+    from workflows.rules.governed import REVIEW_GATE, approval, open_review
 
 # Remembering must get through: the run waits in phase `remember` while the database is down.
 WRITE_TIMEOUT = timedelta(seconds=30)

@@ -12,8 +12,8 @@ from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contract import MEMO_GATES, SA_AWAITING, SA_STATE, RunState
-    from workflows.governed_state import GovernedInput, GovernedState, summary
     from workflows.models import AuditEntry, LifecycleInput
+    from workflows.rules.governed import GovernedInput, GovernedState, summary
 
 
 class Stopped(Exception):

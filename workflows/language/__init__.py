@@ -1,0 +1,2 @@
+"""The definition language: the model, expressions, references, durations, limits,
+validation, plans and the catalog of definition files."""
