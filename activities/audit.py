@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
 
 from activities.artifacts import ArtifactStore
+from activities.documents import canonical_json
 from activities.models import ARCHIVE_AUDIT_ACTIVITY, AuditChunk, AuditChunkStored
 
 
@@ -27,8 +27,7 @@ class AuditActivities:
     async def archive(self, chunk: AuditChunk) -> AuditChunkStored:
         """Write the chunk (naming the previous chunk's hash, so the files form a chain); writing
         the same chunk again on a retry yields the same file and hash."""
-        body = json.dumps(chunk.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        data = body.encode()
+        data = canonical_json(chunk.model_dump(mode="json")).encode()
         ref = await self.artifacts.put(
             chunk.workflow_id, chunk_name(chunk.first_seq, chunk.last_seq), data, "application/json"
         )

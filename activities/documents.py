@@ -9,6 +9,7 @@ where (a `loc` of keys and indexes, or a line).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -198,6 +199,38 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def canonical_json(value: Any) -> str:
+    """The one canonical JSON text of a value: keys sorted, no spaces, Unicode as is; anything
+    JSON cannot hold written as its `str`. Equal values, equal texts."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def digest_of(value: Any) -> str:
+    """`sha256:<hex>` of the canonical JSON: what a gate reviews, a request body, an audit chunk."""
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+# What json_pointer finds where a pointer leads nowhere.
+NOWHERE = object()
+
+
+def json_pointer(root: Any, pointer: str) -> Any:
+    """The value a JSON Pointer (RFC 6901, `/a/0/b~1c`; "" is the whole document) names in
+    `root`, or NOWHERE (also for text that is not a pointer, such as an anchor's name)."""
+    if pointer and not pointer.startswith("/"):
+        return NOWHERE
+    node = root
+    for raw in pointer.split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return NOWHERE
+    return node
 
 
 def format_loc(loc: Loc | list[Any], prefix: str = "") -> str:

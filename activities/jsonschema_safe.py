@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +20,8 @@ import re2
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from referencing.exceptions import Unresolvable
 
-from activities.documents import Loc, format_loc, json_issues
+from activities.documents import NOWHERE, Loc, format_loc, json_issues, json_pointer
+from activities.jsonschema_re2 import MAX_PATTERN_CHARS, compile_pattern, pattern_problem, regex
 
 __all__ = [
     "MAX_SCHEMA_DEPTH",
@@ -35,7 +35,6 @@ __all__ = [
 # Values (keywords, subschemas, enum items...) in one schema, and their nesting.
 MAX_SCHEMA_NODES = 5_000
 MAX_SCHEMA_DEPTH = 32
-MAX_PATTERN_CHARS = 1_000
 # Keyword evaluations in one validation: about a second of CPU at worst. A schema that recurses
 # through `$ref` can otherwise try every branch of every level (exponential in the input depth).
 MAX_WORK = 100_000
@@ -68,36 +67,6 @@ class _OverBudget(Exception):
 _BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar("jsonschema_budget")
 # [what is left, the limit] of a budget shared by several checks (see shared_work).
 _SHARED: contextvars.ContextVar[list[int]] = contextvars.ContextVar("jsonschema_shared")
-
-
-# RE2's memory budget per compiled pattern (its default is 8 MiB): a pattern that needs more is
-# refused, and the cache below can hold at most _CACHED of them.
-_RE2_MAX_MEM = 1 << 20
-_CACHED = 256
-
-
-def _compile(pattern: str) -> Any:
-    options = re2.Options()
-    options.log_errors = False  # a refused pattern is the client's mistake, not the log's business
-    options.max_mem = _RE2_MAX_MEM
-    return re2.compile(pattern, options)
-
-
-# Schema patterns only (they passed schema_issues); values checked as `format: regex` are not kept.
-_regex = functools.lru_cache(maxsize=_CACHED)(_compile)
-
-
-def _pattern_problem(pattern: Any) -> str | None:
-    if not isinstance(pattern, str):
-        return None  # check_schema reports the type
-    if len(pattern) > MAX_PATTERN_CHARS:
-        return f"a pattern is at most {MAX_PATTERN_CHARS} characters"
-    try:
-        _regex(pattern)
-    except re2.error as err:
-        reason = err.args[0].decode(errors="replace") if err.args else "not supported"
-        return f"pattern not supported (linear-time RE2 syntax: no backreferences or lookaround): {reason}"
-    return None
 
 
 def schema_issues(schema: Any) -> list[tuple[Loc, str]]:
@@ -149,10 +118,10 @@ def _walk(schema: Any) -> list[tuple[Loc, str]]:
             elif key in _MAP and isinstance(value, dict):
                 todo.extend(((*here, k), v, True) for k, v in value.items())
                 if key == "patternProperties":
-                    found += [((*here, k), p) for k in value if (p := _pattern_problem(k))]
+                    found += [((*here, k), p) for k in value if (p := pattern_problem(k))]
             else:
                 todo.append((here, value, False))
-            if key == "pattern" and (problem := _pattern_problem(value)):
+            if key == "pattern" and (problem := pattern_problem(value)):
                 found.append((here, problem))
             elif key in _REFS and isinstance(value, str):
                 refs.append((here, value))
@@ -173,15 +142,8 @@ def _ref_problem(root: Any, ref: str, anchors: set[str]) -> str | None:
     fragment = ref[1:]
     if fragment and not fragment.startswith("/"):
         return None if fragment in anchors else f"no $anchor named {_short(fragment)!r}"
-    node = root
-    for raw in fragment.split("/")[1:] if fragment else []:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return f"reference {_short(ref)!r} points at nothing in the schema"
+    if json_pointer(root, fragment) is NOWHERE:
+        return f"reference {_short(ref)!r} points at nothing in the schema"
     return None
 
 
@@ -266,7 +228,7 @@ def _counted(keyword: Keyword) -> Keyword:
 
 
 def _pattern(v: Any, pattern: str, instance: Any, _: dict[str, Any]) -> Iterator[ValidationError]:
-    if v.is_type(instance, "string") and not _regex(pattern).search(instance):
+    if v.is_type(instance, "string") and not regex(pattern).search(instance):
         yield ValidationError(f"{_value(instance)} does not match {_short(pattern, 200)!r}")
 
 
@@ -276,9 +238,9 @@ def _pattern_properties(
     if not v.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():
-        regex = _regex(pattern)
+        compiled = regex(pattern)
         for key, item in instance.items():
-            if regex.search(key):
+            if compiled.search(key):
                 yield from v.descend(item, subschema, path=key, schema_path=pattern)
 
 
@@ -288,7 +250,7 @@ def _additional_properties(
     if not v.is_type(instance, "object"):
         return
     named = schema.get("properties", {})
-    regexes = [_regex(p) for p in schema.get("patternProperties", {})]
+    regexes = [regex(p) for p in schema.get("patternProperties", {})]
     extras = [k for k in instance if k not in named and not any(r.search(k) for r in regexes)]
     if v.is_type(extra_schema, "object"):
         for key in extras:
@@ -332,10 +294,10 @@ _FORMATS = FormatChecker(formats=())
 
 
 @_FORMATS.checks("regex", raises=re2.error)
-def _is_regex(value: object) -> bool:
+def _isregex(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    return len(value) <= MAX_PATTERN_CHARS and _compile(value) is not None
+    return len(value) <= MAX_PATTERN_CHARS and compile_pattern(value) is not None
 
 
 _Safe = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # untyped in jsonschema

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from activities.access import KEYS_ENV, KeyFile, RoleMap
 from activities.config import Settings
 from api.errors import ApiError
+from workflows.rules.votes import eligible, principals_of
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="stepgate"'}
 
@@ -34,8 +35,12 @@ class Caller:
 
     @property
     def principals(self) -> list[str]:
-        """How gates name this caller: `user:<p>` and `role:<r>`."""
-        return [f"user:{self.principal}", *(f"role:{r}" for r in self.roles)]
+        """How gates name this caller (the rules' own function: one answer everywhere)."""
+        return principals_of(self.principal, self.roles)
+
+    def may_decide(self, approvers: list[str], voted: list[str]) -> bool:
+        """A gate with these approvers names the caller, who has not voted on it yet."""
+        return eligible(approvers, self.principal, self.roles) and self.principal not in voted
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

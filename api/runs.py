@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -103,8 +102,12 @@ def summary(inp: PipelineInput, workflow_id: str) -> str:
             text = ""
     if not text:
         text = json.dumps(inp.input, sort_keys=True, separators=(",", ":"), default=str)
-    full = f"{d.name} v{d.version}: {text}"
-    return full if len(full) <= SUMMARY_CHARS else full[: SUMMARY_CHARS - 1] + "…"
+    return clip_summary(f"{d.name} v{d.version}: {text}")
+
+
+def clip_summary(text: str) -> str:
+    """A run's one-line summary for the Web UI's run list, cut to SUMMARY_CHARS."""
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
 
 
 def details(inp: PipelineInput) -> str:
@@ -124,12 +127,6 @@ def details(inp: PipelineInput) -> str:
 
 def _requester(inp: PipelineInput) -> str | None:
     return inp.requester.principal if inp.requester else None
-
-
-def request_hash(body: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a request body: equal bodies, equal hashes."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def start_attributes(inp: PipelineInput) -> TypedSearchAttributes:

@@ -1,6 +1,6 @@
-"""How PipelineWorkflow reaches the outside world: tool activities, child runs, checks,
-notifications, compensation and audit archives. Workflow code (deterministic); the rules of what
-to call and when live in the scheduler."""
+"""How PipelineWorkflow calls tools: a step's tool activity (local or regular), a gate's
+notification, a compensation. Workflow code (deterministic); the rules of what to call and when
+live in the scheduler. Child runs are in children.py, Stepgate's own activities in internal.py."""
 
 from __future__ import annotations
 
@@ -12,26 +12,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    ChildWorkflowError,
     RetryState,
     is_cancelled_exception,
 )
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
-        ARCHIVE_AUDIT_ACTIVITY,
         ARTIFACT_MARKER,
-        AUTHORIZE_ACTIVITY,
-        CHECK_ACTIVITY,
-        VALIDATE_PLAN_ACTIVITY,
-        AuditChunk,
-        AuditChunkStored,
-        AuthorizeCall,
-        AuthorizeResult,
-        CheckCall,
-        CheckResult,
-        PlanCall,
-        PlanResult,
         Slot,
         ToolCall,
         ToolResult,
@@ -39,25 +26,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.language.definition import CompensateSpec, Definition, NotifySpec, StepSpec
     from workflows.language.durations import parse_duration
     from workflows.language.limits import LOCAL_TIMEOUT
-    from workflows.models import PipelineInput, PipelineResult, StartOrigin
+    from workflows.models import PipelineInput
     from workflows.retries import (
-        ARCHIVE_RETRY,
-        ARCHIVE_TIMEOUT,
-        AUTHORIZE_RETRY,
-        AUTHORIZE_TIMEOUT,
-        CHECK_RETRY,
-        CHECK_TIMEOUT,
         COMPENSATE_RETRY,
         COMPENSATE_TIMEOUT,
         NOTIFY_RETRY,
         NOTIFY_TIMEOUT,
-        PLAN_TIMEOUT,
         retry_policy,
     )
     from workflows.rules.state import Result
-    from workflows.rules.units import CheckPlan, Invoke
-
-WORKFLOW_NAME = "PipelineWorkflow"
+    from workflows.rules.units import Invoke
 
 
 def is_child(spec: StepSpec, inv: Invoke) -> bool:
@@ -204,63 +182,6 @@ class Caller:
             round=round_, ok=True, output=res.output, preview=res.preview, attempts=res.attempt
         )
 
-    async def child(self, spec: StepSpec, inv: Invoke) -> Result:
-        """Run a snapshotted catalog pipeline, or an approved plan, as a child run; a catalog
-        child's input is checked against its schema first, its output against `output_schema`."""
-        round_ = inv.round
-        if inv.plan is not None:
-            child = Definition.model_validate(inv.plan)
-            ref = f"plan {child.name!r}"
-        else:
-            ref = spec.pipeline if isinstance(spec.pipeline, str) else ""
-            found = self.inp.pipelines.get(ref) or self.inp.pipelines.get(ref.partition("@")[0])
-            if found is None:
-                return Result(
-                    round=round_, ok=False, error=f"pipeline {ref!r} was not in the run's snapshot"
-                )
-            child = found
-        issues = await check(CheckCall(value=inv.args, json_schema=child.input, where="input"))
-        if issues.issues:
-            return Result(
-                round=round_,
-                ok=False,
-                error=f"input for pipeline {ref!r} does not match its schema: "
-                + "; ".join(issues.issues),
-            )
-        info = workflow.info()
-        try:
-            result = await workflow.execute_child_workflow(
-                WORKFLOW_NAME,
-                self.inp.model_copy(
-                    update={
-                        "definition": child,
-                        "input": inv.args,
-                        "origin": None,
-                        "resume": None,
-                        "pipelines": {} if inv.plan is not None else self.inp.pipelines,
-                    }
-                ),
-                id=child_id(info.workflow_id, inv.step, round_, inv.iteration),
-                task_queue=self.queue(spec),
-                static_summary=f"{child.name} v{child.version} (child of {info.workflow_id})",
-                result_type=PipelineResult,
-            )
-        except ChildWorkflowError as err:
-            if is_cancelled_exception(err):
-                return Result(round=round_, ok=False, cancelled=True, attempts=0)
-            return Result(round=round_, ok=False, error=failure_message(err))
-        if spec.output_schema is not None:
-            fits = await check(
-                CheckCall(value=result.output, json_schema=spec.output_schema, where="output")
-            )
-            if fits.issues:
-                return Result(
-                    round=round_,
-                    ok=False,
-                    error="output does not match output_schema: " + "; ".join(fits.issues),
-                )
-        return Result(round=round_, ok=True, output=result.output)
-
     async def notify(
         self,
         spec: NotifySpec,
@@ -311,58 +232,3 @@ class Caller:
             else COMPENSATE_RETRY,
             summary=f"{unit_id}: compensate with {tool_ref}",
         )
-
-
-def child_id(workflow_id: str, unit_id: str, round_: int, iteration: int = 0) -> str:
-    suffix = (f"-r{round_}" if round_ else "") + (f"-i{iteration}" if iteration else "")
-    return f"{workflow_id}--{unit_id}{suffix}"
-
-
-async def validate_plan(plan: CheckPlan) -> PlanResult:
-    result: PlanResult = await workflow.execute_activity(
-        VALIDATE_PLAN_ACTIVITY,
-        PlanCall(
-            definition=plan.definition, allowed_tools=plan.allowed_tools, max_steps=plan.max_steps
-        ),
-        result_type=PlanResult,
-        start_to_close_timeout=PLAN_TIMEOUT,
-        retry_policy=CHECK_RETRY,
-        summary=f"{plan.step}: check the plan",
-    )
-    return result
-
-
-async def check(call: CheckCall) -> CheckResult:
-    result: CheckResult = await workflow.execute_local_activity(
-        CHECK_ACTIVITY,
-        call,
-        result_type=CheckResult,
-        start_to_close_timeout=CHECK_TIMEOUT,
-        retry_policy=CHECK_RETRY,
-        summary="check",
-    )
-    return result
-
-
-async def authorize(origin: StartOrigin) -> AuthorizeResult:
-    result: AuthorizeResult = await workflow.execute_activity(
-        AUTHORIZE_ACTIVITY,
-        AuthorizeCall(principal=origin.owner, needs=origin.needs),
-        result_type=AuthorizeResult,
-        start_to_close_timeout=AUTHORIZE_TIMEOUT,
-        retry_policy=AUTHORIZE_RETRY,
-        summary=f"may {origin.owner} still start schedule {origin.schedule_id}?",
-    )
-    return result
-
-
-async def archive(chunk: AuditChunk) -> AuditChunkStored:
-    result: AuditChunkStored = await workflow.execute_activity(
-        ARCHIVE_AUDIT_ACTIVITY,
-        chunk,
-        result_type=AuditChunkStored,
-        start_to_close_timeout=ARCHIVE_TIMEOUT,
-        retry_policy=ARCHIVE_RETRY,
-        summary=f"archive audit {chunk.first_seq}-{chunk.last_seq}",
-    )
-    return result

@@ -24,30 +24,32 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
-        SA_PIPELINE,
+        GOVERNED_WORKFLOW_TYPE,
         STATUS_QUERY,
         RunState,
     )
     from workflows.governed_phases import execute, remember, review
-    from workflows.governed_plan import assess, plan
+    from workflows.governed_plan import plan
     from workflows.governed_run import GovernedRun, Stopped
     from workflows.models import (
         AuditPage,
         AuditPageInput,
         ChildGatesInput,
         Decision,
+        GateRefusal,
         GateView,
         LifecycleInput,
         PipelineResult,
         RunStatus,
     )
-    from workflows.rules.governed import GovernedInput, view
+    from workflows.rules import governed, governed_view
+    from workflows.rules.governed import GovernedInput
     from workflows.rules.view import page_of
 
 __all__ = ["GovernedWorkflow"]
 
 
-@workflow.defn(name="GovernedWorkflow")
+@workflow.defn(name=GOVERNED_WORKFLOW_TYPE)
 class GovernedWorkflow:
     @workflow.init
     def __init__(self, inp: GovernedInput) -> None:
@@ -55,7 +57,6 @@ class GovernedWorkflow:
 
     @workflow.run
     async def run(self, inp: GovernedInput) -> PipelineResult:
-        workflow.upsert_search_attributes([SA_PIPELINE.value_set("governed")])
         run = self._run
         run.touch()
         task = run.task = asyncio.ensure_future(self._cycle())
@@ -76,7 +77,7 @@ class GovernedWorkflow:
         run = self._run
         try:
             await plan(run)
-            assess(run)
+            governed.assess(run.state, run.inp)
             run.touch()
             outcome = await review(run)
         except Stopped as stop:
@@ -126,9 +127,9 @@ class GovernedWorkflow:
 
     @submit_decision.validator
     def _validate_decision(self, d: Decision) -> None:
-        refusal = governed_decide.admit(self._run, d)
-        if refusal is not None:
-            raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
+        admitted = governed.admit(self._run.state, self._run.inp, d)
+        if isinstance(admitted, GateRefusal):
+            raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 
     # ---- lifecycle and status ----------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class GovernedWorkflow:
     def status(self) -> RunStatus:
         info = workflow.info()
         run = self._run
-        return view(run.state, run.inp, info.workflow_id, info.run_id, run.run_state().value)
+        return governed_view.status(run.state, run.inp, info.workflow_id, info.run_id, run.paused)
 
     @workflow.query(name=AUDIT_QUERY)
     def audit(self, page: AuditPageInput | None = None) -> AuditPage:

@@ -6,30 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import MEMORY_WRITE_ACTIVITY, MemoryPattern
     from workflows.calls import failure_message
-    from workflows.contract import RunState
+    from workflows.contract import WORKFLOW_TYPE, RunState
     from workflows.governed_plan import llm_assessment
     from workflows.governed_run import GovernedRun, Stopped
     from workflows.language.definition import Definition
     from workflows.language.durations import parse_duration
     from workflows.models import AuditEntry, PipelineInput, PipelineResult
+    from workflows.retries import MEMORY_WRITE_RETRY, MEMORY_WRITE_TIMEOUT
     from workflows.rules import votes
+    from workflows.rules.gates import timed_out
     from workflows.rules.governed import REVIEW_GATE, approval, open_review
 
-# Remembering must get through: the run waits in phase `remember` while the database is down.
-WRITE_TIMEOUT = timedelta(seconds=30)
-WRITE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
 DECIDED = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 
 
@@ -66,15 +61,7 @@ async def review(run: GovernedRun) -> str:
             lambda: not record.open or run.cancel is not None, timeout=timeout
         )
     except TimeoutError:
-        action = approval(gate).on_timeout
-        votes.close(
-            record,
-            "cancel" if action == "cancel" else "reject",
-            ["system:timeout"],
-            workflow.now(),
-            None,
-        )
-        st.record(AuditEntry(at=workflow.now(), kind="timeout", gate=REVIEW_GATE, action=action))
+        timed_out(st, record, approval(gate), workflow.now())
         st.decision = "timeout"
     if record.open:  # cancelled while waiting
         who = [run.cancel.actor or "system"] if run.cancel else ["system"]
@@ -116,7 +103,7 @@ async def execute(run: GovernedRun) -> RunState:
         return RunState.FAILED
     try:
         result: PipelineResult = await workflow.execute_child_workflow(
-            "PipelineWorkflow",
+            WORKFLOW_TYPE,
             child,
             id=st.child_workflow_id,
             result_type=PipelineResult,
@@ -163,7 +150,7 @@ async def remember(run: GovernedRun, final: RunState) -> None:
         MEMORY_WRITE_ACTIVITY,
         pattern,
         result_type=int,
-        start_to_close_timeout=WRITE_TIMEOUT,
-        retry_policy=WRITE_RETRY,
+        start_to_close_timeout=MEMORY_WRITE_TIMEOUT,
+        retry_policy=MEMORY_WRITE_RETRY,
         summary="remember this run",
     )

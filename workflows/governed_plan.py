@@ -5,11 +5,9 @@ tier, which an LLM assessor may only raise."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -21,16 +19,14 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         ToolResult,
     )
-    from workflows.calls import failure_message, validate_plan
+    from workflows.calls import failure_message
     from workflows.contract import RunState
     from workflows.governed_run import GovernedRun, Stopped
-    from workflows.rules import planner, risk
+    from workflows.internal import validate_plan
+    from workflows.retries import LLM_RETRY, LLM_TIMEOUT, SEARCH_RETRY, SEARCH_TIMEOUT
+    from workflows.rules import governed, planner, risk
     from workflows.rules.units import CheckPlan
 
-LLM_TIMEOUT = timedelta(minutes=2)
-LLM_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
-SEARCH_TIMEOUT = timedelta(seconds=10)
-SEARCH_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500))
 ASSESSOR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["tier", "reasons"],
@@ -56,7 +52,7 @@ async def plan(run: GovernedRun) -> None:
             raise Stopped(
                 RunState.FAILED, "the given plan is not valid: " + "; ".join(found.errors)
             )
-        accept(run, found)
+        governed.accept(run.state, found)
         return
     st.plan_source = "llm"
     st.similar = await _similar(run)
@@ -71,7 +67,7 @@ async def plan(run: GovernedRun) -> None:
         previous = await ask(run, f"plan-{attempt}", asked, planner.PLAN_SCHEMA)
         found = await check(run, previous)
         if not found.errors:
-            accept(run, found)
+            governed.accept(run.state, found)
             return
         errors = st.plan_errors = found.errors
         run.note("plan_refused", f"attempt {attempt}: " + "; ".join(errors[:5]))
@@ -79,10 +75,6 @@ async def plan(run: GovernedRun) -> None:
         RunState.FAILED,
         f"no valid plan after {inp.policy.planner_attempts} attempts: " + "; ".join(errors),
     )
-
-
-def accept(run: GovernedRun, found: PlanResult) -> None:
-    run.state.plan, run.state.risks, run.state.plan_errors = found.definition, found.risks, []
 
 
 async def check(run: GovernedRun, proposed: Any) -> PlanResult:
@@ -145,15 +137,6 @@ async def ask(
         ) from None
     output = res.output if isinstance(res.output, dict) else {}
     return output.get("json", output.get("parsed"))
-
-
-def assess(run: GovernedRun) -> None:
-    """The accepted plan's tier, score and reasons, by the run's policy (again after a modify)."""
-    st, inp = run.state, run.inp
-    if st.plan is not None:
-        st.assessment = risk.assess(
-            st.plan, st.risks, inp.request, inp.context, inp.policy, st.similar
-        )
 
 
 async def llm_assessment(run: GovernedRun) -> None:

@@ -10,19 +10,20 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import AuditChunk, PlanResult
-    from workflows import calls
+    from activities.models import AuditChunk
+    from workflows import calls, children, internal
     from workflows.alarm import Alarm
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
         STATUS_QUERY,
+        WORKFLOW_TYPE,
         RunState,
     )
-    from workflows.language.refs import RefError
+    from workflows.effects import Effects
     from workflows.models import (
         AuditEntry,
         AuditPage,
@@ -34,16 +35,17 @@ with workflow.unsafe.imports_passed_through():
         PipelineInput,
         PipelineResult,
         RunStatus,
+        StartOrigin,
     )
     from workflows.publish import Publisher
     from workflows.rules import decisions, lifecycle, view
     from workflows.rules.gates import next_due
-    from workflows.rules.scheduler import CheckPlan, Effect, Invoke, RunContext, advance, finished
-    from workflows.rules.state import PlanRecord, Result, RunData, Stop, new_state
-    from workflows.rules.units import plan_digest, unit_scope
+    from workflows.rules.scheduler import RunContext, advance, finished
+    from workflows.rules.state import RunData, new_state
+    from workflows.rules.units import unit_scope
 
 
-@workflow.defn(name="PipelineWorkflow")
+@workflow.defn(name=WORKFLOW_TYPE)
 class PipelineWorkflow:
     @workflow.init
     def __init__(self, inp: PipelineInput) -> None:
@@ -66,10 +68,7 @@ class PipelineWorkflow:
             approval_mode=inp.approval_mode,
         )
         self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Steps whose call runs inside the workflow task (a local activity): while any does, the
-        # run publishes nothing (its commands land in the same task anyway).
-        self._local: set[str] = set()
+        self._effects = Effects(self._def, self._calls, self._state, self._event)
         self._background: set[asyncio.Task[None]] = set()
         self._archive: asyncio.Task[None] | None = None
         self._alarm = Alarm()
@@ -83,7 +82,7 @@ class PipelineWorkflow:
     async def run(self, inp: PipelineInput) -> PipelineResult:
         try:
             if inp.origin is not None and inp.resume is None:
-                await self._authorize(inp)
+                await self._authorize(inp.origin)
             await self._drive()
         except asyncio.CancelledError:
             self._cancelled()
@@ -99,13 +98,12 @@ class PipelineWorkflow:
                     raise
                 self._cancelled()
 
-    async def _authorize(self, inp: PipelineInput) -> None:
+    async def _authorize(self, origin: StartOrigin) -> None:
         """A scheduled run starts only if its owner may still start it."""
-        assert inp.origin is not None  # run() checked
-        allowed = await calls.authorize(inp.origin)
+        allowed = await internal.authorize(origin)
         if not allowed.allowed:
             message = (
-                f"schedule {inp.origin.schedule_id!r}: {inp.origin.owner!r} may no longer start "
+                f"schedule {origin.schedule_id!r}: {origin.owner!r} may no longer start "
                 f"this run: {allowed.reason}"
             )
             self._event(lifecycle.refuse_start, self._state, message, workflow.now())
@@ -124,26 +122,26 @@ class PipelineWorkflow:
         except asyncio.CancelledError:
             self._cancelled()
 
-    def _event(self, rule: Callable[..., Any], *args: Any) -> None:
+    def _event(self, rule: Callable[..., Any], *args: Any) -> Any:
         """Every change from outside the loop (a result, a vote, a signal) goes through here, so
-        the loop never misses one."""
-        rule(*args)
+        the loop never misses one; returns what the rule returns."""
+        out = rule(*args)
         self._events += 1
         self._state.revision += 1
+        return out
 
     async def _drive(self) -> None:
         while True:
             hold = self._state.stop is None and workflow.info().is_continue_as_new_suggested()
             for effect in advance(self._state, self._def, self._ctx, workflow.now(), hold=hold):
-                self._perform(effect)
+                self._effects.perform(effect, self._notify)
             if self._state.stop is not None:
-                for task in self._tasks.values():
-                    task.cancel()
+                self._effects.cancel_all()
             self._start_archive()
             done = finished(self._state)
             # Nothing while a local call runs (its commands land in this same task), and nothing
             # when the run is done: _end publishes how it closed.
-            if not (self._local or done):
+            if not (self._effects.local or done):
                 self._outside.publish(self._state)
             if done:
                 return
@@ -160,44 +158,8 @@ class PipelineWorkflow:
                 self._alarm.reset()
                 self._state.revision += 1
 
-    def _perform(self, effect: Effect) -> None:
-        if isinstance(effect, Invoke):
-            if calls.in_task(self._def.step(_step_of(effect.step)), effect):
-                self._local.add(effect.step)
-            self._tasks[effect.step] = asyncio.create_task(self._invoke(effect))
-        elif isinstance(effect, CheckPlan):
-            self._tasks[effect.step] = asyncio.create_task(self._check_plan(effect))
-        else:
-            self._spawn(self._outside.notify(self._state, effect))
-
-    async def _invoke(self, inv: Invoke) -> None:
-        spec = self._def.step(_step_of(inv.step))
-        try:
-            if calls.is_child(spec, inv):
-                result = await self._calls.child(spec, inv)
-            else:
-                result = await self._calls.tool(spec, inv)
-        except asyncio.CancelledError:
-            result = Result(round=inv.round, ok=False, cancelled=True, attempts=0)
-        except Exception as err:
-            workflow.logger.warning("call of %s raised %r", inv.step, err)
-            result = Result(round=inv.round, ok=False, error=calls.failure_message(err))
-        self._tasks.pop(inv.step, None)
-        self._local.discard(inv.step)
-        self._event(lifecycle.record_result, self._state, inv.step, result)
-
-    async def _check_plan(self, check: CheckPlan) -> None:
-        try:
-            found = await calls.validate_plan(check)
-        except asyncio.CancelledError:
-            found = PlanResult(errors=["(plan): the run stopped before the plan was checked"])
-        except ActivityError as err:
-            found = PlanResult(errors=[f"(plan): the check failed: {calls.failure_message(err)}"])
-        plan = PlanRecord(
-            definition=found.definition, errors=found.errors, digest=plan_digest(found.definition)
-        )
-        self._tasks.pop(check.step, None)
-        self._event(lifecycle.record_plan, self._state, check.step, plan)
+    def _notify(self, effect: Any) -> None:
+        self._spawn(self._outside.notify(self._state, effect))
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -205,25 +167,23 @@ class PipelineWorkflow:
         task.add_done_callback(self._background.discard)
 
     def _start_archive(self) -> None:
-        entries = self._state.archive_due()
-        if not entries or self._archive is not None:
-            return
-        self._state.archiving = len(entries)
-        first, last = entries[0].seq or 0, entries[-1].seq or 0
-        chunk = AuditChunk(
-            workflow_id=workflow.info().workflow_id,
-            first_seq=first,
-            last_seq=last,
-            prev_sha256=self._state.archives[-1].sha256 if self._state.archives else None,
-            entries=[e.model_dump(mode="json") for e in entries],
+        chunk = None
+        if self._archive is None:
+            chunk = lifecycle.archive_chunk(self._state, workflow.info().workflow_id)
+        if chunk is not None:
+            self._archive = asyncio.create_task(self._move(chunk))
+
+    async def _move(self, chunk: AuditChunk) -> None:
+        stored = await internal.archive(chunk)
+        self._archive = None
+        self._event(
+            lifecycle.archived,
+            self._state,
+            chunk.first_seq,
+            chunk.last_seq,
+            stored.path,
+            stored.sha256,
         )
-
-        async def move() -> None:
-            stored = await calls.archive(chunk)
-            self._archive = None
-            self._event(lifecycle.archived, self._state, first, last, stored.path, stored.sha256)
-
-        self._archive = asyncio.create_task(move())
 
     async def _continue_as_new(self) -> None:
         """Carry the whole state into a new run once nothing is out (history stays bounded)."""
@@ -237,11 +197,7 @@ class PipelineWorkflow:
 
     async def _end(self) -> PipelineResult:
         state = self._state
-        if state.stop is None:
-            try:
-                state.output = self._ctx.scope(state, lenient=True).resolve(self._def.output)
-            except RefError as err:
-                state.stop = Stop(kind="failed", message=str(err))
+        lifecycle.resolve_output(state, self._def, self._ctx)
         if state.stop is not None:
             self._outside.publish(self._state)  # compensation may take a while: show the stop
             await self._compensate()
@@ -263,37 +219,46 @@ class PipelineWorkflow:
         raise ApplicationError(state.error or final.value, type=kind, non_retryable=True)
 
     async def _compensate(self) -> None:
-        for step_id, comp in lifecycle.compensations(self._state, self._def):
+        for unit, comp in lifecycle.compensations(self._state, self._def):
             error: str | None = None
             try:
-                unit = self._state.unit(step_id)
-                assert unit is not None  # compensations() named it
                 scope = unit_scope(self._state, self._def, self._ctx, unit)
                 args, slots = scope.resolve_slots(comp.with_)
-                spec = self._def.step(_step_of(step_id))
-                await self._calls.compensate(spec, step_id, comp, args, slots)
+                spec = self._def.step(_step_of(unit.id))
+                await self._calls.compensate(spec, unit.id, comp, args, slots)
             except Exception as err:
                 error = calls.failure_message(err)
-            self._event(lifecycle.compensated, self._state, step_id, error, workflow.now())
+            self._event(lifecycle.compensated, unit, error, workflow.now())
 
     # ---- decisions ---------------------------------------------------------------------------
 
     async def _decide(self, d: Decision, via: decisions.Via) -> GateView:
-        admitted = decisions.admit(self._state, self._def, d, self._inp.requester)
-        check = decisions.check_call(self._def, admitted, d)
+        """Check a patch if the decision carries one (after admitting a signal first, so a
+        refused one costs no activity; an update's validator admitted it), then apply it."""
+        found = decisions.find_gate(self._state, self._def, d.gate)
+        check = decisions.check_call(self._def, found, d)
+        issues: list[str] = []
         if check is not None:
-            result = await calls.check(check)
-            # The gate may have moved while the check ran: admit again.
-            admitted = decisions.admit(self._state, self._def, d, self._inp.requester)
-            if isinstance(admitted, tuple) and result.issues:
-                admitted = decisions.bad_patch(d, result.issues)
-        if isinstance(admitted, tuple):
-            self._event(decisions.cast, self._state, admitted, d, workflow.now(), via)
-            _, gate, spec = admitted
-            return view.gate_view(gate, spec, with_subject=True)
-        if via == "signal":
-            self._event(decisions.refuse, self._state, d, admitted, workflow.now(), via)
-        raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
+            if via == "signal":
+                refusal = decisions.admit(self._state, self._def, d, self._inp.requester)
+                if not isinstance(refusal, tuple):
+                    self._event(decisions.refuse, self._state, d, refusal, workflow.now(), via)
+                    raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
+            issues = (await internal.check(check)).issues
+        applied = self._event(
+            decisions.apply,
+            self._state,
+            self._def,
+            d,
+            self._inp.requester,
+            workflow.now(),
+            via,
+            issues,
+        )
+        if not isinstance(applied, tuple):
+            raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
+        _, gate, spec = applied
+        return view.gate_view(gate, spec, with_subject=True)
 
     @workflow.signal
     async def decide(self, raw: Any) -> None:
@@ -351,7 +316,7 @@ class PipelineWorkflow:
             (
                 s.id
                 for s in self._state.in_flight()
-                if calls.child_id(own, s.id, s.round, s.iteration) == inp.workflow_id
+                if children.child_id(own, s.id, s.round, s.iteration) == inp.workflow_id
             ),
             None,
         )

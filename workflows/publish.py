@@ -7,37 +7,25 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.calls import Caller
-    from workflows.contract import (
-        CHILD_GATES_SIGNAL,
-        MEMO_GATES,
-        MEMO_GATES_MAX,
-        MEMO_GATES_MORE,
-        SA_AWAITING,
-        SA_PIPELINE,
-        SA_STATE,
-    )
+    from workflows.contract import CHILD_GATES_SIGNAL
     from workflows.language.refs import RefError
     from workflows.models import ChildGatesInput, GateSummary, PipelineInput
     from workflows.rules import view
     from workflows.rules.gates import Notify
     from workflows.rules.scheduler import RunContext
     from workflows.rules.state import RunData
+    from workflows.visibility import Visibility
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class Publisher:
-    """Remembers what it last told each listener, so only changes are sent.
-
-    What the run was started with counts as told: the API starts a run with its name and state
-    `running`, so a run that ends in its first task upserts once, and a run with no open gate
-    never writes the memo. A run started bare (the Temporal CLI) names its pipeline in its first
-    upsert."""
+    """Tells visibility, the Web UI and the inbox memo (through Visibility, only what changed),
+    a parent run (its open gates, when they change) and the approvers (notifications)."""
 
     def __init__(self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn) -> None:
         self._inp = inp
@@ -45,35 +33,18 @@ class Publisher:
         self._ctx = ctx
         self._calls = calls
         self._spawn = spawn
-        told = workflow.info().typed_search_attributes
-        self._named = told.get(SA_PIPELINE) == self._def.name
-        self._state: str | None = told.get(SA_STATE)
-        self._awaiting: list[str] = list(told.get(SA_AWAITING) or [])
-        self._memo: tuple[list[GateSummary], int] = ([], 0)
+        self._visibility = Visibility(self._def.name)
         self._told_parent: list[GateSummary] = []
 
     def publish(self, state: RunData) -> None:
         """Tell visibility, the Web UI, the inbox memo and a parent run what changed."""
-        run_state = view.run_state(state).value
-        who = view.awaiting(state)
-        updates: list[SearchAttributeUpdate[Any]] = []
-        if not self._named:
-            updates.append(SA_PIPELINE.value_set(self._def.name))
-            self._named = True
-        if self._state != run_state:
-            updates.append(SA_STATE.value_set(run_state))
-            self._state = run_state
-        if self._awaiting != who:
-            updates.append(SA_AWAITING.value_set(who) if who else SA_AWAITING.value_unset())
-            self._awaiting = who
-        if updates:
-            workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(view.details(state, self._def))
-        lines = view.open_summaries(state, self._def)
-        gates, more = lines[:MEMO_GATES_MAX], max(len(lines) - MEMO_GATES_MAX, 0)
-        if (gates, more) != self._memo:
-            self._memo = (gates, more)
-            workflow.upsert_memo({MEMO_GATES: gates, MEMO_GATES_MORE: more})
+        self._visibility.tell(
+            view.run_state(state).value,
+            view.awaiting(state),
+            view.open_summaries(state, self._def),
+            view.details(state, self._def),
+        )
+        gates = self._visibility.gates
         parent = workflow.info().parent
         if parent is not None and gates != self._told_parent:
             self._told_parent = gates

@@ -51,3 +51,15 @@ AUTHORIZE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
 )
+
+# A governed run's questions to the LLM (planner, assessor) and its search of the memory: a few
+# tries; the run fails (planning) or goes on without (memory, assessor) when they do not answer.
+LLM_TIMEOUT = timedelta(minutes=2)
+LLM_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+SEARCH_TIMEOUT = timedelta(seconds=10)
+SEARCH_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=500))
+# Remembering must get through: the run waits in phase `remember` while the database is down.
+MEMORY_WRITE_TIMEOUT = timedelta(seconds=30)
+MEMORY_WRITE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)

@@ -52,7 +52,7 @@ PRIORITY_PARAM_MAX = len(", ".join(PRIORITIES))
 
 def may_decide(gate: GateSummary, caller: Caller) -> bool:
     """The caller is among the approvers and has not voted yet (a second vote is refused)."""
-    return bool(set(caller.principals) & set(gate.approvers)) and caller.principal not in gate.voted
+    return caller.may_decide(gate.approvers, gate.voted)
 
 
 def parse_priorities(value: str | None) -> frozenset[Priority] | None:

@@ -12,14 +12,14 @@ from api.auth import require
 from api.deps import CallerDep, ClientDep, RegistryDep, SettingsDep
 from api.governed import build_governed
 from api.guards import OffloadDep
-from api.routes.workflows import Started, start_once
+from api.runs import clip_summary
 from api.schemas.common import ERRORS
 from api.schemas.workflows import GovernedCreate, WorkflowPublic
-from workflows.contract import SA_PIPELINE, SA_STATE, RunState
+from api.starts import Started, start_once
+from workflows.contract import GOVERNED_PIPELINE, SA_PIPELINE, SA_STATE, RunState
 from workflows.governed import GovernedWorkflow
 
 router = APIRouter(prefix="/governed", tags=["governed"], responses=ERRORS)
-SUMMARY_CHARS = 200
 
 
 @router.post(
@@ -53,7 +53,6 @@ async def start_governed(
         settings,
     )
     workflow_id = body.workflow_id or f"governed-{uuid.uuid4().hex[:12]}"
-    text = f"governed: {body.request}"
     return await start_once(
         Started(client, settings, offload, caller, body, response),
         GovernedWorkflow.run,
@@ -61,10 +60,10 @@ async def start_governed(
         workflow_id,
         search_attributes=TypedSearchAttributes(
             [
-                SearchAttributePair(SA_PIPELINE, "governed"),
+                SearchAttributePair(SA_PIPELINE, GOVERNED_PIPELINE),
                 SearchAttributePair(SA_STATE, RunState.RUNNING.value),
             ]
         ),
-        static_summary=text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…",
+        static_summary=clip_summary(f"governed: {body.request}"),
         static_details=f"policy `{inp.policy.name}`, requested by `{caller.principal}`",
     )

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.config import Settings
 from api import audit, events
 from api.auth import Caller
 from api.decisions import submit
@@ -31,21 +25,21 @@ from api.deps import (
     SettingsDep,
     StateDep,
 )
-from api.errors import ApiError, from_rpc
-from api.guards import Offload, OffloadDep
+from api.errors import from_rpc
+from api.guards import OffloadDep
 from api.limits import StreamLease
-from api.runs import build_input, details, request_hash, start_attributes, summary
+from api.runs import build_input, details, start_attributes, summary
 from api.schemas.common import ERRORS, Accepted, GateIdPath, WorkflowIdPath
 from api.schemas.workflows import (
     AuditPublic,
     DecisionCreate,
     LifecycleCreate,
     WorkflowCreate,
-    WorkflowLinks,
     WorkflowList,
     WorkflowPublic,
 )
 from api.scope import stepgate_run
+from api.starts import Started, start_once
 from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query, summarize
 from workflows.contract import RunState
@@ -55,7 +49,6 @@ from workflows.pipeline import PipelineWorkflow
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
 
-MEMO_REQUEST_HASH = "stepgate_request_sha256"
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "`status` events (data: RunStatus, id: its revision) until the run closes; "
@@ -87,17 +80,6 @@ _SSE_DOC: dict[int | str, dict[str, Any]] = {
         },
     }
 }
-
-
-def links(settings: Settings, workflow_id: str, run_id: str) -> WorkflowLinks:
-    base = f"{settings.stepgate_public_url.rstrip('/')}/workflows/{quote(workflow_id, safe='')}"
-    ui = settings.stepgate_ui_url.rstrip("/")
-    ns = quote(settings.temporal_namespace, safe="")
-    return WorkflowLinks(
-        self=base,
-        events=f"{base}/events",
-        web_ui=f"{ui}/namespaces/{ns}/workflows/{quote(workflow_id, safe='')}/{run_id}/history",
-    )
 
 
 @router.post(
@@ -140,63 +122,6 @@ async def start_workflow(
         static_summary=summary(inp, workflow_id),
         static_details=details(inp),
     )
-
-
-@dataclass(frozen=True)
-class Started:
-    """What starting a run from a request needs besides the workflow and its input."""
-
-    client: Client
-    settings: Settings
-    offload: Offload
-    caller: Caller
-    body: BaseModel
-    response: Response
-
-
-async def start_once(
-    req: Started, run: Any, inp: Any, workflow_id: str, **options: Any
-) -> WorkflowPublic:
-    """Start `run` under `workflow_id` once: the same request again (same caller, same body)
-    answers 200 with the run it started, even once closed; another request under that id 409."""
-    # The same body from someone else is a different request: it must not adopt this run.
-    digest = await req.offload.run(
-        request_hash, {"principal": req.caller.principal, "body": req.body.model_dump(mode="json")}
-    )
-    settings = req.settings
-    try:
-        handle = await req.client.start_workflow(
-            run,
-            inp,
-            id=workflow_id,
-            task_queue=settings.stepgate_task_queue,
-            # One id, one run: a retried request must find the run it started, even once closed.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            memo={MEMO_REQUEST_HASH: digest},
-            **options,
-        )
-    except WorkflowAlreadyStartedError:
-        run_id = await same_request(req.client, workflow_id, digest)
-        req.response.status_code = status.HTTP_200_OK
-    else:
-        run_id = handle.first_execution_run_id or handle.result_run_id or ""
-    return WorkflowPublic(
-        workflow_id=workflow_id, run_id=run_id, links=links(settings, workflow_id, run_id)
-    )
-
-
-async def same_request(client: Client, workflow_id: str, digest: str) -> str:
-    """The existing run's id when it was started by an identical request; 409 otherwise."""
-    try:
-        desc = await client.get_workflow_handle(workflow_id).describe()
-        memo = await desc.memo()
-    except RPCError as err:
-        raise from_rpc(err) from None
-    if memo.get(MEMO_REQUEST_HASH) != digest:
-        raise ApiError(
-            409, "workflow_exists", f"workflow id {workflow_id!r} is taken by a different request"
-        )
-    return desc.run_id
 
 
 @router.get("", response_model=WorkflowList)

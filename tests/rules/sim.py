@@ -101,11 +101,9 @@ class Sim:
             roles=roles if roles is not None else ["ops"],
             **kw,
         )  # type: ignore[arg-type]
-        admitted = decisions.admit(self.state, self.d, d, self.requester)
-        if isinstance(admitted, GateRefusal):
-            decisions.refuse(self.state, d, admitted, self.now, "update")
-            return admitted
-        decisions.cast(self.state, admitted, d, self.now, "update")
+        applied = decisions.apply(self.state, self.d, d, self.requester, self.now, "signal")
+        if isinstance(applied, GateRefusal):
+            return applied
         self.advance()
         return None
 

@@ -324,9 +324,7 @@ def test_cast_records_the_vote_and_an_accepted_entry_with_a_masked_patch() -> No
         digest=digest,
         roles=["ops", "dev"],
     )
-    admitted = decisions.admit(sim.state, sim.d, d, sim.requester)
-    assert isinstance(admitted, tuple)
-    decisions.cast(sim.state, admitted, d, T0, "signal")
+    assert isinstance(decisions.apply(sim.state, sim.d, d, sim.requester, T0, "signal"), tuple)
     assert [(v.actor, v.action, v.patch) for v in sim.gate("a").votes] == [
         ("alice", "retry", {"amount": 3, "api_key": "k-123"})
     ]
@@ -379,8 +377,36 @@ def test_cast_decides_the_gate_when_the_vote_reaches_the_quorum() -> None:
     """The deciding vote closes the gate; the step moves on at the next advance."""
     sim = gated()
     d = decision("approve")
-    admitted = decisions.admit(sim.state, sim.d, d, sim.requester)
-    assert isinstance(admitted, tuple)
-    decisions.cast(sim.state, admitted, d, T0, "update")
+    assert isinstance(decisions.apply(sim.state, sim.d, d, sim.requester, T0, "update"), tuple)
     assert sim.gate("a").outcome == "approve" and sim.gate("a").decided_by == ["alice"]
     assert votes.live(sim.gate("a"))[0].digest == sim.gate("a").digest
+
+
+def test_apply_admits_again_so_a_twin_decision_in_one_task_is_refused() -> None:
+    """Two identical updates validated in one workflow task both pass their validators; applied
+    one after the other, the second is refused (already voted), and as an update leaves no
+    audit entry, while a refused signal is recorded."""
+    sim = at_gate("before", ", quorum: 2")
+    d = decision("approve")
+    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester), tuple)
+    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester), tuple)
+    assert isinstance(decisions.apply(sim.state, sim.d, d, sim.requester, T0, "update"), tuple)
+    twin = decisions.apply(sim.state, sim.d, d, sim.requester, T0, "update")
+    assert isinstance(twin, GateRefusal) and twin.code == "already_voted"
+    assert [e.outcome for e in sim.state.audit] == ["accepted"]
+    again = decisions.apply(sim.state, sim.d, d, sim.requester, T0, "signal")
+    assert isinstance(again, GateRefusal) and again.code == "already_voted"
+    assert [e.outcome for e in sim.state.audit] == ["accepted", "refused"]
+    assert len(sim.gate("a").votes) == 1
+
+
+def test_apply_refuses_a_patch_its_check_found_invalid() -> None:
+    """Issues found by the patch's check turn an admissible decision into bad_patch: no vote."""
+    sim = at_gate("before")
+    d = decision("modify", patch={"amount": "x"})
+    refused = decisions.apply(
+        sim.state, sim.d, d, sim.requester, T0, "signal", ["amount: not an int"]
+    )
+    assert isinstance(refused, GateRefusal) and refused.code == "bad_patch"
+    assert "amount: not an int" in refused.message
+    assert sim.gate("a").votes == [] and sim.state.audit[-1].outcome == "refused"

@@ -138,7 +138,7 @@ def test_each_item_is_compensated_on_its_own() -> None:
     sim.succeed("write.1")
     sim.succeed("write.0")
     sim.fail("write.2")
-    assert [uid for uid, _ in lifecycle.compensations(sim.state, sim.d)] == ["write.0", "write.1"]
+    assert [u.id for u, _ in lifecycle.compensations(sim.state, sim.d)] == ["write.0", "write.1"]
 
 
 REPEAT = """

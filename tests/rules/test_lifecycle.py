@@ -120,9 +120,9 @@ def test_compensation_runs_last_completed_first_and_is_recorded() -> None:
     sim.succeed("a", {"id": 1})
     sim.succeed("c")
     sim.succeed("b")
-    assert [sid for sid, _ in lifecycle.compensations(sim.state, sim.d)] == ["c", "a"]
-    lifecycle.compensated(sim.state, "c", None, T0)
-    lifecycle.compensated(sim.state, "a", "undo failed: 500", T0)
+    assert [u.id for u, _ in lifecycle.compensations(sim.state, sim.d)] == ["c", "a"]
+    lifecycle.compensated(sim.step("c"), None, T0)
+    lifecycle.compensated(sim.step("a"), "undo failed: 500", T0)
     assert sim.step("c").state == StepState.COMPENSATED
     assert sim.step("a").state == StepState.SUCCEEDED
     assert (
@@ -137,7 +137,7 @@ def test_close_names_failed_compensations_in_the_failure() -> None:
     sim.advance()
     sim.succeed("a", {"id": 1})
     sim.fail("b", "boom")
-    lifecycle.compensated(sim.state, "a", "undo failed: 500", T0)
+    lifecycle.compensated(sim.step("a"), "undo failed: 500", T0)
     assert lifecycle.close(sim.state, T0) == RunState.FAILED
     assert (
         sim.state.error
@@ -218,6 +218,6 @@ def test_a_compensation_that_succeeds_is_recorded_with_its_time() -> None:
     sim = Sim(SAGA)
     sim.advance()
     sim.succeed("a", {"id": 1})
-    lifecycle.compensated(sim.state, "a", None, T0)
+    lifecycle.compensated(sim.step("a"), None, T0)
     assert sim.step("a").compensation == CompensationView(state="succeeded", at=T0)
     assert sim.step("a").state == StepState.COMPENSATED

@@ -202,7 +202,7 @@ def test_step_view_shows_every_field_of_a_finished_step() -> None:
         Result(round=0, ok=True, output={"n": 1}, preview="{…}", artifact=artifact, attempts=2),
     )
     sim.advance()
-    lifecycle.compensated(sim.state, "a", "undo failed", sim.now)
+    lifecycle.compensated(sim.step("a"), "undo failed", sim.now)
     a = view.step_view(sim.step("a"), sim.d)
     expected = {
         "id": "a",

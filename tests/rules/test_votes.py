@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from activities.documents import canonical_json
 from tests.rules.sim import T0
 from workflows.language.definition import ApprovalSpec
 from workflows.models import Decision, Principal
@@ -103,8 +104,13 @@ def test_digest_is_canonical_and_sensitive() -> None:
 def test_a_role_is_never_a_user_and_a_user_never_a_role() -> None:
     """`role:ops` is matched only by the role ops; a user named ops, or a role named carol, matches
     nothing else."""
-    assert votes.principals_of("ops", []) == {"user:ops"}
-    assert votes.principals_of("x", ["carol"]) == {"user:x", "role:carol"}
+    assert votes.principals_of("ops", []) == ["user:ops"]
+    assert votes.principals_of("x", ["carol", "ops"]) == ["user:x", "role:carol", "role:ops"]
+    assert votes.eligible(["role:carol"], "x", ["carol"])
+    assert votes.eligible(["user:x"], "x", [])
+    assert not votes.eligible(["user:carol"], "x", ["carol"]), "a role is never a user"
+    assert not votes.eligible(["role:x"], "x", []), "a user is never a role"
+    assert not votes.eligible([], "x", ["carol"])
     g, s = gate(), spec()
     assert code(g, s, decision("approve", actor="ops", roles=[])) == "not_authorized"
     assert code(g, s, decision("approve", actor="x", roles=["carol"])) == "not_authorized"
@@ -401,12 +407,12 @@ def message(
 
 
 def test_digest_of_is_sha256_of_compact_sorted_json() -> None:
-    """The digest is pinned: keys sorted, no spaces, non-JSON values as text, non-ASCII escaped."""
+    """The digest is pinned: keys sorted, no spaces, non-JSON values as text, Unicode as is."""
     subject = {"b": [1, "é"], "a": {"at": T0}}
-    assert votes.canonical(subject) == '{"a":{"at":"2026-01-01 00:00:00+00:00"},"b":[1,"\\u00e9"]}'
+    assert canonical_json(subject) == '{"a":{"at":"2026-01-01 00:00:00+00:00"},"b":[1,"é"]}'
     assert (
         votes.digest_of(subject)
-        == "sha256:90163a840dcf977b56e522019f9256cdfa48d795d5e1e533cdb59cd51aa1835b"
+        == "sha256:a17674333622465c86ec9cb29fa03d7d4763f4076f9668cb22c0823fafef76f6"
     )
     assert (
         votes.digest_of({"amount": 10})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # The one path walker's rule for list indexes (`items.0`, `items.-1`): a reference follows it.
+from activities.documents import NOWHERE, json_pointer
 from activities.models import _INDEX
 
 Types = frozenset[str]
@@ -115,18 +116,8 @@ def _item(node: dict[str, Any], index: int) -> Any:
 
 def _pointer(root: Any, ref: str) -> Any:
     """A local `#/...` reference (jsonschema_safe allows no other); anything else is unknown."""
-    if not ref.startswith("#"):
-        return True
-    node = root
-    for raw in [p for p in ref[1:].split("/") if p]:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return True
-    return node
+    found = json_pointer(root, ref[1:]) if ref.startswith("#") else NOWHERE
+    return True if found is NOWHERE else found
 
 
 def _list(value: Any) -> list[Any]:

@@ -1,5 +1,10 @@
-"""A decision arriving at a run: which gate it is for, whether it may be cast, and its trace in
-the audit. The same functions serve the update, its validator and the signal."""
+"""A decision arriving at a pipeline run: which gate it is for, whether it may be cast, and its
+trace in the audit. The same functions serve the update, its validator and the signal; a governed
+run's review gate uses `entry` and `refuse` too (workflows/rules/governed.py).
+
+A decision is admitted when it arrives (the update's validator, or a signal's handler) and again
+inside `apply`, at the moment it is cast: other decisions delivered in the same workflow task, or
+while a patch was being checked, may have closed the gate or cast the same principal's vote."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from workflows.language.definition import ApprovalSpec, Definition
 from workflows.models import AuditEntry, Decision, GateRefusal, Principal
 from workflows.rules import votes
 from workflows.rules.gates import gate_spec
-from workflows.rules.state import GateRecord, RunData, StepRecord
+from workflows.rules.state import GateRecord, RunData, StepRecord, Trail
 
 Via = Literal["signal", "update"]
 Admitted = tuple[StepRecord, GateRecord, ApprovalSpec]
@@ -25,6 +30,7 @@ def _refusal(code: str, message: str) -> GateRefusal:
 def find_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRefusal:
     """The open gate `gate_id` names, or why there is none."""
     step = state.unit(gate_id)
+    spec = gate_spec(d, step.gate) if step is not None and step.gate is not None else None
     has_gate = step is not None and d.step(gate_id.partition(".")[0]).approval is not None
     if step is None or not has_gate:
         for child in state.children.values():
@@ -35,12 +41,12 @@ def find_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRef
                 )
         return _refusal("unknown_gate", f"run has no gate {gate_id!r}")
     gate = step.gate
-    if gate is None or not gate.open:
+    if gate is None or not gate.open or spec is None:
         shown = gate.outcome if gate is not None else "not open yet"
         return _refusal(
             "gate_not_open", f"gate {gate_id!r} is not open ({shown}); step is {step.state.value}"
         )
-    return step, gate, gate_spec(d, gate)
+    return step, gate, spec
 
 
 def barred(state: RunData, spec: ApprovalSpec) -> set[str]:
@@ -95,15 +101,32 @@ def bad_patch(decision: Decision, issues: list[str]) -> GateRefusal:
     )
 
 
-def cast(state: RunData, admitted: Admitted, decision: Decision, now: datetime, via: Via) -> None:
+def apply(
+    state: RunData,
+    d: Definition,
+    decision: Decision,
+    requester: Principal | None,
+    now: datetime,
+    via: Via,
+    issues: list[str] | None = None,
+) -> Admitted | GateRefusal:
+    """Cast `decision` if its gate takes it now, else the refusal (recorded in the audit when it
+    came by signal: a refused update leaves no trace in history). `issues`: what the check of
+    its patch found wrong, if it needed one."""
+    admitted = admit(state, d, decision, requester)
+    if isinstance(admitted, tuple) and issues:
+        admitted = bad_patch(decision, issues)
+    if isinstance(admitted, GateRefusal):
+        if via == "signal":
+            refuse(state, decision, admitted, now, via)
+        return admitted
     _, gate, spec = admitted
     votes.cast(gate, spec, decision, now)
     state.record(entry(decision, now, via, "accepted"))
+    return admitted
 
 
-def refuse(
-    state: RunData, decision: Decision, refusal: GateRefusal, now: datetime, via: Via
-) -> None:
+def refuse(state: Trail, decision: Decision, refusal: GateRefusal, now: datetime, via: Via) -> None:
     state.record(entry(decision, now, via, "refused", f"{refusal.code}: {refusal.message}"))
 
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from workflows.rules.states import StepState
 from workflows.language.definition import ApprovalSpec, Definition, Stage
 from workflows.language.durations import parse_duration
 from workflows.models import AuditEntry
-from workflows.rules.state import GateRecord, RunData, StepRecord
+from workflows.names import StepState
+from workflows.rules.state import GateRecord, RunData, StepRecord, Trail
 from workflows.rules.votes import SYSTEM_ACTOR, close, digest_of
 
 TIMEOUT_ACTOR = f"{SYSTEM_ACTOR}:timeout"
@@ -26,13 +26,14 @@ class Notify:
     event: str
 
 
-def gate_spec(d: Definition, gate: GateRecord) -> ApprovalSpec:
+def gate_spec(d: Definition, gate: GateRecord) -> ApprovalSpec | None:
     """The approval spec a gate follows, narrowed where its subject cannot be patched: a plan's
     gate (a changed plan would need checking again) and a gate over a whole for_each list offer
-    neither modify nor retry."""
+    neither modify nor retry. None only for a step without one, which never opens a gate."""
     step = d.step(gate.step.partition(".")[0])
     spec = step.approval
-    assert spec is not None  # only steps with an approval spec open gates
+    if spec is None:
+        return None
     whole_list = step.for_each is not None and gate.item is None
     is_plan = step.pipeline is not None and not isinstance(step.pipeline, str)
     if not (whole_list or is_plan):
@@ -98,7 +99,7 @@ def on_time(state: RunData, definition: Definition, now: datetime) -> list[Notif
         if spec is None:
             continue
         if gate.deadline is not None and gate.deadline <= now:
-            sent += _timed_out(state, gate, spec, now)
+            sent += timed_out(state, gate, spec, now)
         if gate.open and gate.next_reminder is not None and gate.next_reminder <= now:
             gate.reminders += 1
             gate.next_reminder = _reminder_after(spec, gate.reminders, now)
@@ -114,7 +115,9 @@ def on_time(state: RunData, definition: Definition, now: datetime) -> list[Notif
     return sent
 
 
-def _timed_out(state: RunData, gate: GateRecord, spec: ApprovalSpec, now: datetime) -> list[Notify]:
+def timed_out(state: Trail, gate: GateRecord, spec: ApprovalSpec, now: datetime) -> list[Notify]:
+    """A gate's deadline passed: escalate it once if its spec says so, else close it the way
+    `on_timeout` says, recorded in the audit; the notifications to send."""
     if spec.on_timeout == "escalate" and not gate.escalated:
         gate.escalated = True
         gate.approvers = list(dict.fromkeys([*gate.approvers, *spec.escalate_to]))

@@ -1,5 +1,6 @@
 """The state of a governed run and the pure rules of its review gate: one serializable model the
-GovernedWorkflow shell holds, the tier's gate, and the status the run shows."""
+GovernedWorkflow shell holds, the tier's gate, and decisions at it, which follow the rules every
+gate follows (workflows/rules/votes.py and decisions.py). Its status is in governed_view.py."""
 
 from __future__ import annotations
 
@@ -8,25 +9,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from activities.masking import mask
-from activities.models import MemoryHit
-from workflows.language.definition import ApprovalSpec
+from activities.models import MemoryHit, PlanResult
+from workflows.language.definition import ApprovalSpec, Priority
 from workflows.language.policy import Policy, TierGate
 from workflows.models import (
     AuditEntry,
+    Decision,
+    GateRefusal,
     GateSummary,
-    GateView,
-    GovernedView,
     NotifyDefaults,
     Principal,
-    Progress,
-    RunStatus,
-    Vote,
 )
-from workflows.rules import votes
+from workflows.rules import decisions, risk, view, votes
 from workflows.rules.risk import Assessment
-from workflows.rules.state import GateRecord
-from workflows.rules.view import child_gate_view
+from workflows.rules.state import GateRecord, Trail
 
 REVIEW_GATE = "review"
 PHASES = ("plan", "review", "execute", "remember")
@@ -55,7 +51,7 @@ class GovernedInput(BaseModel):
     notify: NotifyDefaults = Field(default_factory=NotifyDefaults)
 
 
-class GovernedState(BaseModel):
+class GovernedState(Trail):
     phase: Phase = "plan"
     started_at: datetime
     phase_started: datetime
@@ -75,13 +71,7 @@ class GovernedState(BaseModel):
     child_gates: list[GateSummary] = Field(default_factory=list)
     error: str | None = None
     output: Any = None
-    audit: list[AuditEntry] = Field(default_factory=list)
-    audit_total: int = 0
     revision: int = 0
-
-    def record(self, entry: AuditEntry) -> None:
-        self.audit_total += 1
-        self.audit.append(entry.model_copy(update={"seq": self.audit_total}))
 
     def enter(self, phase: Phase, now: datetime, reason: str | None = None) -> None:
         """Move to `phase`, timing the one left, and say so in the audit."""
@@ -115,8 +105,26 @@ def subject(state: GovernedState) -> dict[str, Any]:
     }
 
 
+def priority(state: GovernedState) -> Priority:
+    """A plan that needs the senior tier is high priority in the inbox."""
+    return "high" if state.assessment is not None and state.assessment.tier >= 3 else "normal"
+
+
+def accept(state: GovernedState, found: PlanResult) -> None:
+    """A checked plan becomes the run's plan, with each step's tool risk."""
+    state.plan, state.risks, state.plan_errors = found.definition, found.risks, []
+
+
+def assess(state: GovernedState, inp: GovernedInput) -> None:
+    """The accepted plan's tier, score and reasons, by the run's policy (again after a modify)."""
+    if state.plan is not None:
+        state.assessment = risk.assess(
+            state.plan, state.risks, inp.request, inp.context, inp.policy, state.similar
+        )
+
+
 def open_review(state: GovernedState, gate: TierGate, now: datetime) -> GateRecord:
-    spec = approval(gate)
+    """The review gate opens on the plan and its assessment, for the tier's approvers."""
     subject_ = subject(state)
     record = GateRecord(
         gate=REVIEW_GATE,
@@ -127,147 +135,89 @@ def open_review(state: GovernedState, gate: TierGate, now: datetime) -> GateReco
         digest=votes.digest_of(subject_),
         opened_at=now,
         deadline=None,
-        approvers=list(spec.approvers),
+        approvers=list(gate.approvers),
+        priority=priority(state),
     )
     state.gate, state.tier_gate = record, gate
     return record
 
 
-def amend(
-    state: GovernedState,
-    gate: TierGate | None,
-    actor: str,
-    roles: list[str],
-    comment: str | None,
-    now: datetime,
-) -> None:
-    """A modify replaced the plan (already checked and assessed into `state`): the gate shows the
-    new subject (so earlier votes lapse), its approvers follow the new tier, and the modifier's
-    vote counts for it only if they are one of the new tier's approvers (a peer who raises a plan
-    to tier 3 cannot approve it for the elders). Tier 1 with automatic approval needs nobody else."""
-    record = state.gate
-    if record is None:  # only an open review is amended
-        return
-    subject_ = subject(state)
-    record.subject, record.digest, record.modified = subject_, votes.digest_of(subject_), True
-    if gate is not None:
-        record.approvers = list(gate.approvers)
-        state.tier_gate = gate
-        counts = bool(votes.principals_of(actor, roles) & set(gate.approvers))
-        if not counts:
-            return
-    record.votes.append(
-        Vote(
-            actor=actor, action="modify", comment=comment, at=now, roles=roles, digest=record.digest
+def open_gate(state: GovernedState) -> tuple[GateRecord, ApprovalSpec] | None:
+    """The review gate while it is open, with the rules its tier gives it."""
+    if state.gate is None or state.tier_gate is None or not state.gate.open:
+        return None
+    return state.gate, approval(state.tier_gate)
+
+
+def admit(
+    state: GovernedState, inp: GovernedInput, d: Decision
+) -> tuple[GateRecord, ApprovalSpec] | GateRefusal:
+    """The open review gate `d` may be cast on, or why not (the code maps to HTTP)."""
+    if d.gate != REVIEW_GATE:
+        return GateRefusal(
+            code="unknown_gate", message=f"run has no gate {d.gate!r} (its gate is {REVIEW_GATE!r})"
         )
-    )
-    if gate is None:
-        votes.close(record, "modify", [actor], now, None)
-        return
-    decided = votes.tally(record, approval(gate))
-    if decided is not None:
-        votes.close(record, decided[0], decided[1], now, None)
+    found = open_gate(state)
+    if found is None:
+        shown = state.gate.outcome if state.gate is not None else "not open yet"
+        return GateRefusal(
+            code="gate_not_open", message=f"gate {REVIEW_GATE!r} is not open ({shown})"
+        )
+    refusal = votes.check(found[0], found[1], d, inp.requester, set())
+    if refusal is None and d.action == "modify" and not isinstance(amended_plan(d), dict):
+        refusal = GateRefusal(
+            code="bad_patch", message='modify a plan with {"plan": <merge patch of the plan>}'
+        )
+    return refusal if refusal is not None else found
 
 
-def view(
+def amended_plan(d: Decision) -> Any:
+    """The merge patch a modify proposes for the plan (`{"plan": {...}}`), if it has one."""
+    return d.patch.get("plan") if isinstance(d.patch, dict) else None
+
+
+def apply(
     state: GovernedState,
     inp: GovernedInput,
-    workflow_id: str,
-    run_id: str,
-    run_state: str,
-) -> RunStatus:
-    """The run's status: the same shape as a pipeline's, its cycle under `governed`."""
-    gates: list[GateView] = []
-    if state.gate is not None and state.gate.open and state.tier_gate is not None:
-        spec = approval(state.tier_gate)
-        gates.append(gate_view(state.gate, spec))
-    gates += [child_gate_view(state.child_workflow_id, g) for g in state.child_gates]
-    done = {"plan": 0, "review": 1, "execute": 2, "remember": 3}.get(state.phase, 4)
-    return RunStatus(
-        workflow_id=workflow_id,
-        run_id=run_id,
-        state=run_state,
-        pipeline="governed",
-        version=1,
-        requester=inp.requester,
-        approval_mode="manual",
-        started_at=state.started_at,
-        revision=state.revision,
-        paused=False,
-        steps=[],
-        progress=Progress(done=done, total=4, percent=round(100.0 * done / 4, 1)),
-        open_gates=gates,
-        output=mask(state.output),
-        error=state.error,
-        audit=state.audit[-20:],
-        audit_total=state.audit_total,
-        kind="governed",
-        governed=GovernedView(
-            phase=state.phase,
-            request=inp.request,
-            context=mask(inp.context),
-            policy=inp.policy.name,
-            plan=mask(state.plan),
-            plan_source=state.plan_source,
-            plan_attempts=state.plan_attempts,
-            plan_errors=state.plan_errors,
-            assessment=state.assessment.model_dump(mode="json") if state.assessment else None,
-            decision=state.decision,
-            child_workflow_id=state.child_workflow_id,
-            child_state=state.child_state,
-            similar=[h.pattern.workflow_id for h in state.similar],
-            durations_ms=state.durations_ms,
-        ),
-    )
-
-
-def gate_view(g: GateRecord, spec: ApprovalSpec) -> GateView:
-    live = votes.live(g)
-    return GateView(
-        gate=g.gate,
-        step=g.step,
-        stage=g.stage,
-        state="open" if g.open else votes.GATE_STATE[g.outcome or "cancel"],
-        outcome=g.outcome,
-        decided_by=g.decided_by[-1] if g.decided_by else None,
-        decided_at=g.decided_at,
-        round=g.round,
-        approvers=g.approvers,
-        quorum=spec.quorum,
-        approvals=[v for v in live if v.action not in votes.STOP],
-        rejections=[v for v in live if v.action in votes.STOP],
-        lapsed=len(g.votes) - len(live),
-        actions=list(spec.actions()),
-        digest=g.digest,
-        review=spec.review,
-        subject=mask(g.subject),
-        modified=g.modified,
-        opened_at=g.opened_at,
-        deadline=g.deadline,
-    )
+    d: Decision,
+    now: datetime,
+    via: decisions.Via,
+    checked: PlanResult | None = None,
+) -> GateRefusal | None:
+    """Cast `d` if the gate takes it now, else the refusal (recorded when it came by signal). A
+    modify needs its amended plan `checked`: it becomes the plan, is assessed again, and the gate
+    follows the new tier's approvers and rules; tier 1 with automatic approval needs nobody."""
+    admitted = admit(state, inp, d)
+    if isinstance(admitted, tuple) and d.action == "modify":
+        if checked is None or checked.definition is None or checked.errors:
+            errors = checked.errors if checked is not None else ["not checked"]
+            admitted = GateRefusal(
+                code="bad_patch", message="the amended plan is not valid: " + "; ".join(errors)
+            )
+    if isinstance(admitted, GateRefusal):
+        if via == "signal":
+            decisions.refuse(state, d, admitted, now, via)
+        return admitted
+    gate, spec = admitted
+    if d.action == "modify" and checked is not None:
+        accept(state, checked)
+        assess(state, inp)
+        tier_gate = inp.policy.gate(state.assessment.tier if state.assessment else 3)
+        approvers = list(tier_gate.approvers) if tier_gate is not None else gate.approvers
+        new_spec = approval(tier_gate) if tier_gate is not None else spec
+        votes.cast(gate, new_spec, d, now, votes.Amendment(subject(state), approvers))
+        gate.priority = priority(state)
+        if tier_gate is not None:
+            state.tier_gate = tier_gate
+        elif gate.open:
+            votes.close(gate, "modify", [d.actor], now, None)
+    else:
+        votes.cast(gate, spec, d, now)
+    state.record(decisions.entry(d, now, via, "accepted"))
+    return None
 
 
 def summary(state: GovernedState) -> list[GateSummary]:
     """The inbox line of the open review gate."""
-    g = state.gate
-    if g is None or not g.open or state.tier_gate is None:
-        return []
-    spec = approval(state.tier_gate)
-    return [
-        GateSummary(
-            gate=g.gate,
-            stage=g.stage,
-            round=g.round,
-            approvers=g.approvers,
-            actions=list(spec.actions()),
-            voted=[v.actor for v in votes.live(g)],
-            digest=g.digest,
-            review=spec.review,
-            subject=None,
-            subject_truncated=True,
-            opened_at=g.opened_at,
-            deadline=g.deadline,
-            quorum=spec.quorum,
-            priority="high" if state.assessment and state.assessment.tier >= 3 else "normal",
-        )
-    ]
+    found = open_gate(state)
+    return [view.gate_summary(*found)] if found is not None else []

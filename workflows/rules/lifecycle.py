@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from workflows.rules.states import RunState, StepState
+from activities.models import AuditChunk
 from workflows.language.definition import CompensateSpec, Definition
+from workflows.language.refs import RefError
 from workflows.models import (
     AuditArchiveRef,
     AuditEntry,
@@ -15,7 +16,9 @@ from workflows.models import (
     GateSummary,
     LifecycleInput,
 )
-from workflows.rules.state import ChildGates, PlanRecord, Result, RunData, Stop
+from workflows.names import RunState, StepState
+from workflows.rules.state import ChildGates, PlanRecord, Result, RunData, StepRecord, Stop
+from workflows.rules.turn import RunContext
 
 # How a lifecycle request arrived: a signal, or Temporal's own cancel request.
 Via = Literal["signal", "system"]
@@ -109,6 +112,31 @@ def child_gates(state: RunData, step_id: str, workflow_id: str, gates: list[Gate
         state.children.pop(workflow_id, None)
 
 
+def archive_chunk(state: RunData, workflow_id: str) -> AuditChunk | None:
+    """The oldest audit entries to move to the artifact store, once the trail has outgrown its
+    bound (they stay in the state, marked as being archived, until `archived`)."""
+    entries = state.archive_due()
+    if not entries:
+        return None
+    state.archiving = len(entries)
+    return AuditChunk(
+        workflow_id=workflow_id,
+        first_seq=entries[0].seq or 0,
+        last_seq=entries[-1].seq or 0,
+        prev_sha256=state.archives[-1].sha256 if state.archives else None,
+        entries=[e.model_dump(mode="json") for e in entries],
+    )
+
+
+def resolve_output(state: RunData, d: Definition, ctx: RunContext) -> None:
+    """A run that did not stop gets its output; one that cannot be resolved fails the run."""
+    if state.stop is None:
+        try:
+            state.output = ctx.scope(state, lenient=True).resolve(d.output)
+        except RefError as err:
+            state.stop = Stop(kind="failed", message=str(err))
+
+
 def archived(state: RunData, first_seq: int, last_seq: int, path: str, sha256: str) -> None:
     """The oldest `state.archiving` entries are safely in the artifact store: keep a reference."""
     prev = state.archives[-1].sha256 if state.archives else None
@@ -121,20 +149,21 @@ def archived(state: RunData, first_seq: int, last_seq: int, path: str, sha256: s
     state.archiving = 0
 
 
-def compensations(state: RunData, d: Definition) -> list[tuple[str, CompensateSpec]]:
+def compensations(state: RunData, d: Definition) -> list[tuple[StepRecord, CompensateSpec]]:
     """Succeeded units (steps, and for_each items one by one) with a compensation, the last to
     complete first."""
     done = [
-        (u.completed_seq, u.id, d.step(u.id.partition(".")[0]).compensate)
+        (u, comp)
         for u in state.units()
-        if u.state == StepState.SUCCEEDED and u.items is None
+        if u.state == StepState.SUCCEEDED
+        and u.items is None
+        and (comp := d.step(u.id.partition(".")[0]).compensate) is not None
     ]
-    return [(uid, comp) for _, uid, comp in sorted(done, reverse=True) if comp is not None]
+    return sorted(done, key=lambda pair: pair[0].completed_seq, reverse=True)
 
 
-def compensated(state: RunData, step_id: str, error: str | None, now: datetime) -> None:
-    step = state.unit(step_id)
-    assert step is not None  # compensations() named it
+def compensated(step: StepRecord, error: str | None, now: datetime) -> None:
+    """How a unit's compensation went: succeeded (the unit is compensated) or failed."""
     if error is None:
         step.compensation = CompensationView(state="succeeded", at=now)
         step.state = StepState.COMPENSATED

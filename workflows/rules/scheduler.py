@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.rules.states import StepState
 from workflows.language.definition import Definition, StepSpec
+from workflows.names import StepState
 from workflows.rules.gates import Notify, on_time
-from workflows.rules.state import RunData, StepRecord
+from workflows.rules.state import RunData, StepRecord, Stop
 from workflows.rules.units import (
     CheckPlan,
     Effect,
@@ -60,7 +60,7 @@ def advance(
         for spec in d.steps:
             moved |= _move_step(t, spec)
     if state.stop is not None:
-        _wind_down(t)
+        _wind_down(t, state.stop)
     return t.effects
 
 
@@ -101,13 +101,13 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
         # only within max_parallel.
         if not _has_room(t, spec, parent):
             return False
-        run(t, spec, unit)
+        run(t, unit)
     elif unit.phase == "running" and unit.result is not None:
-        returned(t, spec, unit)
-    elif unit.phase == "gate" and unit.gate is not None and not unit.gate.open:
-        decided(t, spec, unit)
+        returned(t, spec, unit, unit.result)
+    elif unit.phase == "gate" and unit.gate is not None and unit.gate.outcome is not None:
+        decided(t, spec, unit, unit.gate, unit.gate.outcome)
     elif unit.phase == "planning" and unit.plan is not None:
-        planned(t, spec, unit)
+        planned(t, spec, unit, unit.plan)
     elif unit.phase == "sleeping" and unit.next_at is not None and unit.next_at <= t.now:
         next_iteration(t, spec, unit)
     else:
@@ -162,18 +162,17 @@ def _start_step(t: Turn, spec: StepSpec, unit: StepRecord) -> bool:
     if not _may_start(t, spec, None):
         return False
     if spec.for_each is not None:
-        start_each(t, spec, unit)
+        start_each(t, spec, spec.for_each, unit)
     else:
         start(t, spec, unit)
     t.counts.clear()
     return True
 
 
-def _wind_down(t: Turn) -> None:
+def _wind_down(t: Turn, stop: Stop) -> None:
     """Once the run stops: open gates close and loops stop; when nothing is out any more, the
     units never reached end too (skipped when the run failed, cancelled when it was cancelled)."""
     state = t.state
-    assert state.stop is not None  # advance checked
     for unit in state.units():
         if unit.phase == "gate" and unit.gate is not None and unit.gate.open:
             close(unit.gate, "cancel", [SYSTEM_ACTOR], t.now, None)
@@ -182,8 +181,8 @@ def _wind_down(t: Turn) -> None:
             finish(t, unit, StepState.CANCELLED, reason="run stopped")
     if state.in_flight():
         return
-    final = StepState.SKIPPED if state.stop.kind == "failed" else StepState.CANCELLED
-    verb = "failed" if state.stop.kind == "failed" else "was cancelled"
+    final = StepState.SKIPPED if stop.kind == "failed" else StepState.CANCELLED
+    verb = "failed" if stop.kind == "failed" else "was cancelled"
     for unit in state.units():
         if unit.phase in ("pending", "queued"):
             finish(t, unit, final, reason=f"not reached: the run {verb}")

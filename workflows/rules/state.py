@@ -12,9 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from activities.models import Slot
-from workflows.rules.states import RunState, StepState
 from workflows.language.definition import Definition, Priority, Stage
 from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary, Vote
+from workflows.names import RunState, StepState
 
 # What a decided gate does: one of the go-on outcomes (the run goes on) or a stop.
 Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]
@@ -147,7 +147,19 @@ class ChildGates(BaseModel):
     gates: list[GateSummary] = Field(default_factory=list)
 
 
-class RunData(BaseModel):
+class Trail(BaseModel):
+    """A run's audit trail, each entry numbered as it is recorded."""
+
+    audit: list[AuditEntry] = Field(default_factory=list)
+    audit_total: int = 0
+
+    def record(self, entry: AuditEntry) -> None:
+        """Append to the audit trail, numbering the entry."""
+        self.audit_total += 1
+        self.audit.append(entry.model_copy(update={"seq": self.audit_total}))
+
+
+class RunData(Trail):
     """Everything a run knows about itself; continue-as-new carries it whole."""
 
     steps: dict[str, StepRecord]
@@ -159,8 +171,6 @@ class RunData(BaseModel):
     output: Any = None
     revision: int = 0
     seq: int = Field(0, description="completion order of succeeded steps, for compensation")
-    audit: list[AuditEntry] = Field(default_factory=list)
-    audit_total: int = 0
     archives: list[AuditArchiveRef] = Field(default_factory=list)
     archiving: int = Field(0, description="entries at the head of `audit` being archived now")
     children: dict[str, ChildGates] = Field(default_factory=dict)
@@ -168,11 +178,6 @@ class RunData(BaseModel):
 
     def step(self, step_id: str) -> StepRecord:
         return self.steps[step_id]
-
-    def record(self, entry: AuditEntry) -> None:
-        """Append to the audit trail, numbering the entry."""
-        self.audit_total += 1
-        self.audit.append(entry.model_copy(update={"seq": self.audit_total}))
 
     def archive_due(self) -> list[AuditEntry]:
         """The oldest chunk to move out, once the trail in state has grown past its bound."""

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.masking import mask
-from workflows.rules.states import RunState
 from workflows.language.definition import PRIORITIES, ApprovalSpec, Definition
 from workflows.models import (
     AuditEntry,
@@ -22,6 +21,7 @@ from workflows.models import (
     RunStatus,
     StepView,
 )
+from workflows.names import RunState
 from workflows.rules.gates import gate_spec
 from workflows.rules.state import GateRecord, RunData, StepRecord
 from workflows.rules.votes import GATE_STATE, STOP, live
@@ -119,12 +119,13 @@ def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
 
 def open_summaries(state: RunData, d: Definition) -> list[GateSummary]:
     """Every open gate's inbox line, the most urgent first, then the oldest."""
-    lines = [gate_summary(g, _spec(d, g)) for g in own_open(state)]
+    lines = [gate_summary(g, spec) for g, spec in _specced(state, d)]
     return sorted(lines, key=lambda s: (PRIORITIES.index(s.priority), s.opened_at))
 
 
-def _spec(d: Definition, g: GateRecord) -> ApprovalSpec:
-    return gate_spec(d, g)
+def _specced(state: RunData, d: Definition) -> list[tuple[GateRecord, ApprovalSpec]]:
+    """Each open gate of the run with the spec it follows."""
+    return [(g, spec) for g in own_open(state) if (spec := gate_spec(d, g)) is not None]
 
 
 def child_gate_view(workflow_id: str | None, s: GateSummary) -> GateView:
@@ -154,10 +155,8 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
         if s.started_at and s.ended_at
         else None
     )
-    gate = None
-    if s.gate is not None and spec.approval is not None:
-        # An open gate's subject is shown once, under open_gates.
-        gate = gate_view(s.gate, gate_spec(d, s.gate), with_subject=not s.gate.open)
+    # An open gate's subject is shown once, under open_gates.
+    gate = _unit_gate(s, d)
     return StepView(
         id=s.id,
         tool=spec.resolved_tool or spec.tool,
@@ -190,9 +189,7 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
 
 
 def _item_view(i: StepRecord, d: Definition) -> ItemView:
-    gate = None
-    if i.gate is not None:
-        gate = gate_view(i.gate, gate_spec(d, i.gate), with_subject=not i.gate.open)
+    gate = _unit_gate(i, d)
     return ItemView(
         index=i.index or 0,
         state=i.state.value,
@@ -206,6 +203,14 @@ def _item_view(i: StepRecord, d: Definition) -> ItemView:
     )
 
 
+def _unit_gate(u: StepRecord, d: Definition) -> GateView | None:
+    """A unit's latest gate; its subject only once decided (an open one's is under open_gates)."""
+    spec = gate_spec(d, u.gate) if u.gate is not None else None
+    if u.gate is None or spec is None:
+        return None
+    return gate_view(u.gate, spec, with_subject=not u.gate.open)
+
+
 def _output_preview(s: StepRecord) -> str | None:
     return preview(s.output) if s.has_output else None
 
@@ -215,7 +220,7 @@ def status(state: RunData, d: Definition, facts: RunFacts) -> RunStatus:
     steps = [step_view(s, d) for s in state.steps.values()]
     done = sum(s.phase == "done" for s in state.steps.values())
     total = len(state.steps)
-    own = [gate_view(g, _spec(d, g), with_subject=True) for g in own_open(state)]
+    own = [gate_view(g, spec, with_subject=True) for g, spec in _specced(state, d)]
     children = [child_gate_view(c.workflow_id, g) for c in state.children.values() for g in c.gates]
     return RunStatus(
         workflow_id=facts.workflow_id,

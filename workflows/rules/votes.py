@@ -8,12 +8,13 @@ earlier vote behind without erasing it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from activities.documents import canonical_json
+from activities.documents import digest_of as digest_of
 from workflows.language.definition import ApprovalSpec
 from workflows.models import Decision, GateRefusal, GateState, Principal, Vote
 from workflows.rules.state import GateRecord, Outcome
@@ -21,15 +22,6 @@ from workflows.rules.state import GateRecord, Outcome
 GO_ON = ("approve", "modify", "skip", "retry")
 STOP = ("reject", "cancel")
 SYSTEM_ACTOR = "system"
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def digest_of(subject: Any) -> str:
-    """sha256 of the canonical JSON of what is under review."""
-    return "sha256:" + hashlib.sha256(canonical(subject).encode()).hexdigest()
 
 
 def merge_patch(target: Any, patch: dict[str, Any]) -> Any:
@@ -51,9 +43,15 @@ def merge_patch(target: Any, patch: dict[str, Any]) -> Any:
     return result
 
 
-def principals_of(actor: str, roles: Iterable[str]) -> set[str]:
-    """How gates name a decider: `user:<actor>` and `role:<r>`; a role is never a user."""
-    return {f"user:{actor}"} | {f"role:{r}" for r in roles}
+def principals_of(actor: str, roles: Iterable[str]) -> list[str]:
+    """Who a decider is at a gate: `user:<actor>`, then `role:<r>` for each role; a role is
+    never a user. The API's inbox filter and permission checks ask the same function."""
+    return [f"user:{actor}", *(f"role:{r}" for r in roles)]
+
+
+def eligible(approvers: Iterable[str], actor: str, roles: Iterable[str]) -> bool:
+    """Whether a gate with these approvers names the decider, as a user or by a role."""
+    return not set(principals_of(actor, roles)).isdisjoint(approvers)
 
 
 def live(gate: GateRecord) -> list[Vote]:
@@ -88,7 +86,7 @@ def check(
             f"action {d.action!r} is not offered at {gate.stage} gate {gate.gate!r} "
             f"(allowed: {', '.join(actions)})",
         )
-    if not principals_of(d.actor, d.roles) & set(gate.approvers):
+    if not eligible(gate.approvers, d.actor, d.roles):
         return _refusal(
             "not_authorized",
             f"{d.actor!r} with roles {sorted(d.roles)} may not decide gate {gate.gate!r} "
@@ -147,13 +145,35 @@ def proposed(gate: GateRecord, d: Decision) -> Any:
     return gate.subject
 
 
-def cast(gate: GateRecord, spec: ApprovalSpec, d: Decision, now: datetime) -> None:
-    """Record an admitted vote; decide the gate when enough principals agree."""
+@dataclass(frozen=True)
+class Amendment:
+    """What a modify makes of a gate when the caller works it out itself (a governed plan is
+    checked and assessed again): the new subject, and the approvers that subject needs."""
+
+    subject: Any
+    approvers: list[str]
+
+
+def cast(
+    gate: GateRecord,
+    spec: ApprovalSpec,
+    d: Decision,
+    now: datetime,
+    amendment: Amendment | None = None,
+) -> None:
+    """Record an admitted vote; decide the gate when enough principals agree. A modify replaces
+    the subject (by default with its merge patch), so earlier votes lapse; the modifier's vote
+    counts for the new subject only if its approvers name them (a peer who raises a plan to the
+    elders' tier cannot approve it for them)."""
     if d.action == "modify":
-        subject = proposed(gate, d)
+        subject = proposed(gate, d) if amendment is None else amendment.subject
         digest = digest_of(subject)
         if digest != gate.digest:
             gate.subject, gate.digest, gate.modified = subject, digest, True
+        if amendment is not None:
+            gate.approvers = list(amendment.approvers)
+        if not eligible(gate.approvers, d.actor, d.roles):
+            return
     gate.votes.append(
         Vote(
             actor=d.actor,
@@ -185,7 +205,7 @@ def tally(gate: GateRecord, spec: ApprovalSpec) -> tuple[Outcome, list[str], Any
     for v in votes:
         if v.action in GO_ON:
             way = "approve" if v.action == "modify" else v.action
-            key = way if way == "approve" else f"{way}:{canonical(v.patch)}"
+            key = way if way == "approve" else f"{way}:{canonical_json(v.patch)}"
             groups.setdefault(key, []).append(v)
     for key, group in groups.items():
         if len(group) >= spec.quorum:

@@ -1,0 +1,85 @@
+"""Carrying out what the rules ask of a pipeline run: each tool call, child run or plan check
+as a task of its own whose result comes back as an event, and gate notifications in the
+background. Workflow code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.models import PlanResult
+    from workflows import calls, children, internal
+    from workflows.language.definition import Definition
+    from workflows.rules import lifecycle
+    from workflows.rules.scheduler import CheckPlan, Effect, Invoke
+    from workflows.rules.state import PlanRecord, Result, RunData
+    from workflows.rules.units import plan_digest
+
+Event = Callable[..., Any]
+Notify = Callable[[Any], Any]
+
+
+class Effects:
+    """The calls a run has out, by unit; those running inside the workflow task (local
+    activities) are known, so the run publishes nothing while one is out."""
+
+    def __init__(self, definition: Definition, caller: calls.Caller, state: RunData, event: Event):
+        self._def = definition
+        self._calls = caller
+        self._state = state
+        self._event = event
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.local: set[str] = set()
+
+    def perform(self, effect: Effect, notify: Notify) -> None:
+        if isinstance(effect, Invoke):
+            if calls.in_task(self._def.step(_step_of(effect.step)), effect):
+                self.local.add(effect.step)
+            self.tasks[effect.step] = asyncio.create_task(self._invoke(effect))
+        elif isinstance(effect, CheckPlan):
+            self.tasks[effect.step] = asyncio.create_task(self._check_plan(effect))
+        else:
+            notify(effect)
+
+    def cancel_all(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+
+    async def _invoke(self, inv: Invoke) -> None:
+        spec = self._def.step(_step_of(inv.step))
+        try:
+            if calls.is_child(spec, inv):
+                result = await children.run_child(self._calls, spec, inv)
+            else:
+                result = await self._calls.tool(spec, inv)
+        except asyncio.CancelledError:
+            result = Result(round=inv.round, ok=False, cancelled=True, attempts=0)
+        except Exception as err:
+            workflow.logger.warning("call of %s raised %r", inv.step, err)
+            result = Result(round=inv.round, ok=False, error=calls.failure_message(err))
+        self.tasks.pop(inv.step, None)
+        self.local.discard(inv.step)
+        self._event(lifecycle.record_result, self._state, inv.step, result)
+
+    async def _check_plan(self, check: CheckPlan) -> None:
+        try:
+            found = await internal.validate_plan(check)
+        except asyncio.CancelledError:
+            found = PlanResult(errors=["(plan): the run stopped before the plan was checked"])
+        except ActivityError as err:
+            found = PlanResult(errors=[f"(plan): the check failed: {calls.failure_message(err)}"])
+        plan = PlanRecord(
+            definition=found.definition, errors=found.errors, digest=plan_digest(found.definition)
+        )
+        self.tasks.pop(check.step, None)
+        self._event(lifecycle.record_plan, self._state, check.step, plan)
+
+
+def _step_of(unit_id: str) -> str:
+    """The step a unit belongs to (`files.3` is an item of `files`)."""
+    return unit_id.partition(".")[0]

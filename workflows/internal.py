@@ -1,0 +1,83 @@
+"""Stepgate's own activities as workflow code calls them: the check of a patch or a child's
+input (local), the check of a plan, the owner check of a scheduled run, and audit archives."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.models import (
+        ARCHIVE_AUDIT_ACTIVITY,
+        AUTHORIZE_ACTIVITY,
+        CHECK_ACTIVITY,
+        VALIDATE_PLAN_ACTIVITY,
+        AuditChunk,
+        AuditChunkStored,
+        AuthorizeCall,
+        AuthorizeResult,
+        CheckCall,
+        CheckResult,
+        PlanCall,
+        PlanResult,
+    )
+    from workflows.models import StartOrigin
+    from workflows.retries import (
+        ARCHIVE_RETRY,
+        ARCHIVE_TIMEOUT,
+        AUTHORIZE_RETRY,
+        AUTHORIZE_TIMEOUT,
+        CHECK_RETRY,
+        CHECK_TIMEOUT,
+        PLAN_TIMEOUT,
+    )
+    from workflows.rules.units import CheckPlan
+
+
+async def validate_plan(plan: CheckPlan) -> PlanResult:
+    result: PlanResult = await workflow.execute_activity(
+        VALIDATE_PLAN_ACTIVITY,
+        PlanCall(
+            definition=plan.definition, allowed_tools=plan.allowed_tools, max_steps=plan.max_steps
+        ),
+        result_type=PlanResult,
+        start_to_close_timeout=PLAN_TIMEOUT,
+        retry_policy=CHECK_RETRY,
+        summary=f"{plan.step}: check the plan",
+    )
+    return result
+
+
+async def check(call: CheckCall) -> CheckResult:
+    result: CheckResult = await workflow.execute_local_activity(
+        CHECK_ACTIVITY,
+        call,
+        result_type=CheckResult,
+        start_to_close_timeout=CHECK_TIMEOUT,
+        retry_policy=CHECK_RETRY,
+        summary="check",
+    )
+    return result
+
+
+async def authorize(origin: StartOrigin) -> AuthorizeResult:
+    result: AuthorizeResult = await workflow.execute_activity(
+        AUTHORIZE_ACTIVITY,
+        AuthorizeCall(principal=origin.owner, needs=origin.needs),
+        result_type=AuthorizeResult,
+        start_to_close_timeout=AUTHORIZE_TIMEOUT,
+        retry_policy=AUTHORIZE_RETRY,
+        summary=f"may {origin.owner} still start schedule {origin.schedule_id}?",
+    )
+    return result
+
+
+async def archive(chunk: AuditChunk) -> AuditChunkStored:
+    result: AuditChunkStored = await workflow.execute_activity(
+        ARCHIVE_AUDIT_ACTIVITY,
+        chunk,
+        result_type=AuditChunkStored,
+        start_to_close_timeout=ARCHIVE_TIMEOUT,
+        retry_policy=ARCHIVE_RETRY,
+        summary=f"archive audit {chunk.first_seq}-{chunk.last_seq}",
+    )
+    return result

@@ -1,0 +1,109 @@
+"""The units that repeat: a `repeat` step's iterations (until its condition holds, within its
+bounds), and a `for_each` step's list becoming items and their outputs gathered. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.language import expr
+from workflows.language.definition import RepeatSpec, StepSpec
+from workflows.language.durations import parse_duration
+from workflows.language.limits import MAX_ITEMS
+from workflows.language.refs import RefError
+from workflows.names import StepState
+from workflows.rules.outcomes import fail, finish, run, set_output
+from workflows.rules.state import Iteration, StepRecord
+from workflows.rules.turn import Turn, truthy
+from workflows.rules.unit_gates import gate_at, open_
+
+
+def loop_done(t: Turn, spec: StepSpec, repeat: RepeatSpec, unit: StepRecord) -> bool:
+    """After an iteration: True when the loop is over; otherwise the next one is arranged."""
+    n = unit.iteration + 1
+    try:
+        held = truthy(repeat.until, t.scope(unit, output=unit.output, iteration=n))
+    except (expr.ExpressionError, RefError) as err:
+        fail(t, spec, unit, f"repeat.until could not be evaluated: {err}")
+        return False
+    unit.iterations.append(Iteration(n=n, ok=True, preview=unit.preview, until=held, at=t.now))
+    if held:
+        return True
+    if repeat.max_iterations is not None and n >= repeat.max_iterations:
+        fail(t, spec, unit, f"repeat.until did not hold within {n} iterations")
+        return False
+    if unit.deadline is not None and t.now >= unit.deadline:
+        fail(t, spec, unit, f"repeat.until did not hold within {repeat.timeout}")
+        return False
+    unit.previous = unit.output
+    if repeat.every:
+        unit.phase = "sleeping"
+        due = t.now + parse_duration(repeat.every)
+        unit.next_at = min(due, unit.deadline) if unit.deadline else due
+    else:
+        next_iteration(t, spec, unit)
+    return False
+
+
+def next_iteration(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
+    """Run the loop once more, its inputs resolved again (they may read `previous.output`)."""
+    if unit.deadline is not None and t.now >= unit.deadline:
+        timeout = spec.repeat.timeout if spec.repeat is not None else None
+        fail(t, spec, unit, f"repeat.until did not hold within {timeout}")
+        return
+    unit.next_at = None
+    unit.iteration += 1
+    try:
+        unit.args, unit.slots = t.scope(unit).resolve_slots(spec.with_)
+    except RefError as err:
+        fail(t, spec, unit, str(err))
+        return
+    run(t, unit)
+
+
+def start_each(t: Turn, spec: StepSpec, for_each: str, unit: StepRecord) -> None:
+    """A for_each step: its list, a gate over the whole list if it has one, then its items."""
+    unit.started_at = t.now
+    try:
+        values = t.scope(unit).resolve(for_each)
+    except RefError as err:
+        fail(t, spec, unit, str(err))
+        return
+    if not isinstance(values, list):
+        fail(t, spec, unit, f"for_each must be a list, got {type(values).__name__}")
+        return
+    if len(values) > MAX_ITEMS:
+        fail(t, spec, unit, f"for_each has {len(values)} items, more than {MAX_ITEMS}")
+        return
+    unit.state = StepState.RUNNING
+    approval = gate_at(spec, unit, "before")
+    if approval is not None:
+        open_(t, approval, unit, "before", values)
+    else:
+        expand(unit, values)
+
+
+def expand(unit: StepRecord, values: list[Any]) -> None:
+    """A for_each step's items become units of their own, `<step>.<index>`."""
+    unit.items = [
+        StepRecord(id=f"{unit.id}.{i}", index=i, item=value) for i, value in enumerate(values)
+    ]
+    unit.phase = "items"
+    unit.state = StepState.RUNNING
+
+
+def gather(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
+    """Every item is done: the step's output is their outputs, in order."""
+    items = unit.items or []
+    set_output(unit, [i.output if i.has_output else None for i in items], None, None)
+    unit.attempts = sum(i.attempts for i in items)
+    failures = [i for i in items if i.state == StepState.FAILED]
+    if failures and spec.on_error == "fail":
+        finish(
+            t, unit, StepState.FAILED, error=f"item {failures[0].index} failed: {failures[0].error}"
+        )
+        return
+    approval = gate_at(spec, unit, "after")
+    if approval is not None and t.state.stop is None:
+        open_(t, approval, unit, "after", unit.output)
+    else:
+        finish(t, unit, StepState.SUCCEEDED)

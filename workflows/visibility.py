@@ -1,0 +1,66 @@
+"""What a run last told visibility and the memo, so each workflow task writes only what changed:
+at most one search-attribute upsert and one memo change, none for what its starter already set.
+Workflow code, shared by PipelineWorkflow and GovernedWorkflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contract import (
+        MEMO_GATES,
+        MEMO_GATES_MAX,
+        MEMO_GATES_MORE,
+        SA_AWAITING,
+        SA_PIPELINE,
+        SA_STATE,
+    )
+    from workflows.models import GateSummary
+
+
+class Visibility:
+    """The run's pipeline name, run state, who may decide, and its open gates' inbox lines.
+
+    What the run was started with counts as told: the API starts a run with its name and state
+    `running`, so a run that ends in its first task upserts once, and a run with no open gate
+    never writes the memo. A run started bare (the Temporal CLI) names its pipeline in its first
+    upsert."""
+
+    def __init__(self, pipeline: str) -> None:
+        told = workflow.info().typed_search_attributes
+        self._pipeline = pipeline
+        self._named = told.get(SA_PIPELINE) == pipeline
+        self._state: str | None = told.get(SA_STATE)
+        self._awaiting: list[str] = list(told.get(SA_AWAITING) or [])
+        self._memo: tuple[list[GateSummary], int] = ([], 0)
+
+    def tell(self, state: str, awaiting: list[str], lines: list[GateSummary], details: str) -> None:
+        """Write what changed since the last call; `lines` are every open gate's inbox line, the
+        most urgent first (the memo keeps the first MEMO_GATES_MAX and counts the rest)."""
+        updates: list[SearchAttributeUpdate[Any]] = []
+        if not self._named:
+            updates.append(SA_PIPELINE.value_set(self._pipeline))
+            self._named = True
+        if self._state != state:
+            updates.append(SA_STATE.value_set(state))
+            self._state = state
+        if self._awaiting != awaiting:
+            updates.append(
+                SA_AWAITING.value_set(awaiting) if awaiting else SA_AWAITING.value_unset()
+            )
+            self._awaiting = awaiting
+        if updates:
+            workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(details)
+        memo = lines[:MEMO_GATES_MAX], max(len(lines) - MEMO_GATES_MAX, 0)
+        if memo != self._memo:
+            self._memo = memo
+            workflow.upsert_memo({MEMO_GATES: memo[0], MEMO_GATES_MORE: memo[1]})
+
+    @property
+    def gates(self) -> list[GateSummary]:
+        """The inbox lines last written to the memo."""
+        return self._memo[0]
