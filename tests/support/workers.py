@@ -10,7 +10,7 @@ from pathlib import Path
 
 from activities.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
