@@ -225,10 +225,7 @@ def test_dockerfile_copies_the_product_only() -> None:
     suite, the benchmarks or the operator scripts."""
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     copied = {
-        src
-        for line in text.splitlines()
-        if line.startswith("COPY ")
-        for src in line.split()[1:-1]
+        src for line in text.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]
     }
     assert {"activities", "api", "workflows", "definitions", "worker.py"} <= copied
     assert not copied & {".", "tests", "bench", "scripts"}, copied

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from workflows.rules.states import StepState
 from workflows.language.definition import ApprovalSpec, Definition, Stage
 from workflows.language.durations import parse_duration
 from workflows.models import AuditEntry
 from workflows.rules.state import GateRecord, RunData, StepRecord
+from workflows.rules.states import StepState
 from workflows.rules.votes import SYSTEM_ACTOR, close, digest_of
 
 TIMEOUT_ACTOR = f"{SYSTEM_ACTOR}:timeout"

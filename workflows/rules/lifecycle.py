@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from workflows.rules.states import RunState, StepState
 from workflows.language.definition import CompensateSpec, Definition
 from workflows.models import (
     AuditArchiveRef,
@@ -16,6 +15,7 @@ from workflows.models import (
     LifecycleInput,
 )
 from workflows.rules.state import ChildGates, PlanRecord, Result, RunData, Stop
+from workflows.rules.states import RunState, StepState
 
 # How a lifecycle request arrived: a signal, or Temporal's own cancel request.
 Via = Literal["signal", "system"]

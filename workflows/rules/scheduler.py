@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.rules.states import StepState
 from workflows.language.definition import Definition, StepSpec
 from workflows.rules.gates import Notify, on_time
 from workflows.rules.state import RunData, StepRecord
+from workflows.rules.states import StepState
 from workflows.rules.units import (
     CheckPlan,
     Effect,

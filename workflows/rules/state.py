@@ -12,9 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from activities.models import Slot
-from workflows.rules.states import RunState, StepState
 from workflows.language.definition import Definition, Priority, Stage
 from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary, Vote
+from workflows.rules.states import RunState, StepState
 
 # What a decided gate does: one of the go-on outcomes (the run goes on) or a stop.
 Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.rules.states import StepState
 from workflows.language import expr
 from workflows.language.definition import PRIORITIES, ApprovalSpec, Stage, StepSpec
 from workflows.language.durations import parse_duration
@@ -15,6 +14,7 @@ from workflows.language.refs import RefError, Scope
 from workflows.models import AuditEntry
 from workflows.rules.gates import Notify, open_gate
 from workflows.rules.state import Iteration, Outcome, StepRecord, Stop
+from workflows.rules.states import StepState
 from workflows.rules.turn import (
     CheckPlan,
     Effect,

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.masking import mask
-from workflows.rules.states import RunState
 from workflows.language.definition import PRIORITIES, ApprovalSpec, Definition
 from workflows.models import (
     AuditEntry,
@@ -24,6 +23,7 @@ from workflows.models import (
 )
 from workflows.rules.gates import gate_spec
 from workflows.rules.state import GateRecord, RunData, StepRecord
+from workflows.rules.states import RunState
 from workflows.rules.votes import GATE_STATE, STOP, live
 
 PREVIEW_CHARS = 2_048
