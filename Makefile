@@ -11,12 +11,13 @@ BIN := $(VENV)/bin
 # Re-installs only when the dependency list changes, so `make test` stays fast.
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint mutation audit bench drill clean
+.PHONY: help install run test test-fast lint mutation audit bench drill clean
 
 help:
 	@echo "make install  create .venv and install stepgate with the dev and bench extras"
 	@echo "make run      Temporal dev server + worker + API (Ctrl-C stops all)"
 	@echo "make test     test suite against a real Temporal dev server (PYTEST_ARGS=...)"
+	@echo "make test-fast the tests that need no server: the rules, expressions, layout, docs"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make mutation mutation testing of the pure rule modules (kill rate per module)"
 	@echo "make audit    known vulnerabilities in the installed packages (pip-audit)"
@@ -40,6 +41,10 @@ test: install
 	scripts/ensure-temporal >/dev/null
 	scripts/ensure-test-server >/dev/null
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# A fast loop: tests that start no Temporal server.
+test-fast: install
+	$(BIN)/pytest -q tests/rules tests/test_expressions.py tests/test_layout.py tests/test_docs.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

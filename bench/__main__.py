@@ -148,6 +148,8 @@ async def run(workdir: Path, scale: Scale, api_error: str | None) -> dict[str, A
         "scale": scale.name,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        # What produced these figures, as published results name it (bench/docs.py).
+        "command": f"BENCH_SCALE={scale.name} make bench",
         # Top-level figures are the headline column's; other tools read them from here.
         **{k: v for k, v in headline.items() if k != "store"},
         **{k: v for k, v in alone.items() if k not in ("store", "errors", "skipped", "section_s")},

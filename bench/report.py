@@ -305,34 +305,47 @@ def rows(sample: Mapping[str, Any]) -> list[Row]:
     ]
 
 
-def table(r: Mapping[str, Any]) -> str:
-    """One line per figure: the headline column (SQLite file), the in-memory one, the target and
-    the headline's verdict."""
+def cells(r: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """The table as cells, its head row first: one row per figure with the headline column
+    (SQLite file), the in-memory one, the target and the headline's verdict."""
     columns = r.get("columns") or {}
     names = list(columns)
     head_row = ("", *(COLUMN_TITLES.get(n, n) for n in names), "target", "")
     body: list[tuple[str, ...]] = [head_row]
     sample = columns.get(r.get("headline"), r)
     for label, render, key in rows(sample):
-        cells = tuple(render(columns[n]) for n in names)
+        shown = tuple(render(columns[n]) for n in names)
         verdict = _verdict(r, key) if key else ("", "")
-        body.append((label, *cells, *verdict))
+        body.append((label, *shown, *verdict))
     # The dynamic and governed sections' rows render one column at a time; their labels and
     # targets are the headline column's.
     for section_rows in (report_dynamic.rows, governed_rows):
         per_column = [section_rows(columns[n]) for n in names]
         for i, (label, _, limit, check) in enumerate(section_rows(sample)):
-            cells = tuple(col[i][1] if i < len(col) else "-" for col in per_column)
-            body.append((label, *cells, limit, check))
+            shown = tuple(col[i][1] if i < len(col) else "-" for col in per_column)
+            body.append((label, *shown, limit, check))
     # The memory section runs once, without Temporal: its figure sits in the first column.
     for label, value, limit, check in memory_rows(r):
         body.append((label, value, *("" for _ in names[1:]), limit, check))
-    widths = [max(len(row[i]) for row in body) for i in range(len(head_row))]
-    head = (
-        f"Stepgate bench, scale {r['scale']}: {r['machine']['cpus']} CPUs, "
-        f"Python {r['machine']['python']}, temporalio {r['machine']['temporalio']}, "
-        f"load average at start {r['machine'].get('load_average_at_start')}"
+    return body
+
+
+def machine_line(r: Mapping[str, Any]) -> str:
+    """The machine a run measured, as the table's head and the published results name it."""
+    m = r["machine"]
+    return (
+        f"{m['cpus']} CPUs, Python {m['python']}, temporalio {m['temporalio']}, "
+        f"load average at start {m.get('load_average_at_start')}"
     )
+
+
+def table(r: Mapping[str, Any]) -> str:
+    """One aligned line per figure (see `cells`), under the run's scale and machine."""
+    body = cells(r)
+    columns = r.get("columns") or {}
+    names = list(columns)
+    widths = [max(len(row[i]) for row in body) for i in range(len(body[0]))]
+    head = f"Stepgate bench, scale {r['scale']}: {machine_line(r)}"
     lines = [head, ""]
     for row in body:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
