@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 
 from api.errors import ApiError, from_rpc
 from api.schemas.workflows import WorkflowSummary
-from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE, WORKFLOW_TYPE
+from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE, STEPGATE_WORKFLOW_TYPES
 
 
 def quote(value: str) -> str:
@@ -32,7 +32,8 @@ def runs_query(
     awaiting: list[str] | None = None,
     running_only: bool = False,
 ) -> str:
-    clauses = [f"WorkflowType = {quote(WORKFLOW_TYPE)}"]
+    # Every kind of Stepgate run: a governed run's review gate is in the inbox like any gate.
+    clauses = [f"WorkflowType IN {in_list(sorted(STEPGATE_WORKFLOW_TYPES))}"]
     if state:
         clauses.append(f"{SA_STATE.name} = {quote(state)}")
     if pipeline:

@@ -5,7 +5,8 @@ background. Workflow code."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from temporalio import workflow
@@ -40,11 +41,30 @@ class Effects:
         if isinstance(effect, Invoke):
             if calls.in_task(self._def.step(_step_of(effect.step)), effect):
                 self.local.add(effect.step)
-            self.tasks[effect.step] = asyncio.create_task(self._invoke(effect))
+            self._start(effect.step, self._invoke(effect), effect.round)
         elif isinstance(effect, CheckPlan):
-            self.tasks[effect.step] = asyncio.create_task(self._check_plan(effect))
+            self._start(effect.step, self._check_plan(effect), None)
         else:
             notify(effect)
+
+    def _start(self, unit: str, call: Coroutine[Any, Any, None], round_: int | None) -> None:
+        task = asyncio.create_task(call)
+        task.add_done_callback(functools.partial(self._never_ran, unit, round_))
+        self.tasks[unit] = task
+
+    def _never_ran(self, unit: str, round_: int | None, task: asyncio.Task[None]) -> None:
+        """A call cancelled before it began never reports back by itself: report it here, so
+        the run never waits for a call that was not made."""
+        if not task.cancelled() or self.tasks.get(unit) is not task:
+            return
+        self.tasks.pop(unit, None)
+        self.local.discard(unit)
+        if round_ is None:
+            plan = PlanRecord(errors=["(plan): the run stopped before the plan was checked"])
+            self._event(lifecycle.record_plan, self._state, unit, plan)
+        else:
+            result = Result(round=round_, ok=False, cancelled=True, attempts=0)
+            self._event(lifecycle.record_result, self._state, unit, result)
 
     def cancel_all(self) -> None:
         for task in self.tasks.values():

@@ -269,3 +269,38 @@ async def test_modify_raising_tier_leaves_gate_to_new_approvers(
     assert (
         await http.post(f"/workflows/{run}/cancel", json={}, headers=as_("olga"))
     ).status_code == 202
+
+
+async def test_a_governed_review_is_in_the_inbox_of_who_may_decide_it(
+    gov: httpx.AsyncClient, as_: Auth
+) -> None:
+    """An elder finds the plan waiting for them in GET /approvals and in
+    GET /workflows?awaiting=me, without knowing its id; a viewer, who may not decide it, finds
+    it in neither."""
+    http = gov
+    run = await govern(http, as_, "deploy it", {"text": "v3", "environment": "production"})
+    waiting = await phase(http, as_, run, "review")
+    assert waiting["governed"]["assessment"]["tier"] == 3
+
+    async def inbox(who: str) -> list[dict[str, Any]]:
+        r = await http.get("/approvals", headers=as_(who))
+        assert r.status_code in (200, 403), r.text
+        if r.status_code == 403:
+            return []
+        return [i for i in r.json()["items"] if i["workflow_id"] == run]
+
+    (item,) = await eventually(lambda: inbox("eve"), what="the review in the elder's inbox")
+    assert (item["gate"], item["pipeline"], item["priority"]) == ("review", "governed", "high")
+    assert item["actions"] == ["approve", "reject", "modify", "cancel"]
+    assert item["digest"] == waiting["open_gates"][0]["digest"]
+    # olga (operator and elder) may list runs; an elder alone may read the inbox only.
+    mine = await http.get("/workflows", params={"awaiting": "me"}, headers=as_("olga"))
+    assert mine.status_code == 200, mine.text
+    listed = [w for w in mine.json()["items"] if w["workflow_id"] == run]
+    assert [(w["pipeline"], w["awaiting"]) for w in listed] == [("governed", ["role:elder"])]
+    assert await inbox("vic") == []
+    theirs = await http.get("/workflows", params={"awaiting": "me"}, headers=as_("vic"))
+    assert theirs.status_code == 200, theirs.text
+    assert run not in [w["workflow_id"] for w in theirs.json()["items"]]
+    assert (await vote(http, as_, run, "eve", "reject")).status_code == 200
+    assert await eventually(lambda: inbox("ezra"), ok=lambda found: found == [], what="gone") == []

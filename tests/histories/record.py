@@ -368,6 +368,27 @@ async def _plan(client: Client, handle: Handle) -> None:
     await decide(handle, "execute", "approve", digest=gate.digest)
 
 
+# The ops deploy shape: a parallel step fails while the other succeeds, often in the same
+# workflow task; the step between them must not be left started with no call made.
+SCENARIOS["parallel_failure"] = (
+    """
+name: parallel_failure
+steps:
+  - id: list_agents
+    tool: test.echo
+    with: {agents: [a1, a2]}
+  - id: select_agent
+    needs: [list_agents]
+    tool: test.echo
+    with: {agent: "${steps.list_agents.output.agents}"}
+  - id: validate_repo
+    tool: flow.fail
+    local: false
+    with: {message: "repository not found (404)"}
+""",
+    nothing,
+)
+
 SCENARIOS["local_steps"] = (
     """
 name: local_steps

@@ -374,3 +374,34 @@ def test_a_vote_decided_after_the_stop_starts_nothing() -> None:
     sim.state.stop = lifecycle.Stop(kind="failed", message="x")
     sim.advance()
     assert sim.invoked() == [] and sim.step("a").state.value == "cancelled"
+
+
+DEPLOY = """
+name: deploy
+steps:
+  - {id: list_agents, tool: t.x}
+  - {id: select_agent, tool: t.x, needs: [list_agents]}
+  - {id: validate_repo, tool: t.x}
+"""
+
+
+def test_a_failure_and_a_result_in_one_task_start_no_call_that_is_never_made() -> None:
+    """`validate_repo` fails (stopping the run) in the same workflow task in which
+    `list_agents` succeeds: `select_agent`, listed between them, is not left started with no
+    call made (the shell cancels calls once the run stops, and a call that never began never
+    reports back); it ends cancelled, and the run ends."""
+    sim = Sim(DEPLOY)
+    sim.advance()
+    assert sorted(sim.invoked()) == ["list_agents", "validate_repo"]
+    lifecycle.record_result(sim.state, "list_agents", Result(round=0, ok=True, output={}))
+    lifecycle.record_result(sim.state, "validate_repo", Result(round=0, ok=False, error="404"))
+    effects = sim.advance()
+    assert [e for e in effects if isinstance(e, Invoke)] == []
+    assert sim.state.in_flight() == []
+    assert sim.step("select_agent").state.value == "cancelled"
+    assert sim.step("select_agent").reason == "run stopped before its call was made"
+    assert sim.finished and sim.states() == {
+        "list_agents": "succeeded",
+        "select_agent": "cancelled",
+        "validate_repo": "failed",
+    }

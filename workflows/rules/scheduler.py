@@ -170,15 +170,18 @@ def _start_step(t: Turn, spec: StepSpec, unit: StepRecord) -> bool:
 
 
 def _wind_down(t: Turn, stop: Stop) -> None:
-    """Once the run stops: open gates close and loops stop; when nothing is out any more, the
-    units never reached end too (skipped when the run failed, cancelled when it was cancelled)."""
+    """Once the run stops: calls asked for in this very pass are never made, open gates close
+    and loops stop; when nothing is out any more, the units never reached end too (skipped when
+    the run failed, cancelled when it was cancelled)."""
     state = t.state
+    _withdraw_calls(t)
     for unit in state.units():
         if unit.phase == "gate" and unit.gate is not None and unit.gate.open:
             close(unit.gate, "cancel", [SYSTEM_ACTOR], t.now, None)
             finish(t, unit, StepState.CANCELLED, reason="run stopped")
         elif unit.phase == "sleeping":
             finish(t, unit, StepState.CANCELLED, reason="run stopped")
+    _unsent_notices(t)
     if state.in_flight():
         return
     final = StepState.SKIPPED if stop.kind == "failed" else StepState.CANCELLED
@@ -189,3 +192,27 @@ def _wind_down(t: Turn, stop: Stop) -> None:
     for step in state.steps.values():
         if step.phase == "items":
             finish(t, step, final, reason=f"stopped: the run {verb}")
+
+
+def _withdraw_calls(t: Turn) -> None:
+    """A pass that ends with the run stopped takes back the calls it asked for: the shell stops
+    every call out once the run stops, and one that never started would never report back (a
+    failure and another step's result arriving in one workflow task once left a step started
+    with no call made, and the run waiting on it for ever)."""
+    withdrawn = [e for e in t.effects if isinstance(e, Invoke | CheckPlan)]
+    for effect in withdrawn:
+        unit = t.state.unit(effect.step)
+        if unit is not None and unit.call_out:
+            finish(t, unit, StepState.CANCELLED, reason="run stopped before its call was made")
+    t.effects[:] = [e for e in t.effects if not isinstance(e, Invoke | CheckPlan)]
+
+
+def _unsent_notices(t: Turn) -> None:
+    """Approvers are not told of a gate that closed before they could be: the run stopped."""
+    t.effects[:] = [
+        e for e in t.effects if not isinstance(e, Notify) or _still_open(t.state.unit(e.step))
+    ]
+
+
+def _still_open(unit: StepRecord | None) -> bool:
+    return unit is not None and unit.gate is not None and unit.gate.open

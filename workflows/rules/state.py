@@ -130,6 +130,13 @@ class StepRecord(BaseModel):
     deadline: datetime | None = None
     plan: PlanRecord | None = None
 
+    @property
+    def call_out(self) -> bool:
+        """Its tool call, child run or plan check is out and not yet back."""
+        return (self.phase == "running" and self.result is None) or (
+            self.phase == "planning" and self.plan is None
+        )
+
 
 class Stop(BaseModel):
     """Why the run stops starting work: a failure, or a cancel (by a gate or a person)."""
@@ -205,12 +212,7 @@ class RunData(Trail):
 
     def in_flight(self) -> list[StepRecord]:
         """Units whose tool call, child run or plan check is out and not yet back."""
-        return [
-            u
-            for u in self.units()
-            if (u.phase == "running" and u.result is None)
-            or (u.phase == "planning" and u.plan is None)
-        ]
+        return [u for u in self.units() if u.call_out]
 
 
 def new_state(definition: Definition, now: datetime) -> RunData:
