@@ -11,7 +11,13 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.service import RPCError
+from temporalio.worker import (
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkflowRunner,
+)
 
 from activities import default_registry
 from activities.access import AccessActivities
@@ -22,7 +28,9 @@ from activities.logs import configure_logging
 from activities.memory import MemoryActivities
 from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
+from workflows.builds import deployment_config
 from workflows.client import TemporalUnreachable, exit_now, make_client
+from workflows.deployment import UNVERSIONED_OPEN_RUNS, BuildNotReady, make_current_at_start
 from workflows.governed import GovernedWorkflow
 from workflows.language.catalog import Catalog, log_errors
 from workflows.language.plans import PlanActivities
@@ -87,9 +95,11 @@ def build_worker(
     tools: ToolActivities | None = None,
     access: AccessActivities | None = None,
     memory: MemoryActivities | None = None,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """The worker the process runs; tests and benchmarks build theirs the same way. The memory's
-    engine connects at first use (main() migrates it at start)."""
+    engine connects at first use (main() migrates it at start). `deployment`: the Worker
+    Deployment Version it polls as (workflows.builds.deployment_config); None: unversioned."""
     tools = tools or ToolActivities(registry, settings)
     owned = None
     if memory is None:
@@ -117,7 +127,48 @@ def build_worker(
         max_concurrent_workflow_tasks=settings.stepgate_max_concurrent_workflow_tasks,
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        deployment_config=deployment,
     )
+
+
+async def become_current(
+    client: Client, deployment: WorkerDeploymentConfig, stop: asyncio.Event
+) -> bool:
+    """STEPGATE_SET_CURRENT_VERSION: new runs go to this build once it polls. False: Temporal
+    would not make it current, and a worker nobody sends runs to would only hide that. A stop
+    meanwhile ends the wait (True: the worker then drains as usual)."""
+    version = deployment.version
+    promote = asyncio.ensure_future(
+        make_current_at_start(client, version.deployment_name, version.build_id, client.identity)
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({promote, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not promote.done():
+        promote.cancel()
+        return True
+    try:
+        previous = promote.result()
+    except BuildNotReady as err:
+        log.error("could not make this build current", error=str(err))
+        return False
+    log.info("this build is current", build_id=version.build_id, previous=previous)
+    return True
+
+
+async def warn_of_unversioned_runs(client: Client) -> None:
+    """Runs an unversioned worker (0.1.x) started go to whichever build is current, whose code
+    does not replay their histories: a versioned worker says at start that some are open."""
+    try:
+        count = (await client.count_workflows(UNVERSIONED_OPEN_RUNS)).count
+    except RPCError:
+        return  # visibility is down: the worker's own start reports what matters
+    if count:
+        log.warning(
+            "open runs belong to no build: those an unversioned (0.1.x) worker started must be "
+            "finished or cancelled (docs/versioning.md); the others have not reached a worker yet",
+            count=count,
+        )
 
 
 async def main() -> int:
@@ -147,7 +198,10 @@ async def main() -> int:
     # Migrates the memory now if its database answers (the API does too, under the same lock);
     # if not, the first memory activity tries again, and fails retryably until it can.
     await memory.store.start()
-    worker = build_worker(client, settings, registry, tools=tools, access=access, memory=memory)
+    deployment = deployment_config(settings)
+    worker = build_worker(
+        client, settings, registry, tools=tools, access=access, memory=memory, deployment=deployment
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -161,9 +215,16 @@ async def main() -> int:
         pipelines=catalog.refs(),
         catalog_errors=len(catalog.errors),
         api_keys_file=str(settings.stepgate_api_keys_file or ""),
+        deployment=settings.stepgate_deployment_name if deployment else None,
+        build_id=deployment.version.build_id if deployment else None,
     )
     try:
         async with worker:
+            if deployment:
+                await warn_of_unversioned_runs(client)
+            if deployment and settings.stepgate_set_current_version:
+                if not await become_current(client, deployment, stop):
+                    return 3
             await stop.wait()
             log.info("draining: finishing running activities before exit")
     finally:

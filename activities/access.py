@@ -38,6 +38,7 @@ SCHEDULE = "schedule"
 SCHEDULE_ANY = "schedule_any"
 CATALOG_RELOAD = "catalog_reload"
 MEMORY_DELETE = "memory_delete"
+VERSIONS = "versions"  # list the worker builds, make one current
 PERMISSIONS: tuple[str, ...] = (
     READ,
     START,
@@ -49,6 +50,7 @@ PERMISSIONS: tuple[str, ...] = (
     SCHEDULE_ANY,
     CATALOG_RELOAD,
     MEMORY_DELETE,
+    VERSIONS,
 )
 # DESIGN.md "Who may do what"; other roles (ops, peer, ...) hold no permission, they decide gates.
 DEFAULT_ROLES: Mapping[str, frozenset[str]] = {

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from activities.addresses import parse_allow, split_host_port
+from activities.config_versioning import VersioningSettings
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 
 DEFAULT_TASK_QUEUE = "stepgate"
@@ -25,7 +26,7 @@ DATABASE_SCHEMES = frozenset(
 )
 
 
-class Settings(BaseSettings):
+class Settings(VersioningSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
     # Errors never echo input: some settings are keys.

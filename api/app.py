@@ -23,6 +23,7 @@ from api.limits import KeyLimits, RunLanes
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
+from workflows.builds import package_version
 from workflows.client import make_data_converter
 
 DESCRIPTION = (
@@ -77,7 +78,9 @@ def create_app(
             await state.temporal.stop()
             await state.memory.close()
 
-    app = FastAPI(title="Stepgate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Stepgate", version=package_version(), description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.stepgate = state
     app.state.offload = offload
     errors.install(app)

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -169,6 +169,44 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
+def cmd_versions(http: httpx.Client, args: argparse.Namespace) -> int:
+    """The worker builds and the runs open on each, or make one current (docs/versioning.md)."""
+    if args.action == "set-current":
+        changed = _check(http.post("/versions/current", json={"build_id": args.build_id}))
+        if args.json:
+            _print(changed)
+        else:
+            was = changed["previous_build_id"] or "unversioned workers"
+            print(f"{_printable(changed['build_id'])} is current (new runs start on it); was {was}")
+        return 0
+    listing = _check(http.get("/versions"))
+    if args.json:
+        _print(listing)
+        return 0
+    print("\n".join(versions_table(listing)))
+    return 0
+
+
+def versions_table(listing: dict[str, Any]) -> list[str]:
+    """The listing as lines: where new runs start, then one row per build and one for the open
+    runs no build holds."""
+    current = listing["current_build_id"] or "unversioned workers"
+    head = f"deployment {listing['deployment']}: new runs start on {current}"
+    if listing["ramping_build_id"]:
+        head += f", {listing['ramping_percentage']:g}% on {listing['ramping_build_id']}"
+    rows = [["BUILD", "STATUS", "CREATED", "OPEN RUNS"]]
+    for build in listing["builds"]:
+        created = build["created_at"]
+        stamp = datetime.fromisoformat(created).astimezone(UTC) if created else None
+        when = stamp.strftime("%Y-%m-%d %H:%MZ") if stamp else "-"
+        cells = [build["build_id"], build["status"], when, str(build["open_runs"])]
+        rows.append([_printable(cell) for cell in cells])
+    rows.append(["(unversioned)", "-", "-", str(listing["unversioned_open_runs"])])
+    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+    lines = ["  ".join([*(row[c].ljust(widths[c]) for c in range(3)), row[3]]) for row in rows]
+    return [_printable(head), *lines]
+
+
 def cmd_approve(http: httpx.Client, args: argparse.Namespace) -> int:
     return _decide(http, args, "approve")
 
@@ -204,6 +242,14 @@ def parser() -> argparse.ArgumentParser:
     inbox = sub.add_parser("inbox", help="gates waiting for you, most urgent first")
     inbox.add_argument("--priority", help="only these priorities: urgent, or a list urgent,high")
     inbox.add_argument("--page-size", type=int, help="runs read per request (the API's default)")
+    versions = sub.add_parser(
+        "versions", help="worker builds and the runs open on each (admin); set-current BUILD"
+    )
+    versions.add_argument("--json", action="store_true", help="print the API's answer")
+    actions = versions.add_subparsers(dest="action")
+    current = actions.add_parser("set-current", help="make a build current: new runs start on it")
+    current.add_argument("build_id")
+    current.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     return p
 
 
@@ -217,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inbox": cmd_inbox,
         "approve": cmd_approve,
         "reject": cmd_reject,
+        "versions": cmd_versions,
     }
     try:
         with _client() as http:

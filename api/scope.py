@@ -16,8 +16,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from api.errors import ApiError, from_rpc, timed_out, unavailable
-from api.visibility import in_list
 from workflows.contract import STEPGATE_WORKFLOW_TYPES
+from workflows.query_text import in_list
 
 # A describe needs only the server, not a worker: a slow answer means Temporal is in trouble.
 DESCRIBE_TIMEOUT = timedelta(seconds=5)

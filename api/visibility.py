@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable
 
 from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
@@ -14,15 +13,7 @@ from temporalio.service import RPCError
 from api.errors import ApiError, from_rpc
 from api.schemas.workflows import WorkflowSummary
 from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE, STEPGATE_WORKFLOW_TYPES
-
-
-def quote(value: str) -> str:
-    """A visibility query string literal; backslashes and quotes escaped so values cannot inject."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def in_list(values: Iterable[str]) -> str:
-    return "(" + ", ".join(quote(v) for v in values) + ")"
+from workflows.query_text import in_list, quote
 
 
 def runs_query(

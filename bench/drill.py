@@ -104,6 +104,8 @@ class DrillStack:
             STEPGATE_TASK_QUEUE=self.task_queue,
             STEPGATE_LOG_LEVEL="WARNING",
             STEPGATE_HTTP_ALLOW=HOST,
+            # As `make run` does: every worker.py is the same build and makes it current.
+            STEPGATE_SET_CURRENT_VERSION="true",
         )
         return env
 

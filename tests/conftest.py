@@ -38,6 +38,16 @@ FUZZ_NAMESPACE = "stepgate-fuzz"
 # A JVM on two busy cores may need longer than the SDK's 5 s default to answer.
 TEST_SERVER_STARTUP = timedelta(seconds=60)
 
+# Worker Versioning needs no switch on this server; these make it check a build that stopped being
+# current for open pinned runs after 1 s and then every second (default: 3 minutes each), so
+# tests/test_versioning.py sees it drained within seconds.
+VERSION_DRAINAGE_CHECKS = [
+    "--dynamic-config-value",
+    'matching.wv.VersionDrainageStatusVisibilityGracePeriod="1s"',
+    "--dynamic-config-value",
+    'matching.wv.VersionDrainageStatusRefreshInterval="1s"',
+]
+
 
 def temporal_cli() -> str:
     """The CLI that scripts/ensure-temporal provides (built once into the user cache)."""
@@ -65,7 +75,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(Settings()),
-        dev_server_extra_args=["--namespace", FUZZ_NAMESPACE],
+        dev_server_extra_args=["--namespace", FUZZ_NAMESPACE, *VERSION_DRAINAGE_CHECKS],
     )
     try:
         yield env

@@ -13,6 +13,7 @@ from api.routes import (
     memory,
     schedules,
     tools,
+    versions,
     workflows,
 )
 
@@ -26,6 +27,7 @@ for module in (
     memory,
     approvals,
     schedules,
+    versions,
     codec,
 ):
     api_router.include_router(module.router)

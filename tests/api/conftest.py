@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import shutil
-import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,15 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from temporalio.client import Client
 
 from activities import default_registry
 from activities.config import Settings
 from activities.registry import ToolRegistry
-from api.app import create_app
 from tests.conftest import ROOT
+from tests.support.api import serve_app
 from tests.support.fakes import echo, fail, sleep
 from worker import build_worker
 
@@ -126,36 +123,7 @@ async def worker(
 @pytest.fixture
 def serve(registry: ToolRegistry) -> Serve:
     """Serve an app for `settings` on a free local port; yields its base URL."""
-
-    @contextlib.asynccontextmanager
-    async def go(settings: Settings) -> AsyncIterator[str]:
-        app = create_app(settings, registry)
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="on",
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if task.done() or time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            await asyncio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
-
-    return go
+    return functools.partial(serve_app, registry=registry)
 
 
 @pytest.fixture

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import Callable
 
 import httpx
 
 from tests.api.conftest import KEYS
 from tests.api.helpers import wait_state
-from tests.conftest import ROOT
+from tests.support.api import stepgate as cli
 from tests.support.util import eventually
 
 Auth = Callable[[str], dict[str, str]]
-
-
-async def cli(url: str, key: str, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPGATE_")}
-    env.update(STEPGATE_URL=url, STEPGATE_API_KEY=key)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def test_cli_start_inbox_approve_status(

@@ -30,13 +30,14 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`python worker.py` as a real child process."""
+    """`python worker.py` as a real child process; from another copy of the code with `root`
+    (its own folder comes first on the import path)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, root: Path = ROOT) -> None:
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            cwd=ROOT,
+            [sys.executable, str(root / "worker.py")],
+            cwd=root,
             env=env,
             stdout=self.log,
             stderr=self.log,
