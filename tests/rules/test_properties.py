@@ -95,6 +95,16 @@ def _sleeping(sim: Sim) -> bool:
     return any(u.phase == "sleeping" for u in sim.state.units())
 
 
+def _within_max_parallel(sim: Sim) -> None:
+    """The run's and each for_each step's `max_parallel` hold after every pass."""
+    running = [u for u in sim.state.units() if u.phase == "running"]
+    assert len(running) <= (sim.d.max_parallel or len(running)), [u.id for u in running]
+    for spec in sim.d.steps:
+        items = sim.state.steps[spec.id].items or []
+        if spec.max_parallel is not None:
+            assert sum(i.phase == "running" for i in items) <= spec.max_parallel, spec.id
+
+
 def _act(sim: Sim, data: st.DataObject) -> None:
     """One thing happens from outside: a call returns, someone votes, time passes, a pause, a
     resume or a cancel."""
@@ -168,6 +178,7 @@ def test_every_generated_run_reaches_a_final_state(d: Definition, data: st.DataO
     )
     for _ in range(data.draw(st.integers(0, 60))):
         effects = sim.advance()
+        _within_max_parallel(sim)
         due = next_due(sim.state)
         assert due is None or due > sim.now, "the clock must move past what it handled"
         if sim.state.stop is not None:

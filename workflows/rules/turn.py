@@ -82,9 +82,9 @@ class Turn:
     now: datetime
     effects: list[Effect] = field(default_factory=list)
     hold: bool = False
-    # Running units counted during this pass (key "" for the run, a step id for its items);
-    # cleared whenever a unit moves, so a count is never stale and a pass over many waiting
-    # items counts once instead of once per item.
+    # Running units counted once during this pass (key "" for the run, a step id for its
+    # items), then kept true as each unit moves (scheduler._recount): a pass over many units
+    # counts once instead of once per unit.
     counts: dict[str, int] = field(default_factory=dict)
 
     def scope(self, unit: StepRecord, **local: Any) -> Scope:
