@@ -259,6 +259,46 @@ output: "${steps.each.output}"
     assert status.continued >= 1
 
 
+async def test_a_loop_whose_condition_never_holds_continues_as_new_and_ends_at_its_bound(
+    small_history_env: WorkflowEnvironment, settings: Settings, registry: ToolRegistry
+) -> None:
+    """`until: "false"` with only a long timeout: iterations wait the floor interval, the run
+    continues as new when its history is long (the loop holds between iterations), and the step
+    fails at its iteration bound instead of spinning until history is full."""
+    client = small_history_env.client
+    local = settings.model_copy(
+        update={"temporal_address": client.service_client.config.target_host}
+    )
+    report = validate_definition(
+        yaml.safe_load(
+            """
+name: spin
+steps:
+  - id: poll
+    tool: test.echo
+    with: {n: "${iteration}"}
+    repeat: {until: "false", timeout: 365d, max_iterations: 20, every: 10ms}
+"""
+        ),
+        registry,
+    )
+    assert report.definition is not None
+    async with build_worker(client, local, registry):
+        handle = await client.start_workflow(
+            PipelineWorkflow.run,
+            PipelineInput(definition=report.definition, input={}),
+            id=f"spin-{uuid.uuid4().hex[:8]}",
+            task_queue=local.stepgate_task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as err:
+            await handle.result()
+        status = await handle.query(PipelineWorkflow.status)
+    assert "repeat.until did not hold within 20 iterations" in str(err.value.cause)
+    assert status.continued >= 1, "the loop's history was carried into a new run"
+    (poll,) = status.steps
+    assert [i.n for i in poll.iterations or []] == list(range(1, 21))
+
+
 async def test_output_schema_fails_a_step_whose_output_breaks_it(
     worker: Worker, start: Start
 ) -> None:

@@ -160,7 +160,8 @@ def _settle(sim: Sim) -> None:
             )
         for sid in _open(sim):
             gate = sim.gate(sid)
-            for actor in ACTORS:
+            # People who have not voted yet: the random phase may have split the first four.
+            for actor in [f"late-{a}" for a in ACTORS]:
                 if gate.open:
                     sim.vote(
                         sid, "reject" if gate.stage == "on_failure" else "approve", actor=actor

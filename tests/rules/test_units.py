@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from activities.models import ARTIFACT_MARKER
 from tests.rules.sim import T0, Sim
-from workflows.language.limits import MAX_ITEMS
+from workflows.language.limits import MAX_ITEMS, MAX_ITERATIONS, REPEAT_FLOOR
 from workflows.rules import lifecycle
+from workflows.rules.gates import next_due
 from workflows.rules.scheduler import Invoke
 from workflows.rules.state import PlanRecord, Result
 from workflows.rules.units import plan_digest
@@ -27,15 +28,36 @@ def _calls(sim: Sim) -> list[tuple[int, object]]:
     return [(e.iteration, e.args) for e in sim.effects if isinstance(e, Invoke)]
 
 
-def test_loop_without_every_runs_its_next_iteration_at_once() -> None:
-    """With no `every`, an iteration whose `until` is false starts the next in the same pass,
-    its inputs resolved again, and nothing is left to wake for."""
+def test_loop_without_every_waits_the_floor_interval_between_iterations() -> None:
+    """With no `every`, an iteration whose `until` is false waits REPEAT_FLOOR durably (a
+    condition that never holds must not spin), then runs again with its inputs resolved again."""
     sim = Sim(LOOP % ("output.done", "max_iterations: 3"))
     sim.advance()
     sim.succeed("job", {"done": False})
-    assert _calls(sim) == [(0, {"try": 1}), (1, {"try": 2})]
     job = sim.step("job")
+    assert (job.phase, job.next_at) == ("sleeping", T0 + REPEAT_FLOOR)
+    assert next_due(sim.state) == T0 + REPEAT_FLOOR and _calls(sim) == [(0, {"try": 1})]
+    sim.tick(seconds=REPEAT_FLOOR.total_seconds() - 0.001)
+    assert _calls(sim) == [(0, {"try": 1})]
+    sim.tick(seconds=0.001)
+    assert _calls(sim) == [(0, {"try": 1}), (1, {"try": 2})]
     assert (job.phase, job.next_at, job.iteration) == ("running", None, 1)
+
+
+def test_loop_without_max_iterations_stops_at_the_default_bound() -> None:
+    """A loop bounded by a long timeout alone fails after MAX_ITERATIONS iterations with
+    `until` false."""
+    sim = Sim(LOOP % ("output.done", "every: 1s, timeout: 365d"))
+    sim.advance()
+    for _ in range(MAX_ITERATIONS):
+        sim.succeed("job", {"done": False})
+        sim.tick(seconds=1)
+    job = sim.step("job")
+    assert (job.state.value, job.error) == (
+        "failed",
+        f"repeat.until did not hold within {MAX_ITERATIONS} iterations",
+    )
+    assert len(job.iterations) == MAX_ITERATIONS
 
 
 def test_until_reads_the_number_of_the_iteration_just_ended() -> None:
@@ -44,6 +66,7 @@ def test_until_reads_the_number_of_the_iteration_just_ended() -> None:
     sim = Sim(LOOP % ("iteration >= 2", "max_iterations: 5"))
     sim.advance()
     sim.succeed("job", {"n": 1})
+    sim.tick(seconds=1)
     assert sim.step("job").state.value == "running"
     sim.succeed("job", {"n": 2})
     job = sim.step("job")
@@ -72,6 +95,7 @@ def test_loop_giving_up_after_max_iterations_fails_the_step() -> None:
     sim = Sim(LOOP % ("output.done", "max_iterations: 2"))
     sim.advance()
     sim.succeed("job", {"done": False})
+    sim.tick(seconds=1)
     sim.succeed("job", {"done": False})
     job = sim.step("job")
     assert (job.state.value, job.error, len(job.iterations)) == (
@@ -118,6 +142,7 @@ steps:
     )
     sim.advance()
     sim.succeed("job", {"status": "x", "done": False})
+    sim.tick(seconds=1)
     job = sim.step("job")
     assert (job.state.value, job.error) == (
         "failed",

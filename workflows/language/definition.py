@@ -201,8 +201,15 @@ class RepeatSpec(_Strict):
     """Run the step again until a condition over its output holds."""
 
     until: Expression = Field(description="condition over `output` and `iteration` (from 1)")
-    every: Duration | None = Field(None, description="durable wait between iterations")
-    max_iterations: int | None = Field(None, ge=1, le=MAX_ITERATIONS)
+    every: Duration | None = Field(
+        None, description="durable wait between iterations (at least 1s when left out)"
+    )
+    max_iterations: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ITERATIONS,
+        description=f"at most this many ({MAX_ITERATIONS} when left out)",
+    )
     timeout: Duration | None = Field(None, description="limit for all iterations together")
 
 

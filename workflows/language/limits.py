@@ -20,8 +20,11 @@ MAX_STEPS = 500
 MAX_PARALLEL = MAX_STEPS
 # Items one for_each step runs over (the run continues as new as its history grows).
 MAX_ITEMS = 1_000
-# Iterations of one repeat step.
+# Iterations of one repeat step; also the bound of a loop that names none.
 MAX_ITERATIONS = 1_000
+# The wait between iterations of a loop that names no `every`: a condition that never holds must
+# not spin (thousands of iterations a second filled history and held a worker's CPU).
+REPEAT_FLOOR = timedelta(seconds=1)
 # `needs` of one step.
 MAX_NEEDS = MAX_STEPS
 

@@ -8,7 +8,7 @@ from typing import Any
 from workflows.language import expr
 from workflows.language.definition import RepeatSpec, StepSpec
 from workflows.language.durations import parse_duration
-from workflows.language.limits import MAX_ITEMS
+from workflows.language.limits import MAX_ITEMS, MAX_ITERATIONS, REPEAT_FLOOR
 from workflows.language.refs import RefError
 from workflows.names import StepState
 from workflows.rules.outcomes import fail, finish, run, set_output
@@ -28,19 +28,18 @@ def loop_done(t: Turn, spec: StepSpec, repeat: RepeatSpec, unit: StepRecord) -> 
     unit.iterations.append(Iteration(n=n, ok=True, preview=unit.preview, until=held, at=t.now))
     if held:
         return True
-    if repeat.max_iterations is not None and n >= repeat.max_iterations:
+    if n >= (repeat.max_iterations or MAX_ITERATIONS):
         fail(t, spec, unit, f"repeat.until did not hold within {n} iterations")
         return False
     if unit.deadline is not None and t.now >= unit.deadline:
         fail(t, spec, unit, f"repeat.until did not hold within {repeat.timeout}")
         return False
     unit.previous = unit.output
-    if repeat.every:
-        unit.phase = "sleeping"
-        due = t.now + parse_duration(repeat.every)
-        unit.next_at = min(due, unit.deadline) if unit.deadline else due
-    else:
-        next_iteration(t, spec, unit)
+    # Every loop waits durably between iterations, a loop without `every` at least REPEAT_FLOOR,
+    # so a run that is to continue as new can let its calls drain in between.
+    unit.phase = "sleeping"
+    due = t.now + (parse_duration(repeat.every) if repeat.every else REPEAT_FLOOR)
+    unit.next_at = min(due, unit.deadline) if unit.deadline else due
     return False
 
 

@@ -110,6 +110,8 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
     elif unit.phase == "planning" and unit.plan is not None:
         planned(t, spec, unit, unit.plan)
     elif unit.phase == "sleeping" and unit.next_at is not None and unit.next_at <= t.now:
+        if t.hold:  # the run is about to continue as new: the next iteration starts after
+            return False
         next_iteration(t, spec, unit)
     else:
         return False
