@@ -79,6 +79,10 @@ class ToolCall(BaseModel):
     idempotency_key: str
     scope: Literal["main", "compensate", "notify"] = "main"
     max_output_bytes: int | None = None
+    # What the run can still keep of this call: an output over `inline_bytes` goes to the
+    # artifact store, and its preview is at most `preview_bytes` (None: the worker's settings).
+    inline_bytes: int | None = None
+    preview_bytes: int | None = None
     # None only from runs started before slots existed, whose calls resolve the old way.
     slots: list[Slot] | None = None
     # The step's `output_schema` (it passed jsonschema_safe.schema_issues at validation): the

@@ -187,7 +187,12 @@ class ToolActivities:
     async def _result(self, call: ToolCall, data: Any, used: set[str]) -> ToolResult:
         body = json.dumps(data, separators=(",", ":")).encode()
         limit = call.max_output_bytes or self.settings.stepgate_max_output_bytes
-        shown = preview(data, self.settings.stepgate_preview_bytes, used)
+        if call.inline_bytes is not None:  # what the run can still keep of this call
+            limit = min(limit, call.inline_bytes)
+        shown_bytes = self.settings.stepgate_preview_bytes
+        if call.preview_bytes is not None:
+            shown_bytes = min(shown_bytes, call.preview_bytes)
+        shown = preview(data, shown_bytes, used)
         attempt = activity.info().attempt if activity.in_activity() else 1
         if len(body) <= limit:
             return ToolResult(output=data, preview=shown, size=len(body), attempt=attempt)

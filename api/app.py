@@ -75,6 +75,7 @@ def create_app(
             yield
         finally:
             await watch.stop()
+            await state.cancels.close()
             await state.temporal.stop()
             await state.memory.close()
 

@@ -16,6 +16,7 @@ from api.events import StatusHub
 from api.limits import KeyLimits, RunLanes
 from api.status import StatusReads
 from api.temporal import TemporalLink
+from api.watchdog import CancelWatch
 
 
 @dataclass
@@ -39,3 +40,5 @@ class ApiState:
     hub: StatusHub = field(default_factory=StatusHub)
     # Concurrent GET /workflows/{id} of one run share a query.
     reads: StatusReads = field(default_factory=StatusReads)
+    # Cancelled runs that may be stuck, terminated if they do not act on it in time.
+    cancels: CancelWatch = field(default_factory=CancelWatch)

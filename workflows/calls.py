@@ -17,6 +17,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from activities.documents import canonical_json
     from activities.models import (
         ARTIFACT_MARKER,
         Slot,
@@ -25,7 +26,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.language.definition import CompensateSpec, Definition, NotifySpec, StepSpec
     from workflows.language.durations import parse_duration
-    from workflows.language.limits import LOCAL_TIMEOUT
+    from workflows.language.limits import (
+        LOCAL_INLINE_BYTES,
+        LOCAL_TIMEOUT,
+        MIN_PREVIEW_BYTES,
+    )
     from workflows.models import PipelineInput
     from workflows.retries import (
         COMPENSATE_RETRY,
@@ -109,7 +114,9 @@ class Caller:
             **kw,
         )
 
-    async def tool(self, spec: StepSpec, inv: Invoke) -> Result:
+    async def tool(self, spec: StepSpec, inv: Invoke, *, local: bool) -> Result:
+        """The step's tool call: inside the workflow task as a local activity when `local`
+        (the step's choice, within the task's budget), else a regular activity."""
         defaults = self.definition.defaults
         tool_ref = spec.resolved_tool or spec.tool or ""
         key = f"{workflow.info().workflow_id}/{inv.step}"
@@ -124,12 +131,14 @@ class Caller:
             key,
             max_output_bytes=spec.max_output_bytes,
             output_schema=spec.output_schema,
+            inline_bytes=min(inv.inline_bytes, LOCAL_INLINE_BYTES) if local else inv.inline_bytes,
+            preview_bytes=min(inv.preview_bytes, MIN_PREVIEW_BYTES) if local else inv.preview_bytes,
         )
         policy = retry_policy(spec.retry, defaults)
         heartbeat = spec.heartbeat_timeout or defaults.heartbeat_timeout
         round_ = inv.round
         try:
-            if spec.local:
+            if local:
                 # Inside the workflow task: no server round trips, retries kept local.
                 res = await workflow.execute_local_activity(
                     name,
@@ -177,9 +186,15 @@ class Caller:
                 preview=res.preview,
                 artifact=ref,
                 attempts=res.attempt,
+                size=len(canonical_json(ref)) + len(res.preview),
             )
         return Result(
-            round=round_, ok=True, output=res.output, preview=res.preview, attempts=res.attempt
+            round=round_,
+            ok=True,
+            output=res.output,
+            preview=res.preview,
+            attempts=res.attempt,
+            size=res.size + len(res.preview),
         )
 
     async def notify(

@@ -8,6 +8,7 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from activities.documents import canonical_json
     from activities.models import CheckCall
     from workflows import internal
     from workflows.calls import Caller, failure_message
@@ -73,7 +74,8 @@ async def run_child(caller: Caller, spec: StepSpec, inv: Invoke) -> Result:
                 ok=False,
                 error="output does not match output_schema: " + "; ".join(fits.issues),
             )
-    return Result(round=round_, ok=True, output=result.output)
+    size = len(canonical_json(result.output))
+    return Result(round=round_, ok=True, output=result.output, size=size)
 
 
 def child_id(workflow_id: str, unit_id: str, round_: int, iteration: int = 0) -> str:

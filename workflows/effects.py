@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import PlanResult
     from workflows import calls, children, internal
     from workflows.language.definition import Definition
+    from workflows.language.limits import LOCAL_CALLS_PER_TASK
     from workflows.rules import lifecycle
     from workflows.rules.scheduler import CheckPlan, Effect, Invoke
     from workflows.rules.state import PlanRecord, Result, RunData
@@ -36,12 +37,14 @@ class Effects:
         self._event = event
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.local: set[str] = set()
+        self._task_budget = TaskBudget()
 
     def perform(self, effect: Effect, notify: Notify) -> None:
         if isinstance(effect, Invoke):
-            if calls.in_task(self._def.step(_step_of(effect.step)), effect):
+            local = calls.in_task(self._def.step(_step_of(effect.step)), effect)
+            if local and self._task_budget.take():
                 self.local.add(effect.step)
-            self._start(effect.step, self._invoke(effect), effect.round)
+            self._start(effect.step, self._invoke(effect, effect.step in self.local), effect.round)
         elif isinstance(effect, CheckPlan):
             self._start(effect.step, self._check_plan(effect), None)
         else:
@@ -70,13 +73,13 @@ class Effects:
         for task in self.tasks.values():
             task.cancel()
 
-    async def _invoke(self, inv: Invoke) -> None:
+    async def _invoke(self, inv: Invoke, local: bool) -> None:
         spec = self._def.step(_step_of(inv.step))
         try:
             if calls.is_child(spec, inv):
                 result = await children.run_child(self._calls, spec, inv)
             else:
-                result = await self._calls.tool(spec, inv)
+                result = await self._calls.tool(spec, inv, local=local)
         except asyncio.CancelledError:
             result = Result(round=inv.round, ok=False, cancelled=True, attempts=0)
         except Exception as err:
@@ -98,6 +101,26 @@ class Effects:
         )
         self.tasks.pop(check.step, None)
         self._event(lifecycle.record_plan, self._state, check.step, plan)
+
+
+class TaskBudget:
+    """The local calls the current workflow task may still make: their results are recorded
+    with the task that made them, in one message Temporal bounds (4 MiB), so past
+    LOCAL_CALLS_PER_TASK a task's next calls run as regular activities. A task is known by the
+    history's length, which only a new task changes (the same in a replay)."""
+
+    def __init__(self) -> None:
+        self._task = -1
+        self._left = 0
+
+    def take(self) -> bool:
+        task = workflow.info().get_current_history_length()
+        if task != self._task:
+            self._task, self._left = task, LOCAL_CALLS_PER_TASK
+        if self._left == 0:
+            return False
+        self._left -= 1
+        return True
 
 
 def _step_of(unit_id: str) -> str:

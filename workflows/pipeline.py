@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.documents import canonical_json
     from activities.models import AuditChunk
     from workflows import calls, children, internal
     from workflows.alarm import Alarm
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         RunState,
     )
     from workflows.effects import Effects
+    from workflows.language.limits import MAX_CARRY_BYTES
     from workflows.models import (
         AuditEntry,
         AuditPage,
@@ -191,9 +193,16 @@ class PipelineWorkflow:
         if self._state.stop is not None:
             return
         self._state.generation += 1
-        workflow.continue_as_new(
-            self._inp.model_copy(update={"resume": self._state.model_dump(mode="json")})
+        # Fields at their defaults are left out: the next run fills them in again.
+        carried = self._inp.model_copy(
+            update={"resume": self._state.model_dump(mode="json", exclude_defaults=True)}
         )
+        size = len(canonical_json(carried.model_dump(mode="json", exclude_defaults=True)))
+        if size > MAX_CARRY_BYTES:
+            self._state.generation -= 1
+            self._event(lifecycle.too_large_to_carry, self._state, size, workflow.now())
+            return
+        workflow.continue_as_new(carried)
 
     async def _end(self) -> PipelineResult:
         state = self._state

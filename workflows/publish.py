@@ -3,6 +3,7 @@ Web UI's details, the inbox memo, a parent run, and the approvers' notifications
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -12,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from workflows.calls import Caller
     from workflows.contract import CHILD_GATES_SIGNAL
+    from workflows.language.limits import NOTIFY_IN_FLIGHT
     from workflows.language.refs import RefError
     from workflows.models import ChildGatesInput, GateSummary, PipelineInput
     from workflows.rules import view
@@ -35,6 +37,10 @@ class Publisher:
         self._spawn = spawn
         self._visibility = Visibility(self._def.name)
         self._told_parent: list[GateSummary] = []
+        self._telling = False
+        # At most NOTIFY_IN_FLIGHT notifications out at once; the rest wait their turn (a
+        # thousand item gates opening together must not exceed Temporal's pending activities).
+        self._notifying = asyncio.Semaphore(NOTIFY_IN_FLIGHT)
 
     def publish(self, state: RunData) -> None:
         """Tell visibility, the Web UI, the inbox memo and a parent run what changed."""
@@ -48,20 +54,34 @@ class Publisher:
         parent = workflow.info().parent
         if parent is not None and gates != self._told_parent:
             self._told_parent = gates
-            self._spawn(self._tell_parent(parent.workflow_id, gates))
+            if not self._telling:
+                self._telling = True
+                self._spawn(self._tell_parent(parent.workflow_id))
 
-    async def _tell_parent(self, parent_id: str, gates: list[GateSummary]) -> None:
+    async def _tell_parent(self, parent_id: str) -> None:
+        """One signal out at a time, each with the latest gates: changes while one is out are
+        sent together after it (a thousand votes must not become a thousand signals)."""
         handle = workflow.get_external_workflow_handle(parent_id)
+        sent: list[GateSummary] | None = None
         try:
-            await handle.signal(
-                CHILD_GATES_SIGNAL,
-                ChildGatesInput(workflow_id=workflow.info().workflow_id, gates=gates),
-            )
+            while sent != self._told_parent:
+                sent = self._told_parent
+                await handle.signal(
+                    CHILD_GATES_SIGNAL,
+                    ChildGatesInput(workflow_id=workflow.info().workflow_id, gates=sent),
+                )
         except ApplicationError as err:  # the parent closed meanwhile: nobody to tell
             workflow.logger.info("parent not told of gates: %s", err)
+        finally:
+            self._telling = False
 
     async def notify(self, state: RunData, n: Notify) -> None:
-        """Tell a gate's approvers (the gate's own notify, else the deployment's)."""
+        """Tell a gate's approvers (the gate's own notify, else the deployment's), once a slot
+        among the notifications out is free."""
+        async with self._notifying:
+            await self._notify(state, n)
+
+    async def _notify(self, state: RunData, n: Notify) -> None:
         gate = state.steps[n.step].gate
         approval = self._def.step(n.step).approval
         spec = (approval.notify if approval else None) or self._inp.notify.notify

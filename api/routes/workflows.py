@@ -42,6 +42,7 @@ from api.scope import stepgate_run
 from api.starts import Started, start_once
 from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query, summarize
+from api.watchdog import CancelWatch
 from workflows.contract import RunState
 from workflows.language.limits import MAX_NAME_CHARS
 from workflows.models import GateView, LifecycleInput, RunStatus
@@ -230,7 +231,12 @@ LifecycleBody = Annotated[LifecycleCreate | None, Body()]
 
 
 async def _lifecycle(
-    client: Client, workflow_id: str, action: str, caller: Caller, body: LifecycleCreate | None
+    client: Client,
+    workflow_id: str,
+    action: str,
+    caller: Caller,
+    body: LifecycleCreate | None,
+    cancels: CancelWatch | None = None,
 ) -> Accepted:
     handle = await stepgate_run(client, workflow_id)
     by = LifecycleInput(actor=caller.principal, reason=body.reason if body else None)
@@ -253,16 +259,23 @@ async def _lifecycle(
             # before the cancel request arrived, which Temporal reports as not found.
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise from_rpc(err) from None
+        if cancels is not None:  # a run stuck in its workflow task ends anyway (api/watchdog.py)
+            cancels.watch(client, workflow_id, caller.principal)
     return Accepted(workflow_id=workflow_id, action=action)
 
 
 @router.post("/{workflow_id}/cancel", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
 async def cancel_workflow(
-    caller: LifecycleDep, client: ClientDep, workflow_id: WorkflowIdPath, body: LifecycleBody = None
+    caller: LifecycleDep,
+    client: ClientDep,
+    state: StateDep,
+    workflow_id: WorkflowIdPath,
+    body: LifecycleBody = None,
 ) -> Accepted:
     """Cancel the run as the caller, with an optional `reason`: the audit records both, then
-    running steps stop and compensations run."""
-    return await _lifecycle(client, workflow_id, "cancel", caller, body)
+    running steps stop and compensations run. A run that cannot act on it (its workflow task
+    keeps failing, or no worker takes it) is terminated after a short grace."""
+    return await _lifecycle(client, workflow_id, "cancel", caller, body, state.cancels)
 
 
 @router.post("/{workflow_id}/pause", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)

@@ -20,8 +20,41 @@ MAX_STEPS = 500
 MAX_PARALLEL = MAX_STEPS
 # Items one for_each step runs over (the run continues as new as its history grows).
 MAX_ITEMS = 1_000
+# Steps and for_each items one run may hold, counting each for_each step at MAX_ITEMS: a run's
+# state (a few hundred bytes a unit, besides its inline budget) must fit the 2 MiB payload it
+# continues as new with.
+MAX_UNITS = 2_000
+# What a run carries into its next run when it continues as new (definition, snapshots and
+# state), and what its output may take: Temporal refuses payloads over 2 MiB, so a run past these
+# fails, saying so, instead of failing its workflow task for ever.
+MAX_CARRY_BYTES = 1_572_864
+MAX_RUN_OUTPUT_BYTES = 1_048_576
 # Iterations of one repeat step; also the bound of a loop that names none.
 MAX_ITERATIONS = 1_000
+# Tool calls and child runs one run keeps out at once, far below Temporal's 2,000 pending
+# activities (and 2,000 pending children).
+MAX_IN_FLIGHT = 500
+# Bytes of step outputs and previews one run keeps in its state (its history, its status, the
+# input it continues as new with, at most 2 MiB): once they are spent, a call's output over
+# MIN_INLINE_BYTES goes to the artifact store, as an output over `max_output_bytes` always does.
+RUN_INLINE_BYTES = 1_048_576
+MIN_INLINE_BYTES = 256
+# What a call may keep inline when its step sets no `max_output_bytes` (the worker's default,
+# STEPGATE_MAX_OUTPUT_BYTES, must not be larger for the budget to hold).
+DEFAULT_INLINE_BYTES = 65_536
+# A call's output preview in the state: PREVIEW_BYTES while the run's budget lasts, then
+# MIN_PREVIEW_BYTES.
+PREVIEW_BYTES = 2_048
+MIN_PREVIEW_BYTES = 128
+# Local calls (their results are recorded with the workflow task that made them, in one message
+# of at most 4 MiB) are made at most LOCAL_CALLS_PER_TASK per task, each kept to
+# LOCAL_INLINE_BYTES inline and MIN_PREVIEW_BYTES of preview; the next ones run as regular
+# activities. 100 x (8 KiB + 128 B + markers) stays under 1 MiB.
+LOCAL_CALLS_PER_TASK = 100
+LOCAL_INLINE_BYTES = 8_192
+# Gate notifications one run has out at once (the rest wait their turn): with MAX_IN_FLIGHT calls
+# and a child's signals, a run stays far under Temporal's 2,000 pending activities.
+NOTIFY_IN_FLIGHT = 50
 # The wait between iterations of a loop that names no `every`: a condition that never holds must
 # not spin (thousands of iterations a second filled history and held a worker's CPU).
 REPEAT_FLOOR = timedelta(seconds=1)

@@ -23,7 +23,14 @@ from workflows.language.definition import (
 from workflows.language.durations import parse_duration
 from workflows.language.graph import find_cycle
 from workflows.language.issues import Issue, Report, indexed
-from workflows.language.limits import MAX_DEPTH, MAX_LOCAL_TIMEOUT, MAX_STEPS, some_names
+from workflows.language.limits import (
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_LOCAL_TIMEOUT,
+    MAX_STEPS,
+    MAX_UNITS,
+    some_names,
+)
 from workflows.language.reftypes import check_handoffs
 from workflows.language.validation_refs import check_references
 
@@ -104,6 +111,7 @@ def validate_definition(
     schema: dict[str, Any] = given if isinstance(given, dict) else {"type": "object"}
     _check_schema(schema, report)
     _check_graph(steps, report)
+    _check_units(steps, report)
     _check_tools(steps, tools, report)
     _check_pipelines(steps, catalog, raw.get("name"), report)
     check_references(steps, schema, raw, report)
@@ -181,6 +189,25 @@ def _check_graph(steps: list[StepSpec | None], report: Report) -> None:
     )
     if cycle:
         report.add(f"steps[{first[cycle[0]]}].needs", "cycle: " + " -> ".join(cycle))
+
+
+def _check_units(steps: list[StepSpec | None], report: Report) -> None:
+    """A run keeps every step and every for_each item in one state, which must fit what it
+    continues as new with: refuse a definition whose worst case holds more than MAX_UNITS, at
+    the for_each step that crosses the bound."""
+    units = len(steps)
+    for i, s in enumerate(steps):
+        if s is None or s.for_each is None:
+            continue
+        units += MAX_ITEMS
+        if units > MAX_UNITS:
+            report.add(
+                f"steps[{i}].for_each",
+                f"with this for_each (up to {MAX_ITEMS} items each) one run could hold {units} "
+                f"steps and items, more than the {MAX_UNITS} it can keep: run some of them as "
+                "child pipelines (`pipeline:`), which keep their items in runs of their own",
+            )
+            return
 
 
 def _check_tools(steps: list[StepSpec | None], tools: ToolRegistry | None, report: Report) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from activities.documents import canonical_json
 from activities.models import AuditChunk
 from workflows.language.definition import CompensateSpec, Definition
+from workflows.language.limits import MAX_CARRY_BYTES, MAX_RUN_OUTPUT_BYTES
 from workflows.language.refs import RefError
 from workflows.models import (
     AuditArchiveRef,
@@ -129,12 +131,34 @@ def archive_chunk(state: RunData, workflow_id: str) -> AuditChunk | None:
 
 
 def resolve_output(state: RunData, d: Definition, ctx: RunContext) -> None:
-    """A run that did not stop gets its output; one that cannot be resolved fails the run."""
+    """A run that did not stop gets its output; one that cannot be resolved, or would take more
+    than MAX_RUN_OUTPUT_BYTES, fails the run."""
     if state.stop is None:
         try:
-            state.output = ctx.scope(state, lenient=True).resolve(d.output)
+            output = ctx.scope(state, lenient=True).resolve(d.output)
         except RefError as err:
             state.stop = Stop(kind="failed", message=str(err))
+            return
+        size = len(canonical_json(output))
+        if size > MAX_RUN_OUTPUT_BYTES:
+            state.stop = Stop(
+                kind="failed",
+                message=f"the run's output takes {size} bytes, more than {MAX_RUN_OUTPUT_BYTES}: "
+                "have `output` name less, or keep large data in a step's artifact",
+            )
+            return
+        state.output = output
+
+
+def too_large_to_carry(state: RunData, size: int, now: datetime) -> None:
+    """The run cannot continue as new (what it would carry is over MAX_CARRY_BYTES): it fails,
+    saying so, rather than failing its workflow task for ever."""
+    message = (
+        f"the run's state and snapshots take {size} bytes, more than the {MAX_CARRY_BYTES} it "
+        "can carry into a new run: split the pipeline into child pipelines"
+    )
+    state.stop = Stop(kind="failed", message=message)
+    state.record(AuditEntry(at=now, kind="lifecycle", action="fail", reason=message))
 
 
 def archived(state: RunData, first_seq: int, last_seq: int, path: str, sha256: str) -> None:

@@ -11,7 +11,7 @@ from workflows.language.durations import parse_duration
 from workflows.language.limits import MAX_ITEMS, MAX_ITERATIONS, REPEAT_FLOOR
 from workflows.language.refs import RefError
 from workflows.names import StepState
-from workflows.rules.outcomes import fail, finish, run, set_output
+from workflows.rules.outcomes import fail, finish, set_output
 from workflows.rules.state import Iteration, StepRecord
 from workflows.rules.turn import Turn, truthy
 from workflows.rules.unit_gates import gate_at, open_
@@ -44,7 +44,8 @@ def loop_done(t: Turn, spec: StepSpec, repeat: RepeatSpec, unit: StepRecord) -> 
 
 
 def next_iteration(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
-    """Run the loop once more, its inputs resolved again (they may read `previous.output`)."""
+    """The loop's next iteration is due: its inputs resolved again (they may read
+    `previous.output`), its call queued to start once `max_parallel` leaves room."""
     if unit.deadline is not None and t.now >= unit.deadline:
         timeout = spec.repeat.timeout if spec.repeat is not None else None
         fail(t, spec, unit, f"repeat.until did not hold within {timeout}")
@@ -56,7 +57,7 @@ def next_iteration(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
     except RefError as err:
         fail(t, spec, unit, str(err))
         return
-    run(t, unit)
+    unit.phase = "queued"
 
 
 def start_each(t: Turn, spec: StepSpec, for_each: str, unit: StepRecord) -> None:
@@ -94,6 +95,9 @@ def gather(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
     """Every item is done: the step's output is their outputs, in order."""
     items = unit.items or []
     set_output(unit, [i.output if i.has_output else None for i in items], None, None)
+    # The list holds the items' outputs once more: the state keeps them twice.
+    unit.kept = sum(i.kept for i in items)
+    t.state.inline_bytes += unit.kept
     unit.attempts = sum(i.attempts for i in items)
     failures = [i for i in items if i.state == StepState.FAILED]
     if failures and spec.on_error == "fail":

@@ -7,9 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.language.definition import StepSpec
+from workflows.language.limits import (
+    DEFAULT_INLINE_BYTES,
+    MIN_INLINE_BYTES,
+    MIN_PREVIEW_BYTES,
+    PREVIEW_BYTES,
+    RUN_INLINE_BYTES,
+)
 from workflows.names import StepState
 from workflows.rules.state import StepRecord, Stop
-from workflows.rules.turn import Invoke, Turn
+from workflows.rules.turn import Invoke, Turn, step_of
 from workflows.rules.votes import digest_of
 
 
@@ -22,9 +29,42 @@ def run(t: Turn, unit: StepRecord) -> None:
     unit.phase = "running"
     unit.state = StepState.RUNNING
     plan = unit.plan.definition if unit.plan is not None else None
+    inline, shown = _reserve(t, unit)
     t.effects.append(
-        Invoke(unit.id, unit.round, unit.args or {}, list(unit.slots), unit.iteration, plan)
+        Invoke(
+            unit.id,
+            unit.round,
+            unit.args or {},
+            list(unit.slots),
+            unit.iteration,
+            plan,
+            inline,
+            shown,
+        )
     )
+
+
+def _reserve(t: Turn, unit: StepRecord) -> tuple[int, int]:
+    """What the run can keep of this call, held for it until it returns: while the run's inline
+    budget lasts, what the step allows (its `max_output_bytes`, else DEFAULT_INLINE_BYTES) and
+    a PREVIEW_BYTES preview; then MIN_INLINE_BYTES and MIN_PREVIEW_BYTES."""
+    state = t.state
+    room = RUN_INLINE_BYTES - state.inline_bytes - state.reserved_bytes
+    inline = t.d.step(step_of(unit)).max_output_bytes or DEFAULT_INLINE_BYTES
+    shown = PREVIEW_BYTES
+    if room < inline + shown:
+        inline, shown = MIN_INLINE_BYTES, MIN_PREVIEW_BYTES
+    unit.reserved = inline + shown
+    state.reserved_bytes += unit.reserved
+    return inline, shown
+
+
+def settle(t: Turn, unit: StepRecord, size: int) -> None:
+    """A call came back (or was never made): its reservation is freed and what its result
+    keeps in the state is counted."""
+    t.state.reserved_bytes -= unit.reserved
+    t.state.inline_bytes += size
+    unit.reserved, unit.kept = 0, size
 
 
 def set_output(

@@ -11,8 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from workflows.language.definition import Definition, StepSpec
+from workflows.language.limits import MAX_IN_FLIGHT
 from workflows.names import StepState
 from workflows.rules.gates import Notify, on_time
+from workflows.rules.outcomes import settle
 from workflows.rules.state import RunData, StepRecord, Stop
 from workflows.rules.units import (
     CheckPlan,
@@ -42,9 +44,6 @@ __all__ = [
     "finished",
     "next_wake",
 ]
-
-# Tool calls one run keeps out at once, far below Temporal's 2,000 pending activities.
-MAX_IN_FLIGHT = 500
 
 
 def advance(
@@ -110,8 +109,6 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
     elif unit.phase == "planning" and unit.plan is not None:
         planned(t, spec, unit, unit.plan)
     elif unit.phase == "sleeping" and unit.next_at is not None and unit.next_at <= t.now:
-        if t.hold:  # the run is about to continue as new: the next iteration starts after
-            return False
         next_iteration(t, spec, unit)
     else:
         return False
@@ -215,6 +212,7 @@ def _withdraw_calls(t: Turn) -> None:
     for effect in withdrawn:
         unit = t.state.unit(effect.step)
         if unit is not None and unit.call_out:
+            settle(t, unit, 0)
             finish(t, unit, StepState.CANCELLED, reason="run stopped before its call was made")
     t.effects[:] = [e for e in t.effects if not isinstance(e, Invoke | CheckPlan)]
 

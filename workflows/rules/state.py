@@ -70,6 +70,7 @@ class Result(BaseModel):
     error: str | None = None
     attempts: int = 1
     cancelled: bool = False
+    size: int = Field(0, description="bytes the output and preview take in the state")
 
 
 class Iteration(BaseModel):
@@ -129,6 +130,10 @@ class StepRecord(BaseModel):
     next_at: datetime | None = None
     deadline: datetime | None = None
     plan: PlanRecord | None = None
+    # The bytes of the run's inline budget held for this unit's call while it is out, and the
+    # bytes its output and preview take in the state once back.
+    reserved: int = 0
+    kept: int = 0
 
     @property
     def call_out(self) -> bool:
@@ -182,6 +187,8 @@ class RunData(Trail):
     archiving: int = Field(0, description="entries at the head of `audit` being archived now")
     children: dict[str, ChildGates] = Field(default_factory=dict)
     generation: int = Field(0, description="how many times the run continued as new")
+    inline_bytes: int = Field(0, description="bytes of outputs and previews kept in the state")
+    reserved_bytes: int = Field(0, description="bytes held for the calls out")
 
     def step(self, step_id: str) -> StepRecord:
         return self.steps[step_id]

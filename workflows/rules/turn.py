@@ -10,6 +10,7 @@ from typing import Any
 from activities.models import Slot
 from workflows.language import expr
 from workflows.language.definition import Definition
+from workflows.language.limits import DEFAULT_INLINE_BYTES, PREVIEW_BYTES
 from workflows.language.refs import Scope
 from workflows.models import Principal
 from workflows.rules.gates import Notify
@@ -57,6 +58,9 @@ class Invoke:
     slots: list[Slot] = field(default_factory=list)
     iteration: int = 0
     plan: dict[str, Any] | None = None
+    # What the run can keep of the call's output and preview (RUN_INLINE_BYTES).
+    inline_bytes: int = DEFAULT_INLINE_BYTES
+    preview_bytes: int = PREVIEW_BYTES
 
 
 @dataclass(frozen=True)

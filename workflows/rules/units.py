@@ -11,7 +11,7 @@ from workflows.language.durations import parse_duration
 from workflows.language.refs import RefError
 from workflows.names import StepState
 from workflows.rules.loops import expand, gather, loop_done, next_iteration, start_each
-from workflows.rules.outcomes import fail, finish, plan_digest, run, set_output
+from workflows.rules.outcomes import fail, finish, plan_digest, run, set_output, settle
 from workflows.rules.state import GateRecord, Outcome, PlanRecord, Result, StepRecord, Stop
 from workflows.rules.turn import (
     CheckPlan,
@@ -143,6 +143,7 @@ def _go_on(t: Turn, unit: StepRecord) -> None:
 
 def returned(t: Turn, spec: StepSpec, unit: StepRecord, result: Result) -> None:
     """A call came back: check it, loop on it, review it, or finish the unit."""
+    settle(t, unit, result.size)
     unit.result = None
     unit.attempts += result.attempts
     if result.cancelled:
