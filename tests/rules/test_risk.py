@@ -52,11 +52,73 @@ def test_each_steps_risk_adds_to_the_score_and_sets_the_tier(
 
 
 def test_reasons_name_the_step_and_the_tool() -> None:
-    """A tool-risk reason says which step and which tool, and how many points it added."""
+    """A tool-risk reason says which step, which call and which tool, and how many points it
+    added."""
     a = assess(PLAN, {"read": "medium", "echo": "low"}, "r", {}, Policy(), [])
     assert a.reasons == [
-        Reason(step="read", rule="tool risk", detail="http.request is medium risk", points=2.0)
+        Reason(
+            step="read",
+            call="steps[0].tool",
+            rule="tool risk",
+            detail="http.request is medium risk",
+            points=2.0,
+        )
     ]
+
+
+# The reproduced plan: a harmless echo whose compensation lists the root folder, then a failure
+# that sets the compensation off; a gate that notifies a webhook the plan chose.
+COMPENSATED = {
+    "name": "p",
+    "steps": [
+        {
+            "id": "echo",
+            "tool": "data.echo",
+            "resolved_tool": "data.echo@1.0.0",
+            "compensate": {"tool": "shell.run", "with": {"argv": ["ls", "-la", "/"]}},
+        },
+        {"id": "boom", "tool": "flow.fail", "needs": ["echo"]},
+    ],
+}
+NOTIFYING = {
+    "name": "p",
+    "steps": [
+        {
+            "id": "echo",
+            "tool": "data.echo",
+            "approval": {"approvers": ["role:x"], "notify": {"with": {"url": "http://x/"}}},
+        }
+    ],
+}
+
+
+def test_a_compensation_is_scored_with_its_own_risk() -> None:
+    """A low step whose compensation runs a high-risk tool is tier 3: the compensation's own
+    risk (by its path) adds its points, named as the compensation of its step."""
+    risks = {
+        "steps[0].tool": "low",
+        "steps[0].compensate.tool": "high",
+        "steps[1].tool": "low",
+    }
+    a = assess(COMPENSATED, risks, "r", {}, Policy(), [])
+    assert (a.tier, a.score) == (3, 5.0)
+    assert [(r.step, r.call, r.detail) for r in a.reasons] == [
+        ("echo", "steps[0].compensate.tool", "compensation shell.run is high risk")
+    ]
+
+
+def test_a_gate_notification_is_scored_and_an_unscored_call_counts_as_high() -> None:
+    """A gate notification (its tool the default, notify.webhook) adds its own risk; a call the
+    check gave no risk for, such as a compensation in a result keyed by step id only, counts as
+    high (fail safe) while the step's own tool still reads its step-id risk."""
+    risks = {"steps[0].tool": "low", "steps[0].approval.notify.tool": "medium"}
+    a = assess(NOTIFYING, risks, "r", {}, Policy(), [])
+    assert (a.tier, a.score) == (2, 2.0)
+    assert [(r.call, r.detail) for r in a.reasons] == [
+        ("steps[0].approval.notify.tool", "gate notification notify.webhook is medium risk")
+    ]
+    legacy = assess(COMPENSATED, {"echo": "low", "boom": "low"}, "r", {}, Policy(), [])
+    assert (legacy.tier, [r.call for r in legacy.reasons]) == (3, ["steps[0].compensate.tool"])
 
 
 def test_rejected_and_failed_similar_runs_raise_the_score() -> None:
