@@ -74,7 +74,7 @@ def assess(
                 )
             )
     score = round(sum(r.points for r in reasons), 3)
-    tier = 3 if score >= policy.tier3_at else 2 if score >= policy.tier2_at else 1
+    tier = 1  # the score's own tier is taken once every rule has added to the score
     facts = {"request": request, "context": context, "plan": plan}
     for rule in policy.rules:
         try:
