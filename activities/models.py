@@ -158,13 +158,19 @@ class PlanCall(BaseModel):
     definition: Any = None
     allowed_tools: list[str] = Field(default_factory=list)
     max_steps: int = 20
+    allowed_task_queues: list[str] = Field(
+        default_factory=list, description="task queues the plan may name; none when empty"
+    )
 
 
 class PlanResult(BaseModel):
     definition: dict[str, Any] | None = Field(None, description="the valid plan, tools pinned")
     errors: list[str] = Field(default_factory=list, description="every problem, with its path")
     risks: dict[str, str] = Field(
-        default_factory=dict, description="each step's risk (low, medium, high) as its tool says"
+        default_factory=dict,
+        description="each call's risk (low, medium, high) as its tool says, by the call's path "
+        "(`steps[0].tool`, `steps[0].compensate.tool`, `steps[0].approval.notify.tool`); "
+        "results recorded before calls had paths key the step's own tool by its step id",
     )
 
 

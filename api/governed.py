@@ -84,7 +84,9 @@ def build_governed(
             Issue(f"plan.{where}" if message else "plan", message or where)
             for where, _, message in (
                 p.partition(": ")
-                for p in plan_issues(plan, [t.name for t in tools], policy.max_steps)
+                for p in plan_issues(
+                    plan, [t.name for t in tools], policy.max_steps, policy.allowed_task_queues
+                )
             )
         ]
         report = validate_definition(plan, registry, catalog={})

@@ -79,8 +79,10 @@ async def plan(run: GovernedRun) -> None:
 
 async def check(run: GovernedRun, proposed: Any) -> PlanResult:
     """The plan checked on a worker (like any definition, within the policy's bounds)."""
-    allowed = [t.name for t in run.inp.tools]
-    return await validate_plan(CheckPlan("plan", proposed, allowed, run.inp.policy.max_steps))
+    allowed, policy = [t.name for t in run.inp.tools], run.inp.policy
+    return await validate_plan(
+        CheckPlan("plan", proposed, allowed, policy.max_steps, list(policy.allowed_task_queues))
+    )
 
 
 async def _similar(run: GovernedRun) -> list[Any]:

@@ -37,7 +37,10 @@ async def validate_plan(plan: CheckPlan) -> PlanResult:
     result: PlanResult = await workflow.execute_activity(
         VALIDATE_PLAN_ACTIVITY,
         PlanCall(
-            definition=plan.definition, allowed_tools=plan.allowed_tools, max_steps=plan.max_steps
+            definition=plan.definition,
+            allowed_tools=plan.allowed_tools,
+            max_steps=plan.max_steps,
+            allowed_task_queues=plan.allowed_task_queues,
         ),
         result_type=PlanResult,
         start_to_close_timeout=PLAN_TIMEOUT,

@@ -24,6 +24,7 @@ from worker import build_worker
 PEOPLE = {
     **KEYS,
     "olga": ("key-olga-0123456789", ["operator", "elder"]),
+    "opal": ("key-opal-0123456789", ["operator"]),
     "pat": ("key-pat-0123456789", ["peer"]),
     "eve": ("key-eve-0123456789", ["elder"]),
     "ezra": ("key-ezra-0123456789", ["elder"]),

@@ -20,6 +20,7 @@ from tests.api.test_governed import (  # noqa: F401  (fixtures used by name)
     llm,
     phase,
 )
+from tests.support.util import eventually
 from tests.tools.server import LocalServer, Reply, Seen, json_reply
 
 ECHO_PLAN: dict[str, Any] = {
@@ -165,3 +166,180 @@ async def test_context_that_looks_like_a_reference_stays_text_in_a_governed_run(
     assert r.status_code == 201, r.text
     done = await phase(gov, as_, r.json()["workflow_id"], "completed")
     assert done["output"] == text
+
+
+# ---- every tool a plan can reach is governed --------------------------------------------------
+
+# A harmless echo whose compensation lists the root folder, then a failure that sets it off: it
+# scored 0 (tier 1, approved by the policy) when only each step's own tool was scored.
+UNDO_SHELL: list[dict[str, Any]] = [
+    {
+        "id": "echo",
+        "tool": "data.echo",
+        "with": {"value": "${input.text}"},
+        "compensate": {"tool": "shell.run", "with": {"argv": ["ls", "-la", "/"]}},
+    },
+    {"id": "boom", "tool": "flow.fail", "needs": ["echo"], "with": {"message": "undo"}},
+]
+DATA_ONLY = """
+name: data_only
+auto_approve_tier1: false
+allowed_tools: [data.echo, data.transform, flow.fail]
+"""
+
+
+def compensated_plan() -> dict[str, Any]:
+    return {**ECHO_PLAN, "name": "undo", "steps": UNDO_SHELL, "output": None}
+
+
+def notifying(hook: str) -> dict[str, Any]:
+    """ECHO_PLAN whose step's gate notifies a webhook the plan chose, with the run's context."""
+    step = {
+        **ECHO_PLAN["steps"][0],
+        "approval": {
+            "approvers": ["role:peer"],
+            "notify": {
+                "tool": "notify.webhook",
+                "with": {"url": hook, "attachments": [{"text": "${input.text}"}]},
+            },
+        },
+    }
+    return {**ECHO_PLAN, "steps": [step]}
+
+
+async def settled(http: httpx.AsyncClient, as_: Auth, workflow_id: str) -> dict[str, Any]:
+    """The status once the run has left its plan phase (reviewed, running, or over)."""
+
+    async def probe() -> dict[str, Any]:
+        r = await http.get(f"/workflows/{workflow_id}", headers=as_("vic"))
+        body: dict[str, Any] = r.json()
+        return body
+
+    return await eventually(
+        probe,
+        ok=lambda s: s.get("governed", {}).get("phase") not in (None, "plan"),
+        what="the plan assessed",
+    )
+
+
+@pytest.fixture
+def data_only(definitions: Path) -> str:
+    (definitions / "policies" / "data_only.yaml").write_text(DATA_ONLY)
+    return "data_only"
+
+
+async def test_a_compensation_is_scored_so_a_shell_undo_waits_for_two_elders(
+    gov: httpx.AsyncClient,  # noqa: F811
+    as_: Auth,
+) -> None:
+    """An operator with no approver role proposes an echo whose compensation runs shell.run,
+    then a failure: the compensation's high risk makes it tier 3, so it waits at review for two
+    elders, naming the compensation in its reasons, and nothing runs."""
+    r = await start(gov, as_, "opal", plan=compensated_plan(), context={"text": "hi"})
+    assert r.status_code == 201, r.text
+    run = r.json()["workflow_id"]
+    status = await settled(gov, as_, run)
+    governed = status["governed"]
+    assert (governed["phase"], governed["assessment"]["tier"]) == ("review", 3), governed
+    assert [(x["step"], x["call"]) for x in governed["assessment"]["reasons"]] == [
+        ("echo", "steps[0].compensate.tool")
+    ]
+    assert status["open_gates"][0]["approvers"] == ["role:elder"]
+    assert governed["child_workflow_id"] is None
+    cancel = await gov.post(f"/workflows/{run}/cancel", json={}, headers=as_("olga"))
+    assert cancel.status_code == 202
+
+
+async def test_a_peers_modify_into_a_shell_undo_leaves_the_plan_to_the_elders(
+    gov: httpx.AsyncClient,  # noqa: F811
+    as_: Auth,
+    llm: tuple[LocalServer, Any],  # noqa: F811
+) -> None:
+    """A peer turns a tier-2 plan (a POST) into the echo-with-shell-compensation shape: it is
+    re-assessed as tier 3, the gate moves to the elders, the peer's modify is no elder's vote,
+    and nothing runs."""
+    server, planner = llm
+    post = {
+        **ECHO_PLAN,
+        "name": "announce",
+        "steps": [
+            {"id": "post", "tool": "http.request", "with": {"method": "POST", "url": planner.hook}}
+        ],
+        "output": None,
+    }
+    r = await start(gov, as_, "opal", plan=post, context={"text": "hi"})
+    assert r.status_code == 201, r.text
+    run = r.json()["workflow_id"]
+    waiting = await phase(gov, as_, run, "review")
+    assert waiting["governed"]["assessment"]["tier"] == 2
+    body = {"action": "modify", "patch": {"plan": {"steps": UNDO_SHELL}}}
+    r = await gov.post(f"/workflows/{run}/gates/review", json=body, headers=as_("pat"))
+    assert r.status_code == 200, r.text
+    assert (r.json()["state"], r.json()["approvers"], r.json()["approvals"]) == (
+        "open",
+        ["role:elder"],
+        [],
+    )
+    status = (await gov.get(f"/workflows/{run}", headers=as_("vic"))).json()
+    assert (status["governed"]["phase"], status["governed"]["assessment"]["tier"]) == ("review", 3)
+    assert status["governed"]["child_workflow_id"] is None
+    assert not [s for s in server.seen if s.path == "/hook"]
+    cancel = await gov.post(f"/workflows/{run}/cancel", json={}, headers=as_("olga"))
+    assert cancel.status_code == 202
+
+
+async def test_a_gate_notification_outside_the_policys_tools_is_refused_at_start_and_at_modify(
+    gov: httpx.AsyncClient,  # noqa: F811
+    as_: Auth,
+    llm: tuple[LocalServer, Any],  # noqa: F811
+    data_only: str,
+) -> None:
+    """Under a policy allowing only data tools and flow.fail, a plan whose gate notifies a
+    webhook is refused with a 422 naming the notification's path, and a peer's modify that adds
+    the same notification to a plan under review is refused (bad_patch) with that path; the
+    webhook is never called."""
+    server, planner = llm
+    r = await start(
+        gov, as_, "opal", plan=notifying(planner.hook), policy=data_only, context={"text": "ctx"}
+    )
+    assert r.status_code == 422, r.text
+    assert "plan.steps[0].approval.notify.tool" in fields(r) and "notify.webhook" in r.text
+
+    r = await start(gov, as_, "opal", plan=ECHO_PLAN, policy=data_only, context={"text": "ctx"})
+    assert r.status_code == 201, r.text
+    run = r.json()["workflow_id"]
+    await phase(gov, as_, run, "review")
+    body = {"action": "modify", "patch": {"plan": {"steps": notifying(planner.hook)["steps"]}}}
+    r = await gov.post(f"/workflows/{run}/gates/review", json=body, headers=as_("pat"))
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "bad_patch"), r.text
+    assert "steps[0].approval.notify.tool" in r.json()["error"]["message"]
+    status = (await gov.get(f"/workflows/{run}", headers=as_("vic"))).json()
+    assert status["open_gates"][0]["state"] == "open"
+    assert "approval" not in status["governed"]["plan"]["steps"][0]
+    assert not [s for s in server.seen if s.path == "/hook"]
+    cancel = await gov.post(f"/workflows/{run}/cancel", json={}, headers=as_("olga"))
+    assert cancel.status_code == 202
+
+
+async def test_a_plans_task_queue_is_refused_unless_the_policy_allows_it(
+    gov: httpx.AsyncClient,  # noqa: F811
+    as_: Auth,
+    definitions: Path,
+    task_queue: str,
+) -> None:
+    """A plan step naming another team's task queue is refused with a 422 naming the step's
+    task_queue; under a policy that lists the queue in allowed_task_queues the same plan runs
+    there and completes."""
+    step = {**ECHO_PLAN["steps"][0], "task_queue": "other-team"}
+    r = await start(gov, as_, "opal", plan={**ECHO_PLAN, "steps": [step]}, context={"text": "x"})
+    assert r.status_code == 422, r.text
+    assert fields(r) == ["plan.steps[0].task_queue"] and "other-team" in r.text
+
+    (definitions / "policies" / "queues.yaml").write_text(
+        f"name: queues\nallowed_task_queues: [{task_queue}]\n"
+    )
+    ours = {**ECHO_PLAN, "steps": [{**step, "task_queue": task_queue}]}
+    r = await start(gov, as_, "opal", plan=ours, policy="queues", context={"text": "x"})
+    assert r.status_code == 201, r.text
+    done = await phase(gov, as_, r.json()["workflow_id"], "completed")
+    assert done["output"] == "x"

@@ -203,7 +203,8 @@ async def test_a_plan_made_at_run_time_is_reviewed_and_runs_as_approved(
                 "secrets": ["K"],
                 "steps": [{"id": f"s{i}", "tool": "test.echo"} for i in range(4)],
             },
-            "steps: 4 steps, more than the 3 this plan may have",
+            "steps: 4 steps, 4 tool calls with their compensations and gate notifications, "
+            "more than the 3 this plan may have",
         ),
     ],
 )

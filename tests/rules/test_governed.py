@@ -245,6 +245,38 @@ def test_modify_to_a_higher_tier_moves_the_gate_to_its_approvers_without_the_pee
     assert gate.outcome == "modify" and gate.decided_by == ["eve", "eli"]
 
 
+def test_modify_into_a_tier_that_forbids_self_approval_does_not_count_the_requesters_vote() -> None:
+    """A requester who may approve at tier 2 (its rules allow self-approval) and is also an
+    elder amends the plan into tier 3, whose rules forbid it: the gate moves to the elders and
+    the requester's modify is no vote there; two other elders decide it. Within tier 2, whose
+    rules allow it, the same modify is the requester's vote and decides the gate."""
+    lax = POLICY.model_copy(
+        update={"tier2": TierGate(approvers=["role:peer"], forbid_self_approval=False)}
+    )
+    i = inp(lax, requester="rita")
+    st = reviewing({"read": "medium"}, i)
+    d = decision("modify", actor="rita", roles=["peer", "elder"], patch={"plan": {"name": "x"}})
+    assert (
+        governed.apply(st, i, d, T0, "update", checked({**PLAN, "name": "x"}, {"read": "high"}))
+        is None
+    )
+    gate = st.gate
+    assert gate is not None and gate.open and gate.approvers == ["role:elder"]
+    assert votes.live(gate) == []
+    for elder in ("eve", "eli"):
+        assert governed.apply(st, i, decision("approve", elder, ["elder"]), T0, "update") is None
+    assert (gate.outcome, gate.decided_by) == ("modify", ["eve", "eli"])
+    same = reviewing({"read": "medium"}, i)
+    assert (
+        governed.apply(same, i, d, T0, "update", checked({**PLAN, "name": "x"}, {"read": "medium"}))
+        is None
+    )
+    assert same.gate is not None and (same.gate.outcome, same.gate.decided_by) == (
+        "modify",
+        ["rita"],
+    )
+
+
 def test_modify_within_the_tier_counts_the_modifiers_vote() -> None:
     """A peer amending a tier-2 plan that stays tier 2 votes for it: quorum 1 decides it."""
     st = reviewing({"read": "medium"})

@@ -527,6 +527,33 @@ def test_modify_back_to_the_first_subject_revives_its_votes() -> None:
     )
 
 
+def test_votes_of_principals_the_approvers_no_longer_name_do_not_count() -> None:
+    """An amendment that hands the same subject to other approvers (a plan re-assessed into
+    another tier) leaves the votes of those it no longer names out of the tally, however they
+    were cast; the new approvers decide by their own quorum."""
+    g, s = gate(), spec(quorum=2)
+    cast(g, s, decision("approve"))
+    elders = votes.Amendment(g.subject, ["role:elder"])
+    votes.cast(
+        g, s, decision("modify", actor="eve", roles=["elder"], patch={"amount": 10}), T0, elders
+    )
+    assert g.open and [v.actor for v in votes.live(g)] == ["eve"]
+    votes.cast(g, s, decision("approve", actor="eli", roles=["elder"]), T0)
+    assert (g.outcome, g.decided_by) == ("approve", ["eve", "eli"])
+
+
+def test_an_amendment_bars_whom_its_rules_forbid_from_voting_for_it() -> None:
+    """A modifier the new approvers name but the amendment bars (the requester, where the new
+    tier forbids self-approval) replaces the subject without a vote for it."""
+    g, s = gate(), spec(quorum=1)
+    new = {"amount": 99}
+    barred = votes.Amendment(new, ["role:ops"], frozenset({"alice"}))
+    votes.cast(g, s, decision("modify", patch=new), T0, barred)
+    assert g.open and g.subject == new and votes.live(g) == []
+    votes.cast(g, s, decision("modify", actor="bob", patch=new), T0, barred)
+    assert (g.outcome, g.decided_by) == ("modify", ["bob"])
+
+
 def test_quorum_is_reached_exactly_at_its_count() -> None:
     """One short of the quorum leaves the gate open; the vote that reaches it decides."""
     g, s = gate(), spec(quorum=3)

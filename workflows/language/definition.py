@@ -224,8 +224,17 @@ class PlanSpec(_Strict):
     """Run a definition produced at run time (a plan) as a child pipeline, once it is valid."""
 
     definition: Text = Field(description="a ${...} reference to the definition, as data")
-    allowed_tools: list[Name] = Field(min_length=1, max_length=MAX_APPROVERS)
-    max_steps: int = Field(20, ge=1, le=MAX_STEPS)
+    allowed_tools: list[Name] = Field(
+        min_length=1,
+        max_length=MAX_APPROVERS,
+        description="tools the plan may call: its steps', compensations' and gate notifications'",
+    )
+    max_steps: int = Field(20, ge=1, le=MAX_STEPS, description="tool calls the plan may name")
+    allowed_task_queues: list[Name] = Field(
+        default_factory=list,
+        max_length=MAX_APPROVERS,
+        description="task queues the plan's steps may name; none when empty",
+    )
 
 
 class StepSpec(_Strict):

@@ -65,9 +65,16 @@ class Policy(_Strict):
     description: Text = ""
     auto_approve_tier1: bool = Field(True, description="tier 1 plans run without a person")
     allowed_tools: list[Name] | None = Field(
-        None, description="tools a plan may use; every tool the worker has when left out"
+        None,
+        description="tools a plan may call (its steps', compensations' and gate notifications'); "
+        "every tool the worker has when left out",
     )
-    max_steps: int = Field(20, ge=1, le=MAX_STEPS)
+    max_steps: int = Field(20, ge=1, le=MAX_STEPS, description="tool calls a plan may name")
+    allowed_task_queues: list[Name] = Field(
+        default_factory=list,
+        max_length=MAX_APPROVERS,
+        description="task queues a plan's steps may name; none when empty",
+    )
     planner_attempts: int = Field(3, ge=1, le=10, description="plans asked of the LLM at most")
     llm_assessor: bool = Field(False, description="let an LLM add reasons (it may only raise)")
     scores: Scores = Field(default_factory=Scores)

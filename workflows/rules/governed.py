@@ -205,7 +205,10 @@ def apply(
         tier_gate = inp.policy.gate(state.assessment.tier if state.assessment else 3)
         approvers = list(tier_gate.approvers) if tier_gate is not None else gate.approvers
         new_spec = approval(tier_gate) if tier_gate is not None else spec
-        votes.cast(gate, new_spec, d, now, votes.Amendment(subject(state), approvers))
+        barred = frozenset(
+            [inp.requester.principal] if new_spec.forbid_self_approval and inp.requester else []
+        )
+        votes.cast(gate, new_spec, d, now, votes.Amendment(subject(state), approvers, barred))
         gate.priority = priority(state)
         if tier_gate is not None:
             state.tier_gate = tier_gate

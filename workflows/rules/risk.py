@@ -1,5 +1,7 @@
-"""A plan's risk, as a tier: from the risk of each exact tool call, from how similar plans went
-before, and from the policy's own rules. Pure: every reason names its step (or none) and rule."""
+"""A plan's risk, as a tier: from the risk of each exact tool call it can make (a step's own, a
+compensation's, a gate notification's: workflows/language/reach.py lists them), from how similar
+plans went before, and from the policy's own rules. Pure: every reason names its step (or none),
+its call and its rule."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from activities.models import MemoryHit, PathError, step_into
-from workflows.language import expr
+from workflows.language import expr, reach
 from workflows.language.policy import Policy
 
 
 class Reason(BaseModel):
     step: str | None = Field(None, description="the step it concerns; none for the whole plan")
+    call: str | None = Field(
+        None, description="the tool call it concerns, by its path (steps[0].compensate.tool)"
+    )
     rule: str = Field(description="what raised the risk: tool risk, history, a policy rule, llm")
     detail: str
     points: float = 0.0
@@ -36,14 +41,19 @@ def assess(
 ) -> Assessment:
     """Score the plan, then raise the tier where a rule says so; never below 1."""
     reasons: list[Reason] = []
-    for step in plan.get("steps", []):
-        sid = step.get("id")
-        risk = risks.get(sid, "high")
+    for call in reach.calls(plan):
+        risk = risk_of(call, risks)
         points = getattr(policy.scores, risk, policy.scores.high)
         if points > 0:
-            tool = step.get("resolved_tool") or step.get("tool") or step.get("pipeline")
+            what = "" if call.kind == "step" else f"{reach.KINDS[call.kind]} "
             reasons.append(
-                Reason(step=sid, rule="tool risk", detail=f"{tool} is {risk} risk", points=points)
+                Reason(
+                    step=call.step,
+                    call=call.path,
+                    rule="tool risk",
+                    detail=f"{what}{call.ref} is {risk} risk",
+                    points=points,
+                )
             )
     counted = 0
     for hit in similar:
@@ -64,7 +74,7 @@ def assess(
                 )
             )
     score = round(sum(r.points for r in reasons), 3)
-    tier = 3 if score >= policy.tier3_at else 2 if score >= policy.tier2_at else 1
+    tier = 1  # the score's own tier is taken once every rule has added to the score
     facts = {"request": request, "context": context, "plan": plan}
     for rule in policy.rules:
         try:
@@ -81,6 +91,15 @@ def assess(
             tier = max(tier, rule.tier or 1)
     tier = max(tier, 3 if score >= policy.tier3_at else 2 if score >= policy.tier2_at else 1)
     return Assessment(tier=tier, score=score, reasons=reasons)
+
+
+def risk_of(call: reach.Call, risks: dict[str, str]) -> str:
+    """A call's risk as the plan's check found it; high when it found none (fail safe). A check
+    recorded before calls had paths named each step's own tool by the step's id."""
+    found = risks.get(call.path)
+    if found is None and call.kind == "step" and call.step is not None:
+        found = risks.get(call.step)
+    return found or "high"
 
 
 def raised(assessment: Assessment, tier: int, reasons: list[Reason]) -> Assessment:

@@ -71,6 +71,7 @@ class CheckPlan:
     definition: Any
     allowed_tools: list[str]
     max_steps: int
+    allowed_task_queues: list[str] = field(default_factory=list)
 
 
 Effect = Invoke | Notify | CheckPlan

@@ -71,7 +71,15 @@ def start(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
     unit.state = StepState.RUNNING
     if plan is not None:
         unit.phase = "planning"
-        t.effects.append(CheckPlan(unit.id, plan_value, list(plan.allowed_tools), plan.max_steps))
+        t.effects.append(
+            CheckPlan(
+                unit.id,
+                plan_value,
+                list(plan.allowed_tools),
+                plan.max_steps,
+                list(plan.allowed_task_queues),
+            )
+        )
         return
     if spec.repeat is not None and spec.repeat.timeout:
         unit.deadline = t.now + parse_duration(spec.repeat.timeout)

@@ -55,8 +55,13 @@ def eligible(approvers: Iterable[str], actor: str, roles: Iterable[str]) -> bool
 
 
 def live(gate: GateRecord) -> list[Vote]:
-    """The votes cast on the subject the gate shows now."""
-    return [v for v in gate.votes if v.digest == gate.digest]
+    """The votes cast on the subject the gate shows now, by principals its approvers name now
+    (a governed plan amended into another tier is decided by that tier's approvers alone)."""
+    return [
+        v
+        for v in gate.votes
+        if v.digest == gate.digest and eligible(gate.approvers, v.actor, v.roles)
+    ]
 
 
 def go_on_voters(gate: GateRecord) -> set[str]:
@@ -148,10 +153,13 @@ def proposed(gate: GateRecord, d: Decision) -> Any:
 @dataclass(frozen=True)
 class Amendment:
     """What a modify makes of a gate when the caller works it out itself (a governed plan is
-    checked and assessed again): the new subject, and the approvers that subject needs."""
+    checked and assessed again): the new subject, the approvers that subject needs, and who may
+    not vote for it although those approvers name them (the requester, when its rules forbid
+    self-approval)."""
 
     subject: Any
     approvers: list[str]
+    barred: frozenset[str] = frozenset()
 
 
 def cast(
@@ -163,8 +171,9 @@ def cast(
 ) -> None:
     """Record an admitted vote; decide the gate when enough principals agree. A modify replaces
     the subject (by default with its merge patch), so earlier votes lapse; the modifier's vote
-    counts for the new subject only if its approvers name them (a peer who raises a plan to the
-    elders' tier cannot approve it for them)."""
+    counts for the new subject only if its approvers name them and its rules let them vote (a
+    peer who raises a plan to the elders' tier cannot approve it for them, nor can a requester
+    whose plan moves to a tier that forbids self-approval)."""
     if d.action == "modify":
         subject = proposed(gate, d) if amendment is None else amendment.subject
         digest = digest_of(subject)
@@ -172,6 +181,8 @@ def cast(
             gate.subject, gate.digest, gate.modified = subject, digest, True
         if amendment is not None:
             gate.approvers = list(amendment.approvers)
+            if d.actor in amendment.barred:
+                return
         if not eligible(gate.approvers, d.actor, d.roles):
             return
     gate.votes.append(
