@@ -163,10 +163,12 @@ async def llm_assessment(run: GovernedRun) -> None:
     try:
         said = await ask(run, "assess-1", asked, ASSESSOR_SCHEMA)
         tier = int(said.get("tier", 1)) if isinstance(said, dict) else 1
+        tier = min(max(tier, 1), 3)
+        # Each reason keeps the tier the assessor gave, so a modify cannot shed it.
         reasons = [
-            risk.Reason(rule="llm", detail=str(r)[:500])
+            risk.Reason(rule="llm", detail=str(r)[:500], tier=tier)
             for r in (said or {}).get("reasons", [])[:10]
-        ]
+        ] or [risk.Reason(rule="llm", detail="the assessor's tier", tier=tier)]
     except (Stopped, ValueError, TypeError, AttributeError, OverflowError) as err:
         run.note("assessor", f"the LLM assessor gave no opinion: {err}")
         return

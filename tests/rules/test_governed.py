@@ -13,7 +13,7 @@ from tests.rules.sim import T0
 from workflows.language.policy import Policy, TierGate
 from workflows.models import AuditEntry, Decision, GateRefusal, GateSummary, Principal
 from workflows.names import RunState
-from workflows.rules import governed, governed_view, votes
+from workflows.rules import governed, governed_view, risk, votes
 from workflows.rules.governed import REVIEW_GATE, GovernedInput, GovernedState
 
 PLAN = {"name": "p", "steps": [{"id": "read", "tool": "http.request"}]}
@@ -432,3 +432,17 @@ def test_policy_refuses_tier_thresholds_out_of_order() -> None:
     assert Policy(tier2_at=3, tier3_at=3).tier3_at == 3
     with pytest.raises(ValueError, match="tier3_at must not be below tier2_at"):
         Policy(tier2_at=3, tier3_at=2.5)
+
+
+def test_a_modify_keeps_the_tier_an_llm_assessor_raised() -> None:
+    """What an LLM assessor said stays after a modify: its reasons, and the tier it raised the
+    plan to, so one elder's no-op modify cannot bring a tier-3 plan down to the peers."""
+    st = reviewing({"read": "medium"})
+    llm = risk.Reason(rule="llm", detail="it touches production", tier=3)
+    st.assessment = risk.raised(st.assessment, 3, [llm])  # type: ignore[arg-type]
+    st.tier_gate, st.gate.approvers = POLICY.tier3, ["role:elder"]  # type: ignore[union-attr]
+    d = decision("modify", actor="eve", roles=["elder"], patch={"plan": {"name": "p"}})
+    assert governed.apply(st, inp(), d, T0, "update", checked(PLAN, {"read": "medium"})) is None
+    assert st.assessment is not None and st.assessment.tier == 3
+    assert [r for r in st.assessment.reasons if r.rule == "llm"] == [llm]
+    assert st.tier_gate == POLICY.tier3 and st.gate is not None and st.gate.open

@@ -116,11 +116,16 @@ def accept(state: GovernedState, found: PlanResult) -> None:
 
 
 def assess(state: GovernedState, inp: GovernedInput) -> None:
-    """The accepted plan's tier, score and reasons, by the run's policy (again after a modify)."""
-    if state.plan is not None:
-        state.assessment = risk.assess(
-            state.plan, state.risks, inp.request, inp.context, inp.policy, state.similar
-        )
+    """The accepted plan's tier, score and reasons, by the run's policy (again after a modify,
+    keeping what an LLM assessor said before: a modify cannot shed the tier it raised)."""
+    if state.plan is None:
+        return
+    said = [r for r in state.assessment.reasons if r.rule == "llm"] if state.assessment else []
+    fresh = risk.assess(
+        state.plan, state.risks, inp.request, inp.context, inp.policy, state.similar
+    )
+    floor = max((r.tier or 1 for r in said), default=1)
+    state.assessment = risk.raised(fresh, floor, said) if said else fresh
 
 
 def open_review(state: GovernedState, gate: TierGate, now: datetime) -> GateRecord:
