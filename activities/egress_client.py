@@ -20,7 +20,9 @@ import httpx
 import structlog
 
 from activities.addresses import AllowEntry, IPAddress
+from activities.bindings import SECRET_DESTINATION_REFUSED
 from activities.config import Settings
+from activities.destinations import request_refusal
 from activities.egress import (
     EGRESS_REFUSED,
     EgressPolicy,
@@ -181,6 +183,11 @@ class EgressTransport(httpx.AsyncBaseTransport):
         }
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # Each request, so each redirect hop, on the host it really goes to.
+        refused = request_refusal(request)
+        if refused is not None:
+            log.warning("request holding a bound secret refused", reason=refused)
+            raise fatal(refused, SECRET_DESTINATION_REFUSED)
         tool = request.extensions.get(TOOL_EXTENSION)
         transport = (
             self._by_tool.get(tool, self._default) if isinstance(tool, str) else self._default
