@@ -109,14 +109,18 @@ class EgressBackend(httpcore.AsyncNetworkBackend):
                 ips = await self._resolver.addresses(host, port)
                 known = await self._resolver.endpoint_addresses(self._policy.endpoints_on(port))
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout}s") from None
+            raise httpcore.ConnectTimeout(
+                f"resolving the host took longer than {timeout}s"
+            ) from None
         except OSError as err:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {err}") from None
+            # These name no host: a host is data that can carry a secret in a form masking does
+            # not know (IDNA); the tool's own message names the (masked) URL.
+            raise httpcore.ConnectError(f"cannot resolve the host: {err}") from None
         refused = self._policy.refusal(host, port, ips, known)
         if refused:
             log.warning("outbound connection refused", reason=refused)
             raise fatal(refused, EGRESS_REFUSED)
-        last: Exception = httpcore.ConnectError(f"{host} has no address")
+        last: Exception = httpcore.ConnectError("the host has no address")
         for ip in ips:
             try:
                 return await self._inner.connect_tcp(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from typing import Any
@@ -64,7 +65,50 @@ def mask(obj: Any, values: set[str] | frozenset[str] = frozenset()) -> Any:
 
 
 def mask_text(text: str, values: set[str] | frozenset[str]) -> str:
-    for value in values:
-        if len(value) >= 4:
-            text = text.replace(value, MASK)
-    return text
+    """`text` with every secret value in it replaced by ***, in any of the forms the outside world
+    echoes it back in: any upper and lower case (a host name comes back lower-cased), and URL
+    encoded, character by character or not (`%2F` or `%2f` or `/`, a space as `+` or `%20`)."""
+    pattern = secret_pattern(frozenset(values))
+    return text if pattern is None else pattern.sub(MASK, text)
+
+
+def mask_values(obj: Any, values: set[str] | frozenset[str]) -> Any:
+    """Copy of JSON-like `obj` with known secret values masked in every string, keys included
+    (unlike `mask`, sensitive keys keep their values: this is data later steps read)."""
+    if isinstance(obj, dict):
+        return {mask_values(k, values): mask_values(v, values) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [mask_values(v, values) for v in obj]
+    if isinstance(obj, str):
+        return mask_text(obj, values)
+    return obj
+
+
+# A value shorter than this is not masked by value: it would mask unrelated text.
+MIN_MASKED_CHARS = 4
+
+
+@functools.lru_cache(maxsize=256)
+def secret_pattern(values: frozenset[str]) -> re.Pattern[str] | None:
+    """One pattern finding every value (longest first) in every form `mask_text` masks; None when
+    no value is long enough to mask."""
+    kept = sorted((v for v in values if len(v) >= MIN_MASKED_CHARS), key=lambda v: (-len(v), v))
+    if not kept:
+        return None
+    return re.compile("|".join(_forms(v) for v in kept), re.IGNORECASE)
+
+
+def _forms(value: str) -> str:
+    return "".join(_char_forms(c) for c in value)
+
+
+def _char_forms(c: str) -> str:
+    """One character as itself or percent-encoded (its UTF-8 bytes), a space also as `+` and a
+    `+` also as a space (form encoding, and a server that decoded it so)."""
+    encoded = "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+    forms = [re.escape(c), re.escape(encoded)]
+    if c == " ":
+        forms.append(r"\+")
+    elif c == "+":
+        forms.append(" ")
+    return "(?:" + "|".join(forms) + ")"

@@ -20,7 +20,7 @@ from activities.config import Settings
 from activities.context import ToolContext
 from activities.egress_client import make_http_client
 from activities.errors import fatal
-from activities.masking import mask, mask_text
+from activities.masking import mask, mask_text, mask_values
 from activities.models import ARTIFACT_MARKER, ArtifactRef, ToolCall, ToolResult
 from activities.registry import Tool, ToolError, ToolRegistry
 from activities.secrets import SecretStore
@@ -166,7 +166,7 @@ class ToolActivities:
         data = out.model_dump(mode="json")
         if used:
             # A secret echoed back by the outside world must not reach workflow history.
-            data = json.loads(mask_text(json.dumps(data), used))
+            data = mask_values(data, used)
         if call.output_schema is not None:
             # The output as later steps will see it: masked, and before it may be offloaded.
             await check_output_schema(call.output_schema, data, where, used)

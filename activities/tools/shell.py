@@ -19,7 +19,7 @@ from activities.errors import fatal, transient
 from activities.registry import sends_to_fields, tool
 from activities.tools._masking import masked_failures
 from activities.tools._sandbox import Sandbox, plan_launch, sweep
-from activities.tools._shell_io import Tail, feed
+from activities.tools._shell_io import Tail, feed, slack
 from activities.tools._shell_policy import (
     FIXED_PATH,
     STEP_ENV_DOC,
@@ -224,9 +224,9 @@ async def _run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
     except OSError as err:
         raise fatal(f"could not start {inp.argv[0]!r}: {err}", "ShellStartFailed") from None
     # A secret's length more than shown, so masking happens before the cut (see Tail.shown).
-    slack = max((len(s.encode()) for s in ctx.secret_values), default=0)
-    stdout = Tail(inp.max_output_bytes + slack)
-    stderr = Tail(inp.max_output_bytes + slack)
+    margin = slack(ctx.secret_values)
+    stdout = Tail(inp.max_output_bytes + margin)
+    stderr = Tail(inp.max_output_bytes + margin)
     try:
         async with asyncio.timeout(inp.timeout_s):
             await asyncio.gather(

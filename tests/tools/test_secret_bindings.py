@@ -1,10 +1,13 @@
 """A bound secret goes only where its binding says: checked by the tools at send time (each
-request and redirect hop on its real host, a program's argv) and by the check of a gate's patch."""
+request and redirect hop on its real host, a program's argv) and by the check of a gate's patch;
+and a secret never shows in a failure in another case or URL-encoded."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -12,6 +15,8 @@ from temporalio.exceptions import ApplicationError
 from activities import default_registry
 from activities.bindings import SECRET_DESTINATION_REFUSED, SecretBinding
 from activities.checks import CheckActivities
+from activities.config import Settings
+from activities.egress_client import make_http_client
 from activities.models import CheckCall
 from activities.runtime import ToolActivities
 from tests.tools.conftest import make_call
@@ -109,6 +114,51 @@ async def test_calls_without_bound_secrets_are_not_restricted(
     await acts.execute(make_call("http.request", post(server.url("/x")), secret_bindings=bindings))
     await acts.execute(make_call("http.request", post(server.url("/x"))))
     assert len(server.seen) == 2
+
+
+async def test_failures_mask_a_secret_in_any_case_and_url_encoded(
+    acts: ToolActivities, server: LocalServer
+) -> None:
+    """A server that echoes the secret form-encoded, path-encoded and upper-cased in an
+    unexpected status: the failure holds none of those forms."""
+
+    def echo(seen: Any) -> Reply:
+        value = seen.query["t"][0]
+        body = f"bad {urlencode(seen.query, doseq=True)} {quote(value)} {value.upper()}"
+        return Reply(400, body.encode())
+
+    server.route("GET", "/check", echo)
+    args = {"url": server.url("/check"), "query": {"t": "${secret.APITOKEN}"}}
+    with pytest.raises(ApplicationError) as err:
+        await acts.execute(make_call("http.request", args))
+    message = err.value.message
+    assert server.seen[0].query["t"] == [SECRET]
+    assert message.count("***") == 3, message
+    for form in (SECRET, SECRET.upper(), quote(SECRET), urlencode({"t": SECRET})[2:], "Tok3n"):
+        assert form.lower() not in message.lower(), form
+
+
+async def test_secret_in_a_url_host_is_not_in_the_resolver_error(
+    tool_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret in a URL's host is not echoed, lower-cased, by a failed lookup."""
+    monkeypatch.setenv("STEPGATE_SECRET_HOSTPART", "S3cr3tV4lue-x")
+
+    async def unknown(host: str, port: int) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    http = make_http_client(tool_settings, resolve=unknown)
+    acts = ToolActivities(default_registry(entry_points=False), tool_settings, http=http)
+    try:
+        with pytest.raises(ApplicationError) as err:
+            await acts.execute(
+                make_call("http.request", {"url": "https://${secret.HOSTPART}.invalid/"})
+            )
+    finally:
+        await http.aclose()
+    message = err.value.message
+    assert "Name or service not known" in message
+    assert "s3cr3tv4lue" not in message.lower(), message
 
 
 CheckFn = Callable[[CheckCall], Any]
