@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import re
 from typing import Any
 
@@ -112,3 +113,75 @@ def _char_forms(c: str) -> str:
     elif c == "+":
         forms.append(" ")
     return "(?:" + "|".join(forms) + ")"
+
+
+def mask_json_text(text: str) -> str:
+    """JSON text with sensitive keys' values masked as `mask` masks them in the parsed value;
+    also text cut short (a summary's first characters), where a value the cut went through is
+    masked to the end. Text with nothing to mask comes back unchanged."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return _mask_json_prefix(text)
+    masked = mask(value)
+    return text if masked == value else json.dumps(masked, sort_keys=True)
+
+
+_JSON = json.JSONDecoder()
+_SPACE = " \t\n\r"
+
+
+def _mask_json_prefix(text: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] != '"':
+            j = text.find('"', i)
+            j = n if j < 0 else j
+            out.append(text[i:j])
+            i = j
+            continue
+        end = _string_end(text, i)
+        if end is None:  # cut inside a string: nothing follows it
+            out.append(text[i:])
+            break
+        out.append(text[i:end])
+        colon = end
+        while colon < n and text[colon] in _SPACE:
+            colon += 1
+        if colon < n and text[colon] == ":" and _sensitive_json_key(text[i:end]):
+            start = colon + 1
+            while start < n and text[start] in _SPACE:
+                start += 1
+            out.append(text[end:start])
+            try:
+                value, stop = _JSON.raw_decode(text, start)
+            except ValueError:  # the cut went through this value: the rest of the text is it
+                out.append(f'"{MASK}"')
+                break
+            out.append(text[start:stop] if value in (None, "") else f'"{MASK}"')
+            i = stop
+            continue
+        i = end
+    return "".join(out)
+
+
+def _string_end(text: str, start: int) -> int | None:
+    """Where the JSON string starting at `start` (a quote) ends, past its closing quote."""
+    i = start + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == '"':
+            return i + 1
+        else:
+            i += 1
+    return None
+
+
+def _sensitive_json_key(quoted: str) -> bool:
+    try:
+        key = json.loads(quoted)
+    except ValueError:
+        return False
+    return isinstance(key, str) and is_sensitive_key(key)
