@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import activity
 
+from activities.destinations import patch_issues
 from activities.jsonschema_safe import value_issues
 from activities.models import CHECK_ACTIVITY, CheckCall, CheckResult
 from activities.registry import ToolError, ToolRegistry
@@ -42,17 +43,15 @@ class CheckActivities:
         try:
             tool = self.registry.resolve(call.tool)
         except ToolError:
-            return CheckResult(checked=False)
+            return CheckResult(issues=patch_issues(None, call)[:MAX_ISSUES], checked=False)
         model = tool.input_model if call.part == "input" else tool.output_model
+        issues = patch_issues(tool, call)
         try:
             model.model_validate(call.value)
         except ValidationError as err:
-            return CheckResult(
-                issues=[
-                    f"{_path(e['loc'], call.where)}: {e['msg']}" for e in err.errors()[:MAX_ISSUES]
-                ]
-            )
-        return CheckResult()
+            errors = err.errors()[:MAX_ISSUES]
+            issues += [f"{_path(e['loc'], call.where)}: {e['msg']}" for e in errors]
+        return CheckResult(issues=issues[:MAX_ISSUES])
 
 
 def schema_issues(schema: dict[str, Any], value: Any, where: str) -> list[str]:

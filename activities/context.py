@@ -10,6 +10,7 @@ import structlog
 from temporalio import activity
 
 from activities.artifacts import ArtifactStore
+from activities.bindings import SendRules
 from activities.config import Settings
 from activities.models import ToolCall
 
@@ -25,6 +26,10 @@ class ToolContext:
     log: Any = field(default_factory=lambda: structlog.get_logger("stepgate.tool"))
     # Secret values resolved for this call; tools mask them in anything they echo back.
     secret_values: set[str] = field(default_factory=set)
+    # Where the bound secrets this call holds may go (None: it holds none). Requests through
+    # `http` are checked against it by the client; a tool that hands them on otherwise (a
+    # program's argv) asks it itself.
+    send_rules: SendRules | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -20,7 +20,9 @@ import httpx
 import structlog
 
 from activities.addresses import AllowEntry, IPAddress
+from activities.bindings import SECRET_DESTINATION_REFUSED
 from activities.config import Settings
+from activities.destinations import request_refusal
 from activities.egress import (
     EGRESS_REFUSED,
     EgressPolicy,
@@ -107,14 +109,18 @@ class EgressBackend(httpcore.AsyncNetworkBackend):
                 ips = await self._resolver.addresses(host, port)
                 known = await self._resolver.endpoint_addresses(self._policy.endpoints_on(port))
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout}s") from None
+            raise httpcore.ConnectTimeout(
+                f"resolving the host took longer than {timeout}s"
+            ) from None
         except OSError as err:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {err}") from None
+            # These name no host: a host is data that can carry a secret in a form masking does
+            # not know (IDNA); the tool's own message names the (masked) URL.
+            raise httpcore.ConnectError(f"cannot resolve the host: {err}") from None
         refused = self._policy.refusal(host, port, ips, known)
         if refused:
             log.warning("outbound connection refused", reason=refused)
             raise fatal(refused, EGRESS_REFUSED)
-        last: Exception = httpcore.ConnectError(f"{host} has no address")
+        last: Exception = httpcore.ConnectError("the host has no address")
         for ip in ips:
             try:
                 return await self._inner.connect_tcp(
@@ -181,6 +187,11 @@ class EgressTransport(httpx.AsyncBaseTransport):
         }
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # Each request, so each redirect hop, on the host it really goes to.
+        refused = request_refusal(request)
+        if refused is not None:
+            log.warning("request holding a bound secret refused", reason=refused)
+            raise fatal(refused, SECRET_DESTINATION_REFUSED)
         tool = request.extensions.get(TOOL_EXTENSION)
         transport = (
             self._by_tool.get(tool, self._default) if isinstance(tool, str) else self._default

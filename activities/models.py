@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+# Re-exported: the definition language declares bindings with it.
+from activities.bindings import SecretBinding as SecretBinding
+
 SECRET_PREFIX = "secret."
 ARTIFACT_MARKER = "$artifact"
 _INDEX = re.compile(r"-?[0-9]{1,6}")
@@ -88,6 +91,9 @@ class ToolCall(BaseModel):
     # The step's `output_schema` (it passed jsonschema_safe.schema_issues at validation): the
     # activity checks the tool's output against it before anything else sees the output.
     output_schema: dict[str, Any] | None = None
+    # Where the secrets the definition binds may go (activities/bindings.py): the activity
+    # refuses to send a bound secret the call holds anywhere else.
+    secret_bindings: dict[str, SecretBinding] = Field(default_factory=dict)
 
 
 class ToolResult(BaseModel):
@@ -126,6 +132,13 @@ class CheckCall(BaseModel):
     part: Literal["input", "output"] = "input"
     json_schema: dict[str, Any] | None = Field(None, description="or against this JSON Schema")
     where: str = Field("", description="prefix for the messages, e.g. `input for pipeline 'x'`")
+    # A patched input of a step whose definition names secrets: the input before the patch and
+    # the secrets' slots, so the check can refuse a patch that moves a secret elsewhere.
+    before: Any = Field(None, description="the input as the workflow made it, before the patch")
+    slots: list[Slot] = Field(default_factory=list, description="the step's secret slots")
+    secrets: dict[str, SecretBinding | None] = Field(
+        default_factory=dict, description="each secret the slots name, with its binding if any"
+    )
 
 
 class CheckResult(BaseModel):

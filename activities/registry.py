@@ -25,6 +25,19 @@ Risk = Literal["low", "medium", "high"]
 RISKS: tuple[Risk, ...] = ("low", "medium", "high")
 # A tool's risk, or a function of the call's arguments (as written in the plan) giving it.
 RiskOf = Risk | Callable[[dict[str, Any]], Risk]
+# Where a call sends what it holds, from its arguments: each part by the name of the field it
+# comes from (`url`, `argv`, ...). A patch that changes a part moves the call's secrets; the gate
+# refuses it unless the secrets' bindings still hold (activities/destinations.py).
+SendsTo = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def sends_to_fields(*names: str) -> SendsTo:
+    """A tool whose destination is these input fields (none: it sends nowhere a call chooses)."""
+
+    def where(args: dict[str, Any]) -> dict[str, Any]:
+        return {name: args.get(name) for name in names}
+
+    return where
 
 
 class ToolError(ValueError):
@@ -57,6 +70,8 @@ class Tool:
     # Pure and quick: may run as a Temporal local activity, inside the workflow task (no
     # heartbeats, a short timeout), which saves the server round trips of a regular one.
     local: bool = False
+    # None: the tool does not say, so every field of its input counts as a destination.
+    sends_to: SendsTo | None = field(default=None, repr=False)
 
     def risk_for(self, args: dict[str, Any]) -> Risk:
         """This call's risk: the tool's own, or what its risk function says of `args`."""
@@ -91,6 +106,7 @@ def tool(
     heartbeat: bool = False,
     risk: RiskOf = "high",
     local: bool = False,
+    sends_to: SendsTo | None = None,
 ) -> Callable[[ToolFn], Tool]:
     """Turn `async def fn(inp: InModel, ctx: ToolContext) -> OutModel` into a Tool.
 
@@ -121,6 +137,7 @@ def tool(
             heartbeat=heartbeat,
             risk=risk,
             local=local,
+            sends_to=sends_to,
         )
 
     return wrap

@@ -13,13 +13,14 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import shapes, slots
+from activities import destinations, shapes, slots
 from activities.artifacts import ArtifactStore, LocalArtifactStore
+from activities.bindings import SendRules
 from activities.config import Settings
 from activities.context import ToolContext
 from activities.egress_client import make_http_client
 from activities.errors import fatal
-from activities.masking import mask, mask_text
+from activities.masking import mask, mask_text, mask_values
 from activities.models import ARTIFACT_MARKER, ArtifactRef, ToolCall, ToolResult
 from activities.registry import Tool, ToolError, ToolRegistry
 from activities.secrets import SecretStore
@@ -123,10 +124,14 @@ class ToolActivities:
             raise fatal(str(err), "UnknownTool") from err
         where = f"step {call.step_id!r} ({tool.ref})"
         used: set[str] = set()
+        names: set[str] = set()
         if call.slots is None:  # a run started before slots: resolved as it always was
             args = await self._load_artifact_refs(self.secrets.resolve(call.args, used))
         else:
-            args = await slots.fill(call.args, call.slots, self.secrets, self.artifacts, used)
+            args = await slots.fill(
+                call.args, call.slots, self.secrets, self.artifacts, used, names
+            )
+        rules = SendRules.of(names, call.secret_bindings)
         try:
             inp = tool.input_model.model_validate(args)
         except ValidationError as err:
@@ -140,9 +145,11 @@ class ToolActivities:
             artifacts=self.artifacts,
             log=log.bind(step=call.step_id, tool=tool.ref, workflow_id=call.workflow_id),
             secret_values=used,
+            send_rules=rules,
         )
         try:
-            raw = await self._run_with_heartbeat(tool, inp, ctx)
+            with destinations.sending(rules):
+                raw = await self._run_with_heartbeat(tool, inp, ctx)
         except ApplicationError as err:
             raise masked(err, used) from None
         except Exception as err:
@@ -159,7 +166,7 @@ class ToolActivities:
         data = out.model_dump(mode="json")
         if used:
             # A secret echoed back by the outside world must not reach workflow history.
-            data = json.loads(mask_text(json.dumps(data), used))
+            data = mask_values(data, used)
         if call.output_schema is not None:
             # The output as later steps will see it: masked, and before it may be offloaded.
             await check_output_schema(call.output_schema, data, where, used)

@@ -35,15 +35,28 @@ def _holder(args: Any, path: list[str | int]) -> tuple[Any, str | int] | None:
     return None
 
 
+def held(args: Any, slots: list[Slot]) -> set[str]:
+    """The names of the secrets that `slots` still place in `args` (a slot a patch replaced
+    places nothing)."""
+    names: set[str] = set()
+    for slot in slots:
+        found = _holder(args, slot.path)
+        if found is not None and found[0][found[1]] == slot.expect:
+            names.update(text for kind, text in slot.parts or () if kind == "secret")
+    return names
+
+
 async def fill(
     args: dict[str, Any],
     slots: list[Slot],
     secrets: SecretStore,
     artifacts: ArtifactStore,
     used: set[str],
+    names: set[str] | None = None,
 ) -> dict[str, Any]:
     """`args` with every slot that still holds what the workflow put there resolved; secret
-    values used go into `used` (for masking). A slot a patch replaced is left as data."""
+    values used go into `used` (for masking), their names into `names`. A slot a patch replaced
+    is left as data."""
     for slot in slots:
         found = _holder(args, slot.path)
         if found is None:
@@ -64,4 +77,6 @@ async def fill(
             node[key] = "".join(
                 text if kind == "text" else secrets.reveal(text, used) for kind, text in slot.parts
             )
+            if names is not None:
+                names.update(text for kind, text in slot.parts if kind == "secret")
     return args

@@ -102,13 +102,14 @@ steps:
 
 
 async def test_an_approvers_patch_cannot_reach_a_secret(server: LocalServer, run: Any) -> None:
-    """An approver who modifies a gated call may change its URL and add a header, but text they
-    write is never resolved: not a new header naming a secret, not a secret slot overwritten with
-    another secret's name. The definition's own secret still reaches the server."""
+    """An approver who modifies a gated call may change its URL (within the host the secret is
+    bound to) and add a header, but text they write is never resolved: not a new header naming a
+    secret, not a secret slot overwritten with another secret's name. The definition's own
+    secret still reaches the server."""
     inp = definition(
         f"""
 name: gated
-secrets: [APITOKEN]
+secrets: {{APITOKEN: {{hosts: ["127.0.0.1:{server.port}"]}}}}
 steps:
   - id: send
     tool: http.request

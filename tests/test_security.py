@@ -8,15 +8,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from activities import default_registry
 from activities.config import Settings
 from tests.test_durability import definition
-from tests.tools.server import LocalServer, json_reply
+from tests.tools.server import LocalServer, Reply, json_reply
 from worker import build_worker
 from workflows.client import make_client
 from workflows.pipeline import PipelineWorkflow
@@ -164,3 +165,54 @@ output: "${{steps.call.output.json.echo}}"
     assert result.output == "Bearer ***"
     out, err = capfd.readouterr()
     assert token not in out + err
+
+
+async def test_secret_echoed_in_another_case_or_url_encoded_reaches_neither_history_nor_status(
+    client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that echoes a secret holding `+ / =` and a space upper-cased, form-encoded and
+    path-encoded, in a reply and in an unexpected status: no form of it reaches history, the
+    status (previews, the error) or the output."""
+    token = f"Tok+en/{uuid.uuid4().hex[:12]}= x"
+    forms = [token, token.upper(), quote_plus(token), quote(token), quote(token, safe="")]
+    monkeypatch.setenv("STEPGATE_SECRET_API_TOKEN", token)
+    server = LocalServer()
+    server.route("GET", "/echo", lambda seen: json_reply({"seen": forms}))
+    server.route("GET", "/check", lambda seen: Reply(400, " ".join(forms).encode()))
+    server.start()
+    try:
+        inp = definition(
+            f"""
+name: echoes
+secrets: [API_TOKEN]
+steps:
+  - id: echo
+    tool: http.request
+    with: {{url: "{server.url("/echo")}", headers: {{X-Key: "${{secret.API_TOKEN}}"}}}}
+  - id: check
+    needs: [echo]
+    tool: http.request
+    retry: {{max_attempts: 1}}
+    with: {{url: "{server.url("/check")}", query: {{key: "${{secret.API_TOKEN}}"}}}}
+output: "${{steps.echo.output.json.seen}}"
+"""
+        )
+        async with build_worker(client, settings, default_registry(entry_points=False)):
+            handle = await client.start_workflow(
+                PipelineWorkflow.run,
+                inp,
+                id=f"sec-{uuid.uuid4()}",
+                task_queue=settings.stepgate_task_queue,
+            )
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+            status = await handle.query(PipelineWorkflow.status)
+        assert server.seen[1].query["key"] == [token]
+    finally:
+        server.stop()
+    shown = status.model_dump_json().lower()
+    assert "answered http 400: *** *** *** *** ***" in shown
+    history = b" ".join(data for _, data in payload_bytes((await handle.fetch_history()).to_json()))
+    for form in forms:
+        assert form.lower() not in shown, form
+        assert form.lower().encode() not in history.lower(), form

@@ -102,6 +102,8 @@ class Caller:
     ) -> tuple[str, ToolCall]:
         info = workflow.info()
         name, _, version = tool_ref.partition("@")
+        named = {text for s in slots for kind, text in s.parts or () if kind == "secret"}
+        bindings = {n: b for n in sorted(named) if (b := self.definition.binding(n)) is not None}
         return name, ToolCall(
             tool=name,
             version=version,
@@ -111,6 +113,7 @@ class Caller:
             args=args,
             slots=slots,
             idempotency_key=key,
+            secret_bindings=bindings,
             **kw,
         )
 

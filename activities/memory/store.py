@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.config import Settings
 from activities.memory.engine import backend_of, database_url, make_engine, prepare_folder
 from activities.memory.migrate import migrate
+from activities.memory.redact import redacted
 from activities.memory.schema import patterns
 from activities.memory.search import rows as ranked_rows
 from activities.memory.text import query_terms, search_text
@@ -157,6 +158,7 @@ _REPLACED = ("created_at", "outcome", "doc", "body")
 
 
 def _row(pattern: MemoryPattern) -> dict[str, Any]:
+    pattern = redacted(pattern)  # whoever wrote it: stored and indexed as the status shows it
     body = pattern.model_dump_json()
     if len(body.encode()) > MAX_PATTERN_BYTES:
         raise PatternTooLarge(
@@ -180,6 +182,8 @@ def _hits(rows: list[Any]) -> list[MemoryHit]:
         size += len(body)
         if size > MAX_RESULT_BYTES:
             break
-        pattern = MemoryPattern.model_validate_json(body)
+        # Masked again on the way out: a row a process older than the masking wrote during an
+        # upgrade (migration 0002 masked the rows that were there before it).
+        pattern = redacted(MemoryPattern.model_validate_json(body))
         hits.append(MemoryHit(id=row_id, score=float(score), pattern=pattern))
     return hits

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from contextlib import suppress
 
-from activities.masking import mask_text
+from activities.masking import mask_text, secret_pattern
 
 _CHUNK = 65_536
+
+
+def slack(secrets: set[str]) -> int:
+    """What a tail keeps beyond what it shows: the longest form of a secret that masking knows
+    (URL-encoded, three characters a byte)."""
+    return 3 * max((len(s.encode()) for s in secrets), default=0)
 
 
 class Tail:
@@ -47,9 +52,10 @@ class Tail:
 def _first_whole(text: str, secrets: set[str]) -> int:
     """Where text after a cut may start: past any secret's tail at the cut, but never inside a
     secret that is there whole (that one is masked instead)."""
-    margin = max(len(s.encode()) for s in secrets)
+    margin = slack(secrets)
     head = text[: 2 * margin]
-    spans = [(m.start(), m.end()) for s in secrets for m in re.finditer(re.escape(s), head)]
+    pattern = secret_pattern(frozenset(secrets))
+    spans = [(m.start(), m.end()) for m in pattern.finditer(head)] if pattern else []
     start, moved = margin, True
     while moved:
         moved = False

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import ToolContext
 from activities.errors import fatal
-from activities.registry import tool
+from activities.registry import sends_to_fields, tool
 from activities.tools._masking import masked_failures
 
 _MEDIA_TYPES = {
@@ -94,7 +94,7 @@ async def _existing(ctx: ToolContext, name: str) -> bytes | None:
     return data
 
 
-@tool("artifact.write", "1.0.0", risk="medium")
+@tool("artifact.write", "1.0.0", risk="medium", sends_to=sends_to_fields())
 async def artifact_write(inp: ArtifactWriteInput, ctx: ToolContext) -> ArtifactWriteOutput:
     """Store content under a name for this run; writing the same content again is a no-op."""
     with masked_failures(ctx.secret_values):
@@ -117,7 +117,7 @@ async def _write(inp: ArtifactWriteInput, ctx: ToolContext) -> ArtifactWriteOutp
     return ArtifactWriteOutput.model_validate(ref.model_dump())
 
 
-@tool("artifact.read", "1.0.0", risk="low")
+@tool("artifact.read", "1.0.0", risk="low", sends_to=sends_to_fields())
 async def artifact_read(inp: ArtifactReadInput, ctx: ToolContext) -> ArtifactReadOutput:
     """Read an artifact of this run back as text, base64 or parsed JSON."""
     with masked_failures(ctx.secret_values):

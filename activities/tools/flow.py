@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.context import ToolContext
 from activities.errors import fatal
-from activities.registry import tool
+from activities.registry import sends_to_fields, tool
 
 # As long as a definition's texts (workflows/language/limits.py MAX_TEXT_CHARS): the message ends up in
 # the run's status and history.
@@ -32,7 +32,7 @@ class FlowFailOutput(BaseModel):
     """Never produced: the step always fails."""
 
 
-@tool("flow.fail", "1.0.0", risk="low", local=True)
+@tool("flow.fail", "1.0.0", risk="low", local=True, sends_to=sends_to_fields())
 async def flow_fail(inp: FlowFailInput, ctx: ToolContext) -> FlowFailOutput:
     """Fail the step without a retry (FlowFailed); unless it says `on_error: continue` or an
     on_failure gate decides otherwise, the run fails and compensates what succeeded."""

@@ -93,7 +93,23 @@ def request_risk(args: dict[str, Any]) -> Risk:
     return "low" if isinstance(method, str) and method.upper() in ("GET", "HEAD") else "medium"
 
 
-@tool("http.request", "1.0.0", risk=request_risk)
+def request_destination(args: dict[str, Any]) -> dict[str, Any]:
+    """Where a call sends: its URL, whether it follows the server's redirects, and a `Host`
+    header that would route it to another site on the same address."""
+    headers = args.get("headers")
+    host = [
+        v
+        for k, v in (headers.items() if isinstance(headers, dict) else ())
+        if str(k).lower() == "host"
+    ]
+    return {
+        "url": args.get("url"),
+        "follow_redirects": args.get("follow_redirects") is True,
+        "headers.Host": host,
+    }
+
+
+@tool("http.request", "1.0.0", risk=request_risk, sends_to=request_destination)
 async def http_request(inp: HttpRequestInput, ctx: ToolContext) -> HttpRequestOutput:
     """Send one HTTP request and return its status, headers and (bounded) body."""
     limit = ctx.settings.stepgate_http_max_body_bytes

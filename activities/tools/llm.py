@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from activities import shapes
 from activities.context import ToolContext
 from activities.errors import fatal, transient
-from activities.registry import tool
+from activities.registry import sends_to_fields, tool
 from activities.tools._http import check_status, send, with_idempotency_key
 
 _MAX_RESPONSE_BYTES = 8 * 1024 * 1024
@@ -161,7 +161,8 @@ def _parse_call(raw: dict[str, Any]) -> LlmToolCall:
     return LlmToolCall(id=str(raw.get("id", "")), name=str(fn.get("name", "")), arguments=args)
 
 
-@tool("llm.chat", "1.0.0", heartbeat=True, risk="medium")
+# The endpoint is the operator's (settings), never the call's.
+@tool("llm.chat", "1.0.0", heartbeat=True, risk="medium", sends_to=sends_to_fields())
 async def llm_chat(inp: LlmChatInput, ctx: ToolContext) -> LlmChatOutput:
     """Ask the configured OpenAI-compatible model for one chat completion (tools, JSON schema)."""
     s = ctx.settings

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.context import ToolContext
 from activities.errors import fatal
-from activities.registry import tool
+from activities.registry import sends_to_fields, tool
 from activities.tools._http import check_status, send, with_idempotency_key
 
 # Webhook answers are short acknowledgements ("ok"); nothing more is worth reading.
@@ -30,7 +30,7 @@ class NotifyWebhookOutput(BaseModel):
     status: int = Field(description="The webhook's HTTP status.")
 
 
-@tool("notify.webhook", "1.0.0", risk="medium")
+@tool("notify.webhook", "1.0.0", risk="medium", sends_to=sends_to_fields("url"))
 async def notify_webhook(inp: NotifyWebhookInput, ctx: ToolContext) -> NotifyWebhookOutput:
     """Post a Slack-compatible JSON message ({text, blocks, attachments}) to a webhook."""
     url = inp.url or ctx.settings.stepgate_notify_url

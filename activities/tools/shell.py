@@ -13,12 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from activities.bindings import SECRET_DESTINATION_REFUSED
 from activities.context import ToolContext
 from activities.errors import fatal, transient
-from activities.registry import tool
+from activities.registry import sends_to_fields, tool
 from activities.tools._masking import masked_failures
 from activities.tools._sandbox import Sandbox, plan_launch, sweep
-from activities.tools._shell_io import Tail, feed
+from activities.tools._shell_io import Tail, feed, slack
 from activities.tools._shell_policy import (
     FIXED_PATH,
     STEP_ENV_DOC,
@@ -174,7 +175,14 @@ def _limit_hint(code: int, sandbox: Sandbox) -> str:
     return f" (stopped by {reason})" if reason else ""
 
 
-@tool("shell.run", "1.0.0", heartbeat=True, risk="high")
+# A program decides where what it holds goes from all it is given; only limits may change freely.
+@tool(
+    "shell.run",
+    "1.0.0",
+    heartbeat=True,
+    risk="high",
+    sends_to=sends_to_fields("argv", "cwd", "env", "stdin"),
+)
 async def shell_run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
     """Run an allow-listed program in the run's workspace; its output tails, exit code and duration."""
     with masked_failures(ctx.secret_values):
@@ -189,6 +197,9 @@ async def _run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
             "STEPGATE_SHELL_ALLOW=name1,/full/path2 (comma-separated)",
             "ShellDisabled",
         )
+    refusal = ctx.send_rules.refuse_argv(inp.argv) if ctx.send_rules is not None else None
+    if refusal is not None:
+        raise fatal(refusal, SECRET_DESTINATION_REFUSED)
     who = run_as(settings)
     workspace, cwd, program = await asyncio.to_thread(_prepare, inp, ctx, who)
     launch = await plan_launch(
@@ -213,9 +224,9 @@ async def _run(inp: ShellRunInput, ctx: ToolContext) -> ShellRunOutput:
     except OSError as err:
         raise fatal(f"could not start {inp.argv[0]!r}: {err}", "ShellStartFailed") from None
     # A secret's length more than shown, so masking happens before the cut (see Tail.shown).
-    slack = max((len(s.encode()) for s in ctx.secret_values), default=0)
-    stdout = Tail(inp.max_output_bytes + slack)
-    stderr = Tail(inp.max_output_bytes + slack)
+    margin = slack(ctx.secret_values)
+    stdout = Tail(inp.max_output_bytes + margin)
+    stderr = Tail(inp.max_output_bytes + margin)
     try:
         async with asyncio.timeout(inp.timeout_s):
             await asyncio.gather(

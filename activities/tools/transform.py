@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.context import ToolContext
 from activities.errors import fatal
-from activities.registry import tool
+from activities.registry import sends_to_fields, tool
 from activities.tools._budget import BudgetExceeded, ExpressionInvalid, bounded_search
 from activities.tools._masking import masked_failures
 
@@ -33,7 +33,7 @@ class DataTransformOutput(BaseModel):
     result: Any = Field(description="What the expression produced (null when nothing matched).")
 
 
-@tool("data.transform", "1.0.0", risk="low", local=True)
+@tool("data.transform", "1.0.0", risk="low", local=True, sends_to=sends_to_fields())
 async def data_transform(inp: DataTransformInput, ctx: ToolContext) -> DataTransformOutput:
     """Reshape JSON data with a JMESPath expression, within a time and a size budget."""
     settings = ctx.settings
@@ -77,7 +77,7 @@ class DataEchoOutput(BaseModel):
     value: Any = Field(description="The input value, unchanged.")
 
 
-@tool("data.echo", "1.0.0", risk="low", local=True)
+@tool("data.echo", "1.0.0", risk="low", local=True, sends_to=sends_to_fields())
 async def data_echo(inp: DataEchoInput, ctx: ToolContext) -> DataEchoOutput:
     """Return a value unchanged: for constants, wiring and measuring the engine's own overhead."""
     return DataEchoOutput(value=inp.value)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
 from activities.config import Settings
+from activities.masking import mask
 from activities.memory import MemoryStore
 from activities.memory.migrate import current_revision, head
 from tests.api.conftest import Serve
-from tests.memory.conftest import pattern
+from tests.memory.conftest import SECRET_CONTEXT, SECRET_WORDS, context_summary, pattern
 from tests.support.procs import free_port
 
 Headers = Callable[[str], dict[str, str]]
@@ -46,6 +48,44 @@ async def test_search_memory_ranks_hits_for_a_reader(
     assert hits[0]["pattern"]["workflow_id"] == "g-1" and hits[0]["score"] > hits[1]["score"]
     r = await http.get("/memory", params={"q": "postgres", "limit": 1}, headers=as_("vic"))
     assert len(r.json()["hits"]) == 1
+
+
+async def test_search_memory_neither_returns_nor_finds_what_the_status_masks(
+    memory_api: tuple[httpx.AsyncClient, MemoryStore], as_: Headers
+) -> None:
+    """A governed run's pattern whose context holds a db_password, an api_token and an
+    Authorization header (whole, or cut through a value at 2,000 characters), and whose plan
+    sends an Authorization header: /memory returns context and plan masked as the run's status
+    masks them, and a search for those values finds nothing."""
+    http, store = memory_api
+    plan = {
+        "name": "rotate",
+        "steps": [
+            {
+                "id": "call",
+                "tool": "http.request",
+                "with": {"url": "https://x/", "headers": {"Authorization": "Bearer abc8w2m"}},
+            }
+        ],
+    }
+    summary = context_summary(SECRET_CONTEXT)
+    await store.write(
+        pattern("g-1", "rotate the billing database", context_summary=summary, plan=plan)
+    )
+    # Sorted keys put the password after the filler: the 2,000-character cut goes through it.
+    cut = context_summary({"a_filler": "x" * 1_963, "password": "hunter2zx9q" * 5})
+    assert cut.endswith("hunter2")
+    await store.write(pattern("g-2", "rotate the billing replica", context_summary=cut))
+    r = await http.get("/memory", params={"q": "rotate billing"}, headers=as_("vic"))
+    assert r.status_code == 200, r.text
+    found = {h["pattern"]["workflow_id"]: h["pattern"] for h in r.json()["hits"]}
+    assert json.loads(found["g-1"]["context_summary"]) == mask(SECRET_CONTEXT)
+    assert found["g-1"]["plan"] == mask(plan)
+    assert found["g-2"]["context_summary"].endswith('"password": "***"')
+    assert not any(word in r.text for word in (*SECRET_WORDS, "hunter2"))
+    for word in SECRET_WORDS:
+        r = await http.get("/memory", params={"q": word}, headers=as_("vic"))
+        assert r.json() == {"hits": []}, word
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,3 +39,19 @@ def pattern(workflow_id: str, request: str, **fields: Any) -> MemoryPattern:
     fields.setdefault("outcome", "completed")
     fields.setdefault("created_at", datetime(2026, 11, 1, tzinfo=UTC))
     return MemoryPattern(workflow_id=workflow_id, request=request, **fields)
+
+
+# A governed run's context holding what its status masks (`db_password`, `api_token`, an
+# `Authorization` header), and the pieces of those values a search would look for.
+SECRET_CONTEXT = {
+    "db_password": "hunter2zx9q",
+    "api_token": "tok7f3kq",
+    "headers": {"Authorization": "Bearer abc8w2m"},
+    "service": "billing",
+}
+SECRET_WORDS = ("hunter2zx9q", "tok7f3kq", "abc8w2m")
+
+
+def context_summary(context: dict[str, Any]) -> str:
+    """The context summary as GovernedWorkflow writes it."""
+    return json.dumps(context, sort_keys=True)[:2_000]

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import structlog
+from alembic import command
+from sqlalchemy import insert, select
 
+from activities.masking import mask
 from activities.memory import MemoryStore, MemoryUnavailable, PatternTooLarge
-from activities.memory.migrate import current_revision, head
+from activities.memory.engine import prepare_folder
+from activities.memory.migrate import _config, current_revision, head
+from activities.memory.schema import patterns
 from activities.memory.search import MAX_CANDIDATES
 from activities.memory.store import MAX_PATTERN_BYTES, MAX_RESULT_BYTES
+from activities.memory.text import search_text
 from tests.conftest import ROOT
-from tests.memory.conftest import memory_settings, pattern
+from tests.memory.conftest import (
+    SECRET_CONTEXT,
+    SECRET_WORDS,
+    context_summary,
+    memory_settings,
+    pattern,
+)
 from tests.support.procs import free_port
 
 PLAN = {
@@ -222,6 +235,43 @@ async def test_migration_at_start_keeps_existing_patterns(
         assert await ids(second, "ledger") == [found]
     finally:
         await second.close()
+
+
+async def test_migration_masks_patterns_stored_before_masking(
+    tmp_path: Path, memory_url: str | None
+) -> None:
+    """A row a store at revision 0001 wrote with its context unmasked is masked by migration
+    0002, in the stored body and in the index: a search neither finds it by those values nor
+    returns them, and finds it by its request with the context masked as the status masks it."""
+    store = MemoryStore.from_settings(memory_settings(tmp_path, memory_url))
+    old = pattern(
+        "run-1", "rotate the billing database", context_summary=context_summary(SECRET_CONTEXT)
+    )
+    try:
+        await asyncio.to_thread(prepare_folder, store.engine)
+        async with store.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_config(c), "0001"))
+            await conn.execute(
+                insert(patterns).values(
+                    workflow_id=old.workflow_id,
+                    created_at=old.created_at,
+                    outcome=old.outcome,
+                    doc=search_text(old),
+                    body=old.model_dump_json(),
+                )
+            )
+        assert "hunter2zx9q" in search_text(old)  # control: the old index held the value
+        await store.ready()
+        assert await current_revision(store.engine) == head()
+        for word in SECRET_WORDS:
+            assert await ids(store, word) == [], word
+        (hit,) = await store.search("billing database", 5)
+        assert json.loads(hit.pattern.context_summary) == mask(SECRET_CONTEXT)
+        async with store.engine.connect() as conn:
+            doc, body = (await conn.execute(select(patterns.c.doc, patterns.c.body))).one()
+        assert not any(word in doc or word in body for word in SECRET_WORDS)
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

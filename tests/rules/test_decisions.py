@@ -229,7 +229,40 @@ def test_check_call_checks_a_retry_as_the_patched_input() -> None:
         "part": "input",
         "json_schema": None,
         "where": "patched input",
+        "before": None,
+        "slots": [],
+        "secrets": {},
     }
+
+
+SECRET_STEP = """
+name: s
+secrets: {T: {hosts: [api.example.com]}, U: null}
+steps:
+  - id: a
+    tool: t.x
+    with: {url: "https://api.example.com/", auth: "Bearer ${secret.T}", key: "${secret.U}"}
+    approval: {approvers: ["role:ops"]}
+"""
+
+
+def test_check_call_of_a_secret_step_carries_its_slots_and_bindings() -> None:
+    """A patch of a step that holds secrets is checked with the input before the patch, the
+    secret slots and each secret's binding (or none), so the check can see a secret moved."""
+    sim = Sim(SECRET_STEP)
+    sim.advance()
+    d = decision("modify", patch={"url": "https://elsewhere.example/"})
+    call = decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester), d)
+    assert call is not None
+    assert call.before == {
+        "url": "https://api.example.com/",
+        "auth": "Bearer ${secret.T}",
+        "key": "${secret.U}",
+    }
+    assert call.value is not None and call.value["url"] == "https://elsewhere.example/"
+    assert sorted(s.path[0] for s in call.slots) == ["auth", "key"]
+    assert call.secrets == {"T": sim.d.binding("T"), "U": None}
+    assert call.secrets["T"] is not None and call.secrets["T"].hosts == ["api.example.com"]
 
 
 def test_check_call_checks_an_after_modify_as_the_patched_output() -> None:

@@ -14,6 +14,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import run_dir
+from activities.bindings import SECRET_DESTINATION_REFUSED, SecretBinding
+from activities.models import ToolCall
 from activities.runtime import ToolActivities
 from tests.conftest import ROOT
 from tests.shell.helpers import PY, processes_with
@@ -271,3 +273,31 @@ async def test_run_kills_process_group_when_cancelled(shell_acts: MakeActs) -> N
         await task
     await gone(marker)
     assert os.getpid() not in processes_with(marker)
+
+
+async def test_run_gives_a_bound_secret_only_to_its_argv_prefixes(
+    shell_acts: MakeActs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program is given a bound secret only when its argv starts with a prefix the binding
+    names (`secrets: {T: {argv: [...]}}`); a secret bound to hosts only is never given to one."""
+    monkeypatch.setenv("STEPGATE_SECRET_APITOKEN", "bound-secret-value")
+    args = py(
+        "import os; print(len(os.environ['APP_TOKEN']))", env={"APP_TOKEN": "${secret.APITOKEN}"}
+    )
+    acts = shell_acts()
+
+    def call(binding: dict[str, object]) -> ToolCall:
+        return make_call(
+            "shell.run", args, secret_bindings={"APITOKEN": SecretBinding.model_validate(binding)}
+        )
+
+    result = await acts.execute(call({"argv": [[PY, "-c"]]}))
+    assert result.output["stdout"] == "18\n"
+    for binding, why in (
+        ({"argv": ["deployctl"]}, "programs started as deployctl"),
+        ({"hosts": ["api.example.com"]}, "only to hosts api.example.com"),
+    ):
+        with pytest.raises(ApplicationError) as err:
+            await acts.execute(call(binding))
+        assert err.value.type == SECRET_DESTINATION_REFUSED and err.value.non_retryable
+        assert why in err.value.message and "'APITOKEN'" in err.value.message

@@ -6,8 +6,18 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
+from activities.models import SecretBinding
 from workflows.language.durations import parse_duration
 from workflows.language.limits import (
     MAX_APPROVERS,
@@ -287,6 +297,19 @@ class Defaults(_Strict):
     task_queue: Name | None = None
 
 
+SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+MAX_SECRETS = 50
+# The tags of `secrets:`'s two forms; validation leaves them out of the paths it reports.
+SECRETS_FORMS = ("names", "bindings")
+Secrets = Annotated[
+    Annotated[list[SecretName], Tag("names"), Field(max_length=MAX_SECRETS)]
+    | Annotated[
+        dict[SecretName, SecretBinding | None], Tag("bindings"), Field(max_length=MAX_SECRETS)
+    ],
+    Discriminator(lambda v: "bindings" if isinstance(v, Mapping) else "names"),
+]
+
+
 class Definition(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME_CHARS)
     version: int = Field(1, ge=1, le=1_000_000)
@@ -297,15 +320,20 @@ class Definition(_Strict):
     output: Any = None
     max_parallel: int | None = Field(None, ge=1, le=MAX_PARALLEL)
     summary: Text | None = Field(None, description="Web UI summary template, e.g. '${input.ref}'")
-    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = Field(
+    secrets: Secrets = Field(
         default_factory=list,
-        max_length=50,
-        description="the secrets `${secret.NAME}` may name in this definition's text; no other",
+        description="the secrets `${secret.NAME}` may name in this definition's text; no other: "
+        "a list of names, or a mapping of each name to where it may be sent "
+        "({hosts: [...], argv: [...]}) or to nothing",
     )
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def binding(self, secret: str) -> SecretBinding | None:
+        """Where `secret` may be sent, when `secrets:` says so."""
+        return self.secrets.get(secret) if isinstance(self.secrets, dict) else None
 
     def effective_input(self, given: dict[str, Any]) -> dict[str, Any]:
         """The run input as references see it: declared top-level fields that were left out

@@ -14,6 +14,7 @@ from activities.documents import format_loc, json_issues
 from activities.jsonschema_safe import schema_issues, value_issues
 from activities.registry import ToolError, ToolRegistry
 from workflows.language.definition import (
+    SECRETS_FORMS,
     CompensateSpec,
     Definition,
     StepSpec,
@@ -54,6 +55,8 @@ def _pydantic_issues(err: ValidationError, prefix: str = "") -> list[Issue]:
         if _is_rule(e["loc"], e["type"]):
             continue
         loc = [p for p in e["loc"] if p not in ("function-after[_check_duration(), str]",)]
+        if loc[:1] == ["secrets"] and loc[1:2] and loc[1] in SECRETS_FORMS:
+            del loc[1]  # which of the two forms of `secrets:` was read
         msg = e["msg"].removeprefix("Value error, ")
         issues.append(Issue(loc_to_path(loc, prefix), msg))
     return issues

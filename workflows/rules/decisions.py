@@ -77,7 +77,8 @@ def check_call(
     d: Definition, admitted: Admitted | GateRefusal, decision: Decision
 ) -> CheckCall | None:
     """The check a patch needs before its vote counts: would the tool's input (or output) still
-    be valid with it? A patch that would leave the step unable to run is refused when sent."""
+    be valid with it, and would the secrets the step holds still go where they may? A patch that
+    would leave the step unable to run, or send a secret elsewhere, is refused when sent."""
     if not isinstance(admitted, tuple) or not isinstance(decision.patch, dict):
         return None
     step, gate, _ = admitted
@@ -87,7 +88,18 @@ def check_call(
         value = votes.merge_patch(step.args, decision.patch)
         if spec.pipeline:
             return None  # the child's input is checked against its schema when it starts
-        return CheckCall(value=value, tool=tool, where="patched input")
+        secret_slots = [s for s in step.slots if s.parts is not None]
+        if not secret_slots:
+            return CheckCall(value=value, tool=tool, where="patched input")
+        names = {text for s in secret_slots for kind, text in s.parts or () if kind == "secret"}
+        return CheckCall(
+            value=value,
+            tool=tool,
+            where="patched input",
+            before=step.args,
+            slots=secret_slots,
+            secrets={n: d.binding(n) for n in sorted(names)},
+        )
     if tool is None:
         return None  # a child pipeline's output has no declared shape to check against
     value = votes.proposed(gate, decision) if decision.action == "modify" else decision.patch
