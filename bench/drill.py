@@ -11,7 +11,10 @@
 4. a decision storm: many concurrent decisions, half of them invalid: the valid ones are applied
    exactly once, the invalid ones refused with a clear error, no workflow task fails;
 5. the same through the HTTP API on one gate (tests/support/storm.py): 50 voters each voting twice and
-   100 invalid decisions at once: every vote applied once, every invalid one its 4xx, no 5xx.
+   100 invalid decisions at once: every vote applied once, every invalid one its 4xx, no 5xx;
+6. nothing accepted left stuck (bench/drill_bounds.py): a thousand local results of 3 KB, a loop
+   whose condition never holds, a definition one run could not hold, a run stuck in its
+   workflow task cancelled through the API.
 
 `DRILL_SCALE=quick` shrinks every drill; the test suite runs that size.
 """
@@ -39,6 +42,7 @@ from temporalio.service import RPCError
 
 from activities import default_registry
 from api.errors import run_closed
+from bench.drill_bounds import drill_bounds
 from bench.stack import HOST, ROOT, child_env, spawn_api, start_server
 from tests.support import storm
 from tests.support.ledger import Ledger, serve_ledger
@@ -63,11 +67,18 @@ class DrillScale:
     storm_runs: int  # drill 4
     storm_valid_per_run: int
     name: str
+    bound_items: int = 1_000  # drill 6
 
 
 SCALES = {
     "quick": DrillScale(
-        pipelines=12, kills=3, parked=4, storm_runs=10, storm_valid_per_run=5, name="quick"
+        pipelines=12,
+        kills=3,
+        parked=4,
+        storm_runs=10,
+        storm_valid_per_run=5,
+        name="quick",
+        bound_items=300,
     ),
     "full": DrillScale(
         pipelines=50, kills=8, parked=20, storm_runs=100, storm_valid_per_run=5, name="full"
@@ -535,6 +546,7 @@ async def run_drills(scale: DrillScale, workdir: Path) -> dict[str, Any]:
         results["api_restart"] = await drill_api_restart(stack)
         results["decision_storm"] = await drill_decision_storm(stack, scale)
         results["api_decision_storm"] = await drill_api_storm(stack)
+        results["bounds"] = await drill_bounds(stack, scale.bound_items)
         results["ok"] = all(v["ok"] for k, v in results.items() if isinstance(v, dict))
         return results
 

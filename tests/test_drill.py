@@ -8,9 +8,10 @@ from bench.drill import SCALES, run_drills
 
 
 async def test_drills_lose_nothing(tmp_path: Path) -> None:
-    """Worker SIGKILLs, a Temporal restart, an API restart under a live /events client and a
-    decision storm, straight to Temporal and through the API: every run completes, side effects
-    happen once, no decision is lost."""
+    """Worker SIGKILLs, a Temporal restart, an API restart under a live /events client, a
+    decision storm straight to Temporal and through the API, and the bounds that keep runs from
+    getting stuck: every run completes (or ends as it must), side effects happen once, no
+    decision is lost."""
     scale = SCALES["quick"]
     results = await run_drills(scale, tmp_path)
 
@@ -38,4 +39,11 @@ async def test_drills_lose_nothing(tmp_path: Path) -> None:
     assert api_storm["valid_applied_once"] == api_storm["voters"], api_storm
     assert api_storm["invalid_refused"] == api_storm["invalid"], api_storm
     assert api_storm["server_errors"] == 0, api_storm
+
+    bounds = results["bounds"]
+    assert bounds["local_completed"] and bounds["local_items"] == scale.bound_items, bounds
+    assert bounds["most_local_results_in_one_task"] <= 100, bounds
+    assert "did not hold within 5 iterations" in bounds["loop_ended"], bounds
+    assert bounds["too_many_units_status"] == 422, bounds
+    assert bounds["stuck_run_after_cancel"] == "TERMINATED", bounds
     assert results["ok"]
