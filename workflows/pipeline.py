@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
+        PAGE_QUERY,
         STATUS_QUERY,
         WORKFLOW_TYPE,
         RunState,
@@ -38,8 +39,9 @@ with workflow.unsafe.imports_passed_through():
         StartOrigin,
     )
     from workflows.publish import Publisher
-    from workflows.rules import decisions, lifecycle, view
+    from workflows.rules import decisions, lifecycle, pages, summary, view
     from workflows.rules.gates import next_due
+    from workflows.rules.pages import PageInput, RunPage
     from workflows.rules.scheduler import RunContext, advance, finished
     from workflows.rules.state import RunData, new_state
     from workflows.rules.units import unit_scope
@@ -258,7 +260,7 @@ class PipelineWorkflow:
         if not isinstance(applied, tuple):
             raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
         _, gate, spec = applied
-        return view.gate_view(gate, spec, with_subject=True)
+        return view.answer(gate, spec)
 
     @workflow.signal
     async def decide(self, raw: Any) -> None:
@@ -327,13 +329,19 @@ class PipelineWorkflow:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
-        return view.status(self._state, self._def, self._facts)
+        """The bounded summary: counts, open gates first, the latest steps and audit entries."""
+        return summary.status(self._state, self._def, self._facts)
 
     @workflow.query(name=AUDIT_QUERY)
     def audit(self, page: AuditPageInput | None = None) -> AuditPage:
         """The audit trail a page at a time (the status carries only the latest entries)."""
         page = page or AuditPageInput()
-        return view.audit_page(self._state, page.after, page.limit)
+        return pages.audit_page(self._state, page.after, page.limit)
+
+    @workflow.query(name=PAGE_QUERY)
+    def page(self, page: PageInput) -> RunPage:
+        """A page of the run's steps, a step's items or iterations, or its gates."""
+        return pages.page(self._state, self._def, page)
 
 
 def _step_of(unit_id: str) -> str:
