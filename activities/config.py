@@ -113,6 +113,16 @@ class Settings(VersioningSettings):
     stepgate_streams_per_key: int = Field(
         16, ge=1, description="live /events streams each key's principal may hold open"
     )
+    stepgate_stream_bytes_per_s: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="bytes a second one principal's live /events streams may send together",
+    )
+    stepgate_stream_burst_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="bytes one principal's live streams may send at once before the rate applies",
+    )
     stepgate_updates_per_run: int = Field(
         5,
         ge=1,

@@ -38,6 +38,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities import default_registry
+from api import json_patch
 from api.errors import run_closed
 from bench.stack import HOST, ROOT, child_env, spawn_api, start_server
 from tests.support import storm
@@ -382,16 +383,21 @@ steps:
 
 
 async def sse(resp: httpx.Response) -> Any:
-    """Yield (id, data) for each SSE event of a streaming response."""
-    event_id, data = None, []
+    """Yield (id, status) for each event of a status stream: the first event's status whole,
+    each later one's patch applied to it."""
+    event_id, kind, data, status = None, None, [], None
     async for line in resp.aiter_lines():
         if line.startswith("id:"):
             event_id = line[3:].strip()
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].strip())
         elif line == "" and data:
-            yield event_id, json.loads("\n".join(data))
-            event_id, data = None, []
+            got = json.loads("\n".join(data))
+            status = json_patch.apply(status, got) if kind == "patch" else got
+            yield event_id, status
+            event_id, kind, data = None, None, []
 
 
 # ---- drill 4: a decision storm ----------------------------------------------------------------
