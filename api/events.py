@@ -2,9 +2,9 @@
 
 One watcher per watched run serves all its subscribers, and it does not poll the `status` query:
 it long-polls the run's history (GetWorkflowExecutionHistory with wait_new_event, from the end of
-the history on) and queries status only when the history moved, at most every POLL_S (revisions
-closer together arrive as one). An idle run's streams cost the worker nothing, and the server one
-parked request per run.
+the history on) and queries status only when the history moved, at most every POLL_S and less
+often when the status is slow to answer (revisions closer together arrive as one). An idle run's
+streams cost the worker nothing, and the server one parked request per run.
 
 A stream sends a `status` event (the whole status) first, on every connection (a reconnect with
 Last-Event-ID included: the server does not know what the client holds), and then `patch` events:
@@ -40,8 +40,12 @@ from workflows.contract import CLOSED_RUN_STATES
 log = structlog.get_logger("stepgate.api")
 
 # The least time between two status queries of one watched run: a busy run whose history moves
-# all the time costs its worker at most this rate of queries.
+# all the time costs its worker at most this rate of queries. A status slow to answer (a large
+# run, a busy worker) is asked less often still: the watcher waits QUERY_SHARE's inverse times
+# as long as the last answer took, so answering its watchers takes a run's worker at most about
+# that share of its time.
 POLL_S = 0.2
+QUERY_SHARE = 0.05
 # The longest one history long poll may stay out before it is sent again; the server answers
 # sooner (after ~20 s) with an empty page when nothing happened.
 HISTORY_WAIT = timedelta(seconds=30)
@@ -189,7 +193,7 @@ class StatusHub:
         # Without a token the first pages are the history so far; after them the server holds
         # each request until an event is added.
         history = handle.fetch_history_events(wait_new_event=True, rpc_timeout=HISTORY_WAIT)
-        last_query = float("-inf")
+        last_query, gap = float("-inf"), self.poll_s
         loop = asyncio.get_running_loop()
         while not watch.done:
             try:
@@ -200,9 +204,10 @@ class StatusHub:
                 raise from_rpc(err, not_found=f"no run {watch.latest.workflow_id!r}") from None
             closed = history.next_page_token is None
             if history.current_page or closed:
-                await asyncio.sleep(max(0.0, last_query + self.poll_s - loop.time()))
+                await asyncio.sleep(max(0.0, last_query + gap - loop.time()))
                 last_query = loop.time()
                 await self._refresh(client, watch)
+                gap = max(self.poll_s, (loop.time() - last_query) / QUERY_SHARE)
             if closed:
                 return watch.done or await _continued(client, watch.latest.workflow_id)
         return True

@@ -41,6 +41,7 @@ from workflows.rules.view import (
     child_gate_view,
     gate_view,
     moved,
+    own_open,
     run_state,
     specced,
     step_view,
@@ -49,8 +50,10 @@ from workflows.rules.view import (
 
 def status(state: RunData, d: Definition, facts: RunFacts) -> RunStatus:
     """The bounded status: the counts, open gates first, the latest steps and audit entries."""
+    opened = own_open(state)
     own: list[Render[GateView]] = [
-        partial(gate_view, g, spec, with_subject=True) for g, spec in specced(state, d)
+        partial(gate_view, g, spec, with_subject=True)
+        for g, spec in specced(d, opened, STATUS_GATES)
     ]
     kids = child_gates((c.workflow_id, g) for c in state.children.values() for g in c.gates)
     gates = fit([*own, *kids], SUMMARY_LADDER, STATUS_GATES_BYTES, STATUS_GATES, uniform=True)
@@ -81,7 +84,7 @@ def status(state: RunData, d: Definition, facts: RunFacts) -> RunStatus:
         step_counts=dict(Counter(s.state.value for s in state.steps.values())),
         progress=Progress(done=done, total=total, percent=round(100.0 * done / total, 1)),
         open_gates=gates,
-        open_gates_total=len(own) + len(kids),
+        open_gates_total=len(opened) + len(kids),
         output=output,
         output_truncated=output_cut,
         error=clip(state.error, STATUS_ERROR_CHARS),

@@ -4,6 +4,7 @@ and Web UI details. Pure functions of the state; the status is in summary.py, pa
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ def run_state(state: RunData) -> RunState:
         return state.closed
     if state.paused:
         return RunState.PAUSED
-    if own_open(state) or any(c.gates for c in state.children.values()):
+    opened = any(u.gate is not None and u.gate.open for u in state.units())
+    if opened or any(c.gates for c in state.children.values()):
         return RunState.WAITING
     return RunState.RUNNING
 
@@ -167,14 +169,20 @@ def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
 
 def open_summaries(state: RunData, d: Definition) -> list[GateSummary]:
     """Every open gate's inbox line, the most urgent first, then the oldest."""
-    return [gate_summary(g, spec) for g, spec in specced(state, d)]
+    return [gate_summary(g, spec) for g, spec in specced(d, own_open(state))]
 
 
-def specced(state: RunData, d: Definition) -> list[tuple[GateRecord, ApprovalSpec]]:
-    """Each open gate of the run with the spec it follows, the most urgent first, then the
-    oldest."""
-    found = [(g, spec) for g in own_open(state) if (spec := gate_spec(d, g)) is not None]
-    return sorted(found, key=lambda gs: (PRIORITIES.index(gs[0].priority), gs[0].opened_at))
+def specced(
+    d: Definition, gates: list[GateRecord], most: int | None = None
+) -> list[tuple[GateRecord, ApprovalSpec]]:
+    """Open gates with the spec each follows, the most urgent first, then the oldest (only the
+    first `most`)."""
+    ranked = heapq.nsmallest(most or len(gates), gates, key=_urgency)
+    return [(g, spec) for g in ranked if (spec := gate_spec(d, g)) is not None]
+
+
+def _urgency(g: GateRecord) -> tuple[int, datetime]:
+    return PRIORITIES.index(g.priority), g.opened_at
 
 
 def child_gate_view(workflow_id: str | None, s: GateSummary, b: Bounds = PAGE) -> GateView:
