@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from activities.documents import NOWHERE, json_pointer
+
 Op = dict[str, Any]
 
 
@@ -89,14 +91,14 @@ def apply(doc: Any, ops: list[Op]) -> Any:
     """`doc` with `ops` applied (a copy; `doc` is left as it was)."""
     out = copy.deepcopy(doc)
     for op in ops:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
-        if not parts:
+        if not op["path"]:
             out = copy.deepcopy(op["value"])
             continue
-        parent = out
-        for p in parts[:-1]:
-            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-        last = parts[-1]
+        head, _, raw = op["path"].rpartition("/")
+        parent = json_pointer(out, head)
+        if parent is NOWHERE:
+            raise ValueError(f"{op['op']} at {op['path']!r}: no such place")
+        last = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(parent, list):
             index = len(parent) if last == "-" else int(last)
             if op["op"] == "add":
