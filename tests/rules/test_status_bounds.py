@@ -189,3 +189,21 @@ def test_the_budgets_add_up_to_less_than_the_bound() -> None:
         + bounds.STATUS_AUDIT_BYTES
     )
     assert pipeline <= STATUS_MAX_BYTES - 16 * 1024
+
+
+def test_audit_pages_are_bounded_in_bytes_and_walk_every_entry() -> None:
+    """Audit entries with patches of 60 KB fill a page up to its byte budget, not its entry
+    limit; following `next_after` reaches every entry once, in order."""
+    sim = Sim(FOR_EACH, {"files": []})
+    for n in range(40):
+        sim.state.record(AuditEntry(at=T0, kind="decision", patch={"p": "x" * 60_000, "n": n}))
+    after, seen = 0, []
+    while True:
+        got = pages.audit_page(sim.state, after, 500)
+        assert _json(got) <= bounds.PAGE_BYTES + 1_024
+        seen += [e.seq for e in got.entries]
+        if got.next_after is None:
+            break
+        after = got.next_after
+    assert seen == list(range(1, 41))
+    assert all(e.patch is not None for e in pages.audit_page(sim.state, 0, 500).entries)
