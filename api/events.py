@@ -81,8 +81,15 @@ class Snapshot:
 
 
 async def snapshot(client: Client, workflow_id: str) -> Snapshot:
-    """The run's status now (404 for an unknown run, as any status read)."""
-    return Snapshot.of(await query_status_json(client, workflow_id))
+    """The run's status now (404 for an unknown run, as any status read; 409 for a workflow
+    whose `status` query answers something that is not a run's status)."""
+    raw = await query_status_json(client, workflow_id)
+    try:
+        return Snapshot.of(raw)
+    except (ValueError, TypeError, KeyError):
+        raise ApiError(
+            409, "status_unavailable", f"run {workflow_id!r} did not answer with a status"
+        ) from None
 
 
 def status_event(snap: Snapshot) -> str:

@@ -53,7 +53,7 @@ class Bounds:
     preview: int  # characters of an output preview
     value: int  # bytes of JSON of a value shown whole (a subject, a plan, a patch); 0: none
     votes: int  # latest votes of each kind a gate lists
-    units: int  # latest items (for_each) and iterations (repeat) a step lists
+    units: int  # latest items (for_each) and iterations (repeat) a step lists, and plan errors
     gates: bool = True  # whether a step or an item shows its gate
 
 

@@ -119,10 +119,10 @@ def page(state: GovernedState, inp: PageInput) -> RunPage:
         where = f"; its plan runs as {state.child_workflow_id}" if state.child_workflow_id else ""
         return refused(inp, "unknown_step", f"a governed run has no steps{where}")
     g, tier = state.gate, state.tier_gate
-    if g is None or tier is None:
-        return refused(inp, "bad_cursor", "no gate yet") if inp.after else RunPage(of="gates")
-    if inp.after not in (None, g.gate):
+    if inp.after is not None and (g is None or inp.after != g.gate):
         return refused(inp, "bad_cursor", f"cursor {inp.after!r} names no gate of this run")
+    if g is None or tier is None:
+        return RunPage(of="gates")
     shown = inp.state in (None, views.gate_state(g))
     render = partial(views.gate_view, g, approval(tier), with_subject=True)
     return filled(inp, "gates", [(g.gate, render)] if shown and not inp.after else [], int(shown))
