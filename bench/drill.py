@@ -47,6 +47,7 @@ from tests.support.procs import Child, Processes, free_port
 from workflows.language.validation import validate_definition
 from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
+from workflows.rules.pages import PageInput
 
 Handle = WorkflowHandle[Any, Any]
 CLOSED = {"completed", "failed", "cancelled"}
@@ -460,8 +461,9 @@ steps:
     states = await asyncio.gather(*(outcome(h, 120) for h in handles))
     exact = 0
     for h in handles:
-        gate = (await h.query(PipelineWorkflow.status)).steps[0].gate
-        voters = sorted(v.actor for v in gate.approvals) if gate else []
+        # Every vote is on the gates page (the status lists the latest ten).
+        gates = (await h.query(PipelineWorkflow.page, PageInput(of="gates"))).gates
+        voters = sorted(v.actor for v in gates[0].approvals) if gates else []
         exact += voters == sorted(f"voter-{i}" for i in range(quorum))
     failures = await task_failures(handles)
     valid = sum(1 for _, _, v in jobs if v)
@@ -501,7 +503,8 @@ async def drill_api_storm(stack: DrillStack) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         answers = await storm.fire([http], plan, stack.keys)
     elapsed = time.perf_counter() - started
-    (gate,) = (await handle.query(PipelineWorkflow.status)).open_gates
+    page = PageInput(of="gates", state="open")
+    (gate,) = (await handle.query(PipelineWorkflow.page, page)).gates
     result = storm.tally(answers, [v.actor for v in gate.approvals], voters)
     stack.stop_api()
     failures = await task_failures([handle])
