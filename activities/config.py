@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from activities.addresses import parse_allow, split_host_port
+from activities.config_streams import StreamSettings
 from activities.config_versioning import VersioningSettings
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 
@@ -26,7 +27,7 @@ DATABASE_SCHEMES = frozenset(
 )
 
 
-class Settings(VersioningSettings):
+class Settings(VersioningSettings, StreamSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
     # Errors never echo input: some settings are keys.
@@ -112,16 +113,6 @@ class Settings(VersioningSettings):
     )
     stepgate_streams_per_key: int = Field(
         16, ge=1, description="live /events streams each key's principal may hold open"
-    )
-    stepgate_stream_bytes_per_s: int = Field(
-        1024 * 1024,
-        ge=1024,
-        description="bytes a second one principal's live /events streams may send together",
-    )
-    stepgate_stream_burst_bytes: int = Field(
-        1024 * 1024,
-        ge=1024,
-        description="bytes one principal's live streams may send at once before the rate applies",
     )
     stepgate_updates_per_run: int = Field(
         5,
