@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from activities.addresses import parse_allow, split_host_port
+from activities.config_streams import StreamSettings
 from activities.config_versioning import VersioningSettings
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 
@@ -26,7 +27,7 @@ DATABASE_SCHEMES = frozenset(
 )
 
 
-class Settings(VersioningSettings):
+class Settings(VersioningSettings, StreamSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
     # Errors never echo input: some settings are keys.

@@ -17,6 +17,7 @@ from api.errors import ApiError
 from api.status import query_error
 from workflows.models import AuditArchiveRef, AuditEntry, AuditPage, AuditPageInput
 from workflows.pipeline import PipelineWorkflow
+from workflows.rules.pages import page_of
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -45,7 +46,8 @@ async def page(
         older += [e for e in await read_chunk(store, workflow_id, chunk) if (e.seq or 0) > after]
         if len(older) >= limit:
             break
-    entries = (older + held.entries)[:limit]
+    # The same bounds as the run's own pages: at most `limit` entries and PAGE_BYTES.
+    entries = page_of(older + held.entries, held.total, after, limit).entries
     last = entries[-1].seq if entries else None
     return AuditPage(
         entries=entries,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import anyio
+
 from activities.access import KEYS_ENV, KeyFile, RoleMap
 from activities.config import Settings
 from api.errors import ApiError
@@ -103,3 +105,29 @@ def require(caller: Caller, *permissions: str, doing: str = "this request") -> N
             + f", which {caller.principal!r} does not hold",
             {"missing": missing},
         )
+
+
+@dataclass(frozen=True)
+class KeyWatch:
+    """The key a long request (a live stream) was opened with, checked again while it lasts: it
+    must still be in the keys file, unexpired, name the same principal and hold `permission`."""
+
+    keys: KeyStore
+    token: str
+    principal: str
+    permission: str
+
+    async def refused(self) -> ApiError | None:
+        """Why the key no longer holds, or None. Looks at the keys file when it is due (at most
+        once a second, in a thread), else checks the keys in memory."""
+        try:
+            if self.keys.due():
+                caller = await anyio.to_thread.run_sync(self.keys.authenticate, self.token)
+            else:
+                caller = self.keys.authenticate(self.token, look=False)
+            if caller.principal != self.principal:
+                raise ApiError(401, "unauthorized", "the key now names another principal")
+            require(caller, self.permission, doing="this stream")
+        except ApiError as err:
+            return err
+        return None

@@ -14,6 +14,7 @@ import httpx
 from pydantic import ValidationError
 
 from activities.documents import parse_document
+from api import json_patch
 from api.schemas.approvals import InboxItem, inbox_order
 
 DEFAULT_URL = "http://localhost:8000"
@@ -103,10 +104,13 @@ def cmd_watch(http: httpx.Client, args: argparse.Namespace) -> int:
         if not response.is_success:
             response.read()
             _check(response)
+        payload: dict[str, Any] = {}
         for event, data in sse(response.iter_lines()):
-            payload = json.loads(data)
+            got = json.loads(data)
             if event == "error":
-                raise CliError(f"{payload['error']['code']}: {payload['error']['message']}")
+                raise CliError(f"{got['error']['code']}: {got['error']['message']}")
+            # The first event is the status whole, each later one a JSON Patch to it.
+            payload = json_patch.apply(payload, got) if event == "patch" else got
             state = payload["state"]
             gates = ", ".join(g["gate"] for g in payload["open_gates"])
             waiting = f" (waiting at {gates})" if gates else ""

@@ -59,11 +59,10 @@ async def get_client(state: StateDep) -> Client:
     return state.temporal.client
 
 
-async def get_caller(
-    request: Request,
-    state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def get_caller(request: Request, state: StateDep, credentials: BearerDep) -> Caller:
     token = credentials.credentials if credentials else None
     if state.keys.due():
         # At most once a second the keys file is looked at (a stat, a reread if it changed):

@@ -1,5 +1,5 @@
-"""Overload bounds held by one API process: a request rate and live streams per principal, and
-decisions in flight per run. Nothing here is shared between API replicas."""
+"""Overload bounds held by one API process: a request rate, live streams and the bytes they send
+per principal, and decisions in flight per run. Nothing here is shared between API replicas."""
 
 from __future__ import annotations
 
@@ -45,6 +45,36 @@ class _Bucket:
 
 
 @dataclass
+class ByteBudget:
+    """The bytes one principal's live streams may send: `burst` at once, then `rate` a second.
+    An event goes when the budget is not overdrawn, and is paid for once sent, so what a
+    principal's streams send by any moment is at most `burst + rate * seconds` plus one event."""
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = time.monotonic
+    tokens: float = field(init=False)
+    stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens, self.stamp = self.burst, self.clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_s(self) -> float:
+        """0 when an event may go now, else the seconds until it may."""
+        self._refill()
+        return 0.0 if self.tokens > 0 else (1 - self.tokens) / self.rate
+
+    def spend(self, n: int) -> None:
+        self._refill()
+        self.tokens -= n
+
+
+@dataclass
 class KeyLimits:
     """A token bucket and a count of open /events streams per principal. Principals come from
     the keys file, so both maps are bounded by the number of configured keys."""
@@ -52,9 +82,12 @@ class KeyLimits:
     rate_per_s: float
     burst: int
     streams_per_key: int
+    stream_bytes_per_s: float = 1024 * 1024
+    stream_burst_bytes: float = 1024 * 1024
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _streams: dict[str, int] = field(default_factory=dict)
+    _bytes: dict[str, ByteBudget] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyLimits:
@@ -62,7 +95,18 @@ class KeyLimits:
             rate_per_s=settings.stepgate_rate_per_s,
             burst=settings.stepgate_rate_burst,
             streams_per_key=settings.stepgate_streams_per_key,
+            stream_bytes_per_s=settings.stepgate_stream_bytes_per_s,
+            stream_burst_bytes=settings.stepgate_stream_burst_bytes,
         )
+
+    def stream_bytes(self, principal: str) -> ByteBudget:
+        """The byte budget all of the principal's live streams share."""
+        budget = self._bytes.get(principal)
+        if budget is None:
+            budget = self._bytes[principal] = ByteBudget(
+                self.stream_bytes_per_s, self.stream_burst_bytes, self.clock
+            )
+        return budget
 
     def admit(self, principal: str) -> None:
         """Take one token for a request, or refuse it with 429 and when the next one is due."""

@@ -41,6 +41,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities import default_registry
+from api import json_patch
 from api.errors import run_closed
 from bench.drill_bounds import drill_bounds
 from bench.stack import HOST, ROOT, child_env, spawn_api, start_server
@@ -50,6 +51,7 @@ from tests.support.procs import Child, Processes, free_port
 from workflows.language.validation import validate_definition
 from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
+from workflows.rules.pages import PageInput
 
 Handle = WorkflowHandle[Any, Any]
 CLOSED = {"completed", "failed", "cancelled"}
@@ -393,16 +395,21 @@ steps:
 
 
 async def sse(resp: httpx.Response) -> Any:
-    """Yield (id, data) for each SSE event of a streaming response."""
-    event_id, data = None, []
+    """Yield (id, status) for each event of a status stream: the first event's status whole,
+    each later one's patch applied to it."""
+    event_id, kind, data, status = None, None, [], None
     async for line in resp.aiter_lines():
         if line.startswith("id:"):
             event_id = line[3:].strip()
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].strip())
         elif line == "" and data:
-            yield event_id, json.loads("\n".join(data))
-            event_id, data = None, []
+            got = json.loads("\n".join(data))
+            status = json_patch.apply(status, got) if kind == "patch" else got
+            yield event_id, status
+            event_id, kind, data = None, None, []
 
 
 # ---- drill 4: a decision storm ----------------------------------------------------------------
@@ -465,8 +472,9 @@ steps:
     states = await asyncio.gather(*(outcome(h, 120) for h in handles))
     exact = 0
     for h in handles:
-        gate = (await h.query(PipelineWorkflow.status)).steps[0].gate
-        voters = sorted(v.actor for v in gate.approvals) if gate else []
+        # Every vote is on the gates page (the status lists the latest ten).
+        gates = (await h.query(PipelineWorkflow.page, PageInput(of="gates"))).gates
+        voters = sorted(v.actor for v in gates[0].approvals) if gates else []
         exact += voters == sorted(f"voter-{i}" for i in range(quorum))
     failures = await task_failures(handles)
     valid = sum(1 for _, _, v in jobs if v)
@@ -506,7 +514,8 @@ async def drill_api_storm(stack: DrillStack) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         answers = await storm.fire([http], plan, stack.keys)
     elapsed = time.perf_counter() - started
-    (gate,) = (await handle.query(PipelineWorkflow.status)).open_gates
+    page = PageInput(of="gates", state="open")
+    (gate,) = (await handle.query(PipelineWorkflow.page, page)).gates
     result = storm.tally(answers, [v.actor for v in gate.approvals], voters)
     stack.stop_api()
     failures = await task_failures([handle])

@@ -27,9 +27,11 @@ HOST = "127.0.0.1"
 SERVER_READY_S = 60.0
 WORKER_READY_S = 60.0
 API_READY_S = 60.0
-# The bench identity: the one key of its API and the principal of every decision it sends.
+# The bench identity: the key of its API and the principal of every decision it sends.
 APPROVER = "bench-approver"
 APPROVER_ROLES = ["bench", "operator"]
+# A second key that only reads, for what a viewer costs (the sse section's streams).
+VIEWER = "bench-viewer"
 
 
 # What the dev server keeps history in: `file` is the SQLite file `make run` uses (the bench's
@@ -65,6 +67,7 @@ class Stack:
     api: Child | None = None
     api_url: str | None = None
     api_key: str | None = None
+    viewer_key: str | None = None
     # The source tree the worker and API processes run from: another revision's export can be
     # measured with this revision's bench (python puts the working directory first on sys.path).
     tree: Path = ROOT
@@ -196,10 +199,15 @@ async def stop_worker(stack: Stack, child: Child) -> None:
 async def start_api(stack: Stack) -> None:
     """`python -m api` with its own keys file and port; sets stack.api_url when it answers."""
     port = free_port()
-    key = secrets.token_urlsafe(24)
+    key, viewer = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     keys_file = stack.workdir / "api-keys.yaml"
     keys_file.write_text(
-        yaml.safe_dump([{"key": key, "principal": APPROVER, "roles": APPROVER_ROLES}])
+        yaml.safe_dump(
+            [
+                {"key": key, "principal": APPROVER, "roles": APPROVER_ROLES},
+                {"key": viewer, "principal": VIEWER, "roles": ["viewer"]},
+            ]
+        )
     )
     keys_file.chmod(0o600)
     env = {
@@ -214,7 +222,7 @@ async def start_api(stack: Stack) -> None:
         "STEPGATE_STREAMS_PER_KEY": "1000",
     }
     child, url = await spawn_api(stack.procs, env, port, cwd=stack.tree)
-    stack.api, stack.api_url, stack.api_key = child, url, key
+    stack.api, stack.api_url, stack.api_key, stack.viewer_key = child, url, key, viewer
 
 
 async def spawn_api(

@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import PlanResult
+    from activities.models import AuditChunk, PlanResult
     from workflows import calls, children, internal
     from workflows.language.definition import Definition
     from workflows.language.limits import LOCAL_CALLS_PER_TASK
@@ -37,6 +37,8 @@ class Effects:
         self._event = event
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.local: set[str] = set()
+        # The audit chunk being moved to the artifact store, one at a time.
+        self.archiving: asyncio.Task[None] | None = None
         self._task_budget = TaskBudget()
 
     def perform(self, effect: Effect, notify: Notify) -> None:
@@ -68,6 +70,19 @@ class Effects:
         else:
             result = Result(round=round_, ok=False, cancelled=True, attempts=0)
             self._event(lifecycle.record_result, self._state, unit, result)
+
+    def start_archive(self) -> None:
+        """Move the oldest audit entries out once the trail has outgrown its bound."""
+        if self.archiving is None:
+            chunk = lifecycle.archive_chunk(self._state, workflow.info().workflow_id)
+            if chunk is not None:
+                self.archiving = asyncio.create_task(self._archive(chunk))
+
+    async def _archive(self, chunk: AuditChunk) -> None:
+        stored = await internal.archive(chunk)
+        self.archiving = None
+        first, last = chunk.first_seq, chunk.last_seq
+        self._event(lifecycle.archived, self._state, first, last, stored.path, stored.sha256)
 
     def cancel_all(self) -> None:
         for task in self.tasks.values():

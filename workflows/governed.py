@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
         GOVERNED_WORKFLOW_TYPE,
+        PAGE_QUERY,
         STATUS_QUERY,
         RunState,
     )
@@ -44,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.rules import governed, governed_view
     from workflows.rules.governed import GovernedInput
-    from workflows.rules.view import page_of
+    from workflows.rules.pages import PageInput, RunPage, page_of
 
 __all__ = ["GovernedWorkflow"]
 
@@ -174,3 +175,8 @@ class GovernedWorkflow:
         page = page or AuditPageInput()
         st = self._run.state
         return page_of(st.audit, st.audit_total, page.after, page.limit)
+
+    @workflow.query(name=PAGE_QUERY)
+    def page(self, page: PageInput) -> RunPage:
+        """Its review gate (a governed run has no steps of its own)."""
+        return governed_view.page(self._run.state, page)

@@ -32,7 +32,7 @@ async def decide(run: GovernedRun, d: Decision, via: Via) -> GateView:
         raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
     if st.gate is None or st.tier_gate is None:  # an applied decision always finds both
         raise ApplicationError("the review gate is gone", type="gate_not_open", non_retryable=True)
-    return view.gate_view(st.gate, governed.approval(st.tier_gate), with_subject=True)
+    return view.answer(st.gate, governed.approval(st.tier_gate))
 
 
 def _refuse(run: GovernedRun, admitted: object, via: Via, d: Decision) -> None:

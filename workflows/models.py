@@ -91,6 +91,9 @@ class Vote(BaseModel):
     roles: list[str] = Field(default_factory=list)
     digest: str | None = Field(None, description="the subject this vote was cast on")
     patch: Any = None
+    patch_truncated: bool = Field(
+        False, exclude_if=lambda v: not v, description="a patch too large to show is left out"
+    )
 
 
 class GateView(BaseModel):
@@ -105,12 +108,15 @@ class GateView(BaseModel):
     approvers: list[str]
     escalated: bool = False
     quorum: int
-    approvals: list[Vote] = Field(default_factory=list)
-    rejections: list[Vote] = Field(default_factory=list)
+    approvals: list[Vote] = Field(default_factory=list, description="the latest (see the totals)")
+    rejections: list[Vote] = Field(default_factory=list, description="the latest")
+    approvals_total: int = Field(0, description="votes to go on, all of them")
+    rejections_total: int = Field(0, description="votes to stop, all of them")
     actions: list[str]
     digest: str
     review: str | None = None
     subject: Any = None
+    subject_truncated: bool = Field(False, description="a subject too large to show is left out")
     modified: bool = False
     lapsed: int = Field(0, description="votes cast on an earlier subject, before a modify")
     reminders: int = 0
@@ -151,6 +157,9 @@ class AuditEntry(BaseModel):
     action: str | None = None
     comment: str | None = None
     patch: Any = None
+    patch_truncated: bool = Field(
+        False, exclude_if=lambda v: not v, description="a patch too large to show is left out"
+    )
     digest: str | None = None
     outcome: Literal["accepted", "refused", "info"] = "info"
     reason: str | None = None
@@ -203,9 +212,17 @@ class StepView(BaseModel):
     artifact: dict[str, Any] | None = None
     gate: GateView | None = None
     compensation: CompensationView | None = None
-    items: list[ItemView] | None = Field(None, description="a for_each step's items, in order")
-    iterations: list[IterationView] | None = Field(None, description="a repeat step's iterations")
+    items: list[ItemView] | None = Field(
+        None, description="a for_each step's latest items, in order (all: the items page)"
+    )
+    items_total: int | None = None
+    item_counts: dict[str, int] | None = Field(None, description="items in each state")
+    iterations: list[IterationView] | None = Field(
+        None, description="a repeat step's latest iterations (all: the iterations page)"
+    )
+    iterations_total: int | None = None
     plan: dict[str, Any] | None = Field(None, description="a plan step's checked definition")
+    plan_truncated: bool = False
     plan_errors: list[str] | None = None
 
 
@@ -226,10 +243,18 @@ class RunStatus(BaseModel):
     started_at: datetime
     revision: int = Field(description="grows by one on every change; SSE event ids use it")
     paused: bool
-    steps: list[StepView]
+    steps: list[StepView] = Field(
+        description="the steps that moved last, in definition order (all: GET .../steps)"
+    )
+    steps_total: int = 0
+    step_counts: dict[str, int] = Field(default_factory=dict, description="steps in each state")
     progress: Progress
-    open_gates: list[GateView]
+    open_gates: list[GateView] = Field(
+        description="open gates, the most urgent first, then the oldest (all: GET .../gates)"
+    )
+    open_gates_total: int = 0
     output: Any = None
+    output_truncated: bool = Field(False, description="an output too large to show is left out")
     error: str | None = None
     audit: list[AuditEntry] = Field(
         description="the latest entries; page through all of them "
@@ -246,9 +271,11 @@ class GovernedView(BaseModel):
 
     phase: str = Field(description="plan, review, execute, remember, then the run's state")
     request: str
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] | None = Field(default_factory=dict)
+    context_truncated: bool = False
     policy: str
     plan: dict[str, Any] | None = None
+    plan_truncated: bool = False
     plan_source: str | None = Field(None, description="given, or llm")
     plan_attempts: int = 0
     plan_errors: list[str] = Field(default_factory=list)

@@ -16,6 +16,8 @@ GOVERNED_PIPELINE = "governed"
 STATUS_QUERY = "status"
 # The query that pages through a run's whole audit trail (the status shows the latest entries).
 AUDIT_QUERY = "audit"
+# The query that pages through a run's steps, a step's items or iterations, or its gates.
+PAGE_QUERY = "page"
 # A child pipeline run tells its parent which of its gates are open.
 CHILD_GATES_SIGNAL = "child_gates"
 

@@ -14,12 +14,12 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.documents import canonical_json
-    from activities.models import AuditChunk
     from workflows import calls, children, internal
     from workflows.alarm import Alarm
     from workflows.contract import (
         AUDIT_QUERY,
         CHILD_GATES_SIGNAL,
+        PAGE_QUERY,
         STATUS_QUERY,
         WORKFLOW_TYPE,
         RunState,
@@ -40,8 +40,9 @@ with workflow.unsafe.imports_passed_through():
         StartOrigin,
     )
     from workflows.publish import Publisher
-    from workflows.rules import decisions, lifecycle, view
+    from workflows.rules import decisions, lifecycle, pages, summary, view
     from workflows.rules.gates import next_due
+    from workflows.rules.pages import PageInput, RunPage
     from workflows.rules.scheduler import RunContext, advance, finished
     from workflows.rules.state import RunData, new_state
     from workflows.rules.units import unit_scope
@@ -72,7 +73,6 @@ class PipelineWorkflow:
         self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
         self._effects = Effects(self._def, self._calls, self._state, self._event)
         self._background: set[asyncio.Task[None]] = set()
-        self._archive: asyncio.Task[None] | None = None
         self._alarm = Alarm()
         self._events = 0
         self._temporal_cancel = False
@@ -139,7 +139,7 @@ class PipelineWorkflow:
                 self._effects.perform(effect, self._notify)
             if self._state.stop is not None:
                 self._effects.cancel_all()
-            self._start_archive()
+            self._effects.start_archive()
             done = finished(self._state)
             # Nothing while a local call runs (its commands land in this same task), and nothing
             # when the run is done: _end publishes how it closed.
@@ -147,7 +147,7 @@ class PipelineWorkflow:
                 self._outside.publish(self._state)
             if done:
                 return
-            if hold and not self._state.in_flight() and self._archive is None:
+            if hold and not self._state.in_flight() and self._effects.archiving is None:
                 await self._continue_as_new()
                 continue
             due = next_due(self._state)
@@ -167,25 +167,6 @@ class PipelineWorkflow:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _start_archive(self) -> None:
-        chunk = None
-        if self._archive is None:
-            chunk = lifecycle.archive_chunk(self._state, workflow.info().workflow_id)
-        if chunk is not None:
-            self._archive = asyncio.create_task(self._move(chunk))
-
-    async def _move(self, chunk: AuditChunk) -> None:
-        stored = await internal.archive(chunk)
-        self._archive = None
-        self._event(
-            lifecycle.archived,
-            self._state,
-            chunk.first_seq,
-            chunk.last_seq,
-            stored.path,
-            stored.sha256,
-        )
 
     async def _continue_as_new(self) -> None:
         """Carry the whole state into a new run once nothing is out (history stays bounded)."""
@@ -267,7 +248,7 @@ class PipelineWorkflow:
         if not isinstance(applied, tuple):
             raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
         _, gate, spec = applied
-        return view.gate_view(gate, spec, with_subject=True)
+        return view.answer(gate, spec)
 
     @workflow.signal
     async def decide(self, raw: Any) -> None:
@@ -336,13 +317,19 @@ class PipelineWorkflow:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
-        return view.status(self._state, self._def, self._facts)
+        """The bounded summary: counts, open gates first, the latest steps and audit entries."""
+        return summary.status(self._state, self._def, self._facts)
 
     @workflow.query(name=AUDIT_QUERY)
     def audit(self, page: AuditPageInput | None = None) -> AuditPage:
         """The audit trail a page at a time (the status carries only the latest entries)."""
         page = page or AuditPageInput()
-        return view.audit_page(self._state, page.after, page.limit)
+        return pages.audit_page(self._state, page.after, page.limit)
+
+    @workflow.query(name=PAGE_QUERY)
+    def page(self, page: PageInput) -> RunPage:
+        """A page of the run's steps, a step's items or iterations, or its gates."""
+        return pages.page(self._state, self._def, page)
 
 
 def _step_of(unit_id: str) -> str:

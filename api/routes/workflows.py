@@ -12,10 +12,12 @@ from starlette.background import BackgroundTask
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.access import READ
 from api import audit, events
-from api.auth import Caller
+from api.auth import Caller, KeyWatch
 from api.decisions import submit
 from api.deps import (
+    BearerDep,
     CallerDep,
     CatalogDep,
     ClientDep,
@@ -40,7 +42,6 @@ from api.schemas.workflows import (
 )
 from api.scope import stepgate_run
 from api.starts import Started, start_once
-from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query, summarize
 from api.watchdog import CancelWatch
 from workflows.contract import RunState
@@ -52,17 +53,20 @@ router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
 
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "`status` events (data: RunStatus, id: its revision) until the run closes; "
-        "an `error` event (data: the error shape) when the run cannot be read any more",
+        "description": "a `status` event (data: RunStatus, id: its revision) first, then a "
+        "`patch` event (data: a JSON Patch, RFC 6902, from the status the stream sent last) per "
+        "change, until the run closes; an `error` event (data: the error shape) when the run "
+        "cannot be read any more or the stream's key no longer holds",
         "content": {
             # Each event as the stream carries it (OpenAPI 3.2's way of describing SSE): `data`
-            # is JSON, a RunStatus for `status` events, the error shape for an `error` event.
+            # is JSON, a RunStatus for `status` events, operations for `patch` events, the error
+            # shape for an `error` event.
             "text/event-stream": {
                 "schema": {
                     "type": "object",
                     "required": ["data"],
                     "properties": {
-                        "event": {"type": "string", "enum": ["status", "error"]},
+                        "event": {"type": "string", "enum": ["status", "patch", "error"]},
                         "id": {"type": "string"},
                         "retry": {"type": "integer"},
                         "data": {
@@ -71,6 +75,7 @@ _SSE_DOC: dict[int | str, dict[str, Any]] = {
                             "contentSchema": {
                                 "anyOf": [
                                     {"$ref": "#/components/schemas/RunStatus"},
+                                    {"type": "array", "items": {"type": "object"}},
                                     {"$ref": "#/components/schemas/ErrorPublic"},
                                 ]
                             },
@@ -181,22 +186,35 @@ async def get_audit(
 @router.get("/{workflow_id}/events", response_class=StreamingResponse, responses=_SSE_DOC)
 async def watch_workflow(
     caller: ReaderDep,
+    credentials: BearerDep,
     client: ClientDep,
     state: StateDep,
     workflow_id: WorkflowIdPath,
     last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
 ) -> StreamingResponse:
-    """Live status as Server-Sent Events: one event per revision, closed when the run closes.
-    Each key's principal may hold a bounded number of streams open (429 beyond it)."""
+    """Live status as Server-Sent Events: the status whole, then a JSON Patch per change, closed
+    when the run closes or the key is removed or expires. Each key's principal may hold a bounded
+    number of streams open (429 beyond it), which share a budget of bytes a second."""
     lease = state.limits.open_stream(caller.principal)
     try:
         # The first query happens before streaming so an unknown run is a plain 404.
-        first = await query_status(client, workflow_id)
+        first = await events.snapshot(client, workflow_id)
     except BaseException:
         lease.release()
         raise
+    key = KeyWatch(
+        state.keys, credentials.credentials if credentials else "", caller.principal, READ
+    )
+    chunks = events.stream(
+        state.hub,
+        client,
+        first,
+        last_event_id,
+        budget=state.limits.stream_bytes(caller.principal),
+        key=key,
+    )
     return StreamingResponse(
-        _leased(events.stream(state.hub, client, first, last_event_id), lease),
+        _leased(chunks, lease),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         # Also released here in case the stream is dropped before it ever ran.

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.language.definition import Action
 from workflows.language.limits import MAX_NAME_CHARS
-from workflows.models import AuditEntry
+from workflows.models import AuditEntry, GateView, ItemView, IterationView, StepView
 
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
@@ -78,6 +78,31 @@ class AuditPublic(BaseModel):
     total: int = Field(description="entries the run has recorded in all")
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page; null at the end"
+    )
+
+
+class PagePublic(BaseModel):
+    total: int = Field(description="entries of the whole list (in `state`, when asked)")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null at the end"
+    )
+
+
+class StepsPublic(PagePublic):
+    entries: list[StepView] = Field(description="in definition order")
+
+
+class ItemsPublic(PagePublic):
+    entries: list[ItemView] = Field(description="by index")
+
+
+class IterationsPublic(PagePublic):
+    entries: list[IterationView] = Field(description="oldest first")
+
+
+class GatesPublic(PagePublic):
+    entries: list[GateView] = Field(
+        description="each step's and item's latest gate, in the order of the steps"
     )
 
 

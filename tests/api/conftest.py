@@ -20,7 +20,7 @@ from activities.config import Settings
 from activities.registry import ToolRegistry
 from tests.conftest import ROOT
 from tests.support.api import serve_app
-from tests.support.fakes import echo, fail, sleep
+from tests.support.fakes import blob, echo, fail, sleep
 from worker import build_worker
 
 KEYS = {
@@ -107,7 +107,7 @@ def api_settings(
 @pytest.fixture
 def registry() -> ToolRegistry:
     tools = default_registry(entry_points=False)
-    for t in (echo, sleep, fail):
+    for t in (echo, sleep, fail, blob):
         tools.add(t)
     return tools
 

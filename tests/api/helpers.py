@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from api import json_patch
 from tests.support import util
 
 T = TypeVar("T")
@@ -49,3 +50,42 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
         else:
             field, _, value = line.partition(":")
             event[field] = value.lstrip()
+
+
+async def statuses(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Each event of a status stream as {id, event, data, size}, `data` the whole status (the
+    first event's, with each patch after it applied) or an error; `size` what the event took on
+    the wire."""
+    status: Any = None
+    event: dict[str, Any] = {}
+    size = 0
+    async for line in response.aiter_lines():
+        size += len(line.encode()) + 1
+        if not line:
+            if "data" in event:
+                data = json.loads(event["data"])
+                if event.get("event") == "patch":
+                    status = data = json_patch.apply(status, data)
+                elif event.get("event") == "status":
+                    status = data
+                yield {**event, "data": data, "size": size}
+            event, size = {}, 0
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            event[field] = value.lstrip()
+
+
+def chunk_states(chunks: list[str]) -> list[str]:
+    """The run state after each event of a stream's raw chunks (patches applied in turn)."""
+    status: Any = None
+    states = []
+    for chunk in chunks:
+        fields = dict(line.split(": ", 1) for line in chunk.splitlines() if ": " in line)
+        if fields.get("event") == "status":
+            status = json.loads(fields["data"])
+        elif fields.get("event") == "patch":
+            status = json_patch.apply(status, json.loads(fields["data"]))
+        else:
+            continue
+        states.append(status["state"])
+    return states

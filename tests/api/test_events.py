@@ -1,19 +1,18 @@
-"""Live status over Server-Sent Events."""
+"""Live status over Server-Sent Events: the status whole, then patches; shared watchers; a byte
+budget per principal; streams that end with their run or their key."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from temporalio.client import Client
 
-from api.events import StatusHub, stream
-from api.status import query_status
+from api.events import StatusHub, snapshot, stream
 from tests.api.conftest import StartRun
-from tests.api.helpers import sse_events, wait_state
+from tests.api.helpers import chunk_states, statuses, wait_state
 from tests.api.test_status_reads import counting
 from tests.support import util
 
@@ -23,7 +22,8 @@ Auth = Callable[[str], dict[str, str]]
 async def test_events_gated_run_waiting_running_completed(
     http: httpx.AsyncClient, start_run: StartRun, as_: Auth
 ) -> None:
-    """The stream shows waiting, then running after an approval mid-stream, then completed."""
+    """The stream shows waiting, then running after an approval mid-stream, then completed: the
+    status whole first, then patches that bring it to each new revision."""
     workflow_id = await start_run()
     seen: list[dict[str, Any]] = []
     approved = False
@@ -33,7 +33,7 @@ async def test_events_gated_run_waiting_running_completed(
         async with http.stream("GET", f"/workflows/{workflow_id}/events", headers=as_("vic")) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
-            async for event in sse_events(r):
+            async for event in statuses(r):
                 seen.append(event)
                 if event["data"]["state"] == "waiting" and not approved:
                     approved = True
@@ -46,7 +46,7 @@ async def test_events_gated_run_waiting_running_completed(
 
     await asyncio.wait_for(follow(), timeout=30)
     states = [e["data"]["state"] for e in seen]
-    assert all(e["event"] == "status" for e in seen)
+    assert [e["event"] for e in seen] == ["status"] + ["patch"] * (len(seen) - 1)
     revisions = [int(e["id"]) for e in seen]
     assert revisions == sorted(set(revisions))
     first_wait = states.index("waiting")
@@ -65,10 +65,11 @@ async def test_events_resume_after_last_event_id(
     async def events(since: int) -> list[dict[str, Any]]:
         headers = {**as_("vic"), "Last-Event-ID": str(since)}
         async with http.stream("GET", f"/workflows/{workflow_id}/events", headers=headers) as r:
-            return [e async for e in sse_events(r)]
+            return [e async for e in statuses(r)]
 
     resumed = await asyncio.wait_for(events(last - 1), timeout=10)
-    assert [int(e["id"]) for e in resumed] == [last]
+    assert [(int(e["id"]), e["event"]) for e in resumed] == [(last, "status")]
+    assert resumed[0]["data"] == final
     assert await asyncio.wait_for(events(last), timeout=10) == []
     bad = await http.get(
         f"/workflows/{workflow_id}/events", headers={**as_("vic"), "Last-Event-ID": "x"}
@@ -83,22 +84,22 @@ async def test_events_subscribers_of_one_run_share_one_poller(
     workflow_id = await start_run()
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     hub = StatusHub(poll_s=0.05)
-    first = await query_status(client, workflow_id)
-    seen: list[list[str]] = [[], []]
+    first = await snapshot(client, workflow_id)
+    chunks: list[list[str]] = [[], []]
 
     async def follow(i: int) -> None:
         async for chunk in stream(hub, client, first, None):
-            if chunk.startswith("id:"):
-                seen[i].append(json.loads(chunk.split("data: ", 1)[1])["state"])
+            chunks[i].append(chunk)
 
     followers = [asyncio.create_task(follow(i)) for i in range(2)]
-    await util.eventually(lambda: all(seen), what="both subscribed")
+    await util.eventually(lambda: all(chunks), what="both subscribed")
     assert hub.watched == 1
     r = await http.post(
         f"/workflows/{workflow_id}/gates/release", json={"action": "approve"}, headers=as_("alice")
     )
     assert r.status_code == 200
     await asyncio.wait_for(asyncio.gather(*followers), timeout=30)
+    seen = [chunk_states(c) for c in chunks]
     assert seen[0][0] == seen[1][0] == "waiting"
     assert seen[0][-1] == seen[1][-1] == "completed"
     assert hub.watched == 0
@@ -113,13 +114,12 @@ async def test_events_idle_run_sends_no_status_queries(
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     queries, counted = counting(client)
     hub = StatusHub()
-    first = await query_status(client, workflow_id)
-    states: list[str] = []
+    first = await snapshot(client, workflow_id)
+    chunks: list[str] = []
 
     async def follow() -> None:
         async for chunk in stream(hub, counted, first, None):
-            if chunk.startswith("id:"):
-                states.append(json.loads(chunk.split("data: ", 1)[1])["state"])
+            chunks.append(chunk)
 
     follower = asyncio.create_task(follow())
     # Caught up: the history read so far was followed by one status query.
@@ -133,6 +133,7 @@ async def test_events_idle_run_sends_no_status_queries(
     )
     assert r.status_code == 200
     await asyncio.wait_for(follower, timeout=30)
+    states = chunk_states(chunks)
     assert states[0] == "waiting" and states[-1] == "completed"
     assert "running" in states
     assert queries.sent > before
@@ -146,7 +147,7 @@ async def test_events_stream_ends_when_run_is_terminated(
     workflow_id = await start_run()
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     hub = StatusHub()
-    first = await query_status(client, workflow_id)
+    first = await snapshot(client, workflow_id)
     chunks: list[str] = []
 
     async def follow() -> None:
@@ -157,6 +158,5 @@ async def test_events_stream_ends_when_run_is_terminated(
     await util.eventually(lambda: (w := hub.watch(workflow_id)) is not None and w.queries >= 1)
     await client.get_workflow_handle(workflow_id).terminate("stopped by an operator")
     await asyncio.wait_for(follower, timeout=30)
-    events = [c for c in chunks if c.startswith("id:")]
-    assert len(events) == 1 and '"state":"waiting"' in events[0]
+    assert chunk_states(chunks) == ["waiting"]
     assert hub.watched == 0

@@ -58,7 +58,7 @@ async def test_a_thousand_gated_items_open_together_and_complete(
     handle = await start(GATED, {"n": list(range(MAX_ITEMS))})
 
     async def opened() -> int:
-        return len((await handle.query(PipelineWorkflow.status)).open_gates)
+        return (await handle.query(PipelineWorkflow.status)).open_gates_total
 
     await eventually(opened, ok=lambda n: n == MAX_ITEMS, what="every gate open", within=120)
     gates = asyncio.Semaphore(100)
@@ -98,5 +98,4 @@ async def test_a_thousand_local_results_of_3_kb_spread_over_tasks_and_complete(
     assert max(per_task) <= LOCAL_CALLS_PER_TASK, max(per_task)
     status = await handle.query(PipelineWorkflow.status)
     (each,) = status.steps
-    assert each.items is not None and len(each.items) == MAX_ITEMS
-    assert {i.state for i in each.items} == {"succeeded"}
+    assert each.item_counts == {"succeeded": MAX_ITEMS}

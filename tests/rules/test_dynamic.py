@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
 from workflows.models import LifecycleInput, Principal
-from workflows.rules import lifecycle, view
+from workflows.rules import lifecycle, summary, view
 from workflows.rules.gates import gate_spec, next_due
 from workflows.rules.scheduler import CheckPlan, Invoke, Notify, next_wake
 from workflows.rules.state import PlanRecord, Result
@@ -289,7 +289,7 @@ def test_status_shows_items_and_iterations() -> None:
     sim.advance()
     sim.succeed("write.0", {"v": 1})
     facts = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
-    step = view.status(sim.state, sim.d, facts).steps[0]
+    step = summary.status(sim.state, sim.d, facts).steps[0]
     assert [(i.index, i.state) for i in step.items or []] == [
         (0, "succeeded"),
         (1, "running"),
@@ -298,7 +298,7 @@ def test_status_shows_items_and_iterations() -> None:
     sim = Sim(REPEAT)
     sim.advance()
     sim.succeed("job", {"status": "running"})
-    step = view.status(sim.state, sim.d, facts).steps[0]
+    step = summary.status(sim.state, sim.d, facts).steps[0]
     assert [(i.n, i.until) for i in step.iterations or []] == [(1, False)]
 
 

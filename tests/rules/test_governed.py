@@ -15,6 +15,7 @@ from workflows.models import AuditEntry, Decision, GateRefusal, GateSummary, Pri
 from workflows.names import RunState
 from workflows.rules import governed, governed_view, risk, votes
 from workflows.rules.governed import REVIEW_GATE, GovernedInput, GovernedState
+from workflows.rules.pages import PageInput
 
 PLAN = {"name": "p", "steps": [{"id": "read", "tool": "http.request"}]}
 POLICY = Policy(
@@ -446,3 +447,21 @@ def test_a_modify_keeps_the_tier_an_llm_assessor_raised() -> None:
     assert st.assessment is not None and st.assessment.tier == 3
     assert [r for r in st.assessment.reasons if r.rule == "llm"] == [llm]
     assert st.tier_gate == POLICY.tier3 and st.gate is not None and st.gate.open
+
+
+def test_page_lists_the_review_gate_and_no_steps() -> None:
+    """A governed run's gates page is its review gate (filtered by state, none after its own
+    cursor, 422's cursor for anything else); it has no steps, items or iterations."""
+    st = reviewing()
+    gates = governed_view.page(st, PageInput(of="gates"))
+    assert [(g.gate, g.state) for g in gates.gates] == [("review", "open")]
+    assert gates.total == 1 and gates.next_cursor is None
+    assert governed_view.page(st, PageInput(of="gates", state="approved")).gates == []
+    after = governed_view.page(st, PageInput(of="gates", after="review"))
+    assert (after.gates, after.total, after.problem) == ([], 1, None)
+    assert governed_view.page(st, PageInput(of="gates", after="x")).problem == "bad_cursor"
+    steps = governed_view.page(st, PageInput(of="steps"))
+    assert (steps.steps, steps.total, steps.problem) == ([], 0, None)
+    assert governed_view.page(st, PageInput(of="items", step="a")).problem == "unknown_step"
+    planning = GovernedState(started_at=T0, phase_started=T0)
+    assert governed_view.page(planning, PageInput(of="gates")).gates == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.rules.sim import T0, Sim
 from workflows.contract import RunState
 from workflows.models import AuditEntry, GateSummary, Principal
-from workflows.rules import lifecycle, view
+from workflows.rules import bounds, lifecycle, pages, summary, view
 from workflows.rules.state import AuditArchiveRef
 
 TWO_GATES = """
@@ -62,7 +62,7 @@ def test_status_shows_each_subject_once_and_masks_secrets() -> None:
     sim = Sim(TWO_GATES)
     sim.advance()
     sim.vote("a", "approve")
-    status = view.status(sim.state, sim.d, FACTS)
+    status = summary.status(sim.state, sim.d, FACTS)
     assert [g.gate for g in status.open_gates] == ["a", "b"]
     assert status.open_gates[1].subject == {"password": "***"}
     assert all(s.gate is None or s.gate.subject is None for s in status.steps)
@@ -89,7 +89,7 @@ def test_status_shows_a_decided_gate_with_its_subject_and_votes() -> None:
     sim.vote("a", "approve")
     sim.vote("a", "modify", actor="bob", patch={"n": 2})
     sim.vote("a", "approve", actor="carol", roles=[])
-    step = view.status(sim.state, sim.d, FACTS).steps[0]
+    step = summary.status(sim.state, sim.d, FACTS).steps[0]
     assert step.gate is not None
     assert (step.gate.state, step.gate.subject, step.gate.lapsed, step.gate.modified) == (
         "modified",
@@ -106,11 +106,13 @@ def test_status_shows_a_decided_gate_with_its_subject_and_votes() -> None:
 def test_status_carries_the_latest_audit_entries_and_the_count() -> None:
     """The status holds at most the last STATUS_AUDIT entries; the total counts them all."""
     sim = Sim("name: one\nsteps: [{id: a, tool: t.x}]")
-    for i in range(view.STATUS_AUDIT + 5):
+    for i in range(bounds.STATUS_AUDIT + 5):
         sim.state.record(AuditEntry(at=T0, kind="reminder", reason=str(i)))
-    status = view.status(sim.state, sim.d, FACTS)
-    assert len(status.audit) == view.STATUS_AUDIT and status.audit_total == view.STATUS_AUDIT + 5
-    assert status.audit[-1].seq == view.STATUS_AUDIT + 5
+    status = summary.status(sim.state, sim.d, FACTS)
+    assert (
+        len(status.audit) == bounds.STATUS_AUDIT and status.audit_total == bounds.STATUS_AUDIT + 5
+    )
+    assert status.audit[-1].seq == bounds.STATUS_AUDIT + 5
 
 
 def test_child_gates_appear_with_the_child_workflow_id() -> None:
@@ -118,7 +120,7 @@ def test_child_gates_appear_with_the_child_workflow_id() -> None:
     sim = Sim("name: one\nsteps: [{id: a, pipeline: child}]")
     sim.advance()
     lifecycle.child_gates(sim.state, "a", "wf-1--a", [_summary()])
-    status = view.status(sim.state, sim.d, FACTS)
+    status = summary.status(sim.state, sim.d, FACTS)
     assert [(g.gate, g.workflow_id, g.quorum) for g in status.open_gates] == [("x", "wf-1--a", 2)]
     assert "child `wf-1--a` gate `x`" in view.details(sim.state, sim.d)
 
@@ -128,15 +130,15 @@ def test_audit_pages_walk_every_entry_and_name_archives() -> None:
     sim = Sim("name: one\nsteps: [{id: a, tool: t.x}]")
     for i in range(7):
         sim.state.record(AuditEntry(at=T0, kind="reminder", reason=str(i)))
-    page = view.audit_page(sim.state, 0, 3)
+    page = pages.audit_page(sim.state, 0, 3)
     assert [e.seq for e in page.entries] == [1, 2, 3] and page.next_after == 3 and page.total == 7
-    page = view.audit_page(sim.state, 6, 3)
+    page = pages.audit_page(sim.state, 6, 3)
     assert [e.seq for e in page.entries] == [7] and page.next_after is None
     sim.state.archives = [AuditArchiveRef(first_seq=1, last_seq=3, path="p", sha256="h")]
     del sim.state.audit[:3]
-    assert view.audit_page(sim.state, 0, 10).archived == sim.state.archives
-    assert view.audit_page(sim.state, 3, 10).archived == []
-    assert [e.seq for e in view.audit_page(sim.state, 0, 10).entries] == [4, 5, 6, 7]
+    assert pages.audit_page(sim.state, 0, 10).archived == sim.state.archives
+    assert pages.audit_page(sim.state, 3, 10).archived == []
+    assert [e.seq for e in pages.audit_page(sim.state, 0, 10).entries] == [4, 5, 6, 7]
 
 
 def test_inbox_line_leaves_out_large_subjects() -> None:
@@ -181,7 +183,7 @@ steps:
     pipeline: {definition: "${input.plan}", allowed_tools: [t.x], max_steps: 2}
 """
     )
-    steps = view.status(sim.state, sim.d, FACTS).steps
+    steps = summary.status(sim.state, sim.d, FACTS).steps
     assert [(s.id, s.tool, s.pipeline) for s in steps] == [
         ("tool", "t.x", None),
         ("child", None, "child"),

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from tests.rules.sim import T0, Sim
 from workflows.models import CompensationView, GateSummary, Principal
-from workflows.rules import lifecycle, view
+from workflows.rules import lifecycle, pages, summary, view
 from workflows.rules.state import Result
 
 FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
@@ -134,7 +134,7 @@ def test_child_gate_view_copies_the_child_summary() -> None:
     """A child's gate shows on the parent with everything the child reported."""
     sim = Sim("name: p\nsteps: [{id: a, pipeline: child}]")
     sim.advance()
-    summary = GateSummary(
+    line = GateSummary(
         gate="x",
         stage="after",
         round=2,
@@ -149,8 +149,8 @@ def test_child_gate_view_copies_the_child_summary() -> None:
         quorum=2,
         priority="high",
     )
-    lifecycle.child_gates(sim.state, "a", "wf-1--a", [summary])
-    (g,) = view.status(sim.state, sim.d, FACTS).open_gates
+    lifecycle.child_gates(sim.state, "a", "wf-1--a", [line])
+    (g,) = summary.status(sim.state, sim.d, FACTS).open_gates
     expected = {
         "gate": "x",
         "workflow_id": "wf-1--a",
@@ -267,7 +267,7 @@ def test_status_counts_progress_and_shows_output_error_and_generation() -> None:
     sim.state.output = {"password": "p", "ok": True}
     sim.state.error = "it broke"
     sim.state.generation = 4
-    status = view.status(sim.state, sim.d, FACTS)
+    status = summary.status(sim.state, sim.d, FACTS)
     assert status.progress.model_dump() == {"done": 1, "total": 4, "percent": 25.0}
     assert (status.output, status.error, status.continued) == (
         {"password": "***", "ok": True},
@@ -275,12 +275,12 @@ def test_status_counts_progress_and_shows_output_error_and_generation() -> None:
         4,
     )
     sim.succeed("a")
-    assert view.status(sim.state, sim.d, FACTS).progress.percent == 50.0
+    assert summary.status(sim.state, sim.d, FACTS).progress.percent == 50.0
     sim = Sim(
         "name: t\nsteps: [{id: a, tool: t.x}, {id: b, tool: t.x}, {id: c, tool: t.x, if: 'false'}]"
     )
     sim.advance()
-    assert view.status(sim.state, sim.d, FACTS).progress.percent == 33.3
+    assert summary.status(sim.state, sim.d, FACTS).progress.percent == 33.3
 
 
 def test_preview_cuts_only_past_the_limit_and_writes_any_value() -> None:
@@ -325,7 +325,7 @@ steps:
 """
     )
     sim.advance()
-    summary = GateSummary(
+    line = GateSummary(
         gate="x",
         stage="before",
         round=0,
@@ -335,7 +335,7 @@ steps:
         digest="sha256:1",
         opened_at=T0,
     )
-    lifecycle.child_gates(sim.state, "b", "wf-1--b", [summary])
+    lifecycle.child_gates(sim.state, "b", "wf-1--b", [line])
     assert view.details(sim.state, sim.d) == (
         "**waiting** · d v3\n"
         "- `a`: waiting — waiting for role:ops, user:carol\n"
@@ -348,7 +348,7 @@ def test_audit_page_past_the_end_is_empty() -> None:
     """Asking for entries after the last one returns none and no next page."""
     sim = Sim("name: one\nsteps: [{id: a, tool: t.x}]")
     lifecycle.pause(sim.state, None, T0)
-    page = view.audit_page(sim.state, 1, 10)
+    page = pages.audit_page(sim.state, 1, 10)
     assert (page.entries, page.total, page.next_after) == ([], 1, None)
 
 

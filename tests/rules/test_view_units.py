@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
 from workflows.models import GateView, ItemView, IterationView, Principal
-from workflows.rules import lifecycle, view
+from workflows.rules import lifecycle, pages, summary, view
+from workflows.rules.pages import PageInput
 from workflows.rules.state import Iteration, PlanRecord, Result
 
 FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
@@ -43,9 +44,23 @@ def _items() -> Sim:
 
 
 def _item_views(sim: Sim) -> list[ItemView]:
-    step = view.status(sim.state, sim.d, FACTS).steps[0]
+    """The step's items as its items page shows them, each whole."""
+    step = summary.status(sim.state, sim.d, FACTS).steps[0]
     assert step.id == "write" and step.iterations is None
-    return step.items or []
+    return pages.page(sim.state, sim.d, PageInput(of="items", step="write")).items
+
+
+def test_status_lists_a_steps_items_brief_with_their_counts() -> None:
+    """The status shows a for_each step's items without their gates (open ones are under
+    open_gates, every one on the items page), with the count in each state."""
+    step = summary.status(_items().state, _items().d, FACTS).steps[0]
+    assert [(i.index, i.state, i.gate) for i in step.items or []] == [
+        (0, "succeeded", None),
+        (1, "waiting", None),
+        (2, "failed", None),
+    ]
+    assert step.items_total == 3
+    assert step.item_counts == {"succeeded": 1, "waiting": 1, "failed": 1}
 
 
 def test_item_view_shows_every_field_of_each_item() -> None:
@@ -141,7 +156,7 @@ def test_iteration_view_shows_every_field_of_each_iteration() -> None:
     )
     sim.advance()
     sim.step("job").iterations.append(Iteration(n=2, ok=False, error="timed out", at=T0))
-    step = view.status(sim.state, sim.d, FACTS).steps[0]
+    step = summary.status(sim.state, sim.d, FACTS).steps[0]
     assert step.iterations == [
         IterationView(n=1, ok=True, until=False, output_preview="(stored) 1", at=T0),
         IterationView(n=2, ok=False, until=False, error="timed out", at=T0),
@@ -166,7 +181,7 @@ def test_step_view_shows_a_checked_plan_masked() -> None:
     made = {"name": "p", "steps": [{"id": "s", "tool": "data.echo", "with": {"token": "abc"}}]}
     sim.succeed("plan", {"json": made})
     lifecycle.record_plan(sim.state, "run", PlanRecord(definition=made, digest="sha256:p"))
-    step = view.status(sim.state, sim.d, FACTS).steps[1]
+    step = summary.status(sim.state, sim.d, FACTS).steps[1]
     assert (step.pipeline, step.plan, step.plan_errors) == (
         "(plan)",
         {"name": "p", "steps": [{"id": "s", "tool": "data.echo", "with": {"token": "***"}}]},
@@ -181,7 +196,7 @@ def test_step_view_lists_a_refused_plans_errors() -> None:
     sim.advance()
     sim.succeed("plan", {"json": {"name": "p"}})
     lifecycle.record_plan(sim.state, "run", PlanRecord(errors=["steps: Field required"]))
-    steps = view.status(sim.state, sim.d, FACTS).steps
+    steps = summary.status(sim.state, sim.d, FACTS).steps
     assert (steps[1].plan, steps[1].plan_errors) == (None, ["steps: Field required"])
     assert (steps[0].plan, steps[0].plan_errors) == (None, None)
 

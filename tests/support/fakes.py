@@ -100,6 +100,17 @@ async def ledger(inp: LedgerIn, ctx: ToolContext) -> LedgerOut:
     return LedgerOut(entries=list(LEDGER))
 
 
+class BlobIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    bytes: int = Field(1_000, ge=0, le=65_536)
+
+
+@tool("test.blob", "1.0.0")
+async def blob(inp: BlobIn, ctx: ToolContext) -> Any_:
+    """Returns its input with a `blob` of `bytes` characters: a large output from a small call."""
+    return Any_(**(inp.model_extra or {}), blob="b" * inp.bytes)
+
+
 class SizeOut(BaseModel):
     sizes: dict[str, int]
 

@@ -1,36 +1,49 @@
-"""What the outside sees of a run's state: its run state, who it waits for, the bounded status
-view, audit pages, inbox lines and Web UI details. Pure functions of the state."""
+"""What the outside sees of a run's state, one thing at a time: its run state, who it waits for,
+a gate, a step, an item, an audit entry (each within the `Bounds` it is shown with), inbox lines
+and Web UI details. Pure functions of the state; the status is in summary.py, pages in pages.py."""
 
 from __future__ import annotations
 
+import heapq
 import json
+from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from activities.masking import mask
 from workflows.language.definition import PRIORITIES, ApprovalSpec, Definition
 from workflows.models import (
-    AuditEntry,
-    AuditPage,
     GateSummary,
     GateView,
     ItemView,
     IterationView,
     Principal,
-    Progress,
-    RunStatus,
     StepView,
+    Vote,
 )
 from workflows.names import RunState
+from workflows.rules.bounds import (
+    BRIEF,
+    PAGE,
+    PAGE_BYTES,
+    PAGE_LADDER,
+    PREVIEW_CHARS,
+    ROLES,
+    Bounds,
+    clip,
+    names,
+    shown,
+    small,
+)
 from workflows.rules.gates import gate_spec
-from workflows.rules.state import GateRecord, RunData, StepRecord
+from workflows.rules.state import GateRecord, Iteration, RunData, StepRecord
 from workflows.rules.votes import GATE_STATE, STOP, live
 
-PREVIEW_CHARS = 2_048
 # Larger subjects are left out of the inbox line (the status has them).
 MEMO_SUBJECT_CHARS = 1_024
-# Audit entries the status carries; the rest is paged through with the `audit` query.
-STATUS_AUDIT = 20
+# Before anything moved.
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,8 @@ def run_state(state: RunData) -> RunState:
         return state.closed
     if state.paused:
         return RunState.PAUSED
-    if own_open(state) or any(c.gates for c in state.children.values()):
+    opened = any(u.gate is not None and u.gate.open for u in state.units())
+    if opened or any(c.gates for c in state.children.values()):
         return RunState.WAITING
     return RunState.RUNNING
 
@@ -65,40 +79,76 @@ def awaiting(state: RunData) -> list[str]:
     return sorted({p for g in own_open(state) for p in g.approvers})
 
 
-def gate_view(g: GateRecord, spec: ApprovalSpec, *, with_subject: bool) -> GateView:
+def gate_state(g: GateRecord) -> str:
+    return GATE_STATE[g.outcome] if g.outcome is not None else "open"
+
+
+def gate_view(
+    g: GateRecord, spec: ApprovalSpec, b: Bounds = PAGE, *, with_subject: bool
+) -> GateView:
+    """A gate with its latest votes of each kind; its subject when asked for and small enough."""
     votes = live(g)
+    go = [v for v in votes if v.action not in STOP]
+    stop = [v for v in votes if v.action in STOP]
+    subject, cut = small(mask(g.subject), b.value) if with_subject else (None, False)
     return GateView(
         gate=g.gate,
         step=g.step,
         item=g.item,
         priority=g.priority,
         stage=g.stage,
-        state=GATE_STATE[g.outcome] if g.outcome is not None else "open",
+        state=gate_state(g),
         round=g.round,
-        approvers=g.approvers,
+        approvers=names(g.approvers),
         escalated=g.escalated,
         quorum=spec.quorum,
-        approvals=[v for v in votes if v.action not in STOP],
-        rejections=[v for v in votes if v.action in STOP],
+        approvals=[vote_view(v, b) for v in _latest(go, b.votes)],
+        rejections=[vote_view(v, b) for v in _latest(stop, b.votes)],
+        approvals_total=len(go),
+        rejections_total=len(stop),
         lapsed=len(g.votes) - len(votes),
         actions=list(spec.actions()),
         digest=g.digest,
-        review=g.review if g.review is not None else spec.review,
-        subject=mask(g.subject) if with_subject else None,
+        review=clip(g.review if g.review is not None else spec.review, b.text),
+        subject=subject,
+        subject_truncated=cut,
         modified=g.modified,
         reminders=g.reminders,
         opened_at=g.opened_at,
         deadline=g.deadline,
         decided_at=g.decided_at,
         outcome=g.outcome,
-        decided_by=g.decided_by[-1] if g.decided_by else None,
+        decided_by=clip(g.decided_by[-1], b.text) if g.decided_by else None,
     )
+
+
+def answer(g: GateRecord, spec: ApprovalSpec) -> GateView:
+    """What a decision returns: the gate with its subject, as much of it as fits a page."""
+    got = shown(lambda b: gate_view(g, spec, with_subject=True, b=b), PAGE_LADDER, PAGE_BYTES)
+    return got[0] if got is not None else gate_view(g, spec, with_subject=False, b=BRIEF)
+
+
+def vote_view(v: Vote, b: Bounds) -> Vote:
+    patch, cut = small(v.patch, b.value)
+    return v.model_copy(
+        update={
+            "actor": clip(v.actor, b.text),
+            "roles": names(v.roles, ROLES),
+            "comment": clip(v.comment, b.text),
+            "patch": patch,
+            "patch_truncated": cut or v.patch_truncated,
+        }
+    )
+
+
+def _latest(seq: list[Any], n: int) -> list[Any]:
+    return seq[-n:] if n > 0 else []
 
 
 def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
     """The inbox line: the subject only when its JSON is small."""
     subject = mask(g.subject)
-    small = len(json.dumps(subject, default=str)) <= MEMO_SUBJECT_CHARS
+    fits = len(json.dumps(subject, default=str)) <= MEMO_SUBJECT_CHARS
     return GateSummary(
         gate=g.gate,
         stage=g.stage,
@@ -108,8 +158,8 @@ def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
         voted=[v.actor for v in live(g)],
         digest=g.digest,
         review=g.review if g.review is not None else spec.review,
-        subject=subject if small else None,
-        subject_truncated=not small,
+        subject=subject if fits else None,
+        subject_truncated=not fits,
         opened_at=g.opened_at,
         deadline=g.deadline,
         quorum=spec.quorum,
@@ -119,16 +169,23 @@ def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
 
 def open_summaries(state: RunData, d: Definition) -> list[GateSummary]:
     """Every open gate's inbox line, the most urgent first, then the oldest."""
-    lines = [gate_summary(g, spec) for g, spec in _specced(state, d)]
-    return sorted(lines, key=lambda s: (PRIORITIES.index(s.priority), s.opened_at))
+    return [gate_summary(g, spec) for g, spec in specced(d, own_open(state))]
 
 
-def _specced(state: RunData, d: Definition) -> list[tuple[GateRecord, ApprovalSpec]]:
-    """Each open gate of the run with the spec it follows."""
-    return [(g, spec) for g in own_open(state) if (spec := gate_spec(d, g)) is not None]
+def specced(
+    d: Definition, gates: list[GateRecord], most: int | None = None
+) -> list[tuple[GateRecord, ApprovalSpec]]:
+    """Open gates with the spec each follows, the most urgent first, then the oldest (only the
+    first `most`)."""
+    ranked = heapq.nsmallest(most or len(gates), gates, key=_urgency)
+    return [(g, spec) for g in ranked if (spec := gate_spec(d, g)) is not None]
 
 
-def child_gate_view(workflow_id: str | None, s: GateSummary) -> GateView:
+def _urgency(g: GateRecord) -> tuple[int, datetime]:
+    return PRIORITIES.index(g.priority), g.opened_at
+
+
+def child_gate_view(workflow_id: str | None, s: GateSummary, b: Bounds = PAGE) -> GateView:
     """A child run's open gate as its parent shows it, named by the child's workflow id."""
     return GateView(
         gate=s.gate,
@@ -136,27 +193,29 @@ def child_gate_view(workflow_id: str | None, s: GateSummary) -> GateView:
         stage=s.stage,
         state="open",
         round=s.round,
-        approvers=s.approvers,
+        approvers=names(s.approvers),
         quorum=s.quorum,
         actions=s.actions,
         digest=s.digest,
-        review=s.review,
-        subject=s.subject,
+        review=clip(s.review, b.text),
+        subject=s.subject if b.value else None,
+        subject_truncated=s.subject_truncated or (s.subject is not None and not b.value),
         opened_at=s.opened_at,
         deadline=s.deadline,
         priority=s.priority,
     )
 
 
-def step_view(s: StepRecord, d: Definition) -> StepView:
+def step_view(s: StepRecord, d: Definition, b: Bounds = PAGE) -> StepView:
+    """A step with its latest items or iterations (brief) and how many there are in each state."""
     spec = d.step(s.id)
     duration = (
         int((s.ended_at - s.started_at).total_seconds() * 1000)
         if s.started_at and s.ended_at
         else None
     )
-    # An open gate's subject is shown once, under open_gates.
-    gate = _unit_gate(s, d)
+    plan, cut = small(mask(s.plan.definition), b.value) if s.plan is not None else (None, False)
+    repeats = spec.repeat is not None
     return StepView(
         id=s.id,
         tool=spec.resolved_tool or spec.tool,
@@ -168,97 +227,85 @@ def step_view(s: StepRecord, d: Definition) -> StepView:
         started_at=s.started_at,
         ended_at=s.ended_at,
         duration_ms=duration,
-        error=s.error,
-        reason=s.reason,
-        output_preview=s.preview if s.preview is not None else _output_preview(s),
+        error=clip(s.error, b.text),
+        reason=clip(s.reason, b.text),
+        output_preview=_preview(s, b),
         artifact=s.artifact,
-        gate=gate,
-        compensation=s.compensation,
-        items=[_item_view(i, d) for i in s.items] if s.items is not None else None,
-        iterations=[
-            IterationView(
-                n=i.n, ok=i.ok, until=i.until, output_preview=i.preview, error=i.error, at=i.at
-            )
-            for i in s.iterations
-        ]
-        if spec.repeat is not None
+        gate=_unit_gate(s, d, b) if b.gates else None,
+        compensation=s.compensation.model_copy(update={"error": clip(s.compensation.error, b.text)})
+        if s.compensation is not None
         else None,
-        plan=mask(s.plan.definition) if s.plan is not None else None,
-        plan_errors=s.plan.errors if s.plan is not None else None,
+        items=[item_view(i, d, BRIEF) for i in latest(s.items, b.units)]
+        if s.items is not None
+        else None,
+        items_total=len(s.items) if s.items is not None else None,
+        item_counts=dict(Counter(i.state.value for i in s.items)) if s.items is not None else None,
+        iterations=[iteration_view(i, BRIEF) for i in _latest(s.iterations, b.units)]
+        if repeats
+        else None,
+        iterations_total=len(s.iterations) if repeats else None,
+        plan=plan,
+        plan_truncated=cut,
+        plan_errors=[clip(e, b.text) or "" for e in s.plan.errors[: b.units or 1]]
+        if s.plan is not None
+        else None,
     )
 
 
-def _item_view(i: StepRecord, d: Definition) -> ItemView:
-    gate = _unit_gate(i, d)
+def item_view(i: StepRecord, d: Definition, b: Bounds = PAGE) -> ItemView:
     return ItemView(
         index=i.index or 0,
         state=i.state.value,
         attempts=i.attempts,
         started_at=i.started_at,
         ended_at=i.ended_at,
-        error=i.error,
-        reason=i.reason,
-        output_preview=i.preview if i.preview is not None else _output_preview(i),
-        gate=gate,
+        error=clip(i.error, b.text),
+        reason=clip(i.reason, b.text),
+        output_preview=_preview(i, b),
+        gate=_unit_gate(i, d, b) if b.gates else None,
     )
 
 
-def _unit_gate(u: StepRecord, d: Definition) -> GateView | None:
+def iteration_view(i: Iteration, b: Bounds = PAGE) -> IterationView:
+    return IterationView(
+        n=i.n,
+        ok=i.ok,
+        until=i.until,
+        output_preview=clip(i.preview, b.preview),
+        error=clip(i.error, b.text),
+        at=i.at,
+    )
+
+
+def moved(u: StepRecord) -> datetime:
+    """When a unit last moved: started, ended, its gate opened or decided (NEVER: not yet)."""
+    last = u.ended_at or u.started_at or NEVER
+    g = u.gate
+    if g is not None:
+        last = max(last, g.decided_at or g.opened_at)
+    return last
+
+
+def latest(units: list[StepRecord], n: int) -> list[StepRecord]:
+    """The `n` units that moved last (of those that never moved, the first), in their order."""
+    if len(units) <= n:
+        return list(units)
+    ranked = sorted(range(len(units)), key=lambda k: (moved(units[k]), -k), reverse=True)
+    return [units[k] for k in sorted(ranked[:n])]
+
+
+def _unit_gate(u: StepRecord, d: Definition, b: Bounds) -> GateView | None:
     """A unit's latest gate; its subject only once decided (an open one's is under open_gates)."""
     spec = gate_spec(d, u.gate) if u.gate is not None else None
     if u.gate is None or spec is None:
         return None
-    return gate_view(u.gate, spec, with_subject=not u.gate.open)
+    return gate_view(u.gate, spec, with_subject=not u.gate.open, b=b)
 
 
-def _output_preview(s: StepRecord) -> str | None:
-    return preview(s.output) if s.has_output else None
-
-
-def status(state: RunData, d: Definition, facts: RunFacts) -> RunStatus:
-    """The bounded status: each subject once, the latest audit entries and the counts."""
-    steps = [step_view(s, d) for s in state.steps.values()]
-    done = sum(s.phase == "done" for s in state.steps.values())
-    total = len(state.steps)
-    own = [gate_view(g, spec, with_subject=True) for g, spec in _specced(state, d)]
-    children = [child_gate_view(c.workflow_id, g) for c in state.children.values() for g in c.gates]
-    return RunStatus(
-        workflow_id=facts.workflow_id,
-        run_id=facts.run_id,
-        state=run_state(state).value,
-        pipeline=d.name,
-        version=d.version,
-        requester=facts.requester,
-        approval_mode=facts.approval_mode,
-        started_at=state.started_at,
-        revision=state.revision,
-        paused=state.paused,
-        steps=steps,
-        progress=Progress(done=done, total=total, percent=round(100.0 * done / total, 1)),
-        open_gates=own + children,
-        output=mask(state.output),
-        error=state.error,
-        audit=state.audit[-STATUS_AUDIT:],
-        audit_total=state.audit_total,
-        continued=state.generation,
-    )
-
-
-def audit_page(state: RunData, after: int, limit: int) -> AuditPage:
-    """Entries after `after` still kept in the state; older ones are named as archived chunks."""
-    page = page_of(state.audit, state.audit_total, after, limit)
-    page.archived = [a for a in state.archives if a.last_seq > after]
-    return page
-
-
-def page_of(entries: list[AuditEntry], total: int, after: int, limit: int) -> AuditPage:
-    kept = [e for e in entries if (e.seq or 0) > after][:limit]
-    last = kept[-1].seq if kept else None
-    return AuditPage(
-        entries=kept,
-        total=total,
-        next_after=last if last is not None and last < total else None,
-    )
+def _preview(s: StepRecord, b: Bounds) -> str | None:
+    if s.preview is not None:
+        return clip(s.preview, b.preview)
+    return preview(s.output, b.preview) if s.has_output else None
 
 
 def notification(
