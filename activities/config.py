@@ -100,7 +100,34 @@ class Settings(VersioningSettings):
         1_048_576, ge=1_024, description="largest request body the API reads (413 beyond it)"
     )
     stepgate_api_cpu_threads: int = Field(
-        4, ge=1, le=64, description="threads the API parses and validates in, at most, at once"
+        4, ge=1, le=64, description="threads the API reads the inbox and reloads the catalog in"
+    )
+    stepgate_parse_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="processes the API checks request documents in: JSON bodies over 4 KiB and "
+        "definitions sent to /definitions/validate",
+    )
+    stepgate_parse_cpu_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="CPU seconds one document check may take (422 beyond it)",
+    )
+    stepgate_parse_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="threads the API validates starts, schedules, governed runs and codec "
+        "payloads in",
+    )
+    stepgate_parse_per_key: int = Field(
+        2,
+        ge=1,
+        le=1_000,
+        description="requests of one key's principal being checked or validated at once, per API "
+        "process (429 parse_busy beyond it)",
     )
 
     # Overload: bounds held by each API process (per replica, not shared between them).
