@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from activities.addresses import parse_allow, split_host_port
+from activities.config_parse import ParseSettings
 from activities.config_versioning import VersioningSettings
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 
@@ -26,7 +27,7 @@ DATABASE_SCHEMES = frozenset(
 )
 
 
-class Settings(VersioningSettings):
+class Settings(VersioningSettings, ParseSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
     # Errors never echo input: some settings are keys.
@@ -102,34 +103,6 @@ class Settings(VersioningSettings):
     stepgate_api_cpu_threads: int = Field(
         4, ge=1, le=64, description="threads the API reads the inbox and reloads the catalog in"
     )
-    stepgate_parse_workers: int = Field(
-        2,
-        ge=1,
-        le=64,
-        description="processes the API checks request documents in: JSON bodies over 4 KiB and "
-        "definitions sent to /definitions/validate",
-    )
-    stepgate_parse_cpu_s: float = Field(
-        2.0,
-        gt=0,
-        le=60,
-        description="CPU seconds one document check may take (422 beyond it)",
-    )
-    stepgate_parse_threads: int = Field(
-        2,
-        ge=1,
-        le=64,
-        description="threads the API validates starts, schedules, governed runs and codec "
-        "payloads in",
-    )
-    stepgate_parse_per_key: int = Field(
-        2,
-        ge=1,
-        le=1_000,
-        description="requests of one key's principal being checked or validated at once, per API "
-        "process (429 parse_busy beyond it)",
-    )
-
     # Overload: bounds held by each API process (per replica, not shared between them).
     stepgate_rate_per_s: float = Field(
         50.0, ge=0, description="requests per second each key's principal may send; 0: no limit"
