@@ -1,14 +1,13 @@
 """YAML to data in one pass over libyaml's event stream, each event checked before it is used.
 
-PyYAML's own loader composes the whole document into node objects inside its C extension before
-building anything: for 100,000 values that is a quarter of a second the C code runs without
-letting another thread of the process have the interpreter, and 200,000 short-lived objects
-whose garbage collection pauses every thread (the API's event loop included) for up to half a
-second more. Here each event is checked (anchors, aliases, tags, nesting, overlong numbers, the
-number of values) and turned into data at once, so a refusal comes at the first event past a
-bound, the work is ordinary Python the interpreter can switch away from, and the only objects
-that live on are the document's own. Scalars are resolved and built by PyYAML's safe resolver
-and constructor, so every value reads as `yaml.safe_load` reads it.
+PyYAML's own loader first composes the whole document into node objects (for 100,000 values,
+100,000 nodes that all live until the end) and only then builds the data: the garbage collector's
+passes over those nodes paused every thread of the process, an API's event loop included, for up
+to half a second at a time, and the document was read twice (once to check its events,
+once to load it). Here each event is checked (anchors, aliases, tags, nesting, overlong numbers,
+the number of values) and turned into data at once, so a refusal comes at the first event past a
+bound and the only objects that live on are the document's own. Scalars are resolved and built
+by PyYAML's safe resolver and constructor, so every value reads as `yaml.safe_load` reads it.
 """
 
 from __future__ import annotations
@@ -87,9 +86,9 @@ def _read(text: str) -> Any:
                     syntax=True,
                 )
         elif isinstance(event, yaml.ScalarEvent):
-            value, resolved = _scalar(event, line)
-            if open_ or resolved == _MERGE:
-                _add(open_[-1] if open_ else [], value, line, merge=resolved == _MERGE)
+            value = _scalar(event, line)
+            if open_:
+                _add(open_[-1], value, line)
             else:
                 root = value
         elif isinstance(event, yaml.CollectionStartEvent):
@@ -109,21 +108,22 @@ def _read(text: str) -> Any:
     return root
 
 
-def _scalar(event: yaml.ScalarEvent, line: int) -> tuple[Any, str]:
-    """The value of a scalar as PyYAML's safe loader builds it, and its resolved tag."""
+def _scalar(event: yaml.ScalarEvent, line: int) -> Any:
+    """The value of a scalar as PyYAML's safe loader builds it."""
     if _long_number(event):
         raise DocumentError(f"a number is at most {MAX_NUMBER_CHARS} characters (line {line})")
     tag = event.tag
     if tag is None or tag == "!":
         tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]  # untyped in the stubs
     if tag == _MERGE:
-        return event.value, tag
+        # A merge key only ever merges an alias's mapping in (as a value PyYAML refuses it).
+        raise DocumentError(f"YAML merge keys (<<) are not accepted (line {line})")
     build = _SCALARS.get(tag) if tag not in (_SEQ, _MAP) else None
     if build is None:
         raise DocumentError(f"YAML tag {tag!r} does not fit a scalar (line {line})")
     node = yaml.ScalarNode(tag, event.value, style=event.style)
     try:
-        return build(_CONSTRUCTOR, node), tag
+        return build(_CONSTRUCTOR, node)
     except (ValueError, KeyError, TypeError):
         # `!!int abc`, `!!bool maybe`: PyYAML's constructors raise these, not a YAMLError.
         name = tag.removeprefix(_TAG)
@@ -133,10 +133,7 @@ def _scalar(event: yaml.ScalarEvent, line: int) -> tuple[Any, str]:
         ) from None
 
 
-def _add(into: list[Any] | _Mapping, value: Any, line: int, *, merge: bool = False) -> None:
-    if merge:
-        # A merge key only ever merges an alias's mapping in; as a value PyYAML refuses it too.
-        raise DocumentError(f"YAML merge keys (<<) are not accepted (line {line})")
+def _add(into: list[Any] | _Mapping, value: Any, line: int) -> None:
     if isinstance(into, list):
         into.append(value)
     elif into.keyed:
