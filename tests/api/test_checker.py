@@ -23,12 +23,10 @@ from api.admission import ParsePool
 from api.checker import Checker, OverBudget
 from api.checker_process import CHECKER_NICENESS
 from api.checks import check_definition, read_definition
+from tests.api.test_starvation import HEAVY_YAML
 from tests.conftest import ROOT
 from tests.support import util
 
-HEAVY_YAML = (
-    "name: heavy\nsteps:\n- id: a\n  tool: data.echo\n  with:\n    x:\n" + "    - {a: 1}\n" * 33_300
-).encode()
 SMALL = {"name": "small", "steps": [{"id": "a", "tool": "data.echo", "with": {"v": 1}}]}
 
 

@@ -141,7 +141,6 @@ async def test_decision_answered_while_viewer_validations_are_in_flight(
     start_run: StartRun,
     http: httpx.AsyncClient,
     as_: Auth,
-    keys: dict[str, str],
 ) -> None:
     """With eight of a viewer's heaviest validations admitted and in flight, an approver's
     decision is answered 200 before any of them is: a decision never waits for parsing or
