@@ -15,7 +15,7 @@ class ParseSettings(BaseSettings):
         2,
         ge=1,
         le=64,
-        description="processes the API checks request documents in: JSON bodies over 4 KiB and "
+        description="processes the API checks request documents in: JSON bodies over 64 KiB and "
         "definitions sent to /definitions/validate",
     )
     stepgate_parse_cpu_s: float = Field(
@@ -28,8 +28,8 @@ class ParseSettings(BaseSettings):
         2,
         ge=1,
         le=64,
-        description="threads the API validates starts, schedules, governed runs and codec "
-        "payloads in",
+        description="threads the API checks JSON bodies of 4 to 64 KiB and validates starts, "
+        "schedules, governed runs and codec payloads in",
     )
     stepgate_parse_per_key: int = Field(
         2,

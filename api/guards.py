@@ -6,8 +6,8 @@ whether it announces its length or streams it in chunks; `StrictJson` parses JSO
 activities.documents' strict parser (NaN, long numbers, deep nesting, too many values refused
 with their path) once, and routes of `StrictJsonRoute` take that result instead of parsing
 again. A small body (a decision) is parsed right on the event loop, which costs less than a
-thread hop; a larger one is checked in a checker process (api.checker) under the caller's parse
-slot. `Offload` runs the inbox's CPU work in a bounded pool of threads of its own, so the event
+thread hop; one up to 64 KiB (a long decision, a batch of them) in a validation thread; a
+larger one is checked in a checker process (api.checker); both under the caller's parse slot. `Offload` runs the inbox's CPU work in a bounded pool of threads of its own, so the event
 loop (and /healthz) keeps answering while it works.
 """
 
@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activities.documents import DocumentError, format_loc, parse_json
-from api.admission import SMALL_BODY_BYTES, WITH_BODY, admitted
+from api.admission import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, WITH_BODY, admitted
 from api.checks import check_json
 from api.errors import ApiError, body, respond
 
@@ -135,8 +135,9 @@ def is_json(content_type: str | None) -> bool:
 class StrictJson:
     """JSON request bodies parsed strictly before a route sees them: 400 `unparseable` for what
     is not JSON, 422 `invalid` with each path for JSON that breaks a limit. A body over
-    SMALL_BODY_BYTES is checked in a checker process under the slot Admission took for it. The
-    result is left in the scope for the route. Other media types pass through untouched."""
+    SMALL_BODY_BYTES is checked in a validation thread, one over MEDIUM_BODY_BYTES in a checker
+    process, under the slot Admission took for it. The result is left in the scope for the
+    route. Other media types pass through untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -160,6 +161,8 @@ class StrictJson:
             try:
                 if len(data) <= SMALL_BODY_BYTES or slot is None:
                     parsed = parse_json(data)
+                elif len(data) <= MEDIUM_BODY_BYTES:
+                    parsed = await slot.run(parse_json, data)
                 else:
                     # The strict walk is Python work for the checker; the C decoder alone
                     # then reads the accepted body here (1 MiB: about 25 ms, in a thread).

@@ -54,6 +54,7 @@ def measure() -> dict[str, Any]:
     bound_data = parse_document(bound_text)
     containers = json_of([[0]] * 49_000)
     small = json_of([[0]] * 1_020)  # 4 KiB of one-item lists: the most values a small body holds
+    medium = json_of([[0]] * 16_300)  # the same in 64 KiB, checked in a validation thread
     decision = json_of({"action": "approve", "comment": "ship it", "digest": "sha256:" + "0" * 64})
     return {
         "yaml_1mib_520k_values": {
@@ -77,6 +78,7 @@ def measure() -> dict[str, Any]:
             "strict_ms": cpu_ms(parse_json, containers),
             "c_decoder_ms": cpu_ms(json.loads, containers),
         },
+        "json_64kib_worst": {"bytes": len(medium), "strict_ms": cpu_ms(parse_json, medium)},
         "json_4kib_worst": {"bytes": len(small), "strict_ms": cpu_ms(parse_json, small)},
         "decision": {"bytes": len(decision), "strict_ms": cpu_ms(parse_json, decision)},
     }

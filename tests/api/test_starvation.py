@@ -143,8 +143,9 @@ async def test_decision_answered_while_viewer_validations_are_in_flight(
     as_: Auth,
 ) -> None:
     """With eight of a viewer's heaviest validations admitted and in flight, an approver's
-    decision is answered 200 before any of them is: a decision never waits for parsing or
-    validation (it used to wait its turn behind them in the API's threads)."""
+    decision with a long comment (a 24 KB body) is answered 200 before any of them is: a
+    decision never waits for their parsing or validation (it used to wait its turn behind them
+    in the API's threads)."""
     workflow_id = await start_run()
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     settings = api_settings.model_copy(update={"stepgate_parse_per_key": 8})
@@ -166,8 +167,8 @@ async def test_decision_answered_while_viewer_validations_are_in_flight(
             await util.eventually(lambda: places.held("vic") == 8, what="all eight admitted")
             decided = await c.post(
                 f"/workflows/{workflow_id}/gates/release",
-                json={"action": "approve"},
-                headers=as_("alice"),
+                content=json.dumps({"action": "approve", "comment": "é" * 4_000}).encode(),
+                headers={**as_("alice"), "Content-Type": "application/json"},
             )
             finished_first = list(done)
         finally:
@@ -241,14 +242,15 @@ async def test_check_past_its_cpu_budget_answered_422(
 async def test_large_json_that_breaks_limits_refused_with_its_path(
     http: httpx.AsyncClient, as_: Auth
 ) -> None:
-    """A body over 4 KiB is checked in a checker process, with the same refusals and paths as
-    a small one checked on the event loop."""
-    raw = b'{"definition": "gated", "input": {"pad": "' + b"p" * 8_000 + b'", "ref": NaN}}'
-    r = await http.post(
-        "/workflows", content=raw, headers={**as_("olga"), "Content-Type": "application/json"}
-    )
-    assert r.status_code == 422, r.text[:300]
-    assert [d["path"] for d in r.json()["error"]["details"]] == ["body.input.ref"]
+    """A body over 4 KiB (checked in a validation thread) and one over 64 KiB (in a checker
+    process) get the same refusals and paths as a small one checked on the event loop."""
+    for pad in (8_000, 100_000):
+        raw = b'{"definition": "gated", "input": {"pad": "' + b"p" * pad + b'", "ref": NaN}}'
+        r = await http.post(
+            "/workflows", content=raw, headers={**as_("olga"), "Content-Type": "application/json"}
+        )
+        assert r.status_code == 422, r.text[:300]
+        assert [d["path"] for d in r.json()["error"]["details"]] == ["body.input.ref"]
 
 
 async def test_yaml_scalar_that_cannot_be_built_answered_400(
