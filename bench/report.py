@@ -320,8 +320,8 @@ def cells(r: Mapping[str, Any]) -> list[tuple[str, ...]]:
         shown = tuple(render(columns[n]) for n in names)
         verdict = _verdict(r, key) if key else ("", "")
         body.append((label, *shown, *verdict))
-    # The dynamic, governed and starvation sections' rows render one column at a time; their labels and
-    # targets are the headline column's.
+    # The dynamic, governed and starvation sections' rows render one column at a time; their
+    # labels and targets are the headline column's.
     for section_rows in (report_dynamic.rows, governed_rows, starvation_rows):
         per_column = [section_rows(columns[n]) for n in names]
         for i, (label, _, limit, check) in enumerate(section_rows(sample)):
