@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from activities.addresses import parse_allow, split_host_port
+from activities.config_parse import ParseSettings
 from activities.config_streams import StreamSettings
 from activities.config_versioning import VersioningSettings
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
@@ -27,7 +28,7 @@ DATABASE_SCHEMES = frozenset(
 )
 
 
-class Settings(VersioningSettings, StreamSettings):
+class Settings(VersioningSettings, StreamSettings, ParseSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
     # Errors never echo input: some settings are keys.
@@ -101,9 +102,8 @@ class Settings(VersioningSettings, StreamSettings):
         1_048_576, ge=1_024, description="largest request body the API reads (413 beyond it)"
     )
     stepgate_api_cpu_threads: int = Field(
-        4, ge=1, le=64, description="threads the API parses and validates in, at most, at once"
+        4, ge=1, le=64, description="threads the API reads the inbox and reloads the catalog in"
     )
-
     # Overload: bounds held by each API process (per replica, not shared between them).
     stepgate_rate_per_s: float = Field(
         50.0, ge=0, description="requests per second each key's principal may send; 0: no limit"

@@ -3,8 +3,14 @@ the API, so every reader gets the same limits.
 
 Both parsers refuse, before anything else sees the data: YAML anchors and aliases (a 500-byte
 alias bomb expands to gigabytes), nesting deeper than MAX_DEPTH, numbers longer than
-MAX_NUMBER_CHARS, NaN and Infinity, and strings that are not valid Unicode. Every refusal says
-where (a `loc` of keys and indexes, or a line).
+MAX_NUMBER_CHARS, NaN and Infinity, strings that are not valid Unicode, and documents of more
+than MAX_DOCUMENT_VALUES values. Every refusal says where (a `loc` of keys and indexes, or a
+line).
+
+The value bound is what bounds the CPU one document costs: YAML is read event by event
+(activities.yaml_reader) and refused at the first value past it (1 MiB of `[1,1,...]` holds
+520,000 values: about 4 s of CPU to read in full, and 1.5 s more to validate); JSON, which the
+C decoder reads fast, is counted before its values are checked one by one.
 """
 
 from __future__ import annotations
@@ -16,11 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-# The C parser is many times faster; the pure-Python one behaves the same where libyaml is missing.
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 # Nesting of any document (a definition, a run input, a request body).
 MAX_DEPTH = 64
 # Characters of one number: Python refuses to convert more than 4,300 digits, and no real value
@@ -28,15 +29,12 @@ MAX_DEPTH = 64
 MAX_NUMBER_CHARS = 100
 # Characters of a document read from a file (request bodies are bounded by the API first).
 MAX_DOCUMENT_CHARS = 1_048_576
+# Values (scalars, lists and mappings) of one parsed document: a 500-step definition with 30
+# arguments and 100 needs per step holds about 70,000.
+MAX_DOCUMENT_VALUES = 100_000
 # Refusals listed at most, so a hostile document cannot make the answer large.
 MAX_ISSUES = 20
 
-# Tags a plain data document may carry: JSON's types. Everything else (!!binary, !!set,
-# !!timestamp, application tags) has no JSON form.
-_JSON_TAGS = {
-    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
-}
-_NUMBER_START = set("+-.0123456789")
 # An int of MAX_NUMBER_CHARS decimal digits has about this many bits (log2(10) = 3.32).
 _MAX_INT_BITS = MAX_NUMBER_CHARS * 10 // 3
 
@@ -65,51 +63,15 @@ class _Refused:
 
 def parse_document(text: str, max_chars: int = MAX_DOCUMENT_CHARS) -> Any:
     """YAML (a superset of JSON) to data; raises DocumentError with the line of a syntax error,
-    or with the loc of each value that breaks a limit."""
+    or with the line or loc of each value that breaks a limit."""
+    # Imported here: the reader uses this module's limits and errors.
+    from activities.yaml_reader import read_yaml
+
     if len(text) > max_chars:
         raise DocumentError(f"a document is at most {max_chars} characters")
-    try:
-        _scan(text)
-        data = yaml.load(text, Loader=_LOADER)  # a safe loader; aliases refused above
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or err
-        raise DocumentError(f"not valid YAML or JSON{where}: {problem}", syntax=True) from None
+    data = read_yaml(text)
     _raise_issues(data)
     return data
-
-
-def _scan(text: str) -> None:
-    """Check the event stream before anything is built: no anchor, alias or foreign tag, bounded
-    nesting, no overlong number."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_LOADER):
-        line = event.start_mark.line + 1 if event.start_mark else 0
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise DocumentError(f"YAML anchors and aliases are not accepted (line {line})")
-        tag = getattr(event, "tag", None)
-        if tag is not None and tag not in _JSON_TAGS and tag != "!":
-            raise DocumentError(f"YAML tag {tag[:40]!r} is not accepted (line {line})")
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise DocumentError(f"nested deeper than {MAX_DEPTH} levels (line {line})")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-        elif isinstance(event, yaml.ScalarEvent) and _long_number(event):
-            raise DocumentError(f"a number is at most {MAX_NUMBER_CHARS} characters (line {line})")
-
-
-def _long_number(event: yaml.ScalarEvent) -> bool:
-    value = event.value
-    if len(value) <= MAX_NUMBER_CHARS or event.style or not event.implicit[0]:
-        return False
-    if value[0] not in _NUMBER_START:
-        return False
-    resolver = yaml.resolver.Resolver()
-    tag = resolver.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]  # untyped in the stubs
-    return tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def parse_json(raw: bytes) -> Any:
@@ -128,8 +90,12 @@ def parse_json(raw: bytes) -> Any:
     except RecursionError:
         # The C decoder guards its own recursion; far deeper than MAX_DEPTH, so just say so.
         raise DocumentError(f"nested deeper than {MAX_DEPTH} levels") from None
-    _raise_issues(data)
+    _raise_issues(data, MAX_DOCUMENT_VALUES)
     return data
+
+
+def too_many(where: str = "") -> str:
+    return f"a document holds at most {MAX_DOCUMENT_VALUES:,} values{where}"
 
 
 def _constant(name: str) -> _Refused:
@@ -149,8 +115,8 @@ def _decimal(text: str) -> float | _Refused:
     return value if math.isfinite(value) else _Refused("number out of range")
 
 
-def _raise_issues(data: Any) -> None:
-    issues = list(_limit(json_issues(data)))
+def _raise_issues(data: Any, max_values: int | None = None) -> None:
+    issues = list(_limit(json_issues(data, max_values=max_values)))
     if issues:
         first = issues[0]
         raise DocumentError(f"{format_loc(first[0]) or '(document)'}: {first[1]}", issues)
@@ -163,16 +129,24 @@ def _limit(found: Iterator[tuple[Loc, str]]) -> Iterator[tuple[Loc, str]]:
         yield issue
 
 
-def json_issues(value: Any, max_depth: int = MAX_DEPTH) -> Iterator[tuple[Loc, str]]:
+def json_issues(
+    value: Any, max_depth: int = MAX_DEPTH, *, max_values: int | None = None
+) -> Iterator[tuple[Loc, str]]:
     """Values JSON data must not hold, each with its loc, found without recursion: nesting deeper
-    than `max_depth`, NaN and Infinity, numbers over MAX_NUMBER_CHARS, unencodable strings."""
+    than `max_depth`, NaN and Infinity, numbers over MAX_NUMBER_CHARS, unencodable strings; with
+    `max_values`, more values than that (said at the root, and the walk stops there)."""
     todo: list[tuple[Loc, Any]] = [((), value)]
+    seen = 1
     while todo:
         loc, item = todo.pop()
         if isinstance(item, dict | list):
             if len(loc) >= max_depth:
                 yield loc, f"nested deeper than {max_depth} levels"
                 continue
+            seen += len(item)
+            if max_values is not None and seen > max_values:
+                yield (), too_many()
+                return
             pairs = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in pairs:
                 if isinstance(key, str) and not _encodable(key):
@@ -180,7 +154,11 @@ def json_issues(value: Any, max_depth: int = MAX_DEPTH) -> Iterator[tuple[Loc, s
                         (*loc, key.encode("utf-8", "replace").decode()),
                         "key is not valid Unicode",
                     )
-                todo.append(((*loc, key), child))
+                # Most values are plain scalars: checked here rather than queued, which is most
+                # of the walk's cost. A value with a problem is queued, so it is reported in the
+                # same order as every other.
+                if not _plain(child):
+                    todo.append(((*loc, key), child))
         elif isinstance(item, _Refused):
             yield loc, item.reason
         elif isinstance(item, float) and not math.isfinite(item):
@@ -189,6 +167,18 @@ def json_issues(value: Any, max_depth: int = MAX_DEPTH) -> Iterator[tuple[Loc, s
             yield loc, f"a number is at most {MAX_NUMBER_CHARS} characters"
         elif isinstance(item, str) and not _encodable(item):
             yield loc, "not valid Unicode (a lone surrogate)"
+
+
+def _plain(value: Any) -> bool:
+    """A scalar the walk has nothing to say about (exact types: a subclass takes the long way)."""
+    kind = value.__class__
+    if kind is str:
+        return bool(value.isascii()) or _encodable(value)
+    if kind is int:
+        return bool(value.bit_length() <= _MAX_INT_BITS)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is bool or value is None
 
 
 def _encodable(text: str) -> bool:

@@ -18,8 +18,9 @@ def main() -> int:
     settings = get_settings()
     configure_logging(settings)
     try:
-        # SIGHUP reloads the catalog in this process (a bad definition file never stops it).
-        app = create_app(settings, sighup=True)
+        # SIGHUP reloads the catalog in this process (a bad definition file never stops it), and
+        # the document checkers start now, not during the first (perhaps hostile) requests.
+        app = create_app(settings, sighup=True, warm=True)
     except (ToolError, ValueError) as err:
         log.error("startup refused", error=str(err))
         return 2

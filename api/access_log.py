@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import structlog
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("stepgate.api.access")
@@ -23,9 +22,9 @@ SCOPE_KEY = "stepgate.access"
 MAX_PATH_CHARS = 300
 
 
-def note_principal(request: Request, principal: str) -> None:
+def note_principal(scope: Scope, principal: str) -> None:
     """Record who the request authenticated as, for its access-log line."""
-    holder: dict[str, Any] | None = request.scope.get(SCOPE_KEY)
+    holder: dict[str, Any] | None = scope.get(SCOPE_KEY)
     if holder is not None:
         holder["principal"] = principal
 

@@ -16,8 +16,10 @@ from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
 from api import errors
 from api.access_log import AccessLog
+from api.admission import Admission, ParsePool
 from api.auth import KeyStore
 from api.catalog_live import CatalogWatch, LiveCatalog
+from api.checker import Checker
 from api.guards import BodyLimit, Offload, StrictJson
 from api.limits import KeyLimits, RunLanes
 from api.routes import api_router
@@ -38,10 +40,12 @@ def create_app(
     catalog: LiveCatalog | None = None,
     *,
     sighup: bool = False,
+    warm: bool = False,
 ) -> FastAPI:
     """Build the app; keys and permissions are read now, so a bad file stops start-up early.
     The catalog is read now too, but a bad definition file is listed, never fatal; it is then
-    watched for changes, and reloaded on SIGHUP when `sighup` (the process's own API only)."""
+    watched for changes, and reloaded on SIGHUP when `sighup` (the process's own API only).
+    With `warm` the document checkers start with the app rather than at the first check."""
     settings = settings or get_settings()
     registry = registry or default_registry()
     catalog = catalog or LiveCatalog(settings.stepgate_definitions_dir, registry)
@@ -55,6 +59,11 @@ def create_app(
         artifacts=LocalArtifactStore(settings.artifact_root),
         limits=KeyLimits.from_settings(settings),
         lanes=RunLanes(settings.stepgate_updates_per_run),
+        parse=ParsePool(
+            Checker(registry, settings.stepgate_parse_workers, settings.stepgate_parse_cpu_s),
+            settings.stepgate_parse_threads,
+            settings.stepgate_parse_per_key,
+        ),
         memory=MemoryStore.from_settings(settings),
     )
 
@@ -68,6 +77,8 @@ def create_app(
         await state.memory.start()
         watch = CatalogWatch(catalog, offload.run, settings.stepgate_catalog_poll_s)
         watch.start(sighup=sighup)
+        if warm:
+            await state.parse.checker.warm()
         # What start-up made (modules, the app, the catalog) lives as long as the process: kept
         # out of the collector's passes, which would otherwise walk it all on every full pass.
         gc.freeze()
@@ -78,6 +89,7 @@ def create_app(
             await state.cancels.close()
             await state.temporal.stop()
             await state.memory.close()
+            state.parse.close()
 
     app = FastAPI(
         title="Stepgate", version=package_version(), description=DESCRIPTION, lifespan=lifespan
@@ -85,9 +97,11 @@ def create_app(
     app.state.stepgate = state
     app.state.offload = offload
     errors.install(app)
-    # Outermost last: every body is bounded first, then JSON is checked before a route reads it.
-    app.add_middleware(StrictJson, offload=app.state.offload)
+    # Outermost last: the key is checked before any body is read, every body is bounded, then
+    # JSON is checked before a route reads it.
+    app.add_middleware(StrictJson)
     app.add_middleware(BodyLimit, max_bytes=settings.stepgate_max_body_bytes)
+    app.add_middleware(Admission, keys=state.keys, limits=state.limits, pool=state.parse)
     origins = [settings.stepgate_ui_url, *settings.stepgate_cors_origins]
     app.add_middleware(
         CORSMiddleware,

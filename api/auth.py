@@ -64,6 +64,14 @@ class KeyStore:
         """Whether authenticating now would look at the keys file (blocking): see KeyFile.due."""
         return self.keys.due()
 
+    async def identify(self, token: str | None) -> Caller:
+        """`authenticate` from the event loop: at most once a second the keys file is due a
+        look (a stat, a reread if it changed), and that request authenticates in a thread;
+        every other one checks the keys in memory, without a thread hop."""
+        if self.due():
+            return await anyio.to_thread.run_sync(self.authenticate, token)
+        return self.authenticate(token, look=False)
+
     def authenticate(self, token: str | None, *, look: bool = True) -> Caller:
         """The caller a key belongs to; 401 without a key, with an unknown or expired one.
         Blocking when the keys file is due a look (`due()`): run it off the event loop

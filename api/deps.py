@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
@@ -15,6 +14,7 @@ from activities.config import Settings
 from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
 from api.access_log import note_principal
+from api.admission import ParseSlot, admitted
 from api.auth import Caller, require
 from api.catalog_live import LiveCatalog
 from api.state import ApiState
@@ -63,22 +63,39 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def get_caller(request: Request, state: StateDep, credentials: BearerDep) -> Caller:
-    token = credentials.credentials if credentials else None
-    if state.keys.due():
-        # At most once a second the keys file is looked at (a stat, a reread if it changed):
-        # that request authenticates in a thread. Every other one checks the keys in memory
-        # here, without the thread hop a plain `def` dependency costs on every request.
-        caller = await anyio.to_thread.run_sync(state.keys.authenticate, token)
-    else:
-        caller = state.keys.authenticate(token, look=False)
-    note_principal(request, caller.principal)
-    # Every route that needs a key is rate limited here, once per request (FastAPI caches the
-    # dependency); /healthz and the docs need no key and are not.
+    # A request that may carry a body was authenticated and charged by Admission already,
+    # from its headers, before its body was read.
+    caller, _ = admitted(request.scope)
+    if caller is not None:
+        return caller
+    caller = await state.keys.identify(credentials.credentials if credentials else None)
+    note_principal(request.scope, caller.principal)
+    # Every other route that needs a key is rate limited here, once per request (FastAPI caches
+    # the dependency); /healthz and the docs need no key and are not.
     state.limits.admit(caller.principal)
     return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_parse(
+    request: Request, state: StateDep, caller: CallerDep
+) -> AsyncIterator[ParseSlot]:
+    """The request's place in the parse pool (Admission's, for a request that may carry a body);
+    parsing and validating go through it, never on the event loop or in the inbox's threads."""
+    _, slot = admitted(request.scope)
+    if slot is not None:
+        yield slot
+        return
+    own = state.parse.slot(caller.principal)
+    try:
+        yield own
+    finally:
+        own.release()
+
+
+ParseDep = Annotated[ParseSlot, Depends(get_parse)]
 
 
 def needs(*permissions: str) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:

@@ -91,13 +91,13 @@ def body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def _respond(err: ApiError) -> JSONResponse:
+def respond(err: ApiError) -> JSONResponse:
     return JSONResponse(body(err.code, err.message, err.details), err.status, headers=err.headers)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)  # registered for ApiError only
-    return _respond(exc)
+    return respond(exc)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -106,7 +106,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         Issue(loc_to_path(list(e.get("loc", ()))), str(e.get("msg", "invalid")))
         for e in exc.errors()
     ]
-    return _respond(invalid(issues))
+    return respond(invalid(issues))
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -122,11 +122,11 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _rpc_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RPCError)  # registered for it only
-    return _respond(from_rpc(exc))
+    return respond(from_rpc(exc))
 
 
 async def _unreachable(_: Request, exc: Exception) -> JSONResponse:
-    return _respond(unavailable(str(exc)))
+    return respond(unavailable(str(exc)))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,32 +1,48 @@
 """What every request body goes through before a route sees it, and where CPU work runs.
 
-Two pure ASGI middlewares: `BodyLimit` answers 413 to a body over the limit, whether it announces
-its length or streams it in chunks; `StrictJson` parses JSON bodies with activities.documents'
-strict parser (NaN, long numbers, deep nesting refused with their path) in a worker thread, so
-the route's own parse sees only safe JSON. `Offload` runs parsing and validation in a bounded
-pool of threads, so the event loop (and /healthz) keeps answering while they work.
+Two pure ASGI middlewares, inside `api.admission.Admission` (so only a request with a valid key,
+and a parse slot for a large body, gets here): `BodyLimit` answers 413 to a body over the limit,
+whether it announces its length or streams it in chunks; `StrictJson` parses JSON bodies with
+activities.documents' strict parser (NaN, long numbers, deep nesting, too many values refused
+with their path) once, and routes of `StrictJsonRoute` take that result instead of parsing
+again. A small body (a decision) is parsed right on the event loop, which costs less than a
+thread hop; one up to 64 KiB (a long decision, a batch of them) in a validation thread; a
+larger one is checked in a checker process (api.checker); both under the caller's parse slot. `Offload` runs the inbox's CPU work in a bounded pool of threads of its own, so the event
+loop (and /healthz) keeps answering while it works.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Protocol, TypeVar
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activities.documents import DocumentError, format_loc, parse_json
-from api.errors import body
+from api.admission import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, WITH_BODY, admitted
+from api.checks import check_json
+from api.errors import ApiError, body, respond
 
 T = TypeVar("T")
-_WITH_BODY = {"POST", "PUT", "PATCH", "DELETE"}
+# Where StrictJson leaves the parsed body, in the scope's `state`.
+PARSED = "stepgate_json"
+
+
+class Runs(Protocol):
+    """Something that runs blocking work off the event loop: Offload, a ParseSlot."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
 
 
 class Offload:
-    """CPU work (parsing, validation) in worker threads, at most `threads` at once; the others
-    wait their turn without holding the event loop."""
+    """CPU work of reads (the inbox's memos and pages) and catalog reloads in worker threads, at
+    most `threads` at once; the others wait their turn without holding the event loop. Parsing
+    and validating what requests send runs in api.admission.ParsePool instead."""
 
     def __init__(self, threads: int) -> None:
         self.limiter = anyio.CapacityLimiter(threads)
@@ -117,19 +133,21 @@ def is_json(content_type: str | None) -> bool:
 
 
 class StrictJson:
-    """JSON request bodies parsed strictly (in a worker thread) before the route parses them
-    again: 400 `unparseable` for what is not JSON, 422 `invalid` with each path for JSON that
-    breaks a limit. Other media types pass through untouched."""
+    """JSON request bodies parsed strictly before a route sees them: 400 `unparseable` for what
+    is not JSON, 422 `invalid` with each path for JSON that breaks a limit. A body over
+    SMALL_BODY_BYTES is checked in a validation thread, one over MEDIUM_BODY_BYTES in a checker
+    process, under the slot Admission took for it. The result is left in the scope for the
+    route. Other media types pass through untouched."""
 
-    def __init__(self, app: ASGIApp, offload: Offload) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.offload = offload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        wanted = scope["type"] == "http" and scope.get("method") in _WITH_BODY
+        wanted = scope["type"] == "http" and scope.get("method") in WITH_BODY
         if not wanted or not is_json(_header(scope, b"content-type")):
             await self.app(scope, receive, send)
             return
+        _, slot = admitted(scope)
         chunks: list[bytes] = []
         while True:
             message = await receive()
@@ -141,10 +159,22 @@ class StrictJson:
         data = b"".join(chunks)
         if data:
             try:
-                await self.offload.run(parse_json, data)
+                if len(data) <= SMALL_BODY_BYTES or slot is None:
+                    parsed = parse_json(data)
+                elif len(data) <= MEDIUM_BODY_BYTES:
+                    parsed = await slot.run(parse_json, data)
+                else:
+                    # The strict walk is Python work for the checker; the C decoder alone
+                    # then reads the accepted body here (1 MiB: about 25 ms, in a thread).
+                    await slot.check(check_json, data)
+                    parsed = await slot.run(_decode, data)
             except DocumentError as err:
                 await _refusal(err)(scope, receive, send)
                 return
+            except ApiError as err:
+                await respond(err)(scope, receive, send)
+                return
+            scope.setdefault("state", {})[PARSED] = parsed
         replayed = False
 
         async def replay() -> Message:
@@ -155,6 +185,43 @@ class StrictJson:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _decode(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
+
+
+_UNPARSED = object()
+
+
+def parsed_json(scope: Scope) -> Any:
+    """The body StrictJson parsed, or _UNPARSED (not JSON, empty, or not through StrictJson)."""
+    return (scope.get("state") or {}).get(PARSED, _UNPARSED)
+
+
+def was_parsed(value: Any) -> bool:
+    return value is not _UNPARSED
+
+
+class _ParsedRequest(Request):
+    """A request whose JSON body StrictJson has parsed: FastAPI takes it from there."""
+
+    async def json(self) -> Any:
+        parsed = parsed_json(self.scope)
+        return parsed if was_parsed(parsed) else await super().json()
+
+
+class StrictJsonRoute(APIRoute):
+    """A route whose JSON body is not parsed a second time, on the event loop, by FastAPI (1 MiB
+    of JSON is 25 ms of the loop's time); pydantic then checks the parsed value there."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def parsed_once(request: Request) -> Response:
+            return await handler(_ParsedRequest(request.scope, request.receive))
+
+        return parsed_once
 
 
 def _refusal(err: DocumentError) -> JSONResponse:

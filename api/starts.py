@@ -18,7 +18,7 @@ from activities.config import Settings
 from activities.documents import digest_of
 from api.auth import Caller
 from api.errors import ApiError, from_rpc
-from api.guards import Offload
+from api.guards import Runs
 from api.schemas.workflows import WorkflowLinks, WorkflowPublic
 
 # Memo key of the digest of the request that started a run.
@@ -47,7 +47,8 @@ class Started:
 
     client: Client
     settings: Settings
-    offload: Offload
+    # Where the request's body is digested: the request's parse slot.
+    cpu: Runs
     caller: Caller
     body: BaseModel
     response: Response
@@ -59,7 +60,7 @@ async def start_once(
     """Start `run` under `workflow_id` once: the same request again (same caller, same body)
     answers 200 with the run it started, even once closed; another request under that id 409."""
     # The same body from someone else is a different request: it must not adopt this run.
-    digest = await req.offload.run(
+    digest = await req.cpu.run(
         request_hash, {"principal": req.caller.principal, "body": req.body.model_dump(mode="json")}
     )
     settings = req.settings

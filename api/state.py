@@ -10,6 +10,7 @@ from activities.artifacts import ArtifactStore
 from activities.config import Settings
 from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
+from api.admission import ParsePool
 from api.auth import KeyStore
 from api.catalog_live import LiveCatalog
 from api.events import StatusHub
@@ -34,6 +35,8 @@ class ApiState:
     # Per-principal request rate and live streams, per-run decisions in flight (this process).
     limits: KeyLimits
     lanes: RunLanes
+    # Where request documents are parsed and validated, a few places per principal.
+    parse: ParsePool
     # The memory of governed runs (its engine opens connections on demand).
     memory: MemoryStore
     # Shared status pollers for /events subscribers.

@@ -26,7 +26,18 @@ from typing import Any
 
 import temporalio
 
-from bench import decision, dynamic, memory, overhead, parked, report, sse, status, throughput
+from bench import (
+    decision,
+    dynamic,
+    memory,
+    overhead,
+    parked,
+    report,
+    sse,
+    starvation,
+    status,
+    throughput,
+)
 from bench import governed as governed_bench
 from bench.scale import Scale, scale_from_env
 from bench.stack import (
@@ -104,6 +115,8 @@ async def column(
             await section(results, "status", lambda: status.measure(stack, scale))
             await section(results, "sse", lambda: sse.measure(stack, scale))
             await section(results, "governed", lambda: governed_bench.measure(stack, scale))
+            # With an API of its own (a viewer's key, the default limits), stopped at its end.
+            await section(results, "starvation", lambda: starvation.measure(stack, scale))
 
         async def throughput_1() -> dict[str, Any]:
             out = await throughput.measure(stack, scale, "1", first="pipeline")

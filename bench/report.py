@@ -18,6 +18,7 @@ from bench.cells import num as _num
 from bench.cells import verdict as _verdict
 from bench.governed import report_rows as governed_rows
 from bench.memory import report_rows as memory_rows
+from bench.starvation import report_rows as starvation_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMN_TITLES = {"file": "SQLite file (make run)", "memory": "in memory"}
@@ -43,6 +44,8 @@ REQUIRED_KEYS = (
     "fanout_events_ratio",
     "fanout_largest_run_events",
     "repeat_ratio",
+    "starvation_decision_ms_p99",
+    "starvation_status_ms_p99",
 )
 
 
@@ -317,9 +320,9 @@ def cells(r: Mapping[str, Any]) -> list[tuple[str, ...]]:
         shown = tuple(render(columns[n]) for n in names)
         verdict = _verdict(r, key) if key else ("", "")
         body.append((label, *shown, *verdict))
-    # The dynamic and governed sections' rows render one column at a time; their labels and
-    # targets are the headline column's.
-    for section_rows in (report_dynamic.rows, governed_rows):
+    # The dynamic, governed and starvation sections' rows render one column at a time; their
+    # labels and targets are the headline column's.
+    for section_rows in (report_dynamic.rows, governed_rows, starvation_rows):
         per_column = [section_rows(columns[n]) for n in names]
         for i, (label, _, limit, check) in enumerate(section_rows(sample)):
             shown = tuple(col[i][1] if i < len(col) else "-" for col in per_column)

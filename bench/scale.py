@@ -31,6 +31,8 @@ class Scale:
     repeat_every_ms: int
     repeat_every_iterations: int
     repeat_every_pairs: int
+    # The starvation section: decisions timed in each phase (baseline, then each attack).
+    starvation_decisions: int
     # Every section is bounded in time as well as in count: a stuck run must not hang the bench.
     section_timeout_s: float
 
@@ -57,6 +59,7 @@ QUICK = Scale(
     repeat_every_ms=100,
     repeat_every_iterations=3,
     repeat_every_pairs=1,
+    starvation_decisions=20,
     section_timeout_s=40.0,
 )
 
@@ -80,6 +83,7 @@ FULL = Scale(
     repeat_every_ms=100,
     repeat_every_iterations=20,
     repeat_every_pairs=2,
+    starvation_decisions=100,
     section_timeout_s=900.0,
 )
 
@@ -128,6 +132,10 @@ TARGETS = {
         ),
         Target("status_ms_p99_idle", "GET /workflows/{id} p99 idle", 25.0, "ms"),
         Target("status_ms_p99_load", "GET /workflows/{id} p99 under load", 60.0, "ms"),
+        Target(
+            "starvation_decision_ms_p99", "decision p99 under the 1 MiB body flood", 250.0, "ms"
+        ),
+        Target("starvation_status_ms_p99", "status p99 under the 1 MiB body flood", 100.0, "ms"),
         Target("throughput_1_ratio", "throughput pipeline / baseline, 1 worker", 0.9, "x", True),
         Target("throughput_2_ratio", "throughput pipeline / baseline, 2 workers", 0.9, "x", True),
         Target("worker_rss_mb_peak", "worker RSS peak with parked runs", 1024.0, "MiB"),

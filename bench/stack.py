@@ -226,10 +226,10 @@ async def start_api(stack: Stack) -> None:
 
 
 async def spawn_api(
-    procs: Processes, env: dict[str, str], port: int, *, cwd: Path = ROOT
+    procs: Processes, env: dict[str, str], port: int, *, cwd: Path = ROOT, name: str = "api"
 ) -> tuple[Child, str]:
     """`python -m api` on `port`, run from the tree `cwd`; returns once /healthz answers 200."""
-    child = procs.spawn("api", [sys.executable, "-m", "api"], env, cwd)
+    child = procs.spawn(name, [sys.executable, "-m", "api"], env, cwd)
     url = f"http://{HOST}:{port}"
 
     async def healthy() -> bool:

@@ -16,7 +16,7 @@ from api.auth import Caller
 from api.decisions import submit
 from api.deps import CallerDep, ClientDep, StateDep
 from api.errors import ApiError, invalid
-from api.guards import OffloadDep
+from api.guards import OffloadDep, StrictJsonRoute
 from api.schemas.approvals import (
     BatchCreate,
     BatchItem,
@@ -36,7 +36,9 @@ from workflows.language.definition import PRIORITIES, Priority
 from workflows.language.validation import Issue
 from workflows.models import GateSummary
 
-router = APIRouter(prefix="/approvals", tags=["approvals"], responses=ERRORS)
+router = APIRouter(
+    prefix="/approvals", tags=["approvals"], responses=ERRORS, route_class=StrictJsonRoute
+)
 
 # Bounds on one inbox request: runs read per page, and fallback status queries in flight.
 INBOX_PAGE_MAX = 500

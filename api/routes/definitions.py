@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 
 from activities.access import CATALOG_RELOAD
-from activities.documents import DocumentError, format_loc, parse_document, parse_json
-from activities.registry import ToolRegistry
+from activities.documents import DocumentError, format_loc
 from api.auth import Caller
-from api.deps import CatalogDep, LiveCatalogDep, ReaderDep, RegistryDep, needs
+from api.checks import check_definition, read_definition
+from api.deps import CatalogDep, LiveCatalogDep, ParseDep, ReaderDep, needs
 from api.errors import ApiError
-from api.guards import OffloadDep, is_json
+from api.guards import OffloadDep, is_json, parsed_json, was_parsed
 from api.schemas.catalog import (
     CatalogErrorPublic,
     CatalogErrorsPublic,
@@ -25,7 +25,6 @@ from api.schemas.common import ERRORS, IssuePublic
 from workflows.language.catalog import Catalog, CatalogIssue
 from workflows.language.definition import Definition
 from workflows.language.limits import MAX_NAME_CHARS
-from workflows.language.validation import validate_definition
 
 router = APIRouter(prefix="/definitions", tags=["definitions"], responses=ERRORS)
 ReloaderDep = Annotated[Caller, Depends(needs(CATALOG_RELOAD))]
@@ -118,41 +117,33 @@ async def validate(
     _: ReaderDep,
     request: Request,
     catalog: CatalogDep,
-    registry: RegistryDep,
-    offload: OffloadDep,
+    parse: ParseDep,
 ) -> ValidationPublic:
     """Check a YAML or JSON definition against the tools and the catalog; every error at once."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if not is_json(media) and media not in YAML_TYPES:
         raise ApiError(415, "unsupported_media_type", f"send {JSON_TYPE} or application/yaml")
-    # The body's size is bounded by the API's BodyLimit; parsing and checking it are CPU work.
-    raw = await request.body()
-    return await offload.run(_validate, media, raw, catalog, registry)
-
-
-def _validate(media: str, raw: bytes, catalog: Catalog, registry: ToolRegistry) -> ValidationPublic:
-    report = validate_definition(_parse(media, raw), registry, catalog=catalog.versions)
+    # The body's size is bounded by the API's BodyLimit, a JSON one parsed already (StrictJson);
+    # parsing and validating it are CPU work for a checker process (api.checker).
+    document = parsed_json(request.scope)
+    pipelines = frozenset(catalog.versions)
+    if was_parsed(document):
+        valid, errors = await parse.check(check_definition, document, pipelines)
+    else:
+        raw = await request.body()
+        try:
+            valid, errors = await parse.check(read_definition, is_json(media), raw, pipelines)
+        except DocumentError as err:
+            raise _refused(err) from None
     return ValidationPublic(
-        valid=report.valid,
-        errors=[IssuePublic(path=i.path, message=i.message) for i in report.errors],
+        valid=valid, errors=[IssuePublic(path=path, message=message) for path, message in errors]
     )
 
 
-def _parse(media: str, raw: bytes) -> Any:
+def _refused(err: DocumentError) -> ApiError:
     """400 for what cannot be parsed at all, 422 for a document that breaks a limit."""
-    try:
-        if is_json(media):
-            return parse_json(raw)
-        return parse_document(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "unparseable", "the body is not UTF-8 text") from None
-    except DocumentError as err:
-        if err.syntax:
-            raise ApiError(
-                400, "unparseable", str(err), [{"path": "", "message": str(err)}]
-            ) from None
-        details = [{"path": format_loc(loc), "message": m} for loc, m in err.issues]
-        raise ApiError(
-            422, "invalid", str(err), details or [{"path": "", "message": str(err)}]
-        ) from None
+    if err.syntax:
+        return ApiError(400, "unparseable", str(err), [{"path": "", "message": str(err)}])
+    details = [{"path": format_loc(loc), "message": m} for loc, m in err.issues]
+    return ApiError(422, "invalid", str(err), details or [{"path": "", "message": str(err)}])

@@ -9,9 +9,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from activities.access import START_GOVERNED
 from api.auth import require
-from api.deps import CallerDep, ClientDep, RegistryDep, SettingsDep
+from api.deps import CallerDep, ClientDep, ParseDep, RegistryDep, SettingsDep
 from api.governed import build_governed
-from api.guards import OffloadDep
+from api.guards import StrictJsonRoute
 from api.runs import clip_summary
 from api.schemas.common import ERRORS
 from api.schemas.workflows import GovernedCreate, WorkflowPublic
@@ -19,7 +19,9 @@ from api.starts import Started, start_once
 from workflows.contract import GOVERNED_PIPELINE, SA_PIPELINE, SA_STATE, RunState
 from workflows.governed import GovernedWorkflow
 
-router = APIRouter(prefix="/governed", tags=["governed"], responses=ERRORS)
+router = APIRouter(
+    prefix="/governed", tags=["governed"], responses=ERRORS, route_class=StrictJsonRoute
+)
 
 
 @router.post(
@@ -37,12 +39,12 @@ async def start_governed(
     client: ClientDep,
     registry: RegistryDep,
     settings: SettingsDep,
-    offload: OffloadDep,
+    parse: ParseDep,
 ) -> WorkflowPublic:
     """Start a governed run (needs `start_governed`); its status, gate and audit are read and
     decided through /workflows/{id} like any run's."""
     require(caller, START_GOVERNED, doing="starting a governed run")
-    inp = await offload.run(
+    inp = await parse.run(
         build_governed,
         body.request,
         body.context,
@@ -54,7 +56,7 @@ async def start_governed(
     )
     workflow_id = body.workflow_id or f"governed-{uuid.uuid4().hex[:12]}"
     return await start_once(
-        Started(client, settings, offload, caller, body, response),
+        Started(client, settings, parse, caller, body, response),
         GovernedWorkflow.run,
         inp,
         workflow_id,

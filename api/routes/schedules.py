@@ -28,13 +28,14 @@ from api.deps import (
     CallerDep,
     CatalogDep,
     ClientDep,
+    ParseDep,
     ReaderDep,
     RegistryDep,
     SettingsDep,
     needs,
 )
 from api.errors import ApiError, from_rpc
-from api.guards import OffloadDep
+from api.guards import StrictJsonRoute
 from api.runs import build_input, details, start_attributes, start_needs, summary
 from api.schemas.common import ERRORS, ScheduleIdPath
 from api.schemas.schedules import ScheduleCreate, ScheduleDeleted, ScheduleList, SchedulePublic
@@ -43,7 +44,9 @@ from workflows.language.durations import parse_duration
 from workflows.models import StartOrigin
 from workflows.pipeline import PipelineWorkflow
 
-router = APIRouter(prefix="/schedules", tags=["schedules"], responses=ERRORS)
+router = APIRouter(
+    prefix="/schedules", tags=["schedules"], responses=ERRORS, route_class=StrictJsonRoute
+)
 
 # Schedule memo keys: the server rewrites cron into calendars, so the request's own words are kept.
 MEMO_PIPELINE = "stepgate_pipeline"
@@ -67,11 +70,11 @@ async def create_schedule(
     catalog: CatalogDep,
     registry: RegistryDep,
     settings: SettingsDep,
-    offload: OffloadDep,
+    parse: ParseDep,
 ) -> SchedulePublic:
     """Validate now, then let Temporal start a run on every tick with this snapshot. Needs
     `schedule` and what the same start would need; each run checks its owner still holds them."""
-    inp = await offload.run(
+    inp = await parse.run(
         build_input,
         body.definition,
         body.input,

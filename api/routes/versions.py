@@ -14,6 +14,7 @@ from activities.access import VERSIONS
 from api.auth import Caller
 from api.deps import ClientDep, SettingsDep, needs
 from api.errors import ApiError, from_rpc
+from api.guards import StrictJsonRoute
 from api.schemas.common import ERRORS
 from api.schemas.versions import (
     BuildPublic,
@@ -23,7 +24,9 @@ from api.schemas.versions import (
 )
 from workflows.deployment import BuildNotReady, describe, set_current
 
-router = APIRouter(prefix="/versions", tags=["versions"], responses=ERRORS)
+router = APIRouter(
+    prefix="/versions", tags=["versions"], responses=ERRORS, route_class=StrictJsonRoute
+)
 log = structlog.get_logger("stepgate.api")
 VersionsDep = Annotated[Caller, Depends(needs(VERSIONS))]
 

@@ -22,13 +22,14 @@ from api.deps import (
     CatalogDep,
     ClientDep,
     LifecycleDep,
+    ParseDep,
     ReaderDep,
     RegistryDep,
     SettingsDep,
     StateDep,
 )
 from api.errors import from_rpc
-from api.guards import OffloadDep
+from api.guards import StrictJsonRoute
 from api.limits import StreamLease
 from api.runs import build_input, details, start_attributes, summary
 from api.schemas.common import ERRORS, Accepted, GateIdPath, WorkflowIdPath
@@ -49,7 +50,9 @@ from workflows.language.limits import MAX_NAME_CHARS
 from workflows.models import GateView, LifecycleInput, RunStatus
 from workflows.pipeline import PipelineWorkflow
 
-router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
+router = APIRouter(
+    prefix="/workflows", tags=["workflows"], responses=ERRORS, route_class=StrictJsonRoute
+)
 
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -104,11 +107,11 @@ async def start_workflow(
     catalog: CatalogDep,
     registry: RegistryDep,
     settings: SettingsDep,
-    offload: OffloadDep,
+    parse: ParseDep,
 ) -> WorkflowPublic:
     """Validate and start a run; repeating a request with the same workflow_id is safe. Needs
     `start`; an inline definition also `start_inline`, `approval_mode: auto` also `start_auto`."""
-    inp = await offload.run(
+    inp = await parse.run(
         build_input,
         body.definition,
         body.input,
@@ -120,7 +123,7 @@ async def start_workflow(
     )
     workflow_id = body.workflow_id or f"{inp.definition.name}-{uuid.uuid4().hex[:12]}"
     return await start_once(
-        Started(client, settings, offload, caller, body, response),
+        Started(client, settings, parse, caller, body, response),
         PipelineWorkflow.run,
         inp,
         workflow_id,

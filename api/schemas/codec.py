@@ -18,6 +18,8 @@ def _base64(value: str) -> str:
 
 
 Base64 = Annotated[str, AfterValidator(_base64)]
+# Payloads in one request: the Web UI and the CLI send the few payloads of one event at a time.
+MAX_PAYLOADS = 1_000
 
 
 class CodecPayload(BaseModel):
@@ -26,4 +28,4 @@ class CodecPayload(BaseModel):
 
 
 class CodecPayloads(BaseModel):
-    payloads: list[CodecPayload]
+    payloads: list[CodecPayload] = Field(max_length=MAX_PAYLOADS)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from api.routes import definitions
+from activities.config import Settings
+from tests.api.conftest import Serve
 from tests.support import util
 from tests.test_hostile_input import ALIAS_BOMB
-from workflows.language.validation import validate_definition
 
 Auth = Callable[[str], dict[str, str]]
 MIB = 1_048_576
@@ -237,17 +237,11 @@ async def test_start_checks_catastrophic_pattern_in_linear_time(
 
 
 async def test_healthz_answers_while_a_large_validation_runs(
-    http: httpx.AsyncClient, as_: Auth, monkeypatch: pytest.MonkeyPatch
+    serve: Serve, api_settings: Settings, as_: Auth
 ) -> None:
-    """A large but legal validation runs in a worker thread: /healthz, asked once the validation
-    has begun, answers before it ends (on the event loop it could only answer after)."""
-    started = threading.Event()
-
-    def noted(*args: Any, **kwargs: Any) -> Any:
-        started.set()
-        return validate_definition(*args, **kwargs)
-
-    monkeypatch.setattr(definitions, "validate_definition", noted)
+    """A large but legal validation is checked in a checker process: /healthz, asked while the
+    validation holds its place, answers before it ends (on the event loop it could only answer
+    after)."""
     steps = [
         {
             "id": f"s{i}",
@@ -259,16 +253,22 @@ async def test_healthz_answers_while_a_large_validation_runs(
     ]
     payload = json.dumps({"name": "large", "steps": steps}).encode()
     assert len(payload) < MIB
-    validation = asyncio.create_task(
-        http.post(
-            "/definitions/validate",
-            content=payload,
-            headers={**as_("vic"), "Content-Type": "application/json"},
+    apps: list[FastAPI] = []
+    async with (
+        serve(api_settings, apps=apps) as base,
+        httpx.AsyncClient(base_url=base, timeout=120) as http,
+    ):
+        places = apps[0].state.stepgate.parse
+        validation = asyncio.create_task(
+            http.post(
+                "/definitions/validate",
+                content=payload,
+                headers={**as_("vic"), "Content-Type": "application/json"},
+            )
         )
-    )
-    await util.eventually(started.is_set, within=30, what="the validation began")
-    health = await http.get("/healthz")
-    assert health.status_code == 200
-    assert not validation.done(), "the validation finished before /healthz answered"
-    reply = await validation
+        await util.eventually(lambda: places.held("vic") == 1, within=30, what="validation began")
+        health = await http.get("/healthz")
+        assert health.status_code == 200
+        assert not validation.done(), "the validation finished before /healthz answered"
+        reply = await validation
     assert reply.status_code == 200 and reply.json() == {"valid": True, "errors": []}

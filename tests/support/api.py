@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from activities.config import Settings
 from activities.registry import ToolRegistry
@@ -21,9 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @contextlib.asynccontextmanager
-async def serve_app(settings: Settings, registry: ToolRegistry) -> AsyncIterator[str]:
-    """Serve an app for `settings` on a free local port; yields its base URL."""
+async def serve_app(
+    settings: Settings, registry: ToolRegistry, *, apps: list[FastAPI] | None = None
+) -> AsyncIterator[str]:
+    """Serve an app for `settings` on a free local port; yields its base URL. The app is
+    appended to `apps` when given, for tests that look at its state."""
     app = create_app(settings, registry)
+    if apps is not None:
+        apps.append(app)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
