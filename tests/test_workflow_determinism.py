@@ -17,8 +17,6 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 NOT_WORKFLOW_CODE = {
     "client.py": "the data converter and client set-up, used by the API, CLI and worker",
     "language/catalog_files.py": "reads the catalog's definition files, for the API and worker",
-    "builds.py": "hashes the workflow code's files into a worker's build id, at worker start",
-    "deployment.py": "asks Temporal about the worker deployment, for the worker, API and CLI",
     "query_text.py": "visibility query literals, for the API and the deployment listing",
     "builds.py": "hashes the workflow code's files for the worker's build id, at its start",
     "deployment.py": "Worker Deployment calls and their waits, for the worker's start and the API",
