@@ -20,6 +20,9 @@ MAX_STEPS = 500
 MAX_PARALLEL = MAX_STEPS
 # Items one for_each step runs over (the run continues as new as its history grows).
 MAX_ITEMS = 1_000
+# JSON bytes of a for_each list read back from a step output kept in the artifact store: the list
+# enters history (each item is a value in the run's state), so a quarter of what a step may keep.
+MAX_LOADED_LIST_BYTES = 262_144
 # Iterations of one repeat step.
 MAX_ITERATIONS = 1_000
 # `needs` of one step.
