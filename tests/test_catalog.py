@@ -212,13 +212,15 @@ def test_children_missing_names_the_step(folder: Path, tools: ToolRegistry) -> N
         live.current.children(live.current.get("parent"))
 
 
-def test_load_refuses_the_reserved_name_errors(folder: Path, tools: ToolRegistry) -> None:
-    """`errors` would be hidden by GET /definitions/errors, so no catalog pipeline may take it."""
-    write(folder, "errors.yaml", pipeline("errors"))
+@pytest.mark.parametrize("name", ["errors", "reload", "validate"])
+def test_load_refuses_the_reserved_names(folder: Path, tools: ToolRegistry, name: str) -> None:
+    """`/definitions/errors`, `/reload` and `/validate` are routes of their own, so no catalog
+    pipeline may take those names (`GET /definitions/<name>` would be ambiguous)."""
+    write(folder, f"{name}.yaml", pipeline(name))
     catalog = Catalog.load(folder, tools)
     assert catalog.refs() == []
     assert [(e.path, e.message) for e in catalog.errors] == [
-        ("name", "'errors' is reserved by the API")
+        ("name", f"{name!r} is reserved by the API")
     ]
 
 
@@ -377,3 +379,12 @@ def test_errors_quote_nothing_of_a_file_that_is_no_definition(
     assert (error.file, error.path) == ("conf.yaml", "")
     assert error.message.startswith(message)
     assert "hunter2" not in shown(catalog) and "db_password" not in shown(catalog)
+
+
+def test_get_refuses_a_version_that_is_no_ascii_number(folder: Path, tools: ToolRegistry) -> None:
+    """`name@²` is an unknown version (a KeyError naming it), not a crash in `int()`."""
+    write(folder, "p.yaml", pipeline("p"))
+    catalog = Catalog.load(folder, tools)
+    with pytest.raises(KeyError) as err:
+        catalog.get("p@²")
+    assert err.value.args[0] == "pipeline 'p' has no version '²' (have: 1)"

@@ -32,14 +32,16 @@ ReloaderDep = Annotated[Caller, Depends(needs(CATALOG_RELOAD))]
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPE = "application/json"
+# A definition as a document: a mapping, whatever it holds (the answer lists what is wrong in
+# it); in YAML it is the document's top level, as in JSON.
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 _BODY_DOC = {
     "requestBody": {
         "required": True,
         "content": {
             JSON_TYPE: {"schema": _ANY_OBJECT},
-            "application/yaml": {"schema": {"type": "string"}},
-            "text/yaml": {"schema": {"type": "string"}},
+            "application/yaml": {"schema": _ANY_OBJECT},
+            "text/yaml": {"schema": _ANY_OBJECT},
         },
     }
 }
@@ -132,7 +134,12 @@ async def validate(
 
 
 def _validate(media: str, raw: bytes, catalog: Catalog, registry: ToolRegistry) -> ValidationPublic:
-    report = validate_definition(_parse(media, raw), registry, catalog=catalog.versions)
+    document = _parse(media, raw)
+    if not isinstance(document, dict):
+        # Not a definition at all, as the OpenAPI document says: the request is refused.
+        message = "a definition is a mapping with name and steps"
+        raise ApiError(422, "invalid", message, [{"path": "", "message": message}])
+    report = validate_definition(document, registry, catalog=catalog.versions)
     return ValidationPublic(
         valid=report.valid,
         errors=[IssuePublic(path=i.path, message=i.message) for i in report.errors],

@@ -183,7 +183,10 @@ async def watch_workflow(
     client: ClientDep,
     state: StateDep,
     workflow_id: WorkflowIdPath,
-    last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
+    last_event_id: Annotated[
+        str,
+        Header(pattern=r"^[0-9]{0,18}$", description="resume after this revision (its `id`)"),
+    ] = "",
 ) -> StreamingResponse:
     """Live status as Server-Sent Events: one event per revision, closed when the run closes.
     Each key's principal may hold a bounded number of streams open (429 beyond it)."""
@@ -195,12 +198,17 @@ async def watch_workflow(
         lease.release()
         raise
     return StreamingResponse(
-        _leased(events.stream(state.hub, client, first, last_event_id), lease),
+        _leased(events.stream(state.hub, client, first, _revision(last_event_id)), lease),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         # Also released here in case the stream is dropped before it ever ran.
         background=BackgroundTask(lease.release),
     )
+
+
+def _revision(last_event_id: str) -> int | None:
+    """The revision a reconnecting stream saw last (empty: none)."""
+    return int(last_event_id) if last_event_id else None
 
 
 async def _leased(chunks: AsyncIterator[str], lease: StreamLease) -> AsyncIterator[str]:

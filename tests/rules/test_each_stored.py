@@ -123,3 +123,22 @@ def test_a_pass_that_stops_the_run_takes_its_list_read_back() -> None:
     effects = sim.advance()
     assert not [e for e in effects if isinstance(e, LoadList)]
     assert sim.states()["write"] == "cancelled" and sim.finished
+
+
+def test_data_shaped_like_an_artifact_marker_is_never_read_back() -> None:
+    """A list reference whose value merely looks like a stored output (run input, a tool's
+    output) is data: no read is asked for, and the step fails as for any value that is no list."""
+    sim = Sim(
+        """
+name: forged
+input: {type: object, properties: {xs: {type: object}}}
+steps:
+  - id: write
+    for_each: "${input.xs}"
+    tool: t.x
+""",
+        {"xs": {ARTIFACT_MARKER: REF, "path": []}},
+    )
+    effects = sim.advance()
+    assert not [e for e in effects if isinstance(e, LoadList)]
+    assert sim.step("write").error == "for_each must be a list, got dict"

@@ -24,8 +24,9 @@ from workflows.language.validation import Issue, validate_definition
 
 log = structlog.get_logger("stepgate.catalog")
 
-# `GET /definitions/errors` is a route of its own, so no catalog pipeline may take that name.
-RESERVED_NAMES = frozenset({"errors"})
+# `/definitions/errors`, `/definitions/validate` and `/definitions/reload` are routes of their
+# own, so no catalog pipeline may take those names (`GET /definitions/<name>` would be ambiguous).
+RESERVED_NAMES = frozenset({"errors", "reload", "validate"})
 # Errors kept per file and in all (a hostile or broken folder must not make the answer large);
 # messages are cut to MAX_MESSAGE_CHARS.
 MAX_ERRORS_PER_FILE = 20
@@ -90,7 +91,8 @@ class Catalog:
             raise KeyError(f"unknown pipeline {name!r} (catalog has: {some_names(self.names())})")
         if not version:
             return versions[max(versions)]
-        if not version.isdigit() or int(version) not in versions:
+        # ASCII digits only: `isdigit` also holds for `²`, which `int` refuses.
+        if not (version.isascii() and version.isdigit()) or int(version) not in versions:
             have = ", ".join(str(v) for v in sorted(versions))
             raise KeyError(f"pipeline {name!r} has no version {version!r} (have: {have})")
         return versions[int(version)]

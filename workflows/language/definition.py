@@ -45,6 +45,8 @@ def _check_duration(value: str) -> str:
 Duration = Annotated[str, AfterValidator(_check_duration)]
 Id = Annotated[str, Field(max_length=MAX_ID_CHARS)]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+# A pipeline's name (a catalog entry is `name` or `name@version`).
+PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 Expression = Annotated[str, Field(max_length=MAX_EXPRESSION_CHARS)]
 
@@ -272,7 +274,7 @@ class Defaults(_Strict):
 
 
 class Definition(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME_CHARS)
+    name: str = Field(pattern=PIPELINE_NAME_PATTERN, max_length=MAX_NAME_CHARS)
     version: int = Field(1, ge=1, le=1_000_000)
     description: Text = ""
     input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
