@@ -24,6 +24,7 @@ from activities.access import AccessActivities
 from activities.audit import AuditActivities
 from activities.checks import CheckActivities
 from activities.config import Settings, get_settings
+from activities.lists import ListActivities
 from activities.logs import configure_logging
 from activities.memory import MemoryActivities
 from activities.registry import ToolError, ToolRegistry
@@ -107,6 +108,7 @@ def build_worker(
     checks = CheckActivities(registry)
     plans = PlanActivities(registry)
     audit = AuditActivities(tools.artifacts)
+    lists = ListActivities(tools.artifacts)
     # Reads the API keys and permissions files now: a bad one stops the worker at start.
     access = access or AccessActivities(settings)
     return StepgateWorker(
@@ -119,6 +121,7 @@ def build_worker(
             *checks.activities(),
             *plans.activities(),
             *audit.activities(),
+            *lists.activities(),
             *memory.activities(),
             access.authorize,
         ],

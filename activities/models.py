@@ -163,6 +163,20 @@ class AuditChunkStored(BaseModel):
     sha256: str
 
 
+# A for_each step's list read back from a step output kept in the artifact store.
+LOAD_LIST_ACTIVITY = "stepgate.load_list"
+
+
+class ListCall(BaseModel):
+    artifact: ArtifactRef
+    path: list[str] = Field(default_factory=list, description="where the list is in the output")
+    max_bytes: int = Field(description="refuse a value whose JSON is larger (it enters history)")
+
+
+class ListResult(BaseModel):
+    value: Any = None
+
+
 # Checking a definition made at run time (a plan) before it may run.
 VALIDATE_PLAN_ACTIVITY = "stepgate.validate_plan"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from activities.artifacts import ArtifactStore
 from activities.errors import fatal
-from activities.models import PathError, Slot, walk_path
+from activities.models import ArtifactRef, PathError, Slot, walk_path
 from activities.secrets import SecretStore
 
 
@@ -46,6 +46,16 @@ def held(args: Any, slots: list[Slot]) -> set[str]:
     return names
 
 
+async def read_stored(artifacts: ArtifactStore, ref: ArtifactRef, path: list[str]) -> Any:
+    """The value at `path` in a step output kept in the artifact store."""
+    data = await artifacts.read_ref(ref)
+    value = await asyncio.to_thread(json.loads, data)
+    try:
+        return walk_path(value, path, f"stored output {ref.path!r}")
+    except PathError as err:
+        raise fatal(str(err), "BadReference") from None
+
+
 async def fill(
     args: dict[str, Any],
     slots: list[Slot],
@@ -65,14 +75,7 @@ async def fill(
         if node[key] != slot.expect:
             continue
         if slot.artifact is not None:
-            data = await artifacts.read_ref(slot.artifact)
-            value = await asyncio.to_thread(json.loads, data)
-            try:
-                node[key] = walk_path(
-                    value, slot.artifact_path, f"stored output {slot.artifact.path!r}"
-                )
-            except PathError as err:
-                raise fatal(str(err), "BadReference") from None
+            node[key] = await read_stored(artifacts, slot.artifact, slot.artifact_path)
         elif slot.parts is not None:
             node[key] = "".join(
                 text if kind == "text" else secrets.reveal(text, used) for kind, text in slot.parts

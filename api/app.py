@@ -14,7 +14,7 @@ from activities.artifacts import LocalArtifactStore
 from activities.config import Settings, get_settings
 from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
-from api import errors
+from api import errors, openapi
 from api.access_log import AccessLog
 from api.admission import Admission, ParsePool
 from api.auth import KeyStore
@@ -113,4 +113,5 @@ def create_app(
     # Added last, so it is the outermost of these: it sees every request and its final status.
     app.add_middleware(AccessLog)
     app.include_router(api_router)
+    openapi.install(app)
     return app

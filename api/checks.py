@@ -20,6 +20,11 @@ def check_json(raw: bytes, *, tools: Any = None) -> None:
     parse_json(raw)
 
 
+# What a document that is not a mapping is told (the route answers 422 for it, as the OpenAPI
+# document says: it is no definition at all).
+NOT_A_DEFINITION = "a definition is a mapping with name and steps"
+
+
 def read_definition(
     media_json: bool, raw: bytes, pipelines: frozenset[str], *, tools: Any = None
 ) -> tuple[bool, Issues]:
@@ -41,5 +46,7 @@ def check_definition(
     pipeline names (what `pipeline:` steps may name)."""
     tools = tools or checker_process.registry
     assert tools is not None, "set when the checker process started"
+    if not isinstance(document, dict):
+        return False, [("", NOT_A_DEFINITION)]
     report = validate_definition(document, tools, catalog=dict.fromkeys(pipelines))
     return report.valid, [(i.path, i.message) for i in report.errors]

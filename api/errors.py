@@ -8,8 +8,9 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.client import TemporalUnreachable
@@ -109,10 +110,36 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return respond(invalid(issues))
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+# Methods a path may be asked whether it serves (OPTIONS is answered for every path).
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path serves, OPTIONS included (Starlette's 405 names only the
+    first route that matched: `/workflows` said POST, not GET). A fixed path the OpenAPI
+    document names is that path's resource, even where a template matches it too
+    (`/definitions/validate` is not `/definitions/{name}`, whose names exclude it)."""
+    documented = request.app.openapi().get("paths", {}).get(request.url.path)
+    if documented:
+        served = [m for m in _METHODS if m.lower() in documented]
+    else:
+        routes = request.app.router.routes
+        served = [
+            m
+            for m in _METHODS
+            if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)
+        ]
+    return ", ".join([*served, "OPTIONS"])
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # registered for it only
     codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        if request.method == "OPTIONS":  # what a path offers: its methods, no body
+            return Response(status_code=204, headers=headers)
     return JSONResponse(
         body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
         exc.status_code,

@@ -36,9 +36,9 @@ def runs_query(
     return " AND ".join(clauses)
 
 
-# A cursor is Temporal's page token behind a short checksum: a mangled or invented cursor is
-# refused here with 422 instead of reaching the server, which answers junk tokens with errors it
-# retries for half a minute.
+# A cursor is Temporal's page token behind a short checksum: a mangled or invented cursor names
+# no page (404) and is refused here instead of reaching the server, which answers junk tokens
+# with errors it retries for half a minute.
 _CHECK_BYTES = 8
 # Temporal's page tokens are a few hundred bytes; a longer cursor is refused by the route.
 MAX_CURSOR_CHARS = 4_096
@@ -61,7 +61,9 @@ def decode_cursor(cursor: str | None) -> bytes | None:
         raw = b""
     check, token = raw[:_CHECK_BYTES], raw[_CHECK_BYTES:]
     if not token or not hmac.compare_digest(check, _check(token)):
-        raise ApiError(422, "invalid", "cursor is not one this API returned")
+        raise ApiError(
+            404, "not_found", "no page has this cursor: pass the next_cursor of the page before"
+        )
     return token
 
 

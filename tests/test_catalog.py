@@ -212,13 +212,15 @@ def test_children_missing_names_the_step(folder: Path, tools: ToolRegistry) -> N
         live.current.children(live.current.get("parent"))
 
 
-def test_load_refuses_the_reserved_name_errors(folder: Path, tools: ToolRegistry) -> None:
-    """`errors` would be hidden by GET /definitions/errors, so no catalog pipeline may take it."""
-    write(folder, "errors.yaml", pipeline("errors"))
+@pytest.mark.parametrize("name", ["errors", "reload", "validate"])
+def test_load_refuses_the_reserved_names(folder: Path, tools: ToolRegistry, name: str) -> None:
+    """`/definitions/errors`, `/reload` and `/validate` are routes of their own, so no catalog
+    pipeline may take those names (`GET /definitions/<name>` would be ambiguous)."""
+    write(folder, f"{name}.yaml", pipeline(name))
     catalog = Catalog.load(folder, tools)
     assert catalog.refs() == []
     assert [(e.path, e.message) for e in catalog.errors] == [
-        ("name", "'errors' is reserved by the API")
+        ("name", f"{name!r} is reserved by the API")
     ]
 
 
@@ -298,3 +300,91 @@ def test_an_unknown_pipeline_names_only_the_first_few_of_a_large_catalog(
     message = err.value.args[0]
     assert message.startswith("unknown pipeline 'nope' (catalog has: p00, p01,")
     assert message.endswith("p19 and 5 more)") and "p20" not in message
+
+
+# Lines a file outside the catalog might hold; none of them may reach an error.
+SECRET_LINES = "db_password: hunter2-outside\napi_token: tok-outside\nname: 5\n"
+
+
+def shown(catalog: Catalog) -> str:
+    """Everything the catalog's errors show a viewer, as one text."""
+    return " ".join(f"{e.file} {e.path} {e.message} {e.kept}" for e in catalog.errors)
+
+
+def test_scan_skips_links_out_of_the_folder_and_names_them(
+    folder: Path, tools: ToolRegistry, tmp_path: Path
+) -> None:
+    """A link to a file outside the folder (directly, or up out of a subfolder) is skipped with
+    an error naming the link and nothing of its target; a link to a file inside is followed
+    (a Kubernetes ConfigMap's `x.yaml -> ..data/x.yaml`)."""
+    outside = tmp_path / "system.yaml"
+    outside.write_text(SECRET_LINES)
+    os.symlink(outside, folder / "abs.yaml")
+    write(folder, "sub/keep.yaml", pipeline("keep"))
+    os.symlink("../../system.yaml", folder / "sub" / "rel.yaml")
+    os.symlink(tmp_path / "missing.yaml", folder / "gone.yaml")
+    write(folder, "..2026_01_01/cm.yaml", pipeline("cm"))
+    os.symlink("..2026_01_01", folder / "..data")
+    os.symlink("..data/cm.yaml", folder / "cm.yaml")
+    catalog = Catalog.load(folder, tools)
+    assert catalog.refs() == ["cm@1", "keep@1"]
+    assert {(e.file, e.path, e.message) for e in catalog.errors} == {
+        (rel, "", catalog_files.OUTSIDE) for rel in ("abs.yaml", "gone.yaml", "sub/rel.yaml")
+    }
+    assert "hunter2" not in shown(catalog) and "db_password" not in shown(catalog)
+
+
+def test_read_never_leaves_the_folder_when_a_link_appears_after_the_walk(
+    folder: Path, tools: ToolRegistry, tmp_path: Path
+) -> None:
+    """A folder or file swapped for a link to the outside between the walk and the read is
+    refused as unreadable; nothing of the outside file is read or shown."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "p.yaml").write_text(SECRET_LINES)
+    write(folder, "sub/p.yaml", pipeline("p"))
+    write(folder, "q.yaml", pipeline("q"))
+    scan = catalog_files.scan(folder)
+    shutil.rmtree(folder / "sub")
+    os.symlink(elsewhere, folder / "sub")
+    (folder / "q.yaml").unlink()
+    os.symlink(elsewhere / "p.yaml", folder / "q.yaml")
+    catalog = Catalog.load(folder, tools, scan=scan)
+    assert catalog.refs() == []
+    assert {(e.file, e.message) for e in catalog.errors} == {
+        ("sub/p.yaml", "cannot be read: Not a directory"),
+        ("q.yaml", "cannot be read: Too many levels of symbolic links"),
+    }
+    assert "hunter2" not in shown(catalog) and "db_password" not in shown(catalog)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SECRET_LINES, "not a pipeline definition"),
+        ("db_password: hunter2-outside\n\tapi_token: [\n", "not valid YAML or JSON at line"),
+        ("db_password: .nan\n", "breaks a document limit: NaN and Infinity"),
+        ("db_password: !hunter2-outside x\n", "YAML tag"),
+    ],
+    ids=["other-yaml", "syntax", "limit", "tag"],
+)
+def test_errors_quote_nothing_of_a_file_that_is_no_definition(
+    folder: Path, tools: ToolRegistry, text: str, message: str
+) -> None:
+    """A file that is not a pipeline definition (other YAML, broken YAML, a document limit, a
+    foreign tag) is one error with no path and nothing of its keys or values."""
+    write(folder, "conf.yaml", text)
+    catalog = Catalog.load(folder, tools)
+    (error,) = catalog.errors
+    assert (error.file, error.path) == ("conf.yaml", "")
+    assert error.message.startswith(message)
+    assert "hunter2" not in shown(catalog) and "db_password" not in shown(catalog)
+
+
+def test_get_refuses_a_version_that_is_no_ascii_number(folder: Path, tools: ToolRegistry) -> None:
+    """`name@²` is an unknown version (a KeyError naming it), not a crash in `int()`."""
+    write(folder, "p.yaml", pipeline("p"))
+    catalog = Catalog.load(folder, tools)
+    with pytest.raises(KeyError) as err:
+        catalog.get("p@²")
+    assert err.value.args[0] == "pipeline 'p' has no version '²' (have: 1)"

@@ -306,3 +306,12 @@ steps:
         e.startswith("steps[3].total_timeout: a local activity runs at most 60s") for e in found
     )
     assert len(found) == 5, found
+
+
+def test_malformed_secrets_list_is_an_error_not_a_crash(tools: ToolRegistry) -> None:
+    """`secrets: [{}]` (an entry that is no name) is reported with its path; it was a
+    TypeError, a 500 from `POST /workflows` and `POST /schedules`."""
+    found = errors(
+        {"name": "s", "secrets": [{}], "steps": [{"id": "a", "tool": "data.echo"}]}, tools
+    )
+    assert found and all(e.startswith("secrets[0]") for e in found), found

@@ -1,6 +1,6 @@
-"""Carrying out what the rules ask of a pipeline run: each tool call, child run or plan check
-as a task of its own whose result comes back as an event, and gate notifications in the
-background. Workflow code."""
+"""Carrying out what the rules ask of a pipeline run: each tool call, child run, plan check or
+for_each list read as a task of its own whose result comes back as an event, and gate
+notifications in the background. Workflow code."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.language.definition import Definition
     from workflows.language.limits import LOCAL_CALLS_PER_TASK
     from workflows.rules import lifecycle
-    from workflows.rules.scheduler import CheckPlan, Effect, Invoke
+    from workflows.rules.scheduler import CheckPlan, Effect, Invoke, LoadList
     from workflows.rules.state import PlanRecord, Result, RunData
     from workflows.rules.units import plan_digest
 
@@ -49,6 +49,8 @@ class Effects:
             self._start(effect.step, self._invoke(effect, effect.step in self.local), effect.round)
         elif isinstance(effect, CheckPlan):
             self._start(effect.step, self._check_plan(effect), None)
+        elif isinstance(effect, LoadList):
+            self._start(effect.step, self._load_list(effect), effect.round)
         else:
             notify(effect)
 
@@ -103,6 +105,17 @@ class Effects:
         self.tasks.pop(inv.step, None)
         self.local.discard(inv.step)
         self._event(lifecycle.record_result, self._state, inv.step, result)
+
+    async def _load_list(self, load: LoadList) -> None:
+        try:
+            found = await internal.load_list(load)
+            result = Result(round=load.round, ok=True, output=found.value, attempts=1)
+        except asyncio.CancelledError:
+            result = Result(round=load.round, ok=False, cancelled=True, attempts=0)
+        except ActivityError as err:
+            result = Result(round=load.round, ok=False, error=calls.failure_message(err))
+        self.tasks.pop(load.step, None)
+        self._event(lifecycle.record_result, self._state, load.step, result)
 
     async def _check_plan(self, check: CheckPlan) -> None:
         try:

@@ -1,5 +1,6 @@
 """Stepgate's own activities as workflow code calls them: the check of a patch or a child's
-input (local), the check of a plan, the owner check of a scheduled run, and audit archives."""
+input (local), the check of a plan, the owner check of a scheduled run, audit archives, and a
+for_each list read back from the artifact store."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
         ARCHIVE_AUDIT_ACTIVITY,
         AUTHORIZE_ACTIVITY,
         CHECK_ACTIVITY,
+        LOAD_LIST_ACTIVITY,
         VALIDATE_PLAN_ACTIVITY,
         AuditChunk,
         AuditChunkStored,
@@ -17,9 +19,12 @@ with workflow.unsafe.imports_passed_through():
         AuthorizeResult,
         CheckCall,
         CheckResult,
+        ListCall,
+        ListResult,
         PlanCall,
         PlanResult,
     )
+    from workflows.language.limits import MAX_LOADED_LIST_BYTES
     from workflows.models import StartOrigin
     from workflows.retries import (
         ARCHIVE_RETRY,
@@ -28,9 +33,11 @@ with workflow.unsafe.imports_passed_through():
         AUTHORIZE_TIMEOUT,
         CHECK_RETRY,
         CHECK_TIMEOUT,
+        LOAD_LIST_RETRY,
+        LOAD_LIST_TIMEOUT,
         PLAN_TIMEOUT,
     )
-    from workflows.rules.units import CheckPlan
+    from workflows.rules.units import CheckPlan, LoadList
 
 
 async def validate_plan(plan: CheckPlan) -> PlanResult:
@@ -82,5 +89,17 @@ async def archive(chunk: AuditChunk) -> AuditChunkStored:
         start_to_close_timeout=ARCHIVE_TIMEOUT,
         retry_policy=ARCHIVE_RETRY,
         summary=f"archive audit {chunk.first_seq}-{chunk.last_seq}",
+    )
+    return result
+
+
+async def load_list(load: LoadList) -> ListResult:
+    result: ListResult = await workflow.execute_activity(
+        LOAD_LIST_ACTIVITY,
+        ListCall(artifact=load.artifact, path=load.path, max_bytes=MAX_LOADED_LIST_BYTES),
+        result_type=ListResult,
+        start_to_close_timeout=LOAD_LIST_TIMEOUT,
+        retry_policy=LOAD_LIST_RETRY,
+        summary=f"{load.step}: read the for_each list",
     )
     return result

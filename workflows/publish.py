@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rules.gates import Notify
     from workflows.rules.scheduler import RunContext
     from workflows.rules.state import RunData
+    from workflows.rules.turn import step_of, unit_scope
     from workflows.visibility import Visibility
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -77,15 +78,19 @@ class Publisher:
 
     async def notify(self, state: RunData, n: Notify) -> None:
         """Tell a gate's approvers (the gate's own notify, else the deployment's), once a slot
-        among the notifications out is free."""
+        among the notifications out is free. A gate's id is its unit's: a step's, or a for_each
+        item's `<step>.<index>`."""
         async with self._notifying:
             await self._notify(state, n)
 
     async def _notify(self, state: RunData, n: Notify) -> None:
-        gate = state.steps[n.step].gate
-        approval = self._def.step(n.step).approval
+        unit = state.unit(n.gate)
+        gate = unit.gate if unit is not None else None
+        if unit is None or gate is None:
+            return
+        approval = self._def.step(step_of(unit)).approval
         spec = (approval.notify if approval else None) or self._inp.notify.notify
-        if gate is None or approval is None or spec is None:
+        if approval is None or spec is None:
             return
         info = workflow.info()
         key = f"{info.workflow_id}/{n.gate}/{gate.stage}/r{gate.round}/{n.event}"
@@ -95,8 +100,8 @@ class Publisher:
             gate, approval, self._def, info.workflow_id, n.event, self._inp.notify.link_base
         )
         try:
-            with_, slots = self._ctx.scope(state).resolve_slots(spec.with_)
+            with_, slots = unit_scope(state, self._def, self._ctx, unit).resolve_slots(spec.with_)
         except RefError as err:
             workflow.logger.warning("gate notification not sent: %s", err)
             return
-        await self._calls.notify(spec, with_, slots, n.step, key, text)
+        await self._calls.notify(spec, with_, slots, unit.id, key, text)

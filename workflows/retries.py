@@ -36,6 +36,14 @@ def retry_policy(spec: RetrySpec | None, defaults: Defaults) -> RetryPolicy:
 # Checks of a patch or a child's input run as local activities: quick, retried a few times.
 CHECK_TIMEOUT = timedelta(seconds=10)
 CHECK_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(milliseconds=200))
+# A for_each list read back from the artifact store: a file read, tried a few times
+# (a store that is briefly unreachable must not fail the step; a missing file fails at once).
+LOAD_LIST_TIMEOUT = timedelta(seconds=30)
+LOAD_LIST_RETRY = RetryPolicy(
+    maximum_attempts=10,
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+)
 # A plan is checked in a regular activity: validating a whole definition may take a while.
 PLAN_TIMEOUT = timedelta(seconds=60)
 

@@ -50,6 +50,9 @@ BATCH_TIMEOUT = timedelta(seconds=30)
 _PRIORITY_NAMES: dict[str, Priority] = {p: p for p in PRIORITIES}
 # Every priority once, comma-separated, with room for a space after each comma.
 PRIORITY_PARAM_MAX = len(", ".join(PRIORITIES))
+# What the parameter may hold, stated in the OpenAPI document: names, commas, spaces.
+_ONE = "(" + "|".join(PRIORITIES) + ")"
+PRIORITY_PATTERN = f"^ *{_ONE} *(, *{_ONE} *)*$"
 
 
 def may_decide(gate: GateSummary, caller: Caller) -> bool:
@@ -145,6 +148,7 @@ async def inbox(
         str | None,
         Query(
             max_length=PRIORITY_PARAM_MAX,
+            pattern=PRIORITY_PATTERN,
             description="only gates of these priorities: `urgent`, or a list `urgent,high`",
         ),
     ] = None,

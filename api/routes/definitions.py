@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from activities.access import CATALOG_RELOAD
 from activities.documents import DocumentError, format_loc
 from api.auth import Caller
-from api.checks import check_definition, read_definition
+from api.checks import NOT_A_DEFINITION, check_definition, read_definition
 from api.deps import CatalogDep, LiveCatalogDep, ParseDep, ReaderDep, needs
 from api.errors import ApiError
 from api.guards import OffloadDep, is_json, parsed_json, was_parsed
@@ -31,14 +31,16 @@ ReloaderDep = Annotated[Caller, Depends(needs(CATALOG_RELOAD))]
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPE = "application/json"
+# A definition as a document: a mapping, whatever it holds (the answer lists what is wrong in
+# it); in YAML it is the document's top level, as in JSON.
 _ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
 _BODY_DOC = {
     "requestBody": {
         "required": True,
         "content": {
             JSON_TYPE: {"schema": _ANY_OBJECT},
-            "application/yaml": {"schema": {"type": "string"}},
-            "text/yaml": {"schema": {"type": "string"}},
+            "application/yaml": {"schema": _ANY_OBJECT},
+            "text/yaml": {"schema": _ANY_OBJECT},
         },
     }
 }
@@ -136,6 +138,11 @@ async def validate(
             valid, errors = await parse.check(read_definition, is_json(media), raw, pipelines)
         except DocumentError as err:
             raise _refused(err) from None
+    if errors == [("", NOT_A_DEFINITION)]:
+        # Not a definition at all, as the OpenAPI document says: the request is refused.
+        raise ApiError(
+            422, "invalid", NOT_A_DEFINITION, [{"path": "", "message": NOT_A_DEFINITION}]
+        )
     return ValidationPublic(
         valid=valid, errors=[IssuePublic(path=path, message=message) for path, message in errors]
     )

@@ -193,7 +193,10 @@ async def watch_workflow(
     client: ClientDep,
     state: StateDep,
     workflow_id: WorkflowIdPath,
-    last_event_id: Annotated[int | None, Header(description="resume after this revision")] = None,
+    last_event_id: Annotated[
+        str,
+        Header(pattern=r"^[0-9]{0,18}$", description="resume after this revision (its `id`)"),
+    ] = "",
 ) -> StreamingResponse:
     """Live status as Server-Sent Events: the status whole, then a JSON Patch per change, closed
     when the run closes or the key is removed or expires. Each key's principal may hold a bounded
@@ -212,7 +215,7 @@ async def watch_workflow(
         state.hub,
         client,
         first,
-        last_event_id,
+        _revision(last_event_id),
         budget=state.limits.stream_bytes(caller.principal),
         key=key,
     )
@@ -223,6 +226,11 @@ async def watch_workflow(
         # Also released here in case the stream is dropped before it ever ran.
         background=BackgroundTask(lease.release),
     )
+
+
+def _revision(last_event_id: str) -> int | None:
+    """The revision a reconnecting stream saw last (empty: none)."""
+    return int(last_event_id) if last_event_id else None
 
 
 async def _leased(chunks: AsyncIterator[str], lease: StreamLease) -> AsyncIterator[str]:

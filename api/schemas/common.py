@@ -5,9 +5,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, WithJsonSchema
 
-from workflows.language.limits import MAX_GATE_ID_CHARS
+from workflows.language.definition import PIPELINE_NAME_PATTERN
+from workflows.language.limits import MAX_GATE_ID_CHARS, MAX_NAME_CHARS
+
+# A catalog pipeline as a request names it: `deploy` (the newest version) or `deploy@2`.
+CatalogRef = Annotated[
+    str,
+    Field(
+        max_length=MAX_NAME_CHARS, pattern=PIPELINE_NAME_PATTERN.removesuffix("$") + "(@[0-9]*)?$"
+    ),
+]
+# An inline definition (or a governed run's plan) as the OpenAPI document states it: the
+# language's model, whose schema api/openapi.py adds to the components. What JSON Schema cannot
+# state (tools and their inputs, references, conditions, the step graph) is checked after, each
+# problem named in a 422; the route reads the mapping as it came and validates it itself.
+InlineDefinition = Annotated[
+    dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/Definition"})
+]
 
 
 class ErrorBody(BaseModel):

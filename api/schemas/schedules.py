@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
+from api.schemas.common import CatalogRef, InlineDefinition
 from workflows.language.durations import parse_duration
 from workflows.language.limits import MAX_NAME_CHARS
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
 
+# Exactly one of cron and interval, each a string when given (null reads as absent).
+_ONE_TIMING: JsonDict = {
+    "oneOf": [
+        {"required": [k], "properties": {k: {"type": "string"}}} for k in ("cron", "interval")
+    ]
+}
+
+
 class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_TIMING)
 
     schedule_id: str | None = Field(None, pattern=SCHEDULE_ID_PATTERN)
-    definition: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | dict[str, Any]
+    definition: CatalogRef | InlineDefinition
     input: dict[str, Any] = Field(default_factory=dict)
     cron: str | None = Field(
         None, max_length=MAX_NAME_CHARS, description="a cron expression, e.g. `0 6 * * 1-5`"

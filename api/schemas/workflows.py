@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.common import CatalogRef, InlineDefinition
 from workflows.language.definition import Action
 from workflows.language.limits import MAX_NAME_CHARS
 from workflows.models import AuditEntry, GateView, ItemView, IterationView, StepView
@@ -17,7 +18,7 @@ WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 class WorkflowCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    definition: Annotated[str, Field(max_length=MAX_NAME_CHARS)] | dict[str, Any] = Field(
+    definition: CatalogRef | InlineDefinition = Field(
         description="a catalog name (`deploy`), a pinned version (`deploy@2`), "
         "or an inline definition"
     )
@@ -113,7 +114,7 @@ class GovernedCreate(BaseModel):
 
     request: str = Field(min_length=1, max_length=10_000)
     context: dict[str, Any] = Field(default_factory=dict)
-    plan: dict[str, Any] | None = Field(None, description="a proposed plan; else the LLM plans")
+    plan: InlineDefinition | None = Field(None, description="a proposed plan; else the LLM plans")
     policy: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_-]{1,100}$", description="a policy in definitions/policies/"
     )

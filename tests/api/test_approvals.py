@@ -134,8 +134,8 @@ async def test_inbox_drops_gate_for_who_voted_and_elides_large_subjects(
 async def test_inbox_pages_through_runs_with_cursors(
     http: httpx.AsyncClient, start_run: StartRun, as_: Auth
 ) -> None:
-    """With one run per page the cursors walk every waiting run exactly once; a forged cursor is
-    refused."""
+    """With one run per page the cursors walk every waiting run exactly once; a forged cursor
+    names no page (404)."""
     ids = [await start_run() for _ in range(3)]
 
     async def whole_inbox() -> list[dict[str, Any]]:
@@ -162,7 +162,7 @@ async def test_inbox_pages_through_runs_with_cursors(
         assert pages < 50, "cursors never end"
     assert sorted(seen) == sorted(ids)
     r = await http.get("/approvals", params={"cursor": "AAAA" + "x" * 20}, headers=as_("alice"))
-    assert r.status_code == 422 and "cursor" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "cursor" in r.json()["error"]["message"]
     r = await http.get("/approvals", params={"page_size": 0}, headers=as_("alice"))
     assert r.status_code == 422
 

@@ -13,6 +13,7 @@ from activities.config import Settings
 from tests.api.conftest import Serve
 from tests.api.helpers import eventually, wait_state
 from tests.test_catalog import BROKEN, pipeline, write
+from workflows.language import catalog_files
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -101,6 +102,21 @@ async def test_broken_version_stays_loaded_and_error_listed(
     r = await start(http, as_("olga"), "keep")
     status = await wait_state(http, r.json()["workflow_id"], "completed", as_("vic"))
     assert status["output"] == "two"
+
+
+async def test_link_to_a_file_outside_listed_by_name_only(
+    http: httpx.AsyncClient, definitions: Path, tmp_path: Path, as_: Auth
+) -> None:
+    """A viewer's `GET /definitions/errors` names a link to a file outside the folder and shows
+    none of that file's lines (it once listed each top-level key of a system file)."""
+    outside = tmp_path / "host.conf"
+    outside.write_text("".join(f"line{n}_secret: value{n}\n" for n in range(30)))
+    (definitions / "sys.yaml").symlink_to(outside)
+    listed = await eventually(lambda: errors(http, as_("vic")), bool, "the link listed")
+    assert "secret" not in str(listed) and "value" not in str(listed)
+    assert listed == [
+        {"file": "sys.yaml", "path": "", "message": catalog_files.OUTSIDE, "kept": None}
+    ]
 
 
 async def test_deleted_version_file_removes_it(

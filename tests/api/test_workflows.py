@@ -201,11 +201,12 @@ async def test_cancel_as_viewer_forbidden(http: httpx.AsyncClient, as_: Auth) ->
 async def test_list_refuses_a_cursor_it_did_not_issue(
     http: httpx.AsyncClient, as_: Callable[[str], dict[str, str]]
 ) -> None:
-    """A mangled or invented cursor is a 422, not a server error after long retries."""
-    for cursor in ("not-base64!", "AAAA", "eyJmb28iOiAxfQ=="):
+    """A mangled or invented cursor names no page: a 404 at once, not a server error after long
+    retries (nor a 422 for a value the OpenAPI document allows)."""
+    for cursor in ("not-base64!", "AAAA", "eyJmb28iOiAxfQ==", "0" * 4_096):
         r = await http.get("/workflows", params={"cursor": cursor}, headers=as_("vic"))
-        assert r.status_code == 422, r.text
-        assert r.json()["error"]["message"] == "cursor is not one this API returned"
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["message"].startswith("no page has this cursor")
 
 
 async def test_status_of_run_without_worker_is_503_not_a_hang(

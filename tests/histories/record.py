@@ -27,6 +27,7 @@ from tests.conftest import temporal_cli
 from tests.histories.record_governed import record_governed
 from tests.pipeline.gating import decide, open_gate
 from tests.support.fakes import FAKE_TOOLS
+from tests.support.util import eventually
 from worker import build_worker
 from workflows.client import make_data_converter
 from workflows.contract import SEARCH_ATTRIBUTES
@@ -328,6 +329,58 @@ async def _each_slot(client: Client, handle: Handle) -> None:
         await open_gate(handle, uid)
     for uid in ("write.2", "write.1", "write.0"):
         await decide(handle, uid, "approve")
+
+
+@scenario(
+    "for_each_item_gates_notify",
+    """
+name: each_notify
+steps:
+  - id: files
+    tool: test.echo
+    with: {list: [a.py, b.py]}
+  - id: write
+    needs: [files]
+    for_each: "${steps.files.output.list}"
+    tool: test.echo
+    with: {path: "${item}"}
+    approval:
+      approvers: ["role:ops"]
+      review: "write ${item}?"
+      remind_after: 300ms
+      max_reminders: 1
+      notify: {tool: test.ledger, with: {sleep: 0}}
+output: "${steps.write.output}"
+""",
+)
+async def _each_notify(client: Client, handle: Handle) -> None:
+    async def reminded() -> int:
+        status = await handle.query(PipelineWorkflow.status)
+        return sum(a.kind == "reminder" for a in status.audit)
+
+    await eventually(reminded, ok=lambda n: n >= 2, what="each item gate reminded once")
+    for uid in ("write.1", "write.0"):
+        await decide(handle, uid, "approve")
+
+
+SCENARIOS["for_each_over_stored_list"] = (
+    """
+name: each_stored
+steps:
+  - id: fetch
+    tool: test.echo
+    with: {body: {services: [api, db, web], padding: "%s"}}
+    max_output_bytes: 1024
+  - id: restart
+    needs: [fetch]
+    for_each: "${steps.fetch.output.body.services}"
+    tool: test.echo
+    with: {service: "${item}"}
+output: "${steps.restart.output}"
+"""
+    % ("p" * 2_000),
+    nothing,
+)
 
 
 @scenario(

@@ -11,6 +11,8 @@ from temporalio.worker import Worker
 from tests.pipeline.conftest import Start
 from tests.pipeline.gating import decide, open_gate
 from tests.support.util import eventually
+from workflows.language.definition import NotifySpec
+from workflows.models import NotifyDefaults
 from workflows.pipeline import PipelineWorkflow
 
 
@@ -388,3 +390,58 @@ async def test_reminders_and_notifications_are_sent(worker: Worker, start: Start
     await handle.result()
     status = await handle.query(PipelineWorkflow.status)
     assert sum(a.kind == "reminder" for a in status.audit) >= 2
+
+
+EACH_GATED = """
+name: each_notified
+steps:
+  - id: write
+    for_each: "${{input.files}}"
+    tool: test.echo
+    with: {{path: "${{item}}"}}
+    approval:
+      approvers: ["role:ops"]
+      review: "write ${{item}}?"
+{extra}
+output: "${{steps.write.output}}"
+"""
+
+
+async def test_item_gates_notify_open_reminder_and_escalation(worker: Worker, start: Start) -> None:
+    """Each for_each item's gate tells its approvers through the gate's `notify` when it opens,
+    reminds and escalates, like a step's gate (item gates once told nobody)."""
+    from tests.support import fakes
+
+    fakes.LEDGER.clear()
+    extra = (
+        "      remind_after: 300ms\n      max_reminders: 1\n      timeout: 1s\n"
+        "      on_timeout: escalate\n      escalate_to: ['role:lead']\n      escalation_timeout: 1h\n"
+        "      notify: {tool: test.ledger, with: {sleep: 0}}"
+    )
+    handle = await start(EACH_GATED.format(extra=extra), {"files": ["a.py", "b.py"]})
+    await eventually(
+        lambda: sorted(fakes.LEDGER) == ["write.0"] * 3 + ["write.1"] * 3,
+        what="each item opened, reminded and escalated",
+    )
+    for gate in ("write.0", "write.1"):
+        await decide(handle, gate, "approve", actor="lee", roles=["lead"])
+    assert (await handle.result()).output == [
+        {"path": "a.py", "step": "write.0"},
+        {"path": "b.py", "step": "write.1"},
+    ]
+
+
+async def test_item_gates_notify_through_the_deployments_tool(worker: Worker, start: Start) -> None:
+    """Without a gate `notify`, item gates use the deployment's (STEPGATE_NOTIFY_TOOL)."""
+    from tests.support import fakes
+
+    fakes.LEDGER.clear()
+    handle = await start(
+        EACH_GATED.format(extra=""),
+        {"files": ["a.py", "b.py"]},
+        notify=NotifyDefaults(notify=NotifySpec(tool="test.ledger", with_={"sleep": 0})),
+    )
+    await eventually(lambda: sorted(fakes.LEDGER) == ["write.0", "write.1"], what="both told")
+    for gate in ("write.0", "write.1"):
+        await decide(handle, gate, "approve")
+    await handle.result()

@@ -246,3 +246,32 @@ def test_open_gate_shows_the_subject_and_its_digest() -> None:
     g = sim.gate("a")
     assert (g.subject, g.deadline, g.next_reminder, g.opened_at) == ({"amount": 10}, None, None, T0)
     assert g.digest == "sha256:a8b88b82fe90a16048eb8851fe382405395cd395dafaa7ca9be90ec00f82a72b"
+
+
+def test_item_gates_remind_and_escalate_as_their_own_units() -> None:
+    """A for_each item's gate reminds and escalates under its own id `<step>.<index>`, the unit
+    the notification is sent for."""
+    sim = Sim(
+        """
+name: e
+input: {type: object, properties: {xs: {type: array}}}
+steps:
+  - id: w
+    for_each: "${input.xs}"
+    tool: t.x
+    approval:
+      approvers: ["role:ops"]
+      remind_after: 10m
+      timeout: 1h
+      on_timeout: escalate
+      escalate_to: ["role:lead"]
+""",
+        {"xs": [1, 2]},
+    )
+    sim.advance()
+    assert sim.tick(minutes=10) == [
+        Notify("w.0", "w.0", "reminder"),
+        Notify("w.1", "w.1", "reminder"),
+    ]
+    escalated = [n for n in sim.tick(minutes=50) if n.event == "escalated"]
+    assert escalated == [Notify("w.0", "w.0", "escalated"), Notify("w.1", "w.1", "escalated")]

@@ -8,6 +8,7 @@ from datetime import timedelta
 from tests.rules.sim import T0, Sim
 from workflows.models import GateView, ItemView, IterationView, Principal
 from workflows.rules import lifecycle, pages, summary, view
+from workflows.rules.gates import Notify
 from workflows.rules.pages import PageInput
 from workflows.rules.state import Iteration, PlanRecord, Result
 
@@ -207,3 +208,21 @@ def test_item_view_shows_why_an_item_was_skipped() -> None:
     sim.vote("write.1", "skip", actor="bob")
     view_1 = _item_views(sim)[1]
     assert (view_1.state, view_1.reason) == ("skipped", "skipped at before gate by bob")
+
+
+def test_item_gate_notification_names_its_item_and_shows_its_review() -> None:
+    """An item gate's notification names the gate `<step>.<index>` and its review resolved for
+    that item, so approvers can tell one item from another."""
+    sim = Sim(ITEMS, {"files": [{"name": "a"}, {"name": "b"}]})
+    effects = sim.advance()
+    assert [(n.step, n.gate, n.event) for n in effects if isinstance(n, Notify)] == [
+        ("write.0", "write.0", "opened"),
+        ("write.1", "write.1", "opened"),
+    ]
+    spec = sim.d.step("write").approval
+    assert spec is not None
+    text = view.notification(sim.gate("write.1"), spec, sim.d, "wf-1", "opened", "")
+    assert text == (
+        "[opened] items v1, run wf-1: gate 'write.1' waits at its before stage for role:ops. "
+        "Review: write b?. Deadline: none."
+    )

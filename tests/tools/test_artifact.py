@@ -206,3 +206,26 @@ async def test_write_masks_secret_when_name_is_refused(
             await acts.execute(make_call(tool_name, args, workflow_id=RUN))
         assert err.value.type == "InvalidArtifactName" and "***" in err.value.message
         assert "secret" not in err.value.message, err.value.message
+
+
+async def test_load_list_reads_its_path_and_refuses_what_history_cannot_hold(
+    acts: ToolActivities,
+) -> None:
+    """The for_each list read returns the value at its path in a stored output, refuses a
+    value over its byte bound (non-retryable, naming the size) and a path the output lacks."""
+    from activities.lists import ListActivities
+    from activities.models import ListCall
+
+    stored = await acts.artifacts.put(
+        RUN, "outputs/fetch.json", b'{"json": {"services": ["a", "b"]}}', "application/json"
+    )
+    lists = ListActivities(acts.artifacts)
+    got = await lists.load_list(ListCall(artifact=stored, path=["json", "services"], max_bytes=9))
+    assert got.value == ["a", "b"]
+    with pytest.raises(ApplicationError) as big:
+        await lists.load_list(ListCall(artifact=stored, path=["json"], max_bytes=9))
+    assert big.value.non_retryable and big.value.type == "ListTooLarge"
+    assert big.value.message.startswith("the list at json is 22 bytes of JSON, more than 9")
+    with pytest.raises(ApplicationError) as missing:
+        await lists.load_list(ListCall(artifact=stored, path=["json", "nope"], max_bytes=99))
+    assert missing.value.non_retryable and missing.value.type == "BadReference"

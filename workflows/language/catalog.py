@@ -7,6 +7,7 @@ for reloading without a restart).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from activities.documents import DocumentError, format_loc
+from activities.documents import DocumentError
 from activities.registry import ToolRegistry
 from workflows.language import catalog_files
 from workflows.language.definition import Definition
@@ -23,13 +24,22 @@ from workflows.language.validation import Issue, validate_definition
 
 log = structlog.get_logger("stepgate.catalog")
 
-# `GET /definitions/errors` is a route of its own, so no catalog pipeline may take that name.
-RESERVED_NAMES = frozenset({"errors"})
+# `/definitions/errors`, `/definitions/validate` and `/definitions/reload` are routes of their
+# own, so no catalog pipeline may take those names (`GET /definitions/<name>` would be ambiguous).
+RESERVED_NAMES = frozenset({"errors", "reload", "validate"})
 # Errors kept per file and in all (a hostile or broken folder must not make the answer large);
 # messages are cut to MAX_MESSAGE_CHARS.
 MAX_ERRORS_PER_FILE = 20
 MAX_ERRORS = 500
 MAX_MESSAGE_CHARS = 1_000
+# Errors are read by every viewer: they quote a file only once it is shaped like a definition.
+# Anything else (a file that does not parse, breaks a document limit, or is some other YAML) is
+# named with what is wrong in general terms, never with its keys or values.
+NOT_A_DEFINITION = (
+    "not a pipeline definition: a mapping with a string `name` and `steps` is expected "
+    "(nothing of the file is shown)"
+)
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 Key = tuple[str, int]
 
@@ -81,7 +91,8 @@ class Catalog:
             raise KeyError(f"unknown pipeline {name!r} (catalog has: {some_names(self.names())})")
         if not version:
             return versions[max(versions)]
-        if not version.isdigit() or int(version) not in versions:
+        # ASCII digits only: `isdigit` also holds for `²`, which `int` refuses.
+        if not (version.isascii() and version.isdigit()) or int(version) not in versions:
             have = ", ".join(str(v) for v in sorted(versions))
             raise KeyError(f"pipeline {name!r} has no version {version!r} (have: {have})")
         return versions[int(version)]
@@ -140,16 +151,23 @@ def _build(
     parsed: dict[str, Any] = {}
     for seen in scan.files:
         try:
-            parsed[seen.rel] = catalog_files.read(folder, seen.rel)
+            data = catalog_files.read(folder, seen.target)
         except DocumentError as err:
             refused.add(seen.rel)
             issues += _refused(seen.rel, _document_issues(err), by_file)
+            continue
         except ValueError as err:
             refused.add(seen.rel)
             issues += _refused(seen.rel, [Issue("", str(err))], by_file)
+            continue
+        if _is_definition(data):
+            parsed[seen.rel] = data
+        else:
+            refused.add(seen.rel)
+            issues += _refused(seen.rel, [Issue("", NOT_A_DEFINITION)], by_file)
     # A child may name any pipeline a file claims or the catalog keeps; whether it is really
     # there is checked again when a run starts (the children's snapshot).
-    names = {d["name"] for d in parsed.values() if isinstance(d, dict) and _is_str(d.get("name"))}
+    names = {d["name"] for d in parsed.values()}
     names |= {key[0] for f, key in by_file.items() if f in present or f in unseen}
     claims: dict[Key, list[_Candidate]] = {}
     for rel, data in parsed.items():
@@ -230,9 +248,12 @@ def _ref(key: Key | None) -> str | None:
 
 
 def _document_issues(err: DocumentError) -> list[Issue]:
+    """What the parser refused, without what it quoted (a tag, a character) and without the
+    keys on the way to a value (a file that does not parse may be anything)."""
     if err.issues:
-        return [Issue(format_loc(loc), message) for loc, message in err.issues]
-    return [Issue("", str(err))]
+        messages = dict.fromkeys(message for _, message in err.issues)
+        return [Issue("", f"breaks a document limit: {m}") for m in messages]
+    return [Issue("", _QUOTED.sub("…", str(err)))]
 
 
 def _bounded(issues: list[CatalogIssue]) -> tuple[CatalogIssue, ...]:
@@ -246,6 +267,7 @@ def _bounded(issues: list[CatalogIssue]) -> tuple[CatalogIssue, ...]:
     return tuple(cut)
 
 
-def _is_str(value: Any) -> bool:
-    # Only string names count: an unhashable `name:` must be a validation error, not a crash.
-    return isinstance(value, str)
+def _is_definition(data: Any) -> bool:
+    # Shaped like a definition: only these are validated (and quoted in errors); only string
+    # names count, so an unhashable `name:` cannot break the set of names.
+    return isinstance(data, dict) and isinstance(data.get("name"), str) and "steps" in data

@@ -1,5 +1,5 @@
 """The catalog folder on disk: which files are definitions, what they looked like when last seen,
-and reading one within bounds. Blocking I/O: call from a worker thread."""
+and reading one within bounds and within the folder. Blocking I/O: call from a worker thread."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ MAX_ENTRIES = 10_000
 MAX_FILE_BYTES = MAX_DOCUMENT_CHARS
 # Where a problem of the folder itself (not of one file) is reported.
 ROOT = "."
+# A link is followed only to a file inside the folder (how Kubernetes mounts a ConfigMap:
+# `x.yaml -> ..data/x.yaml`); one to anywhere else would show outsiders a file the catalog does
+# not own, through `GET /definitions/errors`. Where it points is not said, nor whether it exists.
+OUTSIDE = "a link that resolves outside the definitions folder; skipped"
 
 # What tells a changed file apart: an atomic replace changes the inode, an edit mtime or size.
 Stamp = tuple[int, int, int, int]
@@ -32,11 +36,13 @@ Stamp = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class Seen:
-    """One definition file as the walk saw it: its path relative to the folder and its stamp."""
+    """One definition file as the walk saw it: its path relative to the folder, its stamp, and
+    the path that is read (`target`: where a link inside the folder resolves, else `rel`)."""
 
     rel: str
     size: int
     stamp: Stamp
+    target: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,9 @@ def under(rel: str, folder: str) -> bool:
 
 def scan(folder: Path) -> Scan:
     """Every `*.yaml`/`*.yml` file below `folder`, sorted, without following links to folders
-    (no loops) and skipping hidden entries (editors' temporary files, Kubernetes' `..data`)."""
+    (no loops) and skipping hidden entries (editors' temporary files, Kubernetes' `..data`); a
+    link to a file outside the folder is a problem named by its path."""
+    root = os.path.realpath(folder)
     files: list[Seen] = []
     problems: list[tuple[str, str]] = []
     partial: list[str] = []
@@ -92,7 +100,10 @@ def scan(folder: Path) -> Scan:
                     continue
                 subdirs.append(rel)
             elif entry.name.endswith(SUFFIXES):
-                seen = _seen(entry, rel)
+                seen = _seen(entry, rel, root)
+                if isinstance(seen, str):
+                    problems.append((rel, seen))
+                    continue
                 if seen is None:
                     continue
                 if len(files) >= MAX_FILES:
@@ -110,22 +121,44 @@ def _stopped(files: list[Seen], problems: list[tuple[str, str]], why: str) -> Sc
     return Scan(tuple(sorted(files, key=lambda s: s.rel)), tuple(problems), (ROOT,))
 
 
-def _seen(entry: os.DirEntry[str], rel: str) -> Seen | None:
+def _seen(entry: os.DirEntry[str], rel: str, root: str) -> Seen | str | None:
+    """The file as seen now; OUTSIDE for a link out of the folder; None for what is no file."""
+    target = rel
+    if entry.is_symlink():
+        inside = os.path.relpath(os.path.realpath(entry.path), root)
+        if inside == os.pardir or inside.startswith(os.pardir + os.sep):
+            return OUTSIDE
+        target = inside.replace(os.sep, "/")
     try:
-        st = entry.stat()  # follows a link to a file (how Kubernetes mounts a ConfigMap)
+        st = entry.stat()
     except OSError:
         return None  # a dangling link, or gone since the listing
     if not stat.S_ISREG(st.st_mode):
         return None
-    return Seen(rel, st.st_size, (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev))
+    return Seen(rel, st.st_size, (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev), target)
+
+
+def _open_inside(folder: Path, rel: str) -> int:
+    """An fd of the file `rel` below `folder`, opened one component at a time without following
+    a link: a link put in place of a folder or the file since the walk cannot lead outside."""
+    *dirs, name = rel.split("/")
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in dirs:
+            sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        # O_NONBLOCK: a FIFO put in place of the file since the walk must not hang the reload.
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def read(folder: Path, rel: str) -> Any:
-    """One definition file as data; ValueError (DocumentError for the parser's own) naming the
-    problem, never the file's contents."""
+    """The definition file `rel` (a `Seen.target`) as data; ValueError (DocumentError for the
+    parser's own) naming the problem, never the file's contents."""
     try:
-        # O_NONBLOCK: a FIFO put in place of the file since the walk must not hang the reload.
-        fd = os.open(folder / rel, os.O_RDONLY | os.O_NONBLOCK)
+        fd = _open_inside(folder, rel)
     except OSError as err:
         raise ValueError(f"cannot be read: {err.strerror}") from None
     with os.fdopen(fd, "rb") as fh:

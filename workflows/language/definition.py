@@ -26,6 +26,7 @@ from workflows.language.limits import (
     MAX_STEPS,
 )
 from workflows.language.types import (
+    PIPELINE_NAME_PATTERN,
     PRINCIPAL_PATTERN,
     PRIORITIES,
     STAGE_ACTIONS,
@@ -42,6 +43,7 @@ from workflows.language.types import (
 from workflows.language.types import Strict as _Strict
 
 __all__ = [
+    "PIPELINE_NAME_PATTERN",
     "PRINCIPAL_PATTERN",
     "PRIORITIES",
     "STAGE_ACTIONS",
@@ -211,7 +213,7 @@ Secrets = Annotated[
 
 
 class Definition(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME_CHARS)
+    name: str = Field(pattern=PIPELINE_NAME_PATTERN, max_length=MAX_NAME_CHARS)
     version: int = Field(1, ge=1, le=1_000_000)
     description: Text = ""
     input: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})

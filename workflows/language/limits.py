@@ -29,6 +29,9 @@ MAX_UNITS = 2_000
 # fails, saying so, instead of failing its workflow task for ever.
 MAX_CARRY_BYTES = 1_572_864
 MAX_RUN_OUTPUT_BYTES = 1_048_576
+# JSON bytes of a for_each list read back from a step output kept in the artifact store: the list
+# enters history (each item is a value in the run's state), so a quarter of what a step may keep.
+MAX_LOADED_LIST_BYTES = 262_144
 # Iterations of one repeat step; also the bound of a loop that names none.
 MAX_ITERATIONS = 1_000
 # Tool calls and child runs one run keeps out at once, far below Temporal's 2,000 pending

@@ -36,6 +36,8 @@ def _check_duration(value: str) -> str:
 Duration = Annotated[str, AfterValidator(_check_duration)]
 Id = Annotated[str, Field(max_length=MAX_ID_CHARS)]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+# A pipeline's name (a catalog entry is `name` or `name@version`).
+PIPELINE_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 Expression = Annotated[str, Field(max_length=MAX_EXPRESSION_CHARS)]
 

@@ -21,7 +21,10 @@ def check_references(
     ups = upstream({s.id: list(s.needs) for _, s in indexed(steps)})
     props = schema.get("properties") if isinstance(schema.get("properties"), dict) else None
     declared = raw.get("secrets")
-    names = set(declared) if isinstance(declared, list | dict) else set()
+    # Names only: a malformed entry (`secrets: [{}]`) is the model's error, not a crash here.
+    names = (
+        {d for d in declared if isinstance(d, str)} if isinstance(declared, list | dict) else set()
+    )
     ctx = _RefChecker(ids, props, report, names)
     for i, s in indexed(steps):
         base = f"steps[{i}]"

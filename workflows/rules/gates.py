@@ -19,7 +19,8 @@ TIMEOUT_ACTOR = f"{SYSTEM_ACTOR}:timeout"
 
 @dataclass(frozen=True)
 class Notify:
-    """Tell a gate's approvers something (`opened`, `reminder`, `escalated`)."""
+    """Tell a gate's approvers something (`opened`, `reminder`, `escalated`). `step` is the
+    unit whose gate it is: a step, or a for_each item (`<step>.<index>`, also its gate's id)."""
 
     step: str
     gate: str
@@ -130,7 +131,7 @@ def timed_out(state: Trail, gate: GateRecord, spec: ApprovalSpec, now: datetime)
                 reason=f"escalated to {', '.join(spec.escalate_to)}",
             )
         )
-        return [Notify(gate.step, gate.gate, "escalated")]
+        return [Notify(gate.gate, gate.gate, "escalated")]
     action = "reject" if spec.on_timeout == "escalate" else spec.on_timeout
     close(gate, action, [TIMEOUT_ACTOR], now, None)
     state.record(

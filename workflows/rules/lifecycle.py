@@ -88,8 +88,9 @@ def refuse_start(state: RunData, message: str, now: datetime) -> None:
 
 
 def record_result(state: RunData, unit_id: str, result: Result) -> None:
+    """A unit's call (or its for_each list read) came back."""
     unit = state.unit(unit_id)
-    if unit is not None and unit.phase == "running" and unit.round == result.round:
+    if unit is not None and unit.phase in ("running", "loading") and unit.round == result.round:
         if unit.result is None:
             unit.result = result
     for key in [k for k, c in state.children.items() if c.step == unit_id]:

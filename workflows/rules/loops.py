@@ -12,8 +12,8 @@ from workflows.language.limits import MAX_ITEMS, MAX_ITERATIONS, REPEAT_FLOOR
 from workflows.language.refs import RefError
 from workflows.names import StepState
 from workflows.rules.outcomes import fail, finish, set_output
-from workflows.rules.state import Iteration, StepRecord
-from workflows.rules.turn import Turn, truthy
+from workflows.rules.state import Iteration, Result, StepRecord
+from workflows.rules.turn import LoadList, Turn, truthy
 from workflows.rules.unit_gates import gate_at, open_
 
 
@@ -61,13 +61,34 @@ def next_iteration(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
 
 
 def start_each(t: Turn, spec: StepSpec, for_each: str, unit: StepRecord) -> None:
-    """A for_each step: its list, a gate over the whole list if it has one, then its items."""
+    """A for_each step: its list (read back by an activity when it lies in a stored output), a
+    gate over the whole list if it has one, then its items."""
     unit.started_at = t.now
     try:
-        values = t.scope(unit).resolve(for_each)
+        resolved, slots = t.scope(unit).resolve_slots({"list": for_each})
     except RefError as err:
         fail(t, spec, unit, str(err))
         return
+    stored = next((s for s in slots if s.artifact is not None), None)
+    if stored is not None and stored.artifact is not None:
+        unit.phase, unit.state = "loading", StepState.RUNNING
+        t.effects.append(LoadList(unit.id, unit.round, stored.artifact, stored.artifact_path))
+        return
+    _each(t, spec, unit, resolved["list"])
+
+
+def listed(t: Turn, spec: StepSpec, unit: StepRecord, result: Result) -> None:
+    """The list a for_each step read from the artifact store came back (or failed)."""
+    unit.result = None
+    if result.cancelled:
+        finish(t, unit, StepState.CANCELLED, reason="run stopped")
+    elif not result.ok:
+        fail(t, spec, unit, f"for_each: {result.error or 'the list could not be read'}")
+    else:
+        _each(t, spec, unit, result.output)
+
+
+def _each(t: Turn, spec: StepSpec, unit: StepRecord, values: Any) -> None:
     if not isinstance(values, list):
         fail(t, spec, unit, f"for_each must be a list, got {type(values).__name__}")
         return

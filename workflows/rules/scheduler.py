@@ -16,6 +16,7 @@ from workflows.names import StepState
 from workflows.rules.gates import Notify, on_time
 from workflows.rules.outcomes import settle
 from workflows.rules.state import RunData, StepRecord, Stop
+from workflows.rules.turn import CALLS, LoadList
 from workflows.rules.units import (
     CheckPlan,
     Effect,
@@ -25,6 +26,7 @@ from workflows.rules.units import (
     decided,
     finish,
     gather,
+    listed,
     next_iteration,
     planned,
     returned,
@@ -38,6 +40,7 @@ __all__ = [
     "CheckPlan",
     "Effect",
     "Invoke",
+    "LoadList",
     "Notify",
     "RunContext",
     "advance",
@@ -108,6 +111,8 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
         decided(t, spec, unit, unit.gate, unit.gate.outcome)
     elif unit.phase == "planning" and unit.plan is not None:
         planned(t, spec, unit, unit.plan)
+    elif unit.phase == "loading" and unit.result is not None:
+        listed(t, spec, unit, unit.result)
     elif unit.phase == "sleeping" and unit.next_at is not None and unit.next_at <= t.now:
         next_iteration(t, spec, unit)
     else:
@@ -208,13 +213,13 @@ def _withdraw_calls(t: Turn) -> None:
     every call out once the run stops, and one that never started would never report back (a
     failure and another step's result arriving in one workflow task once left a step started
     with no call made, and the run waiting on it for ever)."""
-    withdrawn = [e for e in t.effects if isinstance(e, Invoke | CheckPlan)]
+    withdrawn = [e for e in t.effects if isinstance(e, CALLS)]
     for effect in withdrawn:
         unit = t.state.unit(effect.step)
         if unit is not None and unit.call_out:
             settle(t, unit, 0)
             finish(t, unit, StepState.CANCELLED, reason="run stopped before its call was made")
-    t.effects[:] = [e for e in t.effects if not isinstance(e, Invoke | CheckPlan)]
+    t.effects[:] = [e for e in t.effects if not isinstance(e, CALLS)]
 
 
 def _unsent_notices(t: Turn) -> None:

@@ -20,9 +20,12 @@ from workflows.names import RunState, StepState
 Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]
 # Where a unit of work (a step, or an item of a for_each step) is in its life; `state` says what
 # the outside world sees. `items`: a for_each step whose items are under way; `planning`: a plan
-# out for its check; `sleeping`: a repeat step waiting for its next iteration.
+# out for its check; `loading`: a for_each step's list being read from the artifact store;
+# `sleeping`: a repeat step waiting for its next iteration.
 # "queued": approved at a gate (or sent back to retry), waiting for a free slot to make its call.
-Phase = Literal["pending", "gate", "queued", "running", "items", "planning", "sleeping", "done"]
+Phase = Literal[
+    "pending", "gate", "queued", "running", "items", "planning", "loading", "sleeping", "done"
+]
 
 # Audit entries kept in the state; older ones move to the artifact store in chunks.
 AUDIT_KEEP = 200
@@ -137,8 +140,8 @@ class StepRecord(BaseModel):
 
     @property
     def call_out(self) -> bool:
-        """Its tool call, child run or plan check is out and not yet back."""
-        return (self.phase == "running" and self.result is None) or (
+        """Its tool call, child run, plan check or list read is out and not yet back."""
+        return (self.phase in ("running", "loading") and self.result is None) or (
             self.phase == "planning" and self.plan is None
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from activities.models import Slot
+from activities.models import ArtifactRef, Slot
 from workflows.language import expr
 from workflows.language.definition import Definition
 from workflows.language.limits import DEFAULT_INLINE_BYTES, PREVIEW_BYTES
@@ -74,7 +74,20 @@ class CheckPlan:
     allowed_task_queues: list[str] = field(default_factory=list)
 
 
-Effect = Invoke | Notify | CheckPlan
+@dataclass(frozen=True)
+class LoadList:
+    """Read a for_each step's list out of a step output kept in the artifact store (an activity
+    reads the store, never workflow code); it comes back as the unit's result."""
+
+    step: str
+    round: int
+    artifact: ArtifactRef
+    path: list[str]
+
+
+Effect = Invoke | Notify | CheckPlan | LoadList
+# The effects that put a call out, each reporting back to its unit.
+CALLS = (Invoke, CheckPlan, LoadList)
 
 
 @dataclass

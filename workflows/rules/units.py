@@ -10,13 +10,21 @@ from workflows.language.definition import StepSpec
 from workflows.language.durations import parse_duration
 from workflows.language.refs import RefError
 from workflows.names import StepState
-from workflows.rules.loops import expand, gather, loop_done, next_iteration, start_each
+from workflows.rules.loops import (
+    expand,
+    gather,
+    listed,
+    loop_done,
+    next_iteration,
+    start_each,
+)
 from workflows.rules.outcomes import fail, finish, plan_digest, run, set_output, settle
 from workflows.rules.state import GateRecord, Outcome, PlanRecord, Result, StepRecord, Stop
 from workflows.rules.turn import (
     CheckPlan,
     Effect,
     Invoke,
+    LoadList,
     RunContext,
     Turn,
     step_of,
@@ -30,6 +38,7 @@ __all__ = [
     "CheckPlan",
     "Effect",
     "Invoke",
+    "LoadList",
     "RunContext",
     "Turn",
     "decided",
@@ -39,6 +48,7 @@ __all__ = [
     "finish",
     "gate_at",
     "gather",
+    "listed",
     "next_iteration",
     "open_",
     "plan_digest",

@@ -322,7 +322,8 @@ def notification(
     return (
         f"[{event}] {d.name} v{d.version}, run {workflow_id}: gate {gate.gate!r} waits at its "
         f"{gate.stage} stage for {', '.join(gate.approvers)}. Review: "
-        f"{spec.review or preview(gate.subject, 300)}. Deadline: {deadline}. {link}"
+        f"{gate.review or spec.review or preview(gate.subject, 300)}. Deadline: {deadline}. "
+        f"{link}"
     ).strip()
 
 
