@@ -39,6 +39,34 @@ FUZZ_NAMESPACE = "stepgate-fuzz"
 TEST_SERVER_STARTUP = timedelta(seconds=60)
 
 
+# `make test-fast` runs `-m "not server"`. A test is `server` when its fixture closure holds one
+# of these (directly or through `client`, `settings`, `worker`, `http`, ...) or when its
+# `memory_url` is PostgreSQL; a test that starts a server, a worker or the API as a process of
+# its own, which its fixtures cannot show, carries the mark itself (tests/test_markers.py checks).
+SERVER_FIXTURES = frozenset({"temporal_env", "small_history_env", "time_skipping_env", "postgres"})
+SERVER_PARAMS = {"memory_url": "postgresql"}
+
+
+def needs_server(item: pytest.Item) -> bool:
+    if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(params.get(name) == value for name, value in SERVER_PARAMS.items())
+
+
+# Every test this session collected, before `-m` or `-k` deselected any (tests/test_markers.py).
+COLLECTED = pytest.StashKey[list[pytest.Item]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks `server` before `-m` selects (tryfirst: ahead of pytest's own deselection)."""
+    for item in items:
+        if needs_server(item):
+            item.add_marker(pytest.mark.server)
+    config.stash[COLLECTED] = list(items)
+
+
 def temporal_cli() -> str:
     """The CLI that scripts/ensure-temporal provides (built once into the user cache)."""
     out = subprocess.run(
