@@ -161,19 +161,23 @@ def task_queue() -> str:
     return f"test-{uuid.uuid4()}"
 
 
-@pytest.fixture
-def settings(tmp_path: Path, task_queue: str, temporal_env: WorkflowEnvironment) -> Settings:
-    """Settings pointed at the session's dev server, a per-test queue and per-test folders."""
-    target = temporal_env.client.service_client.config.target_host
+def server_settings(env: WorkflowEnvironment, task_queue: str, folder: Path) -> Settings:
+    """Settings pointed at `env`'s server, on `task_queue`, with their folders under `folder`."""
     return Settings(
-        temporal_address=target,
+        temporal_address=env.client.service_client.config.target_host,
         stepgate_task_queue=task_queue,
-        stepgate_data=tmp_path / "data",
-        stepgate_artifact_root=tmp_path / "artifacts",
+        stepgate_data=folder / "data",
+        stepgate_artifact_root=folder / "artifacts",
         # Tests serve tools from loopback; Temporal's own endpoints stay closed even so.
         stepgate_http_allow=["127.0.0.1"],
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, task_queue: str, temporal_env: WorkflowEnvironment) -> Settings:
+    """Settings pointed at the session's dev server, a per-test queue and per-test folders."""
+    return server_settings(temporal_env, task_queue, tmp_path)
 
 
 @pytest.fixture(autouse=True)
