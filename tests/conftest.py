@@ -37,6 +37,9 @@ REQUIRE_POSTGRES = os.environ.get("STEPGATE_TEST_REQUIRE_POSTGRES") == "1"
 FUZZ_NAMESPACE = "stepgate-fuzz"
 # A JVM on two busy cores may need longer than the SDK's 5 s default to answer.
 TEST_SERVER_STARTUP = timedelta(seconds=60)
+# The dev server puts every new timer (a durable wait, an activity's retry) at least this far
+# ahead, 1 s by default: a 100 ms retry took a second. The tests' servers fire them on time.
+TIMER_PRECISION = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
 
 
 # `make test-fast` runs `-m "not server"`. A test is `server` when its fixture closure holds one
@@ -93,7 +96,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(Settings()),
-        dev_server_extra_args=["--namespace", FUZZ_NAMESPACE],
+        dev_server_extra_args=["--namespace", FUZZ_NAMESPACE, *TIMER_PRECISION],
     )
     try:
         yield env
@@ -115,6 +118,7 @@ async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_extra_args=[
             "--dynamic-config-value",
             f"limit.historyCount.suggestContinueAsNew={SMALL_HISTORY_EVENTS}",
+            *TIMER_PRECISION,
         ],
     )
     try:
