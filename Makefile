@@ -17,7 +17,7 @@ help:
 	@echo "make install  create .venv and install stepgate with the dev and bench extras"
 	@echo "make run      Temporal dev server + worker + API (Ctrl-C stops all)"
 	@echo "make test     test suite against a real Temporal dev server (PYTEST_ARGS=...)"
-	@echo "make test-fast the tests that need no server (-m 'not server'), in well under a minute"
+	@echo "make test-fast the fast loop: every test that needs no server (pytest -m 'not server')"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make mutation mutation testing of the pure rule modules (kill rate per module)"
 	@echo "make audit    known vulnerabilities in the installed packages (pip-audit)"
