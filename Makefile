@@ -17,7 +17,7 @@ help:
 	@echo "make install  create .venv and install stepgate with the dev and bench extras"
 	@echo "make run      Temporal dev server + worker + API (Ctrl-C stops all)"
 	@echo "make test     test suite against a real Temporal dev server (PYTEST_ARGS=...)"
-	@echo "make test-fast the tests that need no server: the rules, expressions, layout, docs"
+	@echo "make test-fast the fast loop: every test that needs no server (pytest -m 'not server')"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make mutation mutation testing of the pure rule modules (kill rate per module)"
 	@echo "make audit    known vulnerabilities in the installed packages (pip-audit)"
@@ -37,14 +37,19 @@ $(STAMP): pyproject.toml
 run: install
 	scripts/run
 
-test: install
-	scripts/ensure-temporal >/dev/null
-	scripts/ensure-test-server >/dev/null
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+# Both end by printing how long they took and the load averages then (1, 5, 15 min; the last
+# line of a CI log): on a shared two-core machine a figure means little without its load.
+timed = start=$$(date +%s); status=0; $(1) || status=$$?; \
+	echo "make $@: $$(( $$(date +%s) - start )) s, load average $$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"; \
+	exit $$status
 
-# A fast loop: tests that start no Temporal server.
+test: install
+	@$(call timed,scripts/ensure-temporal >/dev/null && scripts/ensure-test-server >/dev/null && $(BIN)/pytest -q $(PYTEST_ARGS))
+
+# The fast loop: every test not marked `server` (tests/conftest.py marks the tests that need a
+# Temporal server, PostgreSQL, or a worker or API process); no Temporal CLI or test server needed.
 test-fast: install
-	$(BIN)/pytest -q tests/rules tests/test_expressions.py tests/test_layout.py tests/test_docs.py $(PYTEST_ARGS)
+	@$(call timed,$(BIN)/pytest -q -m "not server" $(PYTEST_ARGS))
 
 lint: install
 	$(BIN)/ruff check .

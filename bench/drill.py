@@ -6,8 +6,8 @@
    ledger under its idempotency key: every run completes, every side effect lands exactly once;
 2. the dev server (SQLite file) stopped and restarted while runs wait at gates and while steps
    run: all resume and complete, no decision is lost;
-3. the API restarted while a client follows /events: the client resumes with Last-Event-ID and
-   misses no state;
+3. the API killed and started again while a client follows /events: the client resumes with
+   Last-Event-ID and misses no state;
 4. a decision storm: many concurrent decisions, half of them invalid: the valid ones are applied
    exactly once, the invalid ones refused with a clear error, no workflow task fails;
 5. the same through the HTTP API on one gate (tests/support/storm.py): 50 voters each voting twice and
@@ -174,6 +174,16 @@ class DrillStack:
     def stop_api(self) -> None:
         if self.api:
             self.procs.stop(self.api)
+            self.api = None
+
+    def kill_api(self) -> None:
+        """SIGKILL, as a crash would. A SIGTERM does not end `python -m api` while an /events
+        stream is open (uvicorn waits for the response to finish), so stop_api waited out its
+        10 s grace and sent SIGKILL all the same."""
+        if self.api:
+            self.api.popen.kill()
+            self.api.popen.wait(timeout=10)
+            self.procs.children.remove(self.api)
             self.api = None
 
 
@@ -361,7 +371,7 @@ steps:
                         gates = [g["gate"] for g in status["open_gates"]]
                         if "first" in gates and not restarted:
                             # Kill the API mid-stream, decide while it is down, bring it back.
-                            stack.stop_api()
+                            stack.kill_api()
                             await handle.execute_update(
                                 PipelineWorkflow.submit_decision, approve("first", "a")
                             )

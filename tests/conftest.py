@@ -37,6 +37,38 @@ REQUIRE_POSTGRES = os.environ.get("STEPGATE_TEST_REQUIRE_POSTGRES") == "1"
 FUZZ_NAMESPACE = "stepgate-fuzz"
 # A JVM on two busy cores may need longer than the SDK's 5 s default to answer.
 TEST_SERVER_STARTUP = timedelta(seconds=60)
+# The dev server puts every new timer (a durable wait, an activity's retry) at least this far
+# ahead, 1 s by default: a 100 ms retry took a second. The tests' servers fire them on time.
+TIMER_PRECISION = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
+
+
+# `make test-fast` runs `-m "not server"`. A test is `server` when its fixture closure holds one
+# of these (directly or through `client`, `settings`, `worker`, `http`, ...) or when its
+# `memory_url` is PostgreSQL; a test that starts a server, a worker or the API as a process of
+# its own, which its fixtures cannot show, carries the mark itself (tests/test_markers.py checks).
+SERVER_FIXTURES = frozenset({"temporal_env", "small_history_env", "time_skipping_env", "postgres"})
+SERVER_PARAMS = {"memory_url": "postgresql"}
+
+
+def needs_server(item: pytest.Item) -> bool:
+    if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(params.get(name) == value for name, value in SERVER_PARAMS.items())
+
+
+# Every test this session collected, before `-m` or `-k` deselected any (tests/test_markers.py).
+COLLECTED = pytest.StashKey[list[pytest.Item]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks `server` before `-m` selects (tryfirst: ahead of pytest's own deselection)."""
+    for item in items:
+        if needs_server(item):
+            item.add_marker(pytest.mark.server)
+    config.stash[COLLECTED] = list(items)
+
 
 # Worker Versioning needs no switch on this server; these make it check a build that stopped being
 # current for open pinned runs after 1 s and then every second (default: 3 minutes each), so
@@ -75,7 +107,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(Settings()),
-        dev_server_extra_args=["--namespace", FUZZ_NAMESPACE, *VERSION_DRAINAGE_CHECKS],
+        dev_server_extra_args=[
+            "--namespace",
+            FUZZ_NAMESPACE,
+            *VERSION_DRAINAGE_CHECKS,
+            *TIMER_PRECISION,
+        ],
     )
     try:
         yield env
@@ -97,6 +134,7 @@ async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_extra_args=[
             "--dynamic-config-value",
             f"limit.historyCount.suggestContinueAsNew={SMALL_HISTORY_EVENTS}",
+            *TIMER_PRECISION,
         ],
     )
     try:
@@ -143,19 +181,23 @@ def task_queue() -> str:
     return f"test-{uuid.uuid4()}"
 
 
-@pytest.fixture
-def settings(tmp_path: Path, task_queue: str, temporal_env: WorkflowEnvironment) -> Settings:
-    """Settings pointed at the session's dev server, a per-test queue and per-test folders."""
-    target = temporal_env.client.service_client.config.target_host
+def server_settings(env: WorkflowEnvironment, task_queue: str, folder: Path) -> Settings:
+    """Settings pointed at `env`'s server, on `task_queue`, with their folders under `folder`."""
     return Settings(
-        temporal_address=target,
+        temporal_address=env.client.service_client.config.target_host,
         stepgate_task_queue=task_queue,
-        stepgate_data=tmp_path / "data",
-        stepgate_artifact_root=tmp_path / "artifacts",
+        stepgate_data=folder / "data",
+        stepgate_artifact_root=folder / "artifacts",
         # Tests serve tools from loopback; Temporal's own endpoints stay closed even so.
         stepgate_http_allow=["127.0.0.1"],
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, task_queue: str, temporal_env: WorkflowEnvironment) -> Settings:
+    """Settings pointed at the session's dev server, a per-test queue and per-test folders."""
+    return server_settings(temporal_env, task_queue, tmp_path)
 
 
 @pytest.fixture(autouse=True)

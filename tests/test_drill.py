@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.drill import SCALES, run_drills
+
+# A Temporal dev server, workers and the API as processes of its own (bench.drill).
+pytestmark = pytest.mark.server
 
 
 async def test_drills_lose_nothing(tmp_path: Path) -> None:

@@ -122,6 +122,7 @@ def test_settings_refuse_a_bad_allow_entry_when_read_from_the_environment(
     assert "STEPGATE_HTTP_ALLOW entry '10.0.0.1/8'" in str(err.value)
 
 
+@pytest.mark.server  # starts `python worker.py`
 def test_worker_refuses_to_start_when_an_allow_entry_is_bad() -> None:
     """`python worker.py` with a malformed entry exits 2 at once, saying which entry is wrong."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPGATE_", "TEMPORAL_"))}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 from temporalio.client import Client
 
 from activities import default_registry
@@ -96,6 +97,7 @@ output: "${{steps.create_job.output.value}}"
     assert result.output == "deployed"
 
 
+@pytest.mark.server  # starts `python worker.py`
 def test_worker_exits_with_clear_message_when_temporal_is_unreachable() -> None:
     """With nothing listening at TEMPORAL_ADDRESS the worker gives up after the bounded wait."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPGATE_", "TEMPORAL_"))}

@@ -168,6 +168,7 @@ async def test_test_server_listens_on_loopback_only(time_skipping_env: WorkflowE
         await asyncio.open_connection("127.0.0.2", port)
 
 
+@pytest.mark.server  # runs the time-skipping server's launcher (fetched by scripts/ensure-test-server)
 def test_launcher_refuses_a_bad_port() -> None:
     """The launcher exits with its usage for a port that is not one, instead of a stack trace."""
     result = subprocess.run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -38,21 +37,25 @@ def team() -> str:
     return f"team{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def keys(tmp_path: Path, team: str) -> dict[str, str]:
-    """Principal -> key; alice, bob and carol approve for the test's team, alice also reads,
-    bob is also an operator, carol only approves (no permission at all)."""
+def write_keys(path: Path, team: str) -> dict[str, str]:
+    """Writes the keys file; principal -> key. alice, bob and carol approve for `team`, alice
+    also reads, bob is also an operator, carol only approves (no permission at all)."""
     entries = {
         **KEYS,
         "alice": ("key-alice-0123456789", [team, "viewer"]),
         "bob": ("key-bob-0123456789", [team, "operator"]),
         "carol": ("key-carol-0123456789", [team]),
     }
-    path = tmp_path / "keys.yaml"
     path.write_text(
         yaml.safe_dump([{"key": k, "principal": p, "roles": r} for p, (k, r) in entries.items()])
     )
     return {p: k for p, (k, _) in entries.items()}
+
+
+@pytest.fixture
+def keys(tmp_path: Path, team: str) -> dict[str, str]:
+    """Principal -> key, from tmp_path/keys.yaml (write_keys)."""
+    return write_keys(tmp_path / "keys.yaml", team)
 
 
 @pytest.fixture
@@ -83,13 +86,16 @@ steps:
 """
 
 
-@pytest.fixture
-def definitions(tmp_path: Path, team: str) -> Path:
-    """The shipped catalog (examples included) plus `gated`, whose gate the test's team decides."""
-    folder = tmp_path / "definitions"
+def copy_definitions(folder: Path, team: str) -> Path:
+    """The shipped catalog (examples included) plus `gated`, whose gate `team` decides."""
     shutil.copytree(ROOT / "definitions", folder)
     (folder / "gated.yaml").write_text(GATED.replace("TEAM", team))
     return folder
+
+
+@pytest.fixture
+def definitions(tmp_path: Path, team: str) -> Path:
+    return copy_definitions(tmp_path / "definitions", team)
 
 
 @pytest.fixture
@@ -104,12 +110,17 @@ def api_settings(
     )
 
 
-@pytest.fixture
-def registry() -> ToolRegistry:
+def api_registry() -> ToolRegistry:
+    """The built-in tools and the fakes the API tests' definitions name."""
     tools = default_registry(entry_points=False)
     for t in (echo, sleep, fail, blob):
         tools.add(t)
     return tools
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    return api_registry()
 
 
 @pytest.fixture
@@ -123,7 +134,7 @@ async def worker(
 @pytest.fixture
 def serve(registry: ToolRegistry) -> Serve:
     """Serve an app for `settings` on a free local port; yields its base URL."""
-    return functools.partial(serve_app, registry=registry)
+    return lambda settings: serve_app(settings, registry)
 
 
 @pytest.fixture

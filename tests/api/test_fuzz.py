@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
-from activities.config import Settings
-from activities.registry import ToolRegistry
-from tests.api.conftest import KEYS, Serve
-from tests.conftest import FUZZ_NAMESPACE
+from tests.api.conftest import KEYS, api_registry, copy_definitions, write_keys
+from tests.conftest import FUZZ_NAMESPACE, server_settings
+from tests.support.api import serve_app
 from worker import build_worker
 from workflows.client import make_client
 
@@ -39,68 +40,90 @@ checks.positive_data_acceptance.expected-statuses = [
 ]
 """
 FUZZ_QUEUE = "stepgate-fuzz"
+ROLES = {"admin": "root", "viewer": "vic"}
 # Cases each run must reach: the fuzz found nothing if it barely ran.
 MIN_CASES = {"root": 500, "vic": 400}
 
 
-@pytest.mark.parametrize("who", ["root", "vic"], ids=["admin", "viewer"])
-async def test_fuzz_openapi_conforms_for_every_role(
-    serve: Serve, api_settings: Settings, registry: ToolRegistry, tmp_path: Path, who: str
+async def fuzz(st: str, url: str, who: str, folder: Path) -> tuple[int, str]:
+    """One schemathesis run with `who`'s key: every phase once (a case count that the schema and
+    the seed fix, not a time budget that the machine's load would), its exit code and report."""
+    folder.mkdir()
+    config = folder / "schemathesis.toml"
+    config.write_text(CONFIG)
+    proc = await asyncio.create_subprocess_exec(
+        st,
+        "--config-file",
+        str(config),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--header",
+        f"Authorization: Bearer {KEYS[who][0]}",
+        "--max-examples",
+        "10",
+        "--seed",
+        "20261121",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "20",
+        "--phases",
+        PHASES,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=folder,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+async def reports(
+    temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[int, str]]:
+    """Both roles' fuzzers, at once, against one API and one worker: a role -> (exit code, report).
+
+    They run in a namespace and on a task queue of their own: the fuzzer reuses ids it finds in
+    listings, and runs left by other tests (their workers gone) rightly answer 503
+    worker_unavailable. One worker serves both: a run the admin's fuzz left parked (under an id
+    the viewer's fuzz reuses, such as "0") must still have a worker to answer its status query.
+    """
+    st = shutil.which("st", path=str(Path(__file__).resolve().parents[2] / ".venv" / "bin"))
+    assert st, "schemathesis is a dev dependency; run `make install`"
+    tmp = tmp_path_factory.mktemp("fuzz")
+    team = f"team{uuid.uuid4().hex[:10]}"
+    write_keys(tmp / "keys.yaml", team)
+    settings = server_settings(temporal_env, FUZZ_QUEUE, tmp).model_copy(
+        update={
+            "temporal_namespace": FUZZ_NAMESPACE,
+            "stepgate_api_keys_file": tmp / "keys.yaml",
+            "stepgate_definitions_dir": copy_definitions(tmp / "definitions", team),
+        }
+    )
+    registry = api_registry()
+    client = await make_client(settings, wait_s=10)
+    async with build_worker(client, settings, registry), serve_app(settings, registry) as url:
+        runs = [fuzz(st, url, who, tmp / who) for who in ROLES.values()]
+        return dict(zip(ROLES.values(), await asyncio.gather(*runs), strict=True))
+
+
+@pytest.mark.parametrize("who", list(ROLES.values()), ids=list(ROLES))
+def test_fuzz_openapi_conforms_for_every_role(
+    reports: dict[str, tuple[int, str]], who: str
 ) -> None:
     """Schemathesis derives requests from /openapi.json (valid and malformed, alone and in
     sequences) with an admin's and a viewer's key, and every check passes on every phase: no
     5xx, only documented status codes, content types and headers, bodies that match the
     documented schemas, schema-valid requests accepted and schema-violating ones refused (the
     document states what the API enforces), 405 with `Allow` for undocumented methods and
-    OPTIONS naming the documented ones.
-
-    It runs in a namespace and on a task queue of its own: the fuzzer reuses ids it finds in
-    listings, and runs left by other tests (their workers gone) rightly answer 503
-    worker_unavailable.
-    """
-    st = shutil.which("st", path=str(Path(__file__).resolve().parents[2] / ".venv" / "bin"))
-    assert st, "schemathesis is a dev dependency; run `make install`"
-    # One task queue for both roles: a run the admin's fuzz left parked (under an id the viewer's
-    # fuzz reuses, such as "0") must still have a worker to answer its status query.
-    settings = api_settings.model_copy(
-        update={"temporal_namespace": FUZZ_NAMESPACE, "stepgate_task_queue": FUZZ_QUEUE}
-    )
-    client = await make_client(settings, wait_s=10)
-    async with build_worker(client, settings, registry), serve(settings) as url:
-        config = tmp_path / "schemathesis.toml"
-        config.write_text(CONFIG)
-        proc = await asyncio.create_subprocess_exec(
-            st,
-            "--config-file",
-            str(config),
-            "run",
-            f"{url}/openapi.json",
-            "--checks",
-            CHECKS,
-            "--header",
-            f"Authorization: Bearer {KEYS[who][0]}",
-            "--max-examples",
-            "10",
-            "--seed",
-            "20261121",
-            "--generation-database",
-            "none",
-            "--request-timeout",
-            "20",
-            "--phases",
-            PHASES,
-            # Fuzzing and stateful sequences repeat until this is spent: CI time stays bounded.
-            "--max-time",
-            "80",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
-    report = out.decode(errors="replace")
+    OPTIONS naming the documented ones."""
+    code, report = reports[who]
     cases = re.search(r"(\d+) generated, (\d+) passed", report)
     print(f"fuzz as {who}: {cases.group(0) if cases else 'no case count'}")
-    assert proc.returncode == 0, report[-8000:]
+    assert code == 0, report[-8000:]
     assert cases, report[-3000:]
     assert int(cases.group(1)) == int(cases.group(2)) >= MIN_CASES[who], cases.group(0)
     tested = re.search(r"Tested: (\d+)", report)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.config import Settings
 from activities.registry import ToolRegistry
+from api import decisions
 from api.decisions import rpc_failure
 from tests.api.conftest import Serve, StartRun
 from tests.api.helpers import wait_state
@@ -186,9 +188,12 @@ async def test_batch_item_not_applied_in_time_reports_its_own_503(
     api_settings: Settings,
     registry: ToolRegistry,
     team: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """In a batch, an item for a run whose workers are gone answers 503 on its own while the
     other items keep their results; a batch of only such items is a 503 with Retry-After."""
+    # Each orphan item waits out the decision timeout, twice here: 3 s instead of 10 says the same.
+    monkeypatch.setattr(decisions, "DECISION_TIMEOUT", timedelta(seconds=3))
     live = await open_gate(http, start_run, as_, team)
     queue = f"gone-{uuid.uuid4()}"
     settings = api_settings.model_copy(update={"stepgate_task_queue": queue})
