@@ -1,6 +1,6 @@
 """A run's lists a page at a time (its steps, a step's items or iterations, its gates) through
-the `page` query; what the rules refuse becomes a 404 (no such list) or a 422 (a cursor that names
-nothing in the run)."""
+the `page` query; what the rules refuse (no such list, or a cursor that names nothing in the run)
+becomes a 404: no such page."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ async def page(client: Client, workflow_id: str, inp: PageInput) -> RunPage:
             409, "status_unavailable", f"run {workflow_id!r} cannot page its {inp.of}: {err}"
         ) from None
     message = got.message or "no such list"
-    if got.problem == "bad_cursor":
-        raise ApiError(422, "invalid", message, [{"path": "query.cursor", "message": message}])
     if got.problem is not None:
+        # A list that does not exist, or a cursor (well formed: the route's pattern refused any
+        # other with 422) that names no entry of it: no such page, as for the runs' listing.
         raise ApiError(404, "not_found", message)
     return got

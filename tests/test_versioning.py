@@ -171,7 +171,9 @@ async def test_rollout_parked_run_finishes_on_its_build_while_new_runs_go_to_the
             unversioned = f"{UNVERSIONED_OPEN_RUNS} AND WorkflowId = '{parked.id}'"
             assert (await client.count_workflows(unversioned)).count == 0
 
-            env = worker_env(on, STEPGATE_DEPLOYMENT_NAME=name)
+            env = worker_env(
+                on, STEPGATE_DEPLOYMENT_NAME=name, STEPGATE_SET_CURRENT_VERSION="false"
+            )
             b = WorkerProcess(env, tmp_path / "b.log", root=b_root)
             try:
                 await eventually(

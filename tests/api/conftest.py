@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -134,7 +135,7 @@ async def worker(
 @pytest.fixture
 def serve(registry: ToolRegistry) -> Serve:
     """Serve an app for `settings` on a free local port; yields its base URL."""
-    return lambda settings: serve_app(settings, registry)
+    return functools.partial(serve_app, registry=registry)
 
 
 @pytest.fixture

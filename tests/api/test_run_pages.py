@@ -104,8 +104,9 @@ async def test_status_and_items_of_1000_outputs_after_the_run_completed(
 async def test_paging_refused_with_the_parameter_or_the_list_named(
     http: httpx.AsyncClient, start_run: StartRun, as_: Auth
 ) -> None:
-    """Bad limits, states and cursors are 422s naming `query.<param>`; a cursor that names no
-    entry of the run too; a step that does not exist, or has no items or iterations, a 404."""
+    """Bad limits, states and malformed cursors are 422s naming `query.<param>`; a step that
+    does not exist, or has no items or iterations, and a cursor that names no entry of the run
+    are 404s (no such page)."""
     workflow_id = await start_run()
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     base = f"/workflows/{workflow_id}"
@@ -114,10 +115,8 @@ async def test_paging_refused_with_the_parameter_or_the_list_named(
         (f"{base}/steps", {"limit": 501}, "query.limit"),
         (f"{base}/steps", {"state": "sleeping"}, "query.state"),
         (f"{base}/steps", {"cursor": "no such step"}, "query.cursor"),
-        (f"{base}/steps", {"cursor": "nosuchstep"}, "query.cursor"),
         (f"{base}/gates", {"state": "closed"}, "query.state"),
         (f"{base}/gates", {"cursor": "release.x"}, "query.cursor"),
-        (f"{base}/gates", {"cursor": "nosuchgate"}, "query.cursor"),
         (f"{base}/steps/release/items", {"cursor": "-1"}, "query.cursor"),
         (f"{base}/steps/release/iterations", {"cursor": "1" * 13}, "query.cursor"),
         (f"{base}/steps/bad%20step/items", {}, "path.step"),
@@ -131,6 +130,9 @@ async def test_paging_refused_with_the_parameter_or_the_list_named(
     for path in missing:
         r = await http.get(path, headers=as_("vic"))
         assert r.status_code == 404, (path, r.text)
+    for path, cursor in [(f"{base}/steps", "nosuchstep"), (f"{base}/gates", "nosuchgate")]:
+        r = await http.get(path, params={"cursor": cursor}, headers=as_("vic"))
+        assert r.status_code == 404 and "names no" in r.json()["error"]["message"], r.text
     gates = (await http.get(f"{base}/gates", headers=as_("vic"))).json()
     assert [g["gate"] for g in gates["entries"]] == ["release"] and gates["next_cursor"] is None
     after = await http.get(f"{base}/gates", params={"cursor": "release"}, headers=as_("vic"))

@@ -114,5 +114,5 @@ async def test_a_definition_a_run_could_not_hold_is_refused_naming_the_step(
     )
     assert r.status_code == 422, r.text
     issues = r.json()["error"]["details"]
-    assert [i["path"] for i in issues] == ["definition.steps[1].for_each"], issues
-    assert "more than the 2000 it can keep" in issues[0]["message"]
+    assert [i["path"] for i in issues] == ["definition.steps[2].for_each"], issues
+    assert "more than the 3000 it can keep" in issues[0]["message"]

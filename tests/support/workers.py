@@ -24,6 +24,11 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         STEPGATE_HTTP_ALLOW=",".join(settings.stepgate_http_allow),
         STEPGATE_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
+        # A deployment of the test's own, its build made current at start as `make run` does:
+        # the suite's tests share one dev server, where another test's current build of the
+        # deployment `stepgate` would otherwise take this queue's workflow tasks.
+        STEPGATE_DEPLOYMENT_NAME=f"test-{settings.stepgate_task_queue[-12:]}",
+        STEPGATE_SET_CURRENT_VERSION="true",
     )
     env.update(extra)
     return env

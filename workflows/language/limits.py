@@ -20,10 +20,10 @@ MAX_STEPS = 500
 MAX_PARALLEL = MAX_STEPS
 # Items one for_each step runs over (the run continues as new as its history grows).
 MAX_ITEMS = 1_000
-# Steps and for_each items one run may hold, counting each for_each step at MAX_ITEMS: a run's
-# state (a few hundred bytes a unit, besides its inline budget) must fit the 2 MiB payload it
-# continues as new with.
-MAX_UNITS = 2_000
+# Steps and for_each items one run may hold, counting each for_each step at MAX_ITEMS (two
+# fan-outs of a thousand items fit, three do not): a run's state, a few hundred bytes a unit
+# besides its inline budget, must fit what it continues as new with.
+MAX_UNITS = 3_000
 # What a run carries into its next run when it continues as new (definition, snapshots and
 # state), and what its output may take: Temporal refuses payloads over 2 MiB, so a run past these
 # fails, saying so, instead of failing its workflow task for ever.
