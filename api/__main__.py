@@ -12,6 +12,9 @@ from api.app import create_app
 from workflows.client import exit_now
 
 log = structlog.get_logger("stepgate.api")
+# Seconds a stopping API gives requests in flight (decisions, status reads) before it closes
+# whatever is still open.
+SHUTDOWN_GRACE_S = 5
 
 
 def main() -> int:
@@ -30,6 +33,10 @@ def main() -> int:
         port=settings.stepgate_api_port,
         log_config=None,  # keep the structlog handlers configure_logging installed
         proxy_headers=True,
+        # A SIGTERM ends the process even while /events streams are open (they never finish by
+        # themselves): requests in flight get this long, then the streams are cut and clients
+        # reconnect elsewhere with Last-Event-ID. Without it a rolling restart waited for ever.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     return 0
 
