@@ -14,7 +14,7 @@ from workflows.names import StepState
 from workflows.rules.outcomes import fail, finish, set_output
 from workflows.rules.state import Iteration, Result, StepRecord
 from workflows.rules.turn import LoadList, Turn, truthy
-from workflows.rules.unit_gates import gate_at, open_
+from workflows.rules.unit_gates import gate_at, open_, review_or_succeed
 
 
 def loop_done(t: Turn, spec: StepSpec, repeat: RepeatSpec, unit: StepRecord) -> bool:
@@ -126,8 +126,4 @@ def gather(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
             t, unit, StepState.FAILED, error=f"item {failures[0].index} failed: {failures[0].error}"
         )
         return
-    approval = gate_at(spec, unit, "after")
-    if approval is not None and t.state.stop is None:
-        open_(t, approval, unit, "after", unit.output)
-    else:
-        finish(t, unit, StepState.SUCCEEDED)
+    review_or_succeed(t, spec, unit)

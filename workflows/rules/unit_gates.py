@@ -9,7 +9,9 @@ from workflows.language import expr
 from workflows.language.definition import PRIORITIES, ApprovalSpec, Stage, StepSpec
 from workflows.language.refs import RefError, Scope
 from workflows.models import AuditEntry
+from workflows.names import StepState
 from workflows.rules.gates import Notify, open_gate
+from workflows.rules.outcomes import finish
 from workflows.rules.state import Outcome, StepRecord
 from workflows.rules.turn import Turn, step_of, truthy
 from workflows.rules.votes import SYSTEM_ACTOR, close
@@ -92,3 +94,13 @@ def _auto(
         )
         return None
     return f"auto_approve_if held: {approval.auto_approve_if}" if held else None
+
+
+def review_or_succeed(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
+    """A unit's output is in: its after gate reviews it, unless it has none or the run stopped,
+    and then it has succeeded."""
+    approval = gate_at(spec, unit, "after")
+    if approval is not None and t.state.stop is None:
+        open_(t, approval, unit, "after", unit.output)
+    else:
+        finish(t, unit, StepState.SUCCEEDED)

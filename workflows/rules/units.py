@@ -31,7 +31,7 @@ from workflows.rules.turn import (
     truthy,
     unit_scope,
 )
-from workflows.rules.unit_gates import gate_at, open_
+from workflows.rules.unit_gates import gate_at, open_, review_or_succeed
 from workflows.rules.votes import SYSTEM_ACTOR, go_on_voters, merge_patch
 
 __all__ = [
@@ -183,11 +183,7 @@ def returned(t: Turn, spec: StepSpec, unit: StepRecord, result: Result) -> None:
         if not passed:
             failed(t, spec, unit, f"check failed: {spec.check.message}")
             return
-    approval = gate_at(spec, unit, "after")
-    if approval is not None and t.state.stop is None:
-        open_(t, approval, unit, "after", unit.output)
-    else:
-        finish(t, unit, StepState.SUCCEEDED)
+    review_or_succeed(t, spec, unit)
 
 
 def failed(t: Turn, spec: StepSpec, unit: StepRecord, error: str) -> None:
