@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.language.refs import RefError
     from workflows.models import ChildGatesInput, GateSummary, PipelineInput
     from workflows.rules import view
-    from workflows.rules.gates import Notify
+    from workflows.rules.gates import Notify, gate_spec
     from workflows.rules.scheduler import RunContext
     from workflows.rules.state import RunData
     from workflows.visibility import Visibility
@@ -82,8 +82,9 @@ class Publisher:
             await self._notify(state, n)
 
     async def _notify(self, state: RunData, n: Notify) -> None:
-        gate = state.steps[n.step].gate
-        approval = self._def.step(n.step).approval
+        found = state.gate(n.gate)
+        gate = found[1] if found is not None else None
+        approval = gate_spec(self._def, gate) if gate is not None else None
         spec = (approval.notify if approval else None) or self._inp.notify.notify
         if gate is None or approval is None or spec is None:
             return

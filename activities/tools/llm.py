@@ -31,7 +31,9 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool"] = Field(description="Who speaks.")
-    content: str | None = Field(None, description="The message text.")
+    content: Any = Field(
+        None, description="The message text; any other JSON value is sent as its JSON text."
+    )
     name: str | None = Field(None, description="Optional participant name.")
     tool_call_id: str | None = Field(None, description="For role `tool`: the call it answers.")
     tool_calls: list[LlmToolCall] | None = Field(
@@ -72,7 +74,11 @@ class ResponseFormat(BaseModel):
 class LlmChatInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        description="The conversation so far. An element that is itself a list of messages (a "
+        "stored part of a long conversation, read in by the activity) is spliced in.",
+    )
     tools: list[FunctionDef] = Field(
         default_factory=list, description="Functions the model may call."
     )
@@ -87,6 +93,16 @@ class LlmChatInput(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int | None = Field(None, ge=1, description="Bound on the reply's length.")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="Bound on the whole call.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _splice(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("messages"), list):
+            spliced: list[Any] = []
+            for m in value["messages"]:
+                spliced.extend(m if isinstance(m, list) else [m])
+            value = {**value, "messages": spliced}
+        return value
 
     @model_validator(mode="after")
     def _choice_names_a_tool(self) -> LlmChatInput:
@@ -123,6 +139,8 @@ def _request_body(inp: LlmChatInput, model: str) -> dict[str, Any]:
     messages = []
     for m in inp.messages:
         msg = m.model_dump(exclude_none=True, exclude={"tool_calls"})
+        if not isinstance(msg.get("content", ""), str):
+            msg["content"] = json.dumps(msg["content"], ensure_ascii=False)
         if m.tool_calls:
             msg["tool_calls"] = [_wire_call(c) for c in m.tool_calls]
         messages.append(msg)

@@ -13,9 +13,11 @@ from datetime import datetime
 from workflows.language.definition import Definition, StepSpec
 from workflows.language.limits import MAX_IN_FLIGHT
 from workflows.names import StepState
+from workflows.rules import agent
 from workflows.rules.gates import Notify, on_time
 from workflows.rules.outcomes import settle
-from workflows.rules.state import RunData, StepRecord, Stop
+from workflows.rules.state import GateRecord, RunData, StepRecord, Stop
+from workflows.rules.turn import AskModel, CallTool, CheckCalls, StoreTranscript
 from workflows.rules.units import (
     CheckPlan,
     Effect,
@@ -33,6 +35,10 @@ from workflows.rules.units import (
     start_each,
 )
 from workflows.rules.votes import SYSTEM_ACTOR, close
+
+# The effects that make a call: withdrawn when the pass that asked for them ends with the run
+# stopped (the shell stops every call out then; one never made would never report back).
+CALLS = (Invoke, CheckPlan, AskModel, CheckCalls, CallTool, StoreTranscript)
 
 __all__ = [
     "CheckPlan",
@@ -110,6 +116,8 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
         planned(t, spec, unit, unit.plan)
     elif unit.phase == "sleeping" and unit.next_at is not None and unit.next_at <= t.now:
         next_iteration(t, spec, unit)
+    elif unit.phase == "agent":
+        return agent.move(t, spec, unit)
     else:
         return False
     _recount(t, unit, parent, was_running)
@@ -184,6 +192,7 @@ def _wind_down(t: Turn, stop: Stop) -> None:
     the run failed, cancelled when it was cancelled)."""
     state = t.state
     _withdraw_calls(t)
+    agent.wind_down(t)
     for unit in state.units():
         if unit.phase == "gate" and unit.gate is not None and unit.gate.open:
             close(unit.gate, "cancel", [SYSTEM_ACTOR], t.now, None)
@@ -208,21 +217,24 @@ def _withdraw_calls(t: Turn) -> None:
     every call out once the run stops, and one that never started would never report back (a
     failure and another step's result arriving in one workflow task once left a step started
     with no call made, and the run waiting on it for ever)."""
-    withdrawn = [e for e in t.effects if isinstance(e, Invoke | CheckPlan)]
+    withdrawn = [e for e in t.effects if isinstance(e, CALLS)]
     for effect in withdrawn:
+        if not isinstance(effect, Invoke | CheckPlan):
+            agent.withdraw(t, effect)
+            continue
         unit = t.state.unit(effect.step)
         if unit is not None and unit.call_out:
             settle(t, unit, 0)
             finish(t, unit, StepState.CANCELLED, reason="run stopped before its call was made")
-    t.effects[:] = [e for e in t.effects if not isinstance(e, Invoke | CheckPlan)]
+    t.effects[:] = [e for e in t.effects if not isinstance(e, CALLS)]
 
 
 def _unsent_notices(t: Turn) -> None:
     """Approvers are not told of a gate that closed before they could be: the run stopped."""
     t.effects[:] = [
-        e for e in t.effects if not isinstance(e, Notify) or _still_open(t.state.unit(e.step))
+        e for e in t.effects if not isinstance(e, Notify) or _still_open(t.state.gate(e.gate))
     ]
 
 
-def _still_open(unit: StepRecord | None) -> bool:
-    return unit is not None and unit.gate is not None and unit.gate.open
+def _still_open(found: tuple[StepRecord, GateRecord] | None) -> bool:
+    return found is not None and found[1].open

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from activities.models import Slot
+from activities.models import AgentCheck, Slot, TranscriptWrite
 from workflows.language import expr
 from workflows.language.definition import Definition
 from workflows.language.limits import DEFAULT_INLINE_BYTES, PREVIEW_BYTES
@@ -74,7 +74,58 @@ class CheckPlan:
     allowed_task_queues: list[str] = field(default_factory=list)
 
 
-Effect = Invoke | Notify | CheckPlan
+@dataclass(frozen=True)
+class AskModel:
+    """One model turn of an agent step: llm.chat with the conversation and the tools offered."""
+
+    step: str
+    turn: int
+    args: dict[str, Any]
+    slots: list[Slot] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckCalls:
+    """Check what an agent's model asked for (arguments, risks, a final reply) in an activity."""
+
+    step: str
+    turn: int
+    check: AgentCheck
+
+
+@dataclass(frozen=True)
+class CallTool:
+    """Run one call an agent's model asked for, as decided: its tool's own activity."""
+
+    step: str
+    n: int
+    tool: str
+    args: dict[str, Any]
+    slots: list[Slot] = field(default_factory=list)
+    local: bool = False
+    inline_bytes: int = DEFAULT_INLINE_BYTES
+    preview_bytes: int = PREVIEW_BYTES
+
+
+@dataclass(frozen=True)
+class StoreTranscript:
+    """Write an agent's earlier messages (a chunk), or its whole transcript, to the store."""
+
+    step: str
+    write: TranscriptWrite
+
+
+@dataclass(frozen=True)
+class StopCalls:
+    """Cancel what an agent step that ended still has out."""
+
+    step: str
+
+
+AgentEffect = AskModel | CheckCalls | CallTool | StoreTranscript | StopCalls
+Effect = (
+    Invoke | Notify | CheckPlan | AskModel | CheckCalls | CallTool | StoreTranscript | StopCalls
+)
 
 
 @dataclass
