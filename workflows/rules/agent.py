@@ -290,6 +290,8 @@ def wind_down(t: Turn) -> None:
                 calls.cancel(t, call, "run stopped")
         if not rec.out:
             finish(t, unit, StepState.CANCELLED, reason="run stopped")
+        else:
+            unit.state = StepState.RUNNING
 
 
 def withdraw(t: Turn, effect: Any) -> None:

@@ -106,8 +106,8 @@ def next_due(state: RunData) -> datetime | None:
     for u in state.units():
         if u.phase == "sleeping" and u.next_at is not None:
             times.append(u.next_at)
-        elif u.phase == "agent" and u.agent is not None and u.agent.deadline is not None:
-            times.append(u.agent.deadline)
+        elif u.phase == "agent" and u.agent is not None and u.agent.ending is None:
+            times += [u.agent.deadline] if u.agent.deadline is not None else []
     return min(times, default=None)
 
 
