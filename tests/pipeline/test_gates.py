@@ -388,3 +388,33 @@ async def test_reminders_and_notifications_are_sent(worker: Worker, start: Start
     await handle.result()
     status = await handle.query(PipelineWorkflow.status)
     assert sum(a.kind == "reminder" for a in status.audit) >= 2
+
+
+async def test_item_gates_notify_their_approvers(worker: Worker, start: Start) -> None:
+    """Each for_each item's gate notifies through its step's notify tool when it opens (the
+    notice looked its gate up by the item's id among the steps, found none, and was never
+    sent)."""
+    from tests.support import fakes
+
+    fakes.LEDGER.clear()
+    handle = await start(
+        """
+name: each_notified
+steps:
+  - id: write
+    for_each: "${input.files}"
+    tool: test.echo
+    with: {path: "${item}"}
+    approval:
+      approvers: ["role:ops"]
+      notify: {tool: test.ledger, with: {sleep: 0}}
+""",
+        {"files": ["a", "b"]},
+    )
+    await open_gate(handle, "write.0")
+    await open_gate(handle, "write.1")
+    await eventually(lambda: len(fakes.LEDGER) >= 2, what="a notice per item gate")
+    assert sorted(fakes.LEDGER) == ["write.0", "write.1"]
+    await decide(handle, "write.0", "approve")
+    await decide(handle, "write.1", "approve")
+    await handle.result()
