@@ -110,7 +110,7 @@ class CallView(BaseModel):
 class MessageView(BaseModel):
     role: str
     content: str | None = Field(None, description="the text (a tool result's JSON), clipped")
-    calls: list[str] | None = Field(None, description="an assistant turn's calls, as gate ids")
+    calls: list[str] | None = Field(None, description="an assistant turn's calls: the model's ids")
     call: str | None = Field(None, description="a tool message: the call it answers")
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities import shapes
 from activities.context import ToolContext
+from activities.documents import json_issues
 from activities.errors import fatal, transient
 from activities.registry import sends_to_fields, tool
 from activities.tools._http import check_status, send, with_idempotency_key
@@ -173,10 +174,14 @@ def _parse_call(raw: dict[str, Any]) -> LlmToolCall:
     fn = raw.get("function") or {}
     args: Any = fn.get("arguments", "")
     try:
-        args = json.loads(args) if isinstance(args, str) else args
-    except ValueError:
-        pass  # keep the raw string: the caller can still see what the model produced
-    return LlmToolCall(id=str(raw.get("id", "")), name=str(fn.get("name", "")), arguments=args)
+        parsed = json.loads(args) if isinstance(args, str) else args
+    except (ValueError, RecursionError):
+        parsed = args  # keep the raw string: the caller can still see what the model produced
+    # Arguments that are not safe JSON data (nested past MAX_DEPTH, NaN) stay the model's text:
+    # whoever reads them (an agent step's rules, in workflow code) never walks them.
+    if next(json_issues(parsed), None) is not None:
+        parsed = args if isinstance(args, str) else json.dumps(args, default=str)[:10_000]
+    return LlmToolCall(id=str(raw.get("id", "")), name=str(fn.get("name", "")), arguments=parsed)
 
 
 # The endpoint is the operator's (settings), never the call's.
