@@ -52,6 +52,8 @@ from workflows.models import Decision, PipelineInput
 from workflows.pipeline import PipelineWorkflow
 
 STARTED: dict[str, float] = {}  # a call's idempotency key: when its tool began (perf_counter)
+BEGUN: dict[str, asyncio.Event] = {}  # set when that call began (the worker runs in this loop)
+TIMES = "\u00d7"
 
 
 class Probe(BaseModel):
@@ -73,6 +75,7 @@ async def bench_read(inp: Probe, ctx: ToolContext) -> Seen:
 async def bench_change(inp: Probe, ctx: ToolContext) -> Seen:
     """Change something: a high-risk call, gated."""
     STARTED[ctx.idempotency_key] = time.perf_counter()
+    BEGUN.setdefault(ctx.idempotency_key, asyncio.Event()).set()
     return Seen(n=inp.n, at=time.time())
 
 
@@ -174,8 +177,7 @@ async def gated(client: Client, queue: str, d: Any, model: ScriptedAgent, n: int
         decision = Decision(gate=gate, action="approve", actor="b", roles=["bench"])
         await handle.execute_update(PipelineWorkflow.submit_decision, decision)
         key = f"{handle.id}/agent/call-{k}"
-        while key not in STARTED:
-            await asyncio.sleep(0.001)
+        await BEGUN.setdefault(key, asyncio.Event()).wait()
         started_ms.append((STARTED[key] - sent) * 1000)
     await handle.result()
     return {"gate_open_ms": quantiles(opened_ms), "decision_to_call_ms": quantiles(started_ms)}
@@ -293,9 +295,9 @@ def published(r: dict[str, Any], command: str) -> dict[str, Any]:
             ],
             [
                 "ratio; overhead per turn",
-                f"**{r['ratio']:.2f}×**; {r['per_turn_overhead_ms']} ms",
-                "1×",
-                "≤ 1.15×",
+                f"**{r['ratio']:.2f}{TIMES}**; {r['per_turn_overhead_ms']} ms",
+                f"1{TIMES}",
+                f"\u2264 1.15{TIMES}",
             ],
             [
                 "gated call: reply → gate open, p50 / p90",
