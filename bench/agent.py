@@ -41,7 +41,7 @@ from activities.context import ToolContext
 from activities.registry import tool
 from activities.runtime import ToolActivities
 from bench.agent_baseline import AgentBaselineWorkflow
-from tests.conftest import temporal_cli
+from bench.stack import temporal_cli
 from tests.tools.chat import ScriptedAgent
 from tests.tools.server import LocalServer
 from worker import build_worker, workflow_runner
@@ -154,7 +154,7 @@ async def history(client: Client, workflow_id: str) -> dict[str, int]:
     return {"events": len(found.events), "bytes": len(found.to_json().encode())}
 
 
-async def gated(client: Client, queue: str, d: Any, model: ScriptedAgent, n: int) -> dict[str, Any]:
+async def gated(client: Client, queue: str, d: Any, model: TimedAgent, n: int) -> dict[str, Any]:
     """`n` gated calls, one a turn: the gate opening after the reply, the call after the decision."""
     model.replies = [*[[("bench_change", {"n": k})] for k in range(1, n + 1)], "done"]
     model.replied_at.clear()

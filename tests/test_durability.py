@@ -23,7 +23,6 @@ from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
 
-
 # The runs these tests start carry no build, as the in-process workers of the rest of the suite
 # poll none: a versioned worker process would never be given them while no build is current
 # (tests/test_versioning.py covers versioned workers).
@@ -143,10 +142,13 @@ async def test_worker_killed_mid_agent_loop_repeats_no_completed_turn_or_call(
     worker finishes the loop: no model turn that had completed is asked again, the call in flight
     is retried under its own idempotency key and takes effect once, and so does every other."""
     (settings.stepgate_data / "definitions").mkdir(parents=True)
-    ledger, model = Ledger(), ScriptedAgent(
-        [("http_request", {"json": {"amount": 1}})],
-        [("http_request", {"json": {"amount": 2}})],
-        "paid twice",
+    ledger, model = (
+        Ledger(),
+        ScriptedAgent(
+            [("http_request", {"json": {"amount": 1}})],
+            [("http_request", {"json": {"amount": 2}})],
+            "paid twice",
+        ),
     )
     server = LocalServer().start()
     server.route("POST", "/v1/chat/completions", model)

@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.agent_models import CallView
+from workflows.agent_models import CallView, GrantSpec
 from workflows.language.definition import Action
 from workflows.language.limits import MAX_NAME_CHARS
-from workflows.models import AuditEntry, GateView, GrantSpec, ItemView, IterationView, StepView
+from workflows.models import AuditEntry, GateView, ItemView, IterationView, StepView
 
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 

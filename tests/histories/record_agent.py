@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowHandle
 from tests.pipeline.gating import decide, open_gate
 from tests.tools.chat import ScriptedAgent
 from tests.tools.server import LocalServer, Reply, Seen
-from workflows.models import GrantSpec
+from workflows.agent_models import GrantSpec
 
 Handle = WorkflowHandle[Any, Any]
 

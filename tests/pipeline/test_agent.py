@@ -22,7 +22,7 @@ from tests.support.util import eventually
 from tests.tools.chat import ScriptedAgent
 from tests.tools.server import LocalServer
 from worker import build_worker
-from workflows.models import GrantSpec
+from workflows.agent_models import GrantSpec
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from tests.rules.agent_sim import READ, RESTART, AgentSim, agent_def
-from workflows.agent_models import RevokeGrant
-from workflows.models import Decision, GrantSpec
+from workflows.agent_models import GrantSpec, RevokeGrant
+from workflows.models import Decision
 from workflows.rules import agent_policy, decisions
 from workflows.rules.agent_view import grants
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.rules.agent_sim import AgentSim, agent_def
-from workflows.models import GrantSpec
+from workflows.agent_models import GrantSpec
 from workflows.rules.turn import AskModel, CallTool
 
 CALLS = {
