@@ -4,10 +4,13 @@ and what ran is what was approved."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import yaml
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import default_registry
@@ -23,6 +26,9 @@ from tests.tools.chat import ScriptedAgent
 from tests.tools.server import LocalServer
 from worker import build_worker
 from workflows.agent_models import GrantSpec
+from workflows.language.validation import validate_definition
+from workflows.models import PipelineInput
+from workflows.pipeline import PipelineWorkflow
 
 
 @pytest.fixture
@@ -326,3 +332,47 @@ async def test_a_reply_that_breaks_output_schema_is_sent_back_then_kept(
     assert result.output == "restart"
     said = model.shown(2)[-1]
     assert said["role"] == "user" and "does not follow the required JSON schema" in said["content"]
+
+
+async def test_a_long_loop_continues_as_new_carrying_its_calls_and_gates(
+    small_history_env: WorkflowEnvironment,
+    settings: Settings,
+    registry: ToolRegistry,
+    model: ScriptedAgent,
+) -> None:
+    """A loop longer than one run's history continues as new between turns, carrying its
+    conversation, calls and counts: no turn is asked twice, no call runs twice, and a gate that
+    opens in the new run is decided there."""
+    fakes.CALLS.clear()
+    client = small_history_env.client
+    local = settings.model_copy(
+        update={
+            "temporal_address": client.service_client.config.target_host,
+            "stepgate_llm_base_url": model.url,  # type: ignore[attr-defined]
+            "stepgate_llm_model": "scripted",
+        }
+    )
+    reads = [[("ops_read", {"service": f"s{k}"})] for k in range(16)]
+    model.replies = [*reads, [("ops_restart", {"service": "api"})], "done"]
+    report = validate_definition(
+        yaml.safe_load(triage().replace("max_turns: 6", "max_turns: 20")), registry
+    )
+    assert report.definition is not None
+    async with build_worker(client, local, registry):
+        handle = await client.start_workflow(
+            PipelineWorkflow.run,
+            PipelineInput(definition=report.definition, input={"service": "api"}),
+            id=f"long-{uuid.uuid4().hex[:8]}",
+            task_queue=local.stepgate_task_queue,
+        )
+        await call_gate(handle, 17)
+        await decide(handle, "triage.call-17", "approve")
+        result = await handle.result()
+        st = await status(handle)
+    assert result.steps == {"triage": "succeeded"} and st.continued >= 1
+    keys = [k for _, _, k in fakes.CALLS]
+    assert len(keys) == 17 and len(set(keys)) == 17, "no call ran twice"
+    turns = [k.rpartition("/")[2] for k in model.keys]
+    assert turns == [f"turn-{n}" for n in range(1, 19)], "no turn was asked twice"
+    view = next(s for s in st.steps if s.id == "triage")
+    assert view.agent is not None and view.agent.calls_total == 17 and view.agent.turn == 18

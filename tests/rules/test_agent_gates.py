@@ -205,3 +205,30 @@ def test_call_gates_are_open_gates_of_the_run() -> None:
     assert [c.n for c in calls.calls] == [2] and calls.total == 2
     none = pages.page(sim.state, sim.d, PageInput(of="calls", step="triage", after="x"))
     assert none.problem == "bad_cursor"
+
+
+def test_call_gates_keep_quorum_self_approval_and_separation_of_duties() -> None:
+    """A call gate follows its approval's rules like any gate: the run's requester may not
+    approve it with forbid_self_approval, whoever approved a gate it must be distinct from may
+    not either, and quorum 2 needs two approvals."""
+    strict = RESTART.replace(
+        'approvers: ["role:ops"]',
+        'approvers: ["role:ops"], quorum: 2, forbid_self_approval: true, distinct_from: [plan]',
+    )
+    text = agent_def(READ, strict).replace(
+        "steps:\n",
+        "steps:\n  - id: plan\n    tool: t.x\n    approval: {approvers: ['role:ops']}\n",
+    )
+    text = text.replace("  - id: triage\n", "  - id: triage\n    needs: [plan]\n")
+    sim = AgentSim(text, {"service": "api"})
+    sim.advance()
+    sim.vote("plan", "approve", actor="pat")
+    sim.succeed("plan")
+    sim.reply(("ops_restart", {"service": "api"}))
+    sim.check({1: "high"})
+    assert refused(sim, "triage.call-1", "approve", actor="req").startswith("self_approval")
+    assert refused(sim, "triage.call-1", "approve", actor="pat").startswith("separation_of_duties")
+    assert sim.vote("triage.call-1", "approve", actor="ann") is None
+    assert sim.tools_run() == [], "one approval of two"
+    assert sim.vote("triage.call-1", "approve", actor="bob") is None
+    assert [e.n for e in sim.tools_run()] == [1]
