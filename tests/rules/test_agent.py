@@ -391,3 +391,37 @@ def test_the_status_and_the_calls_page_stay_bounded_whatever_the_calls_hold() ->
             break
         after = got.next_cursor
     assert seen == 105
+
+
+def test_calls_of_earlier_turns_keep_their_record_but_not_their_arguments() -> None:
+    """Once a turn after its own has ended, a call keeps its decision, state and preview in the
+    state but drops its arguments (the transcript holds them): the state holds two turns' worth
+    of arguments at most, and the calls page marks the rest as left out."""
+    sim = started()
+    for n in (1, 2, 3):
+        sim.reply(("ops_read", {"service": f"s{n}", "pad": "x" * 1_000}))
+        sim.check()
+        sim.done(n)
+    assert [c.compact for c in sim.rec.calls] == [True, True, False]
+    assert sim.call(1).arguments is None and sim.call(1).state == "succeeded"
+    assert sim.call(3).arguments == {"service": "s3", "pad": "x" * 1_000}
+    from workflows.rules.agent_view import call_view
+    from workflows.rules.bounds import PAGE
+
+    assert call_view(sim.call(1), PAGE).arguments_truncated
+
+
+def test_an_agent_asking_for_more_calls_than_one_step_may_make_fails() -> None:
+    """Past MAX_AGENT_CALLS calls in all, the reply that would pass it fails the step, saying so."""
+    sim = started(agent_def(READ, max_turns=100, max_tool_errors=100))
+    for turn in range(1, 33):
+        sim.reply(*[("ops_read", {"service": "a"})] * 16)
+        if sim.rec.ending is not None:
+            break
+        sim.check()
+        for call in sim.rec.calls[-16:]:
+            sim.done(call.n)
+        if sim.rec.storing:
+            sim.stored()
+    assert turn == 32 and len(sim.rec.calls) == 496
+    assert sim.rec.end_message == "the agent asked for more than 500 calls at turn 32"

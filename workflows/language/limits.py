@@ -118,6 +118,9 @@ MAX_AGENT_TOOLS = 32
 MAX_AGENT_TURNS = 500
 DEFAULT_AGENT_TURNS = 20
 MAX_CALLS_PER_TURN = 16
+# Calls one agent step may ask for in all: each keeps a record in the run's state (its arguments
+# only until the turn after its own ends: the transcript in the artifact store keeps them).
+MAX_AGENT_CALLS = 500
 MAX_REPLY_REPAIRS = 2
 # What the run keeps inline of one tool call's result (a larger one goes to the artifact store
 # and the model reads it from there), and of one model reply (a larger one fails the step).

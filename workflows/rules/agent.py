@@ -13,9 +13,14 @@ from typing import Any
 
 from activities.documents import canonical_json
 from activities.models import AgentCheck, AgentCheckResult, TranscriptWrite
+from workflows.language.agent import AgentSpec
 from workflows.language.definition import StepSpec
 from workflows.language.durations import parse_duration
-from workflows.language.limits import AGENT_REPLY_INLINE_BYTES, MAX_REPLY_REPAIRS
+from workflows.language.limits import (
+    AGENT_REPLY_INLINE_BYTES,
+    MAX_AGENT_CALLS,
+    MAX_REPLY_REPAIRS,
+)
 from workflows.language.refs import RefError
 from workflows.names import StepState
 from workflows.rules import agent_calls as calls
@@ -79,6 +84,7 @@ def move(t: Turn, spec: StepSpec, unit: StepRecord) -> bool:
         return True
     if rec.ending is None and calls.too_many_errors(spec, rec):
         end(t, unit, "failed", message=calls.errors_message(spec, rec))
+        moved = True
     if rec.ending is None and rec.deadline is not None and t.now >= rec.deadline:
         end(t, unit, "failed", message=f"the agent did not finish within timeout {spec.timeout}")
         moved = True
@@ -140,19 +146,15 @@ def _replied(t: Turn, spec: StepSpec, unit: StepRecord, rec: AgentRecord, result
         return
     out = result.output
     if not result.ok:
-        end(
-            t,
-            unit,
-            "failed",
-            message=f"the model could not be asked at turn {rec.turn}: {result.error or 'failed'}",
+        _failed(
+            t, unit, f"the model could not be asked at turn {rec.turn}: {result.error or 'failed'}"
         )
         return
     if result.artifact is not None or not isinstance(out, dict):
-        end(
+        _failed(
             t,
             unit,
-            "failed",
-            message=f"the model's reply at turn {rec.turn} takes more than "
+            f"the model's reply at turn {rec.turn} takes more than "
             f"{AGENT_REPLY_INLINE_BYTES} bytes",
         )
         return
@@ -162,15 +164,10 @@ def _replied(t: Turn, spec: StepSpec, unit: StepRecord, rec: AgentRecord, result
     content = out.get("content") if isinstance(out.get("content"), str) else None
     raw = out.get("tool_calls")
     proposed = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
-    if agent.max_total_tokens is not None and rec.tokens > agent.max_total_tokens:
+    bound = _bound(agent, rec, len(proposed))
+    if bound is not None:
         talk.add(rec, talk.assistant(content, []))
-        end(
-            t,
-            unit,
-            "failed",
-            message=f"max_total_tokens ({agent.max_total_tokens}) exceeded: "
-            f"{rec.tokens} tokens in {rec.turn} turns",
-        )
+        _failed(t, unit, bound)
         return
     if not proposed:
         talk.add(rec, talk.assistant(content, []))
@@ -181,22 +178,30 @@ def _replied(t: Turn, spec: StepSpec, unit: StepRecord, rec: AgentRecord, result
         check = AgentCheck(reply=rec.final, json_schema=spec.output_schema)
         t.effects.append(CheckCalls(unit.id, rec.turn, check))
         return
-    if rec.turn >= agent.max_turns:
-        talk.add(rec, talk.assistant(content, []))
-        end(
-            t,
-            unit,
-            "failed",
-            message=f"max_turns ({agent.max_turns}) reached: the model "
-            f"still asked for tools at turn {rec.turn}",
-        )
-        return
     made = [calls.propose(t, spec, unit, rec, raw_call, k) for k, raw_call in enumerate(proposed)]
     talk.add(rec, talk.assistant(content, made))
     check = AgentCheck(calls=calls.to_check(made))
     if check.calls:
         rec.checking = True
         t.effects.append(CheckCalls(unit.id, rec.turn, check))
+
+
+def _bound(agent: AgentSpec, rec: AgentRecord, asked: int) -> str | None:
+    """The bound a reply asking for `asked` calls takes the loop past, said as the step fails."""
+    if agent.max_total_tokens is not None and rec.tokens > agent.max_total_tokens:
+        return (
+            f"max_total_tokens ({agent.max_total_tokens}) exceeded: "
+            f"{rec.tokens} tokens in {rec.turn} turns"
+        )
+    if asked and len(rec.calls) + asked > MAX_AGENT_CALLS:
+        return f"the agent asked for more than {MAX_AGENT_CALLS} calls at turn {rec.turn}"
+    if asked and rec.turn >= agent.max_turns:
+        return f"max_turns ({agent.max_turns}) reached: the model still asked for tools at turn {rec.turn}"
+    return None
+
+
+def _failed(t: Turn, unit: StepRecord, message: str) -> None:
+    end(t, unit, "failed", message=message)
 
 
 def _checked(

@@ -269,7 +269,9 @@ def _audit(t: Turn, call: AgentCall, action: str, reason: str) -> None:
 
 
 def tell(rec: AgentRecord) -> bool:
-    """Every call of the turn ended: the model is told of each, in the order it asked."""
+    """Every call of the turn ended: the model is told of each, in the order it asked. Calls of
+    earlier turns keep their record but not their arguments (the transcript has them), so the
+    state holds the arguments of two turns at most."""
     told = False
     for call in rec.calls:
         if call.message is not None:
@@ -277,6 +279,11 @@ def tell(rec: AgentRecord) -> bool:
             talk.add(rec, call.message)
             call.message = None
             told = True
+        elif call.turn < rec.turn and not call.compact:
+            call.proposed = call.arguments = None
+            call.slots, call.compact = [], True
+            if call.gate is not None:
+                call.gate.subject = None
     return told
 
 

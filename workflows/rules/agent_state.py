@@ -54,6 +54,9 @@ class AgentCall(BaseModel):
     gate: GateRecord | None = None
     granted_by: str | None = None
     changed: bool = Field(False, description="an approver modified the arguments")
+    compact: bool = Field(
+        False, description="its arguments left the state (the transcript keeps them)"
+    )
     preview: str | None = None
     artifact: dict[str, Any] | None = None
     error: str | None = None

@@ -65,7 +65,7 @@ def call_view(c: AgentCall, b: Bounds) -> CallView:
         state=c.state,
         risk=c.risk,
         arguments=arguments,
-        arguments_truncated=cut,
+        arguments_truncated=cut or c.compact,
         proposed=proposed,
         changed=c.changed,
         deciders=[clip(d, b.text) or "" for d in gate.decided_by] if gate is not None else [],
