@@ -21,6 +21,7 @@ from temporalio.worker import (
 
 from activities import default_registry
 from activities.access import AccessActivities
+from activities.agent import AgentActivities
 from activities.audit import AuditActivities
 from activities.checks import CheckActivities
 from activities.config import Settings, get_settings
@@ -109,6 +110,7 @@ def build_worker(
     plans = PlanActivities(registry)
     audit = AuditActivities(tools.artifacts)
     lists = ListActivities(tools.artifacts)
+    agents = AgentActivities(registry, tools.artifacts)
     # Reads the API keys and permissions files now: a bad one stops the worker at start.
     access = access or AccessActivities(settings)
     return StepgateWorker(
@@ -122,6 +124,7 @@ def build_worker(
             *plans.activities(),
             *audit.activities(),
             *lists.activities(),
+            *agents.activities(),
             *memory.activities(),
             access.authorize,
         ],

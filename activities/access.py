@@ -39,6 +39,7 @@ SCHEDULE_ANY = "schedule_any"
 CATALOG_RELOAD = "catalog_reload"
 MEMORY_DELETE = "memory_delete"
 VERSIONS = "versions"  # list the worker builds, make one current
+GRANTS_REVOKE = "grants_revoke"  # revoke any standing grant (its granters may revoke their own)
 PERMISSIONS: tuple[str, ...] = (
     READ,
     START,
@@ -51,6 +52,7 @@ PERMISSIONS: tuple[str, ...] = (
     CATALOG_RELOAD,
     MEMORY_DELETE,
     VERSIONS,
+    GRANTS_REVOKE,
 )
 # DESIGN.md "Who may do what"; other roles (ops, peer, ...) hold no permission, they decide gates.
 DEFAULT_ROLES: Mapping[str, frozenset[str]] = {

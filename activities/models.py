@@ -242,3 +242,43 @@ class MemorySearch(BaseModel):
 
 class MemorySearchResult(BaseModel):
     hits: list[MemoryHit] = Field(default_factory=list)
+
+
+# An agent step's checks of what its model asked for: each call's arguments against its tool's
+# input model (and the call's risk), a final reply against the step's output_schema.
+AGENT_CHECK_ACTIVITY = "stepgate.agent.check"
+# Writing an agent's conversation to the artifact store: a chunk of earlier messages, or the
+# whole transcript (earlier chunks first) when the loop ends.
+AGENT_TRANSCRIPT_ACTIVITY = "stepgate.agent.transcript"
+
+
+class CallToCheck(BaseModel):
+    n: int
+    tool: str = Field(description="name@version")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentCheck(BaseModel):
+    calls: list[CallToCheck] = Field(default_factory=list)
+    reply: str | None = Field(None, description="a final reply to parse as JSON and check")
+    json_schema: dict[str, Any] | None = None
+
+
+class CallCheck(BaseModel):
+    n: int
+    issues: list[str] = Field(default_factory=list)
+    risk: Literal["low", "medium", "high"] = "high"
+
+
+class AgentCheckResult(BaseModel):
+    calls: list[CallCheck] = Field(default_factory=list)
+    reply_issues: list[str] = Field(default_factory=list)
+    reply_json: Any = None
+
+
+class TranscriptWrite(BaseModel):
+    workflow_id: str
+    name: str = Field(description="the artifact's name within the run's folder")
+    parts: list[ArtifactRef] = Field(default_factory=list, description="earlier chunks, first")
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    slots: list[Slot] = Field(default_factory=list, description="results read from the store")

@@ -124,7 +124,18 @@ def _decide(http: httpx.Client, args: argparse.Namespace, action: str) -> int:
         body["comment"] = args.comment
     if args.digest:
         body["digest"] = args.digest
+    if getattr(args, "grant", None):
+        body["grant"] = {"expires_in": args.grant, "same_arguments": args.same_arguments}
+        if args.grant_calls:
+            body["grant"]["calls"] = args.grant_calls
     _print(_check(http.post(f"/workflows/{args.workflow_id}/gates/{args.gate}", json=body)))
+    return 0
+
+
+def cmd_revoke(http: httpx.Client, args: argparse.Namespace) -> int:
+    body = {"reason": args.reason} if args.reason else None
+    path = f"/workflows/{args.workflow_id}/grants/{args.grant}"
+    _print(_check(http.request("DELETE", path, json=body)))
     return 0
 
 
@@ -243,6 +254,19 @@ def parser() -> argparse.ArgumentParser:
         decide.add_argument("gate")
         decide.add_argument("--comment")
         decide.add_argument("--digest", help="refuse if the gate now reviews something else")
+    approve = sub.choices["approve"]
+    approve.add_argument(
+        "--grant",
+        metavar="DURATION",
+        help="at an agent call gate: let later calls of the tool "
+        "in this run through without a gate for this long (at most 24h)",
+    )
+    approve.add_argument("--grant-calls", type=int, help="... for at most this many calls")
+    approve.add_argument("--same-arguments", action="store_true", help="... with these arguments")
+    revoke = sub.add_parser("revoke", help="end a standing grant (yours, or any as an admin)")
+    revoke.add_argument("workflow_id")
+    revoke.add_argument("grant", help="its id in the run's status, e.g. g1")
+    revoke.add_argument("--reason")
     inbox = sub.add_parser("inbox", help="gates waiting for you, most urgent first")
     inbox.add_argument("--priority", help="only these priorities: urgent, or a list urgent,high")
     inbox.add_argument("--page-size", type=int, help="runs read per request (the API's default)")
@@ -267,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inbox": cmd_inbox,
         "approve": cmd_approve,
         "reject": cmd_reject,
+        "revoke": cmd_revoke,
         "versions": cmd_versions,
     }
     try:

@@ -40,6 +40,9 @@ REFUSAL_STATUS = {
     "digest_mismatch": 409,
     "action_not_allowed": 422,
     "bad_patch": 422,
+    "bad_grant": 422,
+    "unknown_grant": 404,
+    "grant_not_active": 409,
 }
 
 # All one decision may take: its turn in the run's lane, every attempt and the wait for a worker
@@ -77,6 +80,7 @@ async def submit(
         comment=body.comment,
         patch=body.patch,
         digest=body.digest,
+        grant=body.grant,
     )
     # Only Stepgate's runs take decisions (one describe, unless visibility listed the run); the
     # update then goes to the workflow id, not the run described, so a run that continued as new

@@ -16,6 +16,8 @@ from activities.config import Settings
 from tests.support.ledger import Ledger, serve_ledger
 from tests.support.util import eventually
 from tests.support.workers import WorkerProcess, worker_env
+from tests.tools.chat import ScriptedAgent
+from tests.tools.server import LocalServer
 from worker import build_worker
 from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
@@ -126,3 +128,70 @@ steps:
         status = await handle.query(PipelineWorkflow.status)
     assert result.steps == {"approve_me": "succeeded"}
     assert [(a.kind, a.action) for a in status.audit] == [("timeout", "approve")]
+
+
+async def test_worker_killed_mid_agent_loop_repeats_no_completed_turn_or_call(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """An agent's worker is killed with SIGKILL while a call it decided is in flight; a new
+    worker finishes the loop: no model turn that had completed is asked again, the call in flight
+    is retried under its own idempotency key and takes effect once, and so does every other."""
+    (settings.stepgate_data / "definitions").mkdir(parents=True)
+    ledger, model = (
+        Ledger(),
+        ScriptedAgent(
+            [("http_request", {"json": {"amount": 1}})],
+            [("http_request", {"json": {"amount": 2}})],
+            "paid twice",
+        ),
+    )
+    server = LocalServer().start()
+    server.route("POST", "/v1/chat/completions", model)
+    try:
+        with serve_ledger(ledger) as url:
+            ledger.hold.clear()
+            inp = definition(
+                f"""
+name: agent_pays
+steps:
+  - id: pay
+    heartbeat_timeout: 1s
+    retry: {{max_attempts: 10, initial_interval: 200ms, backoff: 1.0}}
+    agent:
+      instructions: pay what is asked
+      input: pay 1 then 2
+      tools:
+        - {{tool: http.request, with: {{method: POST, url: "{url}"}}, policy: auto}}
+"""
+            )
+            env = worker_env(
+                settings,
+                STEPGATE_LLM_BASE_URL=server.url("/v1/"),
+                STEPGATE_LLM_MODEL="scripted",
+            )
+            first = WorkerProcess(env, tmp_path / "worker1.log")
+            handle = await client.start_workflow(
+                PipelineWorkflow.run,
+                inp,
+                id=f"agent-kill-{uuid.uuid4()}",
+                task_queue=settings.stepgate_task_queue,
+            )
+            try:
+                await eventually(ledger.arrived.is_set, within=60, what="call 1 in flight")
+                first.kill()
+                ledger.hold.set()
+            finally:
+                first.stop()
+            second = WorkerProcess(env, tmp_path / "worker2.log")
+            try:
+                result = await asyncio.wait_for(handle.result(), timeout=90)
+            finally:
+                assert second.stop() == 0
+    finally:
+        server.stop()
+    calls = [f"{handle.id}/pay/call-1", f"{handle.id}/pay/call-2"]
+    assert result.state == "completed"
+    assert ledger.requests_by_key[calls[0]] >= 2, "the call in flight was retried"
+    assert ledger.applied == calls, "each call took effect exactly once"
+    turns = [k.rpartition("/")[2] for k in model.keys]
+    assert turns == ["turn-1", "turn-2", "turn-3"], "no completed turn was asked again"

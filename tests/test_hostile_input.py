@@ -160,7 +160,7 @@ def test_validate_reports_field_errors_and_gate_rules_together(tools: ToolRegist
         "got ['bad']" in found
     )
     assert "steps[0].approval: on_timeout: escalate needs escalate_to" in found
-    assert "steps[1]: a step needs exactly one of 'tool' or 'pipeline'" in found
+    assert "steps[1]: a step needs exactly one of 'tool', 'pipeline' or 'agent'" in found
     assert any(e.startswith("steps[1].timeout: bad duration") for e in found)
     users = {"approvers": ["user:a", "user:b"], "quorum": 3}
     assert errors({"name": "q", "steps": [step("a", approval=users)]}, tools) == [

@@ -33,6 +33,7 @@ RULES_MAY_IMPORT = (
     "workflows.rules",
     "workflows.language",
     "workflows.models",
+    "workflows.agent_models",
     "workflows.names",
     "activities.models",
     "activities.masking",

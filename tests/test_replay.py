@@ -67,3 +67,14 @@ def _patch_ids(events: list[dict[str, Any]]) -> set[str]:
             for payload in marker["details"]["patch-data"]["payloads"]:
                 found.add(json.loads(base64.b64decode(payload["data"]))["id"])
     return found
+
+
+def test_agent_histories_exist() -> None:
+    """Agent steps are replayed too: a call run unasked, a modified, a rejected and a granted."""
+    stems = {p.stem for p in HISTORIES}
+    assert {
+        "agent_auto_call",
+        "agent_modified_call",
+        "agent_rejected_call",
+        "agent_grant",
+    } <= stems

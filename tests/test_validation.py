@@ -120,7 +120,7 @@ def test_validate_step_needs_exactly_one_of_tool_or_pipeline(tools: ToolRegistry
         {"name": "p", "steps": [{"id": "a"}, {"id": "b", "tool": "data.echo", "pipeline": "x"}]},
         tools,
     )
-    assert sum("exactly one of 'tool' or 'pipeline'" in e for e in found) == 2
+    assert sum("exactly one of 'tool', 'pipeline' or 'agent'" in e for e in found) == 2
 
 
 def test_validate_gate_policy_mistakes(tools: ToolRegistry) -> None:

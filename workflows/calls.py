@@ -120,7 +120,6 @@ class Caller:
     async def tool(self, spec: StepSpec, inv: Invoke, *, local: bool) -> Result:
         """The step's tool call: inside the workflow task as a local activity when `local`
         (the step's choice, within the task's budget), else a regular activity."""
-        defaults = self.definition.defaults
         tool_ref = spec.resolved_tool or spec.tool or ""
         key = f"{workflow.info().workflow_id}/{inv.step}"
         key += (f"/r{inv.round}" if inv.round else "") + (
@@ -137,9 +136,27 @@ class Caller:
             inline_bytes=min(inv.inline_bytes, LOCAL_INLINE_BYTES) if local else inv.inline_bytes,
             preview_bytes=min(inv.preview_bytes, MIN_PREVIEW_BYTES) if local else inv.preview_bytes,
         )
+        summary = f"{inv.step}: {tool_ref}" + (" (local)" if local else "")
+        return await self.run(spec, name, call, local=local, summary=summary, round_=inv.round)
+
+    async def run(
+        self,
+        spec: StepSpec,
+        name: str,
+        call: ToolCall,
+        *,
+        local: bool,
+        summary: str,
+        round_: int = 0,
+        attempt_timeout: str | None = None,
+    ) -> Result:
+        """One tool activity under the step's retry policy, its outcome as a Result.
+        `attempt_timeout`: one attempt's limit (the step's own `timeout` when not given)."""
+        defaults = self.definition.defaults
         policy = retry_policy(spec.retry, defaults)
         heartbeat = spec.heartbeat_timeout or defaults.heartbeat_timeout
-        round_ = inv.round
+        attempt = attempt_timeout if attempt_timeout is not None else spec.timeout
+        total = parse_duration(spec.total_timeout) if spec.total_timeout else None
         try:
             if local:
                 # Inside the workflow task: no server round trips, retries kept local.
@@ -147,14 +164,10 @@ class Caller:
                     name,
                     call,
                     result_type=ToolResult,
-                    start_to_close_timeout=parse_duration(spec.timeout)
-                    if spec.timeout
-                    else LOCAL_TIMEOUT,
-                    schedule_to_close_timeout=parse_duration(spec.total_timeout)
-                    if spec.total_timeout
-                    else None,
+                    start_to_close_timeout=parse_duration(attempt) if attempt else LOCAL_TIMEOUT,
+                    schedule_to_close_timeout=total,
                     retry_policy=policy,
-                    summary=f"{inv.step}: {tool_ref} (local)",
+                    summary=summary,
                 )
             else:
                 res = await workflow.execute_activity(
@@ -162,13 +175,11 @@ class Caller:
                     call,
                     result_type=ToolResult,
                     task_queue=self.queue(spec),
-                    start_to_close_timeout=parse_duration(spec.timeout or defaults.timeout),
-                    schedule_to_close_timeout=parse_duration(spec.total_timeout)
-                    if spec.total_timeout
-                    else None,
+                    start_to_close_timeout=parse_duration(attempt or defaults.timeout),
+                    schedule_to_close_timeout=total,
                     heartbeat_timeout=parse_duration(heartbeat) if heartbeat else None,
                     retry_policy=policy,
-                    summary=f"{inv.step}: {tool_ref}",
+                    summary=summary,
                 )
         except (ActivityError, ApplicationError) as err:
             # A local activity's final failure can come back as its ApplicationError itself.

@@ -15,11 +15,13 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.models import AuditChunk, PlanResult
     from workflows import calls, children, internal
+    from workflows.agent_effects import AgentShell
     from workflows.language.definition import Definition
     from workflows.language.limits import LOCAL_CALLS_PER_TASK
     from workflows.rules import lifecycle
     from workflows.rules.scheduler import CheckPlan, Effect, Invoke, LoadList
     from workflows.rules.state import PlanRecord, Result, RunData
+    from workflows.rules.turn import AgentEffect, CallTool
     from workflows.rules.units import plan_digest
 
 Event = Callable[..., Any]
@@ -40,9 +42,13 @@ class Effects:
         # The audit chunk being moved to the artifact store, one at a time.
         self.archiving: asyncio.Task[None] | None = None
         self._task_budget = TaskBudget()
+        self._agent = AgentShell(definition, caller, state, event, self.tasks)
 
     def perform(self, effect: Effect, notify: Notify) -> None:
-        if isinstance(effect, Invoke):
+        if isinstance(effect, AgentEffect):
+            local = isinstance(effect, CallTool) and effect.local and self._task_budget.take()
+            self._agent.perform(effect, local)
+        elif isinstance(effect, Invoke):
             local = calls.in_task(self._def.step(_step_of(effect.step)), effect)
             if local and self._task_budget.take():
                 self.local.add(effect.step)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.agent_models import AgentView, GrantSpec, GrantView
 from workflows.language.definition import Action, Definition, NotifySpec, Priority, Stage
 from workflows.language.limits import (
     MAX_APPROVERS,
@@ -14,6 +15,7 @@ from workflows.language.limits import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
 )
+from workflows.names import AuditKind
 
 GateState = Literal["open", "approved", "rejected", "modified", "retried", "skipped", "cancelled"]
 
@@ -81,6 +83,7 @@ class Decision(BaseModel):
     comment: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     patch: Any = None
     digest: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    grant: GrantSpec | None = Field(None, description="with approve at an agent call gate")
 
 
 class Vote(BaseModel):
@@ -94,6 +97,7 @@ class Vote(BaseModel):
     patch_truncated: bool = Field(
         False, exclude_if=lambda v: not v, description="a patch too large to show is left out"
     )
+    grant: GrantSpec | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class GateView(BaseModel):
@@ -150,7 +154,7 @@ class GateSummary(BaseModel):
 class AuditEntry(BaseModel):
     seq: int | None = Field(None, description="position in the run's audit trail, from 1")
     at: datetime
-    kind: Literal["decision", "timeout", "auto_approve", "escalation", "reminder", "lifecycle"]
+    kind: AuditKind
     gate: str | None = None
     actor: str | None = None
     roles: list[str] = Field(default_factory=list)
@@ -224,6 +228,7 @@ class StepView(BaseModel):
     plan: dict[str, Any] | None = Field(None, description="a plan step's checked definition")
     plan_truncated: bool = False
     plan_errors: list[str] | None = None
+    agent: AgentView | None = Field(None, description="an agent step's loop and calls")
 
 
 class Progress(BaseModel):
@@ -263,6 +268,7 @@ class RunStatus(BaseModel):
     audit_total: int = 0
     kind: Literal["pipeline", "governed"] = "pipeline"
     continued: int = Field(0, description="times the run continued as new (history bounds)")
+    grants: list[GrantView] = Field(default_factory=list, description="standing grants, latest")
     governed: GovernedView | None = Field(None, description="a governed run's cycle")
 
 
@@ -326,6 +332,9 @@ class GateRefusal(BaseModel):
         "separation_of_duties",
         "digest_mismatch",
         "bad_patch",
+        "bad_grant",
+        "unknown_grant",
+        "grant_not_active",
     ]
     message: str
 

@@ -5,6 +5,7 @@ here; everyone else through workflows/contract.py, which adds the typed search-a
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 WORKFLOW_TYPE = "PipelineWorkflow"
 GOVERNED_WORKFLOW_TYPE = "GovernedWorkflow"
@@ -32,6 +33,20 @@ MEMO_GATES = "stepgate_gates"
 # must not rewrite a thousand lines into its history at every vote.
 MEMO_GATES_MAX = 50
 MEMO_GATES_MORE = "stepgate_gates_more"
+
+
+# What an audit entry records: a decision, a gate's clock, a lifecycle change, how an agent's call
+# was decided (`call`), a standing grant made or revoked (`grant`).
+AuditKind = Literal[
+    "decision",
+    "timeout",
+    "auto_approve",
+    "escalation",
+    "reminder",
+    "lifecycle",
+    "call",
+    "grant",
+]
 
 
 class RunState(StrEnum):

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.documents import canonical_json
     from workflows import calls, children, internal
+    from workflows.agent_models import GrantView, RevokeGrant
     from workflows.alarm import Alarm
     from workflows.contract import (
         AUDIT_QUERY,
@@ -40,12 +41,13 @@ with workflow.unsafe.imports_passed_through():
         StartOrigin,
     )
     from workflows.publish import Publisher
-    from workflows.rules import decisions, lifecycle, pages, summary, view
+    from workflows.rules import agent_policy, decisions, lifecycle, pages, summary, view
+    from workflows.rules.agent_state import Grant
     from workflows.rules.gates import next_due
     from workflows.rules.pages import PageInput, RunPage
     from workflows.rules.scheduler import RunContext, advance, finished
     from workflows.rules.state import RunData, new_state
-    from workflows.rules.units import unit_scope
+    from workflows.rules.units import step_of, unit_scope
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -214,7 +216,7 @@ class PipelineWorkflow:
             try:
                 scope = unit_scope(self._state, self._def, self._ctx, unit)
                 args, slots = scope.resolve_slots(comp.with_)
-                spec = self._def.step(_step_of(unit.id))
+                spec = self._def.step(step_of(unit))
                 await self._calls.compensate(spec, unit.id, comp, args, slots)
             except Exception as err:
                 error = calls.failure_message(err)
@@ -281,6 +283,21 @@ class PipelineWorkflow:
         if not isinstance(admitted, tuple):
             raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 
+    @workflow.update
+    def revoke_grant(self, req: RevokeGrant) -> GrantView:
+        """End a standing grant: by one who gave it, or an admin (the API says which)."""
+        now = workflow.now()
+        ended = self._event(agent_policy.revoke, self._state, req, now)
+        if not isinstance(ended, Grant):
+            raise ApplicationError(ended.message, type=ended.code, non_retryable=True)
+        return agent_policy.grant_view(ended, now)
+
+    @revoke_grant.validator
+    def _validate_revoke(self, req: RevokeGrant) -> None:
+        found = agent_policy.may_revoke(self._state, req, workflow.now())
+        if not isinstance(found, Grant):
+            raise ApplicationError(found.message, type=found.code, non_retryable=True)
+
     # ---- lifecycle ---------------------------------------------------------------------------
 
     @workflow.signal
@@ -318,7 +335,7 @@ class PipelineWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
         """The bounded summary: counts, open gates first, the latest steps and audit entries."""
-        return summary.status(self._state, self._def, self._facts)
+        return summary.status(self._state, self._def, self._facts, workflow.now())
 
     @workflow.query(name=AUDIT_QUERY)
     def audit(self, page: AuditPageInput | None = None) -> AuditPage:
@@ -330,8 +347,3 @@ class PipelineWorkflow:
     def page(self, page: PageInput) -> RunPage:
         """A page of the run's steps, a step's items or iterations, or its gates."""
         return pages.page(self._state, self._def, page)
-
-
-def _step_of(unit_id: str) -> str:
-    """The step a unit belongs to (`files.3` is an item of `files`)."""
-    return unit_id.partition(".")[0]

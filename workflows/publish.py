@@ -17,10 +17,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.language.refs import RefError
     from workflows.models import ChildGatesInput, GateSummary, PipelineInput
     from workflows.rules import view
-    from workflows.rules.gates import Notify
+    from workflows.rules.gates import Notify, gate_spec
     from workflows.rules.scheduler import RunContext
     from workflows.rules.state import RunData
-    from workflows.rules.turn import step_of, unit_scope
+    from workflows.rules.turn import unit_scope
     from workflows.visibility import Visibility
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -84,11 +84,11 @@ class Publisher:
             await self._notify(state, n)
 
     async def _notify(self, state: RunData, n: Notify) -> None:
-        unit = state.unit(n.gate)
-        gate = unit.gate if unit is not None else None
-        if unit is None or gate is None:
+        found = state.gate(n.gate)
+        if found is None:
             return
-        approval = self._def.step(step_of(unit)).approval
+        unit, gate = found
+        approval = gate_spec(self._def, gate)
         spec = (approval.notify if approval else None) or self._inp.notify.notify
         if approval is None or spec is None:
             return

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities import shapes
 from activities.context import ToolContext
+from activities.documents import json_issues
 from activities.errors import fatal, transient
 from activities.registry import sends_to_fields, tool
 from activities.tools._http import check_status, send, with_idempotency_key
@@ -31,7 +32,9 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool"] = Field(description="Who speaks.")
-    content: str | None = Field(None, description="The message text.")
+    content: Any = Field(
+        None, description="The message text; any other JSON value is sent as its JSON text."
+    )
     name: str | None = Field(None, description="Optional participant name.")
     tool_call_id: str | None = Field(None, description="For role `tool`: the call it answers.")
     tool_calls: list[LlmToolCall] | None = Field(
@@ -72,7 +75,11 @@ class ResponseFormat(BaseModel):
 class LlmChatInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        description="The conversation so far. An element that is itself a list of messages (a "
+        "stored part of a long conversation, read in by the activity) is spliced in.",
+    )
     tools: list[FunctionDef] = Field(
         default_factory=list, description="Functions the model may call."
     )
@@ -87,6 +94,16 @@ class LlmChatInput(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int | None = Field(None, ge=1, description="Bound on the reply's length.")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="Bound on the whole call.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _splice(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("messages"), list):
+            spliced: list[Any] = []
+            for m in value["messages"]:
+                spliced.extend(m if isinstance(m, list) else [m])
+            value = {**value, "messages": spliced}
+        return value
 
     @model_validator(mode="after")
     def _choice_names_a_tool(self) -> LlmChatInput:
@@ -123,6 +140,8 @@ def _request_body(inp: LlmChatInput, model: str) -> dict[str, Any]:
     messages = []
     for m in inp.messages:
         msg = m.model_dump(exclude_none=True, exclude={"tool_calls"})
+        if not isinstance(msg.get("content", ""), str):
+            msg["content"] = json.dumps(msg["content"], ensure_ascii=False)
         if m.tool_calls:
             msg["tool_calls"] = [_wire_call(c) for c in m.tool_calls]
         messages.append(msg)
@@ -155,10 +174,14 @@ def _parse_call(raw: dict[str, Any]) -> LlmToolCall:
     fn = raw.get("function") or {}
     args: Any = fn.get("arguments", "")
     try:
-        args = json.loads(args) if isinstance(args, str) else args
-    except ValueError:
-        pass  # keep the raw string: the caller can still see what the model produced
-    return LlmToolCall(id=str(raw.get("id", "")), name=str(fn.get("name", "")), arguments=args)
+        parsed = json.loads(args) if isinstance(args, str) else args
+    except (ValueError, RecursionError):
+        parsed = args  # keep the raw string: the caller can still see what the model produced
+    # Arguments that are not safe JSON data (nested past MAX_DEPTH, NaN) stay the model's text:
+    # whoever reads them (an agent step's rules, in workflow code) never walks them.
+    if next(json_issues(parsed), None) is not None:
+        parsed = args if isinstance(args, str) else json.dumps(args, default=str)[:10_000]
+    return LlmToolCall(id=str(raw.get("id", "")), name=str(fn.get("name", "")), arguments=parsed)
 
 
 # The endpoint is the operator's (settings), never the call's.

@@ -11,7 +11,14 @@ from fastapi import APIRouter, Path, Query
 from api.deps import ClientDep, ReaderDep
 from api.pages import page
 from api.schemas.common import ERRORS, WorkflowIdPath
-from api.schemas.workflows import GatesPublic, ItemsPublic, IterationsPublic, StepsPublic
+from api.schemas.workflows import (
+    CallsPublic,
+    GatesPublic,
+    ItemsPublic,
+    IterationsPublic,
+    StepsPublic,
+)
+from workflows.agent_models import CallState
 from workflows.contract import StepState
 from workflows.language.definition import STEP_ID_PATTERN
 from workflows.language.limits import MAX_GATE_ID_CHARS, MAX_ID_CHARS
@@ -28,9 +35,13 @@ NumberCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,12}$", description
 StepCursor = Annotated[
     str | None, Query(max_length=MAX_ID_CHARS, pattern=STEP_ID_PATTERN, description=NEXT)
 ]
-UNIT_PATTERN = STEP_ID_PATTERN.removesuffix("$") + r"(\.[0-9]{1,12})?$"
+UNIT_PATTERN = STEP_ID_PATTERN.removesuffix("$") + r"(\.(call-)?[0-9]{1,12})?$"
 GateCursor = Annotated[
     str | None, Query(max_length=MAX_GATE_ID_CHARS, pattern=UNIT_PATTERN, description=NEXT)
+]
+CallStateQuery = Annotated[
+    CallState | None,
+    Query(description=f"only calls in this state: {', '.join(get_args(CallState))}"),
 ]
 GateStateQuery = Annotated[
     GateState | None,
@@ -84,6 +95,23 @@ async def list_iterations(
     inp = PageInput(of="iterations", step=step, after=cursor, limit=limit)
     got = await page(client, workflow_id, inp)
     return IterationsPublic(entries=got.iterations, total=got.total, next_cursor=got.next_cursor)
+
+
+@router.get("/{workflow_id}/steps/{step}/calls", response_model=CallsPublic)
+async def list_calls(
+    _: ReaderDep,
+    client: ClientDep,
+    workflow_id: WorkflowIdPath,
+    step: StepPath,
+    state: CallStateQuery = None,
+    cursor: NumberCursor = None,
+    limit: Limit = 50,
+) -> CallsPublic:
+    """Every call an agent step's model asked for, in order: its tool, arguments (what ran),
+    how it was decided and by whom, its gate, its end; 404 for a step that is not an agent."""
+    inp = PageInput(of="calls", step=step, state=state, after=cursor, limit=limit)
+    got = await page(client, workflow_id, inp)
+    return CallsPublic(entries=got.calls, total=got.total, next_cursor=got.next_cursor)
 
 
 @router.get("/{workflow_id}/gates", response_model=GatesPublic)

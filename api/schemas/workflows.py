@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.common import CatalogRef, InlineDefinition
+from workflows.agent_models import CallView, GrantSpec
 from workflows.language.definition import Action
 from workflows.language.limits import MAX_NAME_CHARS
 from workflows.models import AuditEntry, GateView, ItemView, IterationView, StepView
@@ -72,6 +73,19 @@ class DecisionCreate(BaseModel):
     comment: str | None = Field(None, max_length=4_000)
     patch: Any = None
     digest: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    grant: GrantSpec | None = Field(
+        None,
+        description="with approve at an agent call gate only: later calls of the same tool in "
+        "this run run without a gate until it expires (at most 24h) or its calls are used",
+    )
+
+
+class RevokeCreate(BaseModel):
+    """The optional body of a grant's revocation; the actor is always the caller's key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=2_000, description="recorded in the run's audit")
 
 
 class AuditPublic(BaseModel):
@@ -99,6 +113,10 @@ class ItemsPublic(PagePublic):
 
 class IterationsPublic(PagePublic):
     entries: list[IterationView] = Field(description="oldest first")
+
+
+class CallsPublic(PagePublic):
+    entries: list[CallView] = Field(description="in the order the model asked for them")
 
 
 class GatesPublic(PagePublic):

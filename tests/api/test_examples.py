@@ -19,6 +19,7 @@ from activities.config import Settings
 from activities.registry import ToolRegistry
 from tests.api.conftest import KEYS, Serve
 from tests.api.helpers import eventually, wait_state
+from tests.tools.chat import ScriptedAgent
 from tests.tools.server import LocalServer, Reply, Seen, json_reply
 from worker import build_worker
 
@@ -58,6 +59,18 @@ class Services:
             self.server.route(
                 "POST", f"/services/{name}/restart", lambda seen: json_reply({"ok": True}, 202)
             )
+        self.server.route(
+            "GET",
+            "/services/api/metrics",
+            lambda seen: json_reply({"p99_ms": 4200, "cpu": 0.99, "since": "09:12"}),
+        )
+        self.server.route(
+            "GET",
+            "/services/api/logs",
+            lambda seen: json_reply({"lines": ["09:12 worker pool exhausted", "09:13 stuck"]}),
+        )
+        # The triage agent's model, turn by turn (tests set its replies).
+        self.agent = ScriptedAgent("{}")
 
     def _job(self, seen: Seen) -> Reply:
         state = self.job_states[min(self.polls, len(self.job_states) - 1)]
@@ -67,6 +80,8 @@ class Services:
     def _chat(self, seen: Seen) -> Reply:
         body = seen.json()
         system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+        if system.startswith("You are the on-call assistant"):
+            return self.agent(seen)
         if system.startswith("You are a developer"):
             self.prompts["developer"].append(user)
             reply: Any = {"code": self.developer[len(self.prompts["developer"]) - 1]}
@@ -333,3 +348,63 @@ async def test_plan_then_execute_refuses_a_plan_with_a_tool_it_may_not_use(
     execute = step(failed, "execute")
     assert "steps[0].tool: tool 'shell.run' is not allowed in this plan" in execute["error"]
     assert not failed["open_gates"]
+
+
+async def test_ops_triage_agent_reads_freely_and_restarts_only_with_ops_approval(
+    api: httpx.AsyncClient, as_: Auth, services: Services
+) -> None:
+    """The agent reads metrics and logs with no gate; its restart waits for the ops role (a
+    reviewer without it is refused), is approved with a gentler mode, runs with it, and the
+    model's summary (checked against the step's output_schema) is the run's output."""
+    base = services.server.url("")
+    services.agent.replies = [
+        [
+            ("http_request", {"url": f"{base}/services/api/metrics"}),
+            ("http_request", {"method": "GET", "url": f"{base}/services/api/logs"}),
+        ],
+        [
+            (
+                "http_request",
+                {
+                    "method": "POST",
+                    "url": f"{base}/services/api/restart",
+                    "json": {"mode": "hard"},
+                },
+            )
+        ],
+        '{"summary": "api was stuck (worker pool exhausted); restarted gracefully", '
+        '"restarted": true}',
+    ]
+    workflow_id = await run(api, as_, "ops_triage_agent", {"ops_url": base, "service": "api"})
+    status = await open_gates(api, as_, workflow_id, 1)
+    gate = status["open_gates"][0]
+    assert (gate["gate"], gate["approvers"]) == ("triage.call-3", ["role:ops"])
+    assert gate["subject"]["arguments"]["method"] == "POST"
+    assert gate["review"] == "The triage agent wants to change api: check the call"
+    assert services.posts("/services/") == []
+    patch = {"arguments": {"json": {"mode": "graceful"}}}
+    r = await api.post(
+        f"/workflows/{workflow_id}/gates/triage.call-3",
+        json={"action": "modify", "patch": patch},
+        headers=as_("rita"),
+    )
+    assert r.status_code == 403, r.text
+    r = await api.post(
+        f"/workflows/{workflow_id}/gates/triage.call-3",
+        json={"action": "modify", "patch": patch, "comment": "graceful first"},
+        headers=as_("otto"),
+    )
+    assert r.status_code == 200, r.text
+    done = await wait_state(api, workflow_id, "completed", as_("vic"))
+    assert done["output"]["restarted"] is True
+    restart = next(s for s in services.server.seen if s.path == "/services/api/restart")
+    assert restart.json() == {"mode": "graceful"}
+    calls = step(done, "triage")["agent"]["calls"]
+    assert [(c["decision"], c["state"]) for c in calls] == [
+        ("auto", "succeeded"),
+        ("auto", "succeeded"),
+        ("approve", "succeeded"),
+    ]
+    assert step(done, "triage")["agent"]["transcript_artifact"]["path"].endswith(
+        "agent/triage/transcript.json"
+    )

@@ -22,11 +22,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from activities.tools.flow import flow_fail
+from activities.tools.llm import llm_chat
 from activities.tools.transform import data_echo, data_transform
 from tests.conftest import temporal_cli
+from tests.histories.record_agent import AGENT_SCENARIOS, scripted_models
 from tests.histories.record_governed import record_governed
 from tests.pipeline.gating import decide, open_gate
-from tests.support.fakes import FAKE_TOOLS
+from tests.support.fakes import FAKE_TOOLS, OPS_TOOLS
 from tests.support.util import eventually
 from worker import build_worker
 from workflows.client import make_data_converter
@@ -468,9 +470,22 @@ output: {n: "${steps.remote.output.n}", optional: "${steps.optional.status}"}
 )
 
 
+SCENARIOS.update(AGENT_SCENARIOS)
+
+
 async def record(client: Client, settings: Settings, only: list[str]) -> list[str]:
-    registry = ToolRegistry([*FAKE_TOOLS, data_echo, data_transform, flow_fail])
+    registry = ToolRegistry(
+        [*FAKE_TOOLS, *OPS_TOOLS, data_echo, data_transform, flow_fail, llm_chat]
+    )
     written = []
+    with scripted_models() as url:
+        model = {"stepgate_llm_base_url": url, "stepgate_llm_model": "scripted"}
+        return await _record(client, settings.model_copy(update=model), registry, only, written)
+
+
+async def _record(
+    client: Client, settings: Settings, registry: ToolRegistry, only: list[str], written: list[str]
+) -> list[str]:
     async with build_worker(client, settings, registry):
         for name, (text, drive) in SCENARIOS.items():
             if only and name not in only:
@@ -524,7 +539,11 @@ def write(stem: str, history_json: str) -> str:
 async def main() -> None:
     # The memory of the governed scenarios goes to a folder of its own, not the operator's.
     data = Path(tempfile.mkdtemp(prefix="stepgate-record-"))
-    settings = Settings(stepgate_task_queue=f"record-{uuid.uuid4()}", stepgate_data=data)
+    settings = Settings(
+        stepgate_task_queue=f"record-{uuid.uuid4()}",
+        stepgate_data=data,
+        stepgate_http_allow=["127.0.0.1"],  # the scenarios' scripted model
+    )
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         search_attributes=SEARCH_ATTRIBUTES,

@@ -187,6 +187,7 @@ def test_the_budgets_add_up_to_less_than_the_bound() -> None:
         + bounds.STATUS_GATES_BYTES
         + bounds.STATUS_STEPS_BYTES
         + bounds.STATUS_AUDIT_BYTES
+        + bounds.STATUS_GRANTS_BYTES
     )
     assert pipeline <= STATUS_MAX_BYTES - 16 * 1024
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -167,3 +167,58 @@ FAKE_TOOLS = (echo, sleep, flaky, fail, ledger, size, poll, review)
 
 def fake_registry() -> ToolRegistry:
     return ToolRegistry(list(FAKE_TOOLS))
+
+
+# Tools an agent step is offered in tests: reading is low risk, restarting high. Each call is
+# recorded (tool, arguments, idempotency key), and what a read returns can be set per service
+# (a prompt injection hides in there).
+CALLS: list[tuple[str, dict[str, Any], str]] = []
+READINGS: dict[str, Any] = {}
+
+
+class ReadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=100)
+    what: Literal["metrics", "logs"] = "metrics"
+
+
+class ReadOut(BaseModel):
+    service: str
+    what: str
+    data: Any = None
+
+
+@tool("ops.read", "1.0.0", risk="low")
+async def ops_read(inp: ReadIn, ctx: ToolContext) -> ReadOut:
+    """Read a service's metrics or logs."""
+    CALLS.append(("ops.read", inp.model_dump(), ctx.idempotency_key))
+    data = READINGS.get(inp.service, {"cpu": 0.93, "errors": 12})
+    return ReadOut(service=inp.service, what=inp.what, data=data)
+
+
+class RestartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=100)
+    mode: Literal["graceful", "hard"] = "graceful"
+
+
+class RestartOut(BaseModel):
+    restarted: str
+    mode: str
+
+
+@tool("ops.restart", "1.0.0", risk="high")
+async def ops_restart(inp: RestartIn, ctx: ToolContext) -> RestartOut:
+    """Restart a service."""
+    CALLS.append(("ops.restart", inp.model_dump(), ctx.idempotency_key))
+    return RestartOut(restarted=inp.service, mode=inp.mode)
+
+
+@tool("ops.page", "1.0.0", risk="medium")
+async def ops_page(inp: RestartIn, ctx: ToolContext) -> RestartOut:
+    """Page the on-call engineer of a service."""
+    CALLS.append(("ops.page", inp.model_dump(), ctx.idempotency_key))
+    return RestartOut(restarted="", mode="paged")
+
+
+OPS_TOOLS = (ops_read, ops_restart, ops_page)

@@ -41,6 +41,10 @@ def json_reply(obj: Any, status: int = 200) -> Reply:
 Handler = Callable[[Seen], Reply]
 
 
+class _V6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class LocalServer:
     """Routes are (method, path) -> handler; unknown routes answer 404. It listens on `host`
     (127.0.0.1, or ::1 for IPv6); with `tls` it speaks HTTPS and records the server name (SNI)
@@ -52,11 +56,9 @@ class LocalServer:
         self.server_names: list[str | None] = []
         # Handlers that stall wait on this; teardown sets it so no thread outlives the test.
         self.release = threading.Event()
-        server_class = ThreadingHTTPServer
+        server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
         if ":" in host:
-            server_class = type(
-                "V6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6}
-            )
+            server_class = _V6Server
         self._httpd = server_class((host, 0), self._handler_class())
         self._httpd.daemon_threads = True
         self.scheme = "http"

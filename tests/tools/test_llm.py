@@ -211,3 +211,28 @@ async def test_chat_refuses_unsafe_schema_before_calling_model(
     assert err.value.type == "InvalidToolInput" and err.value.non_retryable is True
     assert "properties.answer.pattern: pattern not supported" in err.value.message
     assert chat.calls == 0
+
+
+async def test_chat_keeps_arguments_nested_too_deep_as_the_models_text(
+    make_acts: Callable[..., ToolActivities], server: LocalServer
+) -> None:
+    """A tool call whose arguments nest past the document depth bound (or past what the parser
+    takes at all) comes back as the model's text, which an agent refuses as not an object: no
+    deep structure reaches workflow code."""
+    deep = "[" * 100 + "]" * 100
+    deeper = "[" * 5_000 + "]" * 5_000
+
+    def answer(seen: Seen) -> Reply:
+        calls = [
+            {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": a}}
+            for i, a in enumerate((deep, deeper, '{"ok": 1}'))
+        ]
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        return json_reply({"model": "m", "choices": [choice], "usage": USAGE})
+
+    server.route("POST", "/v1/chat/completions", answer)
+    acts = make_acts(stepgate_llm_base_url=server.url("/v1/"), stepgate_llm_model="m")
+    args = {"messages": [{"role": "user", "content": "go"}]}
+    out = (await acts.execute(make_call("llm.chat", args))).output
+    assert [c["arguments"] for c in out["tool_calls"]] == [deep, deeper, {"ok": 1}]

@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from activities.models import SecretBinding
+from workflows.language.agent import AgentSpec, agent_conflicts
 from workflows.language.approval import ApprovalSpec, NotifySpec, approval_conflicts
 from workflows.language.limits import (
     MAX_APPROVERS,
@@ -78,8 +79,10 @@ def step_conflicts(values: Mapping[str, Any]) -> list[str]:
     """A step's fields that do not fit together (see approval_conflicts for why raw values)."""
     out: list[str] = []
     pipeline = values.get("pipeline")
-    if (values.get("tool") is None) == (pipeline is None):
-        out.append("a step needs exactly one of 'tool' or 'pipeline'")
+    kinds = [values.get(k) is not None for k in ("tool", "pipeline", "agent")]
+    if sum(kinds) != 1:
+        out.append("a step needs exactly one of 'tool', 'pipeline' or 'agent'")
+    out += agent_conflicts(values)
     each, repeat = values.get("for_each") is not None, values.get("repeat")
     plan = pipeline is not None and not isinstance(pipeline, str)
     if each and repeat is not None:
@@ -154,6 +157,9 @@ class StepSpec(_Strict):
     tool: Name | None = None
     pipeline: Name | PlanSpec | None = Field(
         None, description="a catalog pipeline to run as a child, or a plan made at run time"
+    )
+    agent: AgentSpec | None = Field(
+        None, description="a model in a loop whose every tool call is decided by policy"
     )
     for_each: Text | None = Field(
         None, description="a ${...} reference to a list: the step runs once per item"

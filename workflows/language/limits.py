@@ -112,3 +112,27 @@ def some_names(names: list[str]) -> str:
     shown = ", ".join(names[:MAX_NAMES_SHOWN])
     more = len(names) - MAX_NAMES_SHOWN
     return f"{shown} and {more} more" if more > 0 else shown
+
+
+# Agent steps (workflows/rules/agent.py). Tools one agent may offer; model turns of one loop
+# (a step's max_turns, and its default); calls the model may ask for in one turn (more are
+# refused, each told to the model); replies sent back for not following output_schema.
+MAX_AGENT_TOOLS = 32
+MAX_AGENT_TURNS = 500
+DEFAULT_AGENT_TURNS = 20
+MAX_CALLS_PER_TURN = 16
+# Calls one agent step may ask for in all: each keeps a record in the run's state (its arguments
+# only until the turn after its own ends: the transcript in the artifact store keeps them).
+MAX_AGENT_CALLS = 500
+MAX_REPLY_REPAIRS = 2
+# What the run keeps inline of one tool call's result (a larger one goes to the artifact store
+# and the model reads it from there), and of one model reply (a larger one fails the step).
+AGENT_RESULT_INLINE_BYTES = 8_192
+AGENT_REPLY_INLINE_BYTES = 65_536
+# Bytes of the conversation kept inline in the run's state and sent through history with each
+# turn: past it, the oldest messages move to the artifact store as a chunk the model call reads.
+AGENT_WINDOW_BYTES = 49_152
+# Standing grants: how long one may last, how many calls it may cover, how many a run keeps.
+MAX_GRANT_DURATION = timedelta(hours=24)
+MAX_GRANT_CALLS = 1_000
+MAX_GRANTS = 100

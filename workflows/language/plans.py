@@ -82,11 +82,16 @@ class PlanActivities:
         plan = report.definition.model_dump(mode="json", by_alias=True, exclude_none=True)
         return PlanResult(
             definition=plan,
-            risks={c.path: self._risk(c.ref, c.args) for c in calls(plan)},
+            risks={c.path: self._risk(c.ref, c.args, c.kind == "agent") for c in calls(plan)},
         )
 
-    def _risk(self, tool: str, args: dict[str, Any]) -> str:
+    def _risk(self, tool: str, args: dict[str, Any], chosen: bool = False) -> str:
+        """A call's risk; `chosen`: a model chooses its arguments, so a tool whose risk depends
+        on them counts as the riskiest."""
         try:
-            return self.registry.resolve(tool).risk_for(args)
+            found = self.registry.resolve(tool)
         except ToolError:
             return "high"  # a tool this worker does not know counts as the riskiest
+        if chosen and not isinstance(found.risk, str):
+            return "high"
+        return found.risk_for(args)

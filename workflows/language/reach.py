@@ -14,15 +14,21 @@ from workflows.language.definition import NotifySpec
 
 # `step`: the step's own tool (also each for_each item and repeat iteration); `compensate`: its
 # compensation; `notify`: its gate's notification (opened, reminders, escalation); `pipeline`: a
-# catalog pipeline it runs as a child; `plan`: a tool a definition made at run time may call.
-Kind = Literal["step", "compensate", "notify", "pipeline", "plan"]
+# catalog pipeline it runs as a child; `plan`: a tool a definition made at run time may call;
+# `agent`: a tool an agent step's model may call (with arguments the model chooses); `model`: the
+# tool an agent step asks its model through, once a turn.
+Kind = Literal["step", "compensate", "notify", "pipeline", "plan", "agent", "model"]
 KINDS: dict[Kind, str] = {
     "step": "step",
     "compensate": "compensation",
     "notify": "gate notification",
     "pipeline": "child pipeline",
     "plan": "run-time plan",
+    "agent": "agent tool",
+    "model": "agent model",
 }
+# The tool each agent turn asks the model through.
+MODEL_TOOL = "llm.chat"
 # A gate's `notify` that names no tool calls this one (the model's default, read from it).
 DEFAULT_NOTIFY_TOOL: str = NotifySpec.model_fields["tool"].default
 
@@ -83,8 +89,11 @@ def _step_calls(i: int, step: dict[str, Any]) -> list[Call]:
 
     def add(loc: tuple[Any, ...], kind: Kind, tool: Any, holder: dict[str, Any]) -> None:
         if isinstance(tool, str):
-            pinned = holder.get("resolved_tool") if kind in ("step", "compensate") else None
-            args = holder.get("with") if kind != "plan" else None
+            pinned = (
+                holder.get("resolved_tool") if kind in ("step", "compensate", "agent") else None
+            )
+            pinned = holder.get("resolved_model") if kind == "model" else pinned
+            args = holder.get("with") if kind not in ("plan", "model") else None
             out.append(
                 Call(
                     path=format_loc(("steps", i, *loc)),
@@ -104,16 +113,40 @@ def _step_calls(i: int, step: dict[str, Any]) -> list[Call]:
         allowed = pipeline.get("allowed_tools")
         for k, name in enumerate(allowed if isinstance(allowed, list) else []):
             add(("pipeline", "allowed_tools", k), "plan", name, pipeline)
+    agent = step.get("agent")
+    if isinstance(agent, dict):
+        add(("agent",), "model", MODEL_TOOL, agent)
+        entries = agent.get("tools")
+        for k, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, str):
+                add(("agent", "tools", k), "agent", entry, {})
+            elif isinstance(entry, dict):
+                add(("agent", "tools", k, "tool"), "agent", entry.get("tool"), entry)
+                out += _notify_calls(i, sid, ("agent", "tools", k), entry)
     compensate = step.get("compensate")
     if isinstance(compensate, dict):
         add(("compensate", "tool"), "compensate", compensate.get("tool"), compensate)
-    approval = step.get("approval")
+    return out + _notify_calls(i, sid, (), step)
+
+
+def _notify_calls(
+    i: int, sid: str | None, at: tuple[Any, ...], holder: dict[str, Any]
+) -> list[Call]:
+    """The notification of the gate `holder` (a step, or an agent's tool entry) describes."""
+    approval = holder.get("approval")
     notify = approval.get("notify") if isinstance(approval, dict) else None
-    if isinstance(notify, dict):
-        add(
-            ("approval", "notify", "tool"),
-            "notify",
-            notify.get("tool", DEFAULT_NOTIFY_TOOL),
-            notify,
+    if not isinstance(notify, dict):
+        return []
+    tool = notify.get("tool", DEFAULT_NOTIFY_TOOL)
+    if not isinstance(tool, str):
+        return []
+    args = notify.get("with")
+    return [
+        Call(
+            path=format_loc(("steps", i, *at, "approval", "notify", "tool")),
+            kind="notify",
+            step=sid,
+            tool=tool,
+            args=args if isinstance(args, dict) else {},
         )
-    return out
+    ]

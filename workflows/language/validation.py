@@ -33,6 +33,7 @@ from workflows.language.limits import (
     some_names,
 )
 from workflows.language.reftypes import check_handoffs
+from workflows.language.validation_agent import check_agents
 from workflows.language.validation_refs import check_references
 
 __all__ = ["Issue", "Report", "loc_to_path", "validate_definition", "validate_input"]
@@ -116,6 +117,7 @@ def validate_definition(
     _check_graph(steps, report)
     _check_units(steps, report)
     _check_tools(steps, tools, report)
+    check_agents(steps, tools, report)
     _check_pipelines(steps, catalog, raw.get("name"), report)
     check_references(steps, schema, raw, report)
     _check_handoffs(steps, tools, report)

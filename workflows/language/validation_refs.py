@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workflows.language import expr
+from workflows.language.agent import AgentToolSpec
 from workflows.language.definition import PRIORITIES, PlanSpec, StepSpec
 from workflows.language.graph import upstream
 from workflows.language.issues import Report, indexed
@@ -17,7 +18,7 @@ def check_references(
     steps: list[StepSpec | None], schema: dict[str, Any], raw: dict[str, Any], report: Report
 ) -> None:
     ids = {s.id for _, s in indexed(steps)}
-    gated = {s.id for _, s in indexed(steps) if s.approval is not None}
+    gated = {s.id for _, s in indexed(steps) if s.approval is not None or _entry_gates(s)}
     ups = upstream({s.id: list(s.needs) for _, s in indexed(steps)})
     props = schema.get("properties") if isinstance(schema.get("properties"), dict) else None
     declared = raw.get("secrets")
@@ -35,6 +36,13 @@ def check_references(
         ctx.values(s.with_, f"{base}.with", visible)
         if s.if_:
             ctx.expression(s.if_, f"{base}.if", visible)
+        if s.agent is not None:
+            ctx.values(s.agent.input, f"{base}.agent.input", visible)
+            for k, entry in enumerate(s.agent.tools):
+                ctx.values(entry.with_, f"{base}.agent.tools[{k}].with", visible)
+                if entry.approval is not None and entry.approval.review:
+                    where = f"{base}.agent.tools[{k}].approval.review"
+                    ctx.values(entry.approval.review, where, visible)
         ctx.local = frozenset(each)
         if s.compensate:
             ctx.values(s.compensate.with_, f"{base}.compensate.with", visible | {s.id})
@@ -63,11 +71,14 @@ def check_references(
             )
         if s.approval and s.approval.notify:
             ctx.values(s.approval.notify.with_, f"{base}.approval.notify.with", visible)
-        if s.approval:
-            for gate in s.approval.distinct_from:
+        specs = [("approval", s.approval)] + [
+            (f"agent.tools[{k}].approval", e.approval) for k, e in enumerate(_entries(s))
+        ]
+        for where, spec in specs:
+            for gate in spec.distinct_from if spec is not None else []:
                 if gate not in gated:
                     report.add(
-                        f"{base}.approval.distinct_from",
+                        f"{base}.{where}.distinct_from",
                         f"{gate!r} is not a step with an approval gate",
                     )
     ctx.values(raw.get("output"), "output", ids, secrets=False)
@@ -174,6 +185,14 @@ _LOCAL_WHERE = {
     "output": "exists only in a step's check and repeat.until conditions",
     "iteration": "exists only in a repeat step (its inputs, check and until)",
 }
+
+
+def _entries(s: StepSpec) -> list[AgentToolSpec]:
+    return list(s.agent.tools) if s.agent is not None else []
+
+
+def _entry_gates(s: StepSpec) -> bool:
+    return any(e.approval is not None for e in _entries(s))
 
 
 def _plan_text(s: StepSpec) -> str | None:

@@ -9,13 +9,15 @@ while a patch was being checked, may have closed the gate or cast the same princ
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from activities.masking import mask
-from activities.models import CheckCall
+from activities.models import CheckCall, Slot
+from workflows.language.agent import function_name
 from workflows.language.definition import ApprovalSpec, Definition
 from workflows.models import AuditEntry, Decision, GateRefusal, Principal
 from workflows.rules import votes
+from workflows.rules.agent_state import Fixed
 from workflows.rules.gates import gate_spec
 from workflows.rules.state import GateRecord, RunData, StepRecord, Trail
 
@@ -29,6 +31,8 @@ def _refusal(code: str, message: str) -> GateRefusal:
 
 def find_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRefusal:
     """The open gate `gate_id` names, or why there is none."""
+    if ".call-" in gate_id:
+        return _call_gate(state, d, gate_id)
     step = state.unit(gate_id)
     spec = gate_spec(d, step.gate) if step is not None and step.gate is not None else None
     has_gate = step is not None and d.step(gate_id.partition(".")[0]).approval is not None
@@ -46,6 +50,18 @@ def find_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRef
         return _refusal(
             "gate_not_open", f"gate {gate_id!r} is not open ({shown}); step is {step.state.value}"
         )
+    return step, gate, spec
+
+
+def _call_gate(state: RunData, d: Definition, gate_id: str) -> Admitted | GateRefusal:
+    """An agent call's gate: it exists once the call waits for a decision."""
+    found = state.gate(gate_id)
+    if found is None:
+        return _refusal("unknown_gate", f"run has no gate {gate_id!r}")
+    step, gate = found
+    spec = gate_spec(d, gate)
+    if not gate.open or spec is None:
+        return _refusal("gate_not_open", f"gate {gate_id!r} is not open ({gate.outcome})")
     return step, gate, spec
 
 
@@ -68,9 +84,32 @@ def admit(
     found = find_gate(state, d, decision.gate)
     if isinstance(found, GateRefusal):
         return found
-    _, gate, spec = found
+    step, gate, spec = found
     refusal = votes.check(gate, spec, decision, requester, barred(state, spec))
+    if refusal is None and gate.call is not None:
+        refusal = fixed_kept(step, gate, decision)
     return refusal if refusal is not None else found
+
+
+def fixed_kept(step: StepRecord, gate: GateRecord, decision: Decision) -> GateRefusal | None:
+    """An approver's patch leaves the arguments the step fixes as they are, like the model."""
+    changes = decision.patch.get("arguments") if isinstance(decision.patch, dict) else None
+    fixed = _fixed(step, gate)
+    asked: dict[str, Any] = changes if isinstance(changes, dict) else {}
+    moved = sorted(k for k in asked if k in fixed.args and asked[k] != fixed.args[k])
+    if not moved:
+        return None
+    return _refusal(
+        "bad_patch",
+        f"the step fixes {', '.join(f'arguments.{k}' for k in moved)} of calls to {gate.tool}: "
+        "a patch cannot change them",
+    )
+
+
+def _fixed(step: StepRecord, gate: GateRecord) -> Fixed:
+    record = step.agent
+    found = record.fixed.get(function_name(gate.tool or "")) if record is not None else None
+    return found or Fixed()
 
 
 def check_call(
@@ -84,26 +123,38 @@ def check_call(
     step, gate, _ = admitted
     spec = d.step(gate.step)
     tool = spec.resolved_tool or spec.tool
+    if gate.call is not None:
+        # The call's arguments as the approver would have them run, against its tool's model.
+        before = gate.subject.get("arguments")
+        value = votes.proposed(gate, decision).get("arguments")
+        return _input_check(d, value, gate.tool, before, _fixed(step, gate).slots, "arguments")
     if decision.action == "retry" or (decision.action == "modify" and gate.stage == "before"):
         value = votes.merge_patch(step.args, decision.patch)
         if spec.pipeline:
             return None  # the child's input is checked against its schema when it starts
-        secret_slots = [s for s in step.slots if s.parts is not None]
-        if not secret_slots:
-            return CheckCall(value=value, tool=tool, where="patched input")
-        names = {text for s in secret_slots for kind, text in s.parts or () if kind == "secret"}
-        return CheckCall(
-            value=value,
-            tool=tool,
-            where="patched input",
-            before=step.args,
-            slots=secret_slots,
-            secrets={n: d.binding(n) for n in sorted(names)},
-        )
+        return _input_check(d, value, tool, step.args, step.slots, "patched input")
     if tool is None:
         return None  # a child pipeline's output has no declared shape to check against
     value = votes.proposed(gate, decision) if decision.action == "modify" else decision.patch
     return CheckCall(value=value, tool=tool, part="output", where="patched output")
+
+
+def _input_check(
+    d: Definition, value: Any, tool: str | None, before: Any, slots: list[Slot], where: str
+) -> CheckCall:
+    """A patched input checked against the tool's input model, and where its secrets would go."""
+    secret_slots = [s for s in slots if s.parts is not None]
+    if not secret_slots:
+        return CheckCall(value=value, tool=tool, where=where)
+    names = {text for s in secret_slots for kind, text in s.parts or () if kind == "secret"}
+    return CheckCall(
+        value=value,
+        tool=tool,
+        where=where,
+        before=before,
+        slots=secret_slots,
+        secrets={n: d.binding(n) for n in sorted(names)},
+    )
 
 
 def bad_patch(decision: Decision, issues: list[str]) -> GateRefusal:

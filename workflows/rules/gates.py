@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from workflows.language.agent import CALL_ACTIONS, function_name
 from workflows.language.definition import ApprovalSpec, Definition, Stage
 from workflows.language.durations import parse_duration
 from workflows.models import AuditEntry
@@ -32,6 +33,13 @@ def gate_spec(d: Definition, gate: GateRecord) -> ApprovalSpec | None:
     gate (a changed plan would need checking again) and a gate over a whole for_each list offer
     neither modify nor retry. None only for a step without one, which never opens a gate."""
     step = d.step(gate.step.partition(".")[0])
+    if gate.call is not None:
+        entry = step.agent.entry(function_name(gate.tool or "")) if step.agent else None
+        spec = (entry.approval if entry is not None else None) or step.approval
+        if spec is None:
+            return None
+        allowed = [a for a in spec.actions() if a in CALL_ACTIONS]
+        return spec.model_copy(update={"allow": allowed})
     spec = step.approval
     if spec is None:
         return None
@@ -43,15 +51,15 @@ def gate_spec(d: Definition, gate: GateRecord) -> ApprovalSpec | None:
     return spec.model_copy(update={"allow": narrowed})
 
 
-def open_gate(
-    step: StepRecord, spec: ApprovalSpec, stage: Stage, subject: Any, now: datetime
+def new_gate(
+    gate_id: str, step_id: str, spec: ApprovalSpec, stage: Stage, subject: Any, now: datetime
 ) -> GateRecord:
-    """Open the step's gate for this round; the step waits on it."""
-    gate = GateRecord(
-        gate=step.id,
-        step=step.id,
+    """A gate opened now on `subject`, with its deadline and first reminder."""
+    return GateRecord(
+        gate=gate_id,
+        step=step_id,
         stage=stage,
-        round=step.round,
+        round=0,
         subject=subject,
         digest=digest_of(subject),
         opened_at=now,
@@ -59,6 +67,14 @@ def open_gate(
         approvers=list(spec.approvers),
         next_reminder=_reminder_after(spec, 0, now),
     )
+
+
+def open_gate(
+    step: StepRecord, spec: ApprovalSpec, stage: Stage, subject: Any, now: datetime
+) -> GateRecord:
+    """Open the step's gate for this round; the step waits on it."""
+    gate = new_gate(step.id, step.id, spec, stage, subject, now)
+    gate.round = step.round
     step.gate = gate
     step.phase = "gate"
     step.state = StepState.WAITING
@@ -79,16 +95,20 @@ def _reminder_after(spec: ApprovalSpec, sent: int, now: datetime) -> datetime | 
 
 
 def open_gates(state: RunData) -> list[tuple[StepRecord, GateRecord]]:
-    return [(u, u.gate) for u in state.units() if u.gate is not None and u.gate.open]
+    return [(u, g) for u, g in state.gates() if g.open]
 
 
 def next_due(state: RunData) -> datetime | None:
-    """The earliest moment the run's clock needs it: a gate's deadline or reminder, or a repeat
-    step's next iteration."""
+    """The earliest moment the run's clock needs it: a gate's deadline or reminder, a repeat
+    step's next iteration, or an agent loop's deadline."""
     times = [
         t for _, g in open_gates(state) for t in (g.deadline, g.next_reminder) if t is not None
     ]
-    times += [u.next_at for u in state.units() if u.phase == "sleeping" and u.next_at is not None]
+    for u in state.units():
+        if u.phase == "sleeping" and u.next_at is not None:
+            times.append(u.next_at)
+        elif u.phase == "agent" and u.agent is not None and u.agent.ending is None:
+            times += [u.agent.deadline] if u.agent.deadline is not None else []
     return min(times, default=None)
 
 
@@ -96,7 +116,7 @@ def on_time(state: RunData, definition: Definition, now: datetime) -> list[Notif
     """Act on every deadline and reminder that has come; returns the notifications to send."""
     sent: list[Notify] = []
     for step, gate in open_gates(state):
-        spec = definition.step(gate.step).approval
+        spec = gate_spec(definition, gate)
         if spec is None:
             continue
         if gate.deadline is not None and gate.deadline <= now:

@@ -12,6 +12,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.agent_models import CallView
 from workflows.language.definition import ApprovalSpec, Definition
 from workflows.language.limits import MAX_GATE_ID_CHARS, MAX_ID_CHARS
 from workflows.models import (
@@ -22,6 +23,7 @@ from workflows.models import (
     IterationView,
     StepView,
 )
+from workflows.rules.agent_view import call_view
 from workflows.rules.bounds import (
     PAGE_BYTES,
     PAGE_LADDER,
@@ -34,11 +36,11 @@ from workflows.rules.bounds import (
     small,
 )
 from workflows.rules.gates import gate_spec
-from workflows.rules.state import GateRecord, RunData
+from workflows.rules.state import GateRecord, RunData, StepRecord
 from workflows.rules.view import gate_state, gate_view, item_view, iteration_view, step_view
 
-PageOf = Literal["steps", "items", "iterations", "gates"]
-Problem = Literal["unknown_step", "no_items", "no_iterations", "bad_cursor"]
+PageOf = Literal["steps", "items", "iterations", "gates", "calls"]
+Problem = Literal["unknown_step", "no_items", "no_iterations", "no_calls", "bad_cursor"]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -49,7 +51,7 @@ class PageInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     of: PageOf
-    step: str | None = Field(None, max_length=MAX_ID_CHARS, description="items, iterations")
+    step: str | None = Field(None, max_length=MAX_ID_CHARS, description="items, iterations, calls")
     state: str | None = Field(None, max_length=20, description="a step, item or gate state")
     after: str | None = Field(None, max_length=MAX_GATE_ID_CHARS)
     limit: int = Field(50, ge=1, le=PAGE_MAX)
@@ -63,6 +65,7 @@ class RunPage(BaseModel):
     items: list[ItemView] = Field(default_factory=list)
     iterations: list[IterationView] = Field(default_factory=list)
     gates: list[GateView] = Field(default_factory=list)
+    calls: list[CallView] = Field(default_factory=list)
     total: int = Field(0, description="entries of the whole list (in `state`, when given)")
     next_cursor: str | None = Field(None, description="pass as `after` for the next page")
     problem: Problem | None = None
@@ -82,6 +85,8 @@ def page(state: RunData, d: Definition, inp: PageInput) -> RunPage:
     step = state.steps.get(inp.step or "")
     if step is None:
         return refused(inp, "unknown_step", f"no step {inp.step!r} in this run")
+    if inp.of == "calls":
+        return _calls(step, inp)
     if inp.of == "items":
         if step.items is None:
             why = "has no items: it is not a for_each step, or its list is not resolved yet"
@@ -120,25 +125,37 @@ def _steps(state: RunData, d: Definition, inp: PageInput) -> RunPage:
 
 
 def _gates(state: RunData, d: Definition, inp: PageInput) -> RunPage:
-    """Every unit's latest gate, in the order of the units (steps, each followed by its items)."""
-    units = state.units()
+    """Every unit's latest gate, in the order of the units (steps, each followed by its items;
+    an agent step by its calls' gates)."""
+    gates = [g for _, g in state.gates()]
     start = 0
     if inp.after is not None:
-        found = next((k for k, u in enumerate(units) if u.id == inp.after), None)
+        found = next((k for k, g in enumerate(gates) if g.gate == inp.after), None)
         if found is None:
             return _bad_cursor(inp)
         start = found + 1
     wanted = [
-        (k, u.gate, spec)
-        for k, u in enumerate(units)
-        if u.gate is not None
-        and _in(inp, gate_state(u.gate))
-        and (spec := gate_spec(d, u.gate)) is not None
+        (k, g, spec)
+        for k, g in enumerate(gates)
+        if _in(inp, gate_state(g)) and (spec := gate_spec(d, g)) is not None
     ]
     entries: list[Entry[GateView]] = [
-        (units[k].id, partial(_gate, g, spec)) for k, g, spec in wanted if k >= start
+        (g.gate, partial(_gate, g, spec)) for k, g, spec in wanted if k >= start
     ]
     return filled(inp, "gates", entries, len(wanted))
+
+
+def _calls(step: StepRecord, inp: PageInput) -> RunPage:
+    """Every call an agent step's model asked for, in order, each whole within its bounds."""
+    if step.agent is None:
+        why = "has no calls: it is not an agent step, or it has not started"
+        return refused(inp, "no_calls", f"step {step.id!r} {why}")
+    after = _number(inp.after)
+    if after is None and inp.after is not None:
+        return _bad_cursor(inp)
+    wanted = [c for c in step.agent.calls if _in(inp, c.state)]
+    entries = [(str(c.n), partial(call_view, c)) for c in wanted if after is None or c.n > after]
+    return filled(inp, "calls", entries, len(wanted))
 
 
 def _gate(g: GateRecord, spec: ApprovalSpec, b: Bounds) -> GateView:
@@ -173,7 +190,11 @@ def _bad_cursor(inp: PageInput) -> RunPage:
 
 
 def _number(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() and len(text) <= 12 else None
+    return (
+        int(text)
+        if text is not None and text.isascii() and text.isdigit() and len(text) <= 12
+        else None
+    )
 
 
 def entry_view(e: AuditEntry, b: Bounds) -> AuditEntry:

@@ -13,10 +13,11 @@ from datetime import datetime
 from workflows.language.definition import Definition, StepSpec
 from workflows.language.limits import MAX_IN_FLIGHT
 from workflows.names import StepState
+from workflows.rules import agent
 from workflows.rules.gates import Notify, on_time
 from workflows.rules.outcomes import settle
-from workflows.rules.state import RunData, StepRecord, Stop
-from workflows.rules.turn import CALLS, LoadList
+from workflows.rules.state import GateRecord, RunData, StepRecord, Stop
+from workflows.rules.turn import CALLS, AskModel, CallTool, CheckCalls, LoadList, StoreTranscript
 from workflows.rules.units import (
     CheckPlan,
     Effect,
@@ -115,6 +116,8 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
         listed(t, spec, unit, unit.result)
     elif unit.phase == "sleeping" and unit.next_at is not None and unit.next_at <= t.now:
         next_iteration(t, spec, unit)
+    elif unit.phase == "agent":
+        return agent.move(t, spec, unit)
     else:
         return False
     _recount(t, unit, parent, was_running)
@@ -189,6 +192,7 @@ def _wind_down(t: Turn, stop: Stop) -> None:
     the run failed, cancelled when it was cancelled)."""
     state = t.state
     _withdraw_calls(t)
+    agent.wind_down(t)
     for unit in state.units():
         if unit.phase == "gate" and unit.gate is not None and unit.gate.open:
             close(unit.gate, "cancel", [SYSTEM_ACTOR], t.now, None)
@@ -215,6 +219,9 @@ def _withdraw_calls(t: Turn) -> None:
     with no call made, and the run waiting on it for ever)."""
     withdrawn = [e for e in t.effects if isinstance(e, CALLS)]
     for effect in withdrawn:
+        if isinstance(effect, AskModel | CheckCalls | CallTool | StoreTranscript):
+            agent.withdraw(t, effect)
+            continue
         unit = t.state.unit(effect.step)
         if unit is not None and unit.call_out:
             settle(t, unit, 0)
@@ -225,9 +232,9 @@ def _withdraw_calls(t: Turn) -> None:
 def _unsent_notices(t: Turn) -> None:
     """Approvers are not told of a gate that closed before they could be: the run stopped."""
     t.effects[:] = [
-        e for e in t.effects if not isinstance(e, Notify) or _still_open(t.state.unit(e.step))
+        e for e in t.effects if not isinstance(e, Notify) or _still_open(t.state.gate(e.gate))
     ]
 
 
-def _still_open(unit: StepRecord | None) -> bool:
-    return unit is not None and unit.gate is not None and unit.gate.open
+def _still_open(found: tuple[StepRecord, GateRecord] | None) -> bool:
+    return found is not None and found[1].open

@@ -12,68 +12,36 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from activities.models import Slot
-from workflows.language.definition import Definition, Priority, Stage
-from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary, Vote
+from workflows.language.definition import Definition
+from workflows.models import AuditArchiveRef, AuditEntry, CompensationView, GateSummary
 from workflows.names import RunState, StepState
+from workflows.rules.agent_state import AgentRecord, Grant
+from workflows.rules.records import GateRecord, Outcome, Result
 
-# What a decided gate does: one of the go-on outcomes (the run goes on) or a stop.
-Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]
+__all__ = ["GateRecord", "Outcome", "Result"]
+
 # Where a unit of work (a step, or an item of a for_each step) is in its life; `state` says what
 # the outside world sees. `items`: a for_each step whose items are under way; `planning`: a plan
 # out for its check; `loading`: a for_each step's list being read from the artifact store;
 # `sleeping`: a repeat step waiting for its next iteration.
 # "queued": approved at a gate (or sent back to retry), waiting for a free slot to make its call.
+# "agent": an agent step in its loop (workflows/rules/agent.py).
 Phase = Literal[
-    "pending", "gate", "queued", "running", "items", "planning", "loading", "sleeping", "done"
+    "pending",
+    "gate",
+    "queued",
+    "running",
+    "items",
+    "planning",
+    "loading",
+    "sleeping",
+    "agent",
+    "done",
 ]
 
 # Audit entries kept in the state; older ones move to the artifact store in chunks.
 AUDIT_KEEP = 200
 AUDIT_CHUNK = 200
-
-
-class GateRecord(BaseModel):
-    """One opening of a step's gate (a new round after a retry is a new record)."""
-
-    gate: str
-    step: str
-    item: int | None = None
-    stage: Stage
-    round: int
-    subject: Any = None
-    digest: str
-    opened_at: datetime
-    deadline: datetime | None = None
-    approvers: list[str]
-    escalated: bool = False
-    votes: list[Vote] = Field(default_factory=list)
-    outcome: Outcome | None = None
-    patch: Any = Field(None, description="the agreed patch of a retry, or a skip's substitute")
-    decided_by: list[str] = Field(default_factory=list)
-    decided_at: datetime | None = None
-    modified: bool = False
-    reminders: int = 0
-    next_reminder: datetime | None = None
-    review: str | None = Field(None, description="the review text, its references resolved")
-    priority: Priority = "normal"
-
-    @property
-    def open(self) -> bool:
-        return self.outcome is None
-
-
-class Result(BaseModel):
-    """What one invocation of a step's tool (or child pipeline) came back with."""
-
-    round: int
-    ok: bool
-    output: Any = None
-    preview: str | None = None
-    artifact: dict[str, Any] | None = None
-    error: str | None = None
-    attempts: int = 1
-    cancelled: bool = False
-    size: int = Field(0, description="bytes the output and preview take in the state")
 
 
 class Iteration(BaseModel):
@@ -137,13 +105,23 @@ class StepRecord(BaseModel):
     # bytes its output and preview take in the state once back.
     reserved: int = 0
     kept: int = 0
+    agent: AgentRecord | None = None
 
     @property
     def call_out(self) -> bool:
-        """Its tool call, child run, plan check or list read is out and not yet back."""
+        """Its tool call, child run, plan check or list read (or anything of its agent loop) is
+        out and not yet back."""
+        if self.agent is not None and self.phase == "agent":
+            return self.agent.out
         return (self.phase in ("running", "loading") and self.result is None) or (
             self.phase == "planning" and self.plan is None
         )
+
+    def gates(self) -> list[GateRecord]:
+        """Its own gate and its agent calls' gates."""
+        own = [self.gate] if self.gate is not None else []
+        calls = self.agent.calls if self.agent is not None else []
+        return own + [c.gate for c in calls if c.gate is not None]
 
 
 class Stop(BaseModel):
@@ -192,6 +170,7 @@ class RunData(Trail):
     generation: int = Field(0, description="how many times the run continued as new")
     inline_bytes: int = Field(0, description="bytes of outputs and previews kept in the state")
     reserved_bytes: int = Field(0, description="bytes held for the calls out")
+    grants: list[Grant] = Field(default_factory=list, description="standing grants at call gates")
 
     def step(self, step_id: str) -> StepRecord:
         return self.steps[step_id]
@@ -216,13 +195,36 @@ class RunData(Trail):
         step = self.steps.get(step_id)
         if step is None or not index:
             return step
-        if step.items is None or not index.isdigit() or int(index) >= len(step.items):
+        if step.items is None or not _number(index) or int(index) >= len(step.items):
             return None
         return step.items[int(index)]
+
+    def gates(self) -> list[tuple[StepRecord, GateRecord]]:
+        """Every unit's latest gate and every agent call's gate, with the unit it belongs to."""
+        return [(u, g) for u in self.units() for g in u.gates()]
+
+    def gate(self, gate_id: str) -> tuple[StepRecord, GateRecord] | None:
+        """The gate `gate_id` names, with its unit: a step's, an item's or an agent call's."""
+        step_id, _, rest = gate_id.partition(".")
+        if rest.startswith("call-"):
+            step = self.steps.get(step_id)
+            n = rest.removeprefix("call-")
+            record = step.agent if step is not None else None
+            call = record.call(int(n)) if record is not None and _number(n) else None
+            if step is None or call is None or call.gate is None:
+                return None
+            return step, call.gate
+        unit = self.unit(gate_id)
+        return (unit, unit.gate) if unit is not None and unit.gate is not None else None
 
     def in_flight(self) -> list[StepRecord]:
         """Units whose tool call, child run or plan check is out and not yet back."""
         return [u for u in self.units() if u.call_out]
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes `²`, which `int` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def new_state(definition: Definition, now: datetime) -> RunData:

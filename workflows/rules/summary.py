@@ -14,6 +14,7 @@ from functools import partial
 from activities.masking import mask
 from workflows.language.definition import Definition
 from workflows.models import AuditEntry, GateSummary, GateView, Principal, Progress, RunStatus
+from workflows.rules.agent_view import grants
 from workflows.rules.bounds import (
     NAME_CHARS,
     ROLES,
@@ -48,8 +49,11 @@ from workflows.rules.view import (
 )
 
 
-def status(state: RunData, d: Definition, facts: RunFacts) -> RunStatus:
-    """The bounded status: the counts, open gates first, the latest steps and audit entries."""
+def status(
+    state: RunData, d: Definition, facts: RunFacts, now: datetime | None = None
+) -> RunStatus:
+    """The bounded status: the counts, open gates first, the latest steps and audit entries,
+    the latest grants (active or not as of `now`)."""
     opened = own_open(state)
     own: list[Render[GateView]] = [
         partial(gate_view, g, spec, with_subject=True)
@@ -91,6 +95,7 @@ def status(state: RunData, d: Definition, facts: RunFacts) -> RunStatus:
         audit=audit_tail(state),
         audit_total=state.audit_total,
         continued=state.generation,
+        grants=grants(state, now),
     )
 
 

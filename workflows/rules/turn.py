@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from activities.models import ArtifactRef, Slot
+from activities.models import AgentCheck, ArtifactRef, Slot, TranscriptWrite
 from workflows.language import expr
 from workflows.language.definition import Definition
 from workflows.language.limits import DEFAULT_INLINE_BYTES, PREVIEW_BYTES
@@ -85,9 +85,68 @@ class LoadList:
     path: list[str]
 
 
-Effect = Invoke | Notify | CheckPlan | LoadList
-# The effects that put a call out, each reporting back to its unit.
-CALLS = (Invoke, CheckPlan, LoadList)
+@dataclass(frozen=True)
+class AskModel:
+    """One model turn of an agent step: llm.chat with the conversation and the tools offered."""
+
+    step: str
+    turn: int
+    args: dict[str, Any]
+    slots: list[Slot] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckCalls:
+    """Check what an agent's model asked for (arguments, risks, a final reply) in an activity."""
+
+    step: str
+    turn: int
+    check: AgentCheck
+
+
+@dataclass(frozen=True)
+class CallTool:
+    """Run one call an agent's model asked for, as decided: its tool's own activity."""
+
+    step: str
+    n: int
+    tool: str
+    args: dict[str, Any]
+    slots: list[Slot] = field(default_factory=list)
+    local: bool = False
+    inline_bytes: int = DEFAULT_INLINE_BYTES
+    preview_bytes: int = PREVIEW_BYTES
+
+
+@dataclass(frozen=True)
+class StoreTranscript:
+    """Write an agent's earlier messages (a chunk), or its whole transcript, to the store."""
+
+    step: str
+    write: TranscriptWrite
+
+
+@dataclass(frozen=True)
+class StopCalls:
+    """Cancel what an agent step that ended still has out."""
+
+    step: str
+
+
+AgentEffect = AskModel | CheckCalls | CallTool | StoreTranscript | StopCalls
+Effect = (
+    Invoke
+    | Notify
+    | CheckPlan
+    | LoadList
+    | AskModel
+    | CheckCalls
+    | CallTool
+    | StoreTranscript
+    | StopCalls
+)
+# The effects that put a call out, each reporting back to its unit (or its agent loop).
+CALLS = (Invoke, CheckPlan, LoadList, AskModel, CheckCalls, CallTool, StoreTranscript)
 
 
 @dataclass

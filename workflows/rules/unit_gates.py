@@ -34,7 +34,7 @@ def open_(t: Turn, approval: ApprovalSpec, unit: StepRecord, stage: Stage, subje
     gate = open_gate(unit, approval, stage, subject, t.now)
     gate.step, gate.item = step_of(unit), unit.index
     scope = t.scope(unit, output=unit.output) if stage != "before" else t.scope(unit)
-    gate.review, gate.priority = _review(approval, scope), _priority(approval, scope)
+    gate.review, gate.priority = review_of(approval, scope), priority_of(approval, scope)
     reason = _auto(t, approval, unit, stage, scope)
     if reason is None:
         t.effects.append(Notify(unit.id, gate.gate, "opened"))
@@ -46,7 +46,7 @@ def open_(t: Turn, approval: ApprovalSpec, unit: StepRecord, stage: Stage, subje
     )
 
 
-def _review(approval: ApprovalSpec, scope: Scope) -> str | None:
+def review_of(approval: ApprovalSpec, scope: Scope) -> str | None:
     if approval.review is None:
         return None
     try:
@@ -55,7 +55,7 @@ def _review(approval: ApprovalSpec, scope: Scope) -> str | None:
         return f"{approval.review} (references not resolved: {err})"
 
 
-def _priority(approval: ApprovalSpec, scope: Scope) -> Any:
+def priority_of(approval: ApprovalSpec, scope: Scope) -> Any:
     """The gate's priority: a word, a reference to one, or the first condition that holds."""
     chosen = approval.priority
     try:

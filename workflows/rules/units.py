@@ -10,6 +10,7 @@ from workflows.language.definition import StepSpec
 from workflows.language.durations import parse_duration
 from workflows.language.refs import RefError
 from workflows.names import StepState
+from workflows.rules import agent
 from workflows.rules.loops import (
     expand,
     gather,
@@ -79,6 +80,9 @@ def start(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
         fail(t, spec, unit, str(err))
         return
     unit.state = StepState.RUNNING
+    if spec.agent is not None:
+        agent.begin(t, spec, unit)
+        return
     if plan is not None:
         unit.phase = "planning"
         t.effects.append(

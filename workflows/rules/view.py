@@ -23,6 +23,7 @@ from workflows.models import (
     Vote,
 )
 from workflows.names import RunState
+from workflows.rules.agent_view import agent_view
 from workflows.rules.bounds import (
     BRIEF,
     PAGE,
@@ -64,14 +65,14 @@ def run_state(state: RunData) -> RunState:
         return state.closed
     if state.paused:
         return RunState.PAUSED
-    opened = any(u.gate is not None and u.gate.open for u in state.units())
-    if opened or any(c.gates for c in state.children.values()):
+    if own_open(state) or any(c.gates for c in state.children.values()):
         return RunState.WAITING
     return RunState.RUNNING
 
 
 def own_open(state: RunData) -> list[GateRecord]:
-    return [u.gate for u in state.units() if u.gate is not None and u.gate.open]
+    """The run's own open gates: its steps', its items' and its agents' calls'."""
+    return [g for _, g in state.gates() if g.open]
 
 
 def awaiting(state: RunData) -> list[str]:
@@ -249,6 +250,7 @@ def step_view(s: StepRecord, d: Definition, b: Bounds = PAGE) -> StepView:
         plan_errors=[clip(e, b.text) or "" for e in s.plan.errors[: b.units or 1]]
         if s.plan is not None
         else None,
+        agent=agent_view(s.agent, spec, b) if s.agent is not None else None,
     )
 
 
@@ -331,10 +333,13 @@ def details(state: RunData, d: Definition) -> str:
     """Markdown the Temporal Web UI shows as the run's current details."""
     lines = [f"**{run_state(state).value}** · {d.name} v{d.version}"]
     for s in state.steps.values():
-        mark = ""
-        if s.gate is not None and s.gate.open:
-            mark = f" — waiting for {', '.join(s.gate.approvers)}"
-        lines.append(f"- `{s.id}`: {s.state.value}{mark}")
+        waits = [
+            ("waiting" if g.call is None else f"`{g.gate}` waits")
+            + f" for {', '.join(g.approvers)}"
+            for g in s.gates()
+            if g.open
+        ]
+        lines.append(f"- `{s.id}`: {s.state.value}" + "".join(f" — {w}" for w in waits))
     for c in state.children.values():
         for g in c.gates:
             lines.append(

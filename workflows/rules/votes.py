@@ -123,7 +123,20 @@ def check(
 
 
 def check_patch(gate: GateRecord, d: Decision) -> GateRefusal | None:
-    """Patches are JSON objects, and only the actions that use one take one."""
+    """Patches are JSON objects, and only the actions that use one take one; at an agent call
+    gate a patch holds the call's arguments and nothing else, and a grant goes with approve."""
+    if d.grant is not None and (gate.call is None or d.action != "approve"):
+        where = f"agent call gate {gate.gate!r}" if gate.call is not None else f"gate {gate.gate!r}"
+        return _refusal(
+            "bad_grant",
+            f"a grant goes with approve at an agent call gate, not {d.action} at {where}",
+        )
+    if gate.call is not None and d.patch is not None and not _arguments_only(d.patch):
+        return _refusal(
+            "bad_patch",
+            f'at agent call gate {gate.gate!r} the patch is {{"arguments": {{...}}}}: it changes '
+            "the call's arguments, never its tool",
+        )
     takes = d.action in ("modify", "retry") or (d.action == "skip" and gate.stage == "on_failure")
     if d.patch is None:
         if d.action == "modify":
@@ -141,6 +154,14 @@ def check_patch(gate: GateRecord, d: Decision) -> GateRefusal | None:
     if d.action == "modify" and not d.patch:
         return _refusal("bad_patch", "modify needs a patch that changes something")
     return None
+
+
+def _arguments_only(patch: Any) -> bool:
+    return (
+        isinstance(patch, dict)
+        and set(patch) == {"arguments"}
+        and isinstance(patch["arguments"], dict)
+    )
 
 
 def proposed(gate: GateRecord, d: Decision) -> Any:
@@ -194,6 +215,7 @@ def cast(
             roles=list(d.roles),
             digest=gate.digest,
             patch=d.patch,
+            grant=d.grant,
         )
     )
     decided = tally(gate, spec)
