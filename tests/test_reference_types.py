@@ -32,7 +32,8 @@ def errors(doc: str | dict[str, Any], tools: ToolRegistry) -> list[str]:
 
 def test_validate_reports_object_where_string_is_taken(tools: ToolRegistry) -> None:
     """An object declared by a step's output_schema, put where llm.chat takes a string, is
-    reported with its path, where the type is known from and what the field takes."""
+    reported with its path, where the type is known from and what the field takes; a message's
+    content takes any JSON value (sent as its JSON text), so the same object there is fine."""
     found = errors(
         """
 name: handoff
@@ -45,6 +46,7 @@ steps:
     needs: [api_spec]
     tool: llm.chat
     with:
+      tool_choice: "${steps.api_spec.output.parsed}"
       messages:
         - {role: system, content: "Review this spec"}
         - {role: user, content: "${steps.api_spec.output.parsed}"}
@@ -52,8 +54,8 @@ steps:
         tools,
     )
     assert found == [
-        "steps[1].with.messages[1].content: ${steps.api_spec.output.parsed} is an object "
-        "(output_schema of 'api_spec'), but llm.chat input messages[1].content takes a string"
+        "steps[1].with.tool_choice: ${steps.api_spec.output.parsed} is an object "
+        "(output_schema of 'api_spec'), but llm.chat input tool_choice takes a string"
     ]
 
 

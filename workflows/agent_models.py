@@ -3,18 +3,13 @@ the status shows of an agent's loop (its calls, its transcript, the run's grants
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from workflows.language.durations import parse_duration
-from workflows.language.limits import (
-    MAX_GRANT_CALLS,
-    MAX_GRANT_DURATION,
-    MAX_NAME_CHARS,
-)
-from workflows.language.types import Duration
+from workflows.language.limits import MAX_GRANT_CALLS, MAX_NAME_CHARS
 
 CallState = Literal[
     "checking",
@@ -32,6 +27,14 @@ CallState = Literal[
 # standing grant, or refused for what the model asked (a tool not offered, bad arguments).
 CallDecision = Literal["auto", "approve", "deny", "granted", "refused"]
 GrantState = Literal["active", "expired", "used", "revoked"]
+# A grant's lifetime, exactly as the OpenAPI document states it: one unit, from 1 s to 24 h
+# (MAX_GRANT_DURATION), so that every string the pattern allows is a grant the API accepts.
+GRANT_DURATION_PATTERN = (
+    r"^(?:(?:[1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)s"
+    r"|(?:[1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m"
+    r"|(?:[1-9]|1[0-9]|2[0-4])h|1d)$"
+)
+_GRANT_DURATION = re.compile(GRANT_DURATION_PATTERN)
 
 
 class GrantSpec(BaseModel):
@@ -40,17 +43,33 @@ class GrantSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    same_arguments: bool = Field(False, description="only calls with exactly these arguments")
-    expires_in: Duration = Field("1h", description="how long it lasts: at most 24h")
+    same_arguments: StrictBool = Field(False, description="only calls with exactly these arguments")
+    expires_in: str = Field(
+        "1h",
+        description="how long it lasts: whole seconds, minutes or hours, or 1d; at most 24h",
+        json_schema_extra={"pattern": GRANT_DURATION_PATTERN},
+    )
     calls: int | None = Field(
         None, ge=1, le=MAX_GRANT_CALLS, description="how many calls it covers at most"
     )
 
+    @field_validator("calls", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: Any) -> Any:
+        # JSON Schema's integer is any number without a fraction (2.0 too), never a string or
+        # a boolean, which pydantic's lax int would otherwise turn into one.
+        if isinstance(value, str | bool):
+            raise ValueError("calls is a whole number, not a string or a boolean")
+        return value
+
     @field_validator("expires_in")
     @classmethod
     def _at_most_a_day(cls, value: str) -> str:
-        if parse_duration(value) > MAX_GRANT_DURATION:
-            raise ValueError(f"a grant lasts at most {int(MAX_GRANT_DURATION.total_seconds())}s")
+        if not _GRANT_DURATION.fullmatch(value):
+            raise ValueError(
+                f"bad grant duration {value[:40]!r}: one whole number of s, m or h, or 1d, "
+                "at most 24h, e.g. '2h' or '90m'"
+            )
         return value
 
 

@@ -173,8 +173,10 @@ async def test_call_gate_refuses_patches_and_grants_it_does_not_take(
             "arguments.mode",
         ),
         ({"action": "reject", "grant": {"calls": 2}}, "bad_grant", "not reject"),
-        ({"action": "approve", "grant": {"expires_in": "48h"}}, "invalid", "at most 86400s"),
+        ({"action": "approve", "grant": {"expires_in": "48h"}}, "invalid", "at most 24h"),
         ({"action": "approve", "grant": {"calls": 0}}, "invalid", "greater than or equal"),
+        ({"action": "approve", "grant": {"calls": "2"}}, "invalid", "grant.calls"),
+        ({"action": "approve", "grant": {"same_arguments": 0}}, "invalid", "same_arguments"),
     ]
     for body, code, said in cases:
         r = await http.post(url, json=body, headers=as_("alice"))

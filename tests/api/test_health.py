@@ -61,6 +61,8 @@ async def test_openapi_lists_every_route_without_key(http: httpx.AsyncClient) ->
         "/workflows/{workflow_id}/steps": {"get"},
         "/workflows/{workflow_id}/steps/{step}/items": {"get"},
         "/workflows/{workflow_id}/steps/{step}/iterations": {"get"},
+        "/workflows/{workflow_id}/steps/{step}/calls": {"get"},
+        "/workflows/{workflow_id}/grants/{grant}": {"delete"},
         "/workflows/{workflow_id}/gates": {"get"},
         "/workflows/{workflow_id}/gates/{gate}": {"post"},
         "/workflows/{workflow_id}/cancel": {"post"},
