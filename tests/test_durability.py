@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from temporalio.api.enums.v1 import EventType
@@ -16,8 +17,7 @@ from activities.config import Settings
 from tests.support.ledger import Ledger, serve_ledger
 from tests.support.util import eventually
 from tests.support.workers import WorkerProcess, worker_env
-from tests.tools.chat import ScriptedAgent
-from tests.tools.server import LocalServer
+from tests.tools.chat import ScriptedAgent, serving
 from worker import build_worker
 from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
@@ -28,6 +28,29 @@ def definition(text: str) -> PipelineInput:
     report = validate_definition(yaml.safe_load(text), default_registry(entry_points=False))
     assert report.definition is not None, report.errors
     return PipelineInput(definition=report.definition)
+
+
+async def killed_mid_call(
+    client: Client, env: dict[str, str], inp: PipelineInput, id_: str, ledger: Ledger, logs: Path
+) -> Any:
+    """Start `inp` on a worker process, SIGKILL it while its first call to the ledger is in
+    flight (the outside world then finishes that call), and let a second worker finish the run;
+    the run's result, after the second worker drained and exited cleanly on SIGTERM."""
+    first = WorkerProcess(env, logs / "worker1.log")
+    handle = await client.start_workflow(
+        PipelineWorkflow.run, inp, id=id_, task_queue=env["STEPGATE_TASK_QUEUE"]
+    )
+    try:
+        await eventually(ledger.arrived.is_set, within=60, what="first call in flight")
+        first.kill()
+        ledger.hold.set()
+    finally:
+        first.stop()
+    second = WorkerProcess(env, logs / "worker2.log")
+    try:
+        return await asyncio.wait_for(handle.result(), timeout=90)
+    finally:
+        assert second.stop() == 0
 
 
 async def test_worker_sigkill_mid_step_completes_with_side_effect_once(
@@ -56,26 +79,9 @@ steps:
 output: "${{steps.receipt.output.value}}"
 """
         )
-        env = worker_env(settings)
-        first = WorkerProcess(env, tmp_path / "worker1.log")
-        handle = await client.start_workflow(
-            PipelineWorkflow.run,
-            inp,
-            id=f"kill-{uuid.uuid4()}",
-            task_queue=settings.stepgate_task_queue,
-        )
-        try:
-            await eventually(ledger.arrived.is_set, within=60, what="first request in flight")
-            first.kill()
-            ledger.hold.set()  # the outside world finishes the call the dead worker made
-        finally:
-            first.stop()
-        second = WorkerProcess(env, tmp_path / "worker2.log")
-        try:
-            result = await asyncio.wait_for(handle.result(), timeout=90)
-        finally:
-            assert second.stop() == 0  # drains and exits cleanly on SIGTERM
-    key = f"{handle.id}/charge"
+        wid = f"kill-{uuid.uuid4()}"
+        result = await killed_mid_call(client, worker_env(settings), inp, wid, ledger, tmp_path)
+    key = f"{wid}/charge"
     assert result.state == "completed" and result.output == 1
     assert ledger.requests_by_key[key] >= 2, "the step was retried after the crash"
     assert ledger.applied == [key], "the side effect happened exactly once"
@@ -145,13 +151,10 @@ async def test_worker_killed_mid_agent_loop_repeats_no_completed_turn_or_call(
             "paid twice",
         ),
     )
-    server = LocalServer().start()
-    server.route("POST", "/v1/chat/completions", model)
-    try:
-        with serve_ledger(ledger) as url:
-            ledger.hold.clear()
-            inp = definition(
-                f"""
+    with serving(model), serve_ledger(ledger) as url:
+        ledger.hold.clear()
+        inp = definition(
+            f"""
 name: agent_pays
 steps:
   - id: pay
@@ -163,33 +166,15 @@ steps:
       tools:
         - {{tool: http.request, with: {{method: POST, url: "{url}"}}, policy: auto}}
 """
-            )
-            env = worker_env(
-                settings,
-                STEPGATE_LLM_BASE_URL=server.url("/v1/"),
-                STEPGATE_LLM_MODEL="scripted",
-            )
-            first = WorkerProcess(env, tmp_path / "worker1.log")
-            handle = await client.start_workflow(
-                PipelineWorkflow.run,
-                inp,
-                id=f"agent-kill-{uuid.uuid4()}",
-                task_queue=settings.stepgate_task_queue,
-            )
-            try:
-                await eventually(ledger.arrived.is_set, within=60, what="call 1 in flight")
-                first.kill()
-                ledger.hold.set()
-            finally:
-                first.stop()
-            second = WorkerProcess(env, tmp_path / "worker2.log")
-            try:
-                result = await asyncio.wait_for(handle.result(), timeout=90)
-            finally:
-                assert second.stop() == 0
-    finally:
-        server.stop()
-    calls = [f"{handle.id}/pay/call-1", f"{handle.id}/pay/call-2"]
+        )
+        env = worker_env(
+            settings,
+            STEPGATE_LLM_BASE_URL=model.url,
+            STEPGATE_LLM_MODEL="scripted",
+        )
+        wid = f"agent-kill-{uuid.uuid4()}"
+        result = await killed_mid_call(client, env, inp, wid, ledger, tmp_path)
+    calls = [f"{wid}/pay/call-1", f"{wid}/pay/call-2"]
     assert result.state == "completed"
     assert ledger.requests_by_key[calls[0]] >= 2, "the call in flight was retried"
     assert ledger.applied == calls, "each call took effect exactly once"

@@ -21,8 +21,7 @@ from tests.api.helpers import eventually, wait_state
 from tests.support import fakes
 from tests.support.api import stepgate as cli
 from tests.support.fakes import OPS_TOOLS, echo, sleep
-from tests.tools.chat import ScriptedAgent
-from tests.tools.server import LocalServer
+from tests.tools.chat import ScriptedAgent, serving
 from worker import build_worker
 
 Auth = Callable[[str], dict[str, str]]
@@ -51,14 +50,8 @@ def agent(team: str) -> dict[str, Any]:
 
 @pytest.fixture
 def model() -> Iterator[ScriptedAgent]:
-    scripted = ScriptedAgent("done")
-    server = LocalServer().start()
-    server.route("POST", "/v1/chat/completions", scripted)
-    scripted.url = server.url("/v1/")  # type: ignore[attr-defined]
-    try:
+    with serving(ScriptedAgent("done")) as scripted:
         yield scripted
-    finally:
-        server.stop()
 
 
 @pytest.fixture

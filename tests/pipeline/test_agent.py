@@ -22,8 +22,7 @@ from tests.pipeline.gating import decide
 from tests.support import fakes
 from tests.support.fakes import OPS_TOOLS
 from tests.support.util import eventually
-from tests.tools.chat import ScriptedAgent
-from tests.tools.server import LocalServer
+from tests.tools.chat import ScriptedAgent, serving
 from worker import build_worker
 from workflows.agent_models import GrantSpec
 from workflows.language.validation import validate_definition
@@ -34,14 +33,8 @@ from workflows.pipeline import PipelineWorkflow
 @pytest.fixture
 def model() -> Iterator[ScriptedAgent]:
     """The scripted model; a test sets its `replies`."""
-    scripted = ScriptedAgent("done")
-    server = LocalServer().start()
-    server.route("POST", "/v1/chat/completions", scripted)
-    scripted.url = server.url("/v1/")  # type: ignore[attr-defined]
-    try:
+    with serving(ScriptedAgent("done")) as scripted:
         yield scripted
-    finally:
-        server.stop()
 
 
 @pytest.fixture

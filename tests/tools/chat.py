@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from tests.tools.server import Reply, Seen, json_reply
+from tests.tools.server import LocalServer, Reply, Seen, json_reply
 
 
 class ScriptedChat:
@@ -40,6 +42,7 @@ class ScriptedAgent:
         self.usage = usage or USAGE
         self.requests: list[dict[str, Any]] = []
         self.keys: list[str] = []
+        self.url = ""  # its base URL while `serving` serves it
 
     def __call__(self, seen: Seen) -> Reply:
         body = seen.json()
@@ -78,3 +81,15 @@ class ScriptedAgent:
     def tool_results(self, turn: int) -> list[Any]:
         """The tool messages the model was shown at `turn`, their JSON parsed."""
         return [json.loads(m["content"]) for m in self.shown(turn) if m["role"] == "tool"]
+
+
+@contextmanager
+def serving(model: ScriptedAgent) -> Iterator[ScriptedAgent]:
+    """`model` answering chat completions on a loopback server; `model.url` is its base URL."""
+    server = LocalServer().start()
+    server.route("POST", "/v1/chat/completions", model)
+    model.url = server.url("/v1/")
+    try:
+        yield model
+    finally:
+        server.stop()
