@@ -69,7 +69,7 @@ async def worker(
     fakes.CALLS.clear()
     pointed = api_settings.model_copy(
         update={
-            "stepgate_llm_base_url": model.url,  # type: ignore[attr-defined]
+            "stepgate_llm_base_url": model.url,
             "stepgate_llm_model": "scripted",
         }
     )

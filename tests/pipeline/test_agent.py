@@ -53,7 +53,7 @@ async def worker(
     fakes.READINGS.clear()
     pointed = settings.model_copy(
         update={
-            "stepgate_llm_base_url": model.url,  # type: ignore[attr-defined]
+            "stepgate_llm_base_url": model.url,
             "stepgate_llm_model": "scripted",
         }
     )
@@ -341,7 +341,7 @@ async def test_a_long_loop_continues_as_new_carrying_its_calls_and_gates(
     local = settings.model_copy(
         update={
             "temporal_address": client.service_client.config.target_host,
-            "stepgate_llm_base_url": model.url,  # type: ignore[attr-defined]
+            "stepgate_llm_base_url": model.url,
             "stepgate_llm_model": "scripted",
         }
     )
