@@ -115,8 +115,8 @@ def test_answer_steps_down_to_the_summary_form_when_the_page_form_is_too_large()
 
 
 def test_answer_of_a_gate_too_large_for_any_form_is_its_briefest_view() -> None:
-    """A gate whose view exceeds a page even in brief is still answered: no subject, no votes,
-    its review cut to the brief bound."""
+    """A gate whose view exceeds a page even in brief is still answered: no subject (marked as
+    left out), no votes, its review cut to the brief bound."""
     _, g, spec = _open()
     _vote(g, "ann")
     g.review = "r" * 1_000
@@ -125,6 +125,7 @@ def test_answer_of_a_gate_too_large_for_any_form_is_its_briefest_view() -> None:
         v.digest = g.digest
     got = view.answer(g, spec)
     assert (got.subject, got.approvals, got.approvals_total) == (None, [], 1)
+    assert got.subject_truncated and g.subject is not None
     assert got.review == "r" * (BRIEF.text - 1) + "…"
 
 

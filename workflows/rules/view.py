@@ -124,9 +124,10 @@ def gate_view(
 
 
 def answer(g: GateRecord, spec: ApprovalSpec) -> GateView:
-    """What a decision returns: the gate with its subject, as much of it as fits a page."""
+    """What a decision returns: the gate with its subject, as much of it as fits a page (in
+    brief, past every form, the subject is left out and marked so)."""
     got = shown(lambda b: gate_view(g, spec, with_subject=True, b=b), PAGE_LADDER, PAGE_BYTES)
-    return got[0] if got is not None else gate_view(g, spec, with_subject=False, b=BRIEF)
+    return got[0] if got is not None else gate_view(g, spec, with_subject=True, b=BRIEF)
 
 
 def vote_view(v: Vote, b: Bounds) -> Vote:
