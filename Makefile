@@ -48,8 +48,9 @@ test: install
 
 # The fast loop: every test not marked `server` (tests/conftest.py marks the tests that need a
 # Temporal server, PostgreSQL, or a worker or API process); no Temporal CLI or test server needed.
+# They share no server, so they run in one process per core.
 test-fast: install
-	@$(call timed,$(BIN)/pytest -q -m "not server" $(PYTEST_ARGS))
+	@$(call timed,$(BIN)/pytest -q -m "not server" -n auto $(PYTEST_ARGS))
 
 lint: install
 	$(BIN)/ruff check .
