@@ -15,6 +15,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from activities.addresses import parse_allow, split_host_port
 from activities.config_parse import ParseSettings
 from activities.config_streams import StreamSettings
+from activities.config_ui import UiSettings
 from activities.config_versioning import VersioningSettings
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
 
@@ -28,7 +29,7 @@ DATABASE_SCHEMES = frozenset(
 )
 
 
-class Settings(VersioningSettings, StreamSettings, ParseSettings):
+class Settings(VersioningSettings, StreamSettings, ParseSettings, UiSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
     # Errors never echo input: some settings are keys.

@@ -163,6 +163,13 @@ def small_body(scope: Scope) -> bool:
     return not length.isdigit() or int(length) <= SMALL_BODY_BYTES  # BodyLimit refuses non-numbers
 
 
+def web_app(scope: Scope) -> bool:
+    """The web app's pages (/ui) sign in with a session cookie, checked by the pages
+    themselves (api/ui/web.py), and are charged to the principal there."""
+    path = str(scope.get("path", ""))
+    return path == "/ui" or path.startswith("/ui/")
+
+
 def admitted(scope: Scope) -> tuple[Caller | None, ParseSlot | None]:
     """What Admission settled for this request (nothing for one it does not look at)."""
     state = scope.get("state") or {}
@@ -181,7 +188,7 @@ class Admission:
         self.pool = pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WITH_BODY:
+        if scope["type"] != "http" or scope["method"] not in WITH_BODY or web_app(scope):
             await self.app(scope, receive, send)
             return
         slot: ParseSlot | None = None

@@ -25,6 +25,8 @@ from api.limits import KeyLimits, RunLanes
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
+from api.ui import router as ui_router
+from api.ui.session import Sessions
 from workflows.builds import package_version
 from workflows.client import make_data_converter
 
@@ -96,6 +98,7 @@ def create_app(
     )
     app.state.stepgate = state
     app.state.offload = offload
+    app.state.stepgate_ui = Sessions.from_settings(settings)
     errors.install(app)
     # Outermost last: the key is checked before any body is read, every body is bounded, then
     # JSON is checked before a route reads it.
@@ -113,5 +116,6 @@ def create_app(
     # Added last, so it is the outermost of these: it sees every request and its final status.
     app.add_middleware(AccessLog)
     app.include_router(api_router)
+    app.include_router(ui_router)
     openapi.install(app)
     return app

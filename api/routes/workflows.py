@@ -215,12 +215,12 @@ async def watch_workflow(
         state.hub,
         client,
         first,
-        _revision(last_event_id),
+        last_revision(last_event_id),
         budget=state.limits.stream_bytes(caller.principal),
         key=key,
     )
     return StreamingResponse(
-        _leased(chunks, lease),
+        leased(chunks, lease),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         # Also released here in case the stream is dropped before it ever ran.
@@ -228,12 +228,12 @@ async def watch_workflow(
     )
 
 
-def _revision(last_event_id: str) -> int | None:
+def last_revision(last_event_id: str) -> int | None:
     """The revision a reconnecting stream saw last (empty: none)."""
     return int(last_event_id) if last_event_id else None
 
 
-async def _leased(chunks: AsyncIterator[str], lease: StreamLease) -> AsyncIterator[str]:
+async def leased(chunks: AsyncIterator[str], lease: StreamLease) -> AsyncIterator[str]:
     """The stream's chunks; its slot is given back the moment it ends or the client leaves."""
     try:
         async for chunk in chunks:
