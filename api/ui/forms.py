@@ -136,7 +136,7 @@ def read_fields(
     out: dict[str, Any] = dict(base) if isinstance(base, dict) else {}
     issues: list[Issue] = []
     for f in fields:
-        raw = (form.get(f.html_name) or [None])[0]
+        raw = form[f.html_name][0] if form.get(f.html_name) else None
         path = f"{where}.{f.name}"
         if f.kind == "boolean":
             out[f.name] = raw == "on"
@@ -181,7 +181,7 @@ def _parse(f: FormField, raw: str) -> Any:
 def parse_json(raw: str, where: str) -> Any:
     try:
         return json.loads(raw)
-    except ValueError as err:
+    except json.JSONDecodeError as err:
         raise ApiError(
             422, "invalid", f"{where}: not JSON ({err.msg} at line {err.lineno})"
         ) from None

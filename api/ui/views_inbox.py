@@ -17,8 +17,9 @@ from workflows.language.limits import MAX_NAME_CHARS
 
 router = APIRouter(route_class=UiRoute)
 
-# Decisions one batch may carry (the API's own bound).
+# Decisions one batch may carry (the API's own bound), and gates one inbox page shows.
 MAX_PICKS = 100
+SHOWN = 100
 BATCH_ACTIONS = ("approve", "reject")
 
 
@@ -45,16 +46,23 @@ def _filtered(items: list[InboxItem], pipeline: str | None) -> list[InboxItem]:
 async def inbox_page(
     request: Request,
     who: SignedInDep,
-    priority: Annotated[str | None, Query(max_length=40, pattern=PRIORITY_PATTERN)] = None,
+    priority: Annotated[str | None, Query(max_length=40, pattern="^$|" + PRIORITY_PATTERN)] = None,
     pipeline: Annotated[str | None, Query(max_length=MAX_NAME_CHARS)] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
+    skip: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Response:
+    """A hundred gates at a time: `skip` moves within the page of runs, `cursor` to older runs."""
     items, next_cursor = await _inbox(request, who, priority or None, cursor)
+    wanted = _filtered(items, pipeline)
     return page(
         request,
         "inbox.html",
         who=who,
-        items=_filtered(items, pipeline),
+        items=wanted[skip : skip + SHOWN],
+        total=len(wanted),
+        skip=skip,
+        shown=SHOWN,
+        cursor=cursor or "",
         pipelines=sorted({i.pipeline for i in items}),
         priorities=PRIORITIES,
         chosen={"priority": priority or "", "pipeline": pipeline or ""},

@@ -38,7 +38,7 @@ def _reader(who: SignedIn) -> None:
 async def runs_page(
     request: Request,
     who: SignedInDep,
-    state: Annotated[RunState | None, Query()] = None,
+    state: Annotated[str | None, Query(pattern="^$|^(" + "|".join(RunState) + ")$")] = None,
     pipeline: Annotated[str | None, Query(max_length=MAX_NAME_CHARS)] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Response:
@@ -47,7 +47,7 @@ async def runs_page(
     got = await list_workflows(
         who.caller,
         app.temporal.client,
-        state=state,
+        state=RunState(state) if state else None,
         pipeline=pipeline or None,
         awaiting=None,
         page_size=50,
@@ -60,7 +60,7 @@ async def runs_page(
         runs=got.items,
         next_cursor=got.next_cursor,
         states=[s.value for s in RunState],
-        chosen={"state": state.value if state else "", "pipeline": pipeline or ""},
+        chosen={"state": state or "", "pipeline": pipeline or ""},
         pipelines=sorted(app.catalog.current.names()),
     )
 

@@ -166,10 +166,10 @@ class UiRoute(APIRoute):
                 url = "/ui/signin?next=" + quote(need.then, safe="")
                 if need.why:
                     url += "&why=" + quote(need.why, safe="")
-                response = see_other(url)
+                moved = see_other(url)
                 if need.ended:
-                    response.headers["Set-Cookie"] = ui_state(request)[1].clear_header()
-                return response
+                    moved.headers["Set-Cookie"] = ui_state(request)[1].clear_header()
+                return moved
             except ApiError as err:
                 response = page(request, "error.html", err.status, error=err, issues=_issues(err))
                 if err.headers and "Retry-After" in err.headers:
