@@ -124,6 +124,17 @@ async def gate_page(
     return await _panel(request, who, workflow_id, gate)
 
 
+@router.get("/ui/runs/{workflow_id}/gates/{gate}/live", include_in_schema=False)
+async def gate_live(
+    request: Request, who: SignedInDep, workflow_id: WorkflowIdPath, gate: GateIdPath
+) -> Response:
+    """The part of the gate panel that live updates redraw: state, votes, time left, subject."""
+    _, view = await find_gate(request, workflow_id, gate)
+    if not _may_see(who, view):
+        raise ApiError(403, "forbidden", f"{who.caller.principal!r} may not read this run")
+    return page(request, "fragment.html", who=who, inner="gate_live.html", gate=view)
+
+
 @router.post("/ui/runs/{workflow_id}/gates/{gate}/modify", include_in_schema=False)
 async def modify_preview(
     request: Request, who: SignedInDep, workflow_id: WorkflowIdPath, gate: GateIdPath

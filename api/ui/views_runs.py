@@ -86,7 +86,14 @@ async def run_page(request: Request, who: SignedInDep, workflow_id: WorkflowIdPa
 async def run_live(request: Request, who: SignedInDep, workflow_id: WorkflowIdPath) -> Response:
     """The part of the run page that live updates redraw."""
     status = await _status(request, who, workflow_id)
-    return page(request, "run_live.html", who=who, run=status, children=_children(status))
+    return page(
+        request,
+        "fragment.html",
+        who=who,
+        inner="run_live.html",
+        run=status,
+        children=_children(status),
+    )
 
 
 @router.get("/ui/runs/{workflow_id}/steps/{step}/items", include_in_schema=False)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import StartRun
-from tests.api.helpers import eventually, wait_state
+from tests.api.helpers import eventually, sse_events, wait_state
 from tests.api.test_ui_session import csrf_of, sign_in
 
 pytestmark = pytest.mark.asyncio
@@ -51,6 +51,13 @@ async def test_inbox_and_gate_panel_offer_only_what_the_caller_may_do(
         assert f'name="action" value="{action}"' in panel.text
     assert 'id="modify-fields"' in panel.text  # test.sleep's input schema as a form
     assert 'name="f.seconds"' in panel.text and 'type="number"' in panel.text
+    live = await http.get(f"/ui/runs/{workflow_id}/gates/release/live")
+    assert live.text.startswith('<div id="live">') and "release" in live.text
+    # The page's live stream: the session's cookie, the run's status first.
+    async with http.stream("GET", f"/ui/runs/{workflow_id}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        first = await anext(sse_events(stream))
+    assert first["event"] == "status" and first["data"]["workflow_id"] == workflow_id
 
     viewer = httpx.AsyncClient(base_url=str(http.base_url), timeout=30)
     async with viewer:
