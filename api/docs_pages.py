@@ -5,6 +5,7 @@ that lets the pages load nothing from anywhere but this server. They render with
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import html
 from dataclasses import dataclass
@@ -59,22 +60,27 @@ class Asset:
     body: bytes
     media_type: str
     digest: str
+    # The text files gzipped once (2.8 MB to 0.8 MB); None for the icon, which would not shrink.
+    gzipped: bytes | None
 
     @property
     def etag(self) -> str:
-        return f'"{self.digest}"'
+        # Weak: the plain and the gzipped body are the same file.
+        return f'W/"{self.digest}"'
 
 
 @functools.cache
 def assets() -> dict[str, Asset]:
     """Every file /docs/static serves, read from its package once (about 2.8 MB), rewritten
-    where REWRITES says."""
+    where REWRITES says, and gzipped (about 0.1 s of CPU, once)."""
     found = {}
     for name, (package, folder, media_type) in FILES.items():
         body = (resources.files(package) / folder / name).read_bytes()
         if name in REWRITES:
             body = body.replace(*REWRITES[name])
-        found[name] = Asset(body, media_type, hashlib.sha256(body).hexdigest()[:16])
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        packed = None if media_type.startswith("image/") else gzip.compress(body, mtime=0)
+        found[name] = Asset(body, media_type, digest, packed)
     return found
 
 
@@ -113,7 +119,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/docs")
-async def swagger_ui(request: Request) -> HTMLResponse:
+def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI over /openapi.json; its Authorize button takes an API key as a bearer token."""
     content = page(
         request,
@@ -126,7 +132,7 @@ async def swagger_ui(request: Request) -> HTMLResponse:
 
 
 @router.get("/redoc")
-async def redoc(request: Request) -> HTMLResponse:
+def redoc(request: Request) -> HTMLResponse:
     """ReDoc over /openapi.json, with the system's fonts (no font is fetched)."""
     content = page(
         request,
@@ -139,16 +145,22 @@ async def redoc(request: Request) -> HTMLResponse:
 
 
 @router.get(STATIC + "/{name}")
-async def static(request: Request, name: str, v: str = "") -> Response:
-    """One of FILES; kept a year when asked for by its digest, else revalidated by its ETag."""
+def static(request: Request, name: str, v: str = "") -> Response:
+    """One of FILES, gzipped when the client takes it; kept a year when asked for by its digest,
+    else revalidated by its ETag. Plain `def`: the first call reads and compresses the files."""
     asset = assets().get(name)
     if asset is None:
         raise ApiError(404, "not_found", f"no file {name!r} under {STATIC}")
     headers = {
         "ETag": asset.etag,
         "Cache-Control": IMMUTABLE if v == asset.digest else REVALIDATE,
+        "Vary": "Accept-Encoding",
         **SECURITY_HEADERS,
     }
     if request.headers.get("if-none-match") == asset.etag:
         return Response(status_code=304, headers=headers)
-    return Response(asset.body, media_type=asset.media_type, headers=headers)
+    body = asset.body
+    if asset.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+        body = asset.gzipped
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=asset.media_type, headers=headers)

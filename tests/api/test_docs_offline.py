@@ -65,16 +65,23 @@ async def test_static_files_are_kept_a_year_by_digest_and_revalidated_otherwise(
     docs: httpx.AsyncClient,
 ) -> None:
     """A file asked for by its digest may be kept a year; asked for otherwise it must be
-    revalidated; its ETag answers 304 with no body."""
+    revalidated; its ETag answers 304 with no body; it comes gzipped to a client that takes it."""
     asset = assets()["swagger-ui-bundle.js"]
     r = await docs.get(f"/docs/static/swagger-ui-bundle.js?v={asset.digest}")
     assert r.status_code == 200
     assert r.content == asset.body
+    assert r.headers["content-encoding"] == "gzip"
+    assert int(r.headers["content-length"]) < len(asset.body) / 3
     assert r.headers["content-type"].startswith("text/javascript")
     assert r.headers["cache-control"] == IMMUTABLE
     assert r.headers["etag"] == asset.etag
-    r = await docs.get("/docs/static/swagger-ui-bundle.js?v=0000000000000000")
+    r = await docs.get(
+        "/docs/static/swagger-ui-bundle.js?v=0000000000000000",
+        headers={"Accept-Encoding": "identity"},
+    )
     assert r.headers["cache-control"] == REVALIDATE
+    assert "content-encoding" not in r.headers
+    assert r.content == asset.body
     r = await docs.get("/docs/static/swagger-ui-bundle.js", headers={"If-None-Match": asset.etag})
     assert r.status_code == 304
     assert r.content == b""

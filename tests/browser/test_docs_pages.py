@@ -68,6 +68,10 @@ async def test_swagger_ui_authorize_sends_the_key_as_a_bearer_token(
     await click(browser, "#operations-tools-list_tools_tools_get .execute")
     status = await browser.wait_for(".live-responses-table tr.response .response-col_status")
     assert (await browser.call(lambda d: status.text)).startswith("200")
+    curl = await browser.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".curl-command").text, what="the curl command"
+    )
+    assert f"Authorization: Bearer {keys['vic']}" in curl
     await browser.screenshot("docs-authorized")
     assert leaving_the_machine(await browser.requested_urls()) == []
     assert refusals(await browser.console()) == []

@@ -79,6 +79,11 @@ def start_chromium(binary: str, driver: str) -> Chrome:
     return Chrome(options=options, service=service)
 
 
+def metrics(width: int, height: int) -> dict[str, Any]:
+    """A viewport of exactly `width` x `height` CSS pixels; a phone's below 600 px wide."""
+    return {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
+
+
 def read_log(driver: Chrome, name: str) -> list[dict[str, Any]]:
     """Chromium's `name` log ("performance", "browser") since it was last read; reading empties it."""
     entries: list[dict[str, Any]] = driver.get_log(name)  # type: ignore[no-untyped-call]  # selenium leaves it untyped
@@ -135,10 +140,22 @@ class Browser:
 
         return await self.call(wait)
 
+    async def until(
+        self, condition: Callable[[Chrome], T], *, within: float = 30.0, what: str = ""
+    ) -> T:
+        """condition(driver), polled until it returns something truthy, which it returns; fails
+        naming `what` after `within` seconds (for what changes without a reload)."""
+
+        def wait(d: Chrome) -> T:
+            found: T = WebDriverWait(d, within).until(condition, f"not within {within}s: {what}")
+            return found
+
+        return await self.call(wait)
+
     async def size(self, width: int, height: int = HEIGHT) -> None:
         """Lay the page out exactly `width` CSS pixels wide (WIDE, NARROW), as a phone would."""
-        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
-        await self.call(lambda d: d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics))
+        override = metrics(width, height)
+        await self.call(lambda d: d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", override))
 
     async def requested_urls(self) -> list[str]:
         """Every URL the page asked for since the test began (Network.requestWillBeSent), in
@@ -169,13 +186,13 @@ class Browser:
         return path
 
     async def reset(self) -> None:
-        """A blank page, no cookies, the wide layout, and the logs emptied: the next test starts
-        where this one did."""
+        """A blank page, no cookies, a viewport of WIDE x HEIGHT, and the logs emptied: every
+        test starts from the same place."""
 
         def clear(d: Chrome) -> None:
             d.get("about:blank")
             d.execute_cdp_cmd("Network.clearBrowserCookies", {})
-            d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+            d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics(WIDE, HEIGHT))
             read_log(d, "performance")
             read_log(d, "browser")
 
