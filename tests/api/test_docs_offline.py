@@ -43,7 +43,9 @@ async def test_docs_pages_load_only_versioned_files_of_this_server(
     assert "font" not in r.text
     assert 'data-openapi="/openapi.json"' in r.text
     for url in sources(r.text):
-        name, version = re.fullmatch(r"/docs/static/([^?]+)\?v=([0-9a-f]{16})", url).groups()  # type: ignore[union-attr]
+        found = re.fullmatch(r"/docs/static/([^?]+)\?v=([0-9a-f]{16})", url)
+        assert found, url
+        name, version = found.groups()
         assert version == assets()[name].digest
         assert (await docs.get(url)).status_code == 200
 
