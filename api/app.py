@@ -14,7 +14,7 @@ from activities.artifacts import LocalArtifactStore
 from activities.config import Settings, get_settings
 from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
-from api import errors, openapi
+from api import docs_pages, errors, openapi
 from api.access_log import AccessLog
 from api.admission import Admission, ParsePool
 from api.auth import KeyStore
@@ -93,8 +93,14 @@ def create_app(
             await state.memory.close()
             state.parse.close()
 
+    # /docs and /redoc are docs_pages' own: FastAPI's would load their scripts from a CDN.
     app = FastAPI(
-        title="Stepgate", version=package_version(), description=DESCRIPTION, lifespan=lifespan
+        title="Stepgate",
+        version=package_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.stepgate = state
     app.state.offload = offload
@@ -117,5 +123,6 @@ def create_app(
     app.add_middleware(AccessLog)
     app.include_router(api_router)
     app.include_router(ui_router)
+    app.include_router(docs_pages.router)
     openapi.install(app)
     return app
