@@ -122,6 +122,12 @@ def duration(ms: int | None) -> str:
 
 ICONS = {
     "succeeded": "✔",
+    "completed": "✔",
+    "approved": "✔",
+    "open": "⏸",
+    "paused": "⏸",
+    "modified": "✎",
+    "retried": "↻",
     "failed": "✖",
     "running": "▶",
     "pending": "○",

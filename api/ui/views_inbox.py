@@ -71,10 +71,11 @@ async def inbox_page(
 
 
 def _picks(form: dict[str, list[str]]) -> list[tuple[str, str, str]]:
-    """The chosen gates as (workflow id, gate, digest), in the order the page listed them."""
+    """The chosen gates as (workflow id, gate, digest), in the order the page listed them;
+    space-separated, as none of the three can hold a space."""
     picks = []
     for value in form.get("pick", [])[: MAX_PICKS + 1]:
-        parts = value.split("\n")
+        parts = value.split(" ")
         if len(parts) != 3 or not all(parts):
             raise ApiError(422, "invalid", "pick: not a gate this page listed")
         picks.append((parts[0], parts[1], parts[2]))

@@ -33,7 +33,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Nothing to other sites; same-origin keeps the Origin header on form posts (with
+    # no-referrer Chromium sends `Origin: null`, which the origin check refuses).
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 # A form the web app sends is a few KiB (a modify of a large subject a few hundred).

@@ -146,7 +146,7 @@ async def test_batch_approves_exactly_the_confirmed_gates(
     inbox = await http.get("/ui/inbox")
     token = csrf_of(inbox.text)
     picks = re.findall(r'name="pick" value="([^"]+)"', inbox.text)
-    chosen = [p.replace("&#10;", "\n") for p in picks if p.split("&#10;")[0] in runs[:2]]
+    chosen = [p for p in picks if p.split(" ")[0] in runs[:2]]
     assert len(chosen) == 2
     confirm = await http.post(
         "/ui/inbox/batch", data={"csrf": token, "action": "approve", "pick": chosen}
