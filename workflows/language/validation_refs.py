@@ -26,7 +26,7 @@ def check_references(
     names = (
         {d for d in declared if isinstance(d, str)} if isinstance(declared, list | dict) else set()
     )
-    ctx = _RefChecker(ids, props, report, names)
+    ctx = _RefChecker(ids, props, report, names, _forms(steps))
     for i, s in indexed(steps):
         base = f"steps[{i}]"
         visible = ups.get(s.id, set())
@@ -92,6 +92,8 @@ class _RefChecker:
     props: dict[str, Any] | None
     report: Report
     declared: set[str]
+    # Steps whose gate has a form, with its fields (`${steps.<id>.gate.response.<field>}`).
+    forms: dict[str, set[str]]
     # Which of refs.LOCAL_ROOTS exist where the text being checked is (item, previous, ...).
     local: frozenset[str] = frozenset()
 
@@ -176,6 +178,21 @@ class _RefChecker:
                 self.report.add(
                     path, f"${{{text}}}: step {ref.step!r} is not upstream (add it to needs)"
                 )
+            elif ref.field == "gate":
+                self.response(ref.step, ref.path, text, path)
+
+    def response(self, step: str, into: tuple[str, ...], text: str, path: str) -> None:
+        fields = self.forms.get(step)
+        if fields is None:
+            self.report.add(
+                path,
+                f"${{{text}}}: step {step!r} has no gate with a form (a for_each step's "
+                "gates are per item: their responses are in the audit)",
+            )
+        elif into and into[0] not in fields:
+            self.report.add(
+                path, f"${{{text}}}: {into[0]!r} is not a field of step {step!r}'s gate form"
+            )
 
 
 _LOCAL_WHERE = {
@@ -185,6 +202,17 @@ _LOCAL_WHERE = {
     "output": "exists only in a step's check and repeat.until conditions",
     "iteration": "exists only in a repeat step (its inputs, check and until)",
 }
+
+
+def _forms(steps: list[StepSpec | None]) -> dict[str, set[str]]:
+    """Steps with one gate (not a for_each step's, per item) that has a form, and its fields."""
+    out: dict[str, set[str]] = {}
+    for _, s in indexed(steps):
+        form = s.approval.form if s.approval is not None and s.for_each is None else None
+        props = form.get("properties") if form is not None else None
+        if isinstance(props, dict):
+            out[s.id] = set(props)
+    return out
 
 
 def _entries(s: StepSpec) -> list[AgentToolSpec]:
