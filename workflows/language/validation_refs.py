@@ -26,7 +26,7 @@ def check_references(
     names = (
         {d for d in declared if isinstance(d, str)} if isinstance(declared, list | dict) else set()
     )
-    ctx = _RefChecker(ids, props, report, names, _forms(steps))
+    ctx = _RefChecker(ids, props, report, names, _forms(steps, raw))
     for i, s in indexed(steps):
         base = f"steps[{i}]"
         visible = ups.get(s.id, set())
@@ -92,8 +92,9 @@ class _RefChecker:
     props: dict[str, Any] | None
     report: Report
     declared: set[str]
-    # Steps whose gate has a form, with its fields (`${steps.<id>.gate.response.<field>}`).
-    forms: dict[str, set[str]]
+    # Steps whose gate has a form, with its fields (`${steps.<id>.gate.response.<field>}`); None:
+    # the step's gate did not parse (its own errors are reported), so its fields are unknown.
+    forms: dict[str, set[str] | None]
     # Which of refs.LOCAL_ROOTS exist where the text being checked is (item, previous, ...).
     local: frozenset[str] = frozenset()
 
@@ -182,6 +183,8 @@ class _RefChecker:
                 self.response(ref.step, ref.path, text, path)
 
     def response(self, step: str, into: tuple[str, ...], text: str, path: str) -> None:
+        if step in self.forms and self.forms[step] is None:
+            return
         fields = self.forms.get(step)
         if fields is None:
             self.report.add(
@@ -204,10 +207,16 @@ _LOCAL_WHERE = {
 }
 
 
-def _forms(steps: list[StepSpec | None]) -> dict[str, set[str]]:
-    """Steps with one gate (not a for_each step's, per item) that has a form, and its fields."""
-    out: dict[str, set[str]] = {}
-    for _, s in indexed(steps):
+def _forms(steps: list[StepSpec | None], raw: dict[str, Any]) -> dict[str, set[str] | None]:
+    """Steps with one gate (not a for_each step's, per item) that has a form, and its fields;
+    steps whose gate did not parse, with None."""
+    out: dict[str, set[str] | None] = {}
+    items = raw.get("steps")
+    for i, s in indexed(steps):
+        given = items[i] if isinstance(items, list) and i < len(items) else None
+        if s.approval is None and isinstance(given, dict) and given.get("approval") is not None:
+            out[s.id] = None
+            continue
         form = s.approval.form if s.approval is not None and s.for_each is None else None
         props = form.get("properties") if form is not None else None
         if isinstance(props, dict):

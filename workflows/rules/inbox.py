@@ -24,11 +24,11 @@ MEMO_SUBJECT_CHARS = 1_024
 # voter may see the gate listed, and a second vote is refused as ever).
 MEMO_VOTES = 10
 MEMO_VOTERS = 200
-# Bytes of JSON of the lines one memo keeps, far under Temporal's 2 MiB for a memo: lines past it
-# are counted like those past MEMO_GATES_MAX. The largest line a definition allows (a hundred
-# approvers and voters with the longest names, a review, a subject and a form at their bounds)
-# takes about 75 KiB (tests/rules/test_inbox_lines.py), so the first line always fits.
-MEMO_BYTES = 512 * 1024
+# Bytes of JSON of the lines one memo keeps, half of Temporal's 2 MiB for a memo: lines past it
+# are counted like those past MEMO_GATES_MAX. The largest line a definition allows (two hundred
+# approvers and as many voters with the longest two-byte names, a review, a subject and a form at
+# their bounds) takes about 180 KiB (tests/rules/test_inbox_lines.py), so the first always fits.
+MEMO_BYTES = 1024 * 1024
 
 
 def gate_summary(
