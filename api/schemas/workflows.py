@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from api.schemas.common import CatalogRef, InlineDefinition
 from workflows.agent_models import CallView, GrantSpec
@@ -67,8 +76,11 @@ class LifecycleCreate(BaseModel):
 
 # A decision's answers to a gate's form: at most MAX_FORM_FIELDS fields named as a form names
 # them, each a bounded string, a number or a boolean; the gate's form says which (checked by the
-# run, which answers 422 bad_response naming the field).
-FormAnswer = Annotated[str, Field(max_length=MAX_FORM_STRING_CHARS)] | int | float | bool
+# run, which answers 422 bad_response naming the field). Strict: a string too long is never read as
+# a number, nor a number as a string.
+FormAnswer = (
+    Annotated[str, Field(max_length=MAX_FORM_STRING_CHARS)] | StrictInt | StrictFloat | StrictBool
+)
 FieldName = Annotated[str, StringConstraints(pattern=f"^{FIELD_NAME.pattern}$")]
 Answers = Annotated[
     dict[FieldName, FormAnswer],
