@@ -68,6 +68,8 @@ MAX_FILE_BYTES = 1_048_576
 # How often, at most, a use of the keys looks at the file for a change.
 RELOAD_CHECK_S = 1.0
 _NAME = r"^[^\s:]+$"
+# What a principal's name may be (a key's `principal`): the inbox's `requester=` filter takes it.
+PRINCIPAL_NAME_PATTERN = _NAME
 
 
 def read_document(path: Path, env: str) -> Any:

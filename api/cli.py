@@ -4,52 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from activities.documents import parse_document
 from api import json_patch
-from api.schemas.approvals import InboxItem, inbox_order
-
-DEFAULT_URL = "http://localhost:8000"
-TIMEOUT = httpx.Timeout(30.0, read=None)  # read=None: `watch` waits as long as the run does
-
-
-class CliError(Exception):
-    """A request failed; the message is what the user sees."""
-
-
-def _client() -> httpx.Client:
-    headers = {"Accept": "application/json"}
-    key = os.environ.get("STEPGATE_API_KEY")
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    return httpx.Client(
-        base_url=os.environ.get("STEPGATE_URL", DEFAULT_URL), headers=headers, timeout=TIMEOUT
-    )
-
-
-def _check(response: httpx.Response) -> Any:
-    if response.is_success:
-        return response.json()
-    try:
-        error = response.json()["error"]
-        message = f"{error['code']}: {error['message']}"
-        if error.get("details"):
-            message += "\n" + json.dumps(error["details"], indent=2)
-    except (ValueError, KeyError, TypeError):
-        message = response.text
-    raise CliError(f"HTTP {response.status_code} {message}")
-
-
-def _print(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+from api.cli_base import CliError, _check, _client, _print
+from api.cli_forms import printable as _printable
+from api.cli_forms import response
+from api.cli_inbox import cmd_inbox
 
 
 def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
@@ -124,6 +91,9 @@ def _decide(http: httpx.Client, args: argparse.Namespace, action: str) -> int:
         body["comment"] = args.comment
     if args.digest:
         body["digest"] = args.digest
+    answers = response(http, args, action)
+    if answers is not None:
+        body["response"] = answers
     if getattr(args, "grant", None):
         body["grant"] = {"expires_in": args.grant, "same_arguments": args.same_arguments}
         if args.grant_calls:
@@ -137,51 +107,6 @@ def cmd_revoke(http: httpx.Client, args: argparse.Namespace) -> int:
     path = f"/workflows/{args.workflow_id}/grants/{args.grant}"
     _print(_check(http.request("DELETE", path, json=body)))
     return 0
-
-
-def cmd_inbox(http: httpx.Client, args: argparse.Namespace) -> int:
-    items: list[InboxItem] = []
-    cursor: str | None = None
-    while True:
-        params = {"cursor": cursor} if cursor else {}
-        if args.priority:
-            params["priority"] = args.priority
-        if args.page_size:
-            params["page_size"] = str(args.page_size)
-        page = _check(http.get("/approvals", params=params))
-        try:
-            items += [InboxItem.model_validate(i) for i in page["items"]]
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise CliError(
-                f"the API sent an inbox item this client cannot read: {first['loc']}: {first['msg']}"
-            ) from None
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
-    if not items:
-        print("nothing waits for you")
-        return 0
-    # The API sorts each page of runs; sorting them all keeps that order across pages.
-    rows = [_inbox_row(i) for i in sorted(items, key=inbox_order)]
-    header = ("PRIORITY", "DEADLINE", "RUN", "GATE")
-    widths = [max(len(r[c]) for r in (header, *rows)) for c in range(3)]
-    for row in (header, *rows):
-        print("  ".join([*(row[c].ljust(widths[c]) for c in range(3)), row[3]]))
-    return 0
-
-
-def _inbox_row(item: InboxItem) -> tuple[str, str, str, str]:
-    deadline = item.deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ") if item.deadline else "-"
-    review = f" — {item.review}" if item.review else ""
-    gate = f"{item.gate} ({item.stage}){review}"
-    return item.priority, deadline, _printable(item.workflow_id), _printable(gate)
-
-
-def _printable(text: str) -> str:
-    """Text from runs and definitions with its control characters (terminal escapes, bidi
-    overrides, line breaks) shown as `?`, so a run cannot rewrite what the approver sees."""
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def cmd_versions(http: httpx.Client, args: argparse.Namespace) -> int:
@@ -254,6 +179,12 @@ def parser() -> argparse.ArgumentParser:
         decide.add_argument("gate")
         decide.add_argument("--comment")
         decide.add_argument("--digest", help="refuse if the gate now reviews something else")
+        decide.add_argument(
+            "--response",
+            metavar="JSON",
+            help="the answers to the gate's form as a JSON object (approving on a terminal "
+            "without it, each field is asked for)",
+        )
     approve = sub.choices["approve"]
     approve.add_argument(
         "--grant",
@@ -270,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     inbox = sub.add_parser("inbox", help="gates waiting for you, most urgent first")
     inbox.add_argument("--priority", help="only these priorities: urgent, or a list urgent,high")
     inbox.add_argument("--page-size", type=int, help="runs read per request (the API's default)")
+    inbox.add_argument("--pipeline", help="only runs of this pipeline")
+    inbox.add_argument("--requester", help="only runs this principal started")
     versions = sub.add_parser(
         "versions", help="worker builds and the runs open on each (admin); set-current BUILD"
     )

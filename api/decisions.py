@@ -41,6 +41,7 @@ REFUSAL_STATUS = {
     "action_not_allowed": 422,
     "bad_patch": 422,
     "bad_grant": 422,
+    "bad_response": 422,
     "unknown_grant": 404,
     "grant_not_active": 409,
 }
@@ -81,6 +82,7 @@ async def submit(
         patch=body.patch,
         digest=body.digest,
         grant=body.grant,
+        response=body.response,
     )
     # Only Stepgate's runs take decisions (one describe, unless visibility listed the run); the
     # update then goes to the workflow id, not the run described, so a run that continued as new

@@ -1,5 +1,5 @@
 """Data is never code: text that arrives as data (run input, a tool's output, an approver's
-patch) is never resolved as a secret or an artifact reference, whatever it looks like."""
+patch or answers to a gate's form) is never resolved as a secret or an artifact reference, whatever it looks like."""
 
 from __future__ import annotations
 
@@ -99,6 +99,41 @@ steps:
     await (await run(inp)).result()
     assert _bodies(server, "/echo") == ['{"relayed": "${secret.APITOKEN}"}']
     assert TOKEN not in _all_sent(server)
+
+
+async def test_a_form_response_naming_a_secret_stays_text(server: LocalServer, run: Any) -> None:
+    """An approver's answer to a gate's form that looks like a secret, a reference or an
+    expression reaches the next step's tool as those very characters, whole and inside text,
+    though the step's own definition may send that secret where it is bound."""
+    inp = definition(
+        f"""
+name: answered
+secrets: {{APITOKEN: {{hosts: ["127.0.0.1:{server.port}"]}}}}
+steps:
+  - id: review
+    tool: data.echo
+    with: {{value: 1}}
+    approval:
+      approvers: ["role:ops"]
+      form: {{type: object, required: [note], properties: {{note: {{type: string}}}}}}
+  - id: send
+    needs: [review]
+    tool: http.request
+    with:
+      method: POST
+      url: "{server.url("/echo")}"
+      headers: {{Authorization: "Bearer ${{secret.APITOKEN}}"}}
+      json: {{whole: "${{steps.review.gate.response.note}}", inside: "x ${{steps.review.gate.response.note}} ${{secret.APITOKEN}}"}}
+"""
+    )
+    handle = await run(inp)
+    await open_gate(handle, "review")
+    note = "${secret.APITOKEN} ${input.x} ${steps.review.output}"
+    await decide(handle, "review", "approve", response={"note": note})
+    await handle.result()
+    seen: Seen = server.seen[-1]
+    assert seen.json() == {"whole": note, "inside": f"x {note} {TOKEN}"}
+    assert seen.headers["authorization"] == f"Bearer {TOKEN}"
 
 
 async def test_an_approvers_patch_cannot_reach_a_secret(server: LocalServer, run: Any) -> None:

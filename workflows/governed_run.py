@@ -74,6 +74,6 @@ class GovernedRun:
         self._visibility.tell(
             self.run_state().value,
             governed_view.awaiting(st),
-            summary(st),
+            summary(st, self.inp.requester),
             governed_view.details(st, self.paused),
         )

@@ -8,16 +8,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.agent_models import AgentView, GrantSpec, GrantView
-from workflows.language.definition import Action, Definition, NotifySpec, Priority, Stage
+from workflows.gate_models import GateState as GateState
+from workflows.gate_models import GateSummary as GateSummary
+from workflows.gate_models import GateView as GateView
+from workflows.gate_models import Vote as Vote
+from workflows.gate_models import VoteLine as VoteLine
+from workflows.language.definition import Action, Definition, NotifySpec
 from workflows.language.limits import (
     MAX_APPROVERS,
+    MAX_FORM_FIELDS,
     MAX_GATE_ID_CHARS,
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
 )
 from workflows.names import AuditKind
-
-GateState = Literal["open", "approved", "rejected", "modified", "retried", "skipped", "cancelled"]
 
 
 class Principal(BaseModel):
@@ -84,71 +88,9 @@ class Decision(BaseModel):
     patch: Any = None
     digest: str | None = Field(None, max_length=MAX_NAME_CHARS)
     grant: GrantSpec | None = Field(None, description="with approve at an agent call gate")
-
-
-class Vote(BaseModel):
-    actor: str
-    action: str
-    comment: str | None = None
-    at: datetime
-    roles: list[str] = Field(default_factory=list)
-    digest: str | None = Field(None, description="the subject this vote was cast on")
-    patch: Any = None
-    patch_truncated: bool = Field(
-        False, exclude_if=lambda v: not v, description="a patch too large to show is left out"
+    response: dict[str, Any] | None = Field(
+        None, max_length=MAX_FORM_FIELDS, description="the answer to the gate's form"
     )
-    grant: GrantSpec | None = Field(None, exclude_if=lambda v: v is None)
-
-
-class GateView(BaseModel):
-    gate: str
-    workflow_id: str | None = Field(None, description="set when the gate is a child run's")
-    step: str | None = Field(None, description="the step it gates (for a for_each item: its step)")
-    item: int | None = Field(None, description="the item's index, for a per-item gate")
-    priority: Priority = "normal"
-    stage: Stage
-    state: GateState
-    round: int
-    approvers: list[str]
-    escalated: bool = False
-    quorum: int
-    approvals: list[Vote] = Field(default_factory=list, description="the latest (see the totals)")
-    rejections: list[Vote] = Field(default_factory=list, description="the latest")
-    approvals_total: int = Field(0, description="votes to go on, all of them")
-    rejections_total: int = Field(0, description="votes to stop, all of them")
-    actions: list[str]
-    digest: str
-    review: str | None = None
-    subject: Any = None
-    subject_truncated: bool = Field(False, description="a subject too large to show is left out")
-    modified: bool = False
-    lapsed: int = Field(0, description="votes cast on an earlier subject, before a modify")
-    reminders: int = 0
-    opened_at: datetime
-    deadline: datetime | None = None
-    decided_at: datetime | None = None
-    outcome: str | None = None
-    decided_by: str | None = None
-
-
-class GateSummary(BaseModel):
-    """What an inbox shows of an open gate; kept in the run's memo, readable from visibility."""
-
-    gate: str
-    stage: Stage
-    round: int
-    approvers: list[str]
-    actions: list[str]
-    voted: list[str] = Field(description="principals who already voted (they cannot again)")
-    digest: str
-    review: str | None = None
-    subject: Any = Field(None, description="what is under review, when small enough to list")
-    subject_truncated: bool = False
-    opened_at: datetime
-    deadline: datetime | None = None
-    quorum: int = 1
-    priority: Priority = "normal"
-    workflow_id: str | None = Field(None, description="the run the gate is in, when not this one")
 
 
 class AuditEntry(BaseModel):
@@ -165,6 +107,9 @@ class AuditEntry(BaseModel):
         False, exclude_if=lambda v: not v, description="a patch too large to show is left out"
     )
     digest: str | None = None
+    response: dict[str, Any] | None = Field(
+        None, exclude_if=lambda v: v is None, description="the answer to the gate's form"
+    )
     outcome: Literal["accepted", "refused", "info"] = "info"
     reason: str | None = None
     via: Literal["signal", "update", "system"] = "system"
@@ -333,6 +278,7 @@ class GateRefusal(BaseModel):
         "digest_mismatch",
         "bad_patch",
         "bad_grant",
+        "bad_response",
         "unknown_grant",
         "grant_not_active",
     ]

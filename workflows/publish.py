@@ -48,7 +48,7 @@ class Publisher:
         self._visibility.tell(
             view.run_state(state).value,
             view.awaiting(state),
-            view.open_summaries(state, self._def),
+            view.open_summaries(state, self._def, self._inp.requester),
             view.details(state, self._def),
         )
         gates = self._visibility.gates

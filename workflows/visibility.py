@@ -12,13 +12,13 @@ from temporalio.common import SearchAttributeUpdate
 with workflow.unsafe.imports_passed_through():
     from workflows.contract import (
         MEMO_GATES,
-        MEMO_GATES_MAX,
         MEMO_GATES_MORE,
         SA_AWAITING,
         SA_PIPELINE,
         SA_STATE,
     )
     from workflows.models import GateSummary
+    from workflows.rules.inbox import memo_lines
 
 
 class Visibility:
@@ -39,7 +39,8 @@ class Visibility:
 
     def tell(self, state: str, awaiting: list[str], lines: list[GateSummary], details: str) -> None:
         """Write what changed since the last call; `lines` are every open gate's inbox line, the
-        most urgent first (the memo keeps the first MEMO_GATES_MAX and counts the rest)."""
+        most urgent first (the memo keeps the first MEMO_GATES_MAX, within MEMO_BYTES, and counts
+        the rest)."""
         updates: list[SearchAttributeUpdate[Any]] = []
         if not self._named:
             updates.append(SA_PIPELINE.value_set(self._pipeline))
@@ -55,7 +56,8 @@ class Visibility:
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details)
-        memo = lines[:MEMO_GATES_MAX], max(len(lines) - MEMO_GATES_MAX, 0)
+        kept = memo_lines(lines)
+        memo = kept, len(lines) - len(kept)
         if memo != self._memo:
             self._memo = memo
             workflow.upsert_memo({MEMO_GATES: memo[0], MEMO_GATES_MORE: memo[1]})

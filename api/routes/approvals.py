@@ -12,6 +12,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.converter import PayloadConverter
 
+from activities.access import PRINCIPAL_NAME_PATTERN
 from api.auth import Caller
 from api.decisions import submit
 from api.deps import CallerDep, ClientDep, StateDep
@@ -33,8 +34,10 @@ from api.status import query_status
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query
 from workflows.contract import MEMO_GATES, SA_PIPELINE
 from workflows.language.definition import PRIORITIES, Priority
+from workflows.language.limits import MAX_NAME_CHARS
+from workflows.language.types import PIPELINE_NAME_PATTERN
 from workflows.language.validation import Issue
-from workflows.models import GateSummary
+from workflows.models import GateSummary, VoteLine
 
 router = APIRouter(
     prefix="/approvals", tags=["approvals"], responses=ERRORS, route_class=StrictJsonRoute
@@ -80,11 +83,15 @@ RunLines = tuple[str, str, list[GateSummary]]
 
 
 def page_items(
-    runs: list[RunLines], caller: Caller, wanted: frozenset[Priority] | None
+    runs: list[RunLines],
+    caller: Caller,
+    wanted: frozenset[Priority] | None,
+    requester: str | None = None,
 ) -> list[InboxItem]:
-    """The page's gates the caller may decide, of the wanted priorities, in inbox order. A
-    child run's gate relayed in its parent's memo names the child (where decisions go); when
-    the child's own line is on the page too, that one is kept and the copy dropped."""
+    """The page's gates the caller may decide, of the wanted priorities (and runs of `requester`,
+    when named), in inbox order. A child run's gate relayed in its parent's memo names the child
+    (where decisions go); when the child's own line is on the page too, that one is kept and the
+    copy dropped."""
     items: dict[tuple[str, str], InboxItem] = {}
     lines = [(wid, pipeline, g) for wid, pipeline, gates in runs for g in gates]
     # Own lines first, so a relayed copy never hides the child's own (its pipeline is right).
@@ -92,6 +99,8 @@ def page_items(
     for wid, pipeline, g in lines:
         target = g.workflow_id or wid
         if wanted is not None and g.priority not in wanted:
+            continue
+        if requester is not None and g.requester != requester:
             continue
         if (target, g.gate) not in items and may_decide(g, caller):
             items[(target, g.gate)] = _item(target, pipeline, g)
@@ -112,6 +121,13 @@ def _item(workflow_id: str, pipeline: str, g: GateSummary) -> InboxItem:
         deadline=g.deadline,
         priority=g.priority,
         actions=g.actions,
+        approvers=g.approvers,
+        requester=g.requester,
+        quorum=g.quorum,
+        approvals=g.approvals,
+        votes=g.votes,
+        votes_total=g.votes_total,
+        form=g.form,
     )
 
 
@@ -125,10 +141,18 @@ async def gates_from_status(
         if err.status == 503:
             raise
         return None  # closed or gone since the visibility read: nothing to decide
+    requester = status.requester.principal if status.requester is not None else None
     gates = [
         GateSummary(
-            **g.model_dump(exclude={"approvals", "rejections"}),
+            **g.model_dump(exclude={"approvals", "rejections", "response"}),
             voted=[v.actor for v in (*g.approvals, *g.rejections)],
+            requester=requester,
+            votes=[
+                VoteLine(principal=v.actor, action=v.action)
+                for v in sorted((*g.approvals, *g.rejections), key=lambda v: v.at)
+            ],
+            votes_total=g.approvals_total + g.rejections_total,
+            approvals=g.approvals_total,
         )
         for g in status.open_gates
     ]
@@ -152,13 +176,30 @@ async def inbox(
             description="only gates of these priorities: `urgent`, or a list `urgent,high`",
         ),
     ] = None,
+    pipeline: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_NAME_CHARS,
+            pattern=PIPELINE_NAME_PATTERN,
+            description="only runs of this pipeline (its name, exactly)",
+        ),
+    ] = None,
+    requester: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_NAME_CHARS,
+            pattern=PRINCIPAL_NAME_PATTERN,
+            description="only runs this principal started (its name, exactly)",
+        ),
+    ] = None,
 ) -> Inbox:
-    """Open gates the caller may decide: one visibility read per page of runs (newest runs
-    first, as visibility lists them), the gates coming from each run's memo. Within a page the
+    """Open gates the caller may decide (of one pipeline's runs, or of runs one principal
+    started, when asked): one visibility read per page of runs (newest runs first, as
+    visibility lists them), the gates coming from each run's memo. Within a page the
     most urgent gate comes first, then the soonest deadline (none last), then the oldest; the
     order does not carry across pages (visibility cannot sort by a memo)."""
     wanted = parse_priorities(priority)
-    query = runs_query(awaiting=caller.principals, running_only=True)
+    query = runs_query(awaiting=caller.principals, running_only=True, pipeline=pipeline)
     executions, next_cursor = await read_page(client, query, page_size, cursor)
     memos = [(e, e.raw_info.memo.fields.get(MEMO_GATES)) for e in executions]
     kept = [(e, m) for e, m in memos if m is not None]
@@ -179,7 +220,7 @@ async def inbox(
         return (workflow_id, *got) if got else None
 
     found += [f for f in await asyncio.gather(*(fallback(i) for i in older)) if f]
-    items = await offload.run(page_items, found, caller, wanted)
+    items = await offload.run(page_items, found, caller, wanted, requester)
     return Inbox(items=items, next_cursor=next_cursor)
 
 

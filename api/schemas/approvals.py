@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.schemas.workflows import WORKFLOW_ID_PATTERN, DecisionCreate
 from workflows.language.definition import PRIORITIES, Priority
 from workflows.language.limits import MAX_GATE_ID_CHARS
+from workflows.models import VoteLine
 
 
 class InboxItem(BaseModel):
@@ -27,6 +28,17 @@ class InboxItem(BaseModel):
     deadline: datetime | None
     priority: Priority = Field("normal", description="low | normal | high | urgent")
     actions: list[str]
+    approvers: list[str] = Field(description="who may decide: role:<r> and user:<u>")
+    requester: str | None = Field(description="who started the run (null: not recorded)")
+    quorum: int = Field(description="votes to go on that the gate needs")
+    approvals: int = Field(description="votes to go on cast so far (quorum progress)")
+    votes: list[VoteLine] = Field(
+        description="the latest votes on the subject under review: principal and action"
+    )
+    votes_total: int = Field(description="votes on the subject under review, all of them")
+    form: dict[str, Any] | None = Field(
+        description="the gate's form: a decision's `response` answers it (docs/gates.md)"
+    )
 
 
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}

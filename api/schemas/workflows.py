@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from api.schemas.common import CatalogRef, InlineDefinition
 from workflows.agent_models import CallView, GrantSpec
 from workflows.language.definition import Action
-from workflows.language.limits import MAX_NAME_CHARS
+from workflows.language.forms import FIELD_NAME
+from workflows.language.limits import MAX_FORM_FIELDS, MAX_FORM_STRING_CHARS, MAX_NAME_CHARS
 from workflows.models import AuditEntry, GateView, ItemView, IterationView, StepView
 
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
@@ -64,6 +74,35 @@ class LifecycleCreate(BaseModel):
     reason: str | None = Field(None, max_length=2_000, description="recorded in the run's audit")
 
 
+# A decision's answers to a gate's form: at most MAX_FORM_FIELDS fields named as a form names
+# them, each a bounded string, a number or a boolean; the gate's form says which (checked by the
+# run, which answers 422 bad_response naming the field). Strict: a string too long is never read as
+# a number, nor a number as a string.
+FormAnswer = (
+    Annotated[str, Field(max_length=MAX_FORM_STRING_CHARS)] | StrictInt | StrictFloat | StrictBool
+)
+FieldName = Annotated[str, StringConstraints(pattern=f"^{FIELD_NAME.pattern}$")]
+Answers = Annotated[
+    dict[FieldName, FormAnswer],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_FORM_FIELDS,
+            "patternProperties": {
+                f"^{FIELD_NAME.pattern}$": {
+                    "anyOf": [
+                        {"type": "string", "maxLength": MAX_FORM_STRING_CHARS},
+                        {"type": "number"},
+                        {"type": "boolean"},
+                    ]
+                }
+            },
+            "additionalProperties": False,
+        }
+    ),
+]
+
+
 class DecisionCreate(BaseModel):
     """The body of a gate decision; the actor is always the caller's key, never the body."""
 
@@ -77,6 +116,12 @@ class DecisionCreate(BaseModel):
         None,
         description="with approve at an agent call gate only: later calls of the same tool in "
         "this run run without a gate until it expires (at most 24h) or its calls are used",
+    )
+    response: Answers | None = Field(
+        None,
+        max_length=MAX_FORM_FIELDS,
+        description="the answers to the gate's form (`form` in its view): needed with approve "
+        "and modify at a gate with a form, refused at a gate without one",
     )
 
 

@@ -277,7 +277,7 @@ async def test_cli_inbox_shows_priority_deadline_in_order_and_filters(
     code, out, err = await cli(url, keys["alice"], "inbox")
     assert code == 0, err
     header, *rows = out.splitlines()
-    assert header.split() == ["PRIORITY", "DEADLINE", "RUN", "GATE"]
+    assert header.split() == ["PRIORITY", "DEADLINE", "RUN", "REQUESTER", "VOTES", "GATE"]
     assert [r.split()[-2] for r in rows] == ORDER
     assert rows[0].split()[:4] == ["urgent", "2030-01-01", "11:30Z", where["b2"]]
     assert rows[2].split()[:3] == ["urgent", "-", where["b3"]]

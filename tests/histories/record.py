@@ -130,6 +130,42 @@ async def _gates(client: Client, handle: Handle) -> None:
 
 
 @scenario(
+    "gate_form_response",
+    """
+name: answered
+steps:
+  - id: review
+    tool: test.echo
+    with: {msg: deploy}
+    approval:
+      approvers: ["role:ops"]
+      quorum: 2
+      form:
+        type: object
+        required: [ticket]
+        properties:
+          ticket: {type: string, minLength: 3}
+          risk: {type: string, enum: [low, high], default: low}
+  - id: use
+    needs: [review]
+    tool: test.echo
+    with: {ticket: "${steps.review.gate.response.ticket}", risk: "${steps.review.gate.response.risk}"}
+""",
+)
+async def _answered(client: Client, handle: Handle) -> None:
+    await open_gate(handle, "review")
+    # Refused by signal (recorded in the audit), then two approvals with answers.
+    await handle.signal(
+        PipelineWorkflow.decide,
+        {"gate": "review", "action": "approve", "actor": "x", "roles": ["ops"], "response": {}},
+    )
+    await decide(handle, "review", "approve", actor="alice", response={"ticket": "CHG-1"})
+    await decide(
+        handle, "review", "approve", actor="bob", response={"ticket": "CHG-2", "risk": "high"}
+    )
+
+
+@scenario(
     "on_failure_skip_and_pause",
     """
 name: onfail

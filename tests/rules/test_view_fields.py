@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tests.rules.sim import T0, Sim
-from workflows.models import CompensationView, GateSummary, Principal
+from workflows.models import CompensationView, GateSummary, Principal, VoteLine
 from workflows.rules import lifecycle, pages, summary, view
 from workflows.rules.state import Result
 
@@ -95,18 +95,20 @@ def test_gate_view_hides_the_subject_when_asked() -> None:
 
 
 def test_gate_summary_is_the_whole_inbox_line() -> None:
-    """The inbox line carries the gate's review text, deadline, voters and quorum."""
+    """The inbox line carries the gate's review text, deadline, voters, who voted what, quorum
+    progress and the run's requester."""
     sim = Sim(REVIEWED)
     sim.advance()
     sim.vote("a", "approve", actor="ann")
-    (line,) = view.open_summaries(sim.state, sim.d)
+    sim.vote("a", "reject", actor="rex")
+    (line,) = view.open_summaries(sim.state, sim.d, Principal(principal="rita"))
     assert line == GateSummary(
         gate="a",
         stage="before",
         round=0,
         approvers=["role:ops"],
         actions=["approve", "reject", "modify", "skip", "cancel"],
-        voted=["ann"],
+        voted=["ann", "rex"],
         digest=sim.gate("a").digest,
         review="check the amount",
         subject={"amount": 10},
@@ -114,6 +116,13 @@ def test_gate_summary_is_the_whole_inbox_line() -> None:
         opened_at=T0,
         deadline=T0 + timedelta(hours=1),
         quorum=3,
+        requester="rita",
+        votes=[
+            VoteLine(principal="ann", action="approve"),
+            VoteLine(principal="rex", action="reject"),
+        ],
+        votes_total=2,
+        approvals=1,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from workflows.language.forms import form_issues
 from workflows.language.limits import MAX_APPROVERS, MAX_QUORUM, MAX_STEPS
 from workflows.language.types import (
     PRINCIPAL_PATTERN,
@@ -66,6 +67,11 @@ class ApprovalSpec(_Strict):
     )
     per_item: bool = Field(True, description="for_each steps: one gate per item, or one in all")
     notify: NotifySpec | None = None
+    form: dict[str, Any] | None = Field(
+        None,
+        description="what a reviewer answers besides the action: a flat JSON Schema object of "
+        "string, number, integer, boolean and enum fields (see docs/gates.md, Forms)",
+    )
 
     @field_validator("approvers", "escalate_to")
     @classmethod
@@ -78,6 +84,8 @@ class ApprovalSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ApprovalSpec:
         conflicts = approval_conflicts(self.__dict__)
+        if self.form is not None:
+            conflicts += [f"{path}: {why}" for path, why in form_issues(self.form)]
         if conflicts:
             raise ValueError("; ".join(conflicts))
         return self

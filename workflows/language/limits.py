@@ -136,3 +136,19 @@ AGENT_WINDOW_BYTES = 49_152
 MAX_GRANT_DURATION = timedelta(hours=24)
 MAX_GRANT_CALLS = 1_000
 MAX_GRANTS = 100
+
+# A gate's `form:` (workflows/language/forms.py): fields one form asks for, characters of a
+# field's name (a reference reads it: `${steps.<id>.gate.response.<field>}`), of a title and of a
+# description, choices one enum field offers, characters of a text answer (a field's maxLength,
+# and the bound of one that names none), and bytes of the whole form's JSON (every view of an
+# open gate carries it: 50 gates in the inbox memo must stay far under Temporal's 2 MiB).
+# A response (the answers to one form) takes at most MAX_RESPONSE_BYTES of JSON: a vote, an audit
+# entry and the gate keep it, and a view of any of them shows it whole.
+MAX_FORM_FIELDS = 32
+MAX_FORM_FIELD_CHARS = 64
+MAX_FORM_TITLE_CHARS = 200
+MAX_FORM_DESCRIPTION_CHARS = 1_000
+MAX_FORM_OPTIONS = 100
+MAX_FORM_STRING_CHARS = 2_000
+MAX_RESPONSE_BYTES = 8_192
+MAX_FORM_BYTES = 8_192

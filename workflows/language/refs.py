@@ -1,6 +1,7 @@
 """`${...}` references: parsing, static checks and resolution against a run's context.
 
-Roots: `input.<path>`, `steps.<id>.output[.<path>]`, `steps.<id>.status`, `run.<field>`, and
+Roots: `input.<path>`, `steps.<id>.output[.<path>]`, `steps.<id>.status`,
+`steps.<id>.gate.response[.<field>]` (the answer to the step's gate form), `run.<field>`, and
 `secret.<NAME>` (left as text here: only activities resolve secrets).
 """
 
@@ -31,7 +32,7 @@ class RefError(ValueError):
 class Ref:
     root: str  # input | steps | run | secret
     step: str | None
-    field: str | None  # for steps: output | status
+    field: str | None  # for steps: output | status | gate (its response)
     path: tuple[str, ...]
     text: str
 
@@ -52,9 +53,12 @@ def parse_ref(text: str) -> Ref:
     if root == "input":
         return Ref("input", None, None, tuple(parts[1:]), body)
     if root == "steps":
+        if len(parts) >= 4 and parts[2:4] == ["gate", "response"]:
+            return Ref("steps", parts[1], "gate", tuple(parts[4:]), body)
         if len(parts) < 3 or parts[2] not in ("output", "status"):
             raise RefError(
-                f"malformed reference '${{{text}}}': use steps.<id>.output[.<path>] or steps.<id>.status"
+                f"malformed reference '${{{text}}}': use steps.<id>.output[.<path>], steps.<id>.status "
+                "or steps.<id>.gate.response[.<field>]"
             )
         if parts[2] == "status" and len(parts) > 3:
             raise RefError(f"malformed reference '${{{text}}}': status has no fields")
@@ -129,6 +133,7 @@ class Scope:
         lenient: bool = False,
         offloaded: dict[str, dict[str, Any]] | None = None,
         local: dict[str, Any] | None = None,
+        responses: dict[str, Any] | None = None,
     ) -> None:
         # Lenient: a step that produced no output (skipped, failed) reads as null. Used for the
         # run's output, where a skipped branch is normal; step inputs stay strict.
@@ -137,6 +142,8 @@ class Scope:
         self.offloaded = offloaded or {}
         # Values of the LOCAL_ROOTS that exist here (an item, the previous output, ...).
         self.local = local or {}
+        # The answers to steps' gate forms: step id -> its gate's response (data, never resolved).
+        self.responses = responses or {}
         self.inp = inp
         self.outputs = outputs
         self.statuses = statuses
@@ -152,6 +159,7 @@ class Scope:
             lenient=self.lenient,
             offloaded=self.offloaded,
             local={**self.local, **values},
+            responses=self.responses,
         )
 
     def value(self, ref: Ref) -> Any:
@@ -173,6 +181,14 @@ class Scope:
             raise RefError(f"{where}: no step named")
         if ref.field == "status":
             return self.statuses.get(ref.step)
+        if ref.field == "gate":
+            if ref.step not in self.responses:
+                if self.lenient:
+                    return None
+                raise RefError(
+                    f"{where}: the gate of step {ref.step!r} was not answered with a form"
+                )
+            return walk(self.responses[ref.step], ref.path, where)
         if ref.step not in self.outputs:
             if self.lenient:
                 return None

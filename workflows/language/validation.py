@@ -22,6 +22,7 @@ from workflows.language.definition import (
     step_conflicts,
 )
 from workflows.language.durations import parse_duration
+from workflows.language.forms import form_issues
 from workflows.language.graph import find_cycle
 from workflows.language.issues import Issue, Report, indexed
 from workflows.language.limits import (
@@ -77,6 +78,9 @@ def _check_rules(raw: dict[str, Any], report: Report) -> None:
         if isinstance(approval, dict):
             for message in approval_conflicts(approval):
                 report.add(f"steps[{i}].approval", message)
+            if approval.get("form") is not None:
+                for path, why in form_issues(approval["form"]):
+                    report.add(f"steps[{i}].approval.{path}", why)
 
 
 def validate_definition(

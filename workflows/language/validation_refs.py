@@ -26,7 +26,7 @@ def check_references(
     names = (
         {d for d in declared if isinstance(d, str)} if isinstance(declared, list | dict) else set()
     )
-    ctx = _RefChecker(ids, props, report, names)
+    ctx = _RefChecker(ids, props, report, names, _forms(steps, raw))
     for i, s in indexed(steps):
         base = f"steps[{i}]"
         visible = ups.get(s.id, set())
@@ -92,6 +92,9 @@ class _RefChecker:
     props: dict[str, Any] | None
     report: Report
     declared: set[str]
+    # Steps whose gate has a form, with its fields (`${steps.<id>.gate.response.<field>}`); None:
+    # the step's gate did not parse (its own errors are reported), so its fields are unknown.
+    forms: dict[str, set[str] | None]
     # Which of refs.LOCAL_ROOTS exist where the text being checked is (item, previous, ...).
     local: frozenset[str] = frozenset()
 
@@ -176,6 +179,23 @@ class _RefChecker:
                 self.report.add(
                     path, f"${{{text}}}: step {ref.step!r} is not upstream (add it to needs)"
                 )
+            elif ref.field == "gate":
+                self.response(ref.step, ref.path, text, path)
+
+    def response(self, step: str, into: tuple[str, ...], text: str, path: str) -> None:
+        if step in self.forms and self.forms[step] is None:
+            return
+        fields = self.forms.get(step)
+        if fields is None:
+            self.report.add(
+                path,
+                f"${{{text}}}: step {step!r} has no gate with a form (a for_each step's "
+                "gates are per item: their responses are in the audit)",
+            )
+        elif into and into[0] not in fields:
+            self.report.add(
+                path, f"${{{text}}}: {into[0]!r} is not a field of step {step!r}'s gate form"
+            )
 
 
 _LOCAL_WHERE = {
@@ -185,6 +205,23 @@ _LOCAL_WHERE = {
     "output": "exists only in a step's check and repeat.until conditions",
     "iteration": "exists only in a repeat step (its inputs, check and until)",
 }
+
+
+def _forms(steps: list[StepSpec | None], raw: dict[str, Any]) -> dict[str, set[str] | None]:
+    """Steps with one gate (not a for_each step's, per item) that has a form, and its fields;
+    steps whose gate did not parse, with None."""
+    out: dict[str, set[str] | None] = {}
+    items = raw.get("steps")
+    for i, s in indexed(steps):
+        given = items[i] if isinstance(items, list) and i < len(items) else None
+        if s.approval is None and isinstance(given, dict) and given.get("approval") is not None:
+            out[s.id] = None
+            continue
+        form = s.approval.form if s.approval is not None and s.for_each is None else None
+        props = form.get("properties") if form is not None else None
+        if isinstance(props, dict):
+            out[s.id] = set(props)
+    return out
 
 
 def _entries(s: StepSpec) -> list[AgentToolSpec]:

@@ -16,7 +16,7 @@ from activities.models import CheckCall, Slot
 from workflows.language.agent import function_name
 from workflows.language.definition import ApprovalSpec, Definition
 from workflows.models import AuditEntry, Decision, GateRefusal, Principal
-from workflows.rules import votes
+from workflows.rules import forms, votes
 from workflows.rules.agent_state import Fixed
 from workflows.rules.gates import gate_spec
 from workflows.rules.state import GateRecord, RunData, StepRecord, Trail
@@ -88,6 +88,9 @@ def admit(
     refusal = votes.check(gate, spec, decision, requester, barred(state, spec))
     if refusal is None and gate.call is not None:
         refusal = fixed_kept(step, gate, decision)
+    if refusal is None:
+        wrong = forms.refusal(spec.form, gate.gate, decision.action, decision.response)
+        refusal = _refusal("bad_response", wrong) if wrong is not None else None
     return refusal if refusal is not None else found
 
 
@@ -184,6 +187,8 @@ def apply(
             refuse(state, decision, admitted, now, via)
         return admitted
     _, gate, spec = admitted
+    # The answers as kept: over the form's defaults.
+    decision = decision.model_copy(update={"response": forms.kept(spec.form, decision.response)})
     votes.cast(gate, spec, decision, now)
     state.record(entry(decision, now, via, "accepted"))
     return admitted
@@ -210,6 +215,7 @@ def entry(
         comment=d.comment,
         patch=mask(d.patch),
         digest=d.digest,
+        response=mask(d.response),
         outcome=outcome,
         reason=reason,
         via=via,

@@ -225,7 +225,7 @@ def apply(
     return None
 
 
-def summary(state: GovernedState) -> list[GateSummary]:
+def summary(state: GovernedState, requester: Principal | None = None) -> list[GateSummary]:
     """The inbox line of the open review gate."""
     found = open_gate(state)
-    return [view.gate_summary(*found)] if found is not None else []
+    return [view.gate_summary(*found, requester)] if found is not None else []

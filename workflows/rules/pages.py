@@ -208,6 +208,7 @@ def entry_view(e: AuditEntry, b: Bounds) -> AuditEntry:
             "reason": clip(e.reason, b.text),
             "patch": patch,
             "patch_truncated": cut or e.patch_truncated,
+            "response": small(e.response, b.value)[0],
         }
     )
 

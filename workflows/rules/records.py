@@ -35,6 +35,9 @@ class GateRecord(BaseModel):
     votes: list[Vote] = Field(default_factory=list)
     outcome: Outcome | None = None
     patch: Any = Field(None, description="the agreed patch of a retry, or a skip's substitute")
+    response: dict[str, Any] | None = Field(
+        None, description="the answer to the gate's form of the vote that decided it"
+    )
     decided_by: list[str] = Field(default_factory=list)
     decided_at: datetime | None = None
     modified: bool = False

@@ -45,6 +45,11 @@ class RunContext:
             offloaded={
                 sid: s.artifact for sid, s in state.steps.items() if s.has_output and s.artifact
             },
+            responses={
+                sid: s.gate.response
+                for sid, s in state.steps.items()
+                if s.gate is not None and s.gate.response is not None
+            },
         )
 
 

@@ -4,7 +4,6 @@ and Web UI details. Pure functions of the state; the status is in summary.py, pa
 
 from __future__ import annotations
 
-import heapq
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from activities.masking import mask
-from workflows.language.definition import PRIORITIES, ApprovalSpec, Definition
+from workflows.language.definition import ApprovalSpec, Definition
 from workflows.models import (
     GateSummary,
     GateView,
@@ -38,11 +37,13 @@ from workflows.rules.bounds import (
     small,
 )
 from workflows.rules.gates import gate_spec
+from workflows.rules.inbox import MEMO_SUBJECT_CHARS as MEMO_SUBJECT_CHARS
+from workflows.rules.inbox import gate_summary as gate_summary
+from workflows.rules.inbox import open_summaries as open_summaries
+from workflows.rules.inbox import specced as specced
 from workflows.rules.state import GateRecord, Iteration, RunData, StepRecord
 from workflows.rules.votes import GATE_STATE, STOP, live
 
-# Larger subjects are left out of the inbox line (the status has them).
-MEMO_SUBJECT_CHARS = 1_024
 # Before anything moved.
 NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -120,6 +121,8 @@ def gate_view(
         decided_at=g.decided_at,
         outcome=g.outcome,
         decided_by=clip(g.decided_by[-1], b.text) if g.decided_by else None,
+        form=spec.form if b.value else None,
+        response=small(g.response, b.value)[0],
     )
 
 
@@ -139,52 +142,13 @@ def vote_view(v: Vote, b: Bounds) -> Vote:
             "comment": clip(v.comment, b.text),
             "patch": patch,
             "patch_truncated": cut or v.patch_truncated,
+            "response": small(v.response, b.value)[0],
         }
     )
 
 
 def _latest(seq: list[Any], n: int) -> list[Any]:
     return seq[-n:] if n > 0 else []
-
-
-def gate_summary(g: GateRecord, spec: ApprovalSpec) -> GateSummary:
-    """The inbox line: the subject only when its JSON is small."""
-    subject = mask(g.subject)
-    fits = len(json.dumps(subject, default=str)) <= MEMO_SUBJECT_CHARS
-    return GateSummary(
-        gate=g.gate,
-        stage=g.stage,
-        round=g.round,
-        approvers=g.approvers,
-        actions=list(spec.actions()),
-        voted=[v.actor for v in live(g)],
-        digest=g.digest,
-        review=g.review if g.review is not None else spec.review,
-        subject=subject if fits else None,
-        subject_truncated=not fits,
-        opened_at=g.opened_at,
-        deadline=g.deadline,
-        quorum=spec.quorum,
-        priority=g.priority,
-    )
-
-
-def open_summaries(state: RunData, d: Definition) -> list[GateSummary]:
-    """Every open gate's inbox line, the most urgent first, then the oldest."""
-    return [gate_summary(g, spec) for g, spec in specced(d, own_open(state))]
-
-
-def specced(
-    d: Definition, gates: list[GateRecord], most: int | None = None
-) -> list[tuple[GateRecord, ApprovalSpec]]:
-    """Open gates with the spec each follows, the most urgent first, then the oldest (only the
-    first `most`)."""
-    ranked = heapq.nsmallest(most or len(gates), gates, key=_urgency)
-    return [(g, spec) for g in ranked if (spec := gate_spec(d, g)) is not None]
-
-
-def _urgency(g: GateRecord) -> tuple[int, datetime]:
-    return PRIORITIES.index(g.priority), g.opened_at
 
 
 def child_gate_view(workflow_id: str | None, s: GateSummary, b: Bounds = PAGE) -> GateView:
@@ -205,6 +169,7 @@ def child_gate_view(workflow_id: str | None, s: GateSummary, b: Bounds = PAGE) -
         opened_at=s.opened_at,
         deadline=s.deadline,
         priority=s.priority,
+        form=s.form if b.value else None,
     )
 
 

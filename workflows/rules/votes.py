@@ -216,12 +216,14 @@ def cast(
             digest=gate.digest,
             patch=d.patch,
             grant=d.grant,
+            response=d.response,
         )
     )
     decided = tally(gate, spec)
     if decided is not None:
         outcome, by, patch = decided
         close(gate, outcome, by, now, patch)
+        gate.response = d.response  # the deciding vote's answers to the gate's form
 
 
 def tally(gate: GateRecord, spec: ApprovalSpec) -> tuple[Outcome, list[str], Any] | None:
