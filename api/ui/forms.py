@@ -24,6 +24,7 @@ class FormField:
     name: str
     label: str
     kind: str  # text | number | integer | boolean | choice | json
+    prefix: str = PREFIX
     required: bool = False
     description: str | None = None
     value: Any = None
@@ -36,7 +37,7 @@ class FormField:
 
     @property
     def html_name(self) -> str:
-        return PREFIX + self.name
+        return self.prefix + self.name
 
     @property
     def shown(self) -> str:
@@ -58,8 +59,9 @@ def _one_type(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def fields_of(schema: Any, values: Any = None) -> list[FormField] | None:
-    """The form of an object schema, filled with `values`; None when it cannot be one."""
+def fields_of(schema: Any, values: Any = None, prefix: str = PREFIX) -> list[FormField] | None:
+    """The form of an object schema, filled with `values` (else each field's default), its
+    controls named `prefix` + field; None when the schema cannot be one."""
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return None
     props: dict[str, Any] = schema["properties"]
@@ -73,14 +75,16 @@ def fields_of(schema: Any, values: Any = None) -> list[FormField] | None:
             _one_type(spec if isinstance(spec, dict) else {}),
             name in required,
             values.get(name, (spec or {}).get("default") if isinstance(spec, dict) else None),
+            prefix,
         )
         for name, spec in props.items()
     ]
 
 
-def _field(name: str, spec: dict[str, Any], required: bool, value: Any) -> FormField:
+def _field(name: str, spec: dict[str, Any], required: bool, value: Any, prefix: str) -> FormField:
     f = FormField(
         name=name,
+        prefix=prefix,
         label=str(spec.get("title") or name),
         kind="json",
         required=required,
@@ -203,3 +207,18 @@ def merge_patch_between(old: Any, new: Any) -> Any:
             both = isinstance(old[key], dict) and isinstance(value, dict)
             patch[key] = merge_patch_between(old[key], value) if both else value
     return patch
+
+
+def read_answers(
+    fields: list[FormField], form: dict[str, list[str]], required: bool
+) -> dict[str, Any] | None:
+    """A decision's `response` from the gate form's controls: every required field when
+    `required` (approve, modify); otherwise optional, and None when nothing was answered."""
+    answered = any(
+        (form.get(f.html_name) or [""])[0].strip() for f in fields if f.kind != "boolean"
+    )
+    if not required and not answered:
+        return None
+    if not required:
+        fields = [FormField(**{**f.__dict__, "required": False}) for f in fields]
+    return read_fields(fields, form, "response")

@@ -18,7 +18,14 @@ from api.pages import page as read_page
 from api.schemas.common import GateIdPath, WorkflowIdPath
 from api.schemas.workflows import DecisionCreate
 from api.status import query_status
-from api.ui.forms import FormField, fields_of, merge_patch_between, parse_json, read_fields
+from api.ui.forms import (
+    FormField,
+    fields_of,
+    merge_patch_between,
+    parse_json,
+    read_answers,
+    read_fields,
+)
 from api.ui.render import diff
 from api.ui.web import SignedIn, SignedInDep, UiRoute, first, page, read_form, see_other, ui_state
 from workflows.models import GateView, RunStatus
@@ -28,6 +35,8 @@ from workflows.rules.votes import eligible
 router = APIRouter(route_class=UiRoute)
 # Pages of a run's steps read at most, looking for a step's gate that is no longer open.
 MAX_STEP_PAGES = 10
+# How the controls of a gate's form are named: `r.<field>`.
+ANSWER = "r."
 
 
 async def find_gate(request: Request, workflow_id: str, gate: str) -> tuple[RunStatus, GateView]:
@@ -61,6 +70,11 @@ async def find_gate(request: Request, workflow_id: str, gate: str) -> tuple[RunS
 def _may_see(who: SignedIn, gate: GateView) -> bool:
     """Readers see every gate; an approver the gate names sees it too (as the inbox shows it)."""
     return who.caller.can(READ) or eligible(gate.approvers, who.caller.principal, who.caller.roles)
+
+
+def _answers(gate: GateView) -> list[FormField] | None:
+    """The controls of the gate's form (named `r.<field>`), if it has one."""
+    return fields_of(gate.form, prefix=ANSWER) if gate.form else None
 
 
 def _voted(gate: GateView) -> list[str]:
@@ -113,6 +127,7 @@ async def _panel(
         deciding=deciding,
         voted=who.caller.principal in _voted(gate),
         modify_fields=_modify_fields(app.registry, status, gate) if deciding else None,
+        response_fields=_answers(gate) if deciding else None,
         **extra,
     )
 
@@ -163,6 +178,7 @@ async def modify_preview(
         rows=diff(view.subject, proposed),
         patch=patch,
         comment=first(form, "comment") or "",
+        response_fields=_answers(view),
     )
 
 
@@ -174,14 +190,18 @@ async def decide(
     app, _ = ui_state(request)
     action = first(form, "action") or ""
     raw_patch = first(form, "patch")
-    body = DecisionCreate.model_validate(
-        {
-            "action": action,
-            "comment": (first(form, "comment") or "").strip() or None,
-            "digest": first(form, "digest"),
-            "patch": parse_json(raw_patch, "patch") if raw_patch else None,
-        }
-    )
+    decision: dict[str, Any] = {
+        "action": action,
+        "comment": (first(form, "comment") or "").strip() or None,
+        "digest": first(form, "digest"),
+        "patch": parse_json(raw_patch, "patch") if raw_patch else None,
+    }
+    if any(name.startswith(ANSWER) for name in form):
+        _, view = await find_gate(request, workflow_id, gate)
+        answers = read_answers(_answers(view) or [], form, action in ("approve", "modify"))
+        if answers is not None:
+            decision["response"] = answers
+    body = DecisionCreate.model_validate(decision)
     try:
         await submit(app.temporal.client, app.lanes, workflow_id, gate, body, who.caller)
     except ApiError as err:

@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from activities.access import PRINCIPAL_NAME_PATTERN
 from api.errors import ApiError
 from api.routes.approvals import INBOX_PAGE_MAX, PRIORITY_PATTERN, batch, inbox
 from api.schemas.approvals import BatchCreate, BatchItem, InboxItem
 from api.ui.web import SignedIn, SignedInDep, UiRoute, first, page, read_form, ui_state
 from api.visibility import MAX_CURSOR_CHARS
-from workflows.language.definition import PRIORITIES
+from workflows.language.definition import PIPELINE_NAME_PATTERN, PRIORITIES
 from workflows.language.limits import MAX_NAME_CHARS
 
 router = APIRouter(route_class=UiRoute)
@@ -24,8 +25,14 @@ BATCH_ACTIONS = ("approve", "reject")
 
 
 async def _inbox(
-    request: Request, who: SignedIn, priority: str | None = None, cursor: str | None = None
+    request: Request,
+    who: SignedIn,
+    priority: str | None = None,
+    cursor: str | None = None,
+    pipeline: str | None = None,
+    requester: str | None = None,
 ) -> tuple[list[InboxItem], str | None]:
+    """The API's own inbox, as this principal."""
     state, _ = ui_state(request)
     got = await inbox(
         who.caller,
@@ -34,12 +41,10 @@ async def _inbox(
         page_size=INBOX_PAGE_MAX,
         cursor=cursor,
         priority=priority,
+        pipeline=pipeline,
+        requester=requester,
     )
     return got.items, got.next_cursor
-
-
-def _filtered(items: list[InboxItem], pipeline: str | None) -> list[InboxItem]:
-    return [i for i in items if not pipeline or i.pipeline == pipeline]
 
 
 @router.get("/ui/inbox", include_in_schema=False)
@@ -47,13 +52,20 @@ async def inbox_page(
     request: Request,
     who: SignedInDep,
     priority: Annotated[str | None, Query(max_length=40, pattern="^$|" + PRIORITY_PATTERN)] = None,
-    pipeline: Annotated[str | None, Query(max_length=MAX_NAME_CHARS)] = None,
+    pipeline: Annotated[
+        str | None, Query(max_length=MAX_NAME_CHARS, pattern="^$|" + PIPELINE_NAME_PATTERN)
+    ] = None,
+    requester: Annotated[
+        str | None, Query(max_length=MAX_NAME_CHARS, pattern="^$|" + PRINCIPAL_NAME_PATTERN)
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
     skip: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Response:
     """A hundred gates at a time: `skip` moves within the page of runs, `cursor` to older runs."""
-    items, next_cursor = await _inbox(request, who, priority or None, cursor)
-    wanted = _filtered(items, pipeline)
+    wanted, next_cursor = await _inbox(
+        request, who, priority or None, cursor, pipeline or None, requester or None
+    )
+    app, _ = ui_state(request)
     return page(
         request,
         "inbox.html",
@@ -63,9 +75,14 @@ async def inbox_page(
         skip=skip,
         shown=SHOWN,
         cursor=cursor or "",
-        pipelines=sorted({i.pipeline for i in items}),
+        pipelines=sorted(app.catalog.current.names()),
+        requesters=sorted({i.requester for i in wanted if i.requester} | {requester or ""} - {""}),
         priorities=PRIORITIES,
-        chosen={"priority": priority or "", "pipeline": pipeline or ""},
+        chosen={
+            "priority": priority or "",
+            "pipeline": pipeline or "",
+            "requester": requester or "",
+        },
         next_cursor=next_cursor,
     )
 

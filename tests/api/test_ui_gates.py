@@ -13,6 +13,7 @@ import pytest
 from tests.api.conftest import StartRun
 from tests.api.helpers import eventually, sse_events, wait_state
 from tests.api.test_ui_session import csrf_of, sign_in
+from tests.browser.test_web_app import answered
 
 pytestmark = pytest.mark.asyncio
 
@@ -164,3 +165,40 @@ async def test_batch_approves_exactly_the_confirmed_gates(
         await wait_state(http, workflow_id, "completed", as_("root"))
     status = (await http.get(f"/workflows/{runs[2]}", headers=as_("root"))).json()
     assert [g["gate"] for g in status["open_gates"]] == ["release"]
+
+
+async def test_form_answers_are_checked_again_by_the_server(
+    http: httpx.AsyncClient,
+    start_run: StartRun,
+    keys: dict[str, str],
+    team: str,
+    as_: Callable[[str], dict[str, str]],
+) -> None:
+    """Answers the page would have refused (a ticket too short, a risk not offered) sent anyway
+    are a 422 page naming the field, and the gate stays open; a reject needs no answers."""
+    workflow_id = await start_run(answered(team), {}, who="root")
+
+    async def probe() -> list[str]:
+        status = (await http.get(f"/workflows/{workflow_id}", headers=as_("root"))).json()
+        return [g["gate"] for g in status.get("open_gates", [])]
+
+    await eventually(probe, lambda gates: "check" in gates, "gate open")
+    await sign_in(http, keys["alice"])
+    panel = await http.get(f"/ui/runs/{workflow_id}/gates/check")
+    assert 'name="r.ticket"' in panel.text and 'minlength="3"' in panel.text
+    base = {"csrf": csrf_of(panel.text), "digest": digest_of(panel.text), "action": "approve"}
+    short = await http.post(
+        f"/ui/runs/{workflow_id}/gates/check", data={**base, "r.ticket": "ab", "r.risk": "low"}
+    )
+    assert short.status_code == 422 and "response.ticket" in short.text
+    odd = await http.post(
+        f"/ui/runs/{workflow_id}/gates/check", data={**base, "r.ticket": "CHG-1", "r.risk": "mid"}
+    )
+    assert odd.status_code == 422 and "response.risk" in odd.text
+    assert await probe() == ["check"]
+    rejected = await http.post(
+        f"/ui/runs/{workflow_id}/gates/check",
+        data={**base, "action": "reject", "r.ticket": "", "r.risk": ""},
+    )
+    assert rejected.status_code == 303
+    await wait_state(http, workflow_id, "failed", as_("root"))

@@ -157,7 +157,7 @@ async def test_batch_approve_two_gates_after_the_confirmation_page(
     await sign_in(browser, api_url, keys["bob"])
     for workflow_id in runs:
         await click(browser, f'li.card[data-gate="{workflow_id}/release"] input[name=pick]')
-    await click(browser, 'button[name=action][value=approve]')
+    await click(browser, "button[name=action][value=approve]")
     listed = await text_of(browser, "table.list")
     assert all(workflow_id in listed for workflow_id in runs)
     for workflow_id in runs:  # nothing decided before the confirmation
@@ -262,3 +262,80 @@ async def test_keyboard_alone_and_a_phone_wide_screen(
     await browser.wait_for(".runstate")
     assert await fits(browser)
     await wait_state(http, workflow_id, "completed", as_("root"))
+
+
+def answered(team: str) -> dict[str, Any]:
+    """`check` waits at a gate whose form asks for a ticket and a risk; `use` echoes them."""
+    return {
+        "name": "formed",
+        "steps": [
+            {
+                "id": "check",
+                "tool": "test.echo",
+                "with": {"plan": "deploy"},
+                "approval": {
+                    "approvers": [f"role:{team}"],
+                    "review": "Give the change record",
+                    "form": {
+                        "type": "object",
+                        "title": "Change record",
+                        "required": ["ticket", "risk"],
+                        "properties": {
+                            "ticket": {"type": "string", "title": "Change ticket", "minLength": 3},
+                            "risk": {
+                                "type": "string",
+                                "title": "Risk",
+                                "oneOf": [
+                                    {"const": "low", "title": "Low"},
+                                    {"const": "high", "title": "High"},
+                                ],
+                            },
+                            "hosts": {"type": "integer", "minimum": 1, "default": 1},
+                        },
+                    },
+                },
+            },
+            {
+                "id": "use",
+                "needs": ["check"],
+                "tool": "test.echo",
+                "with": {
+                    "ticket": "${steps.check.gate.response.ticket}",
+                    "risk": "${steps.check.gate.response.risk}",
+                },
+            },
+        ],
+        "output": {"ticket": "${steps.use.output.ticket}", "risk": "${steps.use.output.risk}"},
+    }
+
+
+async def test_a_typed_form_is_answered_in_the_page_and_read_by_the_next_step(
+    browser: Browser,
+    api_url: str,
+    http: httpx.AsyncClient,
+    start_run: StartRun,
+    keys: dict[str, str],
+    team: str,
+    as_: Auth,
+) -> None:
+    """The gate's form shows as labelled controls; the page will not send an approve with a
+    required answer missing; answered, the next step gets the ticket and the risk."""
+    workflow_id = await start_run(answered(team), {}, who="root")
+    await open_gate(http, workflow_id, as_)
+    await sign_in(browser, api_url, keys["alice"], f"/ui/runs/{workflow_id}/gates/check")
+    ticket = await browser.wait_for('input[name="r.ticket"]')
+    assert "Change record" in await text_of(browser, "fieldset.answers legend")
+    assert await unlabelled(browser) == []
+    await click(browser, "button[value=approve]")
+    missing = await browser.call(lambda d: ticket.get_attribute("validationMessage"))
+    assert missing  # the browser refused to send it: the ticket is required
+    await browser.call(lambda d: ticket.send_keys("CHG-42"))
+    risk = await browser.wait_for('select[name="r.risk"]')
+    await browser.call(lambda d: risk.send_keys("High"))
+    await browser.screenshot("gate-form")
+    await click(browser, "button[value=approve]")
+    assert "was recorded" in await text_of(browser, "p.ok")
+    status = await wait_state(http, workflow_id, "completed", as_("root"))
+    assert status["output"] == {"ticket": "CHG-42", "risk": "high"}
+    decided = [e for e in status["audit"] if e.get("action") == "approve"]
+    assert decided[-1]["response"] == {"ticket": "CHG-42", "risk": "high", "hosts": 1}
