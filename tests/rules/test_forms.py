@@ -204,6 +204,17 @@ def test_refusal_by_action_and_form() -> None:
     )
 
 
+def test_a_response_of_exactly_the_byte_bound_is_taken() -> None:
+    """A response whose JSON takes exactly MAX_RESPONSE_BYTES is taken; one byte more is not."""
+    loose = {"type": "object", "properties": {f"t{i}": {"type": "string"} for i in range(5)}}
+    answers = {f"t{i}": "x" * 1_600 for i in range(5)}
+    answers["t4"] += "x" * (MAX_RESPONSE_BYTES - len(canonical_json(answers).encode()))
+    assert len(canonical_json(answers).encode()) == MAX_RESPONSE_BYTES
+    assert forms.refusal(loose, "g", "approve", answers) is None
+    answers["t4"] += "x"
+    assert forms.refusal(loose, "g", "approve", answers) is not None
+
+
 def test_kept_fills_in_the_defaults_under_the_answers() -> None:
     """What is kept is the answers over the form's defaults; without a form, the response as is."""
     assert forms.kept(FORM, {"ticket": "CHG-1", "risk": "low", "hosts": 4}) == {

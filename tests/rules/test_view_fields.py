@@ -101,6 +101,7 @@ def test_gate_summary_is_the_whole_inbox_line() -> None:
     sim.advance()
     sim.vote("a", "approve", actor="ann")
     sim.vote("a", "reject", actor="rex")
+    sim.vote("a", "approve", actor="ben")
     (line,) = view.open_summaries(sim.state, sim.d, Principal(principal="rita"))
     assert line == GateSummary(
         gate="a",
@@ -108,7 +109,7 @@ def test_gate_summary_is_the_whole_inbox_line() -> None:
         round=0,
         approvers=["role:ops"],
         actions=["approve", "reject", "modify", "skip", "cancel"],
-        voted=["ann", "rex"],
+        voted=["ann", "rex", "ben"],
         digest=sim.gate("a").digest,
         review="check the amount",
         subject={"amount": 10},
@@ -120,9 +121,10 @@ def test_gate_summary_is_the_whole_inbox_line() -> None:
         votes=[
             VoteLine(principal="ann", action="approve"),
             VoteLine(principal="rex", action="reject"),
+            VoteLine(principal="ben", action="approve"),
         ],
-        votes_total=2,
-        approvals=1,
+        votes_total=3,
+        approvals=2,
     )
 
 
