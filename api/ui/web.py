@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from activities.access import READ
 from api.access_log import note_principal
 from api.auth import Caller
 from api.errors import ApiError
@@ -85,10 +84,6 @@ async def signed_in(request: Request) -> SignedIn:
 
 
 SignedInDep = Annotated[SignedIn, Depends(signed_in)]
-
-
-def may_read(who: SignedIn) -> bool:
-    return who.caller.can(READ)
 
 
 async def read_form(request: Request, who: SignedIn | None) -> dict[str, list[str]]:
