@@ -18,6 +18,7 @@ parse and keeps it until its response has been sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,8 @@ SMALL_BODY_BYTES = 4_096
 # A JSON body up to this size (a decision with a long comment or patch, a batch of decisions) is
 # checked in a validation thread, 20 ms at most, rather than queued behind a checker's documents.
 MEDIUM_BODY_BYTES = 65_536
+# How long a refused request's small body may take to arrive before the answer goes anyway.
+DRAIN_S = 2.0
 
 
 class ParsePool:
@@ -170,6 +173,22 @@ def web_app(scope: Scope) -> bool:
     return path == "/ui" or path.startswith("/ui/")
 
 
+def announced_small(scope: Scope) -> bool:
+    """The request announces a Content-Length of at most SMALL_BODY_BYTES."""
+    length = _header(scope, b"content-length")
+    return length is not None and length.isdigit() and int(length) <= SMALL_BODY_BYTES
+
+
+async def drain(receive: Receive) -> None:
+    """Read what is left of a small body and drop it, DRAIN_S at most."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_S):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+
+
 def admitted(scope: Scope) -> tuple[Caller | None, ParseSlot | None]:
     """What Admission settled for this request (nothing for one it does not look at)."""
     state = scope.get("state") or {}
@@ -201,8 +220,15 @@ class Admission:
                 slot.take()
         except ApiError as err:
             response = respond(err)
-            # The body is never read: the client has its answer now, and the connection closes.
-            response.headers["Connection"] = "close"
+            if announced_small(scope):
+                # A few KiB at most: read and dropped first, so the answer is never lost to a
+                # reset (closing a socket with unread bytes makes the kernel send RST, which may
+                # reach the client before it has read the answer), and the connection is kept.
+                await drain(receive)
+            else:
+                # A large body is never read: the client has its answer now, and the connection
+                # closes after it.
+                response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return
         state = scope.setdefault("state", {})

@@ -43,6 +43,7 @@ from api.schemas.workflows import (
 )
 from api.scope import stepgate_run
 from api.starts import Started, start_once
+from api.state import ApiState
 from api.visibility import MAX_CURSOR_CHARS, read_page, runs_query, summarize
 from api.watchdog import CancelWatch
 from workflows.contract import RunState
@@ -201,23 +202,34 @@ async def watch_workflow(
     """Live status as Server-Sent Events: the status whole, then a JSON Patch per change, closed
     when the run closes or the key is removed or expires. Each key's principal may hold a bounded
     number of streams open (429 beyond it), which share a budget of bytes a second."""
-    lease = state.limits.open_stream(caller.principal)
+    token = credentials.credentials if credentials else ""
+    return await status_stream(state, client, workflow_id, caller.principal, token, last_event_id)
+
+
+async def status_stream(
+    state: ApiState,
+    client: Client,
+    workflow_id: str,
+    principal: str,
+    token: str,
+    last_event_id: str,
+) -> StreamingResponse:
+    """A run's live status as Server-Sent Events for `principal` (whose key is `token`, checked
+    again before each event): the API's /events and the web app's stream alike."""
+    lease = state.limits.open_stream(principal)
     try:
         # The first query happens before streaming so an unknown run is a plain 404.
         first = await events.snapshot(client, workflow_id)
     except BaseException:
         lease.release()
         raise
-    key = KeyWatch(
-        state.keys, credentials.credentials if credentials else "", caller.principal, READ
-    )
     chunks = events.stream(
         state.hub,
         client,
         first,
         last_revision(last_event_id),
-        budget=state.limits.stream_bytes(caller.principal),
-        key=key,
+        budget=state.limits.stream_bytes(principal),
+        key=KeyWatch(state.keys, token, principal, READ),
     )
     return StreamingResponse(
         leased(chunks, lease),

@@ -7,15 +7,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
 
 from activities.access import READ
-from api import events
-from api.auth import KeyWatch, require
+from api.auth import require
 from api.pages import page as read_page
 from api.routes.pages import NumberCursor, StepPath
-from api.routes.workflows import last_revision, leased, list_workflows
+from api.routes.workflows import list_workflows, status_stream
 from api.schemas.common import WorkflowIdPath
 from api.status import query_status
 from api.ui.web import SignedIn, SignedInDep, UiRoute, page, ui_state
@@ -131,24 +128,7 @@ async def run_events(
     checked again before each event, so a key removed meanwhile ends the stream."""
     _reader(who)
     app, _ = ui_state(request)
-    lease = app.limits.open_stream(who.caller.principal)
-    try:
-        first = await events.snapshot(app.temporal.client, workflow_id)
-    except BaseException:
-        lease.release()
-        raise
-    key = KeyWatch(app.keys, who.session.token, who.caller.principal, READ)
-    chunks = events.stream(
-        app.hub,
-        app.temporal.client,
-        first,
-        last_revision(last_event_id),
-        budget=app.limits.stream_bytes(who.caller.principal),
-        key=key,
-    )
-    return StreamingResponse(
-        leased(chunks, lease),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        background=BackgroundTask(lease.release),
+    principal, token = who.caller.principal, who.session.token
+    return await status_stream(
+        app, app.temporal.client, workflow_id, principal, token, last_event_id
     )

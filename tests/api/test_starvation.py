@@ -74,6 +74,29 @@ async def test_unauthenticated_body_answered_401_before_it_is_sent(
         assert body["error"]["code"] == "unauthorized"
 
 
+async def test_small_unauthenticated_body_is_read_before_the_401_and_the_connection_kept(
+    http: httpx.AsyncClient,
+) -> None:
+    """A small body sent after its headers (as HTTP clients send it) is read and dropped before
+    the 401, so no reset can overtake the answer (closing a socket with unread bytes sends RST),
+    and the connection stays usable: a second request on it is answered too."""
+    body = b'{"reason": ""}'
+    held = await hold(
+        str(http.base_url), "/workflows/0/resume", len(body), None, "application/json"
+    )
+    try:
+        held.writer.write(body)
+        status, headers, answer = await held.answer()
+        assert (status, answer["error"]["code"]) == (401, "unauthorized")
+        assert headers.get("connection") != "close"
+        host = urlsplit(str(http.base_url)).netloc
+        held.writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        status, _, _ = await held.answer()
+        assert status == 200
+    finally:
+        held.close()
+
+
 async def test_large_bodies_past_per_key_places_answered_429_before_they_are_sent(
     serve: Serve, api_settings: Settings, keys: dict[str, str]
 ) -> None:

@@ -24,12 +24,22 @@ def digest_of(html: str) -> str:
     return found.group(1)
 
 
-async def open_gate(http: httpx.AsyncClient, workflow_id: str, headers: dict[str, str]) -> None:
-    async def probe() -> list[str]:
-        status = (await http.get(f"/workflows/{workflow_id}", headers=headers)).json()
-        return [g["gate"] for g in status.get("open_gates", [])]
+async def open_gates(
+    http: httpx.AsyncClient, workflow_id: str, headers: dict[str, str]
+) -> list[str]:
+    status = (await http.get(f"/workflows/{workflow_id}", headers=headers)).json()
+    return [g["gate"] for g in status.get("open_gates", [])]
 
-    await eventually(probe, lambda gates: "release" in gates, f"{workflow_id} gate open")
+
+async def open_gate(
+    http: httpx.AsyncClient, workflow_id: str, headers: dict[str, str], gate: str = "release"
+) -> None:
+    """Wait until the run waits at `gate`."""
+    await eventually(
+        lambda: open_gates(http, workflow_id, headers),
+        lambda gates: gate in gates,
+        f"{workflow_id} at {gate}",
+    )
 
 
 async def test_inbox_and_gate_panel_offer_only_what_the_caller_may_do(
@@ -177,12 +187,7 @@ async def test_form_answers_are_checked_again_by_the_server(
     """Answers the page would have refused (a ticket too short, a risk not offered) sent anyway
     are a 422 page naming the field, and the gate stays open; a reject needs no answers."""
     workflow_id = await start_run(answered(team), {}, who="root")
-
-    async def probe() -> list[str]:
-        status = (await http.get(f"/workflows/{workflow_id}", headers=as_("root"))).json()
-        return [g["gate"] for g in status.get("open_gates", [])]
-
-    await eventually(probe, lambda gates: "check" in gates, "gate open")
+    await open_gate(http, workflow_id, as_("root"), "check")
     await sign_in(http, keys["alice"])
     panel = await http.get(f"/ui/runs/{workflow_id}/gates/check")
     assert 'name="r.ticket"' in panel.text and 'minlength="3"' in panel.text
@@ -195,7 +200,7 @@ async def test_form_answers_are_checked_again_by_the_server(
         f"/ui/runs/{workflow_id}/gates/check", data={**base, "r.ticket": "CHG-1", "r.risk": "mid"}
     )
     assert odd.status_code == 422 and "response.risk" in odd.text
-    assert await probe() == ["check"]
+    assert await open_gates(http, workflow_id, as_("root")) == ["check"]
     rejected = await http.post(
         f"/ui/runs/{workflow_id}/gates/check",
         data={**base, "action": "reject", "r.ticket": "", "r.risk": ""},
