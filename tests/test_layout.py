@@ -21,6 +21,7 @@ MAX_MODULE_LINES = 350
 # parsing, and what the definition language checks against (the tool registry, JSON Schema).
 WORKFLOWS_MAY_IMPORT = {
     "activities.models",
+    "activities.notice",
     "activities.masking",
     "activities.documents",
     "activities.config",
@@ -36,6 +37,7 @@ RULES_MAY_IMPORT = (
     "workflows.agent_models",
     "workflows.names",
     "activities.models",
+    "activities.notice",
     "activities.masking",
     "activities.documents",
 )

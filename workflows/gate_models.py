@@ -26,6 +26,11 @@ class Vote(BaseModel):
         False, exclude_if=lambda v: not v, description="a patch too large to show is left out"
     )
     grant: GrantSpec | None = Field(None, exclude_if=lambda v: v is None)
+    on_behalf_of: str | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="the absent principal a delegate voted for",
+    )
     response: dict[str, Any] | None = Field(
         None, exclude_if=lambda v: v is None, description="the answer to the gate's form"
     )

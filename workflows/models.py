@@ -29,6 +29,21 @@ class Principal(BaseModel):
     roles: list[str] = Field(default_factory=list)
 
 
+# Principals who may hand their gates to one delegate at once (the address book's out-of-office).
+MAX_DELEGATIONS = 20
+Channel = Literal["api", "web", "batch", "link", "slack", "mcp"]
+
+
+class Delegation(BaseModel):
+    """An absent principal whose gates the decider may decide while it lasts; the API sets these
+    from the address book (docs/channels.md), the rules check the window again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    principal: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    until: datetime
+
+
 class NotifyDefaults(BaseModel):
     """Where gate notifications go when a gate names none (set by the API from its settings)."""
 
@@ -91,6 +106,8 @@ class Decision(BaseModel):
     response: dict[str, Any] | None = Field(
         None, max_length=MAX_FORM_FIELDS, description="the answer to the gate's form"
     )
+    delegations: list[Delegation] = Field(default_factory=list, max_length=MAX_DELEGATIONS)
+    channel: Channel | None = Field(None, description="where the person decided")
 
 
 class AuditEntry(BaseModel):
@@ -113,6 +130,12 @@ class AuditEntry(BaseModel):
     outcome: Literal["accepted", "refused", "info"] = "info"
     reason: str | None = None
     via: Literal["signal", "update", "system"] = "system"
+    on_behalf_of: str | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="the absent principal a delegate decided for",
+    )
+    channel: Channel | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class CompensationView(BaseModel):
