@@ -12,6 +12,8 @@ from workflows.agent_models import GrantSpec
 from workflows.language.definition import Priority, Stage
 
 GateState = Literal["open", "approved", "rejected", "modified", "retried", "skipped", "cancelled"]
+# Where a person decided (a Decision's `channel`, kept in its vote and audit entry).
+Channel = Literal["api", "web", "batch", "link", "slack", "mcp"]
 
 
 class Vote(BaseModel):
@@ -31,6 +33,7 @@ class Vote(BaseModel):
         exclude_if=lambda v: v is None,
         description="the absent principal a delegate voted for",
     )
+    channel: Channel | None = Field(None, exclude_if=lambda v: v is None)
     response: dict[str, Any] | None = Field(
         None, exclude_if=lambda v: v is None, description="the answer to the gate's form"
     )

@@ -128,7 +128,7 @@ class GovernedWorkflow:
 
     @submit_decision.validator
     def _validate_decision(self, d: Decision) -> None:
-        admitted = governed.admit(self._run.state, self._run.inp, d)
+        admitted = governed.admit(self._run.state, self._run.inp, d, workflow.now())
         if isinstance(admitted, GateRefusal):
             raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 

@@ -21,7 +21,7 @@ async def decide(run: GovernedRun, d: Decision, via: Via) -> GateView:
     checked: PlanResult | None = None
     if d.action == "modify":
         if via == "signal":  # an update's validator admitted it; a refused signal costs no check
-            _refuse(run, governed.admit(st, run.inp, d), via, d)
+            _refuse(run, governed.admit(st, run.inp, d, workflow.now()), via, d)
         patch = governed.amended_plan(d)
         checked = await check(
             run, votes.merge_patch(st.plan, patch if isinstance(patch, dict) else {})

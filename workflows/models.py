@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.agent_models import AgentView, GrantSpec, GrantView
+from workflows.gate_models import Channel as Channel
 from workflows.gate_models import GateState as GateState
 from workflows.gate_models import GateSummary as GateSummary
 from workflows.gate_models import GateView as GateView
@@ -31,7 +32,6 @@ class Principal(BaseModel):
 
 # Principals who may hand their gates to one delegate at once (the address book's out-of-office).
 MAX_DELEGATIONS = 20
-Channel = Literal["api", "web", "batch", "link", "slack", "mcp"]
 
 
 class Delegation(BaseModel):
@@ -48,6 +48,7 @@ class NotifyDefaults(BaseModel):
     """Where gate notifications go when a gate names none (set by the API from its settings)."""
 
     notify: NotifySpec | None = None
+    # Read by nothing now (the notify tools add links); kept so older inputs still load.
     link_base: str = ""
 
 

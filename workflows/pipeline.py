@@ -230,23 +230,18 @@ class PipelineWorkflow:
         found = decisions.find_gate(self._state, self._def, d.gate)
         check = decisions.check_call(self._def, found, d)
         issues: list[str] = []
+        now, requester = workflow.now(), self._inp.requester
         if check is not None:
             if via == "signal":
-                refusal = decisions.admit(self._state, self._def, d, self._inp.requester)
+                refusal = decisions.admit(self._state, self._def, d, requester, now)
                 if not isinstance(refusal, tuple):
                     self._event(decisions.refuse, self._state, d, refusal, workflow.now(), via)
                     raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
             issues = (await internal.check(check)).issues
-        applied = self._event(
-            decisions.apply,
-            self._state,
-            self._def,
-            d,
-            self._inp.requester,
-            workflow.now(),
-            via,
-            issues,
-        )
+        # Cast at the moment it applies: the patch's check took time.
+        cast_at = workflow.now()
+        args = (self._state, self._def, d, requester, cast_at, via, issues)
+        applied = self._event(decisions.apply, *args)
         if not isinstance(applied, tuple):
             raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
         _, gate, spec = applied
@@ -279,7 +274,7 @@ class PipelineWorkflow:
 
     @submit_decision.validator
     def _validate_decision(self, d: Decision) -> None:
-        admitted = decisions.admit(self._state, self._def, d, self._inp.requester)
+        admitted = decisions.admit(self._state, self._def, d, self._inp.requester, workflow.now())
         if not isinstance(admitted, tuple):
             raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 

@@ -96,9 +96,7 @@ class Publisher:
         key = f"{info.workflow_id}/{n.gate}/{gate.stage}/r{gate.round}/{n.event}"
         if n.event == "reminder":
             key += f"-{gate.reminders}"
-        text = view.notification(
-            gate, approval, self._def, info.workflow_id, n.event, self._inp.notify.link_base
-        )
+        text = view.notification(gate, approval, self._def, info.workflow_id, n.event)
         try:
             with_, slots = unit_scope(state, self._def, self._ctx, unit).resolve_slots(spec.with_)
         except RefError as err:

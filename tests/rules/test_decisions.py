@@ -42,7 +42,7 @@ def decision(action: str, actor: str = "alice", **kw: Any) -> Decision:
 
 
 def refusal(sim: Sim, d: Decision) -> GateRefusal:
-    found = decisions.admit(sim.state, sim.d, d, sim.requester)
+    found = decisions.admit(sim.state, sim.d, d, sim.requester, sim.now)
     assert isinstance(found, GateRefusal), found
     return found
 
@@ -132,7 +132,9 @@ def test_admit_passes_the_requester_on_to_the_vote_rules() -> None:
         code="self_approval",
         message="'req' requested this run and may not approve at gate 'a'",
     )
-    assert isinstance(decisions.admit(sim.state, sim.d, decision("approve"), sim.requester), tuple)
+    assert isinstance(
+        decisions.admit(sim.state, sim.d, decision("approve"), sim.requester, sim.now), tuple
+    )
 
 
 def test_admit_returns_the_refusal_of_the_vote_rules() -> None:
@@ -158,7 +160,7 @@ steps:
     sim.vote("a", "approve")
     sim.succeed("a")
     d = Decision(gate="b", action="approve", actor="alice", roles=["ops"])
-    found = decisions.admit(sim.state, sim.d, d, sim.requester)
+    found = decisions.admit(sim.state, sim.d, d, sim.requester, sim.now)
     assert found == GateRefusal(
         code="separation_of_duties",
         message="'alice' voted at one of ['a'] and may not also approve at gate 'b'",
@@ -205,7 +207,7 @@ def test_check_call_checks_a_before_modify_as_the_patched_input() -> None:
     """A modify at a before gate is checked as the tool's input, merged over the step's args."""
     sim = at_gate("before")
     d = decision("modify", patch={"amount": 5, "to": None})
-    admitted = decisions.admit(sim.state, sim.d, d, sim.requester)
+    admitted = decisions.admit(sim.state, sim.d, d, sim.requester, sim.now)
     call = decisions.check_call(sim.d, admitted, d)
     assert call is not None
     assert (call.value, call.tool, call.part, call.where) == (
@@ -221,7 +223,9 @@ def test_check_call_checks_a_retry_as_the_patched_input() -> None:
     sim = at_gate("after")
     sim.d.steps[0].resolved_tool = "t.x@2"
     d = decision("retry", patch={"amount": 11})
-    call = decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester), d)
+    call = decisions.check_call(
+        sim.d, decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), d
+    )
     assert call is not None
     assert call.model_dump() == {
         "value": {"amount": 11, "to": "acme"},
@@ -252,7 +256,9 @@ def test_check_call_of_a_secret_step_carries_its_slots_and_bindings() -> None:
     sim = Sim(SECRET_STEP)
     sim.advance()
     d = decision("modify", patch={"url": "https://elsewhere.example/"})
-    call = decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester), d)
+    call = decisions.check_call(
+        sim.d, decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), d
+    )
     assert call is not None
     assert call.before == {
         "url": "https://api.example.com/",
@@ -269,7 +275,9 @@ def test_check_call_checks_an_after_modify_as_the_patched_output() -> None:
     """A modify after the call is checked as the tool's output, merged over what the gate shows."""
     sim = at_gate("after")
     d = decision("modify", patch={"state": "done"})
-    call = decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester), d)
+    call = decisions.check_call(
+        sim.d, decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), d
+    )
     assert call is not None
     assert (call.value, call.tool, call.part, call.where) == (
         {"id": 7, "state": "done"},
@@ -283,7 +291,9 @@ def test_check_call_checks_a_skip_substitute_as_the_output() -> None:
     """The substitute output of a skip at an on_failure gate is checked as the tool's output."""
     sim = at_gate("on_failure")
     d = decision("skip", patch={"id": 0})
-    call = decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester), d)
+    call = decisions.check_call(
+        sim.d, decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), d
+    )
     assert call is not None
     assert (call.value, call.tool, call.part, call.where) == (
         {"id": 0},
@@ -297,7 +307,7 @@ def test_check_call_needs_nothing_without_an_object_patch_or_an_admitted_gate() 
     """No patch, a patch that is not an object, or a refused decision: nothing to check."""
     sim = at_gate("after")
     plain = decision("approve")
-    admitted = decisions.admit(sim.state, sim.d, plain, sim.requester)
+    admitted = decisions.admit(sim.state, sim.d, plain, sim.requester, sim.now)
     assert isinstance(admitted, tuple)
     assert decisions.check_call(sim.d, admitted, plain) is None
     listy = decision("retry", patch=[1])
@@ -320,14 +330,17 @@ steps:
     sim.advance()
     d = decision("modify", patch={"n": 2})
     assert (
-        decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester), d) is None
+        decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), d)
+        is None
     )
     sim = Sim(text % "after")
     sim.advance()
     sim.succeed("a", {"out": 1})
     for d in (decision("modify", patch={"out": 2}), decision("retry", patch={"n": 3})):
         assert (
-            decisions.check_call(sim.d, decisions.admit(sim.state, sim.d, d, sim.requester), d)
+            decisions.check_call(
+                sim.d, decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), d
+            )
             is None
         )
 
@@ -421,8 +434,8 @@ def test_apply_admits_again_so_a_twin_decision_in_one_task_is_refused() -> None:
     audit entry, while a refused signal is recorded."""
     sim = at_gate("before", ", quorum: 2")
     d = decision("approve")
-    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester), tuple)
-    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester), tuple)
+    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), tuple)
+    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), tuple)
     assert isinstance(decisions.apply(sim.state, sim.d, d, sim.requester, T0, "update"), tuple)
     twin = decisions.apply(sim.state, sim.d, d, sim.requester, T0, "update")
     assert isinstance(twin, GateRefusal) and twin.code == "already_voted"

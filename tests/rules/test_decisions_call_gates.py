@@ -37,7 +37,7 @@ def modify(arguments: Any, gate: str = "triage.call-1") -> Decision:
 
 
 def admitted(sim: AgentSim, d: Decision) -> tuple[StepRecord, GateRecord, Any]:
-    found = decisions.admit(sim.state, sim.d, d, sim.requester)
+    found = decisions.admit(sim.state, sim.d, d, sim.requester, sim.now)
     assert isinstance(found, tuple), found
     return found
 
@@ -115,9 +115,11 @@ def test_admit_refuses_a_patch_of_a_fixed_argument_and_passes_the_rest() -> None
     """Admission refuses a call gate's patch that changes a fixed argument and admits one that
     leaves it alone."""
     sim = gated(("ops_restart", {"service": "api"}), text=agent_def(READ, FIXED))
-    found = decisions.admit(sim.state, sim.d, modify({"zone": "us"}), sim.requester)
+    found = decisions.admit(sim.state, sim.d, modify({"zone": "us"}), sim.requester, sim.now)
     assert isinstance(found, GateRefusal) and found.code == "bad_patch"
-    assert isinstance(decisions.admit(sim.state, sim.d, modify({"zone": "eu"}), None), tuple)
+    assert isinstance(
+        decisions.admit(sim.state, sim.d, modify({"zone": "eu"}), None, sim.now), tuple
+    )
 
 
 def test_check_call_at_a_call_gate_checks_the_arguments_as_they_would_run() -> None:
@@ -160,6 +162,6 @@ def test_a_call_gate_of_another_tool_fixes_nothing_of_the_first() -> None:
     other = RESTART.replace("ops.restart", "ops.stop")
     sim = gated(("ops_stop", {"service": "api"}), text=agent_def(READ, FIXED, other))
     d = modify({"mode": "hard", "zone": "us"})
-    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester), tuple)
+    assert isinstance(decisions.admit(sim.state, sim.d, d, sim.requester, sim.now), tuple)
     check = decisions.check_call(sim.d, admitted(sim, d), d)
     assert check is not None and check.value == {"service": "api", "mode": "hard", "zone": "us"}

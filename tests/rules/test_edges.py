@@ -141,10 +141,10 @@ def test_the_subject_carries_the_assessment_as_json() -> None:
 def test_admit_words_its_refusals() -> None:
     """Each refusal says exactly what is wrong."""
     st = planned({"read": "medium"})
-    found = governed.admit(st, inp(), decision("approve"))
+    found = governed.admit(st, inp(), decision("approve"), T0)
     assert isinstance(found, GateRefusal)
     assert found.message == "gate 'review' is not open (not open yet)"
-    found = governed.admit(reviewing(), inp(), decision("modify", patch={"steps": []}))
+    found = governed.admit(reviewing(), inp(), decision("modify", patch={"steps": []}), T0)
     assert isinstance(found, GateRefusal)
     assert found.message == 'modify a plan with {"plan": <merge patch of the plan>}'
 

@@ -154,17 +154,17 @@ def test_open_review_binds_the_gate_to_the_plan_and_its_assessment() -> None:
 def test_admit_applies_every_gate_rule(d: Decision, expected: str | None) -> None:
     """The review gate refuses what any gate refuses (wrong gate, not an approver, the requester
     approving, an action it does not offer, a stale digest) and a modify without a plan patch."""
-    assert code(governed.admit(reviewing(), inp(), d)) == expected
+    assert code(governed.admit(reviewing(), inp(), d, T0)) == expected
 
 
 def test_admit_refuses_before_the_gate_opens_and_after_it_closed() -> None:
     """No review yet, or a decided one: gate_not_open, saying which."""
     st = planned({"read": "medium"})
-    found = governed.admit(st, inp(), decision("approve"))
+    found = governed.admit(st, inp(), decision("approve"), T0)
     assert code(found) == "gate_not_open" and "not open yet" in found.message  # type: ignore[union-attr]
     st = reviewing()
     assert governed.apply(st, inp(), decision("approve"), T0, "update") is None
-    found = governed.admit(st, inp(), decision("approve", actor="pat"))
+    found = governed.admit(st, inp(), decision("approve", actor="pat"), T0)
     assert code(found) == "gate_not_open" and "approve" in found.message  # type: ignore[union-attr]
 
 

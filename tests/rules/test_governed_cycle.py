@@ -119,16 +119,16 @@ def test_admit_names_the_gate_asked_for_and_the_reviews_outcome() -> None:
     """An unknown gate's refusal names it and the run's one gate; a decided review's, its
     outcome; a modify without a plan patch says how to send one."""
     st = reviewing()
-    found = governed.admit(st, inp(), decision("approve", gate="deploy"))
+    found = governed.admit(st, inp(), decision("approve", gate="deploy"), T0)
     assert not isinstance(found, tuple)
     assert found.message == "run has no gate 'deploy' (its gate is 'review')"
-    found = governed.admit(st, inp(), decision("modify", patch={"steps": []}))
+    found = governed.admit(st, inp(), decision("modify", patch={"steps": []}), T0)
     assert not isinstance(found, tuple)
     assert found.message == 'modify a plan with {"plan": <merge patch of the plan>}'
     governed.apply(st, inp(), decision("reject"), T0, "update")
-    found = governed.admit(st, inp(), decision("approve", actor="pat"))
+    found = governed.admit(st, inp(), decision("approve", actor="pat"), T0)
     assert not isinstance(found, tuple)
     assert found.message == "gate 'review' is not open (reject)"
-    assert governed.admit(planned({"read": "low"}), inp(), decision("approve")).message == (  # type: ignore[union-attr]
+    assert governed.admit(planned({"read": "low"}), inp(), decision("approve"), T0).message == (  # type: ignore[union-attr]
         "gate 'review' is not open (not open yet)"
     )

@@ -159,15 +159,16 @@ def test_previews_are_bounded_and_masked() -> None:
 
 
 def test_notification_names_gate_stage_approvers_and_deadline() -> None:
-    """The message tells what waits, for whom, until when, and links the run."""
+    """The message tells what waits, for whom and until when, and carries no link (the notify
+    tool adds each recipient's own)."""
     sim = Sim(TWO_GATES)
     sim.advance()
     spec = sim.d.step("a").approval
     assert spec is not None
-    text = view.notification(sim.gate("a"), spec, sim.d, "wf-1", "opened", "https://sg.example/")
+    text = view.notification(sim.gate("a"), spec, sim.d, "wf-1", "opened")
     assert text == (
         "[opened] two v1, run wf-1: gate 'a' waits at its before stage for role:ops, user:carol. "
-        "Review: check n. Deadline: none. https://sg.example/workflows/wf-1"
+        "Review: check n. Deadline: none."
     )
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from tests.rules.sim import T0, Sim
-from workflows.models import CompensationView, GateSummary, Principal, VoteLine
-from workflows.rules import lifecycle, pages, summary, view
+from workflows.models import CompensationView, GateSummary, Principal, Vote, VoteLine
+from workflows.rules import lifecycle, pages, summary, view, votes
 from workflows.rules.state import Result
 
 FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
@@ -304,9 +304,9 @@ def test_preview_cuts_only_past_the_limit_and_writes_any_value() -> None:
     )
 
 
-def test_notification_without_review_or_link_previews_the_subject() -> None:
-    """Without a review text the message shows the subject, cut at 300 characters; without a
-    link base it ends at the deadline."""
+def test_notification_without_review_previews_the_subject() -> None:
+    """Without a review text the message shows the subject, cut at 300 characters, and ends at
+    the deadline."""
     sim = Sim(
         "name: n\nsteps: [{id: a, tool: t.x, with: {note: '"
         + "y" * 400
@@ -315,7 +315,7 @@ def test_notification_without_review_or_link_previews_the_subject() -> None:
     sim.advance()
     spec = sim.d.step("a").approval
     assert spec is not None
-    text = view.notification(sim.gate("a"), spec, sim.d, "wf-1", "reminder", "")
+    text = view.notification(sim.gate("a"), spec, sim.d, "wf-1", "reminder")
     shown = view.preview({"note": "y" * 400}, 300)
     assert len(shown) == 300
     assert text == (
@@ -363,15 +363,16 @@ def test_audit_page_past_the_end_is_empty() -> None:
     assert (page.entries, page.total, page.next_after) == ([], 1, None)
 
 
-def test_notification_link_drops_only_trailing_slashes() -> None:
-    """The link joins the base without doubling slashes and keeps the rest of its path."""
+def test_notification_of_a_decided_gate_says_how_and_by_whom() -> None:
+    """The "decided" message names the gate's stage, its outcome and who decided it (a delegate
+    as `bob for alice`), and no longer what it waits for."""
     sim = Sim(REVIEWED)
     sim.advance()
     spec = sim.d.step("a").approval
     assert spec is not None
-    text = view.notification(
-        sim.gate("a"), spec, sim.d, "wf-1", "opened", "https://ops.example/BOX//"
-    )
-    assert text.endswith(
-        "Deadline: 2026-01-01T01:00:00+00:00. https://ops.example/BOX/workflows/wf-1"
-    )
+    gate = sim.gate("a")
+    gate.votes.append(Vote(actor="bob", action="approve", at=T0, on_behalf_of="alice"))
+    votes.close(gate, "approve", ["bob"], T0, None)
+    text = view.notification(gate, spec, sim.d, "wf-1", "decided")
+    assert text.endswith("gate 'a' at its before stage: approved by bob for alice.")
+    assert "waits" not in text and "Deadline" not in text

@@ -221,7 +221,7 @@ def test_item_gate_notification_names_its_item_and_shows_its_review() -> None:
     ]
     spec = sim.d.step("write").approval
     assert spec is not None
-    text = view.notification(sim.gate("write.1"), spec, sim.d, "wf-1", "opened", "")
+    text = view.notification(sim.gate("write.1"), spec, sim.d, "wf-1", "opened")
     assert text == (
         "[opened] items v1, run wf-1: gate 'write.1' waits at its before stage for role:ops. "
         "Review: write b?. Deadline: none."

@@ -43,7 +43,7 @@ def decision(
 
 def cast(g: GateRecord, s: ApprovalSpec, *ds: Decision) -> None:
     for d in ds:
-        assert votes.check(g, s, d, None, set()) is None, d
+        assert votes.check(g, s, d, None, set(), T0) is None, d
         votes.cast(g, s, d, T0)
 
 
@@ -55,7 +55,7 @@ def code(
     barred: set[str] | None = None,
 ) -> str | None:
     who = Principal(principal=requester) if requester else None
-    refusal = votes.check(g, s, d, who, barred or set())
+    refusal = votes.check(g, s, d, who, barred or set(), T0)
     return refusal.code if refusal else None
 
 
@@ -402,7 +402,7 @@ def message(
     barred: set[str] | None = None,
 ) -> str | None:
     who = Principal(principal=requester) if requester else None
-    refusal = votes.check(g, s, d, who, barred or set())
+    refusal = votes.check(g, s, d, who, barred or set(), T0)
     return refusal.message if refusal else None
 
 
@@ -483,7 +483,7 @@ def test_check_refusal_messages_for_people() -> None:
 def test_self_approval_needs_a_requester() -> None:
     """A run started without a requester (a schedule, the CLI) has no one to bar."""
     g, s = gate(), spec(forbid_self_approval=True)
-    assert votes.check(g, s, decision("approve"), None, set()) is None
+    assert votes.check(g, s, decision("approve"), None, set(), T0) is None
 
 
 def test_merge_patch_keeps_untouched_keys_of_a_nested_object() -> None:

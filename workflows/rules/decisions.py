@@ -78,14 +78,19 @@ def barred(state: RunData, spec: ApprovalSpec) -> set[str]:
 
 
 def admit(
-    state: RunData, d: Definition, decision: Decision, requester: Principal | None
+    state: RunData,
+    d: Definition,
+    decision: Decision,
+    requester: Principal | None,
+    now: datetime,
 ) -> Admitted | GateRefusal:
-    """The open gate `decision` may be cast on, or the refusal (its code maps to HTTP)."""
+    """The open gate `decision` may be cast on, or the refusal (its code maps to HTTP); `now`
+    judges the decider's delegations."""
     found = find_gate(state, d, decision.gate)
     if isinstance(found, GateRefusal):
         return found
     step, gate, spec = found
-    refusal = votes.check(gate, spec, decision, requester, barred(state, spec))
+    refusal = votes.check(gate, spec, decision, requester, barred(state, spec), now)
     if refusal is None and gate.call is not None:
         refusal = fixed_kept(step, gate, decision)
     if refusal is None:
@@ -179,7 +184,7 @@ def apply(
     """Cast `decision` if its gate takes it now, else the refusal (recorded in the audit when it
     came by signal: a refused update leaves no trace in history). `issues`: what the check of
     its patch found wrong, if it needed one."""
-    admitted = admit(state, d, decision, requester)
+    admitted = admit(state, d, decision, requester, now)
     if isinstance(admitted, tuple) and issues:
         admitted = bad_patch(decision, issues)
     if isinstance(admitted, GateRefusal):
@@ -189,8 +194,9 @@ def apply(
     _, gate, spec = admitted
     # The answers as kept: over the form's defaults.
     decision = decision.model_copy(update={"response": forms.kept(spec.form, decision.response)})
+    for_ = votes.represented(gate, decision, now)
     votes.cast(gate, spec, decision, now)
-    state.record(entry(decision, now, via, "accepted"))
+    state.record(entry(decision, now, via, "accepted", on_behalf_of=for_))
     return admitted
 
 
@@ -204,7 +210,10 @@ def entry(
     via: Via,
     outcome: Literal["accepted", "refused"],
     reason: str | None = None,
+    on_behalf_of: str | GateRefusal | None = None,
 ) -> AuditEntry:
+    """A decision's audit entry: who (for whom, as a delegate), what, where from, and whether it
+    was cast."""
     return AuditEntry(
         at=at,
         kind="decision",
@@ -219,4 +228,6 @@ def entry(
         outcome=outcome,
         reason=reason,
         via=via,
+        on_behalf_of=on_behalf_of if isinstance(on_behalf_of, str) else None,
+        channel=d.channel,
     )

@@ -155,7 +155,7 @@ def open_gate(state: GovernedState) -> tuple[GateRecord, ApprovalSpec] | None:
 
 
 def admit(
-    state: GovernedState, inp: GovernedInput, d: Decision
+    state: GovernedState, inp: GovernedInput, d: Decision, now: datetime
 ) -> tuple[GateRecord, ApprovalSpec] | GateRefusal:
     """The open review gate `d` may be cast on, or why not (the code maps to HTTP)."""
     if d.gate != REVIEW_GATE:
@@ -168,7 +168,7 @@ def admit(
         return GateRefusal(
             code="gate_not_open", message=f"gate {REVIEW_GATE!r} is not open ({shown})"
         )
-    refusal = votes.check(found[0], found[1], d, inp.requester, set())
+    refusal = votes.check(found[0], found[1], d, inp.requester, set(), now)
     if refusal is None and d.action == "modify" and not isinstance(amended_plan(d), dict):
         refusal = GateRefusal(
             code="bad_patch", message='modify a plan with {"plan": <merge patch of the plan>}'
@@ -192,7 +192,7 @@ def apply(
     """Cast `d` if the gate takes it now, else the refusal (recorded when it came by signal). A
     modify needs its amended plan `checked`: it becomes the plan, is assessed again, and the gate
     follows the new tier's approvers and rules; tier 1 with automatic approval needs nobody."""
-    admitted = admit(state, inp, d)
+    admitted = admit(state, inp, d, now)
     if isinstance(admitted, tuple) and d.action == "modify":
         if checked is None or checked.definition is None or checked.errors:
             errors = checked.errors if checked is not None else ["not checked"]
@@ -204,6 +204,7 @@ def apply(
             decisions.refuse(state, d, admitted, now, via)
         return admitted
     gate, spec = admitted
+    for_ = votes.represented(gate, d, now)
     if d.action == "modify" and checked is not None:
         accept(state, checked)
         assess(state, inp)
@@ -221,7 +222,7 @@ def apply(
             votes.close(gate, "modify", [d.actor], now, None)
     else:
         votes.cast(gate, spec, d, now)
-    state.record(decisions.entry(d, now, via, "accepted"))
+    state.record(decisions.entry(d, now, via, "accepted", on_behalf_of=for_))
     return None
 
 

@@ -16,7 +16,7 @@ from workflows.names import MEMO_GATES_MAX
 from workflows.rules.bounds import NAME_CHARS, SUMMARY, Bounds, clip, cut, fit
 from workflows.rules.gates import gate_spec
 from workflows.rules.state import GateRecord, RunData
-from workflows.rules.votes import GO_ON, live
+from workflows.rules.votes import GO_ON, live, shown_as, voter
 
 # Larger subjects are left out of the inbox line (the status has them).
 MEMO_SUBJECT_CHARS = 1_024
@@ -44,7 +44,9 @@ def gate_summary(
         round=g.round,
         approvers=g.approvers,
         actions=list(spec.actions()),
-        voted=[cut(v.actor, NAME_CHARS) for v in votes[:MEMO_VOTERS]],
+        voted=[
+            cut(p, NAME_CHARS) for p in dict.fromkeys(p for v in votes for p in (v.actor, voter(v)))
+        ][:MEMO_VOTERS],
         digest=g.digest,
         review=clip(g.review if g.review is not None else spec.review, MAX_TEXT_CHARS),
         subject=subject if fits else None,
@@ -55,7 +57,7 @@ def gate_summary(
         priority=g.priority,
         requester=clip(requester.principal, NAME_CHARS) if requester is not None else None,
         votes=[
-            VoteLine(principal=cut(v.actor, NAME_CHARS), action=v.action)
+            VoteLine(principal=cut(shown_as(v.actor, v.on_behalf_of), NAME_CHARS), action=v.action)
             for v in votes[-MEMO_VOTES:]
         ],
         votes_total=len(votes),

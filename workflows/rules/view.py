@@ -42,8 +42,10 @@ from workflows.rules.inbox import gate_summary as gate_summary
 from workflows.rules.inbox import open_summaries as open_summaries
 from workflows.rules.inbox import specced as specced
 from workflows.rules.state import GateRecord, Iteration, RunData, StepRecord
-from workflows.rules.votes import GATE_STATE, STOP, live
+from workflows.rules.votes import GATE_STATE, STOP, live, shown_as
 
+# Votes an open gate's line in the Web UI's details names at most.
+DETAIL_VOTES = 5
 # Before anything moved.
 NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -120,10 +122,19 @@ def gate_view(
         deadline=g.deadline,
         decided_at=g.decided_at,
         outcome=g.outcome,
-        decided_by=clip(g.decided_by[-1], b.text) if g.decided_by else None,
+        decided_by=clip(_decider(g), b.text),
         form=spec.form if b.value else None,
         response=small(g.response, b.value)[0],
     )
+
+
+def _decider(g: GateRecord) -> str | None:
+    """Who decided last, as `bob for alice` when a delegate's vote decided."""
+    if not g.decided_by:
+        return None
+    last = g.decided_by[-1]
+    for_ = next((v.on_behalf_of for v in reversed(g.votes) if v.actor == last), None)
+    return shown_as(last, for_)
 
 
 def answer(g: GateRecord, spec: ApprovalSpec) -> GateView:
@@ -277,22 +288,26 @@ def _preview(s: StepRecord, b: Bounds) -> str | None:
 
 
 def notification(
-    gate: GateRecord,
-    spec: ApprovalSpec,
-    d: Definition,
-    workflow_id: str,
-    event: str,
-    link_base: str,
+    gate: GateRecord, spec: ApprovalSpec, d: Definition, workflow_id: str, event: str
 ) -> str:
-    """What approvers are told when a gate opens, escalates or reminds them."""
-    link = f"{link_base.rstrip('/')}/workflows/{workflow_id}" if link_base else ""
+    """What approvers are told when a gate opens, escalates or reminds them, or that it was
+    decided. No link: the notify tool adds the one each recipient may have (docs/gates.md)."""
+    head = f"[{event}] {d.name} v{d.version}, run {workflow_id}: gate {gate.gate!r}"
+    if event == "decided":
+        return f"{head} at its {gate.stage} stage: {gate_state(gate)} by {_decider(gate)}."
     deadline = gate.deadline.isoformat() if gate.deadline else "none"
     return (
-        f"[{event}] {d.name} v{d.version}, run {workflow_id}: gate {gate.gate!r} waits at its "
-        f"{gate.stage} stage for {', '.join(gate.approvers)}. Review: "
-        f"{gate.review or spec.review or preview(gate.subject, 300)}. Deadline: {deadline}. "
-        f"{link}"
-    ).strip()
+        f"{head} waits at its {gate.stage} stage for {', '.join(gate.approvers)}. Review: "
+        f"{gate.review or spec.review or preview(gate.subject, 300)}. Deadline: {deadline}."
+    )
+
+
+def _voted(g: GateRecord) -> str:
+    """The votes so far on what an open gate shows, the first DETAIL_VOTES of them."""
+    votes = live(g)
+    shown = [f"{shown_as(v.actor, v.on_behalf_of)} {v.action}" for v in votes[:DETAIL_VOTES]]
+    more = f" and {len(votes) - DETAIL_VOTES} more" if len(votes) > DETAIL_VOTES else ""
+    return f" (voted: {', '.join(shown)}{more})" if votes else ""
 
 
 def details(state: RunData, d: Definition) -> str:
@@ -302,6 +317,7 @@ def details(state: RunData, d: Definition) -> str:
         waits = [
             ("waiting" if g.call is None else f"`{g.gate}` waits")
             + f" for {', '.join(g.approvers)}"
+            + _voted(g)
             for g in s.gates()
             if g.open
         ]

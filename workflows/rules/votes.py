@@ -56,17 +56,62 @@ def eligible(approvers: Iterable[str], actor: str, roles: Iterable[str]) -> bool
 
 def live(gate: GateRecord) -> list[Vote]:
     """The votes cast on the subject the gate shows now, by principals its approvers name now
-    (a governed plan amended into another tier is decided by that tier's approvers alone)."""
-    return [
-        v
-        for v in gate.votes
-        if v.digest == gate.digest and eligible(gate.approvers, v.actor, v.roles)
-    ]
+    (a governed plan amended into another tier is decided by that tier's approvers alone); a
+    delegate's vote counts while the gate names the principal it was cast for."""
+    return [v for v in gate.votes if v.digest == gate.digest and _named(gate, v)]
+
+
+def _named(gate: GateRecord, v: Vote) -> bool:
+    if v.on_behalf_of is not None:
+        return f"user:{v.on_behalf_of}" in gate.approvers
+    return eligible(gate.approvers, v.actor, v.roles)
+
+
+def voter(v: Vote) -> str:
+    """The person a vote counts for: the absent principal a delegate voted for, else its caster."""
+    return v.on_behalf_of or v.actor
+
+
+def shown_as(actor: str, on_behalf_of: str | None) -> str:
+    """How a vote's caster is shown: `bob for alice` when bob voted as alice's delegate."""
+    return f"{actor} for {on_behalf_of}" if on_behalf_of else actor
 
 
 def go_on_voters(gate: GateRecord) -> set[str]:
-    """Everyone who voted to let the run go on at this gate, on any subject."""
-    return {v.actor for v in gate.votes if v.action in GO_ON}
+    """Everyone who voted to let the run go on at this gate, on any subject: a delegate and the
+    principal they voted for alike."""
+    out: set[str] = set()
+    for v in gate.votes:
+        if v.action in GO_ON:
+            out |= {v.actor, voter(v)}
+    return out
+
+
+def represented(gate: GateRecord, d: Decision, now: datetime) -> str | GateRefusal | None:
+    """Whom `d` votes for: None when the gate names the decider (that always wins), else the
+    absent principal of the first delegation in force whose `user:` the gate names (one who has
+    not voted yet, if any), else why the decider may not decide: not named, or a delegation
+    that has ended."""
+    if eligible(gate.approvers, d.actor, d.roles):
+        return None
+    named = [g for g in d.delegations if f"user:{g.principal}" in gate.approvers]
+    active = [g for g in named if now <= g.until]
+    if active:
+        voted = {voter(v) for v in live(gate)}
+        fresh = [g for g in active if g.principal not in voted]
+        return (fresh or active)[0].principal
+    if named:
+        ended = named[0]
+        return _refusal(
+            "not_authorized",
+            f"{d.actor!r} may not decide gate {gate.gate!r}: the delegation from "
+            f"{ended.principal!r} expired at {ended.until.isoformat()}",
+        )
+    return _refusal(
+        "not_authorized",
+        f"{d.actor!r} with roles {sorted(d.roles)} may not decide gate {gate.gate!r} "
+        f"(approvers: {', '.join(gate.approvers)})",
+    )
 
 
 def _refusal(code: str, message: str) -> GateRefusal:
@@ -79,9 +124,11 @@ def check(
     d: Decision,
     requester: Principal | None,
     barred: set[str],
+    now: datetime,
 ) -> GateRefusal | None:
     """Why `d` cannot be cast on `gate` now, or None. `barred`: who voted to go on at the gates
-    this one must be distinct from."""
+    this one must be distinct from. A delegate votes for the absent principal (`represented`):
+    one person, one vote, and the rules on who may go on hold for both of them."""
     if not gate.open:
         return _refusal("gate_not_open", f"gate {gate.gate!r} is already decided ({gate.outcome})")
     actions = spec.actions()
@@ -91,28 +138,46 @@ def check(
             f"action {d.action!r} is not offered at {gate.stage} gate {gate.gate!r} "
             f"(allowed: {', '.join(actions)})",
         )
-    if not eligible(gate.approvers, d.actor, d.roles):
+    for_ = represented(gate, d, now)
+    if isinstance(for_, GateRefusal):
+        return for_
+    who = shown_as(d.actor, for_)
+    person = for_ or d.actor
+    if any(v.actor == d.actor or voter(v) == person for v in live(gate)):
         return _refusal(
-            "not_authorized",
-            f"{d.actor!r} with roles {sorted(d.roles)} may not decide gate {gate.gate!r} "
-            f"(approvers: {', '.join(gate.approvers)})",
-        )
-    if any(v.actor == d.actor for v in live(gate)):
-        return _refusal(
-            "already_voted", f"{d.actor!r} has already voted on this subject of gate {gate.gate!r}"
+            "already_voted", f"{who!r} has already voted on this subject of gate {gate.gate!r}"
         )
     if d.action in GO_ON:
-        if spec.forbid_self_approval and requester and requester.principal == d.actor:
+        return _may_go_on(gate, spec, d, for_, requester, barred) or _digest_and_patch(gate, d)
+    return _digest_and_patch(gate, d)
+
+
+def _may_go_on(
+    gate: GateRecord,
+    spec: ApprovalSpec,
+    d: Decision,
+    for_: str | None,
+    requester: Principal | None,
+    barred: set[str],
+) -> GateRefusal | None:
+    """Self-approval and separation of duties, for the decider and whom they vote for."""
+    for p in [d.actor, *([for_] if for_ is not None else [])]:
+        them = "" if p == d.actor else f" (nor may {d.actor!r} for them)"
+        if spec.forbid_self_approval and requester and requester.principal == p:
             return _refusal(
                 "self_approval",
-                f"{d.actor!r} requested this run and may not {d.action} at gate {gate.gate!r}",
+                f"{p!r} requested this run and may not {d.action}{them} at gate {gate.gate!r}",
             )
-        if d.actor in barred:
+        if p in barred:
             return _refusal(
                 "separation_of_duties",
-                f"{d.actor!r} voted at one of {spec.distinct_from} and may not also "
-                f"{d.action} at gate {gate.gate!r}",
+                f"{p!r} voted at one of {spec.distinct_from} and may not also "
+                f"{d.action}{them} at gate {gate.gate!r}",
             )
+    return None
+
+
+def _digest_and_patch(gate: GateRecord, d: Decision) -> GateRefusal | None:
     if d.digest is not None and d.digest != gate.digest:
         return _refusal(
             "digest_mismatch",
@@ -202,10 +267,11 @@ def cast(
             gate.subject, gate.digest, gate.modified = subject, digest, True
         if amendment is not None:
             gate.approvers = list(amendment.approvers)
-            if d.actor in amendment.barred:
-                return
-        if not eligible(gate.approvers, d.actor, d.roles):
-            return
+    for_ = represented(gate, d, now)
+    if isinstance(for_, GateRefusal):
+        return  # a modify's new subject whose approvers name neither them nor their principal
+    if amendment is not None and not amendment.barred.isdisjoint({d.actor, for_}):
+        return
     gate.votes.append(
         Vote(
             actor=d.actor,
@@ -217,6 +283,8 @@ def cast(
             patch=d.patch,
             grant=d.grant,
             response=d.response,
+            on_behalf_of=for_,
+            channel=d.channel,
         )
     )
     decided = tally(gate, spec)
@@ -232,7 +300,7 @@ def tally(gate: GateRecord, spec: ApprovalSpec) -> tuple[Outcome, list[str], Any
     principals who chose the same way to go on (the same action, the same patch)."""
     votes = live(gate)
     stops = [v for v in votes if v.action in STOP]
-    if len(stops) >= spec.rejections_to_reject:
+    if persons(stops) >= spec.rejections_to_reject:
         cancels = sum(v.action == "cancel" for v in stops)
         outcome: Outcome = "cancel" if cancels * 2 > len(stops) else "reject"
         return outcome, [v.actor for v in stops], None
@@ -243,12 +311,18 @@ def tally(gate: GateRecord, spec: ApprovalSpec) -> tuple[Outcome, list[str], Any
             key = way if way == "approve" else f"{way}:{canonical_json(v.patch)}"
             groups.setdefault(key, []).append(v)
     for key, group in groups.items():
-        if len(group) >= spec.quorum:
+        if persons(group) >= spec.quorum:
             if key == "approve":
                 return ("modify" if gate.modified else "approve"), [v.actor for v in group], None
             first = group[0]
             return first.action, [v.actor for v in group], first.patch  # type: ignore[return-value]
     return None
+
+
+def persons(group: list[Vote]) -> int:
+    """How many distinct persons a group of votes comes from (a delegate's vote is its
+    principal's)."""
+    return len({voter(v) for v in group})
 
 
 def close(gate: GateRecord, outcome: Outcome, by: list[str], now: datetime, patch: Any) -> None:
