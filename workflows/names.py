@@ -36,7 +36,8 @@ MEMO_GATES_MORE = "stepgate_gates_more"
 
 
 # What an audit entry records: a decision, a gate's clock, a lifecycle change, how an agent's call
-# was decided (`call`), a standing grant made or revoked (`grant`).
+# was decided (`call`), a standing grant made or revoked (`grant`), an approval too old when its
+# call would start (`void`: the gate opens again).
 AuditKind = Literal[
     "decision",
     "timeout",
@@ -46,6 +47,7 @@ AuditKind = Literal[
     "lifecycle",
     "call",
     "grant",
+    "void",
 ]
 
 

@@ -56,6 +56,11 @@ class ApprovalSpec(_Strict):
     )
     escalate_to: list[Name] = Field(default_factory=list, max_length=MAX_APPROVERS)
     escalation_timeout: Duration | None = None
+    decision_valid_for: Duration | None = Field(
+        None,
+        description="an approval older than this when the step's call would start is void: "
+        "the gate opens again (stage before only)",
+    )
     auto_approve_if: Expression | None = None
     review: Text | None = Field(
         None, description="what the approver is asked to check; may hold ${...} references"
@@ -115,6 +120,14 @@ def approval_conflicts(values: Mapping[str, Any]) -> list[str]:
         found.append("on_timeout needs a timeout")
     if on_timeout == "approve" and stage == "on_failure":
         found.append("on_timeout: approve is not possible at stage on_failure")
+    if values.get("decision_valid_for") is not None:
+        if stage != "before":
+            found.append("decision_valid_for: only at stage before, whose approval starts the call")
+        if values.get("per_item") is False:
+            found.append(
+                "decision_valid_for: not with per_item: false (one approval lets every item of "
+                "the list start)"
+            )
     approvers = values.get("approvers")
     # Only named users are countable: a role may have any number of members.
     if (

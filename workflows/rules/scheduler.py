@@ -15,9 +15,11 @@ from workflows.language.limits import MAX_IN_FLIGHT
 from workflows.names import StepState
 from workflows.rules import agent
 from workflows.rules.gates import Notify, on_time
+from workflows.rules.notices import decided_notices
 from workflows.rules.outcomes import settle
 from workflows.rules.state import GateRecord, RunData, StepRecord, Stop
 from workflows.rules.turn import CALLS, AskModel, CallTool, CheckCalls, LoadList, StoreTranscript
+from workflows.rules.unit_gates import void_if_stale
 from workflows.rules.units import (
     CheckPlan,
     Effect,
@@ -64,6 +66,7 @@ def advance(
             moved |= _move_step(t, spec)
     if state.stop is not None:
         _wind_down(t, state.stop)
+    t.effects.extend(decided_notices(state))
     return t.effects
 
 
@@ -105,7 +108,8 @@ def _move_unit(t: Turn, spec: StepSpec, unit: StepRecord, parent: StepRecord | N
         # only within max_parallel.
         if not _has_room(t, spec, parent):
             return False
-        run(t, unit)
+        if t.state.stop is not None or not void_if_stale(t, spec, unit):
+            run(t, unit)
     elif unit.phase == "running" and unit.result is not None:
         returned(t, spec, unit, unit.result)
     elif unit.phase == "gate" and unit.gate is not None and unit.gate.outcome is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from workflows.language import expr
 from workflows.language.definition import PRIORITIES, ApprovalSpec, Stage, StepSpec
+from workflows.language.durations import parse_duration
 from workflows.language.refs import RefError, Scope
 from workflows.models import AuditEntry
 from workflows.names import StepState
@@ -104,3 +105,34 @@ def review_or_succeed(t: Turn, spec: StepSpec, unit: StepRecord) -> None:
         open_(t, approval, unit, "after", unit.output)
     else:
         finish(t, unit, StepState.SUCCEEDED)
+
+
+def void_if_stale(t: Turn, spec: StepSpec, unit: StepRecord) -> bool:
+    """A before gate's approval older than its `decision_valid_for` when the unit's call would
+    start (it waited for a slot) is void: the gate opens again as a new round on what it showed
+    (the votes stay behind in the old round), the audit says why, the approvers are told again.
+    Whether it did."""
+    gate, approval = unit.gate, gate_at(spec, unit, "before")
+    # A unit is queued only once its gate went on (approve or modify, at a before gate).
+    if gate is None or gate.decided_at is None or approval is None:
+        return False
+    if approval.decision_valid_for is None:
+        return False
+    age, limit = t.now - gate.decided_at, parse_duration(approval.decision_valid_for)
+    if age <= limit:
+        return False
+    t.state.record(
+        AuditEntry(
+            at=t.now,
+            kind="void",
+            gate=gate.gate,
+            action=gate.outcome,
+            reason=f"the {gate.outcome} of {gate.decided_at.isoformat()} is "
+            f"{int(age.total_seconds())}s old when the step would start, past "
+            f"decision_valid_for {approval.decision_valid_for}: the gate opens again "
+            f"(round {unit.round + 1})",
+        )
+    )
+    unit.round += 1
+    open_(t, approval, unit, "before", gate.subject)
+    return True
