@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         ToolResult,
     )
+    from activities.notice import GateNotice
     from workflows.language.definition import CompensateSpec, Definition, NotifySpec, StepSpec
     from workflows.language.durations import parse_duration
     from workflows.language.limits import (
@@ -219,14 +220,18 @@ class Caller:
         step_id: str,
         key: str,
         text: str,
-    ) -> None:
-        """Tell approvers; a failing notification never holds up or fails the run. `text` tells
-        of the gate's subject, which is data: it fills no slot."""
-        name, call = self.tool_call(
-            step_id, spec.tool, {**with_, "text": text}, slots, key, scope="notify"
-        )
+        notice: GateNotice | None = None,
+    ) -> Any:
+        """Tell approvers; the tool's output, or None when it failed (a failing notification
+        never holds up or fails the run). `text` tells of the gate's subject, which is data: it
+        fills no slot. `notice` (for NOTICE_TOOLS) goes in as `gate`, set after the step's own
+        `with`, so a pipeline cannot forge it."""
+        args = {**with_, "text": text}
+        if notice is not None:
+            args["gate"] = notice.model_dump(mode="json")
+        name, call = self.tool_call(step_id, spec.tool, args, slots, key, scope="notify")
         try:
-            await workflow.execute_activity(
+            res = await workflow.execute_activity(
                 name,
                 call,
                 result_type=ToolResult,
@@ -236,6 +241,8 @@ class Caller:
             )
         except ActivityError as err:
             workflow.logger.warning("gate notification failed: %s", failure_message(err))
+            return None
+        return res.output
 
     async def compensate(
         self,

@@ -78,7 +78,7 @@ class PipelineWorkflow:
         self._alarm = Alarm()
         self._events = 0
         self._temporal_cancel = False
-        self._outside = Publisher(inp, self._ctx, self._calls, self._spawn)
+        self._outside = Publisher(inp, self._ctx, self._calls, self._spawn, self._event)
 
     # ---- run ---------------------------------------------------------------------------------
 

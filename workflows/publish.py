@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.language.limits import NOTIFY_IN_FLIGHT
     from workflows.language.refs import RefError
     from workflows.models import ChildGatesInput, GateSummary, PipelineInput
-    from workflows.rules import view
+    from workflows.rules import notices, view
     from workflows.rules.gates import Notify, gate_spec
     from workflows.rules.scheduler import RunContext
     from workflows.rules.state import RunData
@@ -24,14 +24,18 @@ with workflow.unsafe.imports_passed_through():
     from workflows.visibility import Visibility
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
+Event = Callable[..., Any]
 
 
 class Publisher:
     """Tells visibility, the Web UI and the inbox memo (through Visibility, only what changed),
     a parent run (its open gates, when they change) and the approvers (notifications)."""
 
-    def __init__(self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn) -> None:
+    def __init__(
+        self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn, event: Event
+    ) -> None:
         self._inp = inp
+        self._event = event
         self._def = inp.definition
         self._ctx = ctx
         self._calls = calls
@@ -96,10 +100,21 @@ class Publisher:
         key = f"{info.workflow_id}/{n.gate}/{gate.stage}/r{gate.round}/{n.event}"
         if n.event == "reminder":
             key += f"-{gate.reminders}"
+        if n.event == "decided":
+            key += f"-{gate.posts_told}"
         text = view.notification(gate, approval, self._def, info.workflow_id, n.event)
+        wid = info.workflow_id
+        told = notices.takes_notice(spec.tool)
+        notice = notices.gate_notice(gate, approval, self._def, wid, n.event) if told else None
         try:
             with_, slots = unit_scope(state, self._def, self._ctx, unit).resolve_slots(spec.with_)
         except RefError as err:
             workflow.logger.warning("gate notification not sent: %s", err)
             return
-        await self._calls.notify(spec, with_, slots, unit.id, key, text)
+        output = await self._calls.notify(spec, with_, slots, unit.id, key, text, notice)
+        posts = notices.posts_of(output) if n.event != "decided" else []
+        if posts:
+            # Kept on the gate; a gate that closed while this was out is told so now.
+            args = (state, unit.id, n.gate, gate.round, posts)
+            for due in self._event(notices.keep_posts, *args):
+                await self._notify(state, due)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from activities.notice import PostRef
 from workflows.language.definition import Priority, Stage
 from workflows.models import Vote
 
@@ -45,6 +46,10 @@ class GateRecord(BaseModel):
     next_reminder: datetime | None = None
     review: str | None = Field(None, description="the review text, its references resolved")
     priority: Priority = "normal"
+    posts: list[PostRef] = Field(
+        default_factory=list, description="chat messages its notifications posted (MAX_POSTS)"
+    )
+    posts_told: int = Field(0, description="of them, how many were told the gate was decided")
 
     @property
     def open(self) -> bool:

@@ -1,0 +1,115 @@
+"""What a gate's notify tool is told besides the text (a `GateNotice`), the chat posts its
+notifications made (kept on the gate, to be updated), and the one "decided" notice a gate with
+posts gets once it closes, however it closed. Pure functions of the state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from activities.notice import (
+    MAX_APPROVERS,
+    MAX_NAME_CHARS,
+    MAX_POSTS,
+    NOTICE_TOOLS,
+    GateNotice,
+    NoticeEvent,
+    NoticeResult,
+    PostRef,
+)
+from workflows.language.definition import ApprovalSpec, Definition
+from workflows.rules.bounds import cut, names
+from workflows.rules.gates import Notify
+from workflows.rules.state import GateRecord, RunData
+from workflows.rules.view import preview
+from workflows.rules.votes import shown_as
+
+# A notice's fields as GateNotice bounds them.
+REVIEW_CHARS = 4_000
+ID_CHARS = 1_000
+# The rules' word for each event, as a notice names it.
+EVENTS: dict[str, NoticeEvent] = {
+    "opened": "opened",
+    "reminder": "reminder",
+    "escalated": "escalation",
+    "decided": "decided",
+}
+
+
+def takes_notice(tool: str) -> bool:
+    """Whether a notify tool (`name` or `name@version`) is told of the gate as a `GateNotice`."""
+    return tool.partition("@")[0] in NOTICE_TOOLS
+
+
+def gate_notice(
+    gate: GateRecord, spec: ApprovalSpec, d: Definition, workflow_id: str, event: str
+) -> GateNotice:
+    """The gate as its notify tool is told of it: who may decide what, by when, how urgent,
+    what to review; once decided, how, by whom and the posts to update. Every field within
+    GateNotice's bounds, whatever the gate holds."""
+    decided = event == "decided"
+    return GateNotice(
+        event=EVENTS[event],
+        pipeline=cut(d.name, MAX_NAME_CHARS),
+        version=str(d.version),
+        workflow_id=cut(workflow_id, ID_CHARS),
+        gate=cut(gate.gate, ID_CHARS),
+        step=cut(gate.step, ID_CHARS),
+        stage=gate.stage,
+        round=gate.round,
+        digest=cut(gate.digest, MAX_NAME_CHARS),
+        approvers=names(gate.approvers, MAX_APPROVERS),
+        actions=list(spec.actions()),
+        priority=gate.priority,
+        deadline=gate.deadline,
+        review=cut(gate.review or spec.review or preview(gate.subject, 300), REVIEW_CHARS),
+        has_form=spec.form is not None,
+        outcome=gate.outcome if decided else None,
+        decided_by=names(_deciders(gate), MAX_APPROVERS) if decided else [],
+        decided_at=gate.decided_at if decided else None,
+        posts=list(gate.posts) if decided else [],
+    )
+
+
+def _deciders(gate: GateRecord) -> list[str]:
+    """Who decided, a delegate shown as `bob for alice`."""
+    behalf = {v.actor: v.on_behalf_of for v in gate.votes if v.on_behalf_of is not None}
+    return [shown_as(who, behalf.get(who)) for who in gate.decided_by]
+
+
+def posts_of(output: Any) -> list[PostRef]:
+    """The chat posts a notify tool's output names (a `NoticeResult`); none from any other
+    output."""
+    try:
+        return NoticeResult.model_validate(output).posts
+    except ValidationError:
+        return []
+
+
+def keep_posts(
+    state: RunData, unit_id: str, gate_id: str, round_: int, posts: list[PostRef]
+) -> list[Notify]:
+    """Keep the posts a notification of round `round_` of a gate made (the first MAX_POSTS,
+    each once); the "decided" notice now due if the gate closed meanwhile. Posts of a round the
+    gate has left behind are dropped: that record is gone."""
+    found = state.gate(gate_id)
+    if found is None or found[1].round != round_:
+        return []
+    gate = found[1]
+    for post in posts:
+        if len(gate.posts) < MAX_POSTS and post not in gate.posts:
+            gate.posts.append(post)
+    return _due(unit_id, gate)
+
+
+def decided_notices(state: RunData) -> list[Notify]:
+    """A "decided" notice for each closed gate with posts not yet told it closed."""
+    return [n for unit, gate in state.gates() for n in _due(unit.id, gate)]
+
+
+def _due(unit_id: str, gate: GateRecord) -> list[Notify]:
+    if gate.open or len(gate.posts) <= gate.posts_told:
+        return []
+    gate.posts_told = len(gate.posts)
+    return [Notify(unit_id, gate.gate, "decided")]
