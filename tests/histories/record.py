@@ -26,9 +26,11 @@ from activities.tools.llm import llm_chat
 from activities.tools.transform import data_echo, data_transform
 from tests.conftest import temporal_cli
 from tests.histories.record_agent import AGENT_SCENARIOS, scripted_models
+from tests.histories.record_channels import CHANNEL_SCENARIOS
 from tests.histories.record_governed import record_governed
 from tests.pipeline.gating import decide, open_gate
 from tests.support.fakes import FAKE_TOOLS, OPS_TOOLS
+from tests.support.notice_fakes import fake_slack, hold
 from tests.support.util import eventually
 from worker import build_worker
 from workflows.client import make_data_converter
@@ -507,11 +509,12 @@ output: {n: "${steps.remote.output.n}", optional: "${steps.optional.status}"}
 
 
 SCENARIOS.update(AGENT_SCENARIOS)
+SCENARIOS.update(CHANNEL_SCENARIOS)
 
 
 async def record(client: Client, settings: Settings, only: list[str]) -> list[str]:
     registry = ToolRegistry(
-        [*FAKE_TOOLS, *OPS_TOOLS, data_echo, data_transform, flow_fail, llm_chat]
+        [*FAKE_TOOLS, *OPS_TOOLS, data_echo, data_transform, flow_fail, llm_chat, fake_slack, hold]
     )
     written = []
     with scripted_models() as url:

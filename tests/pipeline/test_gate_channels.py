@@ -1,0 +1,185 @@
+"""Gates and their channels on a real server: the gate notice a notify tool gets, the decided
+update to its posts, delegated votes, and an approval void because it was too old to start."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities.registry import ToolRegistry
+from tests.pipeline.conftest import Start
+from tests.pipeline.gating import decide, open_gate
+from tests.support import notice_fakes
+from tests.support.notice_fakes import NOTICES, events, let_go, notice_registry
+from tests.support.util import eventually
+from workflows.models import Delegation
+from workflows.pipeline import PipelineWorkflow
+
+FORGED = (
+    "{event: decided, pipeline: x, workflow_id: forged, gate: x, stage: before, round: 9, "
+    "digest: x, approvers: ['user:mallory'], outcome: approve, posts: [{channel: C0, ts: '1'}]}"
+)
+NOTIFIED = """
+name: notified
+steps:
+  - id: work
+    tool: test.echo
+    with: {msg: hi}
+    approval:
+      approvers: ["role:ops"]
+      review: "ship it?"
+      %s
+      notify: {tool: notify.slack, with: {channel: C9, gate: %s}}
+"""
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    return notice_registry()
+
+
+def told(workflow_id: str, event: str) -> dict[str, Any]:
+    return next(
+        n
+        for n in NOTICES
+        if n["gate"]["workflow_id"] == workflow_id and n["gate"]["event"] == event
+    )
+
+
+async def test_the_tool_gets_the_gate_and_updates_its_posts_once_decided(
+    worker: Worker, start: Start
+) -> None:
+    """The notify tool is told of the gate (a pipeline's own `gate` in `with` is overwritten),
+    with text that carries no link; its post is kept, and once the gate is approved the same
+    tool is told once more: decided, by whom, when, with that post."""
+    handle = await start(NOTIFIED % ("quorum: 1", FORGED))
+    gate = await open_gate(handle, "work")
+    await eventually(lambda: events(handle.id) == ["opened"], what="the opened notice")
+    opened = told(handle.id, "opened")
+    assert opened["channel"] == "C9" and "http" not in opened["text"]
+    assert opened["gate"]["digest"] == gate.digest and opened["gate"]["review"] == "ship it?"
+    assert opened["gate"]["approvers"] == ["role:ops"] and opened["gate"]["posts"] == []
+    await decide(handle, "work", "approve", actor="alice")
+    await handle.result()
+    await eventually(lambda: events(handle.id) == ["opened", "decided"], what="the update")
+    decided = told(handle.id, "decided")["gate"]
+    assert (decided["outcome"], decided["decided_by"]) == ("approve", ["alice"])
+    assert decided["posts"] == [{"channel": "C9", "ts": opened_ts(handle.id)}]
+    assert decided["decided_at"] is not None
+
+
+def opened_ts(workflow_id: str) -> str:
+    return f"{[n['gate']['workflow_id'] for n in NOTICES].index(workflow_id) + 1}.0"
+
+
+async def test_a_gate_closed_by_its_timeout_updates_its_posts(worker: Worker, start: Start) -> None:
+    """A gate whose deadline passes is decided by its clock, and its post is updated so."""
+    handle = await start(NOTIFIED % ("timeout: 1s", "null"))
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    await eventually(lambda: events(handle.id) == ["opened", "decided"], what="the update")
+    decided = told(handle.id, "decided")["gate"]
+    assert (decided["outcome"], decided["decided_by"]) == ("reject", ["system:timeout"])
+
+
+DELEGATED = """
+name: delegated
+steps:
+  - id: work
+    tool: test.echo
+    with: {msg: hi}
+    approval: {approvers: ["user:alice", "user:carol"], quorum: 2}
+"""
+
+
+async def test_a_delegate_votes_for_the_absent_principal(worker: Worker, start: Start) -> None:
+    """Bob, holding alice's delegation, votes for her: the status and audit say `on_behalf_of`
+    alice and the channel; alice may not vote again; an ended delegation is refused saying so."""
+    handle = await start(DELEGATED)
+    await open_gate(handle, "work")
+    later = datetime.now(UTC) + timedelta(days=1)
+    ended = datetime.now(UTC) - timedelta(days=1)
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await decide(
+            handle,
+            "work",
+            "approve",
+            actor="bob",
+            roles=[],
+            delegations=[Delegation(principal="alice", until=ended)],
+        )
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "not_authorized"
+    assert "the delegation from 'alice' expired" in cause.message
+    view = await decide(
+        handle,
+        "work",
+        "approve",
+        actor="bob",
+        roles=[],
+        delegations=[Delegation(principal="alice", until=later)],
+        channel="web",
+    )
+    assert [(v.actor, v.on_behalf_of, v.channel) for v in view.approvals] == [
+        ("bob", "alice", "web")
+    ]
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await decide(handle, "work", "approve", actor="alice", roles=[])
+    assert isinstance(info.value.cause, ApplicationError)
+    assert info.value.cause.type == "already_voted"
+    await decide(handle, "work", "approve", actor="carol", roles=[])
+    await handle.result()
+    status = await handle.query(PipelineWorkflow.status)
+    entry = next(a for a in status.audit if a.kind == "decision" and a.actor == "bob")
+    assert (entry.on_behalf_of, entry.channel) == ("alice", "web")
+
+
+QUEUED = """
+name: fresh
+max_parallel: 1
+steps:
+  - id: work
+    tool: test.echo
+    with: {msg: hi}
+    approval: {approvers: ["role:ops"], decision_valid_for: 1ms}
+  - id: slow
+    tool: test.hold
+    with: {name: %s}
+"""
+
+
+async def test_an_approval_too_old_to_start_opens_the_gate_again(
+    worker: Worker, start: Start
+) -> None:
+    """Approved while `slow` holds the run's one slot, `work` waits; when the slot frees the
+    approval is older than `decision_valid_for`, so the gate opens again as round 1 (the audit
+    says why) and a fresh approval runs the step."""
+    name = f"slow-{id(start)}"
+    handle = await start(QUEUED % name)
+    await open_gate(handle, "work")
+    await decide(handle, "work", "approve")
+
+    async def queued() -> bool:
+        status = await handle.query(PipelineWorkflow.status)
+        return any(s.id == "slow" and s.state == "running" for s in status.steps)
+
+    await eventually(queued, what="slow running, work approved and waiting")
+    let_go(name)
+    gate = await open_gate(handle, "work", round_=1)
+    assert gate.approvals == []
+    await decide(handle, "work", "approve")
+    result = await handle.result()
+    assert result.steps == {"work": "succeeded", "slow": "succeeded"}
+    status = await handle.query(PipelineWorkflow.status)
+    void = [a for a in status.audit if a.kind == "void"]
+    assert (
+        len(void) == 1
+        and void[0].gate == "work"
+        and "decision_valid_for 1ms" in (void[0].reason or "")
+    )
+    notice_fakes.HOLDS.pop(name, None)
