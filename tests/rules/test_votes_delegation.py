@@ -328,3 +328,18 @@ def test_details_name_at_most_five_votes() -> None:
     assert "(voted: p0 reject, p1 reject, p2 reject, p3 reject, p4 reject and 2 more)" in text
     g.votes = g.votes[:5]
     assert "p4 reject)" in view.details(sim.state, sim.d)
+
+
+def test_the_audit_names_for_whom_the_vote_was_cast_after_a_modify() -> None:
+    """Alice voted; bob, delegate of alice and carol, modifies: the old votes lapse, so his vote
+    on the new subject is alice's, and the audit entry says the same as the vote."""
+    sim = Sim(PIPELINE)
+    sim.advance()
+    assert sim.vote("a", "approve", actor="alice", roles=[]) is None
+    d = decision("modify", delegations=for_("alice", "carol"), patch={"n": 1})
+    assert isinstance(
+        decisions.apply(sim.state, sim.d, d.model_copy(update={"gate": "a"}), None, T0, "update"),
+        tuple,
+    )
+    [vote] = votes.live(sim.gate("a"))
+    assert vote.on_behalf_of == "alice" == sim.state.audit[-1].on_behalf_of

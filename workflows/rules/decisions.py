@@ -15,7 +15,7 @@ from activities.masking import mask
 from activities.models import CheckCall, Slot
 from workflows.language.agent import function_name
 from workflows.language.definition import ApprovalSpec, Definition
-from workflows.models import AuditEntry, Decision, GateRefusal, Principal
+from workflows.models import AuditEntry, Decision, GateRefusal, Principal, Vote
 from workflows.rules import forms, votes
 from workflows.rules.agent_state import Fixed
 from workflows.rules.gates import gate_spec
@@ -194,9 +194,8 @@ def apply(
     _, gate, spec = admitted
     # The answers as kept: over the form's defaults.
     decision = decision.model_copy(update={"response": forms.kept(spec.form, decision.response)})
-    for_ = votes.represented(gate, decision, now)
-    votes.cast(gate, spec, decision, now)
-    state.record(entry(decision, now, via, "accepted", on_behalf_of=for_))
+    vote = votes.cast(gate, spec, decision, now)
+    state.record(entry(decision, now, via, "accepted", vote=vote))
     return admitted
 
 
@@ -210,7 +209,7 @@ def entry(
     via: Via,
     outcome: Literal["accepted", "refused"],
     reason: str | None = None,
-    on_behalf_of: str | GateRefusal | None = None,
+    vote: Vote | None = None,
 ) -> AuditEntry:
     """A decision's audit entry: who (for whom, as a delegate), what, where from, and whether it
     was cast."""
@@ -228,6 +227,6 @@ def entry(
         outcome=outcome,
         reason=reason,
         via=via,
-        on_behalf_of=on_behalf_of if isinstance(on_behalf_of, str) else None,
+        on_behalf_of=vote.on_behalf_of if vote is not None else None,
         channel=d.channel,
     )

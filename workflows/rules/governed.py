@@ -204,7 +204,6 @@ def apply(
             decisions.refuse(state, d, admitted, now, via)
         return admitted
     gate, spec = admitted
-    for_ = votes.represented(gate, d, now)
     if d.action == "modify" and checked is not None:
         accept(state, checked)
         assess(state, inp)
@@ -214,15 +213,16 @@ def apply(
         barred = frozenset(
             [inp.requester.principal] if new_spec.forbid_self_approval and inp.requester else []
         )
-        votes.cast(gate, new_spec, d, now, votes.Amendment(subject(state), approvers, barred))
+        amended = votes.Amendment(subject(state), approvers, barred)
+        vote = votes.cast(gate, new_spec, d, now, amended)
         gate.priority = priority(state)
         if tier_gate is not None:
             state.tier_gate = tier_gate
         elif gate.open:
             votes.close(gate, "modify", [d.actor], now, None)
     else:
-        votes.cast(gate, spec, d, now)
-    state.record(decisions.entry(d, now, via, "accepted", on_behalf_of=for_))
+        vote = votes.cast(gate, spec, d, now)
+    state.record(decisions.entry(d, now, via, "accepted", vote=vote))
     return None
 
 

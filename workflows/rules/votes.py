@@ -254,8 +254,9 @@ def cast(
     d: Decision,
     now: datetime,
     amendment: Amendment | None = None,
-) -> None:
-    """Record an admitted vote; decide the gate when enough principals agree. A modify replaces
+) -> Vote | None:
+    """Record an admitted vote (returned: None when a modify's vote does not count); decide the
+    gate when enough principals agree. A modify replaces
     the subject (by default with its merge patch), so earlier votes lapse; the modifier's vote
     counts for the new subject only if its approvers name them and its rules let them vote (a
     peer who raises a plan to the elders' tier cannot approve it for them, nor can a requester
@@ -269,29 +270,29 @@ def cast(
             gate.approvers = list(amendment.approvers)
     for_ = represented(gate, d, now)
     if isinstance(for_, GateRefusal):
-        return  # a modify's new subject whose approvers name neither them nor their principal
+        return None  # a modify's new subject whose approvers name neither them nor for whom
     if amendment is not None and not amendment.barred.isdisjoint({d.actor, for_}):
-        return
-    gate.votes.append(
-        Vote(
-            actor=d.actor,
-            action=d.action,
-            comment=d.comment,
-            at=now,
-            roles=list(d.roles),
-            digest=gate.digest,
-            patch=d.patch,
-            grant=d.grant,
-            response=d.response,
-            on_behalf_of=for_,
-            channel=d.channel,
-        )
+        return None
+    vote = Vote(
+        actor=d.actor,
+        action=d.action,
+        comment=d.comment,
+        at=now,
+        roles=list(d.roles),
+        digest=gate.digest,
+        patch=d.patch,
+        grant=d.grant,
+        response=d.response,
+        on_behalf_of=for_,
+        channel=d.channel,
     )
+    gate.votes.append(vote)
     decided = tally(gate, spec)
     if decided is not None:
         outcome, by, patch = decided
         close(gate, outcome, by, now, patch)
         gate.response = d.response  # the deciding vote's answers to the gate's form
+    return vote
 
 
 def tally(gate: GateRecord, spec: ApprovalSpec) -> tuple[Outcome, list[str], Any] | None:
