@@ -30,7 +30,7 @@ _NAME_CHARS = 200
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,3}$")
 # An address a header can carry whole: no spaces, quotes, brackets or line breaks.
-_EMAIL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+EMAIL_PATTERN = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 
 
@@ -109,7 +109,7 @@ class Entry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    email: str | None = Field(None, max_length=254, pattern=_EMAIL.pattern)
+    email: str | None = Field(None, max_length=254, pattern=EMAIL_PATTERN)
     slack: str | None = Field(None, pattern=_SLACK_USER.pattern, description="Slack user id")
     webhook: str | None = Field(None, max_length=2_000, description="personal webhook URL")
     roles: list[str] = Field(default_factory=list, max_length=MAX_ROLES)
