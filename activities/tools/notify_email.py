@@ -105,6 +105,8 @@ async def _send(
 async def notify_email(inp: NotifyEmailInput, ctx: ToolContext) -> NoticeResult:
     """Send a plain-text and HTML mail through the operator's SMTP server."""
     settings, gate = ctx.settings, inp.gate
+    if gate is not None and gate.event == "decided":
+        return NoticeResult()  # a sent mail cannot be updated: nothing to do
     if not settings.stepgate_smtp_host or not settings.stepgate_smtp_from:
         raise fatal(
             "notify.email needs STEPGATE_SMTP_HOST and STEPGATE_SMTP_FROM on the worker",
@@ -116,8 +118,6 @@ async def notify_email(inp: NotifyEmailInput, ctx: ToolContext) -> NoticeResult:
             "to starttls or tls",
             "NotifyNoSmtp",
         )
-    if gate is not None and gate.event == "decided":
-        return NoticeResult()  # a sent mail cannot be updated: nothing to do
     if inp.to is not None or gate is None:
         if inp.to is None:
             raise fatal("notify.email needs `to` outside a gate's notify", "NotifyNoRecipient")
