@@ -21,6 +21,7 @@ from activities.addresses import (
     is_this_host,
     normalize_host,
     parse_allow,
+    parse_allow_entry,
     split_host_port,
     url_entry,
     url_host_port,
@@ -145,14 +146,23 @@ def policy_from_settings(settings: Settings) -> EgressPolicy:
 
 
 def tool_grants(settings: Settings) -> dict[str, tuple[AllowEntry, ...]]:
-    """The LLM endpoint for llm.chat and the notify URL for notify.webhook: the operator chose
-    them, so those tools may reach them even on a private address; other tools may not."""
+    """The LLM endpoint for llm.chat, the notify URL for notify.webhook, the Slack Web API for
+    notify.slack and the SMTP server for notify.email: the operator chose them, so those tools
+    may reach them even on a private address; other tools may not."""
     grants: dict[str, tuple[AllowEntry, ...]] = {}
     for tool, url in (
         ("llm.chat", settings.stepgate_llm_base_url),
         ("notify.webhook", settings.stepgate_notify_url),
+        ("notify.slack", settings.stepgate_slack_api_url),
     ):
         entry = url_entry(url) if url else None
         if entry is not None:
             grants[tool] = (entry,)
+    smtp = settings.stepgate_smtp_host
+    if smtp:
+        smtp = f"[{smtp}]" if ":" in smtp else smtp
+        try:
+            grants["notify.email"] = (parse_allow_entry(f"{smtp}:{settings.stepgate_smtp_port}"),)
+        except ValueError:
+            pass  # not a host name: the connection is refused where it is made, naming it
     return grants

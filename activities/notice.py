@@ -28,8 +28,10 @@ class PostRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channel: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
-    ts: str = Field(min_length=1, max_length=64)
+    channel: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS, description="the channel (or DM) posted to"
+    )
+    ts: str = Field(min_length=1, max_length=64, description="the message's id in the channel")
 
 
 class GateNotice(BaseModel):
@@ -63,6 +65,10 @@ class NoticeResult(BaseModel):
     """What the notify tools return (their `output`): the chat messages they posted, and the
     principals not told now because of their quiet hours."""
 
-    posts: list[PostRef] = Field(default_factory=list, max_length=MAX_POSTS)
+    posts: list[PostRef] = Field(
+        default_factory=list,
+        max_length=MAX_POSTS,
+        description="messages posted, updated when the gate is decided",
+    )
     held: list[str] = Field(default_factory=list, description="in their quiet hours")
     sent: int = Field(0, description="messages delivered")

@@ -202,7 +202,8 @@ def test_refusal_checks_every_address_when_a_name_has_several() -> None:
 
 
 def test_tool_grants_open_operator_urls_for_their_own_tool_only() -> None:
-    """The LLM base URL is granted to llm.chat and the notify URL to notify.webhook, by host:port."""
+    """The LLM base URL is granted to llm.chat, the notify URL to notify.webhook and the Slack
+    Web API (Slack's own by default) to notify.slack, by host:port."""
     grants = tool_grants(
         make_settings(
             stepgate_llm_base_url="http://10.1.1.1:11434/v1",
@@ -212,8 +213,9 @@ def test_tool_grants_open_operator_urls_for_their_own_tool_only() -> None:
     assert {t: [e.text for e in entries] for t, entries in grants.items()} == {
         "llm.chat": ["10.1.1.1:11434"],
         "notify.webhook": ["chat.internal:443"],
+        "notify.slack": ["slack.com:443"],
     }
-    assert tool_grants(make_settings()) == {}
+    assert set(tool_grants(make_settings())) == {"notify.slack"}
 
 
 def test_tool_grant_does_not_open_temporal_when_the_operator_url_points_at_it() -> None:

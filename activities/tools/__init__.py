@@ -8,6 +8,8 @@ from activities.tools.flow import flow_fail
 from activities.tools.http import http_request
 from activities.tools.llm import llm_chat
 from activities.tools.notify import notify_webhook
+from activities.tools.notify_email import notify_email
+from activities.tools.notify_slack import notify_slack
 from activities.tools.shell import shell_run
 from activities.tools.transform import data_echo, data_transform
 
@@ -19,6 +21,8 @@ def builtin_tools() -> list[Tool]:
         shell_run,
         llm_chat,
         notify_webhook,
+        notify_slack,
+        notify_email,
         artifact_write,
         artifact_read,
         data_transform,

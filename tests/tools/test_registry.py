@@ -22,6 +22,8 @@ BUILTINS = {
     "shell.run",
     "llm.chat",
     "notify.webhook",
+    "notify.slack",
+    "notify.email",
     "artifact.write",
     "artifact.read",
     "data.transform",
