@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ from temporalio import activity
 from activities.config import Settings
 from activities.documents import parse_document
 from activities.models import AUTHORIZE_ACTIVITY, AuthorizeCall, AuthorizeResult
+from activities.watched import RELOAD_CHECK_S as RELOAD_CHECK_S  # tests and callers read it here
+from activities.watched import WatchedFile
 
 log = structlog.get_logger("stepgate.access")
 
@@ -65,8 +65,6 @@ KEYS_ENV = "STEPGATE_API_KEYS_FILE"
 PERMISSIONS_ENV = "STEPGATE_PERMISSIONS_FILE"
 # Both files are small; a bigger one is a mistake, not something to parse.
 MAX_FILE_BYTES = 1_048_576
-# How often, at most, a use of the keys looks at the file for a change.
-RELOAD_CHECK_S = 1.0
 _NAME = r"^[^\s:]+$"
 # What a principal's name may be (a key's `principal`): the inbox's `requester=` filter takes it.
 PRINCIPAL_NAME_PATTERN = _NAME
@@ -191,19 +189,9 @@ def parse_keys(data: Any, roles: RoleMap, where: str) -> Keys:
     return Keys(entries, roles)
 
 
-def _stamp(path: Path) -> tuple[int, ...] | None:
-    """What tells a changed file apart: an atomic replace changes the inode, an edit mtime/size."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
-
-
-class KeyFile:
-    """The keys file, read again when it changes (looked at no more than once a second), so
-    keys are added, removed and expired without a restart. A broken new file keeps the keys
-    read last and logs why."""
+class KeyFile(WatchedFile[Keys]):
+    """The keys file, read again when it changes (activities/watched.py), so keys are added,
+    removed and expired without a restart."""
 
     def __init__(
         self,
@@ -212,50 +200,13 @@ class KeyFile:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.path = path
-        self._roles = roles
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._keys: Keys | None = None
-        self._seen: tuple[int, ...] | None = None
-        self._checked = clock()
-        if path is not None:
-            self._seen = _stamp(path)
-            self._keys = parse_keys(read_document(path, KEYS_ENV), roles, str(path))
-
-    @property
-    def configured(self) -> bool:
-        return self.path is not None
-
-    def due(self) -> bool:
-        """Whether the next current() looks at the file (blocking); otherwise it only returns
-        the keys in memory, which an event loop may call directly."""
-        return self.path is not None and self._clock() - self._checked >= RELOAD_CHECK_S
-
-    def current(self, *, look: bool = True) -> Keys | None:
-        """The keys now (None when no file is configured). Blocking when the file is due a look
-        (call it off the event loop); with `look` false, the keys in memory as they are."""
-        if look and self.path is not None and self._clock() - self._checked >= RELOAD_CHECK_S:
-            # One thread looks at the file; the others carry on with the keys they have.
-            if self._lock.acquire(blocking=False):
-                try:
-                    self._refresh(self.path)
-                finally:
-                    self._lock.release()
-        return self._keys
-
-    def _refresh(self, path: Path) -> None:
-        self._checked = self._clock()
-        stamp = _stamp(path)
-        if stamp == self._seen:
-            return
-        self._seen = stamp
-        try:
-            self._keys = parse_keys(read_document(path, KEYS_ENV), self._roles, str(path))
-        except ValueError as err:
-            log.error("API keys file not reloaded; keeping the keys read before", error=str(err))
-            return
-        log.info("API keys file reloaded", path=str(path))
+        super().__init__(
+            path,
+            lambda p: parse_keys(read_document(p, KEYS_ENV), roles, str(p)),
+            what="API keys file",
+            kept="keys",
+            clock=clock,
+        )
 
 
 def authorize(keys: Keys | None, call: AuthorizeCall, now: datetime) -> AuthorizeResult:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,15 +10,15 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from activities.addresses import parse_allow, split_host_port
+from activities.config_channels import ChannelSettings
 from activities.config_parse import ParseSettings
 from activities.config_streams import StreamSettings
 from activities.config_ui import UiSettings
 from activities.config_versioning import VersioningSettings
 from activities.egress import TEMPORAL_HTTP_DEFAULT_PORT
+from activities.keyring import parse_keyring
 
 DEFAULT_TASK_QUEUE = "stepgate"
-KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-AES_KEY_BYTES = 32
 # What STEPGATE_DATABASE_URL may name: PostgreSQL (asyncpg is the driver whatever the URL says),
 # or a SQLite file spelled out.
 DATABASE_SCHEMES = frozenset(
@@ -29,7 +26,7 @@ DATABASE_SCHEMES = frozenset(
 )
 
 
-class Settings(VersioningSettings, StreamSettings, ParseSettings, UiSettings):
+class Settings(VersioningSettings, StreamSettings, ParseSettings, UiSettings, ChannelSettings):
     """Every knob of the worker and the API; env names are the field names in upper case."""
 
     # Errors never echo input: some settings are keys.
@@ -277,40 +274,20 @@ class Settings(VersioningSettings, StreamSettings, ParseSettings, UiSettings):
                 "STEPGATE_API_KEYS_FILE must be set when STEPGATE_ENV=production: "
                 "the API refuses to run without keys"
             )
-        self.encryption_keyring()  # a bad keyring stops the process at start, not at first use
+        # A bad keyring stops the process at start, not at first use.
+        self.encryption_keyring()
+        self.link_keyring()
         return self
 
     def encryption_keyring(self) -> dict[str, bytes]:
         """Key id -> 32-byte key from STEPGATE_ENCRYPTION_KEYS plus STEPGATE_ENCRYPTION_KEY (under
         STEPGATE_ENCRYPTION_KEY_ID); empty when payloads stay plain. Messages never echo a key."""
-        ring: dict[str, bytes] = {}
-        for part in (self.stepgate_encryption_keys or "").split(","):
-            if not part.strip():
-                continue
-            key_id, sep, material = part.strip().partition(":")
-            if not sep or not KEY_ID.match(key_id):
-                raise ValueError(
-                    "STEPGATE_ENCRYPTION_KEYS: each entry is `id:BASE64` with an id of letters, "
-                    "digits, `.`, `_` or `-`"
-                )
-            if key_id in ring:
-                raise ValueError(f"STEPGATE_ENCRYPTION_KEYS: key id {key_id!r} appears twice")
-            ring[key_id] = _key_bytes(material, f"STEPGATE_ENCRYPTION_KEYS entry {key_id!r}")
-        current = self.stepgate_encryption_key_id
-        if self.stepgate_encryption_key:
-            key = _key_bytes(self.stepgate_encryption_key, "STEPGATE_ENCRYPTION_KEY")
-            if ring.get(current, key) != key:
-                raise ValueError(
-                    f"STEPGATE_ENCRYPTION_KEY and STEPGATE_ENCRYPTION_KEYS give key id "
-                    f"{current!r} different keys"
-                )
-            ring[current] = key
-        if ring and current not in ring:
-            raise ValueError(
-                f"STEPGATE_ENCRYPTION_KEY_ID={current!r} is not in STEPGATE_ENCRYPTION_KEYS "
-                f"(ids: {', '.join(sorted(ring))})"
-            )
-        return ring
+        return parse_keyring(
+            self.stepgate_encryption_keys,
+            self.stepgate_encryption_key,
+            self.stepgate_encryption_key_id,
+            "STEPGATE_ENCRYPTION",
+        )
 
     @property
     def temporal_http_address(self) -> str:
@@ -332,16 +309,6 @@ class Settings(VersioningSettings, StreamSettings, ParseSettings, UiSettings):
     @property
     def artifact_root(self) -> Path:
         return self.stepgate_artifact_root or self.stepgate_data / "artifacts"
-
-
-def _key_bytes(material: str, name: str) -> bytes:
-    try:
-        key = base64.b64decode(material.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{name} is not valid base64") from None
-    if len(key) != AES_KEY_BYTES:
-        raise ValueError(f"{name} must decode to {AES_KEY_BYTES} bytes (AES-256)")
-    return key
 
 
 @lru_cache(maxsize=1)
