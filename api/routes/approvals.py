@@ -67,11 +67,10 @@ def may_decide(
     now: datetime | None = None,
 ) -> bool:
     """The caller is among the approvers and has not voted yet (a second vote is refused), or
-    the gate names a user who delegates to the caller now and has not voted."""
+    the gate names a user who delegates to the caller at `now` and has not voted."""
     if caller.may_decide(gate.approvers, gate.voted):
         return True
-    when = now or datetime.now(UTC)
-    return bool(delegations) and bool(acting_for(gate.approvers, gate.voted, delegations, when))
+    return bool(acting_for(gate.approvers, gate.voted, delegations, now or datetime.now(UTC)))
 
 
 def parse_priorities(value: str | None) -> frozenset[Priority] | None:
@@ -101,9 +100,9 @@ def page_items(
     delegations: Sequence[Delegation] = (),
 ) -> list[InboxItem]:
     """The page's gates the caller may decide (itself, or for an absent principal who delegates
-    to it), of the wanted priorities (and runs of `requester`, when named), in inbox order. A child run's gate relayed in its parent's memo names the child
-    (where decisions go); when the child's own line is on the page too, that one is kept and the
-    copy dropped."""
+    to it), of the wanted priorities (and runs of `requester`, when named), in inbox order. A
+    child run's gate relayed in its parent's memo names the child (where decisions go); when the
+    child's own line is on the page too, that one is kept and the copy dropped."""
     items: dict[tuple[str, str], InboxItem] = {}
     now = datetime.now(UTC)
     lines = [(wid, pipeline, g) for wid, pipeline, gates in runs for g in gates]

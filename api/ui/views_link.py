@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 
 from activities.links import MAX_TOKEN_CHARS, LinkClaims, LinkRefused, verify
+from api.access_log import note_principal
 from api.auth import Caller
 from api.decisions import submit
 from api.errors import ApiError
@@ -66,6 +67,8 @@ REFUSALS: dict[str, tuple[int, str, str]] = {
 
 
 class Refused(Exception):
+    """Why a link decides nothing (a key of REFUSALS), and what the page may say about it."""
+
     def __init__(self, reason: str, claims: LinkClaims | None = None, **facts: Any) -> None:
         self.reason, self.claims, self.facts = reason, claims, facts
 
@@ -88,6 +91,9 @@ async def _open(request: Request, token: str) -> Opened:
         claims = verify(token, app.settings.link_keyring(), datetime.now(UTC))
     except LinkRefused as err:
         raise Refused(err.reason) from None
+    # A genuine link acts as its principal: its requests are theirs, in the log and the rate.
+    note_principal(request.scope, claims.principal)
+    app.limits.admit(claims.principal)
     session = sessions.open(request.cookies.get(COOKIE))
     if session is not None and session.principal != claims.principal:
         raise Refused("other_principal", claims, signed_in=session.principal)
@@ -117,11 +123,6 @@ def _refused(request: Request, why: Refused) -> Response:
     )
 
 
-def _deciding(opened: Opened) -> bool:
-    direct = opened.caller.may_decide(opened.gate.approvers, voted(opened.gate))
-    return direct or bool(opened.acting)
-
-
 @router.get("/ui/links/{token}", include_in_schema=False)
 async def link_page(request: Request, token: TokenPath) -> Response:
     """The gate the link was sent for, with a form whose buttons decide; nothing changes here."""
@@ -129,8 +130,8 @@ async def link_page(request: Request, token: TokenPath) -> Response:
         opened = await _open(request, token)
     except Refused as why:
         return _refused(request, why)
-    deciding = _deciding(opened)
     direct = opened.caller.may_decide(opened.gate.approvers, voted(opened.gate))
+    deciding = direct or bool(opened.acting)
     return page(
         request,
         "link.html",
@@ -157,8 +158,9 @@ async def link_decide(request: Request, token: TokenPath) -> Response:
     except Refused as why:
         return _refused(request, why)
     action = first(form, "action") or ""
-    if action not in opened.gate.actions or action not in LINK_ACTIONS:
-        raise ApiError(422, "invalid", f"action: one of {', '.join(opened.gate.actions)}")
+    offered = [a for a in opened.gate.actions if a in LINK_ACTIONS]
+    if action not in offered:
+        raise ApiError(422, "invalid", f"action: one of {', '.join(offered)}")
     decision: dict[str, Any] = {
         "action": action,
         "comment": (first(form, "comment") or "").strip() or None,

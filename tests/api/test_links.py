@@ -241,10 +241,15 @@ async def test_a_post_from_elsewhere_or_without_an_origin_is_refused(
 
 
 async def test_a_delegate_sees_the_absent_approvers_gate_and_decides_it_for_them(
-    http: httpx.AsyncClient, start_run: StartRun, api_settings: Settings, as_: Auth
+    http: httpx.AsyncClient,
+    start_run: StartRun,
+    api_settings: Settings,
+    keys: dict[str, str],
+    as_: Auth,
 ) -> None:
-    """Alice is away and delegates to dave: a gate naming user:alice is in dave's inbox, and
-    dave's decision (API) counts for alice, the audit saying so with its channel."""
+    """Alice is away and delegates to dave: a gate naming user:alice is in dave's inbox and
+    shows him the form on its panel, and dave's decision (API) counts for alice, the audit
+    saying so with its channel."""
     definition = {
         "name": "foralice",
         "input": {"type": "object"},
@@ -263,6 +268,9 @@ async def test_a_delegate_sees_the_absent_approvers_gate_and_decides_it_for_them
     assert [(i["workflow_id"], i["gate"]) for i in inbox["items"]] == [(workflow_id, "release")]
     carol = (await http.get("/approvals", headers=as_("carol"))).json()
     assert all(i["workflow_id"] != workflow_id for i in carol["items"])
+    assert (await sign_in(http, keys["dave"])).status_code == 303
+    panel = await http.get(f"/ui/runs/{workflow_id}/gates/release")
+    assert "You decide for alice" in panel.text and 'value="approve"' in panel.text
     r = await http.post(
         f"/workflows/{workflow_id}/gates/release", json={"action": "approve"}, headers=as_("dave")
     )
