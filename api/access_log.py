@@ -2,7 +2,8 @@
 
 A pure ASGI middleware, so a streamed response (the SSE route) passes through unbuffered; the line
 is written when the response ends. It never logs headers or the query string (keys and secrets
-travel there), only the principal the key belonged to.
+travel there), only the principal the key belonged to, and a signed link's token is cut from its
+path (`/ui/links/…`): the token is what lets its holder decide.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ log = structlog.get_logger("stepgate.api.access")
 SCOPE_KEY = "stepgate.access"
 # A path is the client's to choose; the log keeps a bounded, printable version of it.
 MAX_PATH_CHARS = 300
+# A signed link's path (api/ui/views_link.py): its token never reaches the log.
+LINK_PREFIX = "/ui/links/"
 
 
 def note_principal(scope: Scope, principal: str) -> None:
@@ -35,6 +38,14 @@ def printable(text: str, limit: int = MAX_PATH_CHARS) -> str:
     cut = text[:limit]
     clean = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in cut)
     return clean + ("…" if len(text) > limit else "")
+
+
+def loggable(path: str) -> str:
+    """The path as the log keeps it: printable, bounded, a link's token replaced by `…`."""
+    if path.startswith(LINK_PREFIX):
+        token, slash, rest = path[len(LINK_PREFIX) :].partition("/")
+        path = LINK_PREFIX + ("…" if token else "") + slash + rest
+    return printable(path)
 
 
 class AccessLog:
@@ -66,7 +77,7 @@ class AccessLog:
                 "request",
                 principal=holder["principal"] or "-",
                 method=scope["method"],
-                path=printable(scope["path"]),
+                path=loggable(scope["path"]),
                 status=status,
                 latency_ms=round((time.perf_counter() - started) * 1000, 1),
             )

@@ -173,6 +173,17 @@ def web_app(scope: Scope) -> bool:
     return path == "/ui" or path.startswith("/ui/")
 
 
+# Slack's interactions carry no bearer key: Slack's request signature is their authentication,
+# checked by the route itself (api/routes/slack.py) on a body it bounds.
+SLACK_INTERACTIONS = "/integrations/slack/interactions"
+
+
+def keyless(scope: Scope) -> bool:
+    """Routes that authenticate otherwise than with a bearer key: the web app (a session cookie
+    or a signed link) and Slack's interactions (a request signature)."""
+    return web_app(scope) or scope.get("path") == SLACK_INTERACTIONS
+
+
 def announced_small(scope: Scope) -> bool:
     """The request announces a Content-Length of at most SMALL_BODY_BYTES."""
     length = _header(scope, b"content-length")
@@ -207,7 +218,7 @@ class Admission:
         self.pool = pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WITH_BODY or web_app(scope):
+        if scope["type"] != "http" or scope["method"] not in WITH_BODY or keyless(scope):
             await self.app(scope, receive, send)
             return
         slot: ParseSlot | None = None

@@ -72,6 +72,24 @@ class KeyStore:
             return await anyio.to_thread.run_sync(self.authenticate, token)
         return self.authenticate(token, look=False)
 
+    async def deciding(self, principal: str) -> Caller | None:
+        """The principal as a signed link or a Slack user decides: no key sent, so the roles are
+        the union of those of its keys that are unexpired now, and no permission at all (deciding
+        a gate needs none: the gate names who may). None when it has no such key: a removed or
+        expired key stops its holder's links and buttons too."""
+        if self.due():
+            keys = await anyio.to_thread.run_sync(self.keys.current)
+        else:
+            keys = self.keys.current(look=False)
+        if keys is None:
+            return None
+        now = datetime.now(UTC)
+        current = [i for i in keys.by_principal(principal) if not i.expired(now)]
+        if not current:
+            return None
+        roles = dict.fromkeys(r for i in current for r in i.roles)
+        return Caller(principal, tuple(roles))
+
     def authenticate(self, token: str | None, *, look: bool = True) -> Caller:
         """The caller a key belongs to; 401 without a key, with an unknown or expired one.
         Blocking when the keys file is due a look (`due()`): run it off the event loop

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import (
     Client,
@@ -21,12 +21,14 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.config import Settings
 from api.auth import Caller
+from api.delegation import delegations_to
 from api.errors import ApiError, from_rpc, no_worker, unavailable
 from api.limits import RunLanes, run_busy
 from api.schemas.workflows import DecisionCreate
 from api.scope import stepgate_run
-from workflows.models import Decision, GateView
+from workflows.models import Channel, Decision, GateView
 from workflows.pipeline import PipelineWorkflow
 
 # Refusal types raised by PipelineWorkflow's update validator, and what they mean over HTTP.
@@ -66,12 +68,16 @@ async def submit(
     body: DecisionCreate,
     caller: Caller,
     *,
+    channel: Channel,
+    settings: Settings,
     deadline: float | None = None,
     listed: str | None = None,
 ) -> GateView:
-    """Apply `body` as the caller's decision; `deadline` (a loop.time() value) may shorten the
-    usual DECISION_TIMEOUT, as a batch does for its later items. `listed`: the run id visibility
-    gave as a running Stepgate run of this id (scope.listed_runs), which spares the describe."""
+    """Apply `body` as the caller's decision, sent through `channel`, carrying the delegations
+    the address book gives the caller now (the rules decide whether one applies at this gate);
+    `deadline` (a loop.time() value) may shorten the usual DECISION_TIMEOUT, as a batch does for
+    its later items. `listed`: the run id visibility gave as a running Stepgate run of this id
+    (scope.listed_runs), which spares the describe."""
     # Actor and roles come from the key, whatever the body says: the API vouches for them.
     decision = Decision(
         gate=gate,
@@ -83,6 +89,8 @@ async def submit(
         digest=body.digest,
         grant=body.grant,
         response=body.response,
+        delegations=delegations_to(settings, caller.principal, datetime.now(UTC)),
+        channel=channel,
     )
     # Only Stepgate's runs take decisions (one describe, unless visibility listed the run); the
     # update then goes to the workflow id, not the run described, so a run that continued as new

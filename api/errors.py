@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.access_log import loggable
 from workflows.client import TemporalUnreachable
 from workflows.language.validation import Issue, loc_to_path
 
@@ -158,7 +159,7 @@ async def _unreachable(_: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The client gets no internals; the log keeps the trace for the operator.
-    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    log.error("unhandled error", path=loggable(request.url.path), exc_info=exc)
     return JSONResponse(body("internal", "internal error; see the API log"), 500)
 
 

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activities.documents import DocumentError, format_loc, parse_json
-from api.admission import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, WITH_BODY, admitted
+from api.admission import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, WITH_BODY, admitted, keyless
 from api.checks import check_json
 from api.errors import ApiError, body, respond
 
@@ -137,13 +137,16 @@ class StrictJson:
     is not JSON, 422 `invalid` with each path for JSON that breaks a limit. A body over
     SMALL_BODY_BYTES is checked in a validation thread, one over MEDIUM_BODY_BYTES in a checker
     process, under the slot Admission took for it. The result is left in the scope for the
-    route. Other media types pass through untouched."""
+    route. Other media types pass through untouched, and so do the routes that take no JSON and
+    no key (the web app's forms, Slack's interactions): a body nobody has vouched for is not
+    parsed on the event loop, and those routes refuse it by its type."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         wanted = scope["type"] == "http" and scope.get("method") in WITH_BODY
+        wanted = wanted and not keyless(scope)
         if not wanted or not is_json(_header(scope, b"content-type")):
             await self.app(scope, receive, send)
             return

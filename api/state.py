@@ -15,6 +15,7 @@ from api.auth import KeyStore
 from api.catalog_live import LiveCatalog
 from api.events import StatusHub
 from api.limits import KeyLimits, RunLanes
+from api.slack_signature import Replays
 from api.status import StatusReads
 from api.temporal import TemporalLink
 from api.watchdog import CancelWatch
@@ -45,3 +46,5 @@ class ApiState:
     reads: StatusReads = field(default_factory=StatusReads)
     # Cancelled runs that may be stuck, terminated if they do not act on it in time.
     cancels: CancelWatch = field(default_factory=CancelWatch)
+    # Slack interactions accepted lately, so that an exact replay is refused (this process).
+    slack_replays: Replays = field(default_factory=Replays)

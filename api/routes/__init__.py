@@ -14,6 +14,7 @@ from api.routes import (
     memory,
     pages,
     schedules,
+    slack,
     tools,
     versions,
     workflows,
@@ -33,5 +34,6 @@ for module in (
     schedules,
     versions,
     codec,
+    slack,
 ):
     api_router.include_router(module.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -15,7 +15,8 @@ from temporalio.converter import PayloadConverter
 from activities.access import PRINCIPAL_NAME_PATTERN
 from api.auth import Caller
 from api.decisions import submit
-from api.deps import CallerDep, ClientDep, StateDep
+from api.delegation import acting_for, delegations_to
+from api.deps import CallerDep, ClientDep, SettingsDep, StateDep
 from api.errors import ApiError, invalid
 from api.guards import OffloadDep, StrictJsonRoute
 from api.schemas.approvals import (
@@ -37,7 +38,8 @@ from workflows.language.definition import PRIORITIES, Priority
 from workflows.language.limits import MAX_NAME_CHARS
 from workflows.language.types import PIPELINE_NAME_PATTERN
 from workflows.language.validation import Issue
-from workflows.models import GateSummary, VoteLine
+from workflows.models import Delegation, GateSummary, VoteLine
+from workflows.rules.votes import principals_of
 
 router = APIRouter(
     prefix="/approvals", tags=["approvals"], responses=ERRORS, route_class=StrictJsonRoute
@@ -58,9 +60,17 @@ _ONE = "(" + "|".join(PRIORITIES) + ")"
 PRIORITY_PATTERN = f"^ *{_ONE} *(, *{_ONE} *)*$"
 
 
-def may_decide(gate: GateSummary, caller: Caller) -> bool:
-    """The caller is among the approvers and has not voted yet (a second vote is refused)."""
-    return caller.may_decide(gate.approvers, gate.voted)
+def may_decide(
+    gate: GateSummary,
+    caller: Caller,
+    delegations: Sequence[Delegation] = (),
+    now: datetime | None = None,
+) -> bool:
+    """The caller is among the approvers and has not voted yet (a second vote is refused), or
+    the gate names a user who delegates to the caller at `now` and has not voted."""
+    if caller.may_decide(gate.approvers, gate.voted):
+        return True
+    return bool(acting_for(gate.approvers, gate.voted, delegations, now or datetime.now(UTC)))
 
 
 def parse_priorities(value: str | None) -> frozenset[Priority] | None:
@@ -87,12 +97,14 @@ def page_items(
     caller: Caller,
     wanted: frozenset[Priority] | None,
     requester: str | None = None,
+    delegations: Sequence[Delegation] = (),
 ) -> list[InboxItem]:
-    """The page's gates the caller may decide, of the wanted priorities (and runs of `requester`,
-    when named), in inbox order. A child run's gate relayed in its parent's memo names the child
-    (where decisions go); when the child's own line is on the page too, that one is kept and the
-    copy dropped."""
+    """The page's gates the caller may decide (itself, or for an absent principal who delegates
+    to it), of the wanted priorities (and runs of `requester`, when named), in inbox order. A
+    child run's gate relayed in its parent's memo names the child (where decisions go); when the
+    child's own line is on the page too, that one is kept and the copy dropped."""
     items: dict[tuple[str, str], InboxItem] = {}
+    now = datetime.now(UTC)
     lines = [(wid, pipeline, g) for wid, pipeline, gates in runs for g in gates]
     # Own lines first, so a relayed copy never hides the child's own (its pipeline is right).
     lines.sort(key=lambda line: line[2].workflow_id not in (None, line[0]))
@@ -102,7 +114,7 @@ def page_items(
             continue
         if requester is not None and g.requester != requester:
             continue
-        if (target, g.gate) not in items and may_decide(g, caller):
+        if (target, g.gate) not in items and may_decide(g, caller, delegations, now):
             items[(target, g.gate)] = _item(target, pipeline, g)
     return sorted(items.values(), key=inbox_order)
 
@@ -164,6 +176,7 @@ async def inbox(
     caller: CallerDep,
     client: ClientDep,
     offload: OffloadDep,
+    settings: SettingsDep,
     page_size: Annotated[
         int, Query(ge=1, le=INBOX_PAGE_MAX, description="runs read for this page")
     ] = 200,
@@ -197,9 +210,13 @@ async def inbox(
     started, when asked): one visibility read per page of runs (newest runs first, as
     visibility lists them), the gates coming from each run's memo. Within a page the
     most urgent gate comes first, then the soonest deadline (none last), then the oldest; the
-    order does not carry across pages (visibility cannot sort by a memo)."""
+    order does not carry across pages (visibility cannot sort by a memo). A delegate also sees
+    the gates that name, as a user, a principal the address book says is away and delegates to
+    them now."""
     wanted = parse_priorities(priority)
-    query = runs_query(awaiting=caller.principals, running_only=True, pipeline=pipeline)
+    delegated = delegations_to(settings, caller.principal, datetime.now(UTC))
+    absent = [principals_of(d.principal, ())[0] for d in delegated]
+    query = runs_query(awaiting=[*caller.principals, *absent], running_only=True, pipeline=pipeline)
     executions, next_cursor = await read_page(client, query, page_size, cursor)
     memos = [(e, e.raw_info.memo.fields.get(MEMO_GATES)) for e in executions]
     kept = [(e, m) for e, m in memos if m is not None]
@@ -220,7 +237,7 @@ async def inbox(
         return (workflow_id, *got) if got else None
 
     found += [f for f in await asyncio.gather(*(fallback(i) for i in older)) if f]
-    items = await offload.run(page_items, found, caller, wanted, requester)
+    items = await offload.run(page_items, found, caller, wanted, requester, delegated)
     return Inbox(items=items, next_cursor=next_cursor)
 
 
@@ -292,6 +309,8 @@ async def _apply_one(
             item.gate,
             item,
             caller,
+            channel="batch",
+            settings=state.settings,
             deadline=deadline,
             listed=listed,
         )

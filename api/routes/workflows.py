@@ -265,7 +265,9 @@ async def decide_gate(
 ) -> GateView:
     """Decide an open gate as the caller; the workflow checks who may approve. A run swamped
     with decisions answers 503 run_busy with Retry-After once this one has waited its bound."""
-    return await submit(client, state.lanes, workflow_id, gate, body, caller)
+    return await submit(
+        client, state.lanes, workflow_id, gate, body, caller, channel="api", settings=state.settings
+    )
 
 
 LifecycleBody = Annotated[LifecycleCreate | None, Body()]

@@ -13,7 +13,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from api.errors import ApiError
-from api.ui import views_auth, views_gate, views_inbox, views_runs, views_start
+from api.ui import views_auth, views_gate, views_inbox, views_link, views_runs, views_start
 from api.ui.web import SECURITY_HEADERS
 
 STATIC = Path(__file__).parent / "static"
@@ -26,7 +26,7 @@ MEDIA = {
 _FILES = {p.name: (p.read_bytes(), MEDIA[p.suffix]) for p in STATIC.iterdir() if p.suffix in MEDIA}
 
 router = APIRouter(include_in_schema=False)
-for views in (views_auth, views_inbox, views_runs, views_gate, views_start):
+for views in (views_auth, views_inbox, views_runs, views_gate, views_link, views_start):
     router.include_router(views.router)
 
 

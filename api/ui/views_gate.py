@@ -6,6 +6,7 @@ page that shows the new subject."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from activities.access import READ
 from activities.registry import ToolError, ToolRegistry
 from api.decisions import submit
+from api.delegation import acting_for, delegations_to
 from api.errors import ApiError
 from api.pages import page as read_page
 from api.schemas.common import GateIdPath, WorkflowIdPath
@@ -67,18 +69,34 @@ async def find_gate(request: Request, workflow_id: str, gate: str) -> tuple[RunS
     return status, found
 
 
-def _may_see(who: SignedIn, gate: GateView) -> bool:
-    """Readers see every gate; an approver the gate names sees it too (as the inbox shows it)."""
-    return who.caller.can(READ) or eligible(gate.approvers, who.caller.principal, who.caller.roles)
+def _may_see(who: SignedIn, gate: GateView, acting: list[str]) -> bool:
+    """Readers see every gate; an approver the gate names sees it too (as the inbox shows it),
+    and so does a delegate of one (`acting`: whom the caller could decide for here)."""
+    return (
+        who.caller.can(READ)
+        or eligible(gate.approvers, who.caller.principal, who.caller.roles)
+        or bool(acting)
+    )
 
 
-def _answers(gate: GateView) -> list[FormField] | None:
+def acting_here(request: Request, principal: str, gate: GateView) -> list[str]:
+    """Whom `principal` could decide this gate for, as the delegate of an absent approver."""
+    app, _ = ui_state(request)
+    now = datetime.now(UTC)
+    return acting_for(
+        gate.approvers, voted(gate), delegations_to(app.settings, principal, now), now
+    )
+
+
+def answer_fields(gate: GateView) -> list[FormField] | None:
     """The controls of the gate's form (named `r.<field>`), if it has one."""
     return fields_of(gate.form, prefix=ANSWER) if gate.form else None
 
 
-def _voted(gate: GateView) -> list[str]:
-    return [v.actor for v in (*gate.approvals, *gate.rejections)]
+def voted(gate: GateView) -> list[str]:
+    """Who has voted at the gate: each vote's actor, and whom a delegate's vote was cast for."""
+    votes = (*gate.approvals, *gate.rejections)
+    return [v.actor for v in votes] + [v.on_behalf_of for v in votes if v.on_behalf_of]
 
 
 def _input_schema(registry: ToolRegistry, status: RunStatus, gate: GateView) -> Any:
@@ -113,9 +131,11 @@ async def _panel(
 ) -> Response:
     app, _ = ui_state(request)
     status, gate = await find_gate(request, workflow_id, gate_id)
-    if not _may_see(who, gate):
+    acting = acting_here(request, who.caller.principal, gate)
+    if not _may_see(who, gate, acting):
         raise ApiError(403, "forbidden", f"{who.caller.principal!r} may not read this run")
-    deciding = gate.state == "open" and who.caller.may_decide(gate.approvers, _voted(gate))
+    direct = who.caller.may_decide(gate.approvers, voted(gate))
+    deciding = gate.state == "open" and (direct or bool(acting))
     return page(
         request,
         "gate.html",
@@ -125,9 +145,10 @@ async def _panel(
         gate=gate,
         workflow_id=workflow_id,
         deciding=deciding,
-        voted=who.caller.principal in _voted(gate),
+        voted=who.caller.principal in voted(gate),
+        acting_for=[] if direct else acting,
         modify_fields=_modify_fields(app.registry, status, gate) if deciding else None,
-        response_fields=_answers(gate) if deciding else None,
+        response_fields=answer_fields(gate) if deciding else None,
         **extra,
     )
 
@@ -145,7 +166,7 @@ async def gate_live(
 ) -> Response:
     """The part of the gate panel that live updates redraw: state, votes, time left, subject."""
     _, view = await find_gate(request, workflow_id, gate)
-    if not _may_see(who, view):
+    if not _may_see(who, view, acting_here(request, who.caller.principal, view)):
         raise ApiError(403, "forbidden", f"{who.caller.principal!r} may not read this run")
     return page(request, "fragment.html", who=who, inner="gate_live.html", gate=view)
 
@@ -178,7 +199,7 @@ async def modify_preview(
         rows=diff(view.subject, proposed),
         patch=patch,
         comment=first(form, "comment") or "",
-        response_fields=_answers(view),
+        response_fields=answer_fields(view),
     )
 
 
@@ -198,12 +219,21 @@ async def decide(
     }
     if any(name.startswith(ANSWER) for name in form):
         _, view = await find_gate(request, workflow_id, gate)
-        answers = read_answers(_answers(view) or [], form, action in ("approve", "modify"))
+        answers = read_answers(answer_fields(view) or [], form, action in ("approve", "modify"))
         if answers is not None:
             decision["response"] = answers
     body = DecisionCreate.model_validate(decision)
     try:
-        await submit(app.temporal.client, app.lanes, workflow_id, gate, body, who.caller)
+        await submit(
+            app.temporal.client,
+            app.lanes,
+            workflow_id,
+            gate,
+            body,
+            who.caller,
+            channel="web",
+            settings=app.settings,
+        )
     except ApiError as err:
         if err.code == "digest_mismatch":
             return await _changed(request, who, workflow_id, gate)

@@ -38,6 +38,7 @@ async def _inbox(
         who.caller,
         state.temporal.client,
         request.app.state.offload,
+        state.settings,
         page_size=INBOX_PAGE_MAX,
         cursor=cursor,
         priority=priority,

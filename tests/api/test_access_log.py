@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import structlog
 
-from api.access_log import printable
+from api.access_log import loggable, printable
 from tests.api.conftest import StartRun
 from tests.api.helpers import sse_events, wait_state
 from tests.support.util import eventually
@@ -68,3 +68,12 @@ def test_printable_path_bounded_and_escaped() -> None:
     """A crafted path cannot add lines to the log or make it grow without bound."""
     assert printable("/a\nb\x1b") == "/a\\x0ab\\x1b"
     assert printable("/" + "x" * 1_000, limit=10) == "/xxxxxxxxx…"
+
+
+def test_a_links_token_never_reaches_the_log() -> None:
+    """A signed link's path is logged without its token, whatever follows it."""
+    assert loggable("/ui/links/tok.en-secret") == "/ui/links/…"
+    assert loggable("/ui/links/tok.en-secret/modify") == "/ui/links/…/modify"
+    assert loggable("/ui/links/") == "/ui/links/"
+    assert loggable("/ui/inbox") == "/ui/inbox"
+    assert "secret" not in loggable("/ui/links/" + "secret" * 100)

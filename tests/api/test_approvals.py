@@ -11,6 +11,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from activities.config import Settings
 from api.auth import Caller
 from api.decisions import submit
 from api.errors import ApiError
@@ -233,7 +234,12 @@ async def test_listed_runs_names_only_running_stepgate_runs_among_the_ids(
 
 
 async def test_decision_for_a_listed_run_that_closed_goes_to_the_run_now_under_its_id(
-    http: httpx.AsyncClient, start_run: StartRun, as_: Auth, client: Client, team: str
+    http: httpx.AsyncClient,
+    start_run: StartRun,
+    as_: Auth,
+    client: Client,
+    team: str,
+    api_settings: Settings,
 ) -> None:
     """Visibility trails: a batch may hold a run id that has closed since it was listed. The
     decision then describes the id, as any decision does, and applies to the Stepgate run now
@@ -259,7 +265,17 @@ async def test_decision_for_a_listed_run_that_closed_goes_to_the_run_now_under_i
 
     async def decide() -> GateView:
         lanes = RunLanes(per_run=4)
-        return await submit(client, lanes, workflow_id, "release", approve, alice, listed=stale)
+        return await submit(
+            client,
+            lanes,
+            workflow_id,
+            "release",
+            approve,
+            alice,
+            channel="batch",
+            settings=api_settings,
+            listed=stale,
+        )
 
     assert (await decide()).state == "approved"
     await wait_state(http, workflow_id, "completed", as_("vic"))
