@@ -252,10 +252,11 @@ _books: dict[Path, WatchedFile[AddressBook]] = {}
 _lock = threading.Lock()
 
 
-def address_book(settings: Settings) -> AddressBook:
+def address_book(settings: Settings, *, look: bool = True) -> AddressBook:
     """The current book for these settings (read again when the file changed; blocking then, so
-    async callers run it in a thread). A bad file at first read raises ValueError naming the
-    setting; a bad edit later keeps the last good book and logs."""
+    async callers run it in a thread when `book_due`). A bad file at first read raises
+    ValueError naming the setting; a bad edit later keeps the last good book and logs. With
+    `look` false a book already read is returned as it is in memory."""
     path = settings.stepgate_address_book
     if path is None:
         return _EMPTY
@@ -264,4 +265,14 @@ def address_book(settings: Settings) -> AddressBook:
         if watched is None:
             watched = WatchedFile(path, load_book, what="address book", kept="entries")
             _books[path] = watched
-    return watched.current() or _EMPTY
+    return watched.current(look=look) or _EMPTY
+
+
+def book_due(settings: Settings) -> bool:
+    """Whether address_book(settings) would touch the file now (a first read, or the look at
+    most once a second): an event loop then calls it in a thread."""
+    path = settings.stepgate_address_book
+    if path is None:
+        return False
+    watched = _books.get(path)
+    return watched is None or watched.due()

@@ -89,7 +89,7 @@ async def submit(
         digest=body.digest,
         grant=body.grant,
         response=body.response,
-        delegations=delegations_to(settings, caller.principal, datetime.now(UTC)),
+        delegations=await delegations_to(settings, caller.principal, datetime.now(UTC)),
         channel=channel,
     )
     # Only Stepgate's runs take decisions (one describe, unless visibility listed the run); the

@@ -8,16 +8,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from activities.address_book import address_book
+import anyio
+
+from activities.address_book import AddressBook, address_book, book_due
 from activities.config import Settings
 from workflows.models import MAX_DELEGATIONS, Delegation
 from workflows.rules.votes import principals_of
 
 
-def delegations_to(settings: Settings, delegate: str, now: datetime) -> list[Delegation]:
+async def current_book(settings: Settings) -> AddressBook:
+    """The address book, read in a thread when the file is due a look (never on the loop)."""
+    if book_due(settings):
+        return await anyio.to_thread.run_sync(address_book, settings)
+    return address_book(settings, look=False)
+
+
+async def delegations_to(settings: Settings, delegate: str, now: datetime) -> list[Delegation]:
     """The principals who delegate to `delegate` now, each with the end of its window (at most
     MAX_DELEGATIONS, what one decision may carry)."""
-    found = address_book(settings).delegations_to(delegate, now)
+    found = (await current_book(settings)).delegations_to(delegate, now)
     return [Delegation(principal=p, until=until) for p, until in found[:MAX_DELEGATIONS]]
 
 

@@ -108,5 +108,5 @@ def build_governed(
         policy=policy,
         requester=Principal(principal=caller.principal, roles=list(caller.roles)),
         tools=tools,
-        notify=NotifyDefaults(link_base=settings.stepgate_public_url),
+        notify=NotifyDefaults(),
     )

@@ -86,7 +86,7 @@ def build_input(
         requester=Principal(principal=caller.principal, roles=list(caller.roles)),
         approval_mode="auto" if approval_mode == "auto" else "manual",
         pipelines=pipelines,
-        notify=NotifyDefaults(notify=notify, link_base=settings.stepgate_public_url),
+        notify=NotifyDefaults(notify=notify),
     )
 
 

@@ -214,7 +214,7 @@ async def inbox(
     the gates that name, as a user, a principal the address book says is away and delegates to
     them now."""
     wanted = parse_priorities(priority)
-    delegated = delegations_to(settings, caller.principal, datetime.now(UTC))
+    delegated = await delegations_to(settings, caller.principal, datetime.now(UTC))
     absent = [principals_of(d.principal, ())[0] for d in delegated]
     query = runs_query(awaiting=[*caller.principals, *absent], running_only=True, pipeline=pipeline)
     executions, next_cursor = await read_page(client, query, page_size, cursor)

@@ -22,10 +22,10 @@ import structlog
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from activities.address_book import address_book
 from activities.documents import DocumentError, parse_json
 from api.admission import SLACK_INTERACTIONS
 from api.decisions import submit
+from api.delegation import current_book
 from api.errors import ApiError
 from api.schemas.workflows import DecisionCreate
 from api.slack_signature import MAX_BODY_BYTES, SignatureRefused, verify
@@ -141,7 +141,7 @@ async def interactions(request: Request, background: BackgroundTasks) -> Respons
 
 async def _decide(state: ApiState, press: BlockActions) -> None:
     """Apply the press as its user's principal; tell the user alone what came of it."""
-    read = _read(state, press)
+    read = await _read(state, press)
     if isinstance(read, str):
         await _ephemeral(state, press, read)
         return
@@ -171,7 +171,7 @@ async def _decide(state: ApiState, press: BlockActions) -> None:
     await _ephemeral(state, press, done)
 
 
-def _read(state: ApiState, press: BlockActions) -> tuple[str, ButtonValue] | str:
+async def _read(state: ApiState, press: BlockActions) -> tuple[str, ButtonValue] | str:
     """Who pressed which gate's button, or why the press decides nothing."""
     action = press.actions[0]
     if action.action_id not in ACTIONS:
@@ -180,7 +180,7 @@ def _read(state: ApiState, press: BlockActions) -> tuple[str, ButtonValue] | str
         value = ButtonValue.model_validate_json(action.value)
     except ValidationError:
         return "This button does not name a gate Stepgate posted: nothing was decided."
-    principal = address_book(state.settings).principal_for_slack(press.user.id)
+    principal = (await current_book(state.settings)).principal_for_slack(press.user.id)
     if principal is None:
         return (
             "Your Slack account is not in Stepgate's address book, so Stepgate cannot tell who "

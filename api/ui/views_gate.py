@@ -79,13 +79,12 @@ def _may_see(who: SignedIn, gate: GateView, acting: list[str]) -> bool:
     )
 
 
-def acting_here(request: Request, principal: str, gate: GateView) -> list[str]:
+async def acting_here(request: Request, principal: str, gate: GateView) -> list[str]:
     """Whom `principal` could decide this gate for, as the delegate of an absent approver."""
     app, _ = ui_state(request)
     now = datetime.now(UTC)
-    return acting_for(
-        gate.approvers, voted(gate), delegations_to(app.settings, principal, now), now
-    )
+    delegations = await delegations_to(app.settings, principal, now)
+    return acting_for(gate.approvers, voted(gate), delegations, now)
 
 
 def answer_fields(gate: GateView) -> list[FormField] | None:
@@ -131,7 +130,7 @@ async def _panel(
 ) -> Response:
     app, _ = ui_state(request)
     status, gate = await find_gate(request, workflow_id, gate_id)
-    acting = acting_here(request, who.caller.principal, gate)
+    acting = await acting_here(request, who.caller.principal, gate)
     if not _may_see(who, gate, acting):
         raise ApiError(403, "forbidden", f"{who.caller.principal!r} may not read this run")
     direct = who.caller.may_decide(gate.approvers, voted(gate))
@@ -166,7 +165,7 @@ async def gate_live(
 ) -> Response:
     """The part of the gate panel that live updates redraw: state, votes, time left, subject."""
     _, view = await find_gate(request, workflow_id, gate)
-    if not _may_see(who, view, acting_here(request, who.caller.principal, view)):
+    if not _may_see(who, view, await acting_here(request, who.caller.principal, view)):
         raise ApiError(403, "forbidden", f"{who.caller.principal!r} may not read this run")
     return page(request, "fragment.html", who=who, inner="gate_live.html", gate=view)
 

@@ -107,7 +107,7 @@ async def _open(request: Request, token: str) -> Opened:
         raise Refused("changed", claims)
     if claims.principal in voted(gate):
         raise Refused("used", claims)
-    return Opened(claims, caller, status, gate, acting_here(request, claims.principal, gate))
+    return Opened(claims, caller, status, gate, await acting_here(request, claims.principal, gate))
 
 
 def _refused(request: Request, why: Refused) -> Response:
