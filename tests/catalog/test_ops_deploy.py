@@ -33,9 +33,7 @@ async def api(
         yield found
 
 
-async def test_ops_change_the_models_pick_and_the_job_runs_there(
-    api: Api, ops: OpsService
-) -> None:
+async def test_ops_change_the_models_pick_and_the_job_runs_there(api: Api, ops: OpsService) -> None:
     """The model sees only healthy agents; ops modify its pick, the job is created on their
     choice once approved (a reviewer without the ops role is refused), with the idempotency key
     `<workflow id>/create_job`, and followed until it succeeds."""

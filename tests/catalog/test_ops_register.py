@@ -70,7 +70,9 @@ async def test_a_new_agent_is_probed_registered_and_configured_with_ops_approval
 async def test_a_registered_hostname_fails_before_any_gate(api: Api, ops: OpsService) -> None:
     """A hostname the ops service already knows fails the run at lookup with the pipeline's
     message; nobody is asked and nothing is sent."""
-    wid = await api.start("register_agent", {"registry": ops.url, "hostname": "build-1.example.net"})
+    wid = await api.start(
+        "register_agent", {"registry": ops.url, "hostname": "build-1.example.net"}
+    )
     failed = await api.ends(wid, "failed")
     assert "this hostname is already registered with the ops service" in failed["error"]
     assert not failed["open_gates"] and ops.requests("POST") == []
