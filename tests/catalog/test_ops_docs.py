@@ -132,10 +132,14 @@ def test_each_pipelines_gate_table_and_input_table_are_the_files(name: str) -> N
 
 
 def test_the_quoted_refusal_is_what_the_api_answers() -> None:
-    """The 422 the page quotes for deploy_application without an LLM endpoint is the one
-    check_model_settings raises, word for word."""
+    """The start the page shows for deploy_application without an LLM endpoint is a valid one,
+    and the 422 it quotes is the one check_model_settings raises, word for word."""
     block = next(b for b in code_blocks(DOC, "console") if "llm_not_configured" in b)
-    quoted = json.loads(block.split("\n", 1)[1])
+    command, answer = block.split("\n", 1)
+    started = WorkflowCreate.model_validate_json(groups(r".* -d '(.*)'", command)[0])
+    assert started.definition == "deploy_application"
+    assert validate_input(shipped("deploy_application"), started.input) == []
+    quoted = json.loads(answer)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     with pytest.raises(ApiError) as raised:
         check_model_settings(shipped("deploy_application"), {}, settings)
