@@ -58,7 +58,8 @@ def check_model_settings(
 
 
 def _child_asking(ref: str, pipelines: dict[str, Definition], seen: set[str]) -> str | None:
-    """`'<ref>'` when the child asks a model itself, or `'<ref>' (through '<grandchild>')`."""
+    """`pipeline '<ref>'` when the child asks a model itself, `pipeline '<ref>' (through
+    pipeline '<grandchild>')` when one of its own children does, else None."""
     child = pipelines.get(ref)
     if child is None or ref in seen:
         return None

@@ -50,7 +50,6 @@ class OpsService:
         self.refs = {("acme/shop", "v1.4.2"): COMMIT}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.job_states: dict[str, list[str]] = {}
-        self.reads: dict[str, int] = {}
         self.by_key: dict[str, str] = {}
         self.unreachable: set[str] = set()
         self.metrics = {"error_rate": 0.01, "queue_depth": 3, "cpu": 0.4}
@@ -146,7 +145,6 @@ class OpsService:
     def add_job(self, job_id: str, job: dict[str, Any], states: list[str]) -> None:
         self.jobs[job_id] = {"id": job_id, **job}
         self.job_states[job_id] = list(states)
-        self.reads[job_id] = 0
         s = self.server
         s.route("GET", f"/jobs/{job_id}", lambda seen: self._job(job_id))
         s.route("GET", f"/jobs/{job_id}/logs", lambda seen: self._logs(job_id))
@@ -158,7 +156,6 @@ class OpsService:
             states = self.job_states[job_id]
             if states:
                 self.jobs[job_id]["status"] = states.pop(0)
-            self.reads[job_id] += 1
         return json_reply(self.jobs[job_id])
 
     def _logs(self, job_id: str) -> Reply:
