@@ -12,6 +12,7 @@ from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.auth import Caller, require
 from api.errors import invalid
+from api.model_check import check_model_settings
 from workflows.contract import SA_PIPELINE, SA_STATE, RunState
 from workflows.language.catalog import Catalog
 from workflows.language.definition import Definition, NotifySpec
@@ -59,7 +60,8 @@ def build_input(
     settings: Settings,
 ) -> PipelineInput:
     """Check the caller may start this, then validate everything at once; 403 naming the
-    missing permissions, 422 with every problem when anything is wrong."""
+    missing permissions, 422 with every problem when anything is wrong (and 422
+    `llm_not_configured` when it asks an LLM and this API has no LLM endpoint)."""
     # Before validation: whoever may not start it learns nothing from the validator.
     require(caller, *start_needs(ref, approval_mode), doing="this start")
     definition, issues = resolve_definition(ref, catalog, registry)
@@ -73,6 +75,8 @@ def build_input(
     except KeyError as err:
         # A child's file was removed (or never loaded) after its parent was validated.
         raise invalid([Issue("definition", str(err.args[0]))]) from None
+    # A run that would fail at its first model call is refused now, naming what to set.
+    check_model_settings(definition, pipelines, settings)
     notify = (
         NotifySpec.model_validate(
             {"tool": settings.stepgate_notify_tool, "with": {"url": settings.stepgate_notify_url}}

@@ -229,3 +229,20 @@ def test_dockerfile_copies_the_product_only() -> None:
     }
     assert {"activities", "api", "workflows", "definitions", "worker.py"} <= copied
     assert not copied & {".", "tests", "bench", "scripts"}, copied
+
+
+LLM_SHARED = ("STEPGATE_LLM_BASE_URL", "STEPGATE_LLM_MODEL")
+
+
+def test_worker_and_api_get_the_same_llm_endpoint_and_only_the_worker_its_key(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The API refuses to start a pipeline that needs an LLM unless it has an endpoint itself,
+    so the compose file passes the same LLM base URL and model, from the environment, to both;
+    the key, which only the worker's llm.chat sends, goes to the worker alone."""
+    envs = {name: _environment(services[name]) for name in APP_SERVICES}
+    for setting in LLM_SHARED:
+        values = {name: envs[name].get(setting) for name in APP_SERVICES}
+        assert values["worker"] == values["api"] == f"${{{setting}:-}}", values
+    assert envs["worker"]["STEPGATE_LLM_API_KEY"] == "${STEPGATE_LLM_API_KEY:-}"
+    assert "STEPGATE_LLM_API_KEY" not in envs["api"]

@@ -63,17 +63,20 @@ def registry() -> ToolRegistry:
 
 
 @pytest.fixture
+def api_settings(api_settings: Settings, model: ScriptedAgent) -> Settings:
+    """The API and the worker both pointed at the model: the API refuses to start an agent
+    without an LLM endpoint of its own."""
+    return api_settings.model_copy(
+        update={"stepgate_llm_base_url": model.url, "stepgate_llm_model": "scripted"}
+    )
+
+
+@pytest.fixture
 async def worker(
-    client: Client, api_settings: Settings, registry: ToolRegistry, model: ScriptedAgent
+    client: Client, api_settings: Settings, registry: ToolRegistry
 ) -> AsyncIterator[None]:
     fakes.CALLS.clear()
-    pointed = api_settings.model_copy(
-        update={
-            "stepgate_llm_base_url": model.url,
-            "stepgate_llm_model": "scripted",
-        }
-    )
-    async with build_worker(client, pointed, registry):
+    async with build_worker(client, api_settings, registry):
         yield
 
 

@@ -67,6 +67,13 @@ def calls(raw: Any) -> list[Call]:
     return out
 
 
+def model_calls(raw: Any) -> list[Call]:
+    """The calls of `raw` that ask the LLM endpoint (`llm.chat`): a step's tool, a compensation,
+    a gate notification, an agent step's model turns or a tool its model may call. A run-time
+    plan's `allowed_tools` are not counted: they say what a plan may call, not that it will."""
+    return [c for c in calls(raw) if c.name == MODEL_TOOL and c.kind not in ("plan", "pipeline")]
+
+
 def task_queues(raw: Any) -> list[tuple[str, str]]:
     """Every task queue `raw` names (its defaults', each step's), with its path (a value that is
     not text is the validator's to refuse)."""
