@@ -74,9 +74,7 @@ async def closed(http: httpx.AsyncClient, keys: dict[str, str], workflow_id: str
     )
 
 
-async def start(
-    http: httpx.AsyncClient, keys: dict[str, str], team: Team, environment: str
-) -> str:
+async def start(http: httpx.AsyncClient, keys: dict[str, str], team: Team, environment: str) -> str:
     body = {
         "definition": "greenfield_sdlc",
         "input": {
