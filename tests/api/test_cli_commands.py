@@ -160,7 +160,15 @@ async def test_cli_retry_and_skip_at_an_on_failure_gate(
     workflow_id = await start_run("broken", {})
     await gate_open(http, as_, workflow_id, "fetch")
     retried = json.loads(
-        await ok(http, keys["alice"], "retry", workflow_id, "fetch", "--patch", '{"message": "still down"}')
+        await ok(
+            http,
+            keys["alice"],
+            "retry",
+            workflow_id,
+            "fetch",
+            "--patch",
+            '{"message": "still down"}',
+        )
     )
     assert retried["state"] == "retried"
 
