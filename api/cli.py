@@ -24,6 +24,7 @@ from api.cli_base import (
     base_url,
     json_arg,
     json_object,
+    shown,
 )
 from api.cli_base import printable as _printable
 from api.cli_inbox import cmd_inbox
@@ -237,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except httpx.TransportError as err:
         print(f"stepgate: cannot reach the API at {_url(err)}: {_why(err)}", file=sys.stderr)
-        print(f"  (STEPGATE_URL is {base_url()})", file=sys.stderr)
+        print(f"  (STEPGATE_URL is {shown(base_url())})", file=sys.stderr)
         return 1
     except httpx.HTTPError as err:
         print(f"stepgate: the API at {_url(err)} failed: {_why(err)}", file=sys.stderr)
@@ -253,9 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _url(err: httpx.HTTPError) -> str:
     try:
-        return str(err.request.url)
+        return shown(err.request.url)
     except RuntimeError:  # an error raised before a request was built
-        return base_url()
+        return shown(base_url())
 
 
 def _why(err: httpx.HTTPError) -> str:

@@ -47,6 +47,14 @@ def base_url() -> str:
     return os.environ.get("STEPGATE_URL", DEFAULT_URL)
 
 
+def shown(url: httpx.URL | str) -> str:
+    """A URL as a message may show it: without the user and password it may carry."""
+    try:
+        return str(httpx.URL(url).copy_with(userinfo=b""))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "(an invalid URL)"
+
+
 def _client() -> httpx.Client:
     headers = {"Accept": "application/json"}
     key = os.environ.get("STEPGATE_API_KEY")
@@ -61,7 +69,7 @@ def _check(response: httpx.Response) -> Any:
             return response.json()
         except ValueError:
             raise CliError(
-                f"{response.request.url} answered {response.status_code} with something that is "
+                f"{shown(response.request.url)} answered {response.status_code} with something that is "
                 "not JSON: is STEPGATE_URL the Stepgate API?"
             ) from None
     try:

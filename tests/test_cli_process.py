@@ -88,12 +88,16 @@ def test_every_command_takes_json_before_or_after() -> None:
 
 def test_connection_error_names_the_url_it_tried(refusing_port: int) -> None:
     """With nothing listening at STEPGATE_URL, the client says which URL it could not reach,
-    with the path of the request, and exits 1 without a traceback."""
+    with the path of the request (never the password the URL may carry), and exits 1 without a
+    traceback."""
     url = f"http://127.0.0.1:{refusing_port}"
     done = stepgate(url, "status", "run-1")
     assert done.returncode == 1 and done.stdout == ""
     assert f"cannot reach the API at {url}/workflows/run-1" in done.stderr
     assert f"STEPGATE_URL is {url}" in done.stderr and "Traceback" not in done.stderr
+    done = stepgate(f"http://proxy:hunter2@127.0.0.1:{refusing_port}", "list")
+    assert f"cannot reach the API at {url}/workflows?page_size=50" in done.stderr
+    assert "hunter2" not in done.stderr and "proxy" not in done.stderr
 
 
 def test_an_answer_that_is_not_the_apis_is_named_and_neutralised() -> None:
