@@ -48,6 +48,8 @@ class Team:
             {"passed": True, "findings": "", "failed_stories": []}
         ]
         self.rollout = ["running", "succeeded"]
+        # What the developer writes each round (None: two files of its own).
+        self.files: list[dict[str, Any]] | None = None
         self.polls = 0
         self.prompts: dict[str, list[str]] = defaultdict(list)
         self.server.route("POST", "/v1/chat/completions", self._chat)
@@ -114,7 +116,8 @@ class Team:
                 "mitigations": ["check the owner on every write"],
             },
             "developer": {
-                "files": [
+                "files": self.files
+                or [
                     {"path": "app/main.py", "content": f"# round {turn}\n"},
                     {"path": "tests/test_main.py", "content": "def test_split(): ...\n"},
                 ],

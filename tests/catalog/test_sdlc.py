@@ -184,3 +184,21 @@ async def test_greenfield_sdlc_low_risk_skips_reviews_and_rolls_back_a_failed_ro
             assert done["state"] == "failed"
             assert "the deployment did not succeed" in done["error"]
             assert len(team.seen("POST", "/deploy/deployments/dep-1/rollback")) == 1
+
+
+async def test_greenfield_sdlc_refuses_a_file_path_out_of_the_release(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """A developer model naming a file `../../etc/cron.d/x` is asked again and, answering the
+    same, fails the build naming the path's pattern: no file is written, nobody is asked to
+    release it, and the deployment service hears nothing."""
+    with Team(risk="low") as team:
+        team.files = [{"path": "../../etc/cron.d/x", "content": "* * * * * root sh"}]
+        async with stack(client, settings, tmp_path, team.server.url("/v1/")) as (http, keys):
+            workflow_id = await start(http, keys, team, "staging")
+            done = await closed(http, keys, workflow_id)
+            assert done["state"] == "failed"
+            assert "files[0].path: '../../etc/cron.d/x' does not match" in done["error"]
+            assert len(team.prompts["developer"]) == 3 and team.prompts["tester"] == []
+            assert not done["open_gates"] and team.seen("POST", "/deploy/deployments") == []
+            assert not list(tmp_path.rglob("cron.d"))
