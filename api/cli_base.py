@@ -68,9 +68,10 @@ def _check(response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
+            url, code = shown(response.request.url), response.status_code
             raise CliError(
-                f"{shown(response.request.url)} answered {response.status_code} with something that is "
-                "not JSON: is STEPGATE_URL the Stepgate API?"
+                f"{url} answered {code} with something that is not JSON: "
+                "is STEPGATE_URL the Stepgate API?"
             ) from None
     try:
         error = response.json()["error"]

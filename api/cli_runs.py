@@ -34,15 +34,12 @@ def cmd_list(http: httpx.Client, args: argparse.Namespace) -> int:
     if args.awaiting_me:
         params["awaiting"] = "me"
     runs: list[dict[str, Any]] = []
-    cursor = None
     for page in pages(http, "/workflows", params):
         runs += page["items"]
-        cursor = page["next_cursor"]
         if len(runs) >= args.limit:
             break
-    cursor = cursor if len(runs) >= args.limit else None
     if args.json:
-        _print({"items": runs[: args.limit], "next_cursor": cursor})
+        _print({"items": runs[: args.limit]})
         return 0
     rows = [
         (

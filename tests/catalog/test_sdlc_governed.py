@@ -1,6 +1,6 @@
 """The shipped governed example (definitions/governed/request.json) posted as it is, with its
 URLs pointed at loopback: the default policy makes it tier 2, a peer approves the plan, it runs,
-and the memory remembers it."""
+and the memory remembers it (found and forgotten with `stepgate memory` too)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from temporalio.client import Client
 from activities.config import Settings
 from tests.catalog.sdlc_team import stack
 from tests.conftest import ROOT
+from tests.support.api import stepgate
 from tests.support.util import eventually
 from tests.tools.server import LocalServer, json_reply
 
@@ -24,7 +25,7 @@ async def test_governed_example_is_reviewed_by_a_peer_runs_and_is_remembered(
 ) -> None:
     """Two POSTs of medium risk score 4 under the default policy: tier 2, one `role:peer`, the
     requester refused; once a peer approves, maintenance mode is turned on before the channel
-    is told, the run completes and a memory search finds it."""
+    is told, the run completes, a memory search finds it, and only an admin may forget it."""
     body: dict[str, Any] = json.loads(REQUEST.read_text())
     service = LocalServer()
     service.route("POST", "/admin/maintenance", lambda seen: json_reply({"enabled": True}))
@@ -72,7 +73,20 @@ async def test_governed_example_is_reviewed_by_a_peer_runs_and_is_remembered(
                 ok=lambda r: r.status_code == 200 and r.json()["hits"],
                 what="remembered",
             )
-            pattern = hits.json()["hits"][0]["pattern"]
-            assert pattern["request"] == body["request"] and pattern["tier"] == 2
+            hit = hits.json()["hits"][0]
+            assert hit["pattern"]["request"] == body["request"] and hit["pattern"]["tier"] == 2
+
+            # The same from the terminal: the hit as a table row, then forgotten by an admin.
+            url = str(http.base_url).rstrip("/")
+            code, out, err = await stepgate(url, keys["olga"], "memory", "search", "storefront")
+            assert code == 0, err
+            row = out.splitlines()[1].split()
+            assert row[1:4] == [str(hit["id"]), "2", "completed"] and "storefront" in out
+            code, _, err = await stepgate(url, keys["olga"], "memory", "delete", str(hit["id"]))
+            assert code == 1 and "memory_delete" in err
+            code, out, err = await stepgate(url, keys["root"], "memory", "delete", str(hit["id"]))
+            assert code == 0 and json.loads(out) == {"id": hit["id"], "deleted": True}, err
+            code, out, _ = await stepgate(url, keys["olga"], "memory", "search", "storefront")
+            assert out == "no past governed run matches\n"
     finally:
         service.stop()
