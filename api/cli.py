@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from activities.documents import parse_document
-from api import json_patch
-from api.cli_base import CliError, _check, _client, _print
-from api.cli_forms import printable as _printable
-from api.cli_forms import response
+from api import cli_gates, cli_runs, json_patch
+from api.cli_base import (
+    JSON_FLAG,
+    CliError,
+    UsageError,
+    _check,
+    _client,
+    _print,
+    base_url,
+    json_arg,
+    json_object,
+    shown,
+)
+from api.cli_base import printable as _printable
 from api.cli_inbox import cmd_inbox
+
+# Exit statuses besides 0 (done), 1 (the request failed) and 2 (a usage error): stdout was
+# closed by its reader (`stepgate status X | head`), as a shell shows a SIGPIPE; Ctrl-C.
+EXIT_CLOSED_PIPE = 141
+EXIT_INTERRUPTED = 130
 
 
 def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
@@ -34,7 +50,7 @@ def sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
 
 
 def cmd_start(http: httpx.Client, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"definition": args.definition, "input": json.loads(args.input)}
+    body: dict[str, Any] = {"definition": args.definition, "input": json_arg(args.input, "--input")}
     if args.workflow_id:
         body["workflow_id"] = args.workflow_id
     if args.auto:
@@ -44,20 +60,33 @@ def cmd_start(http: httpx.Client, args: argparse.Namespace) -> int:
 
 
 def cmd_govern(http: httpx.Client, args: argparse.Namespace) -> int:
-    """Start a governed run: the request, its context, and a plan file if one is proposed."""
-    body: dict[str, Any] = {"request": args.request, "context": json.loads(args.context)}
+    """Start a governed run: a request file (the body of POST /governed), or the request, its
+    context and a plan file if one is proposed; options given override the file's."""
+    body: dict[str, Any] = _document(args.file, "--file") if args.file else {}
+    if not isinstance(body, dict):
+        raise UsageError(f"--file {args.file}: not a mapping of request, context, plan, policy")
+    if args.request:
+        body["request"] = args.request
+    if "request" not in body:
+        raise UsageError("say what should be done (REQUEST), or give a request --file")
+    if args.context is not None:
+        body["context"] = json_object(args.context, "--context")
     if args.plan:
-        try:
-            with open(args.plan, encoding="utf-8") as fh:
-                body["plan"] = parse_document(fh.read())
-        except (OSError, ValueError) as err:
-            raise CliError(f"--plan {args.plan}: {err}") from None
+        body["plan"] = _document(args.plan, "--plan")
     if args.policy:
         body["policy"] = args.policy
     if args.workflow_id:
         body["workflow_id"] = args.workflow_id
     _print(_check(http.post("/governed", json=body)))
     return 0
+
+
+def _document(path: str, option: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return parse_document(fh.read())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{option} {path}: {err}") from None
 
 
 def cmd_status(http: httpx.Client, args: argparse.Namespace) -> int:
@@ -79,27 +108,14 @@ def cmd_watch(http: httpx.Client, args: argparse.Namespace) -> int:
             # The first event is the status whole, each later one a JSON Patch to it.
             payload = json_patch.apply(payload, got) if event == "patch" else got
             state = payload["state"]
+            if args.json:  # one status a line, each whole
+                print(json.dumps(payload, separators=(",", ":")), flush=True)
+                continue
             gates = ", ".join(g["gate"] for g in payload["open_gates"])
             waiting = f" (waiting at {gates})" if gates else ""
             print(f"[{payload['revision']}] {state} {payload['progress']['percent']}%{waiting}")
+            sys.stdout.flush()
     return 0 if state == "completed" else 1
-
-
-def _decide(http: httpx.Client, args: argparse.Namespace, action: str) -> int:
-    body: dict[str, Any] = {"action": action}
-    if args.comment:
-        body["comment"] = args.comment
-    if args.digest:
-        body["digest"] = args.digest
-    answers = response(http, args, action)
-    if answers is not None:
-        body["response"] = answers
-    if getattr(args, "grant", None):
-        body["grant"] = {"expires_in": args.grant, "same_arguments": args.same_arguments}
-        if args.grant_calls:
-            body["grant"]["calls"] = args.grant_calls
-    _print(_check(http.post(f"/workflows/{args.workflow_id}/gates/{args.gate}", json=body)))
-    return 0
 
 
 def cmd_revoke(http: httpx.Client, args: argparse.Namespace) -> int:
@@ -147,98 +163,104 @@ def versions_table(listing: dict[str, Any]) -> list[str]:
     return [_printable(head), *lines]
 
 
-def cmd_approve(http: httpx.Client, args: argparse.Namespace) -> int:
-    return _decide(http, args, "approve")
-
-
-def cmd_reject(http: httpx.Client, args: argparse.Namespace) -> int:
-    return _decide(http, args, "reject")
+Handler = Callable[[httpx.Client, argparse.Namespace], int]
+# Each module adds its commands (`register(sub)`), each parser naming its handler(http, args)
+# with `set_defaults(handler=...)` and taking `--json` (parents=[JSON_FLAG]). A new module of
+# commands is one line here.
+REGISTER: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    cli_gates.register,
+    cli_runs.register,
+]
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stepgate", description=__doc__)
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     sub = p.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start a run of a catalog pipeline")
+
+    def command(name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
+        found = sub.add_parser(name, help=text, parents=[JSON_FLAG])
+        found.set_defaults(handler=handler)
+        return found
+
+    start = command("start", cmd_start, "start a run of a catalog pipeline")
     start.add_argument("definition", help="name or name@version")
     start.add_argument("--input", default="{}", help="the run input as JSON")
     start.add_argument("--workflow-id")
     start.add_argument("--auto", action="store_true", help="approve every gate automatically")
-    govern = sub.add_parser("govern", help="start a governed run: plan, review by risk, execute")
-    govern.add_argument("request", help="what should be done, in words")
-    govern.add_argument("--context", default="{}", help="facts for the plan (its input) as JSON")
+    govern = command("govern", cmd_govern, "start a governed run: plan, review by risk, execute")
+    govern.add_argument("request", nargs="?", help="what should be done, in words")
+    govern.add_argument("--file", help="a request file: the JSON or YAML body of POST /governed")
+    govern.add_argument("--context", help="facts for the plan (its input) as a JSON object")
     govern.add_argument(
         "--plan", help="a YAML or JSON file with a proposed plan (else the LLM plans)"
     )
     govern.add_argument("--policy", help="a policy in definitions/policies/ (default: default)")
     govern.add_argument("--workflow-id")
-    for name, text in (("status", "print a run's status"), ("watch", "follow a run live")):
-        sub.add_parser(name, help=text).add_argument("workflow_id")
-    for name in ("approve", "reject"):
-        decide = sub.add_parser(name, help=f"{name} an open gate")
-        decide.add_argument("workflow_id")
-        decide.add_argument("gate")
-        decide.add_argument("--comment")
-        decide.add_argument("--digest", help="refuse if the gate now reviews something else")
-        decide.add_argument(
-            "--response",
-            metavar="JSON",
-            help="the answers to the gate's form as a JSON object (approving on a terminal "
-            "without it, each field is asked for)",
-        )
-    approve = sub.choices["approve"]
-    approve.add_argument(
-        "--grant",
-        metavar="DURATION",
-        help="at an agent call gate: let later calls of the tool "
-        "in this run through without a gate for this long (at most 24h)",
+    command("status", cmd_status, "print a run's status").add_argument("workflow_id")
+    command("watch", cmd_watch, "follow a run live (--json: each status on a line)").add_argument(
+        "workflow_id"
     )
-    approve.add_argument("--grant-calls", type=int, help="... for at most this many calls")
-    approve.add_argument("--same-arguments", action="store_true", help="... with these arguments")
-    revoke = sub.add_parser("revoke", help="end a standing grant (yours, or any as an admin)")
+    revoke = command("revoke", cmd_revoke, "end a standing grant (yours, or any as an admin)")
     revoke.add_argument("workflow_id")
     revoke.add_argument("grant", help="its id in the run's status, e.g. g1")
     revoke.add_argument("--reason")
-    inbox = sub.add_parser("inbox", help="gates waiting for you, most urgent first")
+    inbox = command("inbox", cmd_inbox, "gates waiting for you, most urgent first")
     inbox.add_argument("--priority", help="only these priorities: urgent, or a list urgent,high")
     inbox.add_argument("--page-size", type=int, help="runs read per request (the API's default)")
     inbox.add_argument("--pipeline", help="only runs of this pipeline")
     inbox.add_argument("--requester", help="only runs this principal started")
-    versions = sub.add_parser(
-        "versions", help="worker builds and the runs open on each (admin); set-current BUILD"
+    versions = command(
+        "versions", cmd_versions, "worker builds and the runs open on each (admin); set-current"
     )
-    versions.add_argument("--json", action="store_true", help="print the API's answer")
     actions = versions.add_subparsers(dest="action")
-    current = actions.add_parser("set-current", help="make a build current: new runs start on it")
+    current = actions.add_parser(
+        "set-current", help="make a build current: new runs start on it", parents=[JSON_FLAG]
+    )
     current.add_argument("build_id")
-    current.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    for register in REGISTER:
+        register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    commands = {
-        "start": cmd_start,
-        "govern": cmd_govern,
-        "status": cmd_status,
-        "watch": cmd_watch,
-        "inbox": cmd_inbox,
-        "approve": cmd_approve,
-        "reject": cmd_reject,
-        "revoke": cmd_revoke,
-        "versions": cmd_versions,
-    }
     try:
         with _client() as http:
-            return commands[args.command](http, args)
+            code = int(args.handler(http, args))
+        sys.stdout.flush()  # here, where a closed pipe can still be answered quietly
+        return code
+    except UsageError as err:
+        print(f"stepgate: {err}", file=sys.stderr)
+        return 2
     except CliError as err:
         print(f"stepgate: {err}", file=sys.stderr)
         return 1
-    except httpx.HTTPError as err:
-        print(f"stepgate: cannot reach the API: {err}", file=sys.stderr)
+    except httpx.TransportError as err:
+        print(f"stepgate: cannot reach the API at {_url(err)}: {_why(err)}", file=sys.stderr)
+        print(f"  (STEPGATE_URL is {shown(base_url())})", file=sys.stderr)
         return 1
-    except json.JSONDecodeError as err:
-        print(f"stepgate: --input or --context is not JSON: {err}", file=sys.stderr)
-        return 2
+    except httpx.HTTPError as err:
+        print(f"stepgate: the API at {_url(err)} failed: {_why(err)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away: say nothing, and keep the interpreter's last flush from failing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _url(err: httpx.HTTPError) -> str:
+    try:
+        return shown(err.request.url)
+    except RuntimeError:  # an error raised before a request was built
+        return shown(base_url())
+
+
+def _why(err: httpx.HTTPError) -> str:
+    return " ".join(_printable(line) for line in (str(err) or type(err).__name__).splitlines())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from api.cli_base import CliError, _check
+from api.cli_base import CliError, _check, printable
 from workflows.language.forms import choices, field_issue
 
 # Tries one field gets before the prompt gives up (a script feeding bad answers must end).
@@ -22,12 +22,6 @@ _NO = ("n", "no", "false", "0")
 
 class FormError(ValueError):
     """Answers that cannot be sent; the message says which and why."""
-
-
-def printable(text: str) -> str:
-    """Text from runs and definitions with its control characters (terminal escapes, bidi
-    overrides, line breaks) shown as `?`, so a run cannot rewrite what the approver sees."""
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def parse_response(text: str) -> dict[str, Any]:
@@ -119,12 +113,12 @@ def ask(
 
 
 def response(http: httpx.Client, args: argparse.Namespace, action: str) -> dict[str, Any] | None:
-    """`--response` as given; else, approving on a terminal at a gate with a form, the answers
-    asked for field by field."""
+    """`--response` as given; else, approving or modifying on a terminal at a gate with a form,
+    the answers asked for field by field."""
     try:
         if args.response is not None:
             return parse_response(args.response)
-        if action != "approve" or not sys.stdin.isatty():
+        if action not in ("approve", "modify") or not sys.stdin.isatty():
             return None
         form = gate_form(http, args.workflow_id, args.gate)
         return ask(form, input) if form is not None else None

@@ -9,24 +9,22 @@ from datetime import UTC
 import httpx
 from pydantic import ValidationError
 
-from api.cli_base import CliError, _check
-from api.cli_forms import printable as _printable
+from api.cli_base import CliError, _print, pages, table
+from api.cli_base import printable as _printable
 from api.schemas.approvals import InboxItem, inbox_order
 
 
 def cmd_inbox(http: httpx.Client, args: argparse.Namespace) -> int:
     items: list[InboxItem] = []
-    cursor: str | None = None
-    while True:
-        params = {"cursor": cursor} if cursor else {}
-        if args.priority:
-            params["priority"] = args.priority
-        if args.page_size:
-            params["page_size"] = str(args.page_size)
-        for name in ("pipeline", "requester"):
-            if getattr(args, name):
-                params[name] = getattr(args, name)
-        page = _check(http.get("/approvals", params=params))
+    params: dict[str, str] = {}
+    if args.priority:
+        params["priority"] = args.priority
+    if args.page_size:
+        params["page_size"] = str(args.page_size)
+    for name in ("pipeline", "requester"):
+        if getattr(args, name):
+            params[name] = getattr(args, name)
+    for page in pages(http, "/approvals", params):
         try:
             items += [InboxItem.model_validate(i) for i in page["items"]]
         except ValidationError as err:
@@ -34,19 +32,16 @@ def cmd_inbox(http: httpx.Client, args: argparse.Namespace) -> int:
             raise CliError(
                 f"the API sent an inbox item this client cannot read: {first['loc']}: {first['msg']}"
             ) from None
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
+    # The API sorts each page of runs; sorting them all keeps that order across pages.
+    items.sort(key=inbox_order)
+    if args.json:
+        _print({"items": [i.model_dump(mode="json") for i in items]})
+        return 0
     if not items:
         print("nothing waits for you")
         return 0
-    # The API sorts each page of runs; sorting them all keeps that order across pages.
-    rows = [inbox_row(i) for i in sorted(items, key=inbox_order)]
     header = ("PRIORITY", "DEADLINE", "RUN", "REQUESTER", "VOTES", "GATE")
-    last = len(header) - 1
-    widths = [max(len(r[c]) for r in (header, *rows)) for c in range(last)]
-    for row in (header, *rows):
-        print("  ".join([*(row[c].ljust(widths[c]) for c in range(last)), row[last]]))
+    print("\n".join(table(header, [inbox_row(i) for i in items])))
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ import httpx
 from tests.api.conftest import KEYS
 from tests.api.helpers import wait_state
 from tests.conftest import ROOT
+from tests.support.api import cli_env
 from tests.support.api import stepgate as cli
 from tests.support.util import eventually
 
@@ -51,16 +51,15 @@ async def test_cli_watch_follows_patches_to_the_end(
     http: httpx.AsyncClient, as_: Auth, keys: dict[str, str]
 ) -> None:
     """`stepgate watch` applies each patch to the status it first received: it prints the run
-    waiting at its gate, then (approved meanwhile) completed, and exits 0."""
+    waiting at its gate at once (flushed, though its output is a pipe and Python buffers it),
+    then (approved meanwhile) completed, and exits 0."""
     url = str(http.base_url).rstrip("/")
     code, out, err = await cli(url, KEYS["olga"][0], "start", "gated", "--input", '{"ref": "w"}')
     assert code == 0, err
     workflow_id = json.loads(out)["workflow_id"]
     await wait_state(http, workflow_id, "waiting", as_("vic"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPGATE_")}
-    env.update(STEPGATE_URL=url, STEPGATE_API_KEY=keys["vic"])
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", "watch", workflow_id, cwd=ROOT, env=env,
+        sys.executable, "-m", "api.cli", "watch", workflow_id, cwd=ROOT, env=cli_env(url, keys["vic"]),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None

@@ -56,11 +56,23 @@ async def serve_app(
         sock.close()
 
 
+def cli_env(url: str, key: str) -> dict[str, str]:
+    """The environment `stepgate` runs in as a user's would: STEPGATE_URL and STEPGATE_API_KEY
+    set, no other STEPGATE_* variable, and Python's output buffered (no PYTHONUNBUFFERED), so
+    what the client prints reaches a pipe only when it flushes."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STEPGATE_") and k != "PYTHONUNBUFFERED"
+    }
+    env.update(STEPGATE_URL=url, STEPGATE_API_KEY=key)
+    return env
+
+
 async def stepgate(url: str, key: str, *args: str) -> tuple[int, str, str]:
     """`stepgate ARGS` (the terminal client, api/cli.py) as a real process against `url`:
     its exit code, stdout and stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPGATE_")}
-    env.update(STEPGATE_URL=url, STEPGATE_API_KEY=key)
+    env = cli_env(url, key)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "api.cli", *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
