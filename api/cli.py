@@ -211,10 +211,16 @@ def parser() -> argparse.ArgumentParser:
     current = actions.add_parser("set-current", help="make a build current: new runs start on it")
     current.add_argument("build_id")
     current.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    sub.add_parser("mcp", help="serve Stepgate's MCP tools over stdio (docs/mcp.md)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mcp"]:  # MCP over stdio: a server, not a request (api/cli_mcp.py)
+        from api import cli_mcp
+
+        return cli_mcp.main(argv[1:])
     args = parser().parse_args(argv)
     commands = {
         "start": cmd_start,
