@@ -92,9 +92,7 @@ class Backend:
     ) -> Any:
         """One request; its JSON answer, or a ToolError saying what the API refused and why."""
         try:
-            response = await self.http.request(
-                method, path, params=params, json=body if body is not None else None
-            )
+            response = await self.http.request(method, path, params=params, json=body)
         except httpx.HTTPError as err:
             raise ToolError(
                 f"cannot reach the Stepgate API at {self.http.base_url}: {type(err).__name__}"

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import yaml
 from mcp.client.session import ClientRequestContext
+from mcp.shared.exceptions import MCPError
 from mcp_types import ElicitRequestParams, ElicitRequestURLParams, ElicitResult
 
 from activities.config import Settings
@@ -187,6 +188,11 @@ async def test_refusals_are_tool_errors_naming_the_field(
                 refused = await mcp.call_tool(name, args)
                 assert refused.is_error, name
                 assert "forbidden" in text(refused) and "start" in text(refused), text(refused)
+        # carol only approves (no permission at all): no pipeline to start, her gates to review.
+        async with over_http(url, keys["carol"]) as mcp:
+            names = {t.name for t in (await mcp.list_tools()).tools}
+            assert {"review_gate", "list_approvals"} <= names, names
+            assert not [n for n in names if n.startswith("run_")] and "decide" not in names
         async with over_http(url, keys["olga"]) as mcp:
             cases: list[tuple[str, dict[str, Any], str]] = [
                 ("get_run", {"workflow_id": LONG}, "breaks maxLength: 1000"),
@@ -203,6 +209,20 @@ async def test_refusals_are_tool_errors_naming_the_field(
                 got = await mcp.call_tool(name, args)
                 assert got.is_error and expected in text(got), (name, args, text(got))
                 assert "internal" not in text(got)
+            for uri, expected in (
+                ("stepgate://runs/no-such-run", "not_found"),
+                ("stepgate://elsewhere/x", "uri: not a run's status"),
+            ):
+                with pytest.raises(MCPError, match=expected):
+                    await mcp.read_resource(uri)
+        # Arguments are bounded as every body is, before MCP reads them: 64 levels of nesting.
+        deep: Any = "x"
+        for _ in range(100):
+            deep = {"a": deep}
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_run"}}
+        call["params"]["arguments"] = {"workflow_id": deep}  # type: ignore[index]
+        r = await http.post("/mcp", json=call, headers=as_("olga"))
+        assert r.status_code == 422 and "nested" in r.text, r.text
 
 
 async def test_pipeline_tools_follow_reloads_with_safe_bounded_names(
