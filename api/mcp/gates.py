@@ -28,10 +28,10 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from api.mcp.backend import Backend, ToolError
-from api.mcp.tools import GATE, RUN, _object
+from api.mcp.tools import GATE, RUN, object_schema
 
 REVIEW_GATE = "review_gate"
-REVIEW_SCHEMA = _object(["workflow_id", "gate"], workflow_id=RUN, gate=GATE)
+REVIEW_SCHEMA = object_schema(["workflow_id", "gate"], workflow_id=RUN, gate=GATE)
 REVIEW_DESCRIPTION = (
     "Ask the person to decide an open gate they may decide, on the gate's page in Stepgate's "
     "web app (URL elicitation: they sign in and decide there). Nothing answered through this "
@@ -40,6 +40,12 @@ REVIEW_DESCRIPTION = (
 # The key under which the URL request travels in an InputRequiredResult.
 ASK = "approver"
 MAX_ELICITATION_ID_CHARS = 300
+# How much of the gate's review (text a run may fill from its input) the request quotes.
+MAX_QUOTE_CHARS = 300
+
+
+def _quote(text: str) -> str:
+    return text if len(text) <= MAX_QUOTE_CHARS else text[: MAX_QUOTE_CHARS - 1] + "…"
 
 
 def _voted(view: dict[str, Any]) -> list[str]:
@@ -84,11 +90,12 @@ async def review_gate(
     ):
         raise ToolError(
             f"forbidden: {caller.principal!r} may not decide gate {gate!r} (it names "
-            f"{', '.join(view['approvers'])}, or {caller.principal!r} voted on it already)"
+            f"{_quote(', '.join(view['approvers']))}, or {caller.principal!r} voted on it "
+            "already)"
         )
     message = (
         f"Stepgate asks {caller.principal} to decide gate {gate!r} of run {workflow_id!r}"
-        + (f": {view['review']}" if view.get("review") else "")
+        + (f": {_quote(str(view['review']))}" if view.get("review") else "")
         + ". Open the page, sign in and decide there."
     )
     request = ElicitRequestURLParams(

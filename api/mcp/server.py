@@ -140,7 +140,7 @@ def build_server(backend_of: BackendOf) -> Server[Any]:
             return await fixed.handler(backend, _checked(fixed.input_schema, args))
         found = pipeline_tools(await backend.pipelines(), TAKEN).get(name)
         if found is None:
-            raise ToolError(f"not_found: no tool named {name!r} (tools/list names them)")
+            raise ToolError(f"not_found: no tool named {name[:200]!r} (tools/list names them)")
         # The route checks the input against the pipeline's schema, naming each field.
         body = {"definition": found.pipeline.name, "input": args}
         return await backend.call("POST", "/workflows", body=body)

@@ -48,7 +48,7 @@ def _type(annotation: Any) -> dict[str, Any]:
     return dict(TypeAdapter(annotation).json_schema())
 
 
-def _object(required: list[str], **properties: dict[str, Any]) -> dict[str, Any]:
+def object_schema(required: list[str], **properties: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": properties,
@@ -129,7 +129,7 @@ FIXED: tuple[Fixed, ...] = (
         "list_pipelines",
         "The catalog (GET /definitions): every pipeline's newest version, its versions and "
         "description, and the tool that starts it.",
-        _object([]),
+        object_schema([]),
         _list_pipelines,
     ),
     Fixed(
@@ -137,7 +137,7 @@ FIXED: tuple[Fixed, ...] = (
         "Start a run (POST /workflows): a catalog pipeline by name (`deploy`, `deploy@2`) or an "
         "inline definition, with its input. The same workflow_id with the same arguments finds "
         "the run it started. Needs `start`; inline also `start_inline`, auto also `start_auto`.",
-        _object(
+        object_schema(
             ["definition"],
             definition={"anyOf": [_type(CatalogRef), _INLINE]},
             input=_of(WorkflowCreate, "input"),
@@ -151,14 +151,14 @@ FIXED: tuple[Fixed, ...] = (
         "get_run",
         "A run's status (GET /workflows/{id}): state, progress, open gates first, latest steps "
         "and audit entries, output.",
-        _object(["workflow_id"], workflow_id=RUN),
+        object_schema(["workflow_id"], workflow_id=RUN),
         _get_run,
     ),
     Fixed(
         "list_approvals",
         "The gates waiting for this key's principal (GET /approvals), most urgent first, each "
         "with `page`: where the person decides it in the web app.",
-        _object(
+        object_schema(
             [],
             priority=_type(
                 Annotated[str, Field(max_length=PRIORITY_PARAM_MAX, pattern=PRIORITY_PATTERN)]
@@ -178,7 +178,7 @@ FIXED: tuple[Fixed, ...] = (
         "cancel_run",
         "Cancel a run (POST /workflows/{id}/cancel) with an optional reason; its audit records "
         "who and why. Needs `lifecycle`.",
-        _object(["workflow_id"], workflow_id=RUN, reason=_of(LifecycleCreate, "reason")),
+        object_schema(["workflow_id"], workflow_id=RUN, reason=_of(LifecycleCreate, "reason")),
         _cancel_run,
         read_only=False,
     ),
@@ -186,7 +186,7 @@ FIXED: tuple[Fixed, ...] = (
         "start_governed",
         "Start a governed run (POST /governed): Plan, Review by risk tier, Execute, Remember. "
         "Needs `start_governed`.",
-        _object(
+        object_schema(
             ["request"],
             request=_of(GovernedCreate, "request"),
             context=_of(GovernedCreate, "context"),
@@ -200,7 +200,7 @@ FIXED: tuple[Fixed, ...] = (
     Fixed(
         "search_memory",
         "Past governed runs by text (GET /memory), most relevant first.",
-        _object(
+        object_schema(
             ["q"],
             q=_type(Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_QUERY_CHARS)]),
             limit=_type(Annotated[int, Field(ge=1, le=MAX_LIMIT)]),

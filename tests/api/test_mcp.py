@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import ElicitRequestParams, ElicitRequestURLParams, ElicitResult
 
@@ -17,23 +16,9 @@ from activities.config import Settings
 from api.mcp.http import MAX_SESSIONS_PER_PRINCIPAL
 from tests.api.conftest import Serve
 from tests.api.helpers import eventually, wait_state
-from tests.support.mcp import data, over_http, text
+from tests.support.mcp import DORA, allow_mcp_decisions, data, over_http, recorder, text
 
 Auth = Callable[[str], dict[str, str]]
-DORA = "key-dora-0123456789"
-
-
-def allow_mcp_decisions(settings: Settings, folder: Path, team: str) -> Settings:
-    """Adds dora (an operator of `team` whose role `mcp` holds decide_via_mcp, granted by a
-    permissions file) to the keys file."""
-    keys_file = settings.stepgate_api_keys_file
-    assert keys_file is not None
-    entries = yaml.safe_load(keys_file.read_text())
-    entries.append({"key": DORA, "principal": "dora", "roles": [team, "operator", "mcp"]})
-    keys_file.write_text(yaml.safe_dump(entries))
-    permissions = folder / "permissions.yaml"
-    permissions.write_text(yaml.safe_dump({"mcp": ["decide_via_mcp"]}))
-    return settings.model_copy(update={"stepgate_permissions_file": permissions})
 
 
 @pytest.fixture
@@ -43,16 +28,6 @@ async def served(
     """The API with dora's key and a worker; yields its base URL."""
     async with serve(allow_mcp_decisions(api_settings, tmp_path, team)) as url:
         yield url
-
-
-def recorder(answer: ElicitResult, asked: list[ElicitRequestParams]) -> Any:
-    """An elicitation callback that records what it was asked and answers `answer`."""
-
-    async def callback(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        asked.append(params)
-        return answer
-
-    return callback
 
 
 async def test_permitted_key_runs_a_gated_pipeline_to_completion(
@@ -80,7 +55,7 @@ async def test_permitted_key_runs_a_gated_pipeline_to_completion(
         assert item["gate"] == "release"
         assert item["page"] == f"{served}/ui/runs/{workflow_id}/gates/release"
         resource = await mcp.read_resource(f"stepgate://runs/{workflow_id}")
-        status = __import__("json").loads(resource.contents[0].text)  # type: ignore[union-attr]
+        status = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
         assert [g["gate"] for g in status["open_gates"]] == ["release"]
         decided = data(
             await mcp.call_tool(
@@ -141,12 +116,14 @@ async def test_key_without_the_permission_cannot_decide_and_is_sent_to_the_page(
     gate = gates["entries"][0]
     assert (gate["state"], gate["approvals"], gate["rejections"]) == ("open", [], [])
     assert not [e for e in audit["entries"] if e.get("actor") == "bob"], audit
-    # The person decides on the page's route (the web app's own), and the run goes on.
-    r = await httpx.AsyncClient(base_url=served).post(
-        f"/workflows/{workflow_id}/gates/release", json={"action": "approve"}, headers=as_("bob")
-    )
-    assert r.status_code == 200, r.text
+    # The person decides themself (here through the API), and the run goes on.
     async with httpx.AsyncClient(base_url=served) as http:
+        r = await http.post(
+            f"/workflows/{workflow_id}/gates/release",
+            json={"action": "approve"},
+            headers=as_("bob"),
+        )
+        assert r.status_code == 200, r.text
         await wait_state(http, workflow_id, "completed", as_("bob"))
 
 

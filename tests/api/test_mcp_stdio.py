@@ -13,8 +13,7 @@ from mcp_types import ElicitRequestParams, ElicitRequestURLParams, ElicitResult
 from activities.config import Settings
 from tests.api.conftest import Serve
 from tests.api.helpers import eventually
-from tests.api.test_mcp import DORA, allow_mcp_decisions, recorder
-from tests.support.mcp import data, over_stdio, text
+from tests.support.mcp import DORA, allow_mcp_decisions, data, over_stdio, recorder, text
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -11,13 +11,40 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import yaml
 from mcp import Client
-from mcp.client.session import ElicitationFnT
+from mcp.client.session import ClientRequestContext, ElicitationFnT
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
+
+from activities.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+DORA = "key-dora-0123456789"
+
+
+def allow_mcp_decisions(settings: Settings, folder: Path, team: str) -> Settings:
+    """Adds dora (an operator of `team` whose role `mcp` holds decide_via_mcp, granted by a
+    permissions file) to the keys file."""
+    keys_file = settings.stepgate_api_keys_file
+    assert keys_file is not None
+    entries = yaml.safe_load(keys_file.read_text())
+    entries.append({"key": DORA, "principal": "dora", "roles": [team, "operator", "mcp"]})
+    keys_file.write_text(yaml.safe_dump(entries))
+    permissions = folder / "permissions.yaml"
+    permissions.write_text(yaml.safe_dump({"mcp": ["decide_via_mcp"]}))
+    return settings.model_copy(update={"stepgate_permissions_file": permissions})
+
+
+def recorder(answer: ElicitResult, asked: list[ElicitRequestParams]) -> Any:
+    """An elicitation callback that records what it was asked and answers `answer`."""
+
+    async def callback(_: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params)
+        return answer
+
+    return callback
 
 
 @contextlib.asynccontextmanager
