@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from api import cli
 from api.mcp.backend import MAX_DETAILS, Pipeline, refusal
 from api.mcp.catalog import (
     MAX_PIPELINE_TOOLS,
@@ -70,3 +73,11 @@ def test_session_counts_forget_idle_and_ended_sessions() -> None:
     assert counts.live("bob") == 1
     now[0] = 61
     assert counts.live("bob") == 0
+
+
+def test_stepgate_mcp_without_a_key_stops_at_once_saying_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`stepgate mcp` without STEPGATE_API_KEY exits 2 naming the variable, serving nothing."""
+    assert cli.main(["mcp"]) == 2
+    assert "STEPGATE_API_KEY" in capsys.readouterr().err
