@@ -167,7 +167,15 @@ def value_issues(
     if unchecked:
         return [((), unchecked)]
     errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
-    return [(tuple(e.absolute_path), _short(e.message)) for e in errors]
+    return [(tuple(e.absolute_path), _message(e)) for e in errors]
+
+
+def _message(err: ValidationError) -> str:
+    """The error's message, short. jsonschema's quote the whole value first (`'xx…' is too
+    long`): cut, the reason went with the tail, so a long one names the keyword it broke."""
+    if len(err.message) <= MAX_MESSAGE_CHARS:
+        return err.message
+    return _short(f"{_value(err.instance)} breaks {err.validator}: {err.validator_value!r}")
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from activities import default_registry
 from activities.artifacts import LocalArtifactStore
@@ -22,6 +23,8 @@ from api.catalog_live import CatalogWatch, LiveCatalog
 from api.checker import Checker
 from api.guards import BodyLimit, Offload, StrictJson
 from api.limits import KeyLimits, RunLanes
+from api.mcp.http import PATH as MCP_PATH
+from api.mcp.http import McpEndpoint
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
@@ -70,6 +73,7 @@ def create_app(
     )
 
     offload = Offload(settings.stepgate_api_cpu_threads)
+    mcp = McpEndpoint(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +89,9 @@ def create_app(
         # out of the collector's passes, which would otherwise walk it all on every full pass.
         gc.freeze()
         try:
-            yield
+            # /mcp's sessions live in the MCP session manager's task group, this long.
+            async with mcp.run():
+                yield
         finally:
             await watch.stop()
             await state.cancels.close()
@@ -124,5 +130,8 @@ def create_app(
     app.include_router(api_router)
     app.include_router(ui_router)
     app.include_router(docs_pages.router)
+    # MCP over streamable HTTP (api/mcp): its tools call this app's routes with the caller's key.
+    app.router.routes.append(Route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"]))
+    mcp.app = app
     openapi.install(app)
     return app

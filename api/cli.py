@@ -220,10 +220,20 @@ def parser() -> argparse.ArgumentParser:
     current.add_argument("build_id")
     for register in REGISTER:
         register(sub)
+    # MCP over stdio (main() hands `stepgate mcp` to api/cli_mcp.py before any request); it
+    # speaks JSON-RPC on stdout, so --json changes nothing there.
+    sub.add_parser(
+        "mcp", help="serve Stepgate's MCP tools over stdio (docs/mcp.md)", parents=[JSON_FLAG]
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mcp"]:  # MCP over stdio: a server, not a request (api/cli_mcp.py)
+        from api import cli_mcp
+
+        return cli_mcp.main(argv[1:])
     args = parser().parse_args(argv)
     try:
         with _client() as http:

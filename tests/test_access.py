@@ -68,6 +68,8 @@ def test_default_roles_follow_the_design() -> None:
     assert roles.of(["operator"]) == {"read", "start", "start_governed", "lifecycle", "schedule"}
     assert roles.of(["admin"]) == frozenset(PERMISSIONS)
     assert {"start_inline", "start_auto", "schedule_any"} <= roles.of(["admin"])
+    # Deciding through MCP: admins only, unless a permissions file grants it (docs/mcp.md).
+    assert "decide_via_mcp" in roles.of(["admin"])
     assert roles.of(["ops", "peer"]) == frozenset()
 
 

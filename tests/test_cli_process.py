@@ -40,6 +40,7 @@ SAMPLES = {
     "resume": ["resume", "w"],
     "memory search": ["memory", "search", "q"],
     "memory delete": ["memory", "delete", "1"],
+    "mcp": ["mcp"],
 }
 
 

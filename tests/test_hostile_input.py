@@ -253,3 +253,14 @@ def test_validate_input_unique_items_is_not_quadratic() -> None:
     assert value_issues(schema, items) == []
     assert value_issues(schema, [*items, {"n": 7.0}]) != []
     assert value_issues(schema, [1, True]) == []
+
+
+def test_a_long_value_s_error_still_says_why() -> None:
+    """A value too long to quote whole is cut in the message, and the keyword it broke is
+    named after it (the reason came last in jsonschema's own message, and was cut with it)."""
+    issues = value_issues({"type": "string", "maxLength": 10}, "x" * 5_000)
+    assert len(issues) == 1
+    message = issues[0][1]
+    assert len(message) <= 300 and message.endswith("breaks maxLength: 10"), message
+    short = value_issues({"type": "string", "maxLength": 3}, "abcd")
+    assert short == [((), "'abcd' is too long")]

@@ -11,6 +11,7 @@ from api.routes import (
     governed,
     grants,
     health,
+    me,
     memory,
     pages,
     schedules,
@@ -23,6 +24,7 @@ from api.routes import (
 api_router = APIRouter()
 for module in (
     health,
+    me,
     tools,
     definitions,
     workflows,
