@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,7 +73,7 @@ async def test_schedule_create_returns_the_next_action_times(
         assert len(times) == NEXT_ACTION_TIMES
         assert all(t.utcoffset() == timedelta(0) for t in times)
         assert before < times[0] <= before + timedelta(hours=1, seconds=5)
-        assert all(b - a == timedelta(hours=1) for a, b in zip(times, times[1:], strict=False))
+        assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(times))
         listed = (await http.get("/schedules", headers=as_("olga"))).json()["items"]
         mine = next(i for i in listed if i["schedule_id"] == schedule_id)
         shown = [datetime.fromisoformat(t) for t in mine["next_action_times"]]

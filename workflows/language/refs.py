@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from activities.models import ARTIFACT_MARKER, ArtifactRef, PathError, Slot, walk_path
