@@ -8,6 +8,7 @@ never deleted here.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -145,7 +146,7 @@ async def create_schedule(
     )
 
 
-def next_times(times: list[datetime]) -> list[datetime]:
+def next_times(times: Sequence[datetime]) -> list[datetime]:
     """Temporal's coming ticks, at most NEXT_ACTION_TIMES of them, in UTC."""
     return [t.astimezone(UTC) for t in times[:NEXT_ACTION_TIMES]]
 
