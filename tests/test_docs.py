@@ -17,6 +17,7 @@ import yaml
 from temporalio import workflow
 
 from activities.config import Settings
+from api import events
 from api.app import create_app
 from api.cli import parser as cli_parser
 from tests import test_layout as layout
@@ -420,3 +421,16 @@ def test_every_published_result_is_dated_with_its_machine_and_command() -> None:
         assert re.match(r"\*\*.+\.\*\* Measured \d{4}-\d{2}-\d{2} with `[^`]+`, on .+\.$", said), (
             said
         )
+
+
+def test_live_events_docs_give_the_watchers_real_figures() -> None:
+    """docs/api.md says how often a watched run's status is read, and so which revisions arrive
+    as one patch, with the figures api/events.py uses: POLL_S, QUERY_SHARE's inverse, KEEPALIVE_S."""
+    live = section((ROOT / "docs" / "api.md").read_text(), "## Live events")
+    prose = " ".join(live.split())
+    assert f"once every {events.POLL_S:g} s" in prose
+    assert f"revisions that come within {events.POLL_S:g} s of each other" in prose
+    words = {20: "twenty"}
+    assert f"waits {words[round(1 / events.QUERY_SHARE)]} times as long" in prose
+    assert f"about {events.QUERY_SHARE * 100:g} % of its time" in prose
+    assert f"keep-alive comment after {events.KEEPALIVE_S:g} s" in prose
