@@ -234,9 +234,7 @@ def test_readme_first_run_uses_real_routes_commands_and_pipeline() -> None:
         for p, ops in schema.items()
         for m in ops
     ]
-    requests = re.findall(
-        r"curl (?:-[sN] )*(?:-X (POST|DELETE) )?\$STEPGATE_URL(/[^\s\"]*)", first
-    )
+    requests = re.findall(r"curl (?:-[sN] )*(?:-X (POST|DELETE) )?\$STEPGATE_URL(/[^\s\"]*)", first)
     assert len(requests) >= 6
     for method, path in requests:
         method = method or "GET"
