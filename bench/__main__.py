@@ -5,7 +5,8 @@ does; the second column runs the same sections with history in memory (Stepgate 
 disk). Each column has its own server, worker and API, stopped before the next one starts.
 The memory section needs no Temporal and runs once, after both columns.
 BENCH_SCALE=quick (about three minutes) or full (default; about an hour). Every child process
-is stopped on exit, on error and on Ctrl-C; logs stay in the printed folder when something failed.
+is stopped on exit, on error and on Ctrl-C or SIGTERM (the first one; a second waits for the
+stopping to end), which exit 130 or 143; logs stay in the printed folder when something failed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import temporalio
 
@@ -52,6 +52,7 @@ from bench.stack import (
 from tests.support.procs import Processes, StartupFailed
 
 Section = Callable[[], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
 
 
 def machine() -> dict[str, Any]:
@@ -173,23 +174,52 @@ async def run(workdir: Path, scale: Scale, api_error: str | None) -> dict[str, A
     }
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM takes the same road as Ctrl-C, so the finally blocks stop every child.
-    raise KeyboardInterrupt
+class Interrupted(Exception):
+    """The bench was stopped by a signal; every child it started has been stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+async def interruptible(main: Coroutine[Any, Any, T]) -> T:
+    """`main`, cancelled by the first SIGINT or SIGTERM so that its `finally` and `with` blocks
+    stop every child; later signals are ignored until they have. Raising from a signal handler
+    instead lands anywhere, a second Ctrl-C in the middle of stopping the children, and leaves
+    them running (or a lock taken, with the process waiting on a worker thread for good)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(main)
+    got: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if got:
+            print("bench: still stopping its processes", file=sys.stderr, flush=True)
+            return
+        got.append(signum)
+        print("bench: stopping its processes", file=sys.stderr, flush=True)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if got:
+            raise Interrupted(got[0]) from None
+        raise
 
 
 def main() -> int:
     scale = scale_from_env()
-    signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="stepgate-bench-"))
     started = time.perf_counter()
     keep = True
     try:
-        results = asyncio.run(run(workdir, scale, api_missing()))
+        results = asyncio.run(interruptible(run(workdir, scale, api_missing())))
         keep = bool(results["errors"]) or any(c["errors"] for c in results["columns"].values())
-    except KeyboardInterrupt:
-        print("bench interrupted; its processes are stopped", file=sys.stderr)
-        return 130
+    except Interrupted as err:
+        print(f"bench interrupted ({err}); its processes are stopped", file=sys.stderr)
+        return 128 + err.signum
     except StartupFailed as err:
         print(f"bench could not start: {err}", file=sys.stderr)
         return 1

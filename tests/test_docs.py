@@ -17,6 +17,7 @@ import yaml
 from temporalio import workflow
 
 from activities.config import Settings
+from api import events
 from api.app import create_app
 from api.cli import parser as cli_parser
 from tests import test_layout as layout
@@ -233,7 +234,7 @@ def test_readme_first_run_uses_real_routes_commands_and_pipeline() -> None:
         for p, ops in schema.items()
         for m in ops
     ]
-    requests = re.findall(r"curl (?:-[sN] )*(?:-X (POST|DELETE) )?localhost:8000(/[^\s\"]*)", first)
+    requests = re.findall(r"curl (?:-[sN] )*(?:-X (POST|DELETE) )?\$STEPGATE_URL(/[^\s\"]*)", first)
     assert len(requests) >= 6
     for method, path in requests:
         method = method or "GET"
@@ -251,6 +252,22 @@ def test_readme_first_run_uses_real_routes_commands_and_pipeline() -> None:
     gate = next(s for s in demo["steps"] if s["id"] == "publish")["approval"]
     assert gate["approvers"] == ["role:ops", "role:admin"] and gate["stage"] == "before"
     assert gate["review"] in first and re.search(r"`role:ops` or\s+`role:admin`", first)
+
+
+def test_readme_walk_through_follows_the_port_variables() -> None:
+    """What a newcomer types in "A first run" follows the port variables `make run` reads: no
+    command or link there names a port of its own (only the sample output shows one), and the
+    page says which variables move the ports."""
+    first = section(README, "## A first run")
+    typed = [line for line in first.splitlines() if not line.lstrip().startswith("{")]
+    fixed = [line for line in typed if re.search(r"localhost:\d", line)]
+    assert fixed == [], fixed
+    assert "export STEPGATE_URL=http://localhost:${STEPGATE_API_PORT:-8000}" in first
+    assert "${TEMPORAL_UI_PORT:-8233}" in first
+    two = section(README, "## Two commands")
+    for name in ("TEMPORAL_PORT", "TEMPORAL_HTTP_PORT", "TEMPORAL_UI_PORT", "STEPGATE_API_PORT"):
+        assert f"`{name}`" in two, name
+        assert f'"${{{name}:-' in (ROOT / "scripts" / "run").read_text(), name
 
 
 def test_readme_keeps_changing_workflow_code_short_and_linked() -> None:
@@ -402,3 +419,16 @@ def test_every_published_result_is_dated_with_its_machine_and_command() -> None:
         assert re.match(r"\*\*.+\.\*\* Measured \d{4}-\d{2}-\d{2} with `[^`]+`, on .+\.$", said), (
             said
         )
+
+
+def test_live_events_docs_give_the_watchers_real_figures() -> None:
+    """docs/api.md says how often a watched run's status is read, and so which revisions arrive
+    as one patch, with the figures api/events.py uses: POLL_S, QUERY_SHARE's inverse, KEEPALIVE_S."""
+    live = section((ROOT / "docs" / "api.md").read_text(), "## Live events")
+    prose = " ".join(live.split())
+    assert f"once every {events.POLL_S:g} s" in prose
+    assert f"revisions that come within {events.POLL_S:g} s of each other" in prose
+    words = {20: "twenty"}
+    assert f"waits {words[round(1 / events.QUERY_SHARE)]} times as long" in prose
+    assert f"about {events.QUERY_SHARE * 100:g} % of its time" in prose
+    assert f"keep-alive comment after {events.KEEPALIVE_S:g} s" in prose

@@ -18,8 +18,9 @@ class Alarm:
         self._task: asyncio.Task[None] | None = None
         self.rang = False
 
-    def set(self, at: datetime | None) -> None:
-        """Ring at `at` (None: never); keeps the running timer when `at` did not change."""
+    def set(self, at: datetime | None, summary: str | None = None) -> None:
+        """Ring at `at` (None: never); keeps the running timer when `at` did not change.
+        `summary`: what the timer waits for, as the Temporal Web UI shows it."""
         running = self._task is not None and not self._task.done()
         if at == self._at and (running or self.rang):
             return
@@ -28,13 +29,13 @@ class Alarm:
         self._at, self._task, self.rang = at, None, False
         if at is not None:
             delay = max((at - workflow.now()).total_seconds(), 0.0)
-            self._task = asyncio.create_task(self._ring(delay))
+            self._task = asyncio.create_task(self._ring(delay, summary))
 
     def reset(self) -> None:
         """The ring was acted on; the next `set` starts a timer even for the same moment."""
         self.rang = False
         self._at = None
 
-    async def _ring(self, delay: float) -> None:
-        await workflow.sleep(delay)
+    async def _ring(self, delay: float, summary: str | None) -> None:
+        await workflow.sleep(delay, summary=summary)
         self.rang = True

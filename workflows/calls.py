@@ -237,7 +237,7 @@ class Caller:
                 result_type=ToolResult,
                 start_to_close_timeout=NOTIFY_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
-                summary=f"{step_id}: notify",
+                summary=f"{step_id}: notify with {spec.tool}",
             )
         except ActivityError as err:
             workflow.logger.warning("gate notification failed: %s", failure_message(err))

@@ -34,7 +34,9 @@ async def run_child(caller: Caller, spec: StepSpec, inv: Invoke) -> Result:
                 round=round_, ok=False, error=f"pipeline {ref!r} was not in the run's snapshot"
             )
         child = found
-    issues = await internal.check(CheckCall(value=inv.args, json_schema=child.input, where="input"))
+    issues = await internal.check(
+        CheckCall(value=inv.args, json_schema=child.input, where="input"), inv.step
+    )
     if issues.issues:
         return Result(
             round=round_,
@@ -66,7 +68,8 @@ async def run_child(caller: Caller, spec: StepSpec, inv: Invoke) -> Result:
         return Result(round=round_, ok=False, error=failure_message(err))
     if spec.output_schema is not None:
         fits = await internal.check(
-            CheckCall(value=result.output, json_schema=spec.output_schema, where="output")
+            CheckCall(value=result.output, json_schema=spec.output_schema, where="output"),
+            inv.step,
         )
         if fits.issues:
             return Result(

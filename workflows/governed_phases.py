@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import AuditEntry, PipelineInput, PipelineResult
     from workflows.retries import MEMORY_WRITE_RETRY, MEMORY_WRITE_TIMEOUT
     from workflows.rules import votes
-    from workflows.rules.gates import timed_out
+    from workflows.rules.gates import gate_clock, timed_out
     from workflows.rules.governed import REVIEW_GATE, approval, open_review
 
 DECIDED = {"approve": "approved", "modify": "modified", "reject": "rejected"}
@@ -58,7 +58,9 @@ async def review(run: GovernedRun) -> str:
     timeout = (record.deadline - workflow.now()) if record.deadline else None
     try:
         await workflow.wait_condition(
-            lambda: not record.open or run.cancel is not None, timeout=timeout
+            lambda: not record.open or run.cancel is not None,
+            timeout=timeout,
+            timeout_summary=gate_clock(record) if timeout is not None else None,
         )
     except TimeoutError:
         timed_out(st, record, approval(gate), workflow.now())

@@ -57,14 +57,15 @@ async def validate_plan(plan: CheckPlan) -> PlanResult:
     return result
 
 
-async def check(call: CheckCall) -> CheckResult:
+async def check(call: CheckCall, unit: str) -> CheckResult:
+    """Does a value fit a tool's model or a schema (`unit`: the step or gate it is for)."""
     result: CheckResult = await workflow.execute_local_activity(
         CHECK_ACTIVITY,
         call,
         result_type=CheckResult,
         start_to_close_timeout=CHECK_TIMEOUT,
         retry_policy=CHECK_RETRY,
-        summary="check",
+        summary=f"{unit}: check the {call.where or 'value'}",
     )
     return result
 

@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.publish import Publisher
     from workflows.rules import agent_policy, decisions, lifecycle, pages, summary, view
     from workflows.rules.agent_state import Grant
-    from workflows.rules.gates import next_due
+    from workflows.rules.gates import next_alarm
     from workflows.rules.pages import PageInput, RunPage
     from workflows.rules.scheduler import RunContext, advance, finished
     from workflows.rules.state import RunData, new_state
@@ -152,11 +152,11 @@ class PipelineWorkflow:
             if hold and not self._state.in_flight() and self._effects.archiving is None:
                 await self._continue_as_new()
                 continue
-            due = next_due(self._state)
-            if due is not None and due <= workflow.now():
+            due = next_alarm(self._state)
+            if due is not None and due.at <= workflow.now():
                 self._state.revision += 1
                 continue
-            self._alarm.set(due)
+            self._alarm.set(due.at if due else None, due.summary if due else None)
             await self._wait(functools.partial(self._moved, self._events))
             if self._alarm.rang:
                 self._alarm.reset()
@@ -237,7 +237,7 @@ class PipelineWorkflow:
                 if not isinstance(refusal, tuple):
                     self._event(decisions.refuse, self._state, d, refusal, workflow.now(), via)
                     raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
-            issues = (await internal.check(check)).issues
+            issues = (await internal.check(check, d.gate)).issues
         # Cast at the moment it applies: the patch's check took time.
         cast_at = workflow.now()
         args = (self._state, self._def, d, requester, cast_at, via, issues)

@@ -8,6 +8,8 @@ never deleted here.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
@@ -38,7 +40,13 @@ from api.errors import ApiError, from_rpc
 from api.guards import StrictJsonRoute
 from api.runs import build_input, details, start_attributes, start_needs, summary
 from api.schemas.common import ERRORS, ScheduleIdPath
-from api.schemas.schedules import ScheduleCreate, ScheduleDeleted, ScheduleList, SchedulePublic
+from api.schemas.schedules import (
+    NEXT_ACTION_TIMES,
+    ScheduleCreate,
+    ScheduleDeleted,
+    ScheduleList,
+    SchedulePublic,
+)
 from workflows.contract import WORKFLOW_TYPE
 from workflows.language.durations import parse_duration
 from workflows.models import StartOrigin
@@ -119,7 +127,11 @@ async def create_schedule(
         MEMO_INTERVAL: body.interval,
     }
     try:
-        await client.create_schedule(schedule_id, Schedule(action=action, spec=spec), memo=memo)
+        handle = await client.create_schedule(
+            schedule_id, Schedule(action=action, spec=spec), memo=memo
+        )
+        # Temporal computes the coming ticks from its own reading of the spec: show those.
+        desc = await handle.describe()
     except ScheduleAlreadyRunningError:
         raise ApiError(409, "schedule_exists", f"schedule {schedule_id!r} already exists") from None
     except RPCError as err:
@@ -130,7 +142,13 @@ async def create_schedule(
         pipeline=name,
         cron=body.cron,
         interval=body.interval,
+        next_action_times=next_times(desc.info.next_action_times),
     )
+
+
+def next_times(times: Sequence[datetime]) -> list[datetime]:
+    """Temporal's coming ticks, at most NEXT_ACTION_TIMES of them, in UTC."""
+    return [t.astimezone(UTC) for t in times[:NEXT_ACTION_TIMES]]
 
 
 async def is_stepgate(entry: ScheduleListDescription | ScheduleDescription) -> bool:
@@ -154,7 +172,7 @@ async def _public(entry: ScheduleListDescription) -> SchedulePublic:
         cron=memo.get(MEMO_CRON),
         interval=memo.get(MEMO_INTERVAL),
         paused=entry.schedule.state.paused if entry.schedule else False,
-        next_action_times=list(entry.info.next_action_times) if entry.info else [],
+        next_action_times=next_times(entry.info.next_action_times) if entry.info else [],
     )
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from api.schemas.common import CatalogRef, InlineDefinition
@@ -13,6 +12,8 @@ from workflows.language.durations import parse_duration
 from workflows.language.limits import MAX_NAME_CHARS
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+# How many coming ticks a schedule shows: Temporal's schedule description computes ten.
+NEXT_ACTION_TIMES = 10
 
 
 # Exactly one of cron and interval, each a string when given (null reads as absent).
@@ -53,7 +54,14 @@ class SchedulePublic(BaseModel):
     cron: str | None = None
     interval: str | None = None
     paused: bool = False
-    next_action_times: list[datetime] = Field(default_factory=list)
+    next_action_times: list[AwareDatetime] = Field(
+        default_factory=list,
+        max_length=NEXT_ACTION_TIMES,
+        description=(
+            "when the schedule will start its next runs: UTC, earliest first, as Temporal"
+            " computed them from the spec"
+        ),
+    )
 
 
 class ScheduleList(BaseModel):

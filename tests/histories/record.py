@@ -213,6 +213,29 @@ async def _escalate(client: Client, handle: Handle) -> None:
 
 
 @scenario(
+    "gate_timers_named",
+    """
+name: timers_named
+steps:
+  - id: publish
+    tool: test.echo
+    with: {msg: hi}
+    approval: {approvers: ["role:ops", "user:carol"], timeout: 1h, remind_after: 1s, max_reminders: 1}
+""",
+)
+async def _timers_named(client: Client, handle: Handle) -> None:
+    """The gate's timer (named after the gate, its deadline and approvers) rings a reminder, is
+    moved to the deadline, and is cancelled by the approval."""
+
+    async def reminded() -> int:
+        status = await handle.query(PipelineWorkflow.status)
+        return sum(1 for e in status.audit if e.kind == "reminder")
+
+    await eventually(reminded, ok=lambda n: n == 1, what="the reminder")
+    await decide(handle, "publish", "approve")
+
+
+@scenario(
     "modify_lapses_votes_and_stop_tally",
     """
 name: tallies

@@ -18,7 +18,7 @@ from tests.pipeline.conftest import Start
 from tests.pipeline.gating import decide, open_gate
 from worker import build_worker
 from workflows.language.validation import validate_definition
-from workflows.models import PipelineInput
+from workflows.models import PipelineInput, Principal
 from workflows.pipeline import PipelineWorkflow
 from workflows.rules.pages import PageInput
 
@@ -188,6 +188,43 @@ async def test_a_plan_made_at_run_time_is_reviewed_and_runs_as_approved(
     assert (await handle.result()).output == "ship"
     status = await handle.query(PipelineWorkflow.status)
     assert status.steps[1].plan is not None and status.steps[1].plan["name"] == "made"
+
+
+INLINE_PLAN = """
+name: planned_inline
+steps:
+  - id: plan
+    tool: test.echo
+    with:
+      def:
+        name: made_inline
+        input: {type: object, properties: {goal: {type: string}}}
+        steps:
+          - {id: do, tool: test.echo, with: {goal: "$${input.goal}", by: "${run.requester}"}}
+          - {id: say, needs: [do], tool: test.echo, with: {text: "$${steps.do.output.goal} now"}}
+        output: {said: "$${steps.say.output.text}", by: "$${steps.do.output.by}"}
+  - id: execute
+    needs: [plan]
+    pipeline: {definition: "${steps.plan.output.def}", allowed_tools: [test.echo], max_steps: 3}
+    with: {goal: ship}
+    approval: {approvers: ["role:ops"]}
+output: "${steps.execute.output}"
+"""
+
+
+async def test_a_plan_written_inline_as_data_keeps_its_own_references(
+    worker: Worker, start: Start
+) -> None:
+    """In a plan written inline as data, `$${...}` is a literal `${...}`: the parent writes it as
+    text (only its own `${run.requester}` resolves), and the child resolves it against its own
+    input and steps."""
+    handle = await start(INLINE_PLAN, requester=Principal(principal="ada"))
+    gate = await open_gate(handle, "execute")
+    steps = gate.subject["plan"]["steps"]
+    assert steps[0]["with"] == {"goal": "${input.goal}", "by": "ada"}
+    assert steps[1]["with"] == {"text": "${steps.do.output.goal} now"}
+    await decide(handle, "execute", "approve", digest=gate.digest)
+    assert (await handle.result()).output == {"said": "ship now", "by": "ada"}
 
 
 @pytest.mark.parametrize(

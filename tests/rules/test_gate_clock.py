@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
 from tests.rules.sim import T0, Sim
 from workflows.models import AuditEntry
-from workflows.rules.gates import Notify, next_due, on_time
+from workflows.rules.gates import ALARM_SUMMARY_CHARS, Notify, next_alarm, next_due, on_time
 from workflows.rules.state import GateRecord
 
 TIMED = """
@@ -275,3 +276,31 @@ steps:
     ]
     escalated = [n for n in sim.tick(minutes=50) if n.event == "escalated"]
     assert escalated == [Notify("w.0", "w.0", "escalated"), Notify("w.1", "w.1", "escalated")]
+
+
+def test_the_alarm_names_the_gate_its_deadline_and_who_may_decide() -> None:
+    """The run's one timer says what it waits for, as the Web UI shows it: the gate, its
+    deadline and its approvers, and which reminder comes first when one does."""
+    sim = Sim(TIMED % "timeout: 2h\n      remind_after: 30m\n      max_reminders: 2")
+    sim.advance()
+    due = next_alarm(sim.state)
+    assert due is not None and due.at == T0 + timedelta(minutes=30)
+    deadline = (T0 + timedelta(hours=2)).isoformat(timespec="seconds")
+    assert due.summary == f"gate a: reminder 1 due; deadline {deadline}; may decide: role:ops"
+    sim.tick(minutes=30)
+    sim.tick(minutes=60)
+    due = next_alarm(sim.state)
+    assert due is not None and due.at == T0 + timedelta(hours=2)
+    assert due.summary == f"gate a: deadline {deadline}; may decide: role:ops"
+
+
+def test_the_alarm_summary_stays_within_what_temporal_takes() -> None:
+    """However many approvers a gate names, its timer's summary is cut to ALARM_SUMMARY_CHARS
+    (Temporal refuses a summary over 400 bytes, failing the workflow task)."""
+    many = ", ".join(f"'user:approver-{i:03d}'" for i in range(60))
+    sim = Sim(TIMED.replace('["role:ops"]', f"[{many}]") % "timeout: 1h")
+    sim.advance()
+    due = next_alarm(sim.state)
+    assert due is not None and len(due.summary) == ALARM_SUMMARY_CHARS
+    assert due.summary.startswith("gate a: deadline ") and due.summary.endswith("…")
+    assert len(json.dumps(due.summary).encode()) <= 400

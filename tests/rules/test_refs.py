@@ -9,7 +9,16 @@ import pytest
 
 from activities.models import ARTIFACT_MARKER, ArtifactRef, Slot
 from workflows.language.limits import MAX_INDEX_DIGITS, MAX_REF_SEGMENTS
-from workflows.language.refs import Lazy, Ref, RefError, Scope, find_refs, parse_ref, walk
+from workflows.language.refs import (
+    Lazy,
+    Ref,
+    RefError,
+    Scope,
+    find_refs,
+    parse_ref,
+    unclosed,
+    walk,
+)
 
 ART = {"uri": "file:///a", "path": "run/big.json", "size": 10, "sha256": "ab" * 32}
 
@@ -260,3 +269,28 @@ def test_what_a_reference_brings_in_is_data() -> None:
     args, slots = s.resolve_slots({"a": "${input.evil}", "b": "x ${input.evil}", "c": "${input.m}"})
     assert args == {"a": "${secret.TOKEN}", "b": "x ${secret.TOKEN}", "c": {ARTIFACT_MARKER: ART}}
     assert slots == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$${input.name}", "${input.name}"),
+        ("${input.name} and $${input.name}", "Ada and ${input.name}"),
+        ("$$${input.name}", "$${input.name}"),
+        ("a $${ alone", "a ${ alone"),
+        ("costs $5, $$5", "costs $5, $$5"),
+    ],
+)
+def test_a_doubled_dollar_writes_a_literal_reference(text: str, expected: str) -> None:
+    """`$${` is written as a literal `${`: what follows is text, not a reference, and no other
+    `$` changes."""
+    assert scope().resolve(text) == expected
+
+
+def test_an_escaped_reference_is_neither_found_nor_unclosed_nor_a_secret() -> None:
+    """An escape is no reference to check (find_refs skips it, it opens nothing unclosed), and an
+    escaped secret stays text: no slot, so no activity ever fills it."""
+    assert find_refs("$${input.x} ${input.y} $${steps.a.output}") == ["input.y"]
+    assert not unclosed("$${") and not unclosed("$${input.x}") and unclosed("${input.x")
+    args, slots = scope().resolve_slots({"h": "Bearer $${secret.TOKEN}"})
+    assert args == {"h": "Bearer ${secret.TOKEN}"} and slots == []

@@ -93,9 +93,18 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """SIGTERM, wait up to `grace_s`, then SIGKILL the whole session."""
-        if not self.alive():
-            return
+        """SIGTERM, wait up to `grace_s`, then SIGKILL the whole session; a process under it
+        that outlived it (a script's server, its parent gone first) is killed too."""
+        below = self.tree()[1:]
+        if self.alive():
+            self._stop(grace_s)
+        for proc in below:
+            try:
+                proc.kill()  # psutil sends nothing to a pid since reused by another process
+            except psutil.Error:
+                continue
+
+    def _stop(self, grace_s: float) -> None:
         self.popen.send_signal(signal.SIGTERM)
         try:
             self.popen.wait(timeout=grace_s)

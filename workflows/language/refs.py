@@ -2,13 +2,15 @@
 
 Roots: `input.<path>`, `steps.<id>.output[.<path>]`, `steps.<id>.status`,
 `steps.<id>.gate.response[.<field>]` (the answer to the step's gate form), `run.<field>`, and
-`secret.<NAME>` (left as text here: only activities resolve secrets).
+`secret.<NAME>` (left as text here: only activities resolve secrets). `$${` writes a literal `${`
+(a plan written as data can hold references of its own that way).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,6 +18,8 @@ from activities.models import ARTIFACT_MARKER, ArtifactRef, PathError, Slot, wal
 from workflows.language.limits import MAX_INDEX_DIGITS, MAX_REF_SEGMENTS
 
 REF = re.compile(r"\$\{([^}]*)\}")
+# What a string is read as, left to right: `$${` (a literal `${`, never a reference) or a reference.
+_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 RUN_FIELDS = ("workflow_id", "run_id", "requester", "pipeline", "started_at")
 # Roots that exist only in some places: a for_each item (`item`, `index`), the iteration before
@@ -87,10 +91,20 @@ def parse_ref(text: str) -> Ref:
     )
 
 
+def tokens(text: str) -> Iterator[re.Match[str]]:
+    """Each escape (group 1 None) and each reference (group 1 its inside) in `text`, in order."""
+    return _TOKEN.finditer(text)
+
+
+def unclosed(text: str) -> bool:
+    """Whether `text` opens a reference it never closes (an escaped `$${` opens none)."""
+    return "${" in _TOKEN.sub("", text)
+
+
 def find_refs(obj: Any) -> list[str]:
-    """The inside of every `${...}` in a JSON-like value, in order."""
+    """The inside of every `${...}` in a JSON-like value, in order (`$${` escapes are none)."""
     if isinstance(obj, str):
-        return REF.findall(obj)
+        return [m.group(1) for m in tokens(obj) if m.group(1) is not None]
     if isinstance(obj, dict):
         return [r for v in obj.values() for r in find_refs(v)]
     if isinstance(obj, list):
@@ -252,14 +266,17 @@ class Scope:
             return value
         parts: list[tuple[Literal["text", "secret"], str]] = []
         pos = 0
-        for m in REF.finditer(obj):
+        for m in tokens(obj):
             parts.append(("text", obj[pos : m.start()]))
+            pos = m.end()
+            if m.group(1) is None:
+                parts.append(("text", "${"))
+                continue
             ref = parse_ref(m.group(1))
             if ref.root == "secret":
                 parts.append(("secret", ref.path[0]))
             else:
                 parts.append(("text", _format(self.value(ref))))
-            pos = m.end()
         parts.append(("text", obj[pos:]))
         text = "".join(v if kind == "text" else "${secret." + v + "}" for kind, v in parts)
         if any(kind == "secret" for kind, _ in parts):

@@ -11,7 +11,7 @@ from workflows.language.agent import AgentToolSpec
 from workflows.language.definition import PRIORITIES, PlanSpec, StepSpec
 from workflows.language.graph import upstream
 from workflows.language.issues import Report, indexed
-from workflows.language.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref
+from workflows.language.refs import LOCAL_ROOTS, RefError, find_refs, parse_ref, unclosed
 
 
 def check_references(
@@ -124,7 +124,7 @@ class _RefChecker:
 
     def text(self, text: str, path: str, visible: set[str], secrets: bool) -> None:
         refs = find_refs(text)
-        if "${" in text and text.count("${") != len(refs):
+        if unclosed(text):
             self.report.add(path, f"malformed reference in {_quote(text)}: unclosed '${{'")
         for ref in refs:
             self.one(ref, path, visible, secrets=secrets)

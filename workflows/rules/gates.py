@@ -12,6 +12,7 @@ from workflows.language.definition import ApprovalSpec, Definition, Stage
 from workflows.language.durations import parse_duration
 from workflows.models import AuditEntry
 from workflows.names import StepState
+from workflows.rules.bounds import cut
 from workflows.rules.state import GateRecord, RunData, StepRecord, Trail
 from workflows.rules.votes import SYSTEM_ACTOR, close, digest_of
 
@@ -98,18 +99,53 @@ def open_gates(state: RunData) -> list[tuple[StepRecord, GateRecord]]:
     return [(u, g) for u, g in state.gates() if g.open]
 
 
-def next_due(state: RunData) -> datetime | None:
-    """The earliest moment the run's clock needs it: a gate's deadline or reminder, a repeat
-    step's next iteration, or an agent loop's deadline."""
-    times = [
-        t for _, g in open_gates(state) for t in (g.deadline, g.next_reminder) if t is not None
-    ]
+# What the Web UI shows on the run's timer; Temporal refuses a summary over 400 bytes.
+ALARM_SUMMARY_CHARS = 250
+
+
+@dataclass(frozen=True)
+class Due:
+    """A moment the run's clock needs it, and what for, in the words its timer shows."""
+
+    at: datetime
+    summary: str
+
+
+def gate_clock(gate: GateRecord, reminder: bool = False) -> str:
+    """A gate's timer in words: the gate, who may decide it and its deadline (a reminder's
+    timer says which reminder is next)."""
+    deadline = gate.deadline.isoformat(timespec="seconds") if gate.deadline else "none"
+    next_reminder = f"reminder {gate.reminders + 1} due; " if reminder else ""
+    text = (
+        f"gate {gate.gate}: {next_reminder}deadline {deadline}; "
+        f"may decide: {', '.join(gate.approvers)}"
+    )
+    return cut(text, ALARM_SUMMARY_CHARS)
+
+
+def next_alarm(state: RunData) -> Due | None:
+    """The earliest moment the run's clock needs it (the first of equals, in state order): a
+    gate's deadline or reminder, a repeat step's next iteration, or an agent loop's deadline."""
+    dues: list[Due] = []
+    for _, g in open_gates(state):
+        if g.deadline is not None:
+            dues.append(Due(g.deadline, gate_clock(g)))
+        if g.next_reminder is not None:
+            dues.append(Due(g.next_reminder, gate_clock(g, reminder=True)))
     for u in state.units():
         if u.phase == "sleeping" and u.next_at is not None:
-            times.append(u.next_at)
+            dues.append(Due(u.next_at, cut(f"step {u.id}: next iteration", ALARM_SUMMARY_CHARS)))
         elif u.phase == "agent" and u.agent is not None and u.agent.ending is None:
-            times += [u.agent.deadline] if u.agent.deadline is not None else []
-    return min(times, default=None)
+            if u.agent.deadline is not None:
+                text = f"step {u.id}: the agent's deadline"
+                dues.append(Due(u.agent.deadline, cut(text, ALARM_SUMMARY_CHARS)))
+    return min(dues, key=lambda d: d.at, default=None)
+
+
+def next_due(state: RunData) -> datetime | None:
+    """When the run's clock next needs it (see next_alarm)."""
+    due = next_alarm(state)
+    return due.at if due is not None else None
 
 
 def on_time(state: RunData, definition: Definition, now: datetime) -> list[Notify]:
