@@ -44,8 +44,9 @@ def test_a_patch_at_a_call_gate_holds_the_arguments_and_nothing_else() -> None:
         {"arguments": "rm -rf"},
     ):
         said = refused(sim, "triage.call-1", "modify", patch=patch)
-        assert said.startswith(
-            "bad_patch: at agent call gate 'triage.call-1' the patch is {\"arguments\""
+        assert said == (
+            "bad_patch: at agent call gate 'triage.call-1' the patch is "
+            '{"arguments": {...}}: it changes the call\'s arguments, never its tool'
         )
     assert sim.vote("triage.call-1", "modify", patch={"arguments": {"service": "db"}}) is None
     assert sim.tools_run()[0].tool == "ops.restart@1.0.0"
@@ -89,7 +90,10 @@ def test_grants_go_with_approve_at_call_gates_only() -> None:
     """A grant with any other action, or at a step's own gate, is refused (bad_grant)."""
     sim = gated(("ops_restart", {"service": "api"}))
     said = refused(sim, "triage.call-1", "reject", grant=GrantSpec())
-    assert said.startswith("bad_grant: a grant goes with approve at an agent call gate, not reject")
+    assert said == (
+        "bad_grant: a grant goes with approve at an agent call gate, not reject at agent call "
+        "gate 'triage.call-1'"
+    )
     step = AgentSim(
         "name: s\nsteps:\n  - id: a\n    tool: t.x\n    approval: {approvers: ['role:ops']}\n"
     )

@@ -63,6 +63,16 @@ def test_an_approval_too_old_when_the_call_would_start_is_void() -> None:
     )
 
 
+def test_a_void_gate_opens_the_round_after_the_units_own() -> None:
+    """A unit already in a later round (as after a retry) whose approval is void opens the next
+    round, not round 1."""
+    sim = queued()
+    sim.step("work").round = 3
+    sim.tick(minutes=10, seconds=1)
+    sim.succeed("slow")
+    assert (sim.step("work").round, sim.gate("work").round, sim.gate("work").open) == (4, 4, True)
+
+
 def test_a_fresh_approval_of_the_new_round_starts_the_call() -> None:
     """Approved again, the call starts at once (with the new round) while the slot is free."""
     sim = queued()

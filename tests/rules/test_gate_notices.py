@@ -182,3 +182,25 @@ def test_a_cancelled_run_closes_a_gate_with_posts_and_tells_its_tool() -> None:
     lifecycle.request_cancel(sim.state, None, T0)
     assert decided(sim.advance()) == [Notify("a", "a", "decided")]
     assert sim.gate("a").outcome == "cancel"
+
+
+def test_the_notice_carries_the_gates_priority_and_a_preview_of_300_characters() -> None:
+    """An urgent gate's notice says urgent; without review text the subject's preview is cut to
+    300 characters (the last one an ellipsis)."""
+    sim = opened("priority: urgent")
+    assert notice(sim).priority == "urgent"
+    sim.gate("a").subject = {"text": "y" * 1_000}
+    review = notice(sim).review
+    assert len(review) == 300 and review.endswith("…")
+
+
+def test_a_notice_of_any_other_event_says_nothing_of_a_decision_taken_meanwhile() -> None:
+    """A gate decided before its opening or reminder went out: those notices carry no outcome,
+    deciders, time or posts; only the decided notice does."""
+    sim = opened()
+    g = sim.gate("a")
+    g.posts = [post(1)]
+    g.outcome, g.decided_by, g.decided_at = "approve", ["carol"], T0
+    for event in ("opened", "reminder", "escalated"):
+        n = notice(sim, event)
+        assert (n.outcome, n.decided_by, n.decided_at, n.posts) == (None, [], None, [])

@@ -9,7 +9,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from activities.notice import (
-    MAX_APPROVERS,
     MAX_NAME_CHARS,
     MAX_POSTS,
     NOTICE_TOOLS,
@@ -59,14 +58,14 @@ def gate_notice(
         stage=gate.stage,
         round=gate.round,
         digest=cut(gate.digest, MAX_NAME_CHARS),
-        approvers=names(gate.approvers, MAX_APPROVERS),
+        approvers=names(gate.approvers),  # at most bounds.APPROVERS, as GateNotice allows
         actions=list(spec.actions()),
         priority=gate.priority,
         deadline=gate.deadline,
         review=cut(gate.review or spec.review or preview(gate.subject, 300), REVIEW_CHARS),
         has_form=spec.form is not None,
         outcome=gate.outcome if decided else None,
-        decided_by=names(_deciders(gate), MAX_APPROVERS) if decided else [],
+        decided_by=names(_deciders(gate)) if decided else [],
         decided_at=gate.decided_at if decided else None,
         posts=list(gate.posts) if decided else [],
     )
