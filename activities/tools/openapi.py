@@ -174,7 +174,7 @@ def _error(err: Exception) -> OpenApiError:
 
 
 def _validate(document: dict[str, Any]) -> list[OpenApiError]:
-    """The reference validator's first errors (runs on a traced worker thread)."""
+    """The reference validator's first errors."""
     try:
         cls = get_validator_cls(document)
     except ValidatorDetectError:
@@ -194,7 +194,20 @@ def _validate(document: dict[str, Any]) -> list[OpenApiError]:
         errors.append(OpenApiError(path="", message="the document's $refs nest without end"))
     except Exception as err:  # an unresolvable pointer and the like: the document is at fault
         errors.append(_error(err))
+    finally:
+        # The library caches iter_errors per validator (an unbounded lru_cache keyed by the
+        # instance): every document checked would stay in the worker's memory for good.
+        clear = getattr(getattr(cls.iter_errors, "__wrapped__", None), "cache_clear", None)
+        if clear is not None:
+            clear()
     return errors
+
+
+def _examine(document: dict[str, Any] | str) -> tuple[dict[str, Any], list[OpenApiError]]:
+    """The document as data and its errors: bounds, references, then the validator (all of it
+    on a traced worker thread)."""
+    parsed = _parsed(document)
+    return parsed, _reference_problems(parsed) or _validate(parsed)
 
 
 def _operations(document: dict[str, Any]) -> list[str]:
@@ -211,15 +224,12 @@ def _operations(document: dict[str, Any]) -> list[str]:
 async def openapi_validate(inp: OpenApiValidateInput, ctx: ToolContext) -> OpenApiValidateOutput:
     """Check an OpenAPI document with the reference validator, within a size and time budget."""
     with masked_failures(ctx.secret_values):
-        document = _parsed(inp.document)
-        errors = _reference_problems(document)
-        if not errors:
-            try:
-                errors = await run_traced(_validate, document, timeout_s=inp.timeout_s)
-            except BudgetExceeded as err:
-                raise fatal(
-                    f"openapi.validate stopped: {err} (timeout_s)", "OpenApiBudgetExceeded"
-                ) from None
+        try:
+            document, errors = await run_traced(_examine, inp.document, timeout_s=inp.timeout_s)
+        except BudgetExceeded as err:
+            raise fatal(
+                f"openapi.validate stopped: {err} (timeout_s)", "OpenApiBudgetExceeded"
+            ) from None
         if errors and inp.require_valid:
             listed = "; ".join(f"{e.path or '/'}: {e.message}" for e in errors[:5])
             more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import json
 import time
 from typing import Any
 
 import pytest
 import yaml
+from openapi_spec_validator.validation.validators import SpecValidator
 from temporalio.exceptions import ApplicationError
 
 from activities.runtime import ToolActivities
@@ -167,3 +169,19 @@ async def test_reference_fan_out_stops_at_its_budget_off_the_event_loop(
     assert 1.0 <= took < 5.0 and ticks >= 20
     # The thread is free again: the next validation answers at once.
     assert (await validate(acts, ITEMS_API))["valid"]
+
+
+async def test_no_validator_outlives_its_call(acts: ToolActivities) -> None:
+    """The library caches each validator's errors in an unbounded cache keyed by the validator,
+    which would keep every document checked in the worker's memory; the tool empties it."""
+
+    def validators() -> int:
+        gc.collect()
+        return sum(isinstance(o, SpecValidator) for o in gc.get_objects())
+
+    before = validators()
+    for n in range(5):
+        doc = copy.deepcopy(ITEMS_API)
+        doc["info"]["title"] = f"items {n}"
+        assert (await validate(acts, doc))["valid"]
+    assert validators() == before
