@@ -27,7 +27,7 @@ from activities.tools import _package_meta as meta
 from activities.tools._package_meta import Metadata, clean
 
 MAX_ENTRIES = 10_000
-MAX_LISTED = 200
+MAX_LISTED = 100
 MAX_WARNINGS = 50
 MAX_MEMBER_BYTES = 256 * 1024
 MAX_UNPACKED_BYTES = 128 * 1024 * 1024
@@ -76,7 +76,9 @@ class Listing:
         elif ".." in parts:
             self.warn(f"{shown}: leaves the package (..)")
         if kind in ("link", "hardlink"):
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
+            # A symbolic link is read from its own folder, a hard link from the archive's root.
+            base = posixpath.dirname(name) if kind == "link" else ""
+            target = posixpath.normpath(posixpath.join(base, link))
             if link.startswith("/") or target.startswith("../") or target == "..":
                 self.warn(f"{shown}: a link out of the package ({clean(link, 200)})")
         if kind in ("device", "fifo"):
@@ -220,11 +222,12 @@ def _zip(data: bytes, listing: Listing) -> None:
         names = {i.filename: i for i in infos}
         if any(n.endswith(".dist-info/WHEEL") for n in names):
             listing.type = "wheel"
+        wheel = listing.type == "wheel"
         for name, info in names.items():
-            if listing.type == "wheel" and _WHEEL_METADATA.match(name):
+            if wheel and _WHEEL_METADATA.match(name):
                 listing.metadata = meta.wheel(_zip_member(archive, info, listing), listing.warnings)
                 break
-            if name in _NPM_MANIFESTS:
+            if not wheel and name in _NPM_MANIFESTS:
                 listing.metadata = meta.npm(_zip_member(archive, info, listing), listing.warnings)
                 break
 

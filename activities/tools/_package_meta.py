@@ -11,7 +11,7 @@ from activities.documents import DocumentError, parse_json
 Metadata = dict[str, str | list[str]]
 
 MAX_VALUE_CHARS = 1_000
-MAX_LIST_ITEMS = 100
+MAX_LIST_ITEMS = 50
 # npm runs these on install: a reviewer must know the package runs code of its own.
 NPM_INSTALL_SCRIPTS = ("preinstall", "install", "postinstall", "prepare")
 DEB_MAINTAINER_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")

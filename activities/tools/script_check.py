@@ -20,7 +20,7 @@ from activities.tools._package_meta import clean
 
 MAX_SCRIPT_CHARS = 262_144
 MAX_LINES = 10_000
-MAX_FINDINGS = 100
+MAX_FINDINGS = 50
 
 Severity = Literal["block", "warn"]
 

@@ -27,6 +27,8 @@ class CatalogModel:
         self.asked: dict[str, list[str]] = {role: [] for role in ROLES.values()}
         self.java = dict(sources.JAVA)
         self.install = sources.INSTALL
+        # Paths the developer answers with instead of the one asked for.
+        self.renamed: dict[str, str] = {}
         self.findings: list[dict[str, Any]] = [
             {
                 "file": "src/main/ItemController.java",
@@ -60,7 +62,7 @@ class CatalogModel:
         found = re.search(r"Write (\S+) \(", user)
         path = found.group(1) if found else ""
         files = self.java if "Java developer" in system else sources.NODE
-        return {"path": path, "code": files[path]}
+        return {"path": self.renamed.get(path, path), "code": files[path]}
 
     def _review(self, system: str, user: str) -> Any:
         return {"verdict": "pass", "findings": self.findings}

@@ -92,6 +92,25 @@ async def test_java_build_fails_with_javac_message_when_a_source_does_not_compil
     assert phases(done)["build"]["build_compile"] == "failed"
 
 
+async def test_java_file_other_than_the_one_asked_for_is_asked_again_then_fails(
+    api: httpx.AsyncClient, as_: Auth, model: CatalogModel
+) -> None:
+    """Each file's reply must name the file asked for (the reply schema's `const` is the item's
+    path): a model that keeps writing another file is asked again, then the run fails saying
+    so, and nothing reaches the build."""
+    model.renamed = {"src/main/ItemService.java": "src/main/Other.java"}
+    wid = await start(api, as_("root"), "java_springboot", JAVA_INPUT, approval_mode="auto")
+    done = await closed(api, wid, as_("vic"))
+    assert done["state"] == "failed"
+    assert (
+        "item 1 of step 'code_generate' failed: the model's reply does not follow "
+        "response_format.json_schema: output.json.path: 'src/main/ItemService.java' was expected"
+    ) in done["error"]
+    asked = [a for a in model.asked["code"] if "Write src/main/ItemService.java" in a]
+    assert len(asked) == 3
+    assert phases(done)["build"] == {"build_compile": "skipped", "build_test": "skipped"}
+
+
 async def test_node_service_checks_and_tests_with_node_after_each_gate(
     api: httpx.AsyncClient, as_: Auth, model: CatalogModel
 ) -> None:

@@ -6,6 +6,7 @@ private addresses), and the install-script rules."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -260,3 +261,28 @@ def test_tar_members_are_read_only_by_exact_name() -> None:
     )
     listing = _archives.inspect(data)
     assert listing.metadata == {} and listing.type == "tar.gz"
+
+
+async def test_the_largest_answer_fits_what_the_pipeline_keeps_in_the_run(
+    acts: ToolActivities, server: LocalServer
+) -> None:
+    """Every list at its bound with its longest values, escapes included, stays under the 256
+    KiB package_application keeps in the run for its gate's review and priority."""
+    noisy = "\x1b\u202e" * 20  # 40 characters, each shown as 4 to 6
+    manifest = {
+        "name": noisy,
+        "version": noisy,
+        "description": noisy,
+        "scripts": {f"{noisy}{n}": noisy for n in range(60)},
+        "dependencies": {f"{noisy}{n}": noisy for n in range(60)},
+        "peerDependencies": {f"{noisy}{n}": noisy for n in range(60)},
+    }
+    files = {"package/package.json": json.dumps(manifest).encode()}
+    files |= {f"/{noisy[:90]}/../{n}": b"" for n in range(300)}
+    url = serve(server, archives.tar_bytes(files))
+    # As the pipeline's step calls it: an output up to its max_output_bytes stays inline.
+    call = make_call("package.inspect", {"url": url}, max_output_bytes=262_144)
+    out = (await acts.execute(call)).output
+    assert out is not None, "the answer went to the artifact store: over 256 KiB"
+    assert len(out["entries"]) == 100 and len(out["metadata"]["dependencies"]) == 50
+    assert len(out["warnings"]) == 51 and len(json.dumps(out)) > 65_536
