@@ -10,6 +10,9 @@ from activities.tools.llm import llm_chat
 from activities.tools.notify import notify_webhook
 from activities.tools.notify_email import notify_email
 from activities.tools.notify_slack import notify_slack
+from activities.tools.openapi import openapi_validate
+from activities.tools.package import package_inspect
+from activities.tools.script_check import script_check
 from activities.tools.shell import shell_run
 from activities.tools.transform import data_echo, data_transform
 
@@ -28,4 +31,7 @@ def builtin_tools() -> list[Tool]:
         data_transform,
         data_echo,
         flow_fail,
+        openapi_validate,
+        package_inspect,
+        script_check,
     ]

@@ -16,9 +16,10 @@ from jmespath.exceptions import JMESPathError
 if TYPE_CHECKING:
     from jmespath.visitor import _TreeNode
 
-# CPU-heavy pure tools share these threads, not the default pool that file I/O uses; more
-# than two would only contend for the GIL with the event loop.
-_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepgate-bounded")
+# CPU-heavy pure tools (data.transform, openapi.validate, package.inspect) share these threads,
+# not the default pool that file I/O uses; more than two would only contend for the GIL with the
+# event loop.
+BOUNDED_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepgate-bounded")
 # Everything built on the way may add up to this many times the size limit of one value.
 _BUILT_FACTOR = 4
 # Rough JSON sizes of scalars: numbers are short, `true`/`false`/`null` at most 5 bytes.
@@ -159,7 +160,7 @@ async def bounded_search(expression: str, data: Any, timeout_s: float, max_bytes
     cancelled = threading.Event()
     loop = asyncio.get_running_loop()
     future = loop.run_in_executor(
-        _EXECUTOR, _evaluate, expression, data, timeout_s, max_bytes, cancelled
+        BOUNDED_POOL, _evaluate, expression, data, timeout_s, max_bytes, cancelled
     )
     try:
         return await future

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import glob
 import os
 import signal
 from contextlib import suppress
@@ -32,6 +33,10 @@ _ETC = (
     "ld.so.cache ld.so.conf ld.so.conf.d localtime mime.types nsswitch.conf passwd protocols "
     "resolv.conf services ssl timezone"
 ).split()
+# Read-only configuration folders of toolchains that cannot start without them: the JDK's
+# `conf/security/java.security` links into /etc/java-<N>-openjdk (javac and java fail with
+# "Error loading java.security file" without it).
+_ETC_GLOBS = ("java-*-openjdk",)
 _PROBE_TIMEOUT_S = 10.0
 _PR_SET_DUMPABLE = 4
 _NICENESS = 10
@@ -78,6 +83,9 @@ def _bwrap_args(settings: Settings, workspace: Path | None, cwd: Path | None) ->
             args += ["--ro-bind", path, path]
     for name in _ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for pattern in _ETC_GLOBS:
+        for path in sorted(glob.glob(f"/etc/{pattern}")):
+            args += ["--ro-bind-try", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(settings.stepgate_shell_max_file_bytes), "--tmpfs", "/tmp"]
     if workspace is not None and cwd is not None:

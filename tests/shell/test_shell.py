@@ -301,3 +301,25 @@ async def test_run_gives_a_bound_secret_only_to_its_argv_prefixes(
             await acts.execute(call(binding))
         assert err.value.type == SECRET_DESTINATION_REFUSED and err.value.non_retryable
         assert why in err.value.message and "'APITOKEN'" in err.value.message
+
+
+# The flags definitions/codegen/java_springboot.yaml gives java: the JVM's default reservations
+# (1 GiB of class space alone) do not fit shell.run's address-space limit.
+JVM_FLAGS = ["-Xmx128m", "-XX:CompressedClassSpaceSize=32m", "-XX:ReservedCodeCacheSize=32m"]
+
+
+async def test_run_compiles_and_runs_java_in_each_sandbox_mode(shell_acts: MakeActs) -> None:
+    """The JDK works in the sandbox too: its security properties link into
+    /etc/java-<N>-openjdk, which the sandbox mounts read-only (without them javac, and java
+    compiling a source file, stop with "Error loading java.security file")."""
+    if shutil.which("java", path="/usr/local/bin:/usr/bin:/bin") is None:
+        pytest.skip("no JDK installed")
+    acts = shell_acts(stepgate_shell_allow=["java"])
+    source = "class Hello { public static void main(String[] a) { System.out.println(42); } }"
+    call = make_call("artifact.write", {"name": "Hello.java", "content": source})
+    await acts.execute(call)
+    argv = ["java", *JVM_FLAGS, "Hello.java"]
+    result = await acts.execute(
+        make_call("shell.run", {"argv": argv}, workflow_id=call.workflow_id)
+    )
+    assert (result.output["exit_code"], result.output["stdout"]) == (0, "42\n")

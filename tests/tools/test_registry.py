@@ -29,6 +29,9 @@ BUILTINS = {
     "data.transform",
     "data.echo",
     "flow.fail",
+    "openapi.validate",
+    "package.inspect",
+    "script.check",
 }
 
 
