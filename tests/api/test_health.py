@@ -48,6 +48,7 @@ async def test_openapi_lists_every_route_without_key(http: httpx.AsyncClient) ->
     spec = r.json()
     expected = {
         "/healthz": {"get"},
+        "/me": {"get"},
         "/tools": {"get"},
         "/definitions": {"get"},
         "/definitions/{name}": {"get"},
