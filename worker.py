@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import (
     UnsandboxedWorkflowRunner,
@@ -28,8 +29,10 @@ from activities.config import Settings, get_settings
 from activities.lists import ListActivities
 from activities.logs import configure_logging
 from activities.memory import MemoryActivities
+from activities.metrics import STEP_BUCKETS, STEP_DURATION
 from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
+from workflows import metrics as workflow_metrics
 from workflows.builds import deployment_config
 from workflows.client import TemporalUnreachable, exit_now, make_client
 from workflows.deployment import UNVERSIONED_OPEN_RUNS, BuildNotReady, make_current_at_start
@@ -80,11 +83,33 @@ class StepgateWorker(Worker):
                 await owned.store.close()
 
 
+def make_runtime(settings: Settings) -> Runtime | None:
+    """The worker's SDK runtime serving Prometheus text at STEPGATE_WORKER_METRICS_ADDRESS: the
+    SDK's metrics (`temporal_*`, durations in seconds) and Stepgate's from workflow and activity
+    code (workflows/metrics.py, activities/metrics.py). None without an address: the default runtime,
+    no metrics served. Binding the address fails (RuntimeError) if it is taken."""
+    address = settings.stepgate_worker_metrics_address
+    if not address:
+        return None
+    buckets = {
+        workflow_metrics.GATE_DECISION: list(workflow_metrics.GATE_DECISION_BUCKETS),
+        STEP_DURATION: list(STEP_BUCKETS),
+    }
+    prometheus = PrometheusConfig(
+        bind_address=address,
+        counters_total_suffix=False,
+        durations_as_seconds=True,
+        histogram_bucket_overrides=buckets,
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
 def read_catalog(settings: Settings, registry: ToolRegistry) -> Catalog:
     """The catalog, read only to log what it holds: the worker runs the snapshots runs carry,
     so a bad definition file is logged, never a reason not to start."""
     catalog = Catalog.load(settings.stepgate_definitions_dir, registry)
     log_errors(catalog.errors)
+    workflow_metrics.name_pipelines(catalog.names())
     return catalog
 
 
@@ -197,7 +222,12 @@ async def main() -> int:
         log.error("startup refused", error=str(err))
         return 2
     try:
-        client = await make_client(settings)
+        runtime = make_runtime(settings)
+    except RuntimeError as err:
+        log.error("startup refused: metrics address", error=str(err))
+        return 2
+    try:
+        client = await make_client(settings, runtime=runtime)
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
         return 3
@@ -223,6 +253,7 @@ async def main() -> int:
         api_keys_file=str(settings.stepgate_api_keys_file or ""),
         deployment=settings.stepgate_deployment_name if deployment else None,
         build_id=deployment.version.build_id if deployment else None,
+        metrics=settings.stepgate_worker_metrics_address or None,
     )
     try:
         async with worker:

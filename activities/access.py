@@ -40,6 +40,7 @@ CATALOG_RELOAD = "catalog_reload"
 MEMORY_DELETE = "memory_delete"
 VERSIONS = "versions"  # list the worker builds, make one current
 GRANTS_REVOKE = "grants_revoke"  # revoke any standing grant (its granters may revoke their own)
+METRICS = "metrics"  # read the API's Prometheus metrics (GET /metrics)
 # Offered the MCP `decide` tool: an AI client holding the key may decide gates. Without it a gate
 # is offered to the person through a link to its page in the web app (docs/mcp.md).
 DECIDE_VIA_MCP = "decide_via_mcp"
@@ -57,6 +58,7 @@ PERMISSIONS: tuple[str, ...] = (
     VERSIONS,
     GRANTS_REVOKE,
     DECIDE_VIA_MCP,
+    METRICS,
 )
 # DESIGN.md "Who may do what"; other roles (ops, peer, ...) hold no permission, they decide gates.
 DEFAULT_ROLES: Mapping[str, frozenset[str]] = {

@@ -226,6 +226,12 @@ class Settings(VersioningSettings, StreamSettings, ParseSettings, UiSettings, Ch
         le=1_000,
         description="workflow tasks one worker processes at once",
     )
+    stepgate_worker_metrics_address: str = Field(
+        "",
+        pattern=r"^$|^[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$|^\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5}$",
+        description="host:port the worker serves Prometheus metrics on (temporal_* and "
+        "stepgate_*); empty: none",
+    )
     stepgate_log_level: str = Field("INFO", description="log level")
     stepgate_log_format: str = Field(
         "auto", description="auto (console on a TTY, else JSON), json or console"

@@ -21,6 +21,7 @@ from activities.context import ToolContext
 from activities.egress_client import make_http_client
 from activities.errors import fatal
 from activities.masking import mask, mask_text, mask_values
+from activities.metrics import step_measured
 from activities.models import ARTIFACT_MARKER, ArtifactRef, ToolCall, ToolResult
 from activities.registry import Tool, ToolError, ToolRegistry
 from activities.secrets import SecretStore
@@ -108,7 +109,8 @@ class ToolActivities:
     def _activity_for(self, name: str) -> Callable[..., Any]:
         async def run_tool(call: ToolCall) -> ToolResult:
             try:
-                return await self.execute(call)
+                async with step_measured(name):
+                    return await self.execute(call)
             except ApplicationError as err:
                 raise with_attempt(err) from err.__cause__
 

@@ -15,6 +15,7 @@ from api.auth import KeyStore
 from api.catalog_live import LiveCatalog
 from api.events import StatusHub
 from api.limits import KeyLimits, RunLanes
+from api.metrics import HttpMetrics
 from api.slack_signature import Replays
 from api.status import StatusReads
 from api.temporal import TemporalLink
@@ -48,3 +49,5 @@ class ApiState:
     cancels: CancelWatch = field(default_factory=CancelWatch)
     # Slack interactions accepted lately, so that an exact replay is refused (this process).
     slack_replays: Replays = field(default_factory=Replays)
+    # Requests by route template and status, with latency (GET /metrics).
+    http_metrics: HttpMetrics = field(default_factory=HttpMetrics)

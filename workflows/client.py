@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
 from temporalio.converter import CompositePayloadConverter, DataConverter, EncodingPayloadConverter
+from temporalio.runtime import Runtime
 
 from activities.config import Settings, get_settings
 from workflows.codec import EncryptionCodec
@@ -61,8 +62,14 @@ def make_data_converter(settings: Settings | None = None) -> DataConverter:
     return dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
 
 
-async def make_client(settings: Settings | None = None, *, wait_s: float | None = None) -> Client:
-    """Connect to Temporal, retrying for up to `wait_s` seconds (default from settings)."""
+async def make_client(
+    settings: Settings | None = None,
+    *,
+    wait_s: float | None = None,
+    runtime: Runtime | None = None,
+) -> Client:
+    """Connect to Temporal, retrying for up to `wait_s` seconds (default from settings);
+    `runtime`: the SDK runtime (make_runtime), else the default one."""
     settings = settings or get_settings()
     deadline = time.monotonic() + (
         settings.temporal_connect_timeout_s if wait_s is None else wait_s
@@ -74,6 +81,7 @@ async def make_client(settings: Settings | None = None, *, wait_s: float | None 
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=make_data_converter(settings),
+                runtime=runtime,
             )
         except RuntimeError as err:
             if time.monotonic() + delay > deadline:

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.documents import canonical_json
-    from workflows import calls, children, internal
+    from workflows import calls, children, internal, metrics
     from workflows.agent_models import GrantView, RevokeGrant
     from workflows.alarm import Alarm
     from workflows.contract import (
@@ -235,6 +235,7 @@ class PipelineWorkflow:
             if via == "signal":
                 refusal = decisions.admit(self._state, self._def, d, requester, now)
                 if not isinstance(refusal, tuple):
+                    metrics.decided(self._def.name, d.action, None)
                     self._event(decisions.refuse, self._state, d, refusal, workflow.now(), via)
                     raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
             issues = (await internal.check(check, d.gate)).issues
@@ -242,6 +243,9 @@ class PipelineWorkflow:
         cast_at = workflow.now()
         args = (self._state, self._def, d, requester, cast_at, via, issues)
         applied = self._event(decisions.apply, *args)
+        metrics.decided(
+            self._def.name, d.action, applied[1] if isinstance(applied, tuple) else None
+        )
         if not isinstance(applied, tuple):
             raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
         _, gate, spec = applied
@@ -276,6 +280,7 @@ class PipelineWorkflow:
     def _validate_decision(self, d: Decision) -> None:
         admitted = decisions.admit(self._state, self._def, d, self._inp.requester, workflow.now())
         if not isinstance(admitted, tuple):
+            metrics.decided(self._def.name, d.action, None)
             raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 
     @workflow.update

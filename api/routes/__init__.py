@@ -13,6 +13,7 @@ from api.routes import (
     health,
     me,
     memory,
+    metrics,
     pages,
     schedules,
     slack,
@@ -24,6 +25,7 @@ from api.routes import (
 api_router = APIRouter()
 for module in (
     health,
+    metrics,
     me,
     tools,
     definitions,

@@ -1,0 +1,24 @@
+"""The API's Prometheus metrics (`metrics` permission, admins by default): a scraper sends its
+key as a bearer token, like any client (docs/operations.md, Metrics)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from activities.access import METRICS
+from api.auth import Caller
+from api.deps import StateDep, needs
+from api.metrics import CONTENT_TYPE
+from api.schemas.common import ERRORS
+
+router = APIRouter(tags=["health"], responses=ERRORS)
+MetricsDep = Annotated[Caller, Depends(needs(METRICS))]
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(_: MetricsDep, state: StateDep) -> PlainTextResponse:
+    """Requests by route template, method and status with their latency, as Prometheus text."""
+    return PlainTextResponse(state.http_metrics.render(), media_type=CONTENT_TYPE)

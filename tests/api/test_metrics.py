@@ -1,0 +1,168 @@
+"""Metrics: the API's /metrics (admin key) and a worker's Prometheus endpoint, read with a strict
+Prometheus text parser, moving when a gate is decided on the real dev server."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from temporalio.runtime import Runtime
+
+from activities.config import Settings
+from activities.registry import ToolRegistry
+from api.metrics import HttpMetrics
+from tests.api.conftest import StartRun
+from tests.api.helpers import wait_state
+from tests.support import prom
+from tests.support.procs import free_port
+from tests.support.util import eventually
+from worker import build_worker, make_runtime
+from workflows import metrics as workflow_metrics
+from workflows.client import make_client
+
+Auth = Callable[[str], dict[str, str]]
+
+
+@functools.cache
+def metrics_runtime() -> tuple[Runtime, str]:
+    """One SDK runtime serving Prometheus text on a free loopback port, for this module."""
+    address = f"127.0.0.1:{free_port()}"
+    runtime = make_runtime(Settings(stepgate_worker_metrics_address=address, _env_file=None))  # type: ignore[call-arg]
+    assert runtime is not None
+    return runtime, address
+
+
+@pytest.fixture
+async def worker(api_settings: Settings, registry: ToolRegistry) -> AsyncIterator[None]:
+    """The test's worker, on a client whose runtime serves metrics; `gated` is a catalog name."""
+    runtime, _ = metrics_runtime()
+    client = await make_client(api_settings, runtime=runtime)
+    workflow_metrics.name_pipelines(["gated"])
+    try:
+        async with build_worker(client, api_settings, registry):
+            yield
+    finally:
+        workflow_metrics.name_pipelines([])
+
+
+async def scrape_worker() -> dict[str, prom.Family]:
+    _, address = metrics_runtime()
+    async with httpx.AsyncClient() as c:
+        r = await c.get(f"http://{address}/metrics")
+    assert r.status_code == 200
+    return prom.parse(r.text)
+
+
+async def scrape_api(http: httpx.AsyncClient, as_: Auth) -> dict[str, prom.Family]:
+    r = await http.get("/metrics", headers=as_("root"))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return prom.parse(r.text)
+
+
+async def test_deciding_a_gate_moves_the_worker_and_api_metrics(
+    http: httpx.AsyncClient, start_run: StartRun, as_: Auth
+) -> None:
+    """A gate decided through the API on the real dev server moves the worker's decision
+    histogram, decision and step counters and the API's request counter by route template; no
+    label of either endpoint carries the workflow id."""
+    before = await scrape_worker()
+    waits = ("stepgate_gate_decision_seconds_count", {"pipeline": "gated", "outcome": "approve"})
+    gate_route = "/workflows/{workflow_id}/gates/{gate}"
+    api_before = await scrape_api(http, as_)
+    workflow_id = await start_run()
+    status = await wait_state(http, workflow_id, "waiting", as_("vic"))
+    gate = f"/workflows/{workflow_id}/gates/release"
+    refused = await http.post(gate, json={"action": "retry"}, headers=as_("alice"))
+    assert refused.status_code == 422
+    digest = status["open_gates"][0]["digest"]
+    r = await http.post(gate, json={"action": "approve", "digest": digest}, headers=as_("alice"))
+    assert r.status_code == 200, r.text
+    await wait_state(http, workflow_id, "completed", as_("vic"))
+
+    async def moved() -> dict[str, prom.Family] | None:
+        after = await scrape_worker()
+        gone = prom.value(after, waits[0], **waits[1]) - prom.value(before, waits[0], **waits[1])
+        return after if gone == 1 else None
+
+    after = await eventually(moved, what="the decision histogram moves")
+    assert after is not None
+    assert after["stepgate_gate_decision_seconds"].type == "histogram"
+    d = "stepgate_decisions_total"
+    assert prom.value(after, d, action="approve", outcome="accepted") >= 1
+    assert prom.value(after, d, action="retry", outcome="refused") >= 1
+    assert prom.value(after, "stepgate_steps_total", tool="test.echo", state="completed") >= 1
+    assert prom.value(after, "stepgate_step_duration_seconds_count", tool="test.sleep") >= 1
+    assert any(name.startswith("temporal_") for name in after), "the SDK's own metrics"
+    api_after = await scrape_api(http, as_)
+    key = {"route": gate_route, "method": "POST", "status": "200"}
+    assert (
+        prom.value(api_after, "stepgate_http_requests_total", **key)
+        == prom.value(api_before, "stepgate_http_requests_total", **key) + 1
+    )
+    assert prom.value(api_after, "stepgate_http_request_duration_seconds_count", **key) >= 1
+    for families in (after, api_after):
+        for family in families.values():
+            for sample in family.samples:
+                assert not any(workflow_id in v for v in sample.labels.values()), sample
+
+
+async def test_metrics_refuses_keys_without_the_permission(
+    http: httpx.AsyncClient, as_: Auth
+) -> None:
+    """/metrics answers 401 without a key and 403 to an operator's or a viewer's key."""
+    assert (await http.get("/metrics")).status_code == 401
+    for who in ("olga", "vic"):
+        r = await http.get("/metrics", headers=as_(who))
+        assert r.status_code == 403, r.text
+
+
+async def test_unmatched_paths_count_as_one_route(http: httpx.AsyncClient, as_: Auth) -> None:
+    """Requests to paths no route serves are counted under `unmatched`, never their raw path."""
+    for n in range(3):
+        assert (await http.get(f"/no-such-{n}", headers=as_("root"))).status_code == 404
+    families = await scrape_api(http, as_)
+    routes = {s.labels["route"] for s in families["stepgate_http_requests_total"].samples}
+    assert prom.value(families, "stepgate_http_requests_total", route="unmatched") >= 3
+    assert not any(r.startswith("/no-such") for r in routes)
+
+
+def test_rendered_text_parses_strictly_with_escaped_labels() -> None:
+    """The API's rendering escapes quotes, backslashes and newlines in labels and keeps its
+    histogram buckets cumulative, and an odd method is counted as `other`."""
+    m = HttpMetrics()
+    m.observe('/a"b\\c\nd', "GET", 200, 0.003)
+    m.observe('/a"b\\c\nd', "GET", 200, 100.0)
+    m.observe("/x", "BREW", 418, 0.2)
+    families = prom.parse(m.render())
+    route = '/a"b\\c\nd'
+    assert prom.value(families, "stepgate_http_requests_total", route=route) == 2
+    assert (
+        prom.value(
+            families, "stepgate_http_request_duration_seconds_bucket", route=route, le="0.005"
+        )
+        == 1
+    )
+    assert (
+        prom.value(
+            families, "stepgate_http_request_duration_seconds_bucket", route=route, le="+Inf"
+        )
+        == 2
+    )
+    assert prom.value(families, "stepgate_http_requests_total", method="other", status="418") == 1
+
+
+def test_parser_refuses_what_is_out_of_grammar() -> None:
+    """The strict parser refuses a bad escape, unquoted label, missing value and a histogram
+    whose buckets are not cumulative, so the tests above could fail."""
+    bad = [
+        'm{a="x\\q"} 1',
+        "m{a=x} 1",
+        'm{a="x"}',
+        '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_count 1',
+    ]
+    for text in bad:
+        with pytest.raises(ValueError):
+            prom.parse(text)
