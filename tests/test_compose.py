@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from pathlib import Path
@@ -246,3 +247,76 @@ def test_worker_and_api_get_the_same_llm_endpoint_and_only_the_worker_its_key(
         assert values["worker"] == values["api"] == f"${{{setting}:-}}", values
     assert envs["worker"]["STEPGATE_LLM_API_KEY"] == "${STEPGATE_LLM_API_KEY:-}"
     assert "STEPGATE_LLM_API_KEY" not in envs["api"]
+
+
+def _scrape_jobs() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text("utf-8"))
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def _mounted(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> repository path of each bind mount."""
+    return {
+        v.split(":")[1]: v.split(":")[0] for v in service.get("volumes") or [] if v.startswith(".")
+    }
+
+
+def test_prometheus_scrapes_the_api_with_a_key_that_may_read_only_metrics(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Prometheus reads the API's /metrics with a bearer key from a mounted file; the key is in
+    the keys file the API reads, and its roles hold `metrics` and no other permission."""
+    job = _scrape_jobs()["stepgate-api"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["api:8000"]
+    auth = job["authorization"]
+    assert auth["type"] == "Bearer"
+    source = _mounted(services["prometheus"])[auth["credentials_file"]]
+    key = (ROOT / source).read_text("utf-8").strip()
+    entries = yaml.safe_load((ROOT / "deploy" / "api-keys.example.yaml").read_text("utf-8"))
+    roles = next(e["roles"] for e in entries if e["key"] == key)
+    api = services["api"]
+    permissions_file = _environment(api)["STEPGATE_PERMISSIONS_FILE"]
+    granted = yaml.safe_load((ROOT / _mounted(api)[permissions_file]).read_text("utf-8"))
+    assert {p for role in roles for p in granted[role]} == {"metrics"}
+
+
+def test_prometheus_finds_every_worker_on_its_metrics_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The worker serves metrics on the port Prometheus looks up each replica on by DNS."""
+    address = _environment(services["worker"])["STEPGATE_WORKER_METRICS_ADDRESS"]
+    sd = _scrape_jobs()["stepgate-worker"]["dns_sd_configs"][0]
+    assert sd["names"] == ["worker"] and int(address.rsplit(":", 1)[1]) == sd["port"]
+    assert "prometheus.yml" in "".join(_mounted(services["prometheus"]).values())
+
+
+def test_grafana_dashboard_charts_only_metrics_stepgate_serves(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Every stepgate_* series the dashboard queries is one the API or the worker serves, and
+    Grafana is provisioned with it and with Prometheus as its data source."""
+    from activities import metrics as step_metrics
+    from api import metrics as api_metrics
+    from workflows import metrics as workflow_metrics
+
+    served = {
+        api_metrics.REQUESTS,
+        api_metrics.DURATION,
+        step_metrics.STEPS,
+        step_metrics.STEP_DURATION,
+        workflow_metrics.DECISIONS,
+        workflow_metrics.GATE_DECISION,
+    }
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text("utf-8"))
+    queried = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bstepgate_[a-z_]+", target["expr"])
+    }
+    assert queried and queried <= served, queried - served
+    assert served <= queried, f"not charted: {served - queried}"
+    mounts = _mounted(services["grafana"])
+    assert "./deploy/grafana-dashboard.json" in mounts.values()
+    assert any(target.startswith("/etc/grafana/provisioning/datasources/") for target in mounts)
