@@ -49,6 +49,7 @@ async def test_openapi_lists_every_route_without_key(http: httpx.AsyncClient) ->
     expected = {
         "/healthz": {"get"},
         "/me": {"get"},
+        "/metrics": {"get"},
         "/tools": {"get"},
         "/definitions": {"get"},
         "/definitions/{name}": {"get"},
