@@ -87,7 +87,7 @@ def make_runtime(settings: Settings) -> Runtime | None:
     """The worker's SDK runtime serving Prometheus text at STEPGATE_WORKER_METRICS_ADDRESS: the
     SDK's metrics (`temporal_*`, durations in seconds) and Stepgate's from workflow and activity
     code (workflows/metrics.py, activities/metrics.py). None without an address: the default runtime,
-    no metrics served. Binding the address fails (RuntimeError) if it is taken."""
+    no metrics served. ValueError when the address cannot be bound (taken, say)."""
     address = settings.stepgate_worker_metrics_address
     if not address:
         return None
@@ -223,7 +223,7 @@ async def main() -> int:
         return 2
     try:
         runtime = make_runtime(settings)
-    except RuntimeError as err:
+    except ValueError as err:
         log.error("startup refused: metrics address", error=str(err))
         return 2
     try:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from temporalio.runtime import Runtime
 
 from activities.config import Settings
@@ -166,3 +167,16 @@ def test_parser_refuses_what_is_out_of_grammar() -> None:
     for text in bad:
         with pytest.raises(ValueError):
             prom.parse(text)
+
+
+def test_metrics_address_setting_takes_host_port_only() -> None:
+    """STEPGATE_WORKER_METRICS_ADDRESS is host:port (or empty), and a taken port is a
+    ValueError naming it, so the worker refuses to start (exit 2) instead of serving nothing."""
+    for good in ("", "0.0.0.0:9464", "worker:9464", "[::1]:9464"):
+        Settings(stepgate_worker_metrics_address=good, _env_file=None)  # type: ignore[call-arg]
+    for bad in ("9464", "host:port", "a b:1", "http://x:1", "x:1/metrics", "x:1\n"):
+        with pytest.raises(ValidationError):
+            Settings(stepgate_worker_metrics_address=bad, _env_file=None)  # type: ignore[call-arg]
+    _, taken = metrics_runtime()
+    with pytest.raises(ValueError, match="in use"):
+        make_runtime(Settings(stepgate_worker_metrics_address=taken, _env_file=None))  # type: ignore[call-arg]
