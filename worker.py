@@ -20,7 +20,7 @@ from temporalio.worker import (
     WorkflowRunner,
 )
 
-from activities import default_registry
+from activities import default_registry, tracing
 from activities.access import AccessActivities
 from activities.agent import AgentActivities
 from activities.audit import AuditActivities
@@ -33,13 +33,14 @@ from activities.metrics import STEP_BUCKETS, STEP_DURATION
 from activities.registry import ToolError, ToolRegistry
 from activities.runtime import ToolActivities
 from workflows import metrics as workflow_metrics
-from workflows.builds import deployment_config
+from workflows.builds import deployment_config, package_version
 from workflows.client import TemporalUnreachable, exit_now, make_client
 from workflows.deployment import UNVERSIONED_OPEN_RUNS, BuildNotReady, make_current_at_start
 from workflows.governed import GovernedWorkflow
 from workflows.language.catalog import Catalog, log_errors
 from workflows.language.plans import PlanActivities
 from workflows.pipeline import PipelineWorkflow
+from workflows.tracing import interceptors
 
 log = structlog.get_logger("stepgate.worker")
 WORKFLOWS: Sequence[type] = (PipelineWorkflow, GovernedWorkflow)
@@ -227,7 +228,12 @@ async def main() -> int:
         log.error("startup refused: metrics address", error=str(err))
         return 2
     try:
-        client = await make_client(settings, runtime=runtime)
+        traces = tracing.configure("stepgate-worker", package_version())
+    except ValueError as err:
+        log.error("startup refused: tracing", error=str(err))
+        return 2
+    try:
+        client = await make_client(settings, runtime=runtime, interceptors=interceptors(traces))
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
         return 3
@@ -254,6 +260,7 @@ async def main() -> int:
         deployment=settings.stepgate_deployment_name if deployment else None,
         build_id=deployment.version.build_id if deployment else None,
         metrics=settings.stepgate_worker_metrics_address or None,
+        traces=traces is not None,
     )
     try:
         async with worker:
@@ -266,6 +273,7 @@ async def main() -> int:
             log.info("draining: finishing running activities before exit")
     finally:
         await memory.store.close()
+        tracing.flush()
     log.info("worker stopped")
     return 0
 

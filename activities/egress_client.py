@@ -19,6 +19,7 @@ import httpcore
 import httpx
 import structlog
 
+from activities import tracing
 from activities.addresses import AllowEntry, IPAddress
 from activities.bindings import SECRET_DESTINATION_REFUSED
 from activities.config import Settings
@@ -187,16 +188,19 @@ class EgressTransport(httpx.AsyncBaseTransport):
         }
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        # Each request, so each redirect hop, on the host it really goes to.
-        refused = request_refusal(request)
-        if refused is not None:
-            log.warning("request holding a bound secret refused", reason=refused)
-            raise fatal(refused, SECRET_DESTINATION_REFUSED)
-        tool = request.extensions.get(TOOL_EXTENSION)
-        transport = (
-            self._by_tool.get(tool, self._default) if isinstance(tool, str) else self._default
-        )
-        return await transport.handle_async_request(request)
+        # Each request, so each redirect hop, on the host it really goes to, in a span of its own
+        # (this transport connects itself: no library instruments it).
+        with tracing.client_span(request) as span:
+            refused = request_refusal(request)
+            if refused is not None:
+                log.warning("request holding a bound secret refused", reason=refused)
+                raise fatal(refused, SECRET_DESTINATION_REFUSED)
+            tool = request.extensions.get(TOOL_EXTENSION)
+            transport = (
+                self._by_tool.get(tool, self._default) if isinstance(tool, str) else self._default
+            )
+            response = await transport.handle_async_request(request)
+        return response if span is None else tracing.traced(response, span)
 
     async def aclose(self) -> None:
         for transport in (self._default, *self._by_tool.values()):

@@ -13,6 +13,7 @@ import structlog
 from activities.config import Settings
 from activities.masking import mask, mask_text
 from activities.secrets import SecretStore
+from activities.tracing import add_trace_ids
 
 
 class SecretMasker:
@@ -58,6 +59,8 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # The current span's trace and span ids, when tracing is on and a span is current.
+        add_trace_ids,
     ]
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import structlog
 import uvicorn
 
+from activities import tracing
 from activities.config import get_settings
 from activities.logs import configure_logging
 from activities.registry import ToolError
 from api.app import create_app
+from workflows.builds import package_version
 from workflows.client import exit_now
 
 log = structlog.get_logger("stepgate.api")
@@ -21,6 +23,7 @@ def main() -> int:
     settings = get_settings()
     configure_logging(settings)
     try:
+        tracing.configure("stepgate-api", package_version())
         # SIGHUP reloads the catalog in this process (a bad definition file never stops it), and
         # the document checkers start now, not during the first (perhaps hostile) requests.
         app = create_app(settings, sighup=True, warm=True)
@@ -38,6 +41,7 @@ def main() -> int:
         # reconnect elsewhere with Last-Event-ID. Without it a rolling restart waited for ever.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
+    tracing.flush()
     return 0
 
 

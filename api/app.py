@@ -16,6 +16,7 @@ from activities.config import Settings, get_settings
 from activities.memory import MemoryStore
 from activities.registry import ToolRegistry
 from api import docs_pages, errors, openapi
+from api import tracing as api_tracing
 from api.access_log import AccessLog
 from api.admission import Admission, ParsePool
 from api.auth import KeyStore
@@ -129,6 +130,7 @@ def create_app(
     # Added last, so they are the outermost of these: they see every request and its final status.
     app.add_middleware(AccessLog)
     app.add_middleware(RequestMetrics, metrics=state.http_metrics)
+    api_tracing.install(app)  # outermost of all, when tracing is on: a span around the rest
     app.include_router(api_router)
     app.include_router(ui_router)
     app.include_router(docs_pages.router)

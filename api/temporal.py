@@ -9,9 +9,11 @@ from datetime import timedelta
 import structlog
 from temporalio.client import Client
 
+from activities import tracing
 from activities.config import Settings
 from api.errors import unavailable
 from workflows.client import TemporalUnreachable, make_client
+from workflows.tracing import interceptors
 
 log = structlog.get_logger("stepgate.api")
 
@@ -31,7 +33,7 @@ class TemporalLink:
 
     async def start(self) -> None:
         try:
-            self._client = await make_client(self._settings, wait_s=STARTUP_WAIT_S)
+            self._client = await self._connect(STARTUP_WAIT_S)
         except TemporalUnreachable as err:
             log.warning("temporal unreachable at start; retrying in the background", error=str(err))
             self._task = asyncio.create_task(self._reconnect())
@@ -39,10 +41,16 @@ class TemporalLink:
     async def _reconnect(self) -> None:
         while self._client is None:
             try:
-                self._client = await make_client(self._settings, wait_s=RECONNECT_WAIT_S)
+                self._client = await self._connect(RECONNECT_WAIT_S)
                 log.info("temporal connected", address=self._settings.temporal_address)
             except TemporalUnreachable:
                 continue
+
+    async def _connect(self, wait_s: float) -> Client:
+        # With tracing on, each call to Temporal is a span under the request's (the SDK's
+        # tracing interceptor), and its trace context goes into the workflow and its activities.
+        traced = interceptors(tracing.provider())
+        return await make_client(self._settings, wait_s=wait_s, interceptors=traced)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -9,10 +9,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
 from temporalio.converter import CompositePayloadConverter, DataConverter, EncodingPayloadConverter
 from temporalio.runtime import Runtime
@@ -67,9 +68,11 @@ async def make_client(
     *,
     wait_s: float | None = None,
     runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     """Connect to Temporal, retrying for up to `wait_s` seconds (default from settings);
-    `runtime`: the SDK runtime (make_runtime), else the default one."""
+    `runtime`: the SDK runtime (make_runtime), else the default one; `interceptors`: the
+    client's, which a worker built on it takes too (workflows.tracing.interceptors)."""
     settings = settings or get_settings()
     deadline = time.monotonic() + (
         settings.temporal_connect_timeout_s if wait_s is None else wait_s
@@ -82,6 +85,7 @@ async def make_client(
                 namespace=settings.temporal_namespace,
                 data_converter=make_data_converter(settings),
                 runtime=runtime,
+                interceptors=interceptors,
             )
         except RuntimeError as err:
             if time.monotonic() + delay > deadline:

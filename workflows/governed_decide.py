@@ -8,9 +8,11 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import PlanResult
+    from workflows import tracing
     from workflows.governed_plan import check
     from workflows.governed_run import GovernedRun
     from workflows.models import Decision, GateRefusal, GateView
+    from workflows.names import GOVERNED_PIPELINE
     from workflows.rules import decisions, governed, view, votes
     from workflows.rules.decisions import Via
 
@@ -26,12 +28,14 @@ async def decide(run: GovernedRun, d: Decision, via: Via) -> GateView:
         checked = await check(
             run, votes.merge_patch(st.plan, patch if isinstance(patch, dict) else {})
         )
-    refusal = governed.apply(st, run.inp, d, workflow.now(), via, checked)
+    cast_at = workflow.now()
+    refusal = governed.apply(st, run.inp, d, cast_at, via, checked)
     run.touch()
     if refusal is not None:
         raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
     if st.gate is None or st.tier_gate is None:  # an applied decision always finds both
         raise ApplicationError("the review gate is gone", type="gate_not_open", non_retryable=True)
+    tracing.gate_closed(GOVERNED_PIPELINE, d.action, st.gate, cast_at)
     return view.answer(st.gate, governed.approval(st.tier_gate))
 
 

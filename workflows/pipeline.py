@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.documents import canonical_json
-    from workflows import calls, children, internal, metrics
+    from workflows import calls, children, internal, metrics, tracing
     from workflows.agent_models import GrantView, RevokeGrant
     from workflows.alarm import Alarm
     from workflows.contract import (
@@ -249,6 +249,7 @@ class PipelineWorkflow:
         if not isinstance(applied, tuple):
             raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
         _, gate, spec = applied
+        tracing.gate_closed(self._def.name, d.action, gate, cast_at)
         return view.answer(gate, spec)
 
     @workflow.signal

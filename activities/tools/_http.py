@@ -15,6 +15,7 @@ from activities.context import ToolContext
 from activities.egress_client import TOOL_EXTENSION
 from activities.errors import fatal, http_status_is_retryable, transient
 from activities.masking import mask_text
+from activities.tracing import SECRETS_EXTENSION
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # How much of an error response goes into the failure message: enough to diagnose, not a dump.
@@ -70,8 +71,9 @@ async def send(
                 params=params,
                 content=content,
                 timeout=timeout_s,
-                # Lets the egress policy open the operator's LLM/notify URL for its own tool only.
-                extensions={TOOL_EXTENSION: ctx.call.tool},
+                # Lets the egress policy open the operator's LLM/notify URL for its own tool only;
+                # a span never names a host that spells one of the call's secrets.
+                extensions={TOOL_EXTENSION: ctx.call.tool, SECRETS_EXTENSION: frozenset(hidden)},
             )
             response = await ctx.http.send(request, stream=True, follow_redirects=follow_redirects)
             try:

@@ -17,6 +17,8 @@ from temporalio.client import Client
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from tests.api.conftest import KEYS, Serve
+from tests.support.api import serve_app
+from tests.support.traces import named, parent_of, recording, traced
 from tests.support.util import eventually
 from tests.tools.server import LocalServer, Reply, Seen, json_reply
 from worker import build_worker
@@ -305,3 +307,32 @@ async def test_a_governed_review_is_in_the_inbox_of_who_may_decide_it(
     assert run not in [w["workflow_id"] for w in theirs.json()["items"]]
     assert (await vote(http, as_, run, "eve", "reject")).status_code == 200
     assert await eventually(lambda: inbox("ezra"), ok=lambda found: found == [], what="gone") == []
+
+
+async def test_a_decided_review_is_one_gate_span_in_the_runs_trace(
+    client: Client,
+    gov_settings: Settings,
+    registry: ToolRegistry,
+    as_: Auth,
+    llm: tuple[LocalServer, Planner],
+) -> None:
+    """With tracing on, a review a peer approves through the API is one `gate review` span under
+    the run's StartWorkflow, linked to the deciding update, naming the governed pipeline."""
+    with recording() as exporter:
+        async with build_worker(traced(client), gov_settings, registry):
+            async with serve_app(gov_settings, registry) as url:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                    run = await govern(
+                        http, as_, "announce the release", {"text": "v2", "environment": "staging"}
+                    )
+                    await phase(http, as_, run, "review")
+                    assert (await vote(http, as_, run, "pat", "approve")).status_code == 200
+                    await phase(http, as_, run, "completed")
+        spans = exporter.get_finished_spans()
+    gate = named(spans, "gate review")
+    assert parent_of(spans, gate) is named(spans, "StartWorkflow:GovernedWorkflow")
+    update = named(spans, "StartWorkflowUpdate:submit_decision")
+    assert [link.context.span_id for link in gate.links] == [update.context.span_id]  # type: ignore[union-attr]
+    attrs = dict(gate.attributes or {})
+    assert (attrs["stepgate.pipeline"], attrs["stepgate.gate.id"]) == ("governed", "review")
+    assert (attrs["stepgate.gate.outcome"], attrs["stepgate.gate.deciders"]) == ("approve", 1)
