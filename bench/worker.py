@@ -15,13 +15,15 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
 
-from activities import default_registry
+from activities import default_registry, tracing
 from activities.config import get_settings
 from activities.logs import configure_logging
 from bench.baseline import BaselineWorkflow, GatedBaselineWorkflow, LocalBaselineWorkflow, noop
 from bench.baseline_dynamic import FanOutBaselineWorkflow, LoopBaselineWorkflow
 from worker import build_worker, workflow_runner
+from workflows.builds import package_version
 from workflows.client import make_client
+from workflows.tracing import interceptors
 
 # The baselines run on the same workflow runner as Stepgate's workflows (outside the sandbox), so
 # the comparison measures the interpreter, not a setting.
@@ -51,7 +53,9 @@ def with_baseline(client: Client) -> Client:
 async def serve(ready_file: Path | None) -> int:
     settings = get_settings()
     configure_logging(settings)
-    client = with_baseline(await make_client(settings))
+    # Traced as worker.py is when OTEL_* asks for it, so the bench can measure what that costs.
+    traces = tracing.configure("stepgate-worker", package_version())
+    client = with_baseline(await make_client(settings, interceptors=interceptors(traces)))
     worker = build_worker(client, settings, default_registry(entry_points=False))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -61,6 +65,7 @@ async def serve(ready_file: Path | None) -> int:
         if ready_file is not None:
             await asyncio.to_thread(ready_file.write_text, worker.task_queue)
         await stop.wait()
+    tracing.flush()
     return 0
 
 
