@@ -20,7 +20,8 @@ from activities import tracing
 from activities.config import Settings
 from activities.logs import configure_logging
 from tests.support.traces import clear_otel_env, recording
-from workflows.tracing import interceptors
+from workflows.tracing import GateSpan, interceptors
+from workflows.tracing_interceptor import StepgateTracing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -216,3 +217,24 @@ def test_the_operations_page_documents_every_otel_variable() -> None:
         "OTEL_EXPORTER_OTLP_HEADERS",
     }
     assert sorted(v for v in read | left_to_the_sdk if f"`{v}`" not in first_cells) == []
+
+
+def test_a_failing_tracer_never_fails_the_workflow_task() -> None:
+    """The gate span's extern function, called from workflow code, logs a tracer's failure
+    instead of raising it (a raise would fail the workflow task at every retry)."""
+
+    class Broken:
+        def start_span(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("tracer down")
+
+    span = GateSpan(
+        name="gate g",
+        parent={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        link=None,
+        attributes={},
+        start_ns=1,
+        end_ns=2,
+    )
+    with structlog.testing.capture_logs() as logs:
+        StepgateTracing(Broken())._gate_span(span)  # type: ignore[arg-type]
+    assert [e["event"] for e in logs] == ["could not record a gate's span"]

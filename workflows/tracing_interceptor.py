@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import opentelemetry.trace
+import structlog
 import temporalio.api.common.v1
 from opentelemetry.trace import Link, SpanKind
 from temporalio import worker
@@ -22,6 +23,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflow
 
 from workflows.tracing import DECISION_TRACE, GATE_SPAN, PROPAGATOR, GateSpan
 
+log = structlog.get_logger("stepgate.tracing")
 # The trace context header is small: a W3C traceparent and tracestate, kept only when it is.
 MAX_CONTEXT_CHARS = 1024
 
@@ -41,6 +43,14 @@ class StepgateTracing(TracingInterceptor):
         return DecisionTracing
 
     def _gate_span(self, span: GateSpan) -> None:
+        """Called from workflow code: a failure here would fail the workflow task, again at
+        each retry, so a tracing fault is logged and the run goes on."""
+        try:
+            self._emit(span)
+        except Exception:
+            log.exception("could not record a gate's span", gate=span.name)
+
+    def _emit(self, span: GateSpan) -> None:
         """Start and end the gate's span with its own times: in the run's trace, linked to the
         deciding request; in that request's trace when the run has none (started by a schedule
         or the CLI); none when neither has one."""

@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
-from activities import tracing
+from activities import default_registry, tracing
 from activities.config import Settings
 from activities.registry import ToolRegistry
 from api.tracing import RequestTracing
@@ -39,6 +39,9 @@ from tests.support.traces import (
 from tests.tools.server import LocalServer, json_reply
 from worker import WORKFLOWS, build_worker, workflow_runner
 from workflows.client import make_data_converter
+from workflows.language.validation import validate_definition
+from workflows.models import PipelineInput
+from workflows.pipeline import PipelineWorkflow
 from workflows.tracing_interceptor import StepgateTracing
 
 Auth = Callable[[str], dict[str, str]]
@@ -121,6 +124,13 @@ async def run_and_decide(
     return workflow_id, r.json()
 
 
+def definition_input(raw: dict[str, Any]) -> PipelineInput:
+    """The definition, validated as the API would, with an empty input."""
+    report = validate_definition(raw, default_registry(entry_points=False))
+    assert report.definition is not None, report.errors
+    return PipelineInput(definition=report.definition, input={"note": "x"})
+
+
 def ns(at: str) -> int:
     moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
@@ -194,6 +204,42 @@ async def test_one_run_is_one_trace_from_the_request_to_the_tool_call(
     )
     # Each span once: the worker's evictions and replays added none.
     assert len([s for s in spans if s.name == "gate fetch"]) == 1
+
+
+async def test_a_run_started_untraced_has_its_gate_span_in_the_deciding_requests_trace(
+    client: Client,
+    api_settings: Settings,
+    registry: ToolRegistry,
+    as_: Auth,
+    team: str,
+    service: LocalServer,
+) -> None:
+    """A run started with no trace (here by a plain client, as a schedule or the CLI would) gets
+    no workflow spans, but its gate, decided through the API, is a span of the decision's trace,
+    under its update."""
+    inp = definition_input(definition(team, service.port))
+    with recording() as exporter:
+        async with stack(client, api_settings, registry) as http:
+            workflow_id = f"untraced-{uuid.uuid4().hex[:8]}"
+            await client.start_workflow(
+                PipelineWorkflow.run,
+                inp,
+                id=workflow_id,
+                task_queue=api_settings.stepgate_task_queue,
+            )
+            await wait_state(http, workflow_id, "waiting", as_("alice"))
+            r = await http.post(
+                f"/workflows/{workflow_id}/gates/fetch",
+                json={"action": "approve"},
+                headers=as_("alice"),
+            )
+            assert r.status_code == 200, r.text
+            await wait_state(http, workflow_id, "completed", as_("alice"))
+        spans = exporter.get_finished_spans()
+    assert [s.name for s in spans if s.name.startswith("RunWorkflow")] == []
+    gate = named(spans, "gate fetch")
+    assert parent_of(spans, gate) is named(spans, "StartWorkflowUpdate:submit_decision")
+    assert gate.links == ()
 
 
 async def test_spans_carry_no_secret_payload_query_token_or_header(
