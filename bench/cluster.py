@@ -89,12 +89,13 @@ class Ports:
     def free(cls) -> Ports:
         """Ports nobody listens on now; Temporal's below 32768, since it keeps them in
         PostgreSQL as a smallint (its cluster membership table)."""
-        return cls(
-            **{
-                f.name: free_port() if f.name in ("postgres", "ui") else _free_port_below()
-                for f in fields(cls)
-            }
-        )
+        chosen: dict[str, int] = {}
+        for f in fields(cls):
+            port = 0
+            while not port or port in chosen.values():  # each closed again: one may come twice
+                port = free_port() if f.name in ("postgres", "ui") else _free_port_below()
+            chosen[f.name] = port
+        return cls(**chosen)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Ports:
@@ -143,6 +144,15 @@ async def _run(
         last = err.decode(errors="replace")[-3000:]
         raise ClusterError(f"{what} failed ({proc.returncode}):\n{last}")
     return out.decode(errors="replace").strip()
+
+
+def _inherited() -> dict[str, str]:
+    """This process's environment without what would make the schema tool and the server
+    disagree: both take the files' defaults for the database names and the shard count."""
+    env = dict(os.environ)
+    for name in ("TEMPORAL_DB_NAME", "TEMPORAL_VISIBILITY_DB_NAME", "TEMPORAL_NUM_HISTORY_SHARDS"):
+        env.pop(name, None)
+    return env
 
 
 def _reachable_by_server_user(folder: Path) -> None:
@@ -285,6 +295,11 @@ class Cluster:
         data = home / "data"
         if not (data / "PG_VERSION").exists():
             await asyncio.to_thread(self._initdb, bin_dir, home, data)
+        elif not (self.data_dir / "secrets.json").exists():
+            raise ClusterError(
+                f"{self.data_dir / 'secrets.json'} is gone: its passwords open the database in "
+                f"{data}; restore it, or remove {self.data_dir} to start afresh"
+            )
         argv = [str(bin_dir / "postgres"), "-D", str(data)]
         argv += server_options(self.ports.postgres, None, durable=True)
         self.postgres = self.procs.spawn(
@@ -294,7 +309,9 @@ class Cluster:
         async def accepting() -> bool:
             try:
                 conn = await asyncpg.connect(self.superuser_dsn, timeout=1)
-            except (TimeoutError, OSError, asyncpg.PostgresError):
+            except asyncpg.InvalidPasswordError as err:
+                raise ClusterError(f"PostgreSQL in {data} refuses secrets.json's password") from err
+            except (TimeoutError, OSError, asyncpg.PostgresError):  # not up yet
                 return False
             await conn.close()
             return True
@@ -354,7 +371,7 @@ class Cluster:
             await conn.close()
         home = await self.home()
         env = {
-            **os.environ,
+            **_inherited(),
             "SQL_HOST": HOST,
             "SQL_PORT": str(self.ports.postgres),
             "SQL_USER": TEMPORAL_USER,
@@ -370,7 +387,7 @@ class Cluster:
         """The variables deploy/temporal/server.yaml reads."""
         p = self.ports
         env = {
-            **os.environ,
+            **_inherited(),
             "TEMPORAL_DB_HOST": HOST,
             "TEMPORAL_DB_PORT": str(p.postgres),
             "TEMPORAL_DB_USER": TEMPORAL_USER,
@@ -389,12 +406,6 @@ class Cluster:
             "TEMPORAL_LOG_LEVEL": self.log_level,
             "TEMPORAL_DYNAMIC_CONFIG_FILE": str(self._dynamic_config_file()),
         }
-        for name in (
-            "TEMPORAL_DB_NAME",
-            "TEMPORAL_VISIBILITY_DB_NAME",
-            "TEMPORAL_NUM_HISTORY_SHARDS",
-        ):
-            env.pop(name, None)  # the file's defaults: what scripts/temporal-schema created
         return env
 
     def _dynamic_config_file(self) -> Path:
