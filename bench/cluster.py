@@ -458,8 +458,10 @@ class Cluster:
         self.server = None
 
     async def restart_server(self) -> None:
+        """Stop and start the server; returns once it serves the namespace again."""
         await self.stop_server()
         await self.start_server()
+        await self._serving()
 
     async def setup_namespace(self) -> None:
         """The namespace (created when missing) and Stepgate's search attributes, by
