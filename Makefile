@@ -11,11 +11,12 @@ BIN := $(VENV)/bin
 # Re-installs only when the dependency list changes, so `make test` stays fast.
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint mutation audit bench drill clean
+.PHONY: help install run cluster test test-fast lint mutation audit bench drill clean
 
 help:
 	@echo "make install  create .venv and install stepgate with the dev and bench extras"
 	@echo "make run      Temporal dev server + worker + API (Ctrl-C stops all)"
+	@echo "make cluster  the production topology: PostgreSQL, Temporal server, Web UI, 2 workers, API"
 	@echo "make test     test suite against a real Temporal dev server (PYTEST_ARGS=...)"
 	@echo "make test-fast the fast loop: every test that needs no server (pytest -m 'not server')"
 	@echo "make lint     ruff check, ruff format --check, mypy"
@@ -36,6 +37,11 @@ $(STAMP): pyproject.toml
 
 run: install
 	scripts/run
+
+# No Docker needed: builds the Temporal server once (docs/operations.md, "Production topology
+# without Docker"); data in $STEPGATE_DATA/cluster.
+cluster: install
+	scripts/cluster
 
 # Both end by printing how long they took and the load averages then (1, 5, 15 min; the last
 # line of a CI log): on a shared two-core machine a figure means little without its load.

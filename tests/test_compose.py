@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import posixpath
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ OUR_ENV_PREFIXES = ("STEPGATE_", "TEMPORAL_")
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 MEMORY_SETUP = "memory-db-setup"
 MEMORY_SQL = "./deploy/memory-db.sql"
+ENSURE_SERVER = (ROOT / "scripts" / "ensure-temporal-server").read_text(encoding="utf-8")
+# The releases scripts/cluster builds and runs: the compose stack runs the same ones.
+TEMPORAL_VERSION = re.search(r'^version="([0-9.]+)"$', ENSURE_SERVER, re.MULTILINE)
+UI_VERSION = re.search(r'^ui_version="([0-9.]+)"$', ENSURE_SERVER, re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -320,3 +325,89 @@ def test_grafana_dashboard_charts_only_metrics_stepgate_serves(
     mounts = _mounted(services["grafana"])
     assert "./deploy/grafana-dashboard.json" in mounts.values()
     assert any(target.startswith("/etc/grafana/provisioning/datasources/") for target in mounts)
+
+
+def _version(found: re.Match[str] | None) -> str:
+    assert found is not None, "scripts/ensure-temporal-server names no version"
+    return found.group(1)
+
+
+def test_temporal_runs_the_release_scripts_cluster_builds_from_maintained_images(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The server runs on `temporalio/server` and its jobs on `temporalio/admin-tools`, at the
+    release scripts/ensure-temporal-server builds for scripts/cluster, the Web UI at the UI
+    release it builds; no service uses the deprecated `auto-setup` image."""
+    version, ui = _version(TEMPORAL_VERSION), _version(UI_VERSION)
+    images = {name: str(svc.get("image", "")) for name, svc in services.items()}
+    assert images["temporal"] == f"temporalio/server:{version}"
+    assert (
+        images["temporal-schema"]
+        == images["temporal-setup"]
+        == (f"temporalio/admin-tools:{version}")
+    )
+    assert images["temporal-ui"] == f"temporalio/ui:{ui}"
+    assert [name for name, image in images.items() if "auto-setup" in image] == []
+
+
+def test_temporal_server_reads_its_config_from_the_deploy_folder_scripts_cluster_uses(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The server's command loads `<root>/<config>/<env>.yaml`: that folder is deploy/temporal/
+    mounted, the file is there, its dynamic config file too, and every variable the service
+    sets is one the file reads (a misspelt one would be ignored silently)."""
+    server = services["temporal"]
+    argv = server["entrypoint"]
+    assert argv[0] == "temporal-server" and argv[-1] == "start", argv
+    options = dict(zip(argv[1:-1:2], argv[2:-1:2], strict=True))
+    folder = posixpath.normpath(posixpath.join(options["--root"], options["--config"]))
+    assert _mounted(server)[folder] == "./deploy/temporal"
+    config = ROOT / "deploy" / "temporal" / f"{options['--env']}.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert text.startswith("# enable-template\n"), "the server would not render the variables"
+    env = _environment(server)
+    assert set(env) <= set(re.findall(r'env "([A-Z_]+)"', text)), sorted(env)
+    dynamic = posixpath.relpath(env["TEMPORAL_DYNAMIC_CONFIG_FILE"], folder)
+    assert not dynamic.startswith(".."), dynamic
+    assert (ROOT / "deploy" / "temporal" / dynamic).is_file()
+    cluster = (ROOT / "bench" / "cluster.py").read_text(encoding="utf-8")
+    assert 'CONFIG_DIR = "deploy/temporal"' in cluster and '"--env", "server"' in cluster
+
+
+def _runs_mounted_script(service: dict[str, Any], script: str) -> list[str]:
+    """The arguments the service's entrypoint gives `script`, a file of the repository that is
+    mounted into the service and run with sh."""
+    argv = service["entrypoint"]
+    assert argv[0] == "/bin/sh", argv
+    assert _mounted(service)[argv[1]] == f"./{script}"
+    assert (ROOT / script).is_file()
+    return list(argv[2:])
+
+
+def test_schema_job_migrates_before_the_server_and_the_namespace_job_before_the_app(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Temporal's databases are created and migrated by scripts/temporal-schema (as
+    scripts/cluster does) once PostgreSQL is healthy and before the server starts; the namespace
+    and search attributes are set up once the server is healthy; workers and the API start
+    after both."""
+    schema, setup = services["temporal-schema"], services["temporal-setup"]
+    assert schema["restart"] == setup["restart"] == "no"
+    assert _runs_mounted_script(schema, "scripts/temporal-schema") == [
+        "/etc/temporal/schema/postgresql/v12"
+    ]
+    assert _depends_on(schema) == {"postgresql": "service_healthy"}
+    assert _depends_on(services["temporal"]) == {
+        "postgresql": "service_healthy",
+        "temporal-schema": "service_completed_successfully",
+    }
+    assert _runs_mounted_script(setup, "scripts/register-search-attributes") == [
+        "--create-namespace",
+        "temporal:7233",
+        "default",
+    ]
+    assert _depends_on(setup) == {"temporal": "service_healthy"}
+    for name in APP_SERVICES:
+        deps = _depends_on(services[name])
+        assert deps["temporal"] == "service_healthy", name
+        assert deps["temporal-setup"] == "service_completed_successfully", name

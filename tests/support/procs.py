@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -26,10 +27,15 @@ POLL_S = 0.05
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if the bench is killed outright (SIGKILL, OOM) and never
-    reaches its cleanup, the kernel sends the child SIGTERM instead of leaving it orphaned."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """What runs in the child before exec: if the bench is killed outright (SIGKILL, OOM) and
+    never reaches its cleanup, the kernel sends the child `sig` instead of leaving it orphaned.
+    (Popen switches the user before this runs; a switch afterwards would clear the setting.)"""
+
+    def arm() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+    return arm
 
 
 class StartupFailed(RuntimeError):
@@ -48,6 +54,8 @@ class Child:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    # What asks it to stop cleanly: PostgreSQL takes SIGINT (SIGTERM waits for every client).
+    stop_signal: int = signal.SIGTERM
 
     @property
     def pid(self) -> int:
@@ -105,7 +113,7 @@ class Child:
                 continue
 
     def _stop(self, grace_s: float) -> None:
-        self.popen.send_signal(signal.SIGTERM)
+        self.popen.send_signal(self.stop_signal)
         try:
             self.popen.wait(timeout=grace_s)
             return
@@ -125,9 +133,26 @@ class Processes:
     logdir: Path
     children: list[Child] = field(default_factory=list)
 
-    def spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> Child:
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        *,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+    ) -> Child:
+        """`argv` in a session of its own, its output appended to `<logdir>/<name>.log` (a
+        restarted child keeps its earlier lines); as `user` (and only that user's group) when
+        given; `stop_signal` asks it to stop, also when the bench dies."""
         log = self.logdir / f"{name}.log"
-        with log.open("wb") as out:
+        uid = gid = None
+        groups: list[int] | None = None
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            uid, gid, groups = entry.pw_uid, entry.pw_gid, []
+        with log.open("ab") as out:
             popen = subprocess.Popen(
                 list(argv),
                 env=dict(env),
@@ -136,9 +161,12 @@ class Processes:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_die_with_parent(stop_signal) if sys.platform == "linux" else None,
+                user=uid,
+                group=gid,
+                extra_groups=groups,
             )
-        child = Child(name, popen, log)
+        child = Child(name, popen, log, stop_signal)
         self.children.append(child)
         return child
 
