@@ -25,7 +25,6 @@ from api.guards import BodyLimit, Offload, StrictJson
 from api.limits import KeyLimits, RunLanes
 from api.mcp.http import PATH as MCP_PATH
 from api.mcp.http import McpEndpoint
-from api.metrics import RequestMetrics
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
@@ -126,9 +125,9 @@ def create_app(
         allow_headers=["Authorization", "Content-Type", "X-Namespace"],
         allow_credentials=True,
     )
-    # Added last, so they are the outermost of these: they see every request and its final status.
-    app.add_middleware(AccessLog)
-    app.add_middleware(RequestMetrics, metrics=state.http_metrics)
+    # Added last, so it is the outermost of these: it sees every request and its final status, and
+    # times it once for both the access log and the request metrics.
+    app.add_middleware(AccessLog, metrics=state.http_metrics)
     app.include_router(api_router)
     app.include_router(ui_router)
     app.include_router(docs_pages.router)
