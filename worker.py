@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import (
     UnsandboxedWorkflowRunner,
     Worker,
@@ -207,11 +207,14 @@ async def warn_of_unversioned_runs(client: Client) -> None:
 async def missing_search_attributes(client: Client) -> list[str]:
     """Stepgate's search attributes the namespace lacks (or holds with another type): a run that
     upserts one fails its workflow task again and again, so the worker refuses to start instead.
-    Empty too when the server will not list them (no operator access): nothing to go by."""
+    Empty too when the server will not list them to this client (no operator access): nothing to
+    go by. RPCError for any other failure (a namespace that does not exist)."""
     request = ListSearchAttributesRequest(namespace=client.namespace)
     try:
         found = await client.operator_service.list_search_attributes(request)
     except RPCError as err:
+        if err.status not in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            raise
         log.warning("search attributes not checked", error=str(err))
         return []
     have = {**found.system_attributes, **found.custom_attributes}
@@ -251,7 +254,11 @@ async def main() -> int:
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
         return 3
-    missing = await missing_search_attributes(client)
+    try:
+        missing = await missing_search_attributes(client)
+    except RPCError as err:
+        log.error("startup refused: search attributes not listed", error=str(err))
+        return 3
     if missing:
         log.error(
             "startup refused: search attributes not registered (scripts/register-search-attributes)",
