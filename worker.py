@@ -95,6 +95,7 @@ def make_runtime(settings: Settings) -> Runtime | None:
         return None
     buckets = {
         workflow_metrics.GATE_DECISION: list(workflow_metrics.GATE_DECISION_BUCKETS),
+        workflow_metrics.DECISION_TO_STEP: list(workflow_metrics.DECISION_TO_STEP_BUCKETS),
         STEP_DURATION: list(STEP_BUCKETS),
     }
     prometheus = PrometheusConfig(

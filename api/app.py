@@ -21,6 +21,7 @@ from api.admission import Admission, ParsePool
 from api.auth import KeyStore
 from api.catalog_live import CatalogWatch, LiveCatalog
 from api.checker import Checker
+from api.gates_open import GatesOpen, catalog_pipelines, visibility_count
 from api.guards import BodyLimit, Offload, StrictJson
 from api.limits import KeyLimits, RunLanes
 from api.mcp.http import PATH as MCP_PATH
@@ -54,12 +55,13 @@ def create_app(
     settings = settings or get_settings()
     registry = registry or default_registry()
     catalog = catalog or LiveCatalog(settings.stepgate_definitions_dir, registry)
+    temporal = TemporalLink(settings)
     state = ApiState(
         settings=settings,
         registry=registry,
         catalog=catalog,
         keys=KeyStore.load(settings),
-        temporal=TemporalLink(settings),
+        temporal=temporal,
         codec=make_data_converter(settings).payload_codec,
         artifacts=LocalArtifactStore(settings.artifact_root),
         limits=KeyLimits.from_settings(settings),
@@ -70,6 +72,7 @@ def create_app(
             settings.stepgate_parse_per_key,
         ),
         memory=MemoryStore.from_settings(settings),
+        gates_open=GatesOpen(visibility_count(temporal), catalog_pipelines(catalog)),
     )
 
     offload = Offload(settings.stepgate_api_cpu_threads)
@@ -94,6 +97,7 @@ def create_app(
                 yield
         finally:
             await watch.stop()
+            await state.gates_open.close()
             await state.cancels.close()
             await state.temporal.stop()
             await state.memory.close()

@@ -26,7 +26,8 @@ async def decide(run: GovernedRun, d: Decision, via: Via) -> GateView:
         checked = await check(
             run, votes.merge_patch(st.plan, patch if isinstance(patch, dict) else {})
         )
-    refusal = governed.apply(st, run.inp, d, workflow.now(), via, checked)
+    now = workflow.now()
+    refusal = run.metrics.cast(d, lambda: governed.apply(st, run.inp, d, now, via, checked))
     run.touch()
     if refusal is not None:
         raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
@@ -38,6 +39,7 @@ async def decide(run: GovernedRun, d: Decision, via: Via) -> GateView:
 def _refuse(run: GovernedRun, admitted: object, via: Via, d: Decision) -> None:
     """Record and raise a refusal found before the check; nothing when `d` was admitted."""
     if isinstance(admitted, GateRefusal):
+        run.metrics.refused(d.action, admitted.code)
         decisions.refuse(run.state, d, admitted, workflow.now(), via)
         run.touch()
         raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
