@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.runtime import Runtime
 
 from activities.config import Settings
@@ -24,6 +26,7 @@ from tests.support.util import eventually
 from worker import build_worker, make_runtime
 from workflows import metrics as workflow_metrics
 from workflows.client import make_client
+from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE, WORKFLOW_TYPE
 
 Auth = Callable[[str], dict[str, str]]
 GAUGE = "stepgate_gates_open"
@@ -115,6 +118,7 @@ async def test_deciding_a_gate_moves_the_worker_and_api_metrics(
     gate_route = "/workflows/{workflow_id}/gates/{gate}"
     api_before = await scrape_api(http, as_)
     waiting = prom.value(api_before, GAUGE, pipeline="gated", priority="normal")
+    errors = prom.value(api_before, "stepgate_gates_open_refresh_errors_total")
     workflow_id = await start_run()
     status = await wait_state(http, workflow_id, "waiting", as_("vic"))
     await gauge_reaches(http, as_, waiting + 1, "gated")
@@ -155,6 +159,33 @@ async def test_deciding_a_gate_moves_the_worker_and_api_metrics(
     finished = {"pipeline": "gated", "state": "completed"}
     assert moved_by(before, after, "stepgate_runs_finished_total", **finished) == 1
     assert_no_label_names([after, api_after], workflow_id, team)
+    assert prom.value(api_after, "stepgate_gates_open_refresh_errors_total") == errors
+
+
+async def test_a_run_waiting_without_a_priority_counts_as_unknown(
+    http: httpx.AsyncClient, client: Client, as_: Auth, fresh_gauge: None
+) -> None:
+    """A run that names who may decide it but no priority (one a build from before
+    StepgatePriority parked) is counted under `unknown`, by its pipeline."""
+    before = prom.value(await scrape_api(http, as_), GAUGE, pipeline="gated", priority="unknown")
+    told = TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_PIPELINE, "gated"),
+            SearchAttributePair(SA_STATE, "waiting"),
+            SearchAttributePair(SA_AWAITING, ["role:ops"]),
+        ]
+    )
+    handle = await client.start_workflow(
+        WORKFLOW_TYPE,
+        id=f"older-{uuid.uuid4()}",
+        task_queue=f"nobody-{uuid.uuid4()}",  # no worker: it stays as it was started
+        search_attributes=told,
+    )
+    try:
+        await gauge_reaches(http, as_, before + 1, "gated", "unknown")
+    finally:
+        await handle.terminate("test over")
+    await gauge_reaches(http, as_, before, "gated", "unknown")
 
 
 async def test_a_gates_clock_moves_reminders_escalations_and_timeouts(
