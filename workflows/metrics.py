@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from temporalio import workflow
 
@@ -45,24 +45,9 @@ GATE_DECISION_BUCKETS: tuple[float, ...] = (
 DECISION_TO_STEP_BUCKETS: tuple[float, ...] = (
     0.001, 0.01, 0.1, 1, 5, 30, 60, 300, 3_600, 86_400,
 )  # fmt: skip
-# Why the rules refuse a decision (GateRefusal.code; the API maps each to an HTTP status), and a
-# signal whose payload is no decision at all.
-REFUSAL_REASONS = frozenset(
-    {
-        "unknown_gate",
-        "gate_not_open",
-        "action_not_allowed",
-        "not_authorized",
-        "already_voted",
-        "self_approval",
-        "separation_of_duties",
-        "digest_mismatch",
-        "bad_patch",
-        "bad_grant",
-        "bad_response",
-        "malformed",
-    }
-)
+# Why the rules refuse a decision (GateRefusal's codes; the API maps each to an HTTP status), and
+# a signal whose payload is no decision at all.
+REFUSAL_REASONS = frozenset({*get_args(GateRefusal.model_fields["code"].annotation), "malformed"})
 ACTIONS = frozenset({*GO_ON, "reject", "cancel"})
 OUTCOMES = ACTIONS | {"timeout"}
 # Decided gates waiting for the step they let start, at most (the rest are not measured).

@@ -82,6 +82,20 @@ def moved_by(
     return prom.value(after, name, **labels) - prom.value(before, name, **labels)
 
 
+async def worker_moved(
+    before: dict[str, prom.Family], name: str, **labels: str
+) -> dict[str, prom.Family]:
+    """The worker's metrics once `name{labels}` has moved by one since `before`."""
+
+    async def moved() -> dict[str, prom.Family] | None:
+        after = await scrape_worker()
+        return after if moved_by(before, after, name, **labels) == 1 else None
+
+    after = await eventually(moved, what=f"{name} moved")
+    assert after is not None
+    return after
+
+
 async def gauge_reaches(
     http: httpx.AsyncClient, as_: Auth, value: float, pipeline: str, priority: str = "normal"
 ) -> None:
@@ -132,13 +146,7 @@ async def test_deciding_a_gate_moves_the_worker_and_api_metrics(
     await wait_state(http, workflow_id, "completed", as_("vic"))
     await gauge_reaches(http, as_, waiting, "gated")
 
-    async def moved() -> dict[str, prom.Family] | None:
-        after = await scrape_worker()
-        gone = prom.value(after, waits[0], **waits[1]) - prom.value(before, waits[0], **waits[1])
-        return after if gone == 1 else None
-
-    after = await eventually(moved, what="the decision histogram moves")
-    assert after is not None
+    after = await worker_moved(before, waits[0], **waits[1])
     assert after["stepgate_gate_decision_seconds"].type == "histogram"
     d = "stepgate_decisions_total"
     assert prom.value(after, d, action="approve", outcome="accepted") >= 1
@@ -221,14 +229,8 @@ async def test_a_gates_clock_moves_reminders_escalations_and_timeouts(
     await gauge_reaches(http, as_, waiting + 1, "other", "urgent")
     await wait_state(http, workflow_id, "failed", as_("vic"))
     await gauge_reaches(http, as_, waiting, "other", "urgent")
-    timeouts = ("stepgate_gate_timeouts_total", {"pipeline": "other", "outcome": "reject"})
-
-    async def moved() -> dict[str, prom.Family] | None:
-        after = await scrape_worker()
-        return after if moved_by(before, after, timeouts[0], **timeouts[1]) == 1 else None
-
-    after = await eventually(moved, what="the timeout counted")
-    assert after is not None
+    timeouts = {"pipeline": "other", "outcome": "reject"}
+    after = await worker_moved(before, "stepgate_gate_timeouts_total", **timeouts)
     other = {"pipeline": "other"}
     assert moved_by(before, after, "stepgate_gate_escalations_total", **other) == 1
     assert moved_by(before, after, "stepgate_gate_reminders_total", **other) >= 1
@@ -269,14 +271,8 @@ async def test_a_modify_counts_the_votes_it_leaves_behind(
         r = await http.post(gate, json=body, headers=as_(who))
         assert r.status_code == 200, r.text
     await wait_state(http, workflow_id, "completed", as_("vic"))
-    closed = ("stepgate_gate_decision_seconds_count", {"pipeline": "other", "outcome": "modify"})
-
-    async def moved() -> dict[str, prom.Family] | None:
-        after = await scrape_worker()
-        return after if moved_by(before, after, closed[0], **closed[1]) == 1 else None
-
-    after = await eventually(moved, what="the modified gate's close counted")
-    assert after is not None
+    closed = {"pipeline": "other", "outcome": "modify"}
+    after = await worker_moved(before, "stepgate_gate_decision_seconds_count", **closed)
     assert moved_by(before, after, "stepgate_gate_votes_lapsed_total", pipeline="other") == 1
     accepted = {"action": "modify", "outcome": "accepted"}
     assert moved_by(before, after, "stepgate_decisions_total", **accepted) == 1
