@@ -10,9 +10,10 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import (
     UnsandboxedWorkflowRunner,
     Worker,
@@ -35,6 +36,7 @@ from activities.runtime import ToolActivities
 from workflows import metrics as workflow_metrics
 from workflows.builds import deployment_config, package_version
 from workflows.client import TemporalUnreachable, exit_now, make_client
+from workflows.contract import SEARCH_ATTRIBUTES
 from workflows.deployment import UNVERSIONED_OPEN_RUNS, BuildNotReady, make_current_at_start
 from workflows.governed import GovernedWorkflow
 from workflows.language.catalog import Catalog, log_errors
@@ -94,6 +96,7 @@ def make_runtime(settings: Settings) -> Runtime | None:
         return None
     buckets = {
         workflow_metrics.GATE_DECISION: list(workflow_metrics.GATE_DECISION_BUCKETS),
+        workflow_metrics.DECISION_TO_STEP: list(workflow_metrics.DECISION_TO_STEP_BUCKETS),
         STEP_DURATION: list(STEP_BUCKETS),
     }
     prometheus = PrometheusConfig(
@@ -203,6 +206,27 @@ async def warn_of_unversioned_runs(client: Client) -> None:
         )
 
 
+async def missing_search_attributes(client: Client) -> list[str]:
+    """Stepgate's search attributes the namespace lacks (or holds with another type): a run that
+    upserts one fails its workflow task again and again, so the worker refuses to start instead.
+    Empty too when the server will not list them to this client (no operator access): nothing to
+    go by. RPCError for any other failure (a namespace that does not exist)."""
+    request = ListSearchAttributesRequest(namespace=client.namespace)
+    try:
+        found = await client.operator_service.list_search_attributes(request)
+    except RPCError as err:
+        if err.status not in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            raise
+        log.warning("search attributes not checked", error=str(err))
+        return []
+    have = {**found.system_attributes, **found.custom_attributes}
+    return [
+        f"{key.name} ({key.indexed_value_type.name})"
+        for key in SEARCH_ATTRIBUTES
+        if have.get(key.name) != int(key.indexed_value_type)
+    ]
+
+
 async def main() -> int:
     try:
         settings = get_settings()
@@ -236,6 +260,18 @@ async def main() -> int:
         client = await make_client(settings, runtime=runtime, interceptors=interceptors(traces))
     except TemporalUnreachable as err:
         log.error("temporal unreachable", error=str(err))
+        return 3
+    try:
+        missing = await missing_search_attributes(client)
+    except RPCError as err:
+        log.error("startup refused: search attributes not listed", error=str(err))
+        return 3
+    if missing:
+        log.error(
+            "startup refused: search attributes not registered (scripts/register-search-attributes)",
+            namespace=settings.temporal_namespace,
+            missing=missing,
+        )
         return 3
     # Migrates the memory now if its database answers (the API does too, under the same lock);
     # if not, the first memory activity tries again, and fails retryably until it can.

@@ -1,9 +1,11 @@
-"""One structured access-log line per request: who, what, the status and how long it took.
+"""One structured access-log line and one observation in the request metrics per request: who,
+what, the status and how long it took, timed once.
 
 A pure ASGI middleware, so a streamed response (the SSE route) passes through unbuffered; the line
-is written when the response ends. It never logs headers or the query string (keys and secrets
-travel there), only the principal the key belonged to, and a signed link's token is cut from its
-path (`/ui/links/…`): the token is what lets its holder decide.
+is written and the request counted when the response ends. The log never carries headers or the
+query string (keys and secrets travel there), only the principal the key belonged to, and a signed
+link's token is cut from its path (`/ui/links/…`): the token is what lets its holder decide. The
+metrics label a request with its route's template, never its path (api/metrics.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import HttpMetrics, route_template
 
 log = structlog.get_logger("stepgate.api.access")
 
@@ -49,10 +53,13 @@ def loggable(path: str) -> str:
 
 
 class AccessLog:
-    """Logs `request` with principal (or `-`), method, path, status and latency_ms."""
+    """Logs `request` with principal (or `-`), method, path, status and latency_ms, and records
+    the same status and latency in `metrics` by route template (a failure before the response
+    started: 500)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,11 +80,14 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.observe(route_template(scope), scope["method"], status, elapsed)
             log.info(
                 "request",
                 principal=holder["principal"] or "-",
                 method=scope["method"],
                 path=loggable(scope["path"]),
                 status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                latency_ms=round(elapsed * 1000, 1),
             )

@@ -22,11 +22,11 @@ from api.admission import Admission, ParsePool
 from api.auth import KeyStore
 from api.catalog_live import CatalogWatch, LiveCatalog
 from api.checker import Checker
+from api.gates_open import GatesOpen, catalog_pipelines, visibility_count
 from api.guards import BodyLimit, Offload, StrictJson
 from api.limits import KeyLimits, RunLanes
 from api.mcp.http import PATH as MCP_PATH
 from api.mcp.http import McpEndpoint
-from api.metrics import RequestMetrics
 from api.routes import api_router
 from api.state import ApiState
 from api.temporal import TemporalLink
@@ -56,12 +56,13 @@ def create_app(
     settings = settings or get_settings()
     registry = registry or default_registry()
     catalog = catalog or LiveCatalog(settings.stepgate_definitions_dir, registry)
+    temporal = TemporalLink(settings)
     state = ApiState(
         settings=settings,
         registry=registry,
         catalog=catalog,
         keys=KeyStore.load(settings),
-        temporal=TemporalLink(settings),
+        temporal=temporal,
         codec=make_data_converter(settings).payload_codec,
         artifacts=LocalArtifactStore(settings.artifact_root),
         limits=KeyLimits.from_settings(settings),
@@ -72,6 +73,7 @@ def create_app(
             settings.stepgate_parse_per_key,
         ),
         memory=MemoryStore.from_settings(settings),
+        gates_open=GatesOpen(visibility_count(temporal), catalog_pipelines(catalog)),
     )
 
     offload = Offload(settings.stepgate_api_cpu_threads)
@@ -96,6 +98,7 @@ def create_app(
                 yield
         finally:
             await watch.stop()
+            await state.gates_open.close()
             await state.cancels.close()
             await state.temporal.stop()
             await state.memory.close()
@@ -127,9 +130,9 @@ def create_app(
         allow_headers=["Authorization", "Content-Type", "X-Namespace"],
         allow_credentials=True,
     )
-    # Added last, so they are the outermost of these: they see every request and its final status.
-    app.add_middleware(AccessLog)
-    app.add_middleware(RequestMetrics, metrics=state.http_metrics)
+    # Added last, so it is the outermost of these: it sees every request and its final status, and
+    # times it once for both the access log and the request metrics.
+    app.add_middleware(AccessLog, metrics=state.http_metrics)
     api_tracing.install(app)  # outermost of all, when tracing is on: a span around the rest
     app.include_router(api_router)
     app.include_router(ui_router)

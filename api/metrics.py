@@ -1,20 +1,20 @@
 """The API's Prometheus metrics: requests by route template, method and status, with latency.
 
-A pure ASGI middleware counts each request when its response ends, labelled with the template of
-the route that served it (`/workflows/{workflow_id}`), never the raw path: a path is the client's
-to choose, a template is one of the app's. A request no route matched counts as `unmatched`, a
-method outside the usual few as `other`, so every label set stays bounded. `GET /metrics`
-(permission `metrics`, admins by default) serves them as Prometheus text.
+The access-log middleware (api/access_log.py) counts each request when its response ends,
+labelled with the template of the route that served it (`/workflows/{workflow_id}`), never the
+raw path: a path is the client's to choose, a template is one of the app's. A request no route
+matched counts as `unmatched`, a method outside the usual few as `other`, so every label set stays
+bounded. `GET /metrics` (permission `metrics`, admins by default) serves them as Prometheus text,
+with the runs waiting at a gate (api/gates_open.py).
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
-import time
 from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 REQUESTS = "stepgate_http_requests_total"
 DURATION = "stepgate_http_request_duration_seconds"
@@ -31,15 +31,15 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) and path else UNMATCHED
 
 
-def _escape(value: str) -> str:
+def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    return ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
+def label_text(pairs: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     return repr(float(value)) if value != int(value) else str(int(value))
 
 
@@ -67,8 +67,8 @@ class HttpMetrics:
             f"# TYPE {REQUESTS} counter",
         ]
         for (route, method, status), series in snapshot.items():
-            labels = _labels((("route", route), ("method", method), ("status", status)))
-            out.append(f"{REQUESTS}{{{labels}}} {_number(sum(series[:-1]))}")
+            labels = label_text((("route", route), ("method", method), ("status", status)))
+            out.append(f"{REQUESTS}{{{labels}}} {number_text(sum(series[:-1]))}")
         out += [
             f"# HELP {DURATION} Seconds from a request's arrival to the end of its response.",
             f"# TYPE {DURATION} histogram",
@@ -76,37 +76,10 @@ class HttpMetrics:
         for (route, method, status), series in snapshot.items():
             base = (("route", route), ("method", method), ("status", status))
             running = 0.0
-            for bound, count in zip((*map(_number, BUCKETS), "+Inf"), series[:-1], strict=True):
+            for bound, count in zip((*map(number_text, BUCKETS), "+Inf"), series[:-1], strict=True):
                 running += count
-                labels = _labels((*base, ("le", bound)))
-                out.append(f"{DURATION}_bucket{{{labels}}} {_number(running)}")
-            out.append(f"{DURATION}_sum{{{_labels(base)}}} {_number(series[-1])}")
-            out.append(f"{DURATION}_count{{{_labels(base)}}} {_number(running)}")
+                labels = label_text((*base, ("le", bound)))
+                out.append(f"{DURATION}_bucket{{{labels}}} {number_text(running)}")
+            out.append(f"{DURATION}_sum{{{label_text(base)}}} {number_text(series[-1])}")
+            out.append(f"{DURATION}_count{{{label_text(base)}}} {number_text(running)}")
         return "\n".join(out) + "\n"
-
-
-class RequestMetrics:
-    """Records each HTTP request in `metrics` once its response has ended (or failed: 500)."""
-
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_noting_status)
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.observe(route_template(scope), scope["method"], status, elapsed)

@@ -14,6 +14,7 @@ from api.admission import ParsePool
 from api.auth import KeyStore
 from api.catalog_live import LiveCatalog
 from api.events import StatusHub
+from api.gates_open import GatesOpen
 from api.limits import KeyLimits, RunLanes
 from api.metrics import HttpMetrics
 from api.slack_signature import Replays
@@ -41,6 +42,8 @@ class ApiState:
     parse: ParsePool
     # The memory of governed runs (its engine opens connections on demand).
     memory: MemoryStore
+    # Runs waiting at a gate, counted by visibility when /metrics is scraped.
+    gates_open: GatesOpen
     # Shared status pollers for /events subscribers.
     hub: StatusHub = field(default_factory=StatusHub)
     # Concurrent GET /workflows/{id} of one run share a query.

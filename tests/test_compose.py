@@ -302,16 +302,28 @@ def test_grafana_dashboard_charts_only_metrics_stepgate_serves(
     """Every stepgate_* series the dashboard queries is one the API or the worker serves, and
     Grafana is provisioned with it and with Prometheus as its data source."""
     from activities import metrics as step_metrics
+    from api import gates_open
     from api import metrics as api_metrics
     from workflows import metrics as workflow_metrics
 
     served = {
         api_metrics.REQUESTS,
         api_metrics.DURATION,
+        gates_open.GAUGE,
+        gates_open.AGE,
+        gates_open.ERRORS,
         step_metrics.STEPS,
         step_metrics.STEP_DURATION,
         workflow_metrics.DECISIONS,
         workflow_metrics.GATE_DECISION,
+        workflow_metrics.REFUSALS,
+        workflow_metrics.LAPSED,
+        workflow_metrics.TIMEOUTS,
+        workflow_metrics.ESCALATIONS,
+        workflow_metrics.REMINDERS,
+        workflow_metrics.DECISION_TO_STEP,
+        workflow_metrics.RUNS_STARTED,
+        workflow_metrics.RUNS_FINISHED,
     }
     dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text("utf-8"))
     queried = {

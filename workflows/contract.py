@@ -20,6 +20,7 @@ from workflows.names import (
     PAGE_QUERY,
     SA_AWAITING_NAME,
     SA_PIPELINE_NAME,
+    SA_PRIORITY_NAME,
     SA_STATE_NAME,
     STATUS_QUERY,
     STEPGATE_WORKFLOW_TYPES,
@@ -33,7 +34,8 @@ TASK_QUEUE = DEFAULT_TASK_QUEUE
 SA_STATE = SearchAttributeKey.for_keyword(SA_STATE_NAME)
 SA_PIPELINE = SearchAttributeKey.for_keyword(SA_PIPELINE_NAME)
 SA_AWAITING = SearchAttributeKey.for_keyword_list(SA_AWAITING_NAME)
-SEARCH_ATTRIBUTES = (SA_STATE, SA_PIPELINE, SA_AWAITING)
+SA_PRIORITY = SearchAttributeKey.for_keyword(SA_PRIORITY_NAME)
+SEARCH_ATTRIBUTES = (SA_STATE, SA_PIPELINE, SA_AWAITING, SA_PRIORITY)
 
 __all__ = [
     "AUDIT_QUERY",
@@ -47,6 +49,7 @@ __all__ = [
     "PAGE_QUERY",
     "SA_AWAITING",
     "SA_PIPELINE",
+    "SA_PRIORITY",
     "SA_STATE",
     "SEARCH_ATTRIBUTES",
     "STATUS_QUERY",

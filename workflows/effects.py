@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_effects import AgentShell
     from workflows.language.definition import Definition
     from workflows.language.limits import LOCAL_CALLS_PER_TASK
+    from workflows.metrics import RunMetrics
     from workflows.rules import lifecycle
     from workflows.rules.scheduler import CheckPlan, Effect, Invoke, LoadList
     from workflows.rules.state import PlanRecord, Result, RunData
@@ -32,11 +33,19 @@ class Effects:
     """The calls a run has out, by unit; those running inside the workflow task (local
     activities) are known, so the run publishes nothing while one is out."""
 
-    def __init__(self, definition: Definition, caller: calls.Caller, state: RunData, event: Event):
+    def __init__(
+        self,
+        definition: Definition,
+        caller: calls.Caller,
+        state: RunData,
+        event: Event,
+        metrics: RunMetrics,
+    ):
         self._def = definition
         self._calls = caller
         self._state = state
         self._event = event
+        self._metrics = metrics
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.local: set[str] = set()
         # The audit chunk being moved to the artifact store, one at a time.
@@ -45,6 +54,8 @@ class Effects:
         self._agent = AgentShell(definition, caller, state, event, self.tasks)
 
     def perform(self, effect: Effect, notify: Notify) -> None:
+        if isinstance(effect, (Invoke, CallTool)):
+            self._metrics.started(effect)
         if isinstance(effect, AgentEffect):
             local = isinstance(effect, CallTool) and effect.local and self._task_budget.take()
             self._agent.perform(effect, local)

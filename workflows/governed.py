@@ -99,6 +99,7 @@ class GovernedWorkflow:
         run = self._run
         st = run.state
         st.enter(final.value, workflow.now())  # type: ignore[arg-type]
+        run.metrics.finished(final.value)
         run.touch()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if final == RunState.COMPLETED:
@@ -115,6 +116,7 @@ class GovernedWorkflow:
         try:
             d = raw if isinstance(raw, Decision) else Decision.model_validate(raw)
         except ValidationError as err:
+            self._run.metrics.refused("", "malformed")
             self._run.note("decision", f"malformed decision refused: {err.error_count()} error(s)")
             return
         try:
@@ -130,6 +132,7 @@ class GovernedWorkflow:
     def _validate_decision(self, d: Decision) -> None:
         admitted = governed.admit(self._run.state, self._run.inp, d, workflow.now())
         if isinstance(admitted, GateRefusal):
+            self._run.metrics.refused(d.action, admitted.code)
             raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 
     # ---- lifecycle and status ----------------------------------------------------------------

@@ -29,7 +29,7 @@ async def decide(run: GovernedRun, d: Decision, via: Via) -> GateView:
             run, votes.merge_patch(st.plan, patch if isinstance(patch, dict) else {})
         )
     cast_at = workflow.now()
-    refusal = governed.apply(st, run.inp, d, cast_at, via, checked)
+    refusal = run.metrics.cast(d, lambda: governed.apply(st, run.inp, d, cast_at, via, checked))
     run.touch()
     if refusal is not None:
         raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
@@ -42,6 +42,7 @@ async def decide(run: GovernedRun, d: Decision, via: Via) -> GateView:
 def _refuse(run: GovernedRun, admitted: object, via: Via, d: Decision) -> None:
     """Record and raise a refusal found before the check; nothing when `d` was admitted."""
     if isinstance(admitted, GateRefusal):
+        run.metrics.refused(d.action, admitted.code)
         decisions.refuse(run.state, d, admitted, workflow.now(), via)
         run.touch()
         raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)

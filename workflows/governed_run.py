@@ -10,6 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contract import GOVERNED_PIPELINE, RunState
+    from workflows.metrics import RunMetrics
     from workflows.models import AuditEntry, LifecycleInput
     from workflows.rules import governed_view
     from workflows.rules.governed import GovernedInput, GovernedState, summary
@@ -36,9 +37,11 @@ class GovernedRun:
         self.temporal_cancel = False
         self.task: asyncio.Future[RunState] | None = None
         self._visibility = Visibility(GOVERNED_PIPELINE)
+        self.metrics = RunMetrics(GOVERNED_PIPELINE, self.state)
 
     def touch(self) -> None:
         self.state.revision += 1
+        self.metrics.observe()
         self.publish()
 
     def note(self, action: str, reason: str) -> None:

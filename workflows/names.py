@@ -26,6 +26,9 @@ CHILD_GATES_SIGNAL = "child_gates"
 SA_STATE_NAME = "StepgateState"
 SA_PIPELINE_NAME = "StepgatePipeline"
 SA_AWAITING_NAME = "StepgateAwaiting"
+# The priority of the run's most urgent open gate (unset when none is open): what
+# `stepgate_gates_open` is counted by.
+SA_PRIORITY_NAME = "StepgatePriority"
 # Memo key holding a summary of each open gate, so an inbox is one visibility call.
 MEMO_GATES = "stepgate_gates"
 # Open gates the memo lists at most (the most urgent, then the oldest); how many more are open is

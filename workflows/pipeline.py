@@ -73,7 +73,8 @@ class PipelineWorkflow:
             approval_mode=inp.approval_mode,
         )
         self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
-        self._effects = Effects(self._def, self._calls, self._state, self._event)
+        self._metrics = metrics.RunMetrics(self._def.name, self._state)
+        self._effects = Effects(self._def, self._calls, self._state, self._event, self._metrics)
         self._background: set[asyncio.Task[None]] = set()
         self._alarm = Alarm()
         self._events = 0
@@ -139,6 +140,7 @@ class PipelineWorkflow:
             hold = self._state.stop is None and workflow.info().is_continue_as_new_suggested()
             for effect in advance(self._state, self._def, self._ctx, workflow.now(), hold=hold):
                 self._effects.perform(effect, self._notify)
+            self._metrics.observe()
             if self._state.stop is not None:
                 self._effects.cancel_all()
             self._effects.start_archive()
@@ -194,6 +196,7 @@ class PipelineWorkflow:
             self._outside.publish(self._state)  # compensation may take a while: show the stop
             await self._compensate()
         final = lifecycle.close(state, workflow.now())
+        self._metrics.finished(final.value)
         state.revision += 1
         self._outside.publish(self._state)
         await workflow.wait_condition(
@@ -235,17 +238,13 @@ class PipelineWorkflow:
             if via == "signal":
                 refusal = decisions.admit(self._state, self._def, d, requester, now)
                 if not isinstance(refusal, tuple):
-                    metrics.decided(self._def.name, d.action, None)
+                    self._metrics.refused(d.action, refusal.code)
                     self._event(decisions.refuse, self._state, d, refusal, workflow.now(), via)
                     raise ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
             issues = (await internal.check(check, d.gate)).issues
-        # Cast at the moment it applies: the patch's check took time.
-        cast_at = workflow.now()
+        cast_at = workflow.now()  # when it applies: the patch's check took time
         args = (self._state, self._def, d, requester, cast_at, via, issues)
-        applied = self._event(decisions.apply, *args)
-        metrics.decided(
-            self._def.name, d.action, applied[1] if isinstance(applied, tuple) else None
-        )
+        applied = self._metrics.cast(d, lambda: self._event(decisions.apply, *args))
         if not isinstance(applied, tuple):
             raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
         _, gate, spec = applied
@@ -265,6 +264,7 @@ class PipelineWorkflow:
                 reason=f"malformed decision: {err.error_count()} error(s): {err.errors()[0]['msg']}",
                 via="signal",
             )
+            self._metrics.refused("", "malformed")
             self._event(self._state.record, entry)
             return
         try:
@@ -281,7 +281,7 @@ class PipelineWorkflow:
     def _validate_decision(self, d: Decision) -> None:
         admitted = decisions.admit(self._state, self._def, d, self._inp.requester, workflow.now())
         if not isinstance(admitted, tuple):
-            metrics.decided(self._def.name, d.action, None)
+            self._metrics.refused(d.action, admitted.code)
             raise ApplicationError(admitted.message, type=admitted.code, non_retryable=True)
 
     @workflow.update

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
         MEMO_GATES_MORE,
         SA_AWAITING,
         SA_PIPELINE,
+        SA_PRIORITY,
         SA_STATE,
     )
     from workflows.models import GateSummary
@@ -22,7 +23,8 @@ with workflow.unsafe.imports_passed_through():
 
 
 class Visibility:
-    """The run's pipeline name, run state, who may decide, and its open gates' inbox lines.
+    """The run's pipeline name, run state, who may decide, the priority of its most urgent open
+    gate (what the API's `stepgate_gates_open` counts by), and its open gates' inbox lines.
 
     What the run was started with counts as told: the API starts a run with its name and state
     `running`, so a run that ends in its first task upserts once, and a run with no open gate
@@ -35,6 +37,7 @@ class Visibility:
         self._named = told.get(SA_PIPELINE) == pipeline
         self._state: str | None = told.get(SA_STATE)
         self._awaiting: list[str] = list(told.get(SA_AWAITING) or [])
+        self._priority: str | None = told.get(SA_PRIORITY)
         self._memo: tuple[list[GateSummary], int] = ([], 0)
 
     def tell(self, state: str, awaiting: list[str], lines: list[GateSummary], details: str) -> None:
@@ -53,6 +56,12 @@ class Visibility:
                 SA_AWAITING.value_set(awaiting) if awaiting else SA_AWAITING.value_unset()
             )
             self._awaiting = awaiting
+        priority = lines[0].priority if lines else None
+        if self._priority != priority:
+            updates.append(
+                SA_PRIORITY.value_set(priority) if priority else SA_PRIORITY.value_unset()
+            )
+            self._priority = priority
         if updates:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details)

@@ -28,5 +28,7 @@ MetricsDep = Annotated[Caller, Depends(needs(METRICS))]
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=RESPONSES)
 async def metrics(_: MetricsDep, state: StateDep) -> PlainTextResponse:
-    """Requests by route template, method and status with their latency, as Prometheus text."""
-    return PlainTextResponse(state.http_metrics.render(), media_type=CONTENT_TYPE)
+    """Requests by route template, method and status with their latency, and the runs waiting
+    at a gate by pipeline and priority, as Prometheus text."""
+    text = state.http_metrics.render() + await state.gates_open.render()
+    return PlainTextResponse(text, media_type=CONTENT_TYPE)

@@ -11,6 +11,7 @@ import structlog
 from api.access_log import loggable, printable
 from tests.api.conftest import StartRun
 from tests.api.helpers import sse_events, wait_state
+from tests.support import prom
 from tests.support.util import eventually
 
 Auth = Callable[[str], dict[str, str]]
@@ -45,23 +46,34 @@ async def test_access_log_attributes_requests_without_secrets(
         assert secret not in text
 
 
+async def streams_counted(http: httpx.AsyncClient, as_: Auth) -> float:
+    """How many event streams the API's request metrics have counted so far."""
+    r = await http.get("/metrics", headers=as_("root"))
+    route = {"route": "/workflows/{workflow_id}/events", "status": "200"}
+    return prom.value(prom.parse(r.text), "stepgate_http_requests_total", **route)
+
+
 async def test_access_log_lets_the_event_stream_through_unbuffered(
     http: httpx.AsyncClient, start_run: StartRun, as_: Auth
 ) -> None:
     """The SSE route still streams (an event arrives while the run waits, long before the
-    response ends), and its line is written once the stream closes."""
+    response ends), and once the stream closes its line is written and it is counted in the
+    request metrics, by the same middleware, once."""
     workflow_id = await start_run()
     await wait_state(http, workflow_id, "waiting", as_("vic"))
     path = f"/workflows/{workflow_id}/events"
+    counted = await streams_counted(http, as_)
     with structlog.testing.capture_logs() as logs:
         async with http.stream("GET", path, headers=as_("vic")) as r:
             first = await anext(aiter(sse_events(r)))
             assert first["data"]["state"] == "waiting"
             assert requests(logs, path) == []  # the response has not ended yet
+            assert await streams_counted(http, as_) == counted
         (line,) = await eventually(
             lambda: requests(logs, path), ok=lambda found: len(found) == 1, what="stream logged"
         )
     assert (line["principal"], line["status"]) == ("vic", 200)
+    assert await streams_counted(http, as_) == counted + 1
 
 
 def test_printable_path_bounded_and_escaped() -> None:

@@ -21,7 +21,7 @@ from activities.tools.transform import data_echo
 from tests.pipeline.gating import decide, open_gate
 from tests.support.fakes import FAKE_TOOLS
 from tests.support.util import eventually
-from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_STATE
+from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_PRIORITY, SA_STATE
 from workflows.language.validation import validate_definition
 from workflows.models import PipelineInput
 from workflows.pipeline import PipelineWorkflow
@@ -145,24 +145,58 @@ async def test_a_parked_run_tells_the_inbox_once_per_task(
         return found or None
 
     # The first task runs `a` locally and opens the gate: one upsert, one memo.
-    assert await eventually(parked, what="the parked run's upsert") == [
-        {SA_STATE.name, SA_AWAITING.name}
-    ]
+    opened = {SA_STATE.name, SA_AWAITING.name, SA_PRIORITY.name}
+    assert await eventually(parked, what="the parked run's upsert") == [opened]
     events = await history(handle)
     assert memos(events) == 1
     told = (await handle.describe()).typed_search_attributes
     assert told.get(SA_STATE) == "waiting"
     assert list(told.get(SA_AWAITING) or []) == ["role:ops"]
+    assert told.get(SA_PRIORITY) == "normal", "its most urgent open gate's priority"
 
     await decide(handle, "b", "approve", actor="olga")
     assert (await handle.result()).output == 1
     events = await history(handle)
     # The approval's task runs `b` and `c` locally and closes: one more upsert and one memo.
-    assert upserts(events) == [
-        {SA_STATE.name, SA_AWAITING.name},
-        {SA_STATE.name, SA_AWAITING.name},
-    ]
+    assert upserts(events) == [opened, opened]
     assert memos(events) == 2
     told = (await handle.describe()).typed_search_attributes
     assert told.get(SA_STATE) == "completed"
     assert not told.get(SA_AWAITING)
+    assert told.get(SA_PRIORITY) is None
+
+
+TWO_PRIORITIES = """
+name: two_priorities
+steps:
+  - id: urgent
+    tool: data.echo
+    with: {value: 1}
+    approval: {stage: before, approvers: ["role:ops"], priority: urgent}
+  - id: later
+    tool: data.echo
+    with: {value: 2}
+    approval: {stage: before, approvers: ["role:ops"], priority: low}
+"""
+
+
+async def test_the_priority_follows_the_most_urgent_open_gate(
+    worker: Worker, client: Client, settings: Settings, registry: ToolRegistry
+) -> None:
+    """StepgatePriority is the priority of the run's most urgent open gate, written when only it
+    changed (who may decide stays the same), and unset once no gate is open."""
+    handle = await begin(client, settings, registry, TWO_PRIORITIES, like_api=True)
+    await open_gate(handle, "urgent")
+    await open_gate(handle, "later")
+
+    async def priority() -> str | None:
+        return (await handle.describe()).typed_search_attributes.get(SA_PRIORITY)
+
+    assert await eventually(priority, ok=lambda p: p == "urgent", what="urgent first") == "urgent"
+    before = len(upserts(await history(handle)))
+    await decide(handle, "urgent", "approve", actor="olga")
+    assert await eventually(priority, ok=lambda p: p == "low", what="then low") == "low"
+    assert upserts(await history(handle))[before:] == [{SA_PRIORITY.name}]
+    await decide(handle, "later", "approve", actor="olga")
+    await handle.result()
+    assert await priority() is None
