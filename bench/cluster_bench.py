@@ -42,7 +42,7 @@ import yaml
 
 from bench import decision, overhead, throughput
 from bench.__main__ import Interrupted, interruptible, machine, section
-from bench.cells import num, render
+from bench.cells import num, render, verdict
 from bench.cluster import Cluster, ClusterError, Ports
 from bench.report import RESULTS, Row, latency_rows, throughput_rows
 from bench.scale import TARGETS, Scale, scale_from_env
@@ -317,10 +317,8 @@ def cells(r: Mapping[str, Any]) -> list[tuple[str, ...]]:
     head = ("", *(column_title(k, c["workers"]) for k, c in columns.items()), "target")
     body: list[tuple[str, ...]] = [head]
     for label, cell, key in rows(r):
-        target = TARGETS.get(TARGET_OF.get(key or "", key or ""))
-        limit = (
-            f"{target.sense} {target.limit:g} {target.unit}".replace(" x", "x") if target else ""
-        )
+        target = TARGET_OF.get(key or "", key)
+        limit = verdict(r, target)[0] if target in TARGETS else ""
         body.append((label, *(cell(c) for c in columns.values()), limit))
     return body
 
