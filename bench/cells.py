@@ -22,9 +22,9 @@ def verdict(r: Mapping[str, Any], key: str) -> tuple[str, str]:
     return limit, target.check(r.get(key))
 
 
-def render(body: Sequence[Row]) -> str:
-    """Rows as aligned columns."""
-    widths = [max(len(row[i]) for row in body) for i in range(4)]
+def render(body: Sequence[Sequence[str]]) -> str:
+    """Rows of equally many cells as aligned columns."""
+    widths = [max(len(row[i]) for row in body) for i in range(len(body[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in body

@@ -5,8 +5,9 @@ kept in bench/results/published/, each table under the date, machine and command
     python -m bench.docs --check      exit 1 (showing the difference) when it is not what the
                                       template and the published results make
     python -m bench.docs --publish NAME [--from bench/results/latest.json]
-                                      keep a `make bench` run as bench/results/published/NAME.json;
-                                      then place `{{ NAME }}` in the template and run this again
+                                      keep a `make bench` run as bench/results/published/NAME.json
+                                      (or a cluster bench's, from cluster-latest.json); then
+                                      place `{{ NAME }}` in the template and run this again
 
 A published result is JSON: `title`, `date`, `machine`, `command`, `columns`, `rows` (lists of
 cells, Markdown allowed), and optionally `recorded_at` (the commit it was recorded with) and
@@ -101,7 +102,12 @@ def render(template: str, results: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def from_bench(run: Mapping[str, Any]) -> dict[str, Any]:
-    """A `make bench` run (bench/results/latest.json) as a published result."""
+    """A `make bench` run (bench/results/latest.json), or a `python -m bench.cluster_bench` one
+    (bench/results/cluster-latest.json), as a published result."""
+    if run.get("bench") == "cluster":
+        from bench import cluster_bench
+
+        return cluster_bench.published(run)
     from bench import report  # matplotlib, only for this
 
     head, *rows = report.cells(run)

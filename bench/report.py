@@ -67,22 +67,41 @@ def _p50(d: Mapping[str, Any] | None) -> str:
     return f"{_num(d['p50'])} ms" if d else "-"
 
 
-def _throughput(n: str) -> list[Row]:
-    key = f"throughput_{n}"
+# Which processes a CPU row adds up, by name prefix (bench/stack.py's cpu_seconds), and what the
+# row's label calls them.
+SERVER_WORKER_API = (("temporal", "server"), ("worker", "worker"), ("api", "API"))
+
+
+def throughput_rows(
+    key: str,
+    workers: str,
+    parts: tuple[tuple[str, str], ...] = SERVER_WORKER_API,
+    sides: tuple[str, ...] = ("pipeline",),
+    bound: bool = True,
+) -> list[Row]:
+    """The rows of one throughput.measure result kept under `key` (its ratio under
+    `{key}_ratio`), on `workers` ("1 worker"): runs/s, the ratio, the CPU per run of each of
+    `sides` summed over the `parts` processes ("-" for a part no process matched), and (with
+    `bound`) what bound it."""
 
     def part(r: Mapping[str, Any], side: str) -> Mapping[str, Any]:
         return (r.get(key) or {}).get(side) or {}
 
-    def cpu(r: Mapping[str, Any]) -> str:
-        used = part(r, "pipeline").get("cpu_ms_per_run") or {}
-        if not used:
-            return "-"
-        return " / ".join(
-            _num(sum(v for k, v in used.items() if k.startswith(p)), digits=1)
-            for p in ("temporal", "worker", "api")
-        )
+    def cpu(side: str) -> Callable[[Mapping[str, Any]], str]:
+        def render(r: Mapping[str, Any]) -> str:
+            used = part(r, side).get("cpu_ms_per_run") or {}
+            if not used:
+                return "-"
+            return " / ".join(
+                _num(sum(v for k, v in used.items() if k.startswith(p)), digits=1)
+                if any(k.startswith(p) for k in used)
+                else "-"
+                for p, _ in parts
+            )
 
-    workers = "1 worker" if n == "1" else "2 workers"
+        return render
+
+    names = " / ".join(name for _, name in parts)
     return [
         (
             f"throughput, {workers}: pipeline / baseline runs/s",
@@ -97,51 +116,23 @@ def _throughput(n: str) -> list[Row]:
             lambda r: _num(r.get(f"{key}_ratio"), "x", 3),
             f"{key}_ratio",
         ),
-        ("  pipeline CPU ms per run, server / worker / API", cpu, None),
-        ("  bound by", lambda r: str((r.get(key) or {}).get("bound", "-")), None),
+        *((f"  {side} CPU ms per run, {names}", cpu(side), None) for side in sides),
+        *(
+            [("  bound by", lambda r: str((r.get(key) or {}).get("bound", "-")), None)]
+            if bound
+            else []
+        ),
     ]
 
 
-def rows(sample: Mapping[str, Any]) -> list[Row]:
-    """The table's rows; labels that name a count take it from `sample` (the headline column)."""
-    parked = sample.get("parked") or {}
-    status = sample.get("status_ms") or {}
-    sse = sample.get("sse_idle") or {}
-    n_parked, n_cached = parked.get("parked_runs", "?"), parked.get("cached_runs", "?")
-    clients = status.get("load_clients", "?")
+def _dec(r: Mapping[str, Any], via: str, what: str) -> Mapping[str, Any] | None:
+    got: Mapping[str, Any] | None = ((r.get("decision_ms") or {}).get(via) or {}).get(what)
+    return got
 
-    def dec(r: Mapping[str, Any], via: str, what: str) -> Mapping[str, Any] | None:
-        got: Mapping[str, Any] | None = ((r.get("decision_ms") or {}).get(via) or {}).get(what)
-        return got
 
-    def sub(r: Mapping[str, Any], group: str, name: str) -> Mapping[str, Any] | None:
-        got: Mapping[str, Any] | None = (
-            (r.get(group) or {})
-            if group != "inbox"
-            else ((r.get("parked") or {}).get("inbox") or {})
-        ).get(name)
-        return got
-
-    def sse_added(r: Mapping[str, Any]) -> str:
-        added = (r.get("sse_idle") or {}).get("cpu_per_s_added") or {}
-        keys = ("api", "worker-1", "temporal")
-        return " / ".join(_num(added.get(k), digits=3) for k in keys) if added else "-"
-
-    def approve(r: Mapping[str, Any]) -> str:
-        p = r.get("parked") or {}
-        return _num(p.get("approve_all_s"), " s", 1) + f" ({_num(p.get('approvals_per_s'))}/s)"
-
-    def approve_baseline(r: Mapping[str, Any]) -> str:
-        p = r.get("parked") or {}
-        b = p.get("baseline") or {}
-        if not b:
-            return "-"
-        return (
-            _num(b.get("approve_all_s"), " s", 1)
-            + f" ({_num(b.get('approvals_per_s'))}/s); Stepgate "
-            + _num(p.get("approvals_vs_baseline"), "x", 3)
-        )
-
+def latency_rows() -> list[Row]:
+    """The overhead and decision sections' rows: run times and ratios against the hand-written
+    baseline, the step overhead, and a decision's way to the gated step's start."""
     return [
         (
             "interpreter / baseline, local activities (run p50)",
@@ -183,7 +174,7 @@ def rows(sample: Mapping[str, Any]) -> list[Row]:
         ),
         (
             "  update: sent -> applied / RPC returned",
-            lambda r: f"{_p50(dec(r, 'update', 'applied'))} / {_p50(dec(r, 'update', 'ack'))}",
+            lambda r: f"{_p50(_dec(r, 'update', 'applied'))} / {_p50(_dec(r, 'update', 'ack'))}",
             None,
         ),
         (
@@ -193,9 +184,50 @@ def rows(sample: Mapping[str, Any]) -> list[Row]:
         ),
         (
             "  signal: sent -> applied / RPC returned",
-            lambda r: f"{_p50(dec(r, 'signal', 'applied'))} / {_p50(dec(r, 'signal', 'ack'))}",
+            lambda r: f"{_p50(_dec(r, 'signal', 'applied'))} / {_p50(_dec(r, 'signal', 'ack'))}",
             None,
         ),
+    ]
+
+
+def rows(sample: Mapping[str, Any]) -> list[Row]:
+    """The table's rows; labels that name a count take it from `sample` (the headline column)."""
+    parked = sample.get("parked") or {}
+    status = sample.get("status_ms") or {}
+    sse = sample.get("sse_idle") or {}
+    n_parked, n_cached = parked.get("parked_runs", "?"), parked.get("cached_runs", "?")
+    clients = status.get("load_clients", "?")
+
+    def sub(r: Mapping[str, Any], group: str, name: str) -> Mapping[str, Any] | None:
+        got: Mapping[str, Any] | None = (
+            (r.get(group) or {})
+            if group != "inbox"
+            else ((r.get("parked") or {}).get("inbox") or {})
+        ).get(name)
+        return got
+
+    def sse_added(r: Mapping[str, Any]) -> str:
+        added = (r.get("sse_idle") or {}).get("cpu_per_s_added") or {}
+        keys = ("api", "worker-1", "temporal")
+        return " / ".join(_num(added.get(k), digits=3) for k in keys) if added else "-"
+
+    def approve(r: Mapping[str, Any]) -> str:
+        p = r.get("parked") or {}
+        return _num(p.get("approve_all_s"), " s", 1) + f" ({_num(p.get('approvals_per_s'))}/s)"
+
+    def approve_baseline(r: Mapping[str, Any]) -> str:
+        p = r.get("parked") or {}
+        b = p.get("baseline") or {}
+        if not b:
+            return "-"
+        return (
+            _num(b.get("approve_all_s"), " s", 1)
+            + f" ({_num(b.get('approvals_per_s'))}/s); Stepgate "
+            + _num(p.get("approvals_vs_baseline"), "x", 3)
+        )
+
+    return [
+        *latency_rows(),
         (
             "GET /workflows/{id} idle p50 / p99",
             lambda r: _pair(r, "status_ms_p50_idle", "status_ms_p99_idle"),
@@ -245,8 +277,8 @@ def rows(sample: Mapping[str, Any]) -> list[Row]:
             sse_added,
             None,
         ),
-        *_throughput("1"),
-        *_throughput("2"),
+        *throughput_rows("throughput_1", "1 worker"),
+        *throughput_rows("throughput_2", "2 workers"),
         (
             "worker RSS idle",
             lambda r: _num((r.get("parked") or {}).get("worker_rss_mb_idle"), " MiB"),

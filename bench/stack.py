@@ -63,6 +63,8 @@ class Stack:
     env: dict[str, str]
     task_queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     server: Child | None = None
+    # Processes the server needs, counted in the CPU figures beside it (the cluster's PostgreSQL).
+    services: list[Child] = field(default_factory=list)
     workers: list[Child] = field(default_factory=list)
     api: Child | None = None
     api_url: str | None = None
@@ -93,7 +95,9 @@ def child_env(workdir: Path, address: str) -> dict[str, str]:
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU used so far by each running child and by the bench itself."""
-    children = [c for c in (stack.server, *stack.workers, stack.api) if c is not None]
+    children = [
+        c for c in (stack.server, *stack.services, *stack.workers, stack.api) if c is not None
+    ]
     used = {c.name: c.cpu_seconds() for c in children}
     own = psutil.Process().cpu_times()
     used["bench"] = float(own.user + own.system)
