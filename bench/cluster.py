@@ -12,13 +12,13 @@ data migrates (nothing to do when current) and keeps every run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import secrets
 import signal
 import socket
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -89,12 +89,13 @@ class Ports:
     def free(cls) -> Ports:
         """Ports nobody listens on now; Temporal's below 32768, since it keeps them in
         PostgreSQL as a smallint (its cluster membership table)."""
-        return cls(
-            **{
-                f.name: free_port() if f.name in ("postgres", "ui") else _free_port_below()
-                for f in fields(cls)
-            }
-        )
+        chosen: dict[str, int] = {}
+        for f in fields(cls):
+            port = 0
+            while not port or port in chosen.values():  # each closed again: one may come twice
+                port = free_port() if f.name in ("postgres", "ui") else _free_port_below()
+            chosen[f.name] = port
+        return cls(**chosen)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Ports:
@@ -118,20 +119,40 @@ def _free_port_below(limit: int = SMALLINT_PORTS) -> int:
             return int(sock.getsockname()[1])
 
 
-def _tool(
-    argv: list[str], what: str, timeout: float = SETUP_S, env: Mapping[str, str] | None = None
+async def _run(
+    argv: list[str], what: str, *, limit_s: float = SETUP_S, env: Mapping[str, str] | None = None
 ) -> str:
-    out = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
+    """A setup program's standard output; ClusterError with its last words when it fails. In a
+    session of its own, killed with it when this is cancelled (Ctrl-C during a start) or when
+    it overruns `limit_s`."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env=None if env is None else dict(env),
+        start_new_session=True,
     )
-    if out.returncode != 0:
-        raise ClusterError(f"{what} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return out.stdout.strip()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    except BaseException:  # cancelled, or past its time
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        last = err.decode(errors="replace")[-3000:]
+        raise ClusterError(f"{what} failed ({proc.returncode}):\n{last}")
+    return out.decode(errors="replace").strip()
+
+
+def _inherited() -> dict[str, str]:
+    """This process's environment without what would make the schema tool and the server
+    disagree: both take the files' defaults for the database names and the shard count."""
+    env = dict(os.environ)
+    for name in ("TEMPORAL_DB_NAME", "TEMPORAL_VISIBILITY_DB_NAME", "TEMPORAL_NUM_HISTORY_SHARDS"):
+        env.pop(name, None)
+    return env
 
 
 def _reachable_by_server_user(folder: Path) -> None:
@@ -217,11 +238,11 @@ class Cluster:
             self._secrets = json.loads(path.read_text())
         return self._secrets
 
-    def home(self) -> Path:
+    async def home(self) -> Path:
         """The folder scripts/ensure-temporal-server fills: server, sql, schema (built once)."""
         if self._home is None:
             script = str(ROOT / "scripts" / "ensure-temporal-server")
-            self._home = Path(_tool([script], "scripts/ensure-temporal-server", timeout=900))
+            self._home = Path(await _run([script], "scripts/ensure-temporal-server", limit_s=900))
         return self._home
 
     # ---- the whole cluster --------------------------------------------------------------------
@@ -230,7 +251,7 @@ class Cluster:
         """PostgreSQL, the roles and schemas, the server, then the namespace and Stepgate's
         search attributes: each step a no-op where the data already has it."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.home)
+        await self.home()
         await self.start_postgres()
         await self.setup_databases()
         await self.start_server()
@@ -274,6 +295,11 @@ class Cluster:
         data = home / "data"
         if not (data / "PG_VERSION").exists():
             await asyncio.to_thread(self._initdb, bin_dir, home, data)
+        elif not (self.data_dir / "secrets.json").exists():
+            raise ClusterError(
+                f"{self.data_dir / 'secrets.json'} is gone: its passwords open the database in "
+                f"{data}; restore it, or remove {self.data_dir} to start afresh"
+            )
         argv = [str(bin_dir / "postgres"), "-D", str(data)]
         argv += server_options(self.ports.postgres, None, durable=True)
         self.postgres = self.procs.spawn(
@@ -283,7 +309,9 @@ class Cluster:
         async def accepting() -> bool:
             try:
                 conn = await asyncpg.connect(self.superuser_dsn, timeout=1)
-            except (TimeoutError, OSError, asyncpg.PostgresError):
+            except asyncpg.InvalidPasswordError as err:
+                raise ClusterError(f"PostgreSQL in {data} refuses secrets.json's password") from err
+            except (TimeoutError, OSError, asyncpg.PostgresError):  # not up yet
                 return False
             await conn.close()
             return True
@@ -322,8 +350,7 @@ class Cluster:
             raise ClusterError(INSTALL_HINT)
         psql = [str(bin_dir / "psql"), "-h", HOST, "-p", str(self.ports.postgres), "-U", SUPERUSER]
         psql += ["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-        await asyncio.to_thread(
-            _tool,
+        await _run(
             [*psql, "-f", str(ROOT / "deploy" / "memory-db.sql")],
             "deploy/memory-db.sql",
             env={**os.environ, "PGPASSWORD": self.secrets["postgres"]},
@@ -342,23 +369,17 @@ class Cluster:
                 await conn.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
         finally:
             await conn.close()
+        home = await self.home()
         env = {
-            **os.environ,
+            **_inherited(),
             "SQL_HOST": HOST,
             "SQL_PORT": str(self.ports.postgres),
             "SQL_USER": TEMPORAL_USER,
             "SQL_PASSWORD": self.secrets["temporal"],
-            "TEMPORAL_SQL_TOOL": str(self.home() / "sql"),
+            "TEMPORAL_SQL_TOOL": str(home / "sql"),
         }
-        schema = str(self.home() / "schema" / "postgresql" / "v12")
-        await asyncio.to_thread(self._schema, schema, env)
-
-    def _schema(self, schema: str, env: dict[str, str]) -> None:
-        argv = [str(ROOT / "scripts" / "temporal-schema"), schema]
-        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=SETUP_S)
-        (self.logs / "schema.log").write_text(out.stdout + out.stderr)
-        if out.returncode != 0:
-            raise ClusterError(f"scripts/temporal-schema failed: see {self.logs / 'schema.log'}")
+        argv = [str(ROOT / "scripts" / "temporal-schema"), str(home / "schema/postgresql/v12")]
+        await _run(argv, "scripts/temporal-schema", env=env)
 
     # ---- the Temporal server ------------------------------------------------------------------
 
@@ -366,7 +387,7 @@ class Cluster:
         """The variables deploy/temporal/server.yaml reads."""
         p = self.ports
         env = {
-            **os.environ,
+            **_inherited(),
             "TEMPORAL_DB_HOST": HOST,
             "TEMPORAL_DB_PORT": str(p.postgres),
             "TEMPORAL_DB_USER": TEMPORAL_USER,
@@ -385,12 +406,6 @@ class Cluster:
             "TEMPORAL_LOG_LEVEL": self.log_level,
             "TEMPORAL_DYNAMIC_CONFIG_FILE": str(self._dynamic_config_file()),
         }
-        for name in (
-            "TEMPORAL_DB_NAME",
-            "TEMPORAL_VISIBILITY_DB_NAME",
-            "TEMPORAL_NUM_HISTORY_SHARDS",
-        ):
-            env.pop(name, None)  # the file's defaults: what scripts/temporal-schema created
         return env
 
     def _dynamic_config_file(self) -> Path:
@@ -406,7 +421,7 @@ class Cluster:
         return merged
 
     async def start_server(self) -> None:
-        argv = [str(self.home() / "server"), "--root", str(ROOT), "--config", CONFIG_DIR]
+        argv = [str(await self.home() / "server"), "--root", str(ROOT), "--config", CONFIG_DIR]
         argv += ["--env", "server", "start"]
         self.server = self.procs.spawn("temporal", argv, self.server_env(), ROOT)
         settings = Settings(temporal_address=self.address, temporal_namespace=self.namespace)
@@ -443,22 +458,19 @@ class Cluster:
         self.server = None
 
     async def restart_server(self) -> None:
+        """Stop and start the server; returns once it serves the namespace again."""
         await self.stop_server()
         await self.start_server()
+        await self._serving()
 
     async def setup_namespace(self) -> None:
         """The namespace (created when missing) and Stepgate's search attributes, by
         scripts/register-search-attributes as the compose stack does; then waits until a
         visibility query on one of them is answered, which is what workers and the API need."""
+        cli = await _run([str(ROOT / "scripts" / "ensure-temporal")], "scripts/ensure-temporal")
         script = str(ROOT / "scripts" / "register-search-attributes")
-        cli = _tool([str(ROOT / "scripts" / "ensure-temporal")], "scripts/ensure-temporal")
-        env = {**os.environ, "TEMPORAL_CLI": cli}
         argv = [script, "--create-namespace", self.address, self.namespace]
-        out = await asyncio.to_thread(
-            subprocess.run, argv, env=env, capture_output=True, text=True, timeout=SETUP_S
-        )
-        if out.returncode != 0:
-            raise ClusterError(f"register-search-attributes failed:\n{out.stderr[-3000:]}")
+        await _run(argv, "register-search-attributes", env={**os.environ, "TEMPORAL_CLI": cli})
         await self._serving()
 
     async def _serving(self) -> None:
@@ -482,11 +494,10 @@ class Cluster:
     async def start_ui(self) -> str | None:
         """The Web UI on its port; returns why not when no UI server could be built."""
         script = str(ROOT / "scripts" / "ensure-temporal-server")
-        out = await asyncio.to_thread(
-            subprocess.run, [script, "ui"], capture_output=True, text=True, timeout=900
-        )
-        if out.returncode != 0:
-            return out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "not built"
+        try:
+            binary = await _run([script, "ui"], "scripts/ensure-temporal-server ui", limit_s=900)
+        except ClusterError as err:
+            return str(err).strip().splitlines()[-1]
         env = {
             **os.environ,
             "TEMPORAL_ADDRESS": self.address,
@@ -495,7 +506,7 @@ class Cluster:
             "TEMPORAL_CORS_ORIGINS": "",
             "TEMPORAL_CODEC_ENDPOINT": "",
         }
-        argv = [out.stdout.strip(), "--root", str(ROOT), "--config", CONFIG_DIR, "--env", "ui"]
+        argv = [binary, "--root", str(ROOT), "--config", CONFIG_DIR, "--env", "ui"]
         self.ui = self.procs.spawn("temporal-ui", [*argv, "start"], env, ROOT)
 
         async def serving() -> bool:
