@@ -23,7 +23,7 @@ help:
 	@echo "make mutation mutation testing of the pure rule modules (kill rate per module)"
 	@echo "make audit    known vulnerabilities in the installed packages (pip-audit)"
 	@echo "make bench    benchmarks (BENCH_SCALE=...)"
-	@echo "make drill    operational drill (python -m bench.drill)"
+	@echo "make drill    fault drills (DRILL_TARGET=cluster: on the make cluster topology)"
 	@echo "make clean    remove caches, build output and .venv (keeps .stepgate data)"
 
 install: $(STAMP)
@@ -80,6 +80,8 @@ bench: install
 	scripts/ensure-temporal >/dev/null
 	$(BIN)/python -m bench
 
+# DRILL_TARGET=cluster (default dev) drills the production topology of `make cluster`
+# (bench/drill_cluster.py), building the Temporal server once; DRILL_SCALE=quick shrinks either.
 drill: install
 	scripts/ensure-temporal >/dev/null
 	$(BIN)/python -m bench.drill

@@ -17,6 +17,13 @@
    workflow task cancelled through the API.
 
 `DRILL_SCALE=quick` shrinks every drill; the test suite runs that size.
+
+`DRILL_TARGET=cluster` (default `dev`) runs the cluster drill instead (bench/drill_cluster.py): the
+production topology of `make cluster` (PostgreSQL, the Temporal server 1.29.1, two versioned
+workers, the API, the governed memory on the same PostgreSQL) while runs execute, wait at gates
+and write to the memory: a worker SIGKILLed, the Temporal server restarted, PostgreSQL restarted,
+a worker of a new build rolled out. Every run completes, every side effect lands once, every
+decision is counted once, the memory keeps its rows. `DRILL_SCALE` applies there too.
 """
 
 from __future__ import annotations
@@ -131,9 +138,11 @@ class DrillStack:
             self.procs.stop(self.server)
             self.server = None
 
-    async def start_worker(self) -> Child:
+    async def start_worker(self, extra_env: dict[str, str] | None = None) -> Child:
+        """`python worker.py` with the stack's environment and `extra_env` on top."""
         name = f"worker-{len(self.workers) + 1}-{uuid.uuid4().hex[:4]}"
-        child = self.procs.spawn(name, [sys.executable, "worker.py"], self.env, ROOT)
+        env = {**self.env, **(extra_env or {})}
+        child = self.procs.spawn(name, [sys.executable, "worker.py"], env, ROOT)
         self.workers.append(child)
         return child
 
@@ -194,6 +203,49 @@ def snapshot(text: str) -> PipelineInput:
     return PipelineInput(definition=report.definition)
 
 
+CHARGE_STEP = "charge"
+
+
+def charge_step(url: str) -> dict[str, Any]:
+    """A POST to the ledger at `url` under the call's idempotency key (ledger key
+    `<workflow id>/charge`), retried through worker deaths and restarts."""
+    return {
+        "id": CHARGE_STEP,
+        "tool": "http.request",
+        "with": {"method": "POST", "url": url, "json": {"amount": 1}},
+        "heartbeat_timeout": "1s",
+        "retry": {
+            "max_attempts": 50,
+            "initial_interval": "200ms",
+            "backoff": 1.5,
+            "max_interval": "2s",
+        },
+    }
+
+
+def charge_pipeline(url: str, *, gated: bool = False) -> PipelineInput:
+    """prepare -> charge (charge_step) -> receipt; `gated`: the charge waits for a `role:ops`
+    approval first (gate `charge`)."""
+    charge = {**charge_step(url), "needs": ["prepare"]}
+    if gated:
+        charge["approval"] = {"approvers": ["role:ops"]}
+    definition = {
+        "name": "drill_charge",
+        "steps": [
+            {"id": "prepare", "tool": "data.echo", "with": {"value": 1}},
+            charge,
+            {
+                "id": "receipt",
+                "needs": [CHARGE_STEP],
+                "tool": "data.echo",
+                "with": {"value": "${steps.charge.output.json.key}"},
+            },
+        ],
+        "output": "${steps.receipt.output.value}",
+    }
+    return snapshot(yaml.safe_dump(definition))
+
+
 async def start(stack: DrillStack, inp: PipelineInput, prefix: str) -> Handle:
     assert stack.client is not None
     return await stack.client.start_workflow(
@@ -230,26 +282,7 @@ async def task_failures(handles: list[Handle]) -> int:
 async def drill_worker_kills(stack: DrillStack, scale: DrillScale) -> dict[str, Any]:
     ledger = Ledger(delay_s=0.3)
     with serve_ledger(ledger) as url:
-        inp = snapshot(
-            f"""
-name: drill_charge
-steps:
-  - id: prepare
-    tool: data.echo
-    with: {{value: 1}}
-  - id: charge
-    needs: [prepare]
-    tool: http.request
-    with: {{method: POST, url: "{url}", json: {{amount: 1}}}}
-    heartbeat_timeout: 1s
-    retry: {{max_attempts: 50, initial_interval: 200ms, backoff: 1.5, max_interval: 2s}}
-  - id: receipt
-    needs: [charge]
-    tool: data.echo
-    with: {{value: "${{steps.charge.output.json.key}}"}}
-output: "${{steps.receipt.output.value}}"
-"""
-        )
+        inp = charge_pipeline(url)
         worker = stack.workers[0] if stack.workers else await stack.start_worker()
         handles = [await start(stack, inp, "kill") for _ in range(scale.pipelines)]
         for _ in range(scale.kills):
@@ -260,7 +293,7 @@ output: "${{steps.receipt.output.value}}"
             worker = await stack.start_worker()
         states = await asyncio.gather(*(outcome(h, 180) for h in handles))
         failures = await task_failures(handles)
-    effects = ledger.check({f"{h.id}/charge" for h in handles})
+    effects = ledger.check({f"{h.id}/{CHARGE_STEP}" for h in handles})
     return {
         "runs": len(handles),
         "kills": scale.kills,
@@ -571,6 +604,14 @@ async def run_drills(scale: DrillScale, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    target = os.environ.get("DRILL_TARGET", "dev")
+    if target == "cluster":
+        from bench.drill_cluster import main as cluster_main
+
+        return cluster_main()
+    if target != "dev":
+        print(f"drill: DRILL_TARGET={target!r}: expected dev or cluster", file=sys.stderr)
+        return 2
     scale = SCALES[os.environ.get("DRILL_SCALE", "full")]
     with tempfile.TemporaryDirectory(prefix="stepgate-drill-") as tmp:
         results = asyncio.run(run_drills(scale, Path(tmp)))

@@ -158,6 +158,7 @@ def test_tests_take_helpers_from_tests_support_not_bench() -> None:
         "test_bench_baseline.py",
         "test_bench_dynamic.py",
         "test_drill.py",
+        "test_drill_cluster.py",
         "test_cluster.py",
         "test_bench_cluster.py",
     }

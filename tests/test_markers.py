@@ -15,6 +15,7 @@ STARTERS = (
     "time_skipping_server(",
     "start_server(",
     "run_drills(",
+    "run_cluster_drill(",
     "WorkerProcess(",
     "spawn_api(",
     'executable, "worker.py"',
@@ -93,6 +94,7 @@ def test_a_test_starting_a_server_or_process_itself_carries_the_mark(
             starting.append(item)
     names = {i.nodeid.split("[")[0] for i in starting}
     assert "tests/test_drill.py::test_drills_lose_nothing" in names, sorted(names)
+    assert "tests/test_drill_cluster.py::test_cluster_drill_loses_nothing" in names, sorted(names)
     assert all(marked(i) for i in starting), [i.nodeid for i in starting if not marked(i)]
 
 
