@@ -34,6 +34,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.config import Settings
+from bench.stack import HOST, ROOT, connect
 from tests.support.postgres import (
     INSTALL_HINT,
     find_bin_dir,
@@ -43,11 +44,8 @@ from tests.support.postgres import (
     server_user,
 )
 from tests.support.procs import Child, Processes, free_port, wait_for
-from workflows.client import TemporalUnreachable, make_client
 from workflows.contract import SA_STATE
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 CONFIG_DIR = "deploy/temporal"  # server.yaml, ui.yaml, dynamicconfig.yaml; relative to ROOT
 SUPERUSER = "postgres"
 TEMPORAL_USER = "temporal"
@@ -425,17 +423,7 @@ class Cluster:
         argv += ["--env", "server", "start"]
         self.server = self.procs.spawn("temporal", argv, self.server_env(), ROOT)
         settings = Settings(temporal_address=self.address, temporal_namespace=self.namespace)
-        clients: list[Client] = []
-
-        async def connected() -> bool:
-            try:
-                clients.append(await make_client(settings, wait_s=0.5))
-            except TemporalUnreachable:
-                return False
-            return True
-
-        await wait_for(self.server, connected, SERVER_READY_S, "Temporal frontend")
-        client = self.client = clients[0]
+        client = self.client = await connect(self.server, settings, SERVER_READY_S)
         # The frontend answers before the server's own worker service has started; that one
         # checks the database at start and exits the process when it cannot reach it, so a
         # PostgreSQL restart then would stop the server. Once it polls, the start is over.

@@ -23,8 +23,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from activities.config import DEFAULT_TASK_QUEUE
-from bench.cluster import HOST, ROOT, Cluster, ClusterError, Ports
-from bench.stack import spawn_api
+from bench.cluster import Cluster, ClusterError, Ports
+from bench.stack import HOST, ROOT, spawn_api
 from tests.support.procs import Child, Processes, StartupFailed, wait_for
 from workflows.builds import default_build_id
 

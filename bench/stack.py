@@ -133,7 +133,12 @@ async def start_server(
         argv += ["--dynamic-config-value", f"{key}={value}"]
     child = procs.spawn(name, argv, env, ROOT)
     address = f"{HOST}:{port}"
-    settings = Settings(temporal_address=address)
+    return child, address, await connect(child, Settings(temporal_address=address))
+
+
+async def connect(server: Child, settings: Settings, ready_s: float = SERVER_READY_S) -> Client:
+    """A client of the Temporal server `server` runs, once its frontend answers (or an error
+    naming what it waited for when the process ends or `ready_s` passes)."""
     clients: list[Client] = []
 
     async def connected() -> bool:
@@ -143,8 +148,8 @@ async def start_server(
             return False
         return True
 
-    await wait_for(child, connected, SERVER_READY_S, "Temporal frontend")
-    return child, address, clients[0]
+    await wait_for(server, connected, ready_s, "Temporal frontend")
+    return clients[0]
 
 
 def server_argv(server: Child | None) -> list[str]:
