@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TYPE,
         RunState,
     )
-    from workflows.effects import Effects
+    from workflows.effects import Effects, evicted
     from workflows.language.limits import MAX_CARRY_BYTES
     from workflows.models import (
         AuditEntry,
@@ -113,7 +113,9 @@ class PipelineWorkflow:
             self._event(lifecycle.refuse_start, self._state, message, workflow.now())
 
     def _cancelled(self) -> None:
-        """Temporal delivered a cancel request: the run stops as cancelled."""
+        """A cancel request stops the run as cancelled; an eviction's goes on up (evicted)."""
+        if evicted():
+            raise asyncio.CancelledError
         self._temporal_cancel = True
         self._event(lifecycle.request_cancel, self._state, None, workflow.now(), "system")
 
@@ -243,9 +245,8 @@ class PipelineWorkflow:
         cast_at = workflow.now()
         args = (self._state, self._def, d, requester, cast_at, via, issues)
         applied = self._event(decisions.apply, *args)
-        metrics.decided(
-            self._def.name, d.action, applied[1] if isinstance(applied, tuple) else None
-        )
+        taken = applied[1] if isinstance(applied, tuple) else None
+        metrics.decided(self._def.name, d.action, taken)
         if not isinstance(applied, tuple):
             raise ApplicationError(applied.message, type=applied.code, non_retryable=True)
         _, gate, spec = applied
