@@ -71,7 +71,9 @@ class Slot(BaseModel):
 
 
 class ToolCall(BaseModel):
-    """One tool invocation: the activity input for every tool."""
+    """One tool invocation: the activity input for every tool. Its payload leaves out the
+    fields at their defaults (the activity reads them back as the defaults): a local call's input
+    stays in its worker's memory for as long as the run is cached."""
 
     tool: str
     version: str
@@ -80,27 +82,29 @@ class ToolCall(BaseModel):
     run_id: str = ""
     args: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str
-    scope: Literal["main", "compensate", "notify"] = "main"
-    max_output_bytes: int | None = None
+    scope: Literal["main", "compensate", "notify"] = Field("main", exclude_if=lambda v: v == "main")
+    max_output_bytes: int | None = Field(None, exclude_if=lambda v: v is None)
     # What the run can still keep of this call: an output over `inline_bytes` goes to the
     # artifact store, and its preview is at most `preview_bytes` (None: the worker's settings).
-    inline_bytes: int | None = None
-    preview_bytes: int | None = None
+    inline_bytes: int | None = Field(None, exclude_if=lambda v: v is None)
+    preview_bytes: int | None = Field(None, exclude_if=lambda v: v is None)
     # None only from runs started before slots existed, whose calls resolve the old way.
-    slots: list[Slot] | None = None
+    slots: list[Slot] | None = Field(None, exclude_if=lambda v: v is None)
     # The step's `output_schema` (it passed jsonschema_safe.schema_issues at validation): the
     # activity checks the tool's output against it before anything else sees the output.
-    output_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = Field(None, exclude_if=lambda v: v is None)
     # Where the secrets the definition binds may go (activities/bindings.py): the activity
     # refuses to send a bound secret the call holds anywhere else.
-    secret_bindings: dict[str, SecretBinding] = Field(default_factory=dict)
+    secret_bindings: dict[str, SecretBinding] = Field(
+        default_factory=dict, exclude_if=lambda v: not v
+    )
 
 
 class ToolResult(BaseModel):
     """A tool's validated output, or a reference to it when it was too large for history."""
 
     output: Any = None
-    artifact: ArtifactRef | None = None
+    artifact: ArtifactRef | None = Field(None, exclude_if=lambda v: v is None)
     preview: str = ""
     size: int = 0
     attempt: int = 1

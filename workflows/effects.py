@@ -29,6 +29,15 @@ Event = Callable[..., Any]
 Notify = Callable[[Any], Any]
 
 
+def evicted() -> bool:
+    """A task of the run was cancelled by the worker evicting the run from its cache, not by a
+    cancel request (only a request sets the cancellation reason, and the SDK counts an eviction
+    as replaying). The worker drops whatever the run does now and replays it when it next needs
+    it, so the run stops at once instead of winding down as a cancelled run: an eviction cost the
+    rules' whole stop (a pass of `advance`, the close, a publication) for nothing."""
+    return workflow.cancellation_reason() is None and workflow.unsafe.is_replaying()
+
+
 class Effects:
     """The calls a run has out, by unit; those running inside the workflow task (local
     activities) are known, so the run publishes nothing while one is out."""

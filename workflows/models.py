@@ -14,7 +14,7 @@ from workflows.gate_models import GateSummary as GateSummary
 from workflows.gate_models import GateView as GateView
 from workflows.gate_models import Vote as Vote
 from workflows.gate_models import VoteLine as VoteLine
-from workflows.language.definition import Action, Definition, NotifySpec
+from workflows.language.definition import Action, NotifySpec
 from workflows.language.limits import (
     MAX_APPROVERS,
     MAX_FORM_FIELDS,
@@ -23,6 +23,7 @@ from workflows.language.limits import (
     MAX_TEXT_CHARS,
 )
 from workflows.names import AuditKind
+from workflows.snapshot import Snapshot
 
 
 class Principal(BaseModel):
@@ -62,16 +63,22 @@ class StartOrigin(BaseModel):
 
 
 class PipelineInput(BaseModel):
-    definition: Definition
+    """What a run starts with. Its payload leaves out what is at its default, as its snapshots
+    do (workflows/snapshot.py): every cached run's worker keeps copies of it."""
+
+    # The definition the run follows (compact in payloads, shared between runs: snapshot.py).
+    definition: Snapshot
     input: dict[str, Any] = Field(default_factory=dict)
-    requester: Principal | None = None
-    approval_mode: Literal["manual", "auto"] = "manual"
+    requester: Principal | None = Field(None, exclude_if=lambda v: v is None)
+    approval_mode: Literal["manual", "auto"] = Field("manual", exclude_if=lambda v: v == "manual")
     # Snapshots of catalog pipelines that `pipeline:` steps run, taken when the run started.
-    pipelines: dict[str, Definition] = Field(default_factory=dict)
-    notify: NotifyDefaults = Field(default_factory=NotifyDefaults)
-    origin: StartOrigin | None = None
+    pipelines: dict[str, Snapshot] = Field(default_factory=dict, exclude_if=lambda v: not v)
+    notify: NotifyDefaults = Field(
+        default_factory=NotifyDefaults, exclude_if=lambda v: v == NotifyDefaults()
+    )
+    origin: StartOrigin | None = Field(None, exclude_if=lambda v: v is None)
     # The run state carried across continue-as-new (workflows.rules.state.RunData as JSON).
-    resume: dict[str, Any] | None = None
+    resume: dict[str, Any] | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class LifecycleInput(BaseModel):

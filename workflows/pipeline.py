@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_TYPE,
         RunState,
     )
-    from workflows.effects import Effects
+    from workflows.effects import Effects, evicted
     from workflows.language.limits import MAX_CARRY_BYTES
     from workflows.models import (
         AuditEntry,
@@ -58,10 +58,9 @@ class PipelineWorkflow:
         self._inp = inp
         self._def = inp.definition
         self._calls = calls.Caller(inp)
+        resume = inp.resume
         self._state = (
-            RunData.model_validate(inp.resume)
-            if inp.resume
-            else new_state(self._def, workflow.now())
+            RunData.model_validate(resume) if resume else new_state(self._def, workflow.now())
         )
         self._ctx = RunContext(
             workflow_id=info.workflow_id,
@@ -92,8 +91,7 @@ class PipelineWorkflow:
         except asyncio.CancelledError:
             self._cancelled()
             await self._drive()
-        # The close (compensation included) runs in a task of its own, so a cancel request that
-        # arrives meanwhile cannot cut it short.
+        # The close (compensation too) runs in a task of its own: no cancel request cuts it short.
         end = asyncio.ensure_future(self._end())
         while True:
             try:
@@ -114,7 +112,9 @@ class PipelineWorkflow:
             self._event(lifecycle.refuse_start, self._state, message, workflow.now())
 
     def _cancelled(self) -> None:
-        """Temporal delivered a cancel request: the run stops as cancelled."""
+        """A cancel request stops the run as cancelled; an eviction's goes on up (evicted)."""
+        if evicted():
+            raise asyncio.CancelledError
         self._temporal_cancel = True
         self._event(lifecycle.request_cancel, self._state, None, workflow.now(), "system")
 

@@ -55,9 +55,11 @@ class Publisher:
             view.open_summaries(state, self._def, self._inp.requester),
             view.details(state, self._def),
         )
-        gates = self._visibility.gates
         parent = workflow.info().parent
-        if parent is not None and gates != self._told_parent:
+        if parent is None:
+            return
+        gates = self._visibility.gates
+        if gates != self._told_parent:
             self._told_parent = gates
             if not self._telling:
                 self._telling = True

@@ -38,7 +38,10 @@ class Visibility:
         self._state: str | None = told.get(SA_STATE)
         self._awaiting: list[str] = list(told.get(SA_AWAITING) or [])
         self._priority: str | None = told.get(SA_PRIORITY)
-        self._memo: tuple[list[GateSummary], int] = ([], 0)
+        # The memo's lines as written: JSON without the fields at their defaults (the inbox
+        # reads them back into GateSummary, defaults and all). Half the bytes of the whole
+        # lines in history, and a run waiting at its gate keeps this, not the models.
+        self._memo: tuple[list[dict[str, Any]], int] = ([], 0)
 
     def tell(self, state: str, awaiting: list[str], lines: list[GateSummary], details: str) -> None:
         """Write what changed since the last call; `lines` are every open gate's inbox line, the
@@ -66,12 +69,18 @@ class Visibility:
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(details)
         kept = memo_lines(lines)
-        memo = kept, len(lines) - len(kept)
+        written = [line.model_dump(mode="json", exclude_defaults=True) for line in kept]
+        memo = written, len(lines) - len(kept)
         if memo != self._memo:
+            # The count of lines left out only when it changed: most runs never write it
+            # (readers take it as 0 when absent), one payload less in history and memory.
+            upsert: dict[str, Any] = {MEMO_GATES: written}
+            if memo[1] != self._memo[1]:
+                upsert[MEMO_GATES_MORE] = memo[1]
             self._memo = memo
-            workflow.upsert_memo({MEMO_GATES: memo[0], MEMO_GATES_MORE: memo[1]})
+            workflow.upsert_memo(upsert)
 
     @property
     def gates(self) -> list[GateSummary]:
         """The inbox lines last written to the memo."""
-        return self._memo[0]
+        return [GateSummary.model_validate(line) for line in self._memo[0]]

@@ -4,6 +4,7 @@ and nothing for what its starter already set."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -21,9 +22,9 @@ from activities.tools.transform import data_echo
 from tests.pipeline.gating import decide, open_gate
 from tests.support.fakes import FAKE_TOOLS
 from tests.support.util import eventually
-from workflows.contract import SA_AWAITING, SA_PIPELINE, SA_PRIORITY, SA_STATE
+from workflows.contract import MEMO_GATES, SA_AWAITING, SA_PIPELINE, SA_PRIORITY, SA_STATE
 from workflows.language.validation import validate_definition
-from workflows.models import PipelineInput
+from workflows.models import GateSummary, PipelineInput
 from workflows.pipeline import PipelineWorkflow
 
 LOCAL_ONLY = """
@@ -200,3 +201,39 @@ async def test_the_priority_follows_the_most_urgent_open_gate(
     await decide(handle, "later", "approve", actor="olga")
     await handle.result()
     assert await priority() is None
+
+
+def written_memos(events: list[HistoryEvent]) -> list[dict[str, Any]]:
+    """Each memo change in `events`, its payloads read as JSON."""
+    return [
+        {
+            k: json.loads(v.data)
+            for k, v in e.workflow_properties_modified_event_attributes.upserted_memo.fields.items()
+        }
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED
+    ]
+
+
+async def test_a_parked_run_writes_its_start_and_memo_without_the_defaults(
+    worker: Worker, client: Client, settings: Settings, registry: ToolRegistry
+) -> None:
+    """A run's snapshot and its inbox line are written without the fields at their defaults,
+    and the count of gates left out of the memo only once there are some: a worker keeps
+    copies of these payloads for every run it caches. The inbox still reads the whole line."""
+    handle = await begin(client, settings, registry, GATED, like_api=True)
+    await open_gate(handle, "b")
+    events = await history(handle)
+    started = json.loads(
+        events[0].workflow_execution_started_event_attributes.input.payloads[0].data
+    )
+    assert set(started) == {"definition", "input"}
+    step_b = started["definition"]["steps"][1]
+    assert "pipeline" not in step_b and "retry" not in step_b  # None and unset in the YAML
+    assert step_b["approval"] == {"approvers": ["role:ops"]}  # stage `before` is the default
+    (memo,) = written_memos(events)
+    assert set(memo) == {MEMO_GATES}, "no count of more gates while there are none"
+    (line,) = memo[MEMO_GATES]
+    assert "review" not in line and "votes" not in line and "deadline" not in line
+    read = GateSummary.model_validate(line)
+    assert (read.gate, read.votes, read.quorum, read.priority) == ("b", [], 1, "normal")

@@ -3,6 +3,7 @@ names, what a patch there may change of the arguments the step fixes, and the ch
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tests.rules.agent_sim import READ, RESTART, AgentSim, agent_def
@@ -107,7 +108,7 @@ def test_fixed_kept_of_a_step_without_a_loop_record_fixes_nothing() -> None:
     """A step that holds no agent record fixes no argument, whatever the patch."""
     sim = gated(("ops_restart", {"service": "api"}), text=agent_def(READ, FIXED))
     step, gate, _ = admitted(sim, modify({"service": "db"}))
-    bare = step.model_copy(update={"agent": None})
+    bare = dataclasses.replace(step, agent=None)
     assert decisions.fixed_kept(bare, gate, modify({"mode": "hard"})) is None
 
 

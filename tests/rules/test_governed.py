@@ -3,6 +3,7 @@ its state and status are pure functions: tested here without a server."""
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
@@ -207,7 +208,7 @@ def test_modify_needs_a_valid_checked_plan() -> None:
     """A modify whose amended plan was not checked, or was found invalid, is bad_patch, with
     every error named; the plan and the gate stay as they were."""
     st = reviewing()
-    before = st.gate.model_copy(deep=True)  # type: ignore[union-attr]
+    before = copy.deepcopy(st.gate)
     d = decision("modify", patch={"plan": {"name": "q"}})
     assert code(governed.apply(st, inp(), d, T0, "update")) == "bad_patch"
     bad = PlanResult(errors=["steps.0.tool: unknown", "steps: too many"])

@@ -5,6 +5,7 @@ step's iterations and plan errors, and the call gates the Web UI details name.""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -211,7 +212,7 @@ def test_moved_is_the_last_of_start_end_and_the_gate() -> None:
     assert view.moved(sim.step("a")) == T0
     sim.now += timedelta(minutes=1)
     step = sim.step("a")
-    gateless = step.model_copy(update={"ended_at": sim.now})
+    gateless = dataclasses.replace(step, ended_at=sim.now)
     assert view.moved(gateless) == T0 + timedelta(minutes=1)
     sim.succeed("a")
     sim.now += timedelta(minutes=2)

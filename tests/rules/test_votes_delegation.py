@@ -124,7 +124,7 @@ def test_an_active_delegation_wins_over_an_expired_one() -> None:
 
 def test_direct_eligibility_wins_over_a_delegation() -> None:
     """A decider the gate names votes as themself, whatever delegations they hold."""
-    g, s = gate(quorum=2), spec(quorum=2)
+    g, s = gate(), spec(quorum=2)
     cast(g, s, decision(roles=["ops"], delegations=for_("alice")))
     assert g.votes[0].on_behalf_of is None
     assert votes.represented(g, decision(actor="carol", delegations=for_("alice")), T0) is None

@@ -3,6 +3,7 @@ agent calls alike."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,15 +17,18 @@ from workflows.models import Vote
 Outcome = Literal["approve", "modify", "skip", "retry", "reject", "cancel"]
 
 
-class GateRecord(BaseModel):
+@dataclass(slots=True, kw_only=True)
+class GateRecord:
     """One opening of a step's gate (a new round after a retry is a new record), or an agent
-    call's gate."""
+    call's gate. A slotted dataclass, as a StepRecord is (state.py says why)."""
 
     gate: str
     step: str
     item: int | None = None
-    call: int | None = Field(None, description="an agent step's call number, for its call gate")
-    tool: str | None = Field(None, description="the tool an agent call gate's call is for")
+    # An agent step's call number, for its call gate.
+    call: int | None = None
+    # The tool an agent call gate's call is for.
+    tool: str | None = None
     stage: Stage
     round: int
     subject: Any = None
@@ -33,23 +37,24 @@ class GateRecord(BaseModel):
     deadline: datetime | None = None
     approvers: list[str]
     escalated: bool = False
-    votes: list[Vote] = Field(default_factory=list)
+    votes: list[Vote] = field(default_factory=list)
     outcome: Outcome | None = None
-    patch: Any = Field(None, description="the agreed patch of a retry, or a skip's substitute")
-    response: dict[str, Any] | None = Field(
-        None, description="the answer to the gate's form of the vote that decided it"
-    )
-    decided_by: list[str] = Field(default_factory=list)
+    # The agreed patch of a retry, or a skip's substitute.
+    patch: Any = None
+    # The answer to the gate's form of the vote that decided it.
+    response: dict[str, Any] | None = None
+    decided_by: list[str] = field(default_factory=list)
     decided_at: datetime | None = None
     modified: bool = False
     reminders: int = 0
     next_reminder: datetime | None = None
-    review: str | None = Field(None, description="the review text, its references resolved")
+    # The review text, its references resolved.
+    review: str | None = None
     priority: Priority = "normal"
-    posts: list[PostRef] = Field(
-        default_factory=list, description="chat messages its notifications posted (MAX_POSTS)"
-    )
-    posts_told: int = Field(0, description="of them, how many were told the gate was decided")
+    # Chat messages its notifications posted (MAX_POSTS).
+    posts: list[PostRef] = field(default_factory=list)
+    # Of them, how many were told the gate was decided.
+    posts_told: int = 0
 
     @property
     def open(self) -> bool:
