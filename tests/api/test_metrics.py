@@ -72,8 +72,11 @@ async def scrape_api(http: httpx.AsyncClient, as_: Auth) -> dict[str, prom.Famil
 
 @pytest.fixture
 def fresh_gauge(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The API counts the runs waiting at gates again at every scrape (not every 15 s)."""
+    """The API counts the runs waiting at gates again at every scrape (not every 15 s), and the
+    scrape waits for that count (on a loaded machine one can outlast the 2 s a scrape waits
+    before serving the last value, which would make `before` stale)."""
     monkeypatch.setattr(gates_open, "FRESH_S", 0.0)
+    monkeypatch.setattr(gates_open, "WAIT_S", gates_open.REFRESH_S)
 
 
 def moved_by(
