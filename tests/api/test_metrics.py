@@ -100,14 +100,18 @@ async def worker_moved(
 
 
 async def gauge_reaches(
-    http: httpx.AsyncClient, as_: Auth, value: float, pipeline: str, priority: str = "normal"
+    http: httpx.AsyncClient,
+    as_: Auth,
+    value: float,
+    pipeline: str | None,
+    priority: str = "normal",
 ) -> None:
-    """Wait until the API's stepgate_gates_open{pipeline, priority} is `value` (visibility
-    follows a run's upsert shortly after it)."""
+    """Wait until the API's stepgate_gates_open{pipeline, priority} (summed over pipelines when
+    `pipeline` is None) is `value` (visibility follows a run's upsert shortly after it)."""
+    labels = {"priority": priority} | ({"pipeline": pipeline} if pipeline else {})
 
     async def probe() -> float:
-        found = await scrape_api(http, as_)
-        return prom.value(found, GAUGE, pipeline=pipeline, priority=priority)
+        return prom.value(await scrape_api(http, as_), GAUGE, **labels)
 
     await eventually(probe, ok=lambda n: n == value, what=f"{GAUGE}{{{pipeline}}} == {value}")
 
@@ -177,8 +181,10 @@ async def test_a_run_waiting_without_a_priority_counts_as_unknown(
     http: httpx.AsyncClient, client: Client, as_: Auth, fresh_gauge: None
 ) -> None:
     """A run that names who may decide it but no priority (one a build from before
-    StepgatePriority parked) is counted under `unknown`, by its pipeline."""
-    before = prom.value(await scrape_api(http, as_), GAUGE, pipeline="gated", priority="unknown")
+    StepgatePriority parked) is counted under `unknown`. The total by priority is what is exact:
+    with the runs earlier tests left waiting, a refresh's query budget may fold its pipeline into
+    `other`."""
+    before = prom.value(await scrape_api(http, as_), GAUGE, priority="unknown")
     told = TypedSearchAttributes(
         [
             SearchAttributePair(SA_PIPELINE, "gated"),
@@ -193,10 +199,10 @@ async def test_a_run_waiting_without_a_priority_counts_as_unknown(
         search_attributes=told,
     )
     try:
-        await gauge_reaches(http, as_, before + 1, "gated", "unknown")
+        await gauge_reaches(http, as_, before + 1, None, "unknown")
     finally:
         await handle.terminate("test over")
-    await gauge_reaches(http, as_, before, "gated", "unknown")
+    await gauge_reaches(http, as_, before, None, "unknown")
 
 
 async def test_a_gates_clock_moves_reminders_escalations_and_timeouts(
