@@ -35,7 +35,8 @@ if "MUTANT_UNDER_TEST" in os.environ:
 REQUIRE_POSTGRES = os.environ.get("STEPGATE_TEST_REQUIRE_POSTGRES") == "1"
 # A second namespace on the session server, for tests that list everything they can see.
 FUZZ_NAMESPACE = "stepgate-fuzz"
-# A JVM on two busy cores may need longer than the SDK's 5 s default to answer.
+# A JVM (the time-skipping server) or a dev server with its Web UI may need longer on two busy
+# cores than the SDK's 5 s default to answer.
 TEST_SERVER_STARTUP = timedelta(seconds=60)
 # The dev server puts every new timer (a durable wait, an activity's retry) at least this far
 # ahead, 1 s by default: a 100 ms retry took a second. The tests' servers fire them on time.
@@ -105,6 +106,7 @@ def time_skipping_server() -> str:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
+        dev_server_startup_timeout=TEST_SERVER_STARTUP,
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(Settings()),
         dev_server_extra_args=[
@@ -129,6 +131,7 @@ SMALL_HISTORY_EVENTS = 150
 async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
+        dev_server_startup_timeout=TEST_SERVER_STARTUP,
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(Settings()),
         dev_server_extra_args=[

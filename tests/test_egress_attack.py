@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities import default_registry
 from activities.config import Settings
-from tests.conftest import temporal_cli
+from tests.conftest import TEST_SERVER_STARTUP, temporal_cli
 from tests.support.procs import free_port
 from tests.support.util import eventually
 from worker import build_worker
@@ -49,6 +49,7 @@ async def exposed() -> AsyncIterator[ExposedTemporal]:
     http_port, ui_port = free_port(), free_port()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
+        dev_server_startup_timeout=TEST_SERVER_STARTUP,
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=make_data_converter(Settings(_env_file=None)),  # type: ignore[call-arg]
         ui=True,

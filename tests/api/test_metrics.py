@@ -72,8 +72,11 @@ async def scrape_api(http: httpx.AsyncClient, as_: Auth) -> dict[str, prom.Famil
 
 @pytest.fixture
 def fresh_gauge(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The API counts the runs waiting at gates again at every scrape (not every 15 s)."""
+    """The API counts the runs waiting at gates again at every scrape (not every 15 s), and the
+    scrape waits for that count (on a loaded machine one can outlast the 2 s a scrape waits
+    before serving the last value, which would make `before` stale)."""
     monkeypatch.setattr(gates_open, "FRESH_S", 0.0)
+    monkeypatch.setattr(gates_open, "WAIT_S", gates_open.REFRESH_S)
 
 
 def moved_by(
@@ -97,14 +100,18 @@ async def worker_moved(
 
 
 async def gauge_reaches(
-    http: httpx.AsyncClient, as_: Auth, value: float, pipeline: str, priority: str = "normal"
+    http: httpx.AsyncClient,
+    as_: Auth,
+    value: float,
+    pipeline: str | None,
+    priority: str = "normal",
 ) -> None:
-    """Wait until the API's stepgate_gates_open{pipeline, priority} is `value` (visibility
-    follows a run's upsert shortly after it)."""
+    """Wait until the API's stepgate_gates_open{pipeline, priority} (summed over pipelines when
+    `pipeline` is None) is `value` (visibility follows a run's upsert shortly after it)."""
+    labels = {"priority": priority} | ({"pipeline": pipeline} if pipeline else {})
 
     async def probe() -> float:
-        found = await scrape_api(http, as_)
-        return prom.value(found, GAUGE, pipeline=pipeline, priority=priority)
+        return prom.value(await scrape_api(http, as_), GAUGE, **labels)
 
     await eventually(probe, ok=lambda n: n == value, what=f"{GAUGE}{{{pipeline}}} == {value}")
 
@@ -174,8 +181,10 @@ async def test_a_run_waiting_without_a_priority_counts_as_unknown(
     http: httpx.AsyncClient, client: Client, as_: Auth, fresh_gauge: None
 ) -> None:
     """A run that names who may decide it but no priority (one a build from before
-    StepgatePriority parked) is counted under `unknown`, by its pipeline."""
-    before = prom.value(await scrape_api(http, as_), GAUGE, pipeline="gated", priority="unknown")
+    StepgatePriority parked) is counted under `unknown`. The total by priority is what is exact:
+    with the runs earlier tests left waiting, a refresh's query budget may fold its pipeline into
+    `other`."""
+    before = prom.value(await scrape_api(http, as_), GAUGE, priority="unknown")
     told = TypedSearchAttributes(
         [
             SearchAttributePair(SA_PIPELINE, "gated"),
@@ -190,10 +199,10 @@ async def test_a_run_waiting_without_a_priority_counts_as_unknown(
         search_attributes=told,
     )
     try:
-        await gauge_reaches(http, as_, before + 1, "gated", "unknown")
+        await gauge_reaches(http, as_, before + 1, None, "unknown")
     finally:
         await handle.terminate("test over")
-    await gauge_reaches(http, as_, before, "gated", "unknown")
+    await gauge_reaches(http, as_, before, None, "unknown")
 
 
 async def test_a_gates_clock_moves_reminders_escalations_and_timeouts(
