@@ -13,6 +13,9 @@ from temporalio import workflow
 
 
 class Alarm:
+    # Slots: a worker keeps one of these per cached run.
+    __slots__ = ("_at", "_task", "rang")
+
     def __init__(self) -> None:
         self._at: datetime | None = None
         self._task: asyncio.Task[None] | None = None

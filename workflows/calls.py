@@ -79,7 +79,7 @@ def attempts_of(err: ActivityError | ApplicationError, policy: RetryPolicy) -> i
     return 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     """What every call of one run needs: its snapshot and where it runs."""
 

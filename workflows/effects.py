@@ -42,6 +42,20 @@ class Effects:
     """The calls a run has out, by unit; those running inside the workflow task (local
     activities) are known, so the run publishes nothing while one is out."""
 
+    # Slots: a worker keeps one of these per cached run.
+    __slots__ = (
+        "_agent",
+        "_calls",
+        "_def",
+        "_event",
+        "_metrics",
+        "_state",
+        "_task_budget",
+        "archiving",
+        "local",
+        "tasks",
+    )
+
     def __init__(
         self,
         definition: Definition,
@@ -60,13 +74,17 @@ class Effects:
         # The audit chunk being moved to the artifact store, one at a time.
         self.archiving: asyncio.Task[None] | None = None
         self._task_budget = TaskBudget()
-        self._agent = AgentShell(definition, caller, state, event, self.tasks)
+        self._agent: AgentShell | None = None  # made for the first agent effect
 
     def perform(self, effect: Effect, notify: Notify) -> None:
         if isinstance(effect, (Invoke, CallTool)):
             self._metrics.started(effect)
         if isinstance(effect, AgentEffect):
             local = isinstance(effect, CallTool) and effect.local and self._task_budget.take()
+            if self._agent is None:
+                self._agent = AgentShell(
+                    self._def, self._calls, self._state, self._event, self.tasks
+                )
             self._agent.perform(effect, local)
         elif isinstance(effect, Invoke):
             local = calls.in_task(self._def.step(_step_of(effect.step)), effect)
@@ -162,6 +180,9 @@ class TaskBudget:
     with the task that made them, in one message Temporal bounds (4 MiB), so past
     LOCAL_CALLS_PER_TASK a task's next calls run as regular activities. A task is known by the
     history's length, which only a new task changes (the same in a replay)."""
+
+    # Slots: a worker keeps one of these per cached run.
+    __slots__ = ("_left", "_task")
 
     def __init__(self) -> None:
         self._task = -1

@@ -71,7 +71,6 @@ class PipelineWorkflow:
             requester=inp.requester,
             approval_mode=inp.approval_mode,
         )
-        self._facts = view.RunFacts(info.workflow_id, info.run_id, inp.requester, inp.approval_mode)
         self._metrics = metrics.RunMetrics(self._def.name, self._state)
         self._effects = Effects(self._def, self._calls, self._state, self._event, self._metrics)
         self._background: set[asyncio.Task[None]] = set()
@@ -336,7 +335,7 @@ class PipelineWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> RunStatus:
         """The bounded summary: counts, open gates first, the latest steps and audit entries."""
-        return summary.status(self._state, self._def, self._facts, workflow.now())
+        return summary.status(self._state, self._def, self._ctx, workflow.now())
 
     @workflow.query(name=AUDIT_QUERY)
     def audit(self, page: AuditPageInput | None = None) -> AuditPage:

@@ -31,6 +31,20 @@ class Publisher:
     """Tells visibility, the Web UI and the inbox memo (through Visibility, only what changed),
     a parent run (its open gates, when they change) and the approvers (notifications)."""
 
+    # Slots: a worker keeps one of these per cached run.
+    __slots__ = (
+        "_calls",
+        "_ctx",
+        "_def",
+        "_event",
+        "_inp",
+        "_notifying",
+        "_spawn",
+        "_telling",
+        "_told_parent",
+        "_visibility",
+    )
+
     def __init__(
         self, inp: PipelineInput, ctx: RunContext, calls: Caller, spawn: Spawn, event: Event
     ) -> None:
@@ -45,21 +59,19 @@ class Publisher:
         self._telling = False
         # At most NOTIFY_IN_FLIGHT notifications out at once; the rest wait their turn (a
         # thousand item gates opening together must not exceed Temporal's pending activities).
-        self._notifying = asyncio.Semaphore(NOTIFY_IN_FLIGHT)
+        # Made with the first: most runs a worker caches never notify.
+        self._notifying: asyncio.Semaphore | None = None
 
     def publish(self, state: RunData) -> None:
         """Tell visibility, the Web UI, the inbox memo and a parent run what changed."""
-        self._visibility.tell(
+        gates = self._visibility.tell(
             view.run_state(state).value,
             view.awaiting(state),
             view.open_summaries(state, self._def, self._inp.requester),
             view.details(state, self._def),
         )
         parent = workflow.info().parent
-        if parent is None:
-            return
-        gates = self._visibility.gates
-        if gates != self._told_parent:
+        if parent is not None and gates != self._told_parent:
             self._told_parent = gates
             if not self._telling:
                 self._telling = True
@@ -86,6 +98,8 @@ class Publisher:
         """Tell a gate's approvers (the gate's own notify, else the deployment's), once a slot
         among the notifications out is free. A gate's id is its unit's: a step's, or a for_each
         item's `<step>.<index>`."""
+        if self._notifying is None:
+            self._notifying = asyncio.Semaphore(NOTIFY_IN_FLIGHT)
         async with self._notifying:
             await self._notify(state, n)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic_core import to_json
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
@@ -31,6 +32,9 @@ class Visibility:
     never writes the memo. A run started bare (the Temporal CLI) names its pipeline in its first
     upsert."""
 
+    # Slots: a worker keeps one of these per cached run.
+    __slots__ = ("_awaiting", "_memo", "_named", "_pipeline", "_priority", "_state")
+
     def __init__(self, pipeline: str) -> None:
         told = workflow.info().typed_search_attributes
         self._pipeline = pipeline
@@ -38,15 +42,17 @@ class Visibility:
         self._state: str | None = told.get(SA_STATE)
         self._awaiting: list[str] = list(told.get(SA_AWAITING) or [])
         self._priority: str | None = told.get(SA_PRIORITY)
-        # The memo's lines as written: JSON without the fields at their defaults (the inbox
-        # reads them back into GateSummary, defaults and all). Half the bytes of the whole
-        # lines in history, and a run waiting at its gate keeps this, not the models.
-        self._memo: tuple[list[dict[str, Any]], int] = ([], 0)
+        # The memo's lines as last written, as their JSON text: each line without the fields at
+        # its defaults (the inbox reads them back into GateSummary, defaults and all), half the
+        # bytes of the whole lines in history; a run waiting at its gate keeps only this text.
+        self._memo: tuple[bytes, int] = (b"[]", 0)
 
-    def tell(self, state: str, awaiting: list[str], lines: list[GateSummary], details: str) -> None:
+    def tell(
+        self, state: str, awaiting: list[str], lines: list[GateSummary], details: str
+    ) -> list[GateSummary]:
         """Write what changed since the last call; `lines` are every open gate's inbox line, the
         most urgent first (the memo keeps the first MEMO_GATES_MAX, within MEMO_BYTES, and counts
-        the rest)."""
+        the rest). Returns the lines the memo holds now."""
         updates: list[SearchAttributeUpdate[Any]] = []
         if not self._named:
             updates.append(SA_PIPELINE.value_set(self._pipeline))
@@ -70,7 +76,7 @@ class Visibility:
         workflow.set_current_details(details)
         kept = memo_lines(lines)
         written = [line.model_dump(mode="json", exclude_defaults=True) for line in kept]
-        memo = written, len(lines) - len(kept)
+        memo = to_json(written), len(lines) - len(kept)
         if memo != self._memo:
             # The count of lines left out only when it changed: most runs never write it
             # (readers take it as 0 when absent), one payload less in history and memory.
@@ -79,8 +85,4 @@ class Visibility:
                 upsert[MEMO_GATES_MORE] = memo[1]
             self._memo = memo
             workflow.upsert_memo(upsert)
-
-    @property
-    def gates(self) -> list[GateSummary]:
-        """The inbox lines last written to the memo."""
-        return [GateSummary.model_validate(line) for line in self._memo[0]]
+        return kept

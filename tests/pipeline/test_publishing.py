@@ -26,6 +26,7 @@ from workflows.contract import MEMO_GATES, SA_AWAITING, SA_PIPELINE, SA_PRIORITY
 from workflows.language.validation import validate_definition
 from workflows.models import GateSummary, PipelineInput
 from workflows.pipeline import PipelineWorkflow
+from workflows.snapshot import unpack
 
 LOCAL_ONLY = """
 name: quick
@@ -218,9 +219,10 @@ def written_memos(events: list[HistoryEvent]) -> list[dict[str, Any]]:
 async def test_a_parked_run_writes_its_start_and_memo_without_the_defaults(
     worker: Worker, client: Client, settings: Settings, registry: ToolRegistry
 ) -> None:
-    """A run's snapshot and its inbox line are written without the fields at their defaults,
-    and the count of gates left out of the memo only once there are some: a worker keeps
-    copies of these payloads for every run it caches. The inbox still reads the whole line."""
+    """A run's snapshot (packed) and its inbox line are written without the fields at their
+    defaults, and the count of gates left out of the memo only once there are some: a worker
+    keeps copies of these payloads for every run it caches. The inbox still reads the whole
+    line."""
     handle = await begin(client, settings, registry, GATED, like_api=True)
     await open_gate(handle, "b")
     events = await history(handle)
@@ -228,7 +230,7 @@ async def test_a_parked_run_writes_its_start_and_memo_without_the_defaults(
         events[0].workflow_execution_started_event_attributes.input.payloads[0].data
     )
     assert set(started) == {"definition", "input"}
-    step_b = started["definition"]["steps"][1]
+    step_b = json.loads(unpack(started["definition"]))["steps"][1]
     assert "pipeline" not in step_b and "retry" not in step_b  # None and unset in the YAML
     assert step_b["approval"] == {"approvers": ["role:ops"]}  # stage `before` is the default
     (memo,) = written_memos(events)

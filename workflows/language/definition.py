@@ -254,7 +254,7 @@ class Definition(_Strict):
             for k, v in props.items()
             if k not in given
         }
-        return {**missing, **given}
+        return {**missing, **given} if missing else given
 
     def step(self, step_id: str) -> StepSpec:
         for s in self.steps:

@@ -127,8 +127,9 @@ class StepRecord:
     def gates(self) -> list[GateRecord]:
         """Its own gate and its agent calls' gates."""
         own = [self.gate] if self.gate is not None else []
-        calls = self.agent.calls if self.agent is not None else []
-        return own + [c.gate for c in calls if c.gate is not None]
+        if self.agent is None:
+            return own
+        return own + [c.gate for c in self.agent.calls if c.gate is not None]
 
 
 class Stop(BaseModel):
@@ -179,6 +180,16 @@ class RunData(Trail):
     reserved_bytes: int = Field(0, description="bytes held for the calls out")
     grants: list[Grant] = Field(default_factory=list, description="standing grants at call gates")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The rules set a run's fields on every event (its revision, its byte counts, ...): a
+        # plain store, where pydantic's assignment also recorded each field set, in a set that
+        # grew with every cached run. Nothing reads which fields were set (what continues as
+        # new leaves out the defaults), and assignment is not validated either way.
+        if name in _RUN_FIELDS:
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     def step(self, step_id: str) -> StepRecord:
         return self.steps[step_id]
 
@@ -193,7 +204,8 @@ class RunData(Trail):
         out: list[StepRecord] = []
         for s in self.steps.values():
             out.append(s)
-            out.extend(s.items or ())
+            if s.items:
+                out.extend(s.items)
         return out
 
     def unit(self, unit_id: str) -> StepRecord | None:
@@ -208,7 +220,14 @@ class RunData(Trail):
 
     def gates(self) -> list[tuple[StepRecord, GateRecord]]:
         """Every unit's latest gate and every agent call's gate, with the unit it belongs to."""
-        return [(u, g) for u in self.units() for g in u.gates()]
+        # Every pass of the rules asks this several times: units without a gate or an agent
+        # loop (most of them) are passed over without a list made for each.
+        return [
+            (u, g)
+            for u in self.units()
+            if u.gate is not None or u.agent is not None
+            for g in u.gates()
+        ]
 
     def gate(self, gate_id: str) -> tuple[StepRecord, GateRecord] | None:
         """The gate `gate_id` names, with its unit: a step's, an item's or an agent call's."""
@@ -227,6 +246,9 @@ class RunData(Trail):
     def in_flight(self) -> list[StepRecord]:
         """Units whose tool call, child run or plan check is out and not yet back."""
         return [u for u in self.units() if u.call_out]
+
+
+_RUN_FIELDS = frozenset(RunData.model_fields)
 
 
 def _number(text: str) -> bool:

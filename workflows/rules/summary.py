@@ -36,6 +36,7 @@ from workflows.rules.bounds import (
 )
 from workflows.rules.pages import entry_view
 from workflows.rules.state import RunData, StepRecord, Trail
+from workflows.rules.turn import RunContext
 from workflows.rules.view import (
     NEVER,
     RunFacts,
@@ -50,10 +51,11 @@ from workflows.rules.view import (
 
 
 def status(
-    state: RunData, d: Definition, facts: RunFacts, now: datetime | None = None
+    state: RunData, d: Definition, facts: RunFacts | RunContext, now: datetime | None = None
 ) -> RunStatus:
     """The bounded status: the counts, open gates first, the latest steps and audit entries,
-    the latest grants (active or not as of `now`)."""
+    the latest grants (active or not as of `now`). `facts`: the run's ids, requester and
+    approval mode (its RunContext holds them)."""
     opened = own_open(state)
     own: list[Render[GateView]] = [
         partial(gate_view, g, spec, with_subject=True)

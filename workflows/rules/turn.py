@@ -17,7 +17,7 @@ from workflows.rules.gates import Notify
 from workflows.rules.state import RunData, StepRecord
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunContext:
     """Facts of the run that references and auto-approval read."""
 
