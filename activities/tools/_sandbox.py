@@ -39,7 +39,8 @@ _ETC = (
 _ETC_GLOBS = ("java-*-openjdk",)
 _PROBE_TIMEOUT_S = 10.0
 _PR_SET_DUMPABLE = 4
-_NICENESS = 10
+# The lowest priority there is: sixteen busy processes at 19 weigh less than one at 0.
+NICENESS = 19
 _SWEEP_ROUNDS = 50
 SWEEP_VAR = "STEPGATE_SHELL_RUN_TOKEN"
 
@@ -49,7 +50,7 @@ def _limits(settings: Settings) -> list[str]:
     return [
         # Below the worker's priority, so busy programs cannot starve its heartbeats.
         _tool("nice", "coreutils"),
-        f"--adjustment={_NICENESS}",
+        f"--adjustment={NICENESS}",
         _tool("prlimit"),
         # The soft CPU limit sends SIGXCPU (reported), the hard one a second later SIGKILL.
         f"--cpu={cpu}:{cpu + 1}",

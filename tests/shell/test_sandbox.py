@@ -164,6 +164,15 @@ async def test_run_stops_program_when_cpu_limit_is_reached(shell_acts: MakeActs)
     assert "the CPU limit (STEPGATE_SHELL_MAX_CPU_S)" in err.value.message
 
 
+async def test_run_puts_its_programs_at_the_lowest_priority(shell_acts: MakeActs) -> None:
+    """A program and what it starts run at niceness 19, below the worker (0): a busy step cannot
+    starve the worker's heartbeats."""
+    code = "import os, subprocess; print(os.nice(0), subprocess.check_output(['nice']).decode())"
+    result = await shell_acts().execute(make_call("shell.run", py(code)))
+    assert result.output["stdout"].split() == [str(_sandbox.NICENESS)] * 2
+    assert _sandbox.NICENESS == 19
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "code", "expected"),
     [

@@ -55,7 +55,7 @@ async def test_fork_bomb_fails_its_step_when_worker_keeps_running(
         ):
             result = await client.execute_workflow(
                 RunBeside.run,
-                BesideInput(call=bomb, probe=probe, heartbeat_timeout_s=1.0),
+                BesideInput(call=bomb, probe=probe, heartbeat_timeout_s=2.0),
                 id=f"bomb-{uuid.uuid4()}",
                 task_queue=task_queue,
             )
