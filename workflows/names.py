@@ -32,8 +32,8 @@ SA_PRIORITY_NAME = "StepgatePriority"
 # Memo key holding a summary of each open gate, so an inbox is one visibility call.
 MEMO_GATES = "stepgate_gates"
 # Open gates the memo lists at most (the most urgent, then the oldest); how many more are open is
-# under MEMO_GATES_MORE (written once it is not 0), and the run's status lists them all. A run with a thousand per-item gates
-# must not rewrite a thousand lines into its history at every vote.
+# under MEMO_GATES_MORE (written once it is not 0), and the run's status lists them all. A run
+# with a thousand per-item gates must not rewrite a thousand lines into its history at every vote.
 MEMO_GATES_MAX = 50
 MEMO_GATES_MORE = "stepgate_gates_more"
 
