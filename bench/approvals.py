@@ -10,8 +10,9 @@ server and API, approved straight through the Temporal client as many at once as
 batches keep in flight: the floor this machine sets with no interpreter and no API. Each kind
 runs on a worker process of its own (same code and settings), so neither's memory figures hold
 the other's leftovers. Printed for each kind: the worker's RSS per cached parked run, the parked
-run's history and the CPU of replaying it (bench/parked_cost.py); with `--baseline`, Stepgate's
-approvals per second, RSS per cached run and replay cost as ratios of the baseline's.
+run's history and the CPU of replaying it (bench/parked_cost.py: both kinds' histories in one
+fresh process, in alternating rounds); with `--baseline`, Stepgate's approvals per second, RSS
+per cached run and replay cost as ratios of the baseline's.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ async def measure(
         await start_api(stack)
         out: dict[str, Any] = {"runs": runs, "store": store}
         kinds: list[Kind] = ["baseline", "stepgate"] if baseline else ["stepgate"]
+        kept = {kind: workdir / f"parked-{kind}.json" for kind in kinds}
         for kind in kinds:
             worker = await start_worker(stack, f"worker-{kind}")
             out[kind] = await approve_phase(
-                stack, worker, runs, kind, profile=profile and kind == "stepgate"
+                stack, worker, runs, kind, kept[kind], profile=profile and kind == "stepgate"
             )
             await stop_worker(stack, worker)
+        for kind, ms in (await parked_cost.replay_apart(kept)).items():
+            out[kind]["parked_run"]["replay_ms"] = ms
         if baseline:
             out.update(parked_cost.ratios(out["stepgate"], out["baseline"]))
         out["settings"] = {k: v for k, v in os.environ.items() if k.startswith("STEPGATE_MAX_")}
@@ -77,9 +81,10 @@ async def measure(
 
 
 async def approve_phase(
-    stack: Stack, worker: Child, runs: int, kind: Kind, *, profile: bool
+    stack: Stack, worker: Child, runs: int, kind: Kind, keep: Path, *, profile: bool
 ) -> dict[str, Any]:
-    """Park `runs` runs of `kind`, approve them all, and say what it took."""
+    """Park `runs` runs of `kind`, approve them all, and say what it took; the last parked run's
+    history is kept at `keep`."""
     tag = uuid.uuid4().hex[:6]
     ids = [f"{stack.task_queue}-{kind}-{tag}-{i}" for i in range(runs)]
     warm = [f"{stack.task_queue}-{kind}-{tag}-warm-{i}" for i in range(WARMUP_RUNS)]
@@ -105,7 +110,7 @@ async def approve_phase(
         out["worker_rss_kib_per_cached_run"] = parked_cost.per_cached_run_kib(
             rss_before, rss_parked, cached
         )
-        out["parked_run"] = await parked_cost.parked_run(stack.client, ids[-1])
+        out["parked_run"] = await parked_cost.keep_parked_run(stack.client, ids[-1], keep)
         spy = spawn_profiler(stack, worker) if profile else None
         before = cpu_seconds(stack)
         started = time.perf_counter()
