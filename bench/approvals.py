@@ -65,15 +65,15 @@ async def measure(
         await start_api(stack)
         out: dict[str, Any] = {"runs": runs, "store": store}
         kinds: list[Kind] = ["baseline", "stepgate"] if baseline else ["stepgate"]
-        kept = {kind: workdir / f"parked-{kind}.json" for kind in kinds}
+        kept: dict[str, Path] = {kind: workdir / f"parked-{kind}.json" for kind in kinds}
         for kind in kinds:
             worker = await start_worker(stack, f"worker-{kind}")
             out[kind] = await approve_phase(
                 stack, worker, runs, kind, kept[kind], profile=profile and kind == "stepgate"
             )
             await stop_worker(stack, worker)
-        for kind, ms in (await parked_cost.replay_apart(kept)).items():
-            out[kind]["parked_run"]["replay_ms"] = ms
+        for name, ms in (await parked_cost.replay_apart(kept)).items():
+            out[name]["parked_run"]["replay_ms"] = ms
         if baseline:
             out.update(parked_cost.ratios(out["stepgate"], out["baseline"]))
         out["settings"] = {k: v for k, v in os.environ.items() if k.startswith("STEPGATE_MAX_")}
