@@ -22,11 +22,10 @@ from temporalio.worker import Replayer
 
 from activities.config import Settings
 from bench.baseline import GatedBaselineWorkflow
+from bench.stack import ROOT
 from worker import workflow_runner
 from workflows.client import make_data_converter
 from workflows.pipeline import PipelineWorkflow
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # Replays of each parked run's history per round: enough that the replayer's own start is spread
 # thin; the first round only warms caches, and each kind's best round counts.

@@ -16,6 +16,20 @@ from workflows.rules.state import GateRecord, Result, RunData, StepRecord, new_s
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def facts(
+    workflow_id: str, run_id: str, requester: Principal | None, approval_mode: str
+) -> RunContext:
+    """A run's context with just what a status shows of it: its ids, requester and mode."""
+    return RunContext(
+        workflow_id,
+        run_id,
+        "test",
+        T0.isoformat(),
+        requester=requester,
+        approval_mode=approval_mode,
+    )
+
+
 def definition(text: str) -> Definition:
     return Definition.model_validate(yaml.safe_load(text))
 

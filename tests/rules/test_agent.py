@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.rules.agent_sim import PAGE, READ, RESTART, AgentSim, agent_def
+from tests.rules.sim import facts as sim_facts
 from workflows.rules import agent, lifecycle
 from workflows.rules.gates import next_due
 from workflows.rules.records import Result
@@ -365,7 +366,7 @@ def test_call_tool_effects_carry_the_idempotent_call_number() -> None:
 def test_the_status_and_the_calls_page_stay_bounded_whatever_the_calls_hold() -> None:
     """A hundred calls with arguments of 60 KB each: the status stays under its bound (the step
     shows its latest calls as far as they fit) and each calls page under a page's bytes."""
-    from workflows.rules import pages, summary, view
+    from workflows.rules import pages, summary
     from workflows.rules.bounds import PAGE_BYTES, STATUS_MAX_BYTES, size
     from workflows.rules.pages import PageInput
 
@@ -377,7 +378,7 @@ def test_the_status_and_the_calls_page_stay_bounded_whatever_the_calls_hold() ->
             sim.done(call.n, {"ok": True})
         if sim.rec.storing:
             sim.stored()
-    facts = view.RunFacts("wf-1", "run-1", None, "manual")
+    facts = sim_facts("wf-1", "run-1", None, "manual")
     status = summary.status(sim.state, sim.d, facts, sim.now)
     assert size(status) <= STATUS_MAX_BYTES
     step = status.steps[0]

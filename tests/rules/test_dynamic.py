@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
+from tests.rules.sim import facts as sim_facts
 from workflows.models import LifecycleInput, Principal
 from workflows.rules import lifecycle, summary, view
 from workflows.rules.gates import gate_spec, next_due
@@ -288,7 +289,7 @@ def test_status_shows_items_and_iterations() -> None:
     sim = Sim(EACH % "", FILES)
     sim.advance()
     sim.succeed("write.0", {"v": 1})
-    facts = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
+    facts = sim_facts("wf-1", "run-1", Principal(principal="req"), "manual")
     step = summary.status(sim.state, sim.d, facts).steps[0]
     assert [(i.index, i.state) for i in step.items or []] == [
         (0, "succeeded"),

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from tests.rules.sim import T0, Sim
+from tests.rules.sim import facts as sim_facts
 from workflows.language.definition import Definition
 from workflows.models import AuditEntry, Principal, Vote
 from workflows.names import StepState
@@ -17,7 +18,7 @@ from workflows.rules.governed import GovernedInput, GovernedState
 from workflows.rules.pages import PageInput, RunPage
 from workflows.rules.state import CompensationView, PlanRecord, RunData
 
-FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
+FACTS = sim_facts("wf-1", "run-1", Principal(principal="req"), "manual")
 ITEMS = 1_000
 # JSON writes a control character as \u0000: six bytes for one character.
 WORST = "\x00"
@@ -144,7 +145,7 @@ def test_status_with_every_field_at_its_worst_stays_under_the_bound() -> None:
         sim.state.record(entry.model_copy(update={"patch": {"p": long * 12}, "roles": [long] * 50}))
     sim.state.output = {"out": long * 100}
     sim.state.error = long * 100
-    facts = view.RunFacts(long, "run-1", Principal(principal=long, roles=[long] * 100), "manual")
+    facts = sim_facts(long, "run-1", Principal(principal=long, roles=[long] * 100), "manual")
     status = summary.status(sim.state, sim.d, facts)
     assert _json(status) <= STATUS_MAX_BYTES
     assert status.output is None and status.output_truncated

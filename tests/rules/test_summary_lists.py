@@ -7,11 +7,12 @@ from datetime import timedelta
 
 from tests.rules.agent_sim import AgentSim, agent_def
 from tests.rules.sim import Sim
+from tests.rules.sim import facts as sim_facts
 from workflows.agent_models import GrantSpec
 from workflows.models import AuditEntry, GateSummary, Principal
-from workflows.rules import bounds, lifecycle, summary, view
+from workflows.rules import bounds, lifecycle, summary
 
-FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
+FACTS = sim_facts("wf-1", "run-1", Principal(principal="req"), "manual")
 MANY = bounds.STATUS_STEPS + 10
 
 
@@ -129,9 +130,9 @@ def test_status_shows_the_requester_within_its_bounds() -> None:
     sim = Sim("name: one\nsteps: [{id: a, tool: t.x}]")
     roles = [f"r{k}" for k in range(bounds.ROLES + 3)]
     who = Principal(principal="n" * (bounds.NAME_CHARS + 5), roles=roles)
-    facts = view.RunFacts("wf-1", "run-1", who, "manual")
+    facts = sim_facts("wf-1", "run-1", who, "manual")
     shown = summary.status(sim.state, sim.d, facts).requester
     assert shown == Principal(
         principal="n" * (bounds.NAME_CHARS - 1) + "…", roles=roles[: bounds.ROLES]
     )
-    assert summary.status(sim.state, sim.d, view.RunFacts("w", "r", None, "auto")).requester is None
+    assert summary.status(sim.state, sim.d, sim_facts("w", "r", None, "auto")).requester is None

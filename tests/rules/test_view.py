@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.rules.sim import T0, Sim
+from tests.rules.sim import facts as sim_facts
 from workflows.contract import RunState
 from workflows.models import AuditEntry, GateSummary, Principal
 from workflows.rules import bounds, lifecycle, pages, summary, view
@@ -16,7 +17,7 @@ steps:
   - {id: c, tool: t.x, needs: [a, b]}
 """
 
-FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
+FACTS = sim_facts("wf-1", "run-1", Principal(principal="req"), "manual")
 
 
 def test_run_state_follows_the_state() -> None:

@@ -9,11 +9,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from tests.rules.sim import T0, Sim
+from tests.rules.sim import facts as sim_facts
 from workflows.models import CompensationView, GateSummary, Principal, Vote, VoteLine
 from workflows.rules import lifecycle, pages, summary, view, votes
 from workflows.rules.state import Result
 
-FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
+FACTS = sim_facts("wf-1", "run-1", Principal(principal="req"), "manual")
 
 
 def fields(model: BaseModel, expected: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.rules.sim import T0, Sim
+from tests.rules.sim import facts as sim_facts
 from workflows.models import GateView, ItemView, IterationView, Principal
 from workflows.rules import lifecycle, pages, summary, view
 from workflows.rules.gates import Notify
 from workflows.rules.pages import PageInput
 from workflows.rules.state import Iteration, PlanRecord, Result
 
-FACTS = view.RunFacts("wf-1", "run-1", Principal(principal="req"), "manual")
+FACTS = sim_facts("wf-1", "run-1", Principal(principal="req"), "manual")
 
 ITEMS = """
 name: items

@@ -39,7 +39,6 @@ from workflows.rules.state import RunData, StepRecord, Trail
 from workflows.rules.turn import RunContext
 from workflows.rules.view import (
     NEVER,
-    RunFacts,
     child_gate_view,
     gate_view,
     moved,
@@ -51,7 +50,7 @@ from workflows.rules.view import (
 
 
 def status(
-    state: RunData, d: Definition, facts: RunFacts | RunContext, now: datetime | None = None
+    state: RunData, d: Definition, facts: RunContext, now: datetime | None = None
 ) -> RunStatus:
     """The bounded status: the counts, open gates first, the latest steps and audit entries,
     the latest grants (active or not as of `now`). `facts`: the run's ids, requester and

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,6 @@ from workflows.models import (
     GateView,
     ItemView,
     IterationView,
-    Principal,
     StepView,
     Vote,
 )
@@ -48,14 +46,6 @@ from workflows.rules.votes import GATE_STATE, STOP, live, shown_as
 DETAIL_VOTES = 5
 # Before anything moved.
 NEVER = datetime.min.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    workflow_id: str
-    run_id: str
-    requester: Principal | None
-    approval_mode: str
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
