@@ -531,6 +531,37 @@ output: {n: "${steps.remote.output.n}", optional: "${steps.optional.status}"}
 )
 
 
+@scenario(
+    "packed_snapshot_parked_and_approved",
+    """
+name: packed
+steps:
+  - id: fetch
+    tool: data.echo
+    local: true
+    with: {value: "${input.who}"}
+  - id: deploy
+    needs: [fetch]
+    tool: data.echo
+    local: true
+    approval: {stage: before, approvers: ["role:ops"]}
+    with: {value: "${steps.fetch.output.value}"}
+  - id: verify
+    needs: [deploy]
+    tool: data.echo
+    local: true
+    with: {value: "${steps.deploy.output.value}"}
+output: {value: "${steps.verify.output.value}"}
+""",
+)
+async def _packed(client: Client, handle: Handle) -> None:
+    """The shape every run has had since its input went compact and its snapshots packed: a
+    parked run (its memo and search attributes written without defaults) approved by update,
+    then its local calls to the end."""
+    await open_gate(handle, "deploy")
+    await decide(handle, "deploy", "approve", actor="alice")
+
+
 SCENARIOS.update(AGENT_SCENARIOS)
 SCENARIOS.update(CHANNEL_SCENARIOS)
 
