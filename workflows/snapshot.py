@@ -47,19 +47,21 @@ def pack(definition: Definition) -> str:
     return base64.b64encode(zlib.compress(to_json(compact(definition)), 9)).decode("ascii")
 
 
-def unpack(packed: str) -> bytes:
+def unpack(packed: str, limit: int = MAX_SNAPSHOT_BYTES) -> bytes:
     """The JSON a packed snapshot holds; ValueError when it is not one or would inflate past
-    MAX_SNAPSHOT_BYTES."""
+    `limit` bytes (at most MAX_SNAPSHOT_BYTES)."""
+    limit = min(limit, MAX_SNAPSHOT_BYTES)
+    if limit < 1:  # zlib reads a max_length of 0 as no limit at all
+        raise ValueError("no room left to unpack a definition snapshot")
     try:
         deflated = base64.b64decode(packed, validate=True)
         inflater = zlib.decompressobj()
-        text = inflater.decompress(deflated, MAX_SNAPSHOT_BYTES)
+        text = inflater.decompress(deflated, limit)
     except (binascii.Error, zlib.error, ValueError) as err:
         raise ValueError(f"not a packed definition snapshot: {err}") from None
     if inflater.unconsumed_tail or not inflater.eof:
         raise ValueError(
-            f"a packed definition snapshot must unpack whole to at most {MAX_SNAPSHOT_BYTES} "
-            "bytes of JSON"
+            f"a packed definition snapshot must unpack whole to at most {limit} bytes of JSON"
         )
     return text
 

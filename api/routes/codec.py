@@ -4,7 +4,8 @@ Checking and converting payloads is CPU work in proportion to their number (1 Mi
 empty payloads took about 1 s, on the event loop), so a request holds at most MAX_PAYLOADS (the
 Web UI and the CLI send the few payloads of one event at a time), and the work runs in a
 validation thread under the caller's parse slot: the body is read as the JSON StrictJson parsed,
-and the answer is written there too.
+and the answer is written there too, with /decode writing packed definition snapshots out as
+JSON for display (api/snapshot_view.py, bounded per request).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from api.errors import ApiError
 from api.guards import parsed_json, was_parsed
 from api.schemas.codec import MAX_PAYLOADS, CodecPayloads
 from api.schemas.common import ERRORS
+from api.snapshot_view import expand_snapshots
 from api.state import ApiState
 
 router = APIRouter(prefix="/codec", tags=["codec"], responses=ERRORS)
@@ -48,7 +50,9 @@ def _codec(state: ApiState, encode: bool) -> Transform:
     return state.codec.encode if encode else state.codec.decode
 
 
-async def _apply(request: Request, parse: ParseDep, transform: Transform) -> Response:
+async def _apply(
+    request: Request, parse: ParseDep, transform: Transform, *, show: bool = False
+) -> Response:
     document = parsed_json(request.scope)
     if not was_parsed(document):
         raise RequestValidationError(
@@ -67,7 +71,7 @@ async def _apply(request: Request, parse: ParseDep, transform: Transform) -> Res
         out = await transform(list(message.payloads))
     except (ValueError, DecodeError, InvalidTag) as err:
         raise ApiError(422, "codec_failed", f"payloads could not be transformed: {err}") from None
-    return Response(await parse.run(_to_json, out), media_type="application/json")
+    return Response(await parse.run(_to_json, out, show), media_type="application/json")
 
 
 def _to_message(document: Any) -> Payloads:
@@ -86,7 +90,9 @@ def _to_message(document: Any) -> Payloads:
         ) from None
 
 
-def _to_json(payloads: list[Payload]) -> bytes:
+def _to_json(payloads: list[Payload], show: bool) -> bytes:
+    if show:
+        payloads = expand_snapshots(payloads)
     result = json_format.MessageToDict(Payloads(payloads=payloads))
     return (
         CodecPayloads.model_validate({"payloads": result.get("payloads", [])})
@@ -103,5 +109,6 @@ async def encode(_: ReaderDep, state: StateDep, request: Request, parse: ParseDe
 
 @router.post("/decode", response_model=CodecPayloads, openapi_extra=_BODY_DOC)
 async def decode(_: ReaderDep, state: StateDep, request: Request, parse: ParseDep) -> Response:
-    """Decrypt payloads for display (unchanged when no key is set)."""
-    return await _apply(request, parse, _codec(state, encode=False))
+    """Decrypt payloads for display (unchanged when no key is set); a run input's packed
+    definition snapshots are written out as JSON (api/snapshot_view.py)."""
+    return await _apply(request, parse, _codec(state, encode=False), show=True)
