@@ -17,6 +17,7 @@ from typing import Any, TypeVar, get_args
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from workflows import tracing
     from workflows.models import Decision, GateRefusal
     from workflows.names import GOVERNED_PIPELINE
     from workflows.rules.governed import GovernedState
@@ -111,6 +112,7 @@ class RunMetrics:
 
     def __init__(self, pipeline: str, trail: Trail) -> None:
         self.pipeline = pipeline_label(pipeline)
+        self._name = pipeline  # for a gate's span, which names any pipeline
         self._trail = trail
         self._lookup = _gates_of(trail)
         self._seen = trail.audit_total
@@ -163,7 +165,8 @@ class RunMetrics:
             _seconds(GATE_DECISION, "seconds from a gate's opening to its close", wait, labels)
 
     def observe(self) -> None:
-        """Count what the run's clock did since the last look (its audit entries)."""
+        """Count what the run's clock did since the last look (its audit entries); a gate its
+        deadline closed gets its span (workflows/tracing.py)."""
         trail = self._trail
         new = trail.audit_total - self._seen
         if new <= 0:
@@ -175,8 +178,12 @@ class RunMetrics:
                 outcome = _bounded(entry.action, ACTIONS)
                 _count(TIMEOUTS, "gates closed by their deadline", {**labels, "outcome": outcome})
                 found = self._lookup(entry.gate or "")
-                if found is not None and found[1].outcome is not None:
-                    self._closed(found[1], "timeout")
+                gate = found[1] if found is not None else None
+                if gate is not None and gate.outcome is not None:
+                    self._closed(gate, "timeout")
+                    if gate.decided_at is not None:
+                        action = entry.action or gate.outcome
+                        tracing.gate_closed(self._name, action, gate, gate.decided_at, "timeout")
             elif entry.kind == "escalation":
                 _count(ESCALATIONS, "gates escalated at their deadline", labels)
             elif entry.kind == "reminder":

@@ -1,5 +1,6 @@
 """Traces from workflow code: one span for each gate, from its opening to the decision that closed
-it, in the run's trace and linked to the request that sent that decision.
+it, in the run's trace and linked to the request that sent that decision, or to the deadline
+that closed it (`stepgate.gate.closed_by`: `decision` or `timeout`).
 
 Workflow code never holds a span open (a span cannot outlive a replay): when a decision closes a
 gate, its handler hands the extern function the tracing interceptor registers
@@ -11,8 +12,8 @@ way round. Without the interceptor (tracing off) there is no extern function and
 dictionary lookup.
 
 What a gate span carries is bounded and free of data: the gate's id, step, stage, round and
-priority, the outcome and the deciding action, how many principals decided it (not who), the
-wait in seconds and the pipeline's name; never a subject, a patch, an answer or a comment.
+priority, the outcome and the deciding action, what closed it, how many principals decided it
+(not who), the wait in seconds and the pipeline's name; never a subject, a patch, an answer or a comment.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def _ns(at: datetime) -> int:
     return (at - EPOCH) // timedelta(microseconds=1) * 1_000
 
 
-def gate_attributes(pipeline: str, action: str, gate: GateRecord, wait_s: float) -> Attributes:
+def gate_attributes(
+    pipeline: str, action: str, gate: GateRecord, wait_s: float, by: str = "decision"
+) -> Attributes:
     info = workflow.info()
     return {
         "temporalWorkflowID": info.workflow_id,
@@ -77,12 +80,16 @@ def gate_attributes(pipeline: str, action: str, gate: GateRecord, wait_s: float)
         "stepgate.gate.deciders": len(gate.decided_by),
         "stepgate.gate.wait_s": wait_s,
         "stepgate.decision.action": action,
+        "stepgate.gate.closed_by": by,
     }
 
 
-def gate_closed(pipeline: str, action: str, gate: GateRecord, at: datetime) -> None:
+def gate_closed(
+    pipeline: str, action: str, gate: GateRecord, at: datetime, by: str = "decision"
+) -> None:
     """From the handler of a decision taken at `at`: a span for `gate` if that decision closed
-    it (tracing on, not replaying)."""
+    it (tracing on, not replaying). `by="timeout"` from the run's loop, when the gate's deadline
+    closed it with `action` (its on_timeout); such a span links to no request."""
     emit = workflow.extern_functions().get(GATE_SPAN)
     if emit is None or gate.outcome is None or gate.decided_at != at:
         return
@@ -95,8 +102,8 @@ def gate_closed(pipeline: str, action: str, gate: GateRecord, at: datetime) -> N
         GateSpan(
             name=f"gate {gate.step}",
             parent=parent,
-            link=DECISION_TRACE.get(),
-            attributes=gate_attributes(pipeline, action, gate, round(wait_s, 3)),
+            link=DECISION_TRACE.get() if by == "decision" else None,
+            attributes=gate_attributes(pipeline, action, gate, round(wait_s, 3), by),
             start_ns=_ns(gate.opened_at),
             end_ns=_ns(at),
         )

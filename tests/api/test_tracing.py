@@ -196,6 +196,7 @@ async def test_one_run_is_one_trace_from_the_request_to_the_tool_call(
         "stepgate.gate.outcome": "approve",
         "stepgate.gate.deciders": 1,
         "stepgate.decision.action": "approve",
+        "stepgate.gate.closed_by": "decision",
     }
     assert (span.start_time, span.end_time) == (ns(gate["opened_at"]), ns(gate["decided_at"]))
     assert attrs["stepgate.gate.wait_s"] == pytest.approx(
@@ -240,6 +241,52 @@ async def test_a_run_started_untraced_has_its_gate_span_in_the_deciding_requests
     gate = named(spans, "gate fetch")
     assert parent_of(spans, gate) is named(spans, "StartWorkflowUpdate:submit_decision")
     assert gate.links == ()
+
+
+async def test_a_gate_closed_by_its_deadline_is_a_span_of_the_run_linked_to_no_request(
+    client: Client, api_settings: Settings, registry: ToolRegistry, as_: Auth, team: str
+) -> None:
+    """Nobody decides: the gate's deadline closes it with its on_timeout action, and its span,
+    from open to that close, sits in the run's trace under the run's start, says it was closed
+    by the timeout (its one decider the system's), and links to no request. Exactly one, though the worker
+    replays the run after an eviction."""
+    raw = {
+        "name": "deadline",
+        "steps": [
+            {
+                "id": "ship",
+                "tool": "test.echo",
+                "with": {"ref": "x"},
+                "approval": {
+                    "approvers": [f"role:{team}"],
+                    "timeout": "1s",
+                    "on_timeout": "reject",
+                },
+            }
+        ],
+    }
+    with recording() as exporter:
+        async with stack(client, api_settings, registry) as http:
+            r = await http.post("/workflows", json={"definition": raw}, headers=as_("root"))
+            assert r.status_code == 201, r.text
+            workflow_id = r.json()["workflow_id"]
+            await wait_state(http, workflow_id, "failed", as_("alice"))
+            page = await http.get(f"/workflows/{workflow_id}/gates", headers=as_("alice"))
+        spans = exporter.get_finished_spans()
+    gates = [s for s in spans if s.name == "gate ship"]
+    assert len(gates) == 1
+    span = gates[0]
+    assert parent_of(spans, span) is named(spans, "StartWorkflow:PipelineWorkflow")
+    assert span.links == ()
+    attrs = dict(span.attributes or {})
+    assert attrs["stepgate.gate.closed_by"] == "timeout"
+    assert attrs["stepgate.gate.outcome"] == "reject"
+    assert attrs["stepgate.decision.action"] == "reject"
+    (gate,) = page.json()["entries"]
+    assert gate["decided_by"] == "system:timeout"
+    assert attrs["stepgate.gate.deciders"] == 1
+    assert attrs["stepgate.gate.wait_s"] >= 1.0  # type: ignore[operator]
+    assert (span.start_time, span.end_time) == (ns(gate["opened_at"]), ns(gate["decided_at"]))
 
 
 async def test_spans_carry_no_secret_payload_query_token_or_header(
