@@ -230,6 +230,28 @@ def test_dynamic_step_fields_are_checked_with_their_paths() -> None:
                 "approval": {"approvers": ["role:ops"], "stage": "on_failure", "per_item": False},
             },
             {"id": "h", "pipeline": {"definition": "not a ref", "allowed_tools": ["data.echo"]}},
+            {
+                "id": "i",
+                "for_each": "${input.files}",
+                "tool": "data.echo",
+                "approval": {
+                    "approvers": ["role:ops"],
+                    "stage": "after",
+                    "per_item": False,
+                    "allow": ["approve", "retry", "modify"],
+                },
+            },
+            {
+                "id": "j",
+                "pipeline": {"definition": "${input.plan}", "allowed_tools": ["data.echo"]},
+                "approval": {"approvers": ["role:ops"], "allow": ["approve", "modify"]},
+            },
+            {
+                "id": "k",
+                "for_each": "${input.files}",
+                "tool": "data.echo",
+                "approval": {"approvers": ["role:ops"], "stage": "after", "allow": ["retry"]},
+            },
         ],
     }
     found = {str(i) for i in validate_definition(raw, default_registry(entry_points=False)).errors}
@@ -243,8 +265,12 @@ def test_dynamic_step_fields_are_checked_with_their_paths() -> None:
         "steps[5]: max_parallel on a step bounds its for_each items: it needs for_each",
         "steps[6]: approval.per_item: false does not go with stage on_failure (failures are per item)",
         "steps[7].pipeline.definition: must be one reference like ${steps.<id>.output.<path>}, got 'not a ref'",
+        "steps[8]: approval.allow: ['retry', 'modify'] not offered at a gate over a whole for_each list (per_item: false): its subject cannot be patched or run again",
+        "steps[9]: approval.allow: ['modify'] not offered at a plan's gate: its subject cannot be patched or run again",
     }
     assert expected <= found, "\n".join(sorted(found))
+    # One gate per item may retry its item: nothing said of steps[10].
+    assert not [e for e in found if e.startswith("steps[10]")]
 
 
 def pinned(doc: str, tools: ToolRegistry) -> dict[str, bool | None]:

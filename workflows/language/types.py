@@ -24,6 +24,9 @@ STAGE_ACTIONS: dict[str, tuple[str, ...]] = {
     "after": ("approve", "reject", "modify", "retry", "skip", "cancel"),
     "on_failure": ("retry", "skip", "reject", "cancel"),
 }
+# What patches or reruns a gate's subject: a gate over a whole for_each list, and a plan's gate,
+# do not offer these (a changed list or plan cannot be applied item by item or checked again).
+PATCHING_ACTIONS = ("modify", "retry")
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 PRINCIPAL_PATTERN = r"^(role|user):[^\s:]+$"
 

@@ -10,6 +10,7 @@ from typing import Any
 from workflows.language.agent import CALL_ACTIONS, function_name
 from workflows.language.definition import ApprovalSpec, Definition, Stage
 from workflows.language.durations import parse_duration
+from workflows.language.types import PATCHING_ACTIONS
 from workflows.models import AuditEntry
 from workflows.names import StepState
 from workflows.rules.bounds import cut
@@ -48,7 +49,7 @@ def gate_spec(d: Definition, gate: GateRecord) -> ApprovalSpec | None:
     is_plan = step.pipeline is not None and not isinstance(step.pipeline, str)
     if not (whole_list or is_plan):
         return spec
-    narrowed = [a for a in spec.actions() if a not in ("modify", "retry")]
+    narrowed = [a for a in spec.actions() if a not in PATCHING_ACTIONS]
     return spec.model_copy(update={"allow": narrowed})
 
 
