@@ -98,13 +98,13 @@ def step_conflicts(values: Mapping[str, Any]) -> list[str]:
             out.append("repeat needs max_iterations or timeout (or both)")
     approval = values.get("approval")
     fields = approval if isinstance(approval, Mapping) else getattr(approval, "__dict__", {})
-    whole_list = each and fields.get("per_item") is False
-    if whole_list and (fields.get("stage") or "before") == "on_failure":
+    if fields.get("per_item") is False and (fields.get("stage") or "before") == "on_failure":
         out.append(
             "approval.per_item: false does not go with stage on_failure (failures are per item)"
         )
     allow = fields.get("allow")
     narrowed = [a for a in allow if a in PATCHING_ACTIONS] if isinstance(allow, list) else []
+    whole_list = each and fields.get("per_item") is False
     if narrowed and (whole_list or plan):
         where = (
             "a gate over a whole for_each list (per_item: false)" if whole_list else "a plan's gate"
