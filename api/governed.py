@@ -13,6 +13,8 @@ from activities.documents import parse_document
 from activities.registry import ToolRegistry
 from api.auth import Caller
 from api.errors import invalid
+from api.model_check import governed_model_issues, refuse_without_llm
+from workflows.language.definition import Definition
 from workflows.language.plans import plan_issues
 from workflows.language.policy import Policy
 from workflows.language.validation import Issue, loc_to_path, validate_definition, validate_input
@@ -79,6 +81,7 @@ def build_governed(
     """Everything checked at once: the policy, the tools, a proposed plan (422 with each path)."""
     policy = load_policy(settings.stepgate_definitions_dir, policy_name or DEFAULT_POLICY)
     tools = tools_for(policy, registry)
+    checked: Definition | None = None
     if plan is not None:
         problems = [
             Issue(f"plan.{where}" if message else "plan", message or where)
@@ -90,6 +93,7 @@ def build_governed(
             )
         ]
         report = validate_definition(plan, registry, catalog={})
+        checked = report.definition
         problems += [
             Issue(f"plan.{i.path}" if i.path else "plan", i.message) for i in report.errors
         ]
@@ -101,6 +105,10 @@ def build_governed(
             ]
         if problems:
             raise invalid(problems, "the proposed plan is not valid")
+    # A run that would fail at its first model call is refused now, naming what to set.
+    refuse_without_llm(
+        lambda: governed_model_issues(checked, policy), settings, "this governed run"
+    )
     return GovernedInput(
         request=request,
         context=context,

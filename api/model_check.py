@@ -1,4 +1,5 @@
-"""A pipeline that asks an LLM is refused at start when this API has no LLM endpoint.
+"""A pipeline, or a governed run, that asks an LLM is refused at start when this API has no LLM
+endpoint.
 
 The API cannot see the worker's settings, so it checks its own: a deployment passes the same
 `STEPGATE_LLM_BASE_URL` and `STEPGATE_LLM_MODEL` to both (docker-compose.yml does). Without
@@ -6,9 +7,12 @@ the check such a run would start, then fail at its first model call on the worke
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from activities.config import Settings
 from api.errors import ApiError
 from workflows.language.definition import Definition
+from workflows.language.policy import Policy
 from workflows.language.reach import model_calls
 from workflows.language.validation import Issue
 
@@ -38,19 +42,38 @@ def model_issues(definition: Definition, pipelines: dict[str, Definition]) -> li
     return issues
 
 
+def governed_model_issues(plan: Definition | None, policy: Policy) -> list[Issue]:
+    """Where a governed run would ask a model: the planner when no plan is given, the policy's
+    LLM assessor, and the given plan's own model calls (paths under `plan`)."""
+    issues: list[Issue] = []
+    if plan is None:
+        issues.append(Issue("plan", "no plan is given: the LLM planner writes one"))
+    else:
+        issues += [Issue(f"plan.{i.path}", i.message) for i in model_issues(plan, {})]
+    if policy.llm_assessor:
+        issues.append(Issue("policy", f"policy {policy.name!r} has an LLM assessor"))
+    return issues
+
+
 def check_model_settings(
     definition: Definition, pipelines: dict[str, Definition], settings: Settings
 ) -> None:
     """422 `llm_not_configured` naming the missing settings and each place that needs them."""
+    refuse_without_llm(lambda: model_issues(definition, pipelines), settings, "this pipeline")
+
+
+def refuse_without_llm(issues_of: Callable[[], list[Issue]], settings: Settings, what: str) -> None:
+    """422 `llm_not_configured` when this API lacks an LLM setting and `issues_of()` names a
+    place that needs one (only looked for when a setting is missing)."""
     missing = missing_llm_settings(settings)
     if not missing:
         return
-    issues = model_issues(definition, pipelines)
+    issues = issues_of()
     if not issues:
         return
     names = " and ".join(missing)
     message = (
-        f"this pipeline needs an LLM, and this API has no LLM endpoint: set {names} for the API "
+        f"{what} needs an LLM, and this API has no LLM endpoint: set {names} for the API "
         "and the worker (the API checks its own settings; the worker asks the model)"
     )
     details = [{"path": i.path, "message": i.message} for i in issues]

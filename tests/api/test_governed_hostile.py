@@ -11,6 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
+
+from activities.config import Settings
+from tests.api.conftest import Serve
 
 from tests.api.test_governed import (  # noqa: F401  (fixtures used by name)
     Auth,
@@ -343,3 +347,47 @@ async def test_a_plans_task_queue_is_refused_unless_the_policy_allows_it(
     assert r.status_code == 201, r.text
     done = await phase(gov, as_, r.json()["workflow_id"], "completed")
     assert done["output"] == "x"
+
+
+ASKING_PLAN: dict[str, Any] = {
+    "name": "ask",
+    "steps": [
+        {
+            "id": "ask",
+            "tool": "llm.chat",
+            "with": {"messages": [{"role": "user", "content": "summarize"}]},
+        }
+    ],
+}
+
+
+async def test_a_governed_run_that_needs_an_llm_is_refused_when_the_api_has_none(
+    client: Client,
+    api_settings: Settings,
+    serve: Serve,
+    as_: Auth,
+    keys: dict[str, str],  # noqa: F811  (the fixture imported above)
+    definitions: Path,
+) -> None:
+    """With no LLM endpoint on the API: no plan (the planner would write one), a plan with an
+    llm.chat step, and a policy with an LLM assessor are each a 422 `llm_not_configured` naming
+    where the model is needed and the setting to set; a plan asking no model, under a policy
+    without an assessor, starts."""
+    (definitions / "policies" / "assessed.yaml").write_text("name: assessed\nllm_assessor: true\n")
+    bare = api_settings.model_copy(update={"stepgate_llm_base_url": "", "stepgate_llm_model": ""})
+    async with serve(bare) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        cases: list[tuple[dict[str, Any], list[str]]] = [
+            ({}, ["plan"]),
+            ({"plan": ASKING_PLAN}, ["plan.steps[0].tool"]),
+            ({"plan": ECHO_PLAN, "context": {"text": "x"}, "policy": "assessed"}, ["policy"]),
+        ]
+        for body, paths in cases:
+            r = await start(http, as_, "olga", **body)
+            assert r.status_code == 422, r.text
+            error = r.json()["error"]
+            assert error["code"] == "llm_not_configured", error
+            assert "STEPGATE_LLM_BASE_URL" in error["message"]
+            assert fields(r) == paths
+        r = await start(http, as_, "olga", plan=ECHO_PLAN, context={"text": "x"})
+        assert r.status_code == 201, r.text
+    await client.get_workflow_handle(r.json()["workflow_id"]).terminate("test over")
