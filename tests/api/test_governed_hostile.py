@@ -15,7 +15,6 @@ from temporalio.client import Client
 
 from activities.config import Settings
 from tests.api.conftest import Serve
-
 from tests.api.test_governed import (  # noqa: F401  (fixtures used by name)
     Auth,
     gov,
