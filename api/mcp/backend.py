@@ -88,11 +88,19 @@ class Backend:
         self._schemas: dict[tuple[str, int], tuple[float, Pipeline]] = {}
 
     async def call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """One request; its JSON answer, or a ToolError saying what the API refused and why."""
         try:
-            response = await self.http.request(method, path, params=params, json=body)
+            response = await self.http.request(
+                method, path, params=params, json=body, headers=headers
+            )
         except httpx.HTTPError as err:
             raise ToolError(
                 f"cannot reach the Stepgate API at {self.http.base_url}: {type(err).__name__}"
@@ -126,9 +134,13 @@ class Backend:
         return found
 
     async def decide(self, workflow_id: str, gate: str, body: dict[str, Any]) -> Any:
-        """Decide a gate as the key's principal (the route checks who may)."""
+        """Decide a gate as the key's principal (the route checks who may), audited as come
+        through MCP."""
         return await self.call(
-            "POST", f"/workflows/{segment(workflow_id)}/gates/{segment(gate)}", body=body
+            "POST",
+            f"/workflows/{segment(workflow_id)}/gates/{segment(gate)}",
+            body=body,
+            headers={"Stepgate-Channel": "mcp"},
         )
 
     async def acting_for(self, caller: Caller, approvers: list[str], voted: list[str]) -> list[str]:

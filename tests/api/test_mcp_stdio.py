@@ -30,7 +30,7 @@ async def test_stdio_permitted_key_decides_and_others_are_sent_to_the_page(
     served: str, keys: dict[str, str], as_: Auth
 ) -> None:
     """Over stdio: dora (decide_via_mcp) starts `gated`, sees its gate in her approvals,
-    decides it and sees the run complete; bob (no such permission) is not offered `decide`,
+    decides it (audited as come through MCP) and sees the run complete; bob (no such permission) is not offered `decide`,
     is refused it, is sent to the gate's page by review_gate, and his in-band "approve"
     decides nothing; vic (a viewer) is refused a start."""
     async with over_stdio(served, DORA) as mcp:
@@ -53,6 +53,17 @@ async def test_stdio_permitted_key_decides_and_others_are_sent_to_the_page(
             lambda r: data(r)["state"] == "completed",
             "the run completed",
         )
+    async with httpx.AsyncClient(base_url=served) as http:
+        audit = (await http.get(f"/workflows/{workflow_id}/audit", headers=as_("vic"))).json()
+        # The route takes `mcp` alone as a declared channel: anything else is a 422 naming it.
+        bad = await http.post(
+            f"/workflows/{workflow_id}/gates/release",
+            json={"action": "approve"},
+            headers={**as_("vic"), "Stepgate-Channel": "slack"},
+        )
+    (decision,) = [e for e in audit["entries"] if e["kind"] == "decision"]
+    assert (decision["actor"], decision["channel"]) == ("dora", "mcp"), decision
+    assert bad.status_code == 422 and "Stepgate-Channel" in bad.text, bad.text
 
     asked: list[ElicitRequestParams] = []
     in_band = ElicitResult(action="accept", content={"action": "approve"})
