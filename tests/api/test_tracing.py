@@ -246,10 +246,9 @@ async def test_a_run_started_untraced_has_its_gate_span_in_the_deciding_requests
 async def test_a_gate_closed_by_its_deadline_is_a_span_of_the_run_linked_to_no_request(
     client: Client, api_settings: Settings, registry: ToolRegistry, as_: Auth, team: str
 ) -> None:
-    """Nobody decides: the gate's deadline closes it with its on_timeout action, and its span,
-    from open to that close, sits in the run's trace under the run's start, says it was closed
-    by the timeout (its one decider the system's), and links to no request. Exactly one, though the worker
-    replays the run after an eviction."""
+    """Nobody decides: the gate's deadline closes it with its on_timeout action, and its one
+    span, from open to that close, sits in the run's trace under the run's start, says the
+    timeout closed it (its one decider the system's) and links to no request."""
     raw = {
         "name": "deadline",
         "steps": [
