@@ -8,7 +8,7 @@ from datetime import timedelta
 from tests.rules.agent_sim import PAGE, READ, RESTART, AgentSim, agent_def
 from tests.rules.sim import facts as sim_facts
 from workflows.rules import agent, lifecycle
-from workflows.rules.gates import next_due
+from workflows.rules.gates import next_alarm, next_due
 from workflows.rules.records import Result
 from workflows.rules.turn import CallTool, Notify, StopCalls
 
@@ -53,6 +53,7 @@ def test_high_risk_call_opens_a_gate_whose_subject_is_exactly_the_call() -> None
     sim.check({1: "high"})
     gate = sim.call(1).gate
     assert gate is not None and gate.gate == "triage.call-1" and gate.call == 1
+    assert (gate.round, gate.step) == (0, "triage")
     assert gate.subject == {
         "tool": "ops.restart",
         "version": "1.0.0",
@@ -256,6 +257,8 @@ def test_timeout_cancels_what_waits_and_fails_the_step() -> None:
     sim.reply(("ops_restart", {"service": "a"}))
     sim.check({1: "high"})
     assert next_due(sim.state) == sim.now + timedelta(seconds=10)
+    due = next_alarm(sim.state)
+    assert due is not None and due.summary == "step triage: the agent's deadline"
     sim.tick(seconds=11)
     assert sim.call(1).state == "cancelled" and sim.call(1).gate is not None
     assert sim.call(1).gate.outcome == "cancel"

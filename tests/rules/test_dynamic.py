@@ -8,7 +8,7 @@ from tests.rules.sim import T0, Sim
 from tests.rules.sim import facts as sim_facts
 from workflows.models import LifecycleInput, Principal
 from workflows.rules import lifecycle, summary, view
-from workflows.rules.gates import gate_spec, next_due
+from workflows.rules.gates import gate_spec, next_alarm, next_due
 from workflows.rules.scheduler import CheckPlan, Invoke, Notify, next_wake
 from workflows.rules.state import PlanRecord, Result
 
@@ -342,6 +342,8 @@ def test_sleeping_repeat_step_is_when_the_run_wakes_next() -> None:
     assert (next_due(sim.state), next_wake(sim.state)) == (None, None)
     sim.succeed("job", {"status": "running"})
     assert (next_due(sim.state), next_wake(sim.state)) == (T0 + timedelta(seconds=30),) * 2
+    due = next_alarm(sim.state)
+    assert due is not None and due.summary == "step job: next iteration"
     sim.tick(seconds=30)
     assert (next_due(sim.state), next_wake(sim.state)) == (None, None)
 

@@ -294,6 +294,16 @@ def test_the_alarm_names_the_gate_its_deadline_and_who_may_decide() -> None:
     assert due.summary == f"gate a: deadline {deadline}; may decide: role:ops"
 
 
+def test_an_alarm_without_a_deadline_says_none_and_lists_every_approver() -> None:
+    """A gate that only reminds: its timer says `deadline none` and names each approver,
+    comma-separated."""
+    sim = Sim(TIMED.replace('["role:ops"]', '["role:ops", "user:bo"]') % "remind_after: 30m")
+    sim.advance()
+    due = next_alarm(sim.state)
+    assert due is not None and due.at == T0 + timedelta(minutes=30)
+    assert due.summary == "gate a: reminder 1 due; deadline none; may decide: role:ops, user:bo"
+
+
 def test_the_alarm_summary_stays_within_what_temporal_takes() -> None:
     """However many approvers a gate names, its timer's summary is cut to ALARM_SUMMARY_CHARS
     (Temporal refuses a summary over 400 bytes, failing the workflow task)."""
