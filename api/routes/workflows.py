@@ -32,7 +32,7 @@ from api.errors import from_rpc
 from api.guards import StrictJsonRoute
 from api.limits import StreamLease
 from api.runs import build_input, details, start_attributes, summary
-from api.schemas.common import ERRORS, Accepted, GateIdPath, WorkflowIdPath
+from api.schemas.common import ERRORS, Accepted, ChannelHeader, GateIdPath, WorkflowIdPath
 from api.schemas.workflows import (
     AuditPublic,
     DecisionCreate,
@@ -262,27 +262,12 @@ async def decide_gate(
     workflow_id: WorkflowIdPath,
     gate: GateIdPath,
     body: DecisionCreate,
-    via: Annotated[
-        Literal["api", "mcp"],
-        Header(
-            alias="Stepgate-Channel",
-            description="`mcp` from an MCP server that decides through this route (`stepgate "
-            "mcp`), so the audit says where the decision came from; a label the client "
-            "declares, never a permission",
-        ),
-    ] = "api",
+    via: ChannelHeader = "api",
 ) -> GateView:
     """Decide an open gate as the caller; the workflow checks who may approve. A run swamped
     with decisions answers 503 run_busy with Retry-After once this one has waited its bound."""
     return await submit(
-        client,
-        state.lanes,
-        workflow_id,
-        gate,
-        body,
-        caller,
-        channel=via,
-        settings=state.settings,
+        client, state.lanes, workflow_id, gate, body, caller, channel=via, settings=state.settings
     )
 
 

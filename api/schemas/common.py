@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Path
+from fastapi import Header, Path
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from workflows.language.definition import PIPELINE_NAME_PATTERN
@@ -66,3 +66,13 @@ MAX_PATH_ID_CHARS = 1_000
 WorkflowIdPath = Annotated[str, Path(min_length=1, max_length=MAX_PATH_ID_CHARS)]
 ScheduleIdPath = Annotated[str, Path(min_length=1, max_length=MAX_PATH_ID_CHARS)]
 GateIdPath = Annotated[str, Path(min_length=1, max_length=MAX_GATE_ID_CHARS)]
+# How a decision sent to the REST route came: `mcp` from `stepgate mcp`, so the audit says so.
+ChannelHeader = Annotated[
+    Literal["api", "mcp"],
+    Header(
+        alias="Stepgate-Channel",
+        description="`mcp` from an MCP server that decides through this route (`stepgate mcp`), "
+        "so the audit says where the decision came from; a label the client declares, never a "
+        "permission",
+    ),
+]
