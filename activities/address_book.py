@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +78,22 @@ class QuietHours(BaseModel):
         local = now.astimezone(ZoneInfo(self.tz)).time()
         start, end = time.fromisoformat(self.start), time.fromisoformat(self.end)
         return start <= local < end if start < end else local >= start or local < end
+
+    def ends_after(self, now: datetime) -> datetime:
+        """The first end of the window after `now` (UTC): today's `end` in `tz`, or tomorrow's
+        once today's has passed. An end the clocks skip (02:30 on the night they go forward)
+        falls an hour later by the new clock; one they pass twice ends at the second."""
+        zone = ZoneInfo(self.tz)
+        today = now.astimezone(zone).date()
+        end = time.fromisoformat(self.end)
+        ends = sorted(
+            datetime.combine(today + timedelta(days=days), end, tzinfo=zone)
+            .replace(fold=fold)
+            .astimezone(UTC)
+            for days in range(3)
+            for fold in (0, 1)
+        )
+        return next(moment for moment in ends if moment > now)
 
 
 class Delegate(BaseModel):
@@ -178,6 +194,13 @@ class AddressBook:
         """Whether `now` falls in the principal's quiet hours."""
         entry = self._entries.get(principal)
         return entry is not None and entry.quiet_hours is not None and entry.quiet_hours.holds(now)
+
+    def quiet_until(self, principal: str, now: datetime) -> datetime | None:
+        """When the principal's quiet hours that hold at `now` end; None when they are not quiet."""
+        entry = self._entries.get(principal)
+        if entry is None or entry.quiet_hours is None or not entry.quiet_hours.holds(now):
+            return None
+        return entry.quiet_hours.ends_after(now)
 
     def recipients(self, approvers: Iterable[str], now: datetime) -> list[str]:
         """Who a gate naming `approvers` (`user:P`, `role:R`) reaches personally: the users it

@@ -59,6 +59,8 @@ class GateNotice(BaseModel):
     decided_by: list[str] = Field(default_factory=list, max_length=MAX_APPROVERS)
     decided_at: datetime | None = None
     posts: list[PostRef] = Field(default_factory=list, max_length=MAX_POSTS)
+    # Set when the run delivers what quiet hours held: only these principals are told.
+    only: list[str] = Field(default_factory=list, max_length=MAX_APPROVERS)
 
 
 class NoticeResult(BaseModel):
@@ -70,5 +72,10 @@ class NoticeResult(BaseModel):
         max_length=MAX_POSTS,
         description="messages posted, updated when the gate is decided",
     )
-    held: list[str] = Field(default_factory=list, description="in their quiet hours")
+    held: list[str] = Field(
+        default_factory=list, max_length=MAX_APPROVERS, description="in their quiet hours"
+    )
+    held_until: datetime | None = Field(
+        None, description="when the first of their quiet hours ends: the run tells them then"
+    )
     sent: int = Field(0, description="messages delivered")

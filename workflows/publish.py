@@ -118,16 +118,28 @@ class Publisher:
             key += f"-{gate.reminders}"
         if n.event == "decided":
             key += f"-{gate.posts_told}"
-        text = view.notification(gate, approval, self._def, info.workflow_id, n.event)
+        if n.event == "held":
+            key += f"-{gate.held_told}"
         wid = info.workflow_id
         told = notices.takes_notice(spec.tool)
-        notice = notices.gate_notice(gate, approval, self._def, wid, n.event) if told else None
+        if n.only and not told:
+            return  # only a gate notice can name whom to tell
+        shown = "opened" if n.event == "held" else n.event
+        text = view.notification(gate, approval, self._def, wid, shown)
+        notice = (
+            notices.gate_notice(gate, approval, self._def, wid, n.event, n.only) if told else None
+        )
         try:
             with_, slots = unit_scope(state, self._def, self._ctx, unit).resolve_slots(spec.with_)
         except RefError as err:
             workflow.logger.warning("gate notification not sent: %s", err)
             return
         output = await self._calls.notify(spec, with_, slots, unit.id, key, text, notice)
+        if told and n.event != "decided":
+            held, until = notices.held_of(output)
+            if held:
+                now = workflow.now()
+                self._event(notices.keep_held, state, n.gate, gate.round, held, until, now)
         posts = notices.posts_of(output) if n.event != "decided" else []
         if posts:
             # Kept on the gate; a gate that closed while this was out is told so now.

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -96,25 +97,44 @@ async def current_book(settings: Settings) -> AddressBook:
         raise fatal(str(err), "AddressBookInvalid") from None
 
 
+@dataclass(frozen=True)
+class Held:
+    """Who quiet hours keep from being told now, and when the first of those hours ends."""
+
+    principals: list[str]
+    until: datetime | None
+
+    def fields(self) -> dict[str, Any]:
+        """As a notify tool's output (NoticeResult) reports them."""
+        return {"held": self.principals, "held_until": self.until}
+
+
 async def audience(
     settings: Settings, gate: GateNotice, channel: Callable[[Entry], str | None], now: datetime
-) -> tuple[list[Personal], list[str]]:
+) -> tuple[list[Personal], Held]:
     """Who the gate reaches on the channel `channel` picks from their entry, and who is held in
     their quiet hours (an urgent gate holds nobody). Principals without that channel are left
-    out: shared channels reach them."""
+    out: shared channels reach them. A notice naming `only` (what quiet hours held, delivered
+    by the run once they end) reaches those principals alone."""
     book = await current_book(settings)
     reach: list[Personal] = []
     held: list[str] = []
+    until: datetime | None = None
+    only = set(gate.only)
     for principal in book.recipients(gate.approvers, now):
+        if only and principal not in only:
+            continue
         entry = book.entry(principal)
         address = channel(entry) if entry is not None else None
         if address is None:
             continue
-        if gate.priority != "urgent" and book.quiet(principal, now):
+        ends = book.quiet_until(principal, now) if gate.priority != "urgent" else None
+        if ends is not None:
             held.append(principal)
+            until = ends if until is None else min(until, ends)
             continue
         reach.append(Personal(principal, address, personal_link(settings, gate, principal, now)))
-    return reach, held
+    return reach, Held(held, until)
 
 
 def headline(gate: GateNotice) -> str:

@@ -102,7 +102,7 @@ async def notify_webhook(inp: NotifyWebhookInput, ctx: ToolContext) -> NotifyWeb
                 failed.append(err)
         if failed and not sent:
             raise failed[0]
-        return NotifyWebhookOutput(status=status, sent=sent, held=held)
+        return NotifyWebhookOutput(status=status, sent=sent, **held.fields())
     url = inp.url or ctx.settings.stepgate_notify_url
     if not url:
         raise fatal(

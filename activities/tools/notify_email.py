@@ -132,11 +132,11 @@ async def notify_email(inp: NotifyEmailInput, ctx: ToolContext) -> NoticeResult:
 
     reach, held = await audience(settings, gate, email, now_utc())
     if not reach:
-        return NoticeResult(held=held)
+        return NoticeResult(**held.fields())
     messages = [_message(ctx, inp, [p.address], p.link, p.principal) for p in reach]
     sent, failed = await _send(ctx, messages, inp.timeout_s)
     if failed:
         log.warning("mail refused for some recipients", refused=len(failed), first=failed[0])
         if not sent:
             raise fatal(f"the SMTP server refused every mail: {failed[0]}", "SmtpError")
-    return NoticeResult(held=held, sent=sent)
+    return NoticeResult(sent=sent, **held.fields())

@@ -142,4 +142,4 @@ async def notify_slack(inp: NotifySlackInput, ctx: ToolContext) -> NoticeResult:
             posts.append(ref)
     if failed and not sent:
         raise failed[0]
-    return NoticeResult(posts=posts, held=held, sent=sent)
+    return NoticeResult(posts=posts, sent=sent, **held.fields())

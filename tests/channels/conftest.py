@@ -68,6 +68,15 @@ def book(hooks: LocalServer) -> dict[str, Any]:
     }
 
 
+def held_until_carol_wakes(output: Any) -> None:
+    """The output's held_until is when carol's quiet hours (book) end: on a minute, within the
+    next two hours."""
+    until = datetime.datetime.fromisoformat(output["held_until"])
+    ahead = until - datetime.datetime.now(UTC)
+    assert until.second == 0 and until.microsecond == 0 and until.utcoffset() == timedelta(0)
+    assert timedelta(hours=1, minutes=58) < ahead <= timedelta(hours=2)
+
+
 def notice(**over: Any) -> GateNotice:
     fields: dict[str, Any] = {
         "event": "opened",

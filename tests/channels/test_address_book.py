@@ -16,6 +16,7 @@ from activities.address_book import (
     MAX_ENTRIES,
     MAX_RECIPIENTS,
     AddressBook,
+    QuietHours,
     address_book,
     load_book,
     parse_book,
@@ -81,6 +82,33 @@ def test_quiet_hours_span_midnight_in_the_principals_zone() -> None:
     assert b.quiet("alice", berlin(23, 30)) and b.quiet("alice", berlin(6, 59))
     assert not b.quiet("alice", berlin(7, 0)) and not b.quiet("alice", berlin(12, 0))
     assert not b.quiet("bob", berlin(23, 30)) and not b.quiet("nobody", berlin(23, 30))
+
+
+def test_quiet_hours_end_at_their_next_end_in_the_principals_zone() -> None:
+    """Quiet at 23:30 Berlin time: until 07:00 there the next morning (06:00 UTC in winter);
+    at 06:59: until a minute later; not quiet (noon, bob, nobody): no end."""
+    b = book()
+    berlin = lambda d, h, m: datetime(2030, 1, d, h, m, tzinfo=UTC) - timedelta(hours=1)  # noqa: E731
+    assert b.quiet_until("alice", berlin(7, 23, 30)) == datetime(2030, 1, 8, 6, 0, tzinfo=UTC)
+    assert b.quiet_until("alice", berlin(8, 6, 59)) == datetime(2030, 1, 8, 6, 0, tzinfo=UTC)
+    assert b.quiet_until("alice", berlin(7, 12, 0)) is None
+    assert b.quiet_until("bob", berlin(7, 23, 30)) is None
+    assert b.quiet_until("nobody", berlin(7, 23, 30)) is None
+
+
+def test_quiet_hours_ending_at_a_clock_change() -> None:
+    """An end of 02:30 Berlin time on the night clocks go forward (02:00 -> 03:00, 31 March
+    2030) is 03:30 summer time (01:30 UTC); on the night they go back (27 October), 02:30 comes
+    twice and the window ends at the second (01:30 UTC), not a day later."""
+    hours = QuietHours(start="01:00", end="02:30", tz="Europe/Berlin")
+    spring = datetime(2030, 3, 31, 0, 30, tzinfo=UTC)  # 01:30 winter time
+    assert hours.holds(spring)
+    assert hours.ends_after(spring) == datetime(2030, 3, 31, 1, 30, tzinfo=UTC)
+    autumn = datetime(2030, 10, 27, 1, 0, tzinfo=UTC)  # 02:00 winter time, the second time round
+    assert hours.holds(autumn)
+    assert hours.ends_after(autumn) == datetime(2030, 10, 27, 1, 30, tzinfo=UTC)
+    first = datetime(2030, 10, 27, 0, 0, tzinfo=UTC)  # 02:00 summer time
+    assert hours.ends_after(first) == datetime(2030, 10, 27, 0, 30, tzinfo=UTC)
 
 
 def test_slack_user_maps_to_one_principal() -> None:

@@ -14,7 +14,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.links import verify
 from activities.runtime import ToolActivities
-from tests.channels.conftest import BOT_TOKEN, LINK_KEY, PUBLIC, FakeSlack, all_text, notice
+from tests.channels.conftest import (
+    BOT_TOKEN,
+    LINK_KEY,
+    PUBLIC,
+    FakeSlack,
+    all_text,
+    held_until_carol_wakes,
+    notice,
+)
 from tests.tools.conftest import make_call
 
 PAGE = f"{PUBLIC}/ui/runs/deploy-42/gates/approve"
@@ -49,6 +57,7 @@ async def test_dm_each_recipient_with_their_own_signed_link(
     calls = slack.calls("chat.postMessage")
     assert [c["channel"] for c in calls] == ["U0ALICE", "U0BOB"]
     assert out["held"] == ["carol"] and out["sent"] == 2
+    held_until_carol_wakes(out)
     assert out["posts"] == [{"channel": "D0ALICE", "ts": "1.0"}, {"channel": "D0BOB", "ts": "2.0"}]
     for call, principal in zip(calls, ["alice", "bob"], strict=True):
         (link,) = links_in(call["blocks"])
@@ -79,7 +88,25 @@ async def test_urgent_gate_overrides_quiet_hours(
         "U0CAROL",
         "U0BOB",
     ]
-    assert out["held"] == []
+    assert out["held"] == [] and out["held_until"] is None
+
+
+async def test_a_notice_naming_only_some_reaches_them_alone(
+    make_acts: Callable[..., ToolActivities], channel_settings: dict[str, Any], slack: FakeSlack
+) -> None:
+    """What quiet hours held, delivered later: a notice with `only: [bob]` DMs bob alone, with
+    his own link; alice is not told again and carol, not named, is not even held."""
+    acts = make_acts(**channel_settings)
+    gate = notice(only=["bob"]).model_dump(mode="json")
+    out = await run(acts, {"text": "Build 42 waits", "gate": gate})
+    (call,) = slack.calls("chat.postMessage")
+    assert call["channel"] == "U0BOB"
+    (link,) = links_in(call["blocks"])
+    claims = verify(
+        link.removeprefix(f"{PUBLIC}/ui/links/"), {"default": LINK_KEY}, datetime.now(UTC)
+    )
+    assert claims.principal == "bob"
+    assert out["held"] == [] and out["held_until"] is None and out["sent"] == 1
 
 
 async def test_shared_channel_gets_the_page_link_never_a_token(

@@ -14,7 +14,7 @@ from activities.config import Settings
 from activities.egress import tool_grants
 from activities.links import verify
 from activities.runtime import ToolActivities
-from tests.channels.conftest import LINK_KEY, PUBLIC, notice
+from tests.channels.conftest import LINK_KEY, PUBLIC, held_until_carol_wakes, notice
 from tests.tools.conftest import make_call
 from tests.tools.server import LocalServer, Reply
 
@@ -46,7 +46,15 @@ async def test_personal_webhooks_get_their_own_links_and_quiet_hours_hold(
     acts = make_acts(**channel_settings)
     args = {"text": "Build 42", "personal": True, "gate": notice().model_dump(mode="json")}
     result = await acts.execute(make_call("notify.webhook", args))
-    assert result.output == {"posts": [], "held": ["carol"], "sent": 1, "status": 200}
+    held_until_carol_wakes(result.output)
+    until = result.output["held_until"]  # type: ignore[index]
+    assert result.output == {
+        "posts": [],
+        "held": ["carol"],
+        "held_until": until,
+        "sent": 1,
+        "status": 200,
+    }
     by_path = {s.path: s.json()["text"] for s in server.seen}
     assert set(by_path) == {"/hook/alice", "/hook/bob"}
     for path, principal in (("/hook/alice", "alice"), ("/hook/bob", "bob")):

@@ -1,5 +1,6 @@
 """Scenarios of gates and their channels for the replay test: a notice's posts updated once the
-gate is decided, a delegated vote, an approval void because it was too old to start."""
+gate is decided, a delegated vote, an approval void because it was too old to start, a
+notice quiet hours held, told later."""
 
 from __future__ import annotations
 
@@ -99,4 +100,24 @@ async def _void(client: Client, handle: Handle) -> None:
     await eventually(queued, what="slow running, work approved and waiting")
     let_go("record-void")
     await open_gate(handle, "work", round_=1)
+    await decide(handle, "work", "approve")
+
+
+@scenario(
+    "quiet_hours_held_then_told",
+    """
+name: quiet
+steps:
+  - id: work
+    tool: test.echo
+    with: {msg: hi}
+    approval:
+      approvers: ["role:ops"]
+      notify: {tool: notify.slack, with: {channel: C9, hold: [carol], hold_s: 2}}
+""",
+)
+async def _quiet(client: Client, handle: Handle) -> None:
+    """The opening holds carol for two seconds; the run tells her alone then, and is approved."""
+    await open_gate(handle, "work")
+    await eventually(lambda: events(handle.id) == ["opened", "opened"], what="the held notice")
     await decide(handle, "work", "approve")

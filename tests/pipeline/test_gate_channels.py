@@ -1,5 +1,6 @@
 """Gates and their channels on a real server: the gate notice a notify tool gets, the decided
-update to its posts, delegated votes, and an approval void because it was too old to start."""
+update to its posts, delegated votes, an approval void because it was too old to start, and what
+quiet hours held, told later."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
@@ -85,6 +87,87 @@ async def test_a_gate_closed_by_its_timeout_updates_its_posts(worker: Worker, st
     await eventually(lambda: events(handle.id) == ["opened", "decided"], what="the update")
     decided = told(handle.id, "decided")["gate"]
     assert (decided["outcome"], decided["decided_by"]) == ("reject", ["system:timeout"])
+
+
+QUIET = """
+name: quiet
+steps:
+  - id: work
+    tool: test.echo
+    with: {msg: hi}
+    approval:
+      approvers: ["role:ops"]
+      notify: {tool: notify.slack, with: {channel: C9, hold: [carol, dave], hold_s: %s}}
+"""
+
+
+async def test_what_quiet_hours_held_is_told_to_those_alone_when_they_end(
+    worker: Worker, start: Start
+) -> None:
+    """The opening notice holds carol and dave for two seconds: the run's clock then tells them
+    alone (the notice says `opened` and `only` names them), once; the decided update names both
+    messages' posts."""
+    handle = await start(QUIET % 2)
+    await open_gate(handle, "work")
+    await eventually(lambda: events(handle.id) == ["opened", "opened"], what="the held notice")
+    first, later = [n["gate"] for n in NOTICES if n["gate"]["workflow_id"] == handle.id]
+    assert first["only"] == [] and later["only"] == ["carol", "dave"]
+    assert later["round"] == first["round"] and later["digest"] == first["digest"]
+    await decide(handle, "work", "approve", actor="alice")
+    await handle.result()
+    await eventually(lambda: events(handle.id)[2:] == ["decided"], what="the update")
+    assert len(told(handle.id, "decided")["gate"]["posts"]) == 2
+
+
+async def test_a_gate_decided_in_their_quiet_hours_tells_the_held_nothing_later(
+    worker: Worker, start: Start
+) -> None:
+    """Held for ten minutes but approved at once: the run ends without waiting for the end of
+    their quiet hours and nobody is told of the gate again."""
+    handle = await start(QUIET % 600)
+    await open_gate(handle, "work")
+    await eventually(lambda: events(handle.id) == ["opened"], what="the opened notice")
+    await decide(handle, "work", "approve", actor="alice")
+    await handle.result()
+    await eventually(lambda: events(handle.id) == ["opened", "decided"], what="the update")
+
+
+ECHOED = """
+name: echoed
+steps:
+  - id: work
+    tool: test.echo
+    with: {msg: hi}
+    approval:
+      approvers: ["role:ops"]
+      notify: {tool: test.echo, with: {held: [carol], held_until: "%s"}}
+"""
+
+
+async def test_a_tool_that_takes_no_gate_notice_holds_nobody(worker: Worker, start: Start) -> None:
+    """A notify tool other than the three gate notice tools answers with `held` and a
+    `held_until` a minute away: the run sets no timer for it (its task after the notification
+    is done) and tells nobody again."""
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    handle = await start(ECHOED % soon)
+    await open_gate(handle, "work")
+
+    async def notified() -> list[str]:
+        kinds = [e.event_type for e in (await handle.fetch_history()).events]
+        done = [i for i, k in enumerate(kinds) if k == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
+        later = kinds[done[-1] :] if done else []
+        return [EventType.Name(k) for k in later]
+
+    history = await eventually(
+        notified,
+        ok=lambda kinds: "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in kinds,
+        what="the task after the notification",
+    )
+    assert "EVENT_TYPE_TIMER_STARTED" not in history
+    await decide(handle, "work", "approve", actor="alice")
+    await handle.result()
+    kinds = [e.event_type for e in (await handle.fetch_history()).events]
+    assert EventType.EVENT_TYPE_TIMER_STARTED not in kinds
 
 
 DELEGATED = """

@@ -64,6 +64,7 @@ def test_the_notice_of_an_open_gate_says_who_what_and_by_when() -> None:
         "decided_by": [],
         "decided_at": None,
         "posts": [],
+        "only": [],
     }
     assert n.deadline == g.deadline and g.deadline is not None
 

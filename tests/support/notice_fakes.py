@@ -4,6 +4,7 @@ post per notice, and a `test.hold` step that runs until the test lets it go."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,15 +25,24 @@ class SlackIn(BaseModel):
     text: str
     channel: str = "C1"
     gate: GateNotice | None = None
+    # Who to report as held in their quiet hours, and for how many seconds from now.
+    hold: list[str] = Field(default_factory=list, max_length=10)
+    hold_s: float = Field(0, ge=0, le=3600)
 
 
 @tool("notify.slack", "1.0.0")
 async def fake_slack(inp: SlackIn, ctx: ToolContext) -> NoticeResult:
-    """Records the notice; posts one message per notice, updates the posts of a decided one."""
+    """Records the notice; posts one message per notice, updates the posts of a decided one.
+    Reports `hold` as held for `hold_s` seconds, unless the notice names whom to tell (`only`):
+    that is the held delivery, told to them."""
     NOTICES.append(inp.model_dump(mode="json"))
     if inp.gate is not None and inp.gate.event == "decided":
         return NoticeResult(sent=len(inp.gate.posts))
-    return NoticeResult(posts=[PostRef(channel=inp.channel, ts=f"{len(NOTICES)}.0")], sent=1)
+    post = PostRef(channel=inp.channel, ts=f"{len(NOTICES)}.0")
+    if inp.hold and inp.gate is not None and not inp.gate.only:
+        until = datetime.now(UTC) + timedelta(seconds=inp.hold_s)
+        return NoticeResult(posts=[post], sent=1, held=inp.hold, held_until=until)
+    return NoticeResult(posts=[post], sent=1)
 
 
 class HoldIn(BaseModel):

@@ -21,7 +21,7 @@ async def test_webhook_posts_slack_message_when_url_given(
     args = {"url": server.url("/hook"), "text": "Deployed", "blocks": blocks}
     call = make_call("notify.webhook", args)
     result = await acts.execute(call)
-    assert result.output == {"status": 200, "sent": 1, "posts": [], "held": []}
+    assert result.output == {"status": 200, "sent": 1, "posts": [], "held": [], "held_until": None}
     seen = server.seen[0]
     assert seen.json() == {"text": "Deployed", "blocks": blocks}
     assert seen.headers["idempotency-key"] == call.idempotency_key

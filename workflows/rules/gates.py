@@ -28,6 +28,8 @@ class Notify:
     step: str
     gate: str
     event: str
+    # For `held`: the principals quiet hours kept from an earlier notification, told alone.
+    only: tuple[str, ...] = ()
 
 
 def gate_spec(d: Definition, gate: GateRecord) -> ApprovalSpec | None:
@@ -133,6 +135,9 @@ def next_alarm(state: RunData) -> Due | None:
             dues.append(Due(g.deadline, gate_clock(g)))
         if g.next_reminder is not None:
             dues.append(Due(g.next_reminder, gate_clock(g, reminder=True)))
+        if g.held_until is not None:
+            text = f"gate {g.gate}: quiet hours end for {', '.join(g.held)}"
+            dues.append(Due(g.held_until, cut(text, ALARM_SUMMARY_CHARS)))
     for u in state.units():
         if u.phase == "sleeping" and u.next_at is not None:
             dues.append(Due(u.next_at, cut(f"step {u.id}: next iteration", ALARM_SUMMARY_CHARS)))
@@ -170,7 +175,20 @@ def on_time(state: RunData, definition: Definition, now: datetime) -> list[Notif
                 )
             )
             sent.append(Notify(step.id, gate.gate, "reminder"))
+        if gate.held_until is not None and gate.held_until <= now:
+            sent += _held_due(step, gate, sent)
     return sent
+
+
+def _held_due(step: StepRecord, gate: GateRecord, sent: list[Notify]) -> list[Notify]:
+    """Quiet hours have ended for someone a notification held: tell those it held, unless the
+    gate closed or a reminder or escalation to everyone goes out in this same pass."""
+    held = tuple(gate.held)
+    gate.held, gate.held_until = [], None
+    if not gate.open or any(n.gate == gate.gate for n in sent):
+        return []
+    gate.held_told += 1
+    return [Notify(step.id, gate.gate, "held", held)]
 
 
 def timed_out(state: Trail, gate: GateRecord, spec: ApprovalSpec, now: datetime) -> list[Notify]:

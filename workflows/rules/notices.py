@@ -4,6 +4,7 @@ posts gets once it closes, however it closed. Pure functions of the state."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,7 +34,11 @@ EVENTS: dict[str, NoticeEvent] = {
     "reminder": "reminder",
     "escalated": "escalation",
     "decided": "decided",
+    # What quiet hours held, delivered once they end: the gate still waits for a decision.
+    "held": "opened",
 }
+# How far ahead a held notification may be delivered: a daily quiet window ends within a day.
+MAX_HOLD = timedelta(days=2)
 
 
 def takes_notice(tool: str) -> bool:
@@ -42,11 +47,16 @@ def takes_notice(tool: str) -> bool:
 
 
 def gate_notice(
-    gate: GateRecord, spec: ApprovalSpec, d: Definition, workflow_id: str, event: str
+    gate: GateRecord,
+    spec: ApprovalSpec,
+    d: Definition,
+    workflow_id: str,
+    event: str,
+    only: tuple[str, ...] = (),
 ) -> GateNotice:
     """The gate as its notify tool is told of it: who may decide what, by when, how urgent,
-    what to review; once decided, how, by whom and the posts to update. Every field within
-    GateNotice's bounds, whatever the gate holds."""
+    what to review; once decided, how, by whom and the posts to update; `only` whom to tell
+    (what quiet hours held). Every field within GateNotice's bounds, whatever the gate holds."""
     decided = event == "decided"
     return GateNotice(
         event=EVENTS[event],
@@ -68,6 +78,7 @@ def gate_notice(
         decided_by=names(_deciders(gate)) if decided else [],
         decided_at=gate.decided_at if decided else None,
         posts=list(gate.posts) if decided else [],
+        only=names(only),
     )
 
 
@@ -84,6 +95,38 @@ def posts_of(output: Any) -> list[PostRef]:
         return NoticeResult.model_validate(output).posts
     except ValidationError:
         return []
+
+
+def held_of(output: Any) -> tuple[list[str], datetime | None]:
+    """Who a notify tool's output (a `NoticeResult`) says quiet hours held, and until when;
+    nobody for any other output."""
+    try:
+        result = NoticeResult.model_validate(output)
+    except ValidationError:
+        return [], None
+    return result.held, result.held_until
+
+
+def keep_held(
+    state: RunData,
+    gate_id: str,
+    round_: int,
+    held: list[str],
+    until: datetime | None,
+    now: datetime,
+) -> None:
+    """Keep who a notification of round `round_` of a gate held, to tell them at `until` (the
+    earliest end of their quiet hours, kept when several notifications held someone). Nothing
+    for a gate that closed or moved to another round meanwhile, or an `until` not within
+    MAX_HOLD after `now`."""
+    found = state.gate(gate_id)
+    if found is None or not found[1].open or found[1].round != round_ or not held:
+        return
+    if until is None or not now < until <= now + MAX_HOLD:
+        return
+    gate = found[1]
+    gate.held = names(list(dict.fromkeys([*gate.held, *held])))
+    gate.held_until = until if gate.held_until is None else min(gate.held_until, until)
 
 
 def keep_posts(

@@ -55,6 +55,12 @@ class GateRecord:
     posts: list[PostRef] = field(default_factory=list)
     # Of them, how many were told the gate was decided.
     posts_told: int = 0
+    # Who a notification could not tell in their quiet hours (the first bounds.APPROVERS), told
+    # at `held_until`, when the first of those hours ends, if the gate is still open then.
+    held: list[str] = field(default_factory=list)
+    held_until: datetime | None = None
+    # How many such deliveries were sent (each its own idempotency key).
+    held_told: int = 0
 
     @property
     def open(self) -> bool:
