@@ -93,7 +93,7 @@ def test_an_end_not_after_now_or_past_max_hold_is_dropped() -> None:
 
 def test_the_held_are_told_alone_once_their_quiet_hours_end() -> None:
     """A second before the end nothing is sent; at it, one `held` notice naming carol, then
-    nothing more; the gate forgets the hold and counts the delivery (its own key)."""
+    nothing more; the gate forgets the hold and counts each delivery (its own key)."""
     sim = opened()
     notices.keep_held(sim.state, "a", 0, ["carol"], SOON, T0)
     assert held(sim.tick(minutes=30, seconds=-1)) == []
@@ -103,6 +103,9 @@ def test_the_held_are_told_alone_once_their_quiet_hours_end() -> None:
     assert held(sim.tick(hours=1)) == []
     due = next_alarm(sim.state)
     assert due is not None and due.at == gate.deadline
+    notices.keep_held(sim.state, "a", 0, ["dave"], sim.now + timedelta(minutes=5), sim.now)
+    assert held(sim.tick(minutes=5)) == [Notify("a", "a", "held", ("dave",))]
+    assert gate.held_told == 2
 
 
 def test_a_reminder_in_the_same_pass_tells_everyone_instead() -> None:
