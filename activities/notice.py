@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # The pipeline language's bounds (workflows/language/limits.py; activities import no workflow code).
 MAX_APPROVERS = 100
@@ -75,7 +75,7 @@ class NoticeResult(BaseModel):
     held: list[str] = Field(
         default_factory=list, max_length=MAX_APPROVERS, description="in their quiet hours"
     )
-    held_until: datetime | None = Field(
+    held_until: AwareDatetime | None = Field(
         None, description="when the first of their quiet hours ends: the run tells them then"
     )
     sent: int = Field(0, description="messages delivered")

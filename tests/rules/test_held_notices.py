@@ -36,11 +36,12 @@ def held(effects: list[object]) -> list[object]:
 
 def test_who_was_held_and_until_when_is_read_from_a_notice_result_only() -> None:
     """A NoticeResult's held principals and the end of their quiet hours; nobody from any other
-    output (none, a list, a malformed time)."""
+    output (none, a list, a malformed time, a time without a zone)."""
     out = {"posts": [], "held": ["carol"], "held_until": SOON.isoformat(), "sent": 1}
     assert notices.held_of(out) == (["carol"], SOON)
     assert notices.held_of({"held": ["carol"]}) == (["carol"], None)
-    for other in (None, [1], {"held": "carol"}, {"held": [], "held_until": "soon"}):
+    naive = {"held": ["carol"], "held_until": "2030-01-07T12:00:00"}  # no zone: no moment
+    for other in (None, [1], {"held": "carol"}, {"held": [], "held_until": "soon"}, naive):
         assert notices.held_of(other) == ([], None)
 
 
