@@ -17,6 +17,9 @@ from tests.pipeline.conftest import Start
 from tests.tools.server import LocalServer, json_reply
 
 RUNS = 100
+# The calls' heartbeat timeout is raised from the default 30 s: a hundred runs at once on a busy
+# two-core machine once stalled the worker past it, and a heartbeat timeout is not what this
+# test is about (which result arrives first is).
 
 DEPLOY = """
 name: deploy_application
@@ -26,6 +29,7 @@ steps:
     tool: http.request
     with: {url: "${input.registry}/agents"}
     retry: {max_attempts: 1}
+    heartbeat_timeout: 5m
   - id: select_agent
     needs: [list_agents]
     tool: data.echo
@@ -34,6 +38,7 @@ steps:
     tool: http.request
     with: {url: "${input.repo}/refs/main"}
     retry: {max_attempts: 1}
+    heartbeat_timeout: 5m
   - id: create_job
     needs: [select_agent, validate_repo]
     tool: data.echo
