@@ -105,8 +105,8 @@ async def test_what_quiet_hours_held_is_told_to_those_alone_when_they_end(
     worker: Worker, start: Start
 ) -> None:
     """The opening notice holds carol and dave for two seconds: the run's clock then tells them
-    alone (the notice says `opened` and `only` names them), once; the decided update names both
-    messages' posts."""
+    alone (the notice says `opened` and `only` names them), once; the last decided update names
+    both messages' posts."""
     handle = await start(QUIET % 2)
     await open_gate(handle, "work")
     await eventually(lambda: events(handle.id) == ["opened", "opened"], what="the held notice")
@@ -115,8 +115,11 @@ async def test_what_quiet_hours_held_is_told_to_those_alone_when_they_end(
     assert later["round"] == first["round"] and later["digest"] == first["digest"]
     await decide(handle, "work", "approve", actor="alice")
     await handle.result()
-    await eventually(lambda: events(handle.id)[2:] == ["decided"], what="the update")
-    assert len(told(handle.id, "decided")["gate"]["posts"]) == 2
+    # The approval may land before the held notice's post is back: the gate is then told it was
+    # decided once with the first post and again when the second arrives (keep_posts).
+    decided = [n["gate"] for n in NOTICES if n["gate"]["workflow_id"] == handle.id][2:]
+    assert [n["event"] for n in decided] in (["decided"], ["decided", "decided"])
+    assert len(decided[-1]["posts"]) == 2
 
 
 async def test_a_gate_decided_in_their_quiet_hours_tells_the_held_nothing_later(
