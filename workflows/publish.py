@@ -122,8 +122,6 @@ class Publisher:
             key += f"-{gate.held_told}"
         wid = info.workflow_id
         told = notices.takes_notice(spec.tool)
-        if n.only and not told:
-            return  # only a gate notice can name whom to tell
         shown = "opened" if n.event == "held" else n.event
         text = view.notification(gate, approval, self._def, wid, shown)
         notice = (
